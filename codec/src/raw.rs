@@ -1,0 +1,318 @@
+use std::borrow::Cow;
+
+use crate::{json, msgpack, Serializer, Value};
+
+/// What a [`RawValue`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    /// Any integer (signed or unsigned).
+    Int,
+    Float,
+    /// A string (in JSON also a `"\u0000"`-prefixed binary string: check [`RawValue::as_bytes`]).
+    Str,
+    Bin,
+    List,
+    Dict,
+}
+
+/// One encoded value inside a decoded frame: the serializer plus the exact bytes of the value. It was validated
+/// when its message was decoded, so every accessor is infallible in the sense that it never sees malformed input;
+/// accessors return `None` only when the value has another kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawValue<'a> {
+    ser: Serializer,
+    bytes: &'a [u8],
+}
+
+impl<'a> RawValue<'a> {
+    /// Wraps bytes that the serializer's validator accepted (crate-internal: outside code gets `RawValue`s only
+    /// from decoded messages).
+    pub(crate) fn new(ser: Serializer, bytes: &'a [u8]) -> RawValue<'a> {
+        RawValue { ser, bytes }
+    }
+
+    /// Validates `bytes` as exactly one value of serializer `ser` and wraps it.
+    pub fn parse(ser: Serializer, bytes: &'a [u8]) -> Result<RawValue<'a>, crate::DecodeError> {
+        match ser {
+            Serializer::Json => json::validate(bytes)?,
+            Serializer::MsgPack => msgpack::validate(bytes)?,
+        }
+        Ok(RawValue { ser, bytes })
+    }
+
+    pub fn serializer(&self) -> Serializer {
+        self.ser
+    }
+
+    /// The encoded bytes of this value.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.ser {
+            Serializer::Json => json::kind(self.bytes),
+            Serializer::MsgPack => msgpack::kind(self.bytes),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.kind() == Kind::Null
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.ser {
+            Serializer::Json => json::as_bool(self.bytes),
+            Serializer::MsgPack => msgpack::as_bool(self.bytes),
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self.ser {
+            Serializer::Json => json::as_u64(self.bytes),
+            Serializer::MsgPack => msgpack::as_u64(self.bytes),
+        }
+    }
+
+    /// An integer that fits in `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.ser {
+            Serializer::Json => json::as_i64(self.bytes),
+            Serializer::MsgPack => msgpack::as_i64(self.bytes),
+        }
+    }
+
+    /// Any number, as a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.ser {
+            Serializer::Json => json::as_f64(self.bytes),
+            Serializer::MsgPack => msgpack::as_f64(self.bytes),
+        }
+    }
+
+    /// A string; borrowed unless JSON escapes had to be resolved.
+    pub fn as_str(&self) -> Option<Cow<'a, str>> {
+        match self.ser {
+            Serializer::Json => json::as_str(self.bytes),
+            Serializer::MsgPack => msgpack::as_str(self.bytes),
+        }
+    }
+
+    /// Binary: MessagePack `bin`, or a JSON string `"\u0000" + base64` decoded.
+    pub fn as_bytes(&self) -> Option<Cow<'a, [u8]>> {
+        match self.ser {
+            Serializer::Json => json::as_bytes(self.bytes),
+            Serializer::MsgPack => msgpack::as_bytes(self.bytes),
+        }
+    }
+
+    /// The elements of a list.
+    pub fn list(&self) -> Option<ListIter<'a>> {
+        let (rest, remaining) = match self.ser {
+            Serializer::Json => json::list_start(self.bytes)?,
+            Serializer::MsgPack => msgpack::list_start(self.bytes)?,
+        };
+        Some(ListIter { ser: self.ser, rest, remaining })
+    }
+
+    /// The entries of a dictionary, in encoded order. Keys are strings (validated at decode).
+    pub fn dict(&self) -> Option<DictIter<'a>> {
+        let (rest, remaining) = match self.ser {
+            Serializer::Json => json::dict_start(self.bytes)?,
+            Serializer::MsgPack => msgpack::dict_start(self.bytes)?,
+        };
+        Some(DictIter { ser: self.ser, rest, remaining })
+    }
+
+    /// The first entry `key` of a dictionary (`None` for a missing key or a non-dictionary).
+    pub fn get(&self, key: &str) -> Option<RawValue<'a>> {
+        self.dict()?.find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// An owned copy.
+    pub fn to_value(&self) -> Value {
+        let mut builder = ValueBuilder::default();
+        walk(*self, &mut builder);
+        builder.finish()
+    }
+}
+
+/// Iterator over a list's elements. See [`RawValue::list`].
+#[derive(Clone, Debug)]
+pub struct ListIter<'a> {
+    ser: Serializer,
+    rest: &'a [u8],
+    remaining: usize,
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = RawValue<'a>;
+
+    fn next(&mut self) -> Option<RawValue<'a>> {
+        let bytes = match self.ser {
+            Serializer::Json => json::list_next(&mut self.rest, &mut self.remaining)?,
+            Serializer::MsgPack => msgpack::list_next(&mut self.rest, &mut self.remaining)?,
+        };
+        Some(RawValue { ser: self.ser, bytes })
+    }
+}
+
+/// Iterator over a dictionary's entries. See [`RawValue::dict`].
+#[derive(Clone, Debug)]
+pub struct DictIter<'a> {
+    ser: Serializer,
+    rest: &'a [u8],
+    remaining: usize,
+}
+
+impl<'a> Iterator for DictIter<'a> {
+    type Item = (Cow<'a, str>, RawValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, bytes) = match self.ser {
+            Serializer::Json => json::dict_next(&mut self.rest, &mut self.remaining)?,
+            Serializer::MsgPack => msgpack::dict_next(&mut self.rest, &mut self.remaining)?,
+        };
+        Some((key, RawValue { ser: self.ser, bytes }))
+    }
+}
+
+/// The output side shared by every serializer: a length-prefixed, streaming writer. `array(n)` / `map(n)` open a
+/// container that closes itself after exactly `n` values (`n` key/value pairs); JSON writers insert separators and
+/// closing brackets themselves.
+pub(crate) trait Writer {
+    fn serializer(&self) -> Serializer;
+    fn array(&mut self, len: usize);
+    fn map(&mut self, len: usize);
+    /// A map key; must be followed by its value.
+    fn key(&mut self, key: &str);
+    fn null(&mut self);
+    fn bool(&mut self, v: bool);
+    fn u64(&mut self, v: u64);
+    fn i64(&mut self, v: i64);
+    fn f64(&mut self, v: f64);
+    fn str(&mut self, v: &str);
+    fn bin(&mut self, v: &[u8]);
+    /// An already-encoded value in this writer's serializer, copied verbatim.
+    fn encoded(&mut self, bytes: &[u8]);
+
+    /// Any raw value: copied when serializers match, transcoded otherwise.
+    fn raw(&mut self, v: RawValue<'_>)
+    where
+        Self: Sized,
+    {
+        if v.ser == self.serializer() {
+            self.encoded(v.bytes);
+        } else {
+            walk(v, self);
+        }
+    }
+}
+
+/// Replays a raw value into a writer of any serializer (the transcoder).
+pub(crate) fn walk<W: Writer>(v: RawValue<'_>, w: &mut W) {
+    match v.ser {
+        Serializer::Json => json::walk(v.bytes, w),
+        Serializer::MsgPack => msgpack::walk(v.bytes, w),
+    }
+}
+
+pub(crate) fn transcode(v: RawValue<'_>, to: Serializer, out: &mut Vec<u8>) {
+    match to {
+        Serializer::Json => json::Writer::new(out).raw(v),
+        Serializer::MsgPack => msgpack::Writer::new(out).raw(v),
+    }
+}
+
+/// A [`Writer`] that builds a [`Value`] tree (used by [`RawValue::to_value`]).
+#[derive(Default)]
+struct ValueBuilder {
+    /// Open containers: the container, its expected length, and a pending key for dictionaries.
+    stack: Vec<(Value, usize, Option<String>)>,
+    done: Option<Value>,
+}
+
+impl ValueBuilder {
+    fn finish(self) -> Value {
+        self.done.unwrap_or(Value::Null)
+    }
+
+    fn push(&mut self, value: Value) {
+        let mut value = value;
+        loop {
+            let Some((container, len, key)) = self.stack.last_mut() else {
+                self.done = Some(value);
+                return;
+            };
+            match container {
+                Value::List(items) => items.push(value),
+                Value::Dict(entries) => entries.push((key.take().unwrap_or_default(), value)),
+                _ => unreachable!("only containers are stacked"),
+            }
+            let full = match container {
+                Value::List(items) => items.len() == *len,
+                Value::Dict(entries) => entries.len() == *len,
+                _ => false,
+            };
+            if !full {
+                return;
+            }
+            // The container is complete: pop it and push it into its parent.
+            let Some((complete, _, _)) = self.stack.pop() else { return };
+            value = complete;
+        }
+    }
+
+    fn open(&mut self, container: Value, len: usize) {
+        if len == 0 {
+            self.push(container);
+        } else {
+            self.stack.push((container, len, None));
+        }
+    }
+}
+
+impl Writer for ValueBuilder {
+    fn serializer(&self) -> Serializer {
+        // Never equal to a source serializer's own writer path: `raw` is not used on the builder.
+        Serializer::MsgPack
+    }
+    fn array(&mut self, len: usize) {
+        self.open(Value::List(Vec::with_capacity(len.min(64))), len);
+    }
+    fn map(&mut self, len: usize) {
+        self.open(Value::Dict(Vec::with_capacity(len.min(64))), len);
+    }
+    fn key(&mut self, key: &str) {
+        if let Some((_, _, pending)) = self.stack.last_mut() {
+            *pending = Some(key.to_owned());
+        }
+    }
+    fn null(&mut self) {
+        self.push(Value::Null)
+    }
+    fn bool(&mut self, v: bool) {
+        self.push(Value::Bool(v))
+    }
+    fn u64(&mut self, v: u64) {
+        self.push(Value::UInt(v))
+    }
+    fn i64(&mut self, v: i64) {
+        self.push(Value::from(v))
+    }
+    fn f64(&mut self, v: f64) {
+        self.push(Value::Float(v))
+    }
+    fn str(&mut self, v: &str) {
+        self.push(Value::Str(v.to_owned()))
+    }
+    fn bin(&mut self, v: &[u8]) {
+        self.push(Value::Bytes(v.to_vec()))
+    }
+    fn encoded(&mut self, bytes: &[u8]) {
+        walk(RawValue::new(Serializer::MsgPack, bytes), self)
+    }
+}
