@@ -1,1 +1,26 @@
-//! placeholder
+//! # kreisel-engine
+//!
+//! The sans-IO core of the kreisel WAMP router: realms, sessions, the broker and the dealer. It never touches a
+//! socket, a clock or a random source: the caller passes decoded [`Message`]s and the current time in, and the
+//! engine pushes the messages it wants sent into a caller-provided [`Sink`].
+//!
+//! Call order for one transport connection: [`Router::handle_open`] once; then [`Router::handle_message`] for
+//! every decoded message (or [`Router::handle_protocol_violation`] for a frame that did not decode);
+//! [`Router::handle_close`] exactly once when the transport is gone, whether the engine asked for the close
+//! ([`Sink::close`]) or the peer vanished. [`Router::handle_shutdown`] says GOODBYE to everyone.
+//!
+//! [`Message`]: kreisel_codec::Message
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+
+mod broker;
+mod config;
+mod dealer;
+pub mod ids;
+mod router;
+mod session;
+pub mod uri;
+
+pub use config::{RealmConfig, RouterConfig};
+pub use router::{errors, ConnId, Peer, Recipients, Router, Sink, Stats};
+pub use session::SessionHandle;

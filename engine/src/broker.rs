@@ -1,0 +1,93 @@
+//! The broker of one realm: subscriptions and the URI trie that matches publications to them.
+
+use std::collections::HashMap;
+
+use kreisel_codec::Id;
+use slab::Slab;
+
+use crate::router::Peer;
+use crate::session::SessionHandle;
+use crate::uri::{MatchPolicy, UriTrie};
+
+/// One subscription: every session subscribed to the same topic with the same match policy shares it (and its
+/// ID), so an EVENT is identical for all its subscribers and is encoded once per serializer.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub id: Id,
+    pub topic: Box<str>,
+    pub policy: MatchPolicy,
+    pub subscribers: Vec<Peer>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Broker {
+    pub subscriptions: Slab<Subscription>,
+    pub trie: UriTrie<usize>,
+    pub by_id: HashMap<Id, usize>,
+}
+
+/// What [`Broker::subscribe`] did.
+pub(crate) struct Subscribed {
+    pub index: usize,
+    pub id: Id,
+    /// The session was not subscribed before (false: a repeated SUBSCRIBE, answered with the same ID).
+    pub added: bool,
+}
+
+impl Broker {
+    /// Subscribes `peer` to (topic, policy), creating the subscription with `new_id()` if it does not exist.
+    pub fn subscribe(
+        &mut self,
+        topic: &str,
+        policy: MatchPolicy,
+        peer: Peer,
+        new_id: impl FnOnce() -> Id,
+    ) -> Subscribed {
+        let index = match self.trie.get(topic, policy) {
+            Some(index) => index,
+            None => {
+                let id = new_id();
+                let index = self.subscriptions.insert(Subscription {
+                    id,
+                    topic: topic.into(),
+                    policy,
+                    subscribers: Vec::with_capacity(1),
+                });
+                self.trie.insert(topic, policy, index);
+                self.by_id.insert(id, index);
+                index
+            }
+        };
+        let subscription = &mut self.subscriptions[index];
+        let added = !subscription
+            .subscribers
+            .iter()
+            .any(|p| p.session == peer.session);
+        if added {
+            subscription.subscribers.push(peer);
+        }
+        Subscribed {
+            index,
+            id: subscription.id,
+            added,
+        }
+    }
+
+    /// Removes `session` from subscription `index`. Returns the subscription's ID if the subscription became
+    /// empty and was deleted.
+    pub fn unsubscribe(&mut self, index: usize, session: SessionHandle) -> Option<Id> {
+        let subscription = self.subscriptions.get_mut(index)?;
+        let position = subscription
+            .subscribers
+            .iter()
+            .position(|p| p.session == session)?;
+        subscription.subscribers.swap_remove(position);
+        if !subscription.subscribers.is_empty() {
+            return None;
+        }
+        let subscription = self.subscriptions.remove(index);
+        self.trie.remove(&subscription.topic, subscription.policy);
+        self.by_id.remove(&subscription.id);
+        Some(subscription.id)
+    }
+}

@@ -1,0 +1,68 @@
+//! Sessions: one slot per transport connection, holding the WAMP session joined over it, if any.
+
+use kreisel_codec::Id;
+use smallvec::SmallVec;
+
+use crate::router::Peer;
+
+/// A handle to a session slot: the slab index plus a generation, so that a stale handle (kept in a timer or a
+/// cross-shard message) never reaches a slot that was freed and reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+/// The phase of a transport connection's WAMP conversation.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Waiting for HELLO (also after a GOODBYE exchange: the transport may join again).
+    Handshake,
+    /// Joined a realm.
+    Established(Joined),
+    /// The router said GOODBYE (shutdown, kill) and waits for the peer's GOODBYE.
+    Closing,
+    /// The router decided to close the transport (after ABORT); nothing more is processed.
+    Closed,
+}
+
+/// State of a session joined to a realm.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub id: Id,
+    pub realm: usize,
+    pub authid: Box<str>,
+    pub authrole: Box<str>,
+    /// Subscriptions this session holds (indexes into its realm's broker).
+    pub subscriptions: SmallVec<[usize; 4]>,
+    /// Registrations this session holds (indexes into its realm's dealer).
+    pub registrations: SmallVec<[usize; 2]>,
+    /// Heads of the intrusive lists of pending calls this session is caller / callee of.
+    pub calls_as_caller: Option<usize>,
+    pub calls_as_callee: Option<usize>,
+    /// Next INVOCATION request ID (session scope, router-chosen).
+    pub next_invocation: Id,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub generation: u32,
+    pub peer: Peer,
+    pub phase: Phase,
+}
+
+impl Session {
+    pub fn joined(&self) -> Option<&Joined> {
+        match &self.phase {
+            Phase::Established(joined) => Some(joined),
+            _ => None,
+        }
+    }
+
+    pub fn joined_mut(&mut self) -> Option<&mut Joined> {
+        match &mut self.phase {
+            Phase::Established(joined) => Some(joined),
+            _ => None,
+        }
+    }
+}

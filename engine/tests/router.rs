@@ -1,0 +1,584 @@
+//! Deterministic tests of the router through its public API, without sockets: messages go in as JSON text
+//! (decoded by the codec), and what the engine sends is recorded as JSON values.
+
+use kreisel_codec::{Message, Serializer};
+use kreisel_engine::{
+    ConnId, Peer, RealmConfig, Recipients, Router, RouterConfig, SessionHandle, Sink,
+};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Recorder {
+    /// (connection, message as JSON) in send order.
+    sent: Vec<(u64, Value)>,
+    closed: Vec<u64>,
+    /// Number of `send_many` calls (one per subscription reached by a publication).
+    multicasts: usize,
+}
+
+impl Recorder {
+    fn record(&mut self, to: Peer, msg: &Message<'_>) {
+        let mut bytes = Vec::new();
+        Serializer::Json.encode(msg, &mut bytes);
+        let value: Value = serde_json::from_slice(&bytes).expect("the codec writes valid JSON");
+        self.sent.push((to.conn.0, value));
+    }
+}
+
+impl Sink for Recorder {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        self.record(to, msg);
+    }
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        self.multicasts += 1;
+        for peer in to.iter() {
+            self.record(*peer, msg);
+        }
+    }
+    fn close(&mut self, to: Peer) {
+        self.closed.push(to.conn.0);
+    }
+}
+
+struct Harness {
+    router: Router,
+    out: Recorder,
+    handles: Vec<SessionHandle>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut config = RouterConfig::default();
+        config.realms.push(RealmConfig {
+            name: "strict".into(),
+            uri_check: kreisel_engine::uri::UriCheck::Strict,
+        });
+        Harness {
+            router: Router::new(config),
+            out: Recorder::default(),
+            handles: Vec::new(),
+        }
+    }
+
+    /// Opens a connection; returns its index (also its ConnId).
+    fn open(&mut self) -> usize {
+        let conn = self.handles.len();
+        let handle = self
+            .router
+            .handle_open(ConnId(conn as u64), Serializer::Json);
+        self.handles.push(handle);
+        conn
+    }
+
+    fn send(&mut self, conn: usize, json_text: &str) {
+        let msg = Serializer::Json
+            .decode(json_text.as_bytes())
+            .expect("test message decodes");
+        self.router
+            .handle_message(self.handles[conn], &msg, 0, &mut self.out);
+    }
+
+    /// Opens a connection and joins realm1; returns (conn, session ID).
+    fn join(&mut self) -> (usize, u64) {
+        let conn = self.open();
+        self.send(conn, r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#);
+        let welcome = self.take_one(conn);
+        assert_eq!(welcome[0], 2, "{welcome}");
+        (conn, welcome[1].as_u64().unwrap())
+    }
+
+    /// Everything sent to `conn` since the last take.
+    fn take(&mut self, conn: usize) -> Vec<Value> {
+        let (mine, rest): (Vec<_>, Vec<_>) = self
+            .out
+            .sent
+            .drain(..)
+            .partition(|(c, _)| *c == conn as u64);
+        self.out.sent = rest;
+        mine.into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn take_one(&mut self, conn: usize) -> Value {
+        let mut messages = self.take(conn);
+        assert_eq!(
+            messages.len(),
+            1,
+            "expected one message to {conn}, got {messages:?}"
+        );
+        messages.remove(0)
+    }
+
+    fn close(&mut self, conn: usize) {
+        self.router.handle_close(self.handles[conn], &mut self.out);
+    }
+}
+
+#[test]
+fn hello_welcome_announces_roles() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.send(conn, r#"[1, "realm1", {"roles": {"subscriber": {}}}]"#);
+    let welcome = h.take_one(conn);
+    assert_eq!(welcome[0], 2);
+    let id = welcome[1].as_u64().unwrap();
+    assert!((1..=1u64 << 53).contains(&id));
+    let details = &welcome[2];
+    assert_eq!(details["authmethod"], "anonymous");
+    assert_eq!(details["authrole"], "anonymous");
+    assert_eq!(details["realm"], "realm1");
+    assert_eq!(
+        details["roles"]["broker"]["features"]["publisher_exclusion"],
+        true
+    );
+    assert!(details["roles"]["dealer"]["features"].is_object());
+}
+
+#[test]
+fn unknown_realm_is_aborted() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.send(conn, r#"[1, "nope", {"roles": {"caller": {}}}]"#);
+    let abort = h.take_one(conn);
+    assert_eq!(
+        abort,
+        json!([3, {"message": "no realm 'nope' on this router"}, "wamp.error.no_such_realm"])
+    );
+    assert_eq!(h.out.closed, vec![conn as u64]);
+}
+
+#[test]
+fn messages_before_hello_and_router_messages_are_protocol_violations() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.send(conn, r#"[32, 1, {}, "com.topic"]"#);
+    let abort = h.take_one(conn);
+    assert_eq!(abort[0], 3);
+    assert_eq!(abort[2], "wamp.error.protocol_violation");
+    assert_eq!(h.out.closed, vec![conn as u64]);
+
+    let (c2, _) = h.join();
+    h.send(c2, r#"[36, 1, 2, {}]"#);
+    let abort = h.take_one(c2);
+    assert_eq!(abort[2], "wamp.error.protocol_violation");
+    // A second HELLO on an established session is a violation too.
+    let (c3, _) = h.join();
+    h.send(c3, r#"[1, "realm1", {"roles": {"caller": {}}}]"#);
+    assert_eq!(h.take_one(c3)[2], "wamp.error.protocol_violation");
+    assert_eq!(h.out.closed, vec![conn as u64, c2 as u64, c3 as u64]);
+}
+
+#[test]
+fn hello_without_roles_or_with_unavailable_authmethods_is_refused() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.send(conn, r#"[1, "realm1", {}]"#);
+    assert_eq!(h.take_one(conn)[2], "wamp.error.protocol_violation");
+    let conn = h.open();
+    h.send(
+        conn,
+        r#"[1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"]}]"#,
+    );
+    assert_eq!(h.take_one(conn)[2], "wamp.error.no_auth_method");
+    let conn = h.open();
+    h.send(
+        conn,
+        r#"[1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket", "anonymous"]}]"#,
+    );
+    assert_eq!(h.take_one(conn)[0], 2);
+}
+
+#[test]
+fn goodbye_handshake_and_rejoin_on_same_transport() {
+    let mut h = Harness::new();
+    let (conn, first) = h.join();
+    h.send(conn, r#"[6, {}, "wamp.close.close_realm"]"#);
+    assert_eq!(
+        h.take_one(conn),
+        json!([6, {}, "wamp.close.goodbye_and_out"])
+    );
+    assert!(h.out.closed.is_empty());
+    h.send(conn, r#"[1, "realm1", {"roles": {"caller": {}}}]"#);
+    let welcome = h.take_one(conn);
+    assert_eq!(welcome[0], 2);
+    assert_ne!(welcome[1].as_u64().unwrap(), first);
+}
+
+#[test]
+fn pubsub_shared_subscription_ids_and_publisher_exclusion() {
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    let (b, _) = h.join();
+    let (p, _) = h.join();
+    h.send(a, r#"[32, 1, {}, "com.example.topic"]"#);
+    h.send(b, r#"[32, 7, {}, "com.example.topic"]"#);
+    h.send(p, r#"[32, 9, {}, "com.example.topic"]"#);
+    let sa = h.take_one(a);
+    let sb = h.take_one(b);
+    let sp = h.take_one(p);
+    assert_eq!((sa[0].clone(), sa[1].clone()), (json!(33), json!(1)));
+    assert_eq!(sb[1], 7);
+    assert_eq!(
+        sa[2], sb[2],
+        "same topic, same policy: same subscription ID"
+    );
+    assert_eq!(sa[2], sp[2]);
+    // Subscribing twice returns the same ID and does not duplicate delivery.
+    h.send(a, r#"[32, 2, {}, "com.example.topic"]"#);
+    assert_eq!(h.take_one(a)[2], sa[2]);
+
+    h.send(p, r#"[16, 3, {"acknowledge": true}, "com.example.topic", [1, "two", {"3": [4]}], {"k": "ü€😀"}]"#);
+    let published = h.take_one(p);
+    assert_eq!(published[0], 17);
+    assert_eq!(published[1], 3);
+    let publication = published[2].clone();
+    for conn in [a, b] {
+        let event = h.take_one(conn);
+        assert_eq!(
+            event,
+            json!([36, sa[2], publication, {}, [1, "two", {"3": [4]}], {"k": "ü€😀"}])
+        );
+    }
+    assert_eq!(h.out.multicasts, 1, "one send_many per subscription");
+
+    // exclude_me: false delivers to the publisher too; no acknowledge means no PUBLISHED.
+    h.send(
+        p,
+        r#"[16, 4, {"exclude_me": false}, "com.example.topic", []]"#,
+    );
+    assert_eq!(h.take_one(p)[0], 36);
+    assert_eq!(h.take(a).len(), 1);
+    assert_eq!(h.take(b).len(), 1);
+}
+
+#[test]
+fn unsubscribe_and_no_such_subscription() {
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    let (b, _) = h.join();
+    h.send(a, r#"[32, 1, {}, "t.x"]"#);
+    let sub = h.take_one(a)[2].clone();
+    h.send(b, &format!("[34, 5, {sub}]"));
+    assert_eq!(
+        h.take_one(b)[3],
+        "wamp.error.no_such_subscription",
+        "b never subscribed"
+    );
+    h.send(a, &format!("[34, 2, {sub}]"));
+    assert_eq!(h.take_one(a), json!([35, 2]));
+    h.send(a, &format!("[34, 3, {sub}]"));
+    assert_eq!(
+        h.take_one(a),
+        json!([
+            8,
+            34,
+            3,
+            {},
+            "wamp.error.no_such_subscription",
+            [format!("this session has no subscription {sub}")]
+        ])
+    );
+    h.send(b, r#"[16, 1, {}, "t.x"]"#);
+    assert!(h.take(a).is_empty());
+}
+
+#[test]
+fn invalid_uris_and_unsupported_options_are_refused() {
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    h.send(a, r#"[32, 1, {}, "com..bad"]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.invalid_uri");
+    h.send(a, r#"[16, 2, {"acknowledge": true}, "com.bad topic", []]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.invalid_uri");
+    h.send(a, r#"[16, 3, {}, "com.bad topic", []]"#);
+    assert!(h.take(a).is_empty(), "no acknowledge: no error either");
+    h.send(a, r#"[64, 4, {}, "wamp.session.count"]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.invalid_uri");
+    h.send(
+        a,
+        r#"[16, 5, {"acknowledge": true, "retain": true}, "com.t", []]"#,
+    );
+    assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
+    h.send(a, r#"[48, 6, {"timeout": 1000}, "com.p", []]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
+    h.send(a, r#"[64, 7, {"invoke": "roundrobin"}, "com.p"]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
+    h.send(a, r#"[32, 8, {"match": "fuzzy"}, "com.p"]"#);
+    assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
+    // Options at their "off" value are fine.
+    h.send(
+        a,
+        r#"[48, 9, {"timeout": 0, "disclose_me": false}, "com.p", []]"#,
+    );
+    assert_eq!(h.take_one(a)[4], "wamp.error.no_such_procedure");
+
+    // Strict realm.
+    let conn = h.open();
+    h.send(conn, r#"[1, "strict", {"roles": {"subscriber": {}}}]"#);
+    h.take_one(conn);
+    h.send(conn, r#"[32, 1, {}, "com.Upper"]"#);
+    assert_eq!(h.take_one(conn)[4], "wamp.error.invalid_uri");
+    h.send(conn, r#"[32, 2, {}, "com.lower_1"]"#);
+    assert_eq!(h.take_one(conn)[0], 33);
+}
+
+#[test]
+fn rpc_round_trip_and_errors() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join();
+    let (caller, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.add"]"#);
+    let registered = h.take_one(callee);
+    assert_eq!(registered[0], 65);
+    let reg = registered[2].clone();
+    h.send(caller, r#"[64, 1, {}, "com.add"]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.procedure_already_exists");
+
+    h.send(
+        caller,
+        r#"[48, 42, {}, "com.add", [2, 3], {"big": 9007199254740993}]"#,
+    );
+    let invocation = h.take_one(callee);
+    assert_eq!(invocation[0], 68);
+    assert_eq!(invocation[2], reg);
+    assert_eq!(invocation[3], json!({}));
+    assert_eq!(invocation[4], json!([2, 3]));
+    // Large ints pass through untouched (no float round trip).
+    assert_eq!(invocation[5]["big"].as_u64(), Some(9007199254740993));
+    let inv_id = invocation[1].as_u64().unwrap();
+    h.send(callee, &format!(r#"[70, {inv_id}, {{}}, [5]]"#));
+    assert_eq!(h.take_one(caller), json!([50, 42, {}, [5]]));
+
+    // Callee error with payload propagates with its URI.
+    h.send(caller, r#"[48, 43, {}, "com.add", ["x"]]"#);
+    let inv_id = h.take_one(callee)[1].as_u64().unwrap();
+    h.send(
+        callee,
+        &format!(
+            r#"[8, 68, {inv_id}, {{}}, "com.error.bad_operand", ["x is no number"], {{"at": 0}}]"#
+        ),
+    );
+    assert_eq!(
+        h.take_one(caller),
+        json!([8, 48, 43, {}, "com.error.bad_operand", ["x is no number"], {"at": 0}])
+    );
+
+    h.send(caller, r#"[48, 44, {}, "com.missing", []]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.no_such_procedure");
+
+    // Unregister; then calls fail; a second unregister is no_such_registration.
+    h.send(callee, &format!("[66, 2, {reg}]"));
+    assert_eq!(h.take_one(callee), json!([67, 2]));
+    h.send(callee, &format!("[66, 3, {reg}]"));
+    assert_eq!(h.take_one(callee)[4], "wamp.error.no_such_registration");
+    h.send(caller, r#"[48, 45, {}, "com.add", []]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.no_such_procedure");
+}
+
+#[test]
+fn callee_leaving_fails_pending_calls_and_caller_leaving_discards_results() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join();
+    let (caller, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.slow"]"#);
+    h.take_one(callee);
+    h.send(caller, r#"[48, 1, {}, "com.slow", []]"#);
+    h.send(caller, r#"[48, 2, {}, "com.slow", []]"#);
+    assert_eq!(h.take(callee).len(), 2);
+    h.close(callee);
+    let errors = h.take(caller);
+    assert_eq!(errors.len(), 2);
+    for error in &errors {
+        assert_eq!(error[0], 8);
+        assert_eq!(error[1], 48);
+        assert_eq!(error[4], "wamp.error.canceled");
+    }
+    let mut requests: Vec<u64> = errors.iter().map(|e| e[2].as_u64().unwrap()).collect();
+    requests.sort();
+    assert_eq!(requests, vec![1, 2]);
+
+    let (callee, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.slow"]"#);
+    h.take_one(callee);
+    let (caller2, _) = h.join();
+    h.send(caller2, r#"[48, 1, {}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].as_u64().unwrap();
+    h.close(caller2);
+    h.send(callee, &format!("[70, {inv}, {{}}, [1]]"));
+    assert!(
+        h.out.sent.is_empty(),
+        "late YIELD is discarded: {:?}",
+        h.out.sent
+    );
+}
+
+#[test]
+fn progressive_results_only_when_requested() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join();
+    let (caller, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.stream"]"#);
+    h.take_one(callee);
+    h.send(
+        caller,
+        r#"[48, 1, {"receive_progress": true}, "com.stream", []]"#,
+    );
+    let invocation = h.take_one(callee);
+    assert_eq!(invocation[3], json!({"receive_progress": true}));
+    let inv = invocation[1].as_u64().unwrap();
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"progress": true}}, [1]]"#),
+    );
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"progress": true}}, [2]]"#),
+    );
+    h.send(callee, &format!(r#"[70, {inv}, {{}}, [3]]"#));
+    assert_eq!(
+        h.take(caller),
+        vec![
+            json!([50, 1, {"progress": true}, [1]]),
+            json!([50, 1, {"progress": true}, [2]]),
+            json!([50, 1, {}, [3]])
+        ]
+    );
+}
+
+#[test]
+fn pattern_subscriptions_and_registration_precedence() {
+    let mut h = Harness::new();
+    let (s, _) = h.join();
+    let (p, _) = h.join();
+    h.send(s, r#"[32, 1, {"match": "prefix"}, "sensors."]"#);
+    h.send(s, r#"[32, 2, {"match": "wildcard"}, "sensors..temp"]"#);
+    h.send(s, r#"[32, 3, {}, "sensors.7.temp"]"#);
+    let subs: Vec<Value> = h.take(s).into_iter().map(|m| m[2].clone()).collect();
+    assert_eq!(subs.len(), 3);
+    h.send(p, r#"[16, 1, {}, "sensors.7.temp", [21.5]]"#);
+    let events = h.take(s);
+    assert_eq!(
+        events.len(),
+        3,
+        "every matching subscription gets the publication"
+    );
+    let publication = events[0][2].clone();
+    for event in &events {
+        assert_eq!(event[2], publication);
+        let sub = &event[1];
+        if *sub == subs[2] {
+            assert_eq!(event[3], json!({}));
+        } else {
+            assert_eq!(event[3], json!({"topic": "sensors.7.temp"}));
+        }
+    }
+
+    let (c1, _) = h.join();
+    let (c2, _) = h.join();
+    let (c3, _) = h.join();
+    let (c4, _) = h.join();
+    h.send(c1, r#"[64, 1, {"match": "prefix"}, "a.b"]"#);
+    h.send(c2, r#"[64, 1, {"match": "prefix"}, "a.b.c"]"#);
+    h.send(c3, r#"[64, 1, {"match": "wildcard"}, "a..c.d"]"#);
+    h.send(c4, r#"[64, 1, {"match": "wildcard"}, "a.b..d"]"#);
+    for c in [c1, c2, c3, c4] {
+        assert_eq!(h.take_one(c)[0], 65);
+    }
+    let (caller, _) = h.join();
+    let route = |h: &mut Harness, procedure: &str| -> usize {
+        h.send(caller, &format!(r#"[48, 1, {{}}, "{procedure}", []]"#));
+        let mut hit = None;
+        for c in [c1, c2, c3, c4] {
+            let got = h.take(c);
+            if !got.is_empty() {
+                assert_eq!(got[0][3]["procedure"], procedure);
+                let inv = got[0][1].as_u64().unwrap();
+                h.send(c, &format!("[70, {inv}, {{}}]"));
+                hit = Some(c);
+            }
+        }
+        assert_eq!(h.take_one(caller)[0], 50);
+        hit.expect("some callee was invoked")
+    };
+    assert_eq!(
+        route(&mut h, "a.b.c.d"),
+        c2,
+        "longest prefix wins over wildcards"
+    );
+    assert_eq!(route(&mut h, "a.bx"), c1);
+    h.send(c2, r#"[6, {}, "wamp.close.close_realm"]"#);
+    h.take_one(c2);
+    h.send(c1, r#"[6, {}, "wamp.close.close_realm"]"#);
+    h.take_one(c1);
+    assert_eq!(
+        route(&mut h, "a.b.c.d"),
+        c4,
+        "the wildcard literal further left wins"
+    );
+    assert_eq!(route(&mut h, "a.x.c.d"), c3);
+}
+
+#[test]
+fn shutdown_says_goodbye_and_closes_after_reply() {
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    let idle = h.open();
+    h.router.handle_shutdown(&mut h.out);
+    assert_eq!(h.take_one(a), json!([6, {}, "wamp.close.system_shutdown"]));
+    assert_eq!(h.out.closed, vec![idle as u64]);
+    h.send(a, r#"[6, {}, "wamp.close.goodbye_and_out"]"#);
+    assert_eq!(h.out.closed, vec![idle as u64, a as u64]);
+    h.close(a);
+    h.close(idle);
+    assert_eq!(h.router.connections(), 0);
+    assert_eq!(h.router.stats().sessions_active, 0);
+}
+
+#[test]
+fn a_thousand_subscribers_receive_every_event_once() {
+    let mut h = Harness::new();
+    let mut subscribers = Vec::new();
+    for _ in 0..1000 {
+        let (conn, _) = h.join();
+        h.send(conn, r#"[32, 1, {}, "fan.out"]"#);
+        h.take_one(conn);
+        subscribers.push(conn);
+    }
+    let (p, _) = h.join();
+    for i in 0..20 {
+        h.send(p, &format!(r#"[16, {}, {{}}, "fan.out", [{i}]]"#, i + 1));
+    }
+    let mut per_conn = std::collections::HashMap::<u64, Vec<u64>>::new();
+    for (conn, msg) in h.out.sent.drain(..) {
+        assert_eq!(msg[0], 36);
+        per_conn
+            .entry(conn)
+            .or_default()
+            .push(msg[4][0].as_u64().unwrap());
+    }
+    assert_eq!(per_conn.len(), 1000);
+    for seq in per_conn.values() {
+        assert_eq!(
+            *seq,
+            (0..20).collect::<Vec<u64>>(),
+            "every event, in publication order"
+        );
+    }
+    assert_eq!(h.out.multicasts, 20);
+}
+
+#[test]
+fn stale_handles_are_ignored() {
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    let stale = h.handles[a];
+    h.close(a);
+    let (b, _) = h.join();
+    assert_eq!(h.handles[b].clone(), h.handles[b]);
+    // The slot of `a` was reused by `b`; the stale handle must not reach it.
+    let msg = Serializer::Json.decode(br#"[32, 1, {}, "x.y"]"#).unwrap();
+    h.router.handle_message(stale, &msg, 0, &mut h.out);
+    h.router.handle_close(stale, &mut h.out);
+    assert!(h.out.sent.is_empty());
+    h.send(b, r#"[32, 1, {}, "x.y"]"#);
+    assert_eq!(h.take_one(b)[0], 33);
+}
