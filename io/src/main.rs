@@ -1,1 +1,74 @@
-fn main() {}
+//! The `kreisel` binary: `kreisel [--config FILE]` runs the router; `kreisel --check FILE` validates a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kreisel_io::{config, Config, Server};
+use tracing_subscriber::EnvFilter;
+
+/// kreisel: a fast WAMP v2 router (broker and dealer) over WebSocket and RawSocket.
+///
+/// Without --config it runs the embedded defaults: realm `realm1` open to anonymous clients, WebSocket on
+/// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081. SIGINT/SIGTERM end every session with GOODBYE
+/// `wamp.close.system_shutdown` and exit 0.
+#[derive(Parser, Debug)]
+#[command(name = "kreisel", version, about, long_about)]
+struct Cli {
+    /// Run with this TOML configuration file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["check", "print_config"])]
+    config: Option<PathBuf>,
+    /// Validate this configuration file, explain what is wrong, and exit (0 when valid).
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// Print an annotated configuration with every default and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", config::EXAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(path) = cli.check {
+        return match Config::load(&path) {
+            Ok(config) => {
+                println!("{}: valid ({} realms, {} listeners)", path.display(), config.realms.len(), config.listeners.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let mut server = Server::bind(config, kreisel_io::random_seed())?;
+    server.handle_signals()?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "kreisel starting");
+    server.run()?;
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! The configuration file (TOML): realms, listeners, limits. Every field has a default, so an empty file (or no
+//! file) gives the embedded default router: realm `realm1`, WebSocket on 127.0.0.1:8080 path `/ws`, RawSocket on
+//! 127.0.0.1:8081.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kreisel_codec::Serializer;
+use kreisel_engine::uri::UriCheck;
+use kreisel_engine::{RealmConfig, RouterConfig};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub realms: Vec<Realm>,
+    pub listeners: Vec<Listener>,
+    pub limits: Limits,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Realm {
+    pub name: String,
+    /// `"loose"` (default) or `"strict"`: the spec's URI rules for topics and procedures.
+    #[serde(default)]
+    pub uri_check: UriRule,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UriRule {
+    #[default]
+    Loose,
+    Strict,
+}
+
+/// Which transports a listener speaks. With both, one port serves RawSocket and WebSocket: a RawSocket client's
+/// first octet is 0x7F, which no HTTP request starts with.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Websocket,
+    Rawsocket,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `"127.0.0.1:8080"` (TCP) or `"unix:/run/kreisel.sock"` (Unix domain socket).
+    pub listen: String,
+    /// `["websocket"]`, `["rawsocket"]` or both.
+    pub transports: Vec<Transport>,
+    /// WebSocket path (default `/ws`).
+    #[serde(default = "default_ws_path")]
+    pub path: String,
+    /// Serializers offered: `json`, `msgpack` (default: both).
+    #[serde(default = "default_serializers")]
+    pub serializers: Vec<SerializerName>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SerializerName {
+    Json,
+    Msgpack,
+}
+
+impl SerializerName {
+    pub fn serializer(self) -> Serializer {
+        match self {
+            SerializerName::Json => Serializer::Json,
+            SerializerName::Msgpack => Serializer::MsgPack,
+        }
+    }
+}
+
+/// Resource limits. Each one bounds what a single peer (or all of them) can make the router hold.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest WAMP message accepted or sent, in bytes (default 1 MiB). RawSocket announces the largest power of
+    /// two `2^(9+n)` not above it; WebSocket frames and reassembled messages above it are refused with close
+    /// code 1009. Range 512 B ..= 16 MiB.
+    pub message_max: usize,
+    /// Open connections in total (default 10000). Over the limit, RawSocket clients get handshake error 4 and
+    /// WebSocket clients HTTP 503.
+    pub connections_max: usize,
+    /// Bytes queued for one connection before it counts as a slow consumer and is disconnected (default 16 MiB).
+    pub outbox_max: usize,
+    /// Time a new connection has to complete its transport handshake and send HELLO, in milliseconds
+    /// (default 10000).
+    pub handshake_timeout_ms: u64,
+    /// On shutdown, time sessions get to answer GOODBYE and drain their outboxes, in milliseconds (default 2000).
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// tracing filter, e.g. `"info"` or `"kreisel_io=debug,info"`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+fn default_ws_path() -> String {
+    "/ws".into()
+}
+
+fn default_serializers() -> Vec<SerializerName> {
+    vec![SerializerName::Json, SerializerName::Msgpack]
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            realms: vec![Realm { name: "realm1".into(), uri_check: UriRule::Loose }],
+            listeners: vec![
+                Listener {
+                    listen: "127.0.0.1:8080".into(),
+                    transports: vec![Transport::Websocket],
+                    path: default_ws_path(),
+                    serializers: default_serializers(),
+                },
+                Listener {
+                    listen: "127.0.0.1:8081".into(),
+                    transports: vec![Transport::Rawsocket],
+                    path: default_ws_path(),
+                    serializers: default_serializers(),
+                },
+            ],
+            limits: Limits::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            message_max: 1 << 20,
+            connections_max: 10_000,
+            outbox_max: 16 << 20,
+            handshake_timeout_ms: 10_000,
+            shutdown_grace_ms: 2_000,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log { level: "info".into() }
+    }
+}
+
+/// Where a listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A configuration mistake, explained for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |text: String| Err(ConfigError(text));
+        if self.realms.is_empty() {
+            return fail("at least one [[realms]] entry is needed".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for realm in &self.realms {
+            if !kreisel_engine::uri::is_valid(&realm.name, UriCheck::Loose, kreisel_engine::uri::MatchPolicy::Exact) {
+                return fail(format!("realm name '{}' is not a valid URI", realm.name));
+            }
+            if !names.insert(&realm.name) {
+                return fail(format!("realm '{}' is defined twice", realm.name));
+            }
+        }
+        if self.listeners.is_empty() {
+            return fail("at least one [[listeners]] entry is needed".into());
+        }
+        let mut addresses = std::collections::HashSet::new();
+        for (index, listener) in self.listeners.iter().enumerate() {
+            let which = format!("listener {} ('{}')", index + 1, listener.listen);
+            let address = listener.address().map_err(|e| ConfigError(format!("{which}: {e}")))?;
+            if !addresses.insert(address) {
+                return fail(format!("{which}: address used by two listeners"));
+            }
+            if listener.transports.is_empty() {
+                return fail(format!("{which}: transports must name \"websocket\", \"rawsocket\" or both"));
+            }
+            if listener.serializers.is_empty() {
+                return fail(format!("{which}: serializers must name \"json\", \"msgpack\" or both"));
+            }
+            if !listener.path.starts_with('/') {
+                return fail(format!("{which}: path must start with '/'"));
+            }
+        }
+        let limits = &self.limits;
+        if !(512..=1 << 24).contains(&limits.message_max) {
+            return fail(format!("limits.message_max = {} is outside 512 ..= 16777216", limits.message_max));
+        }
+        if limits.connections_max == 0 {
+            return fail("limits.connections_max must be at least 1".into());
+        }
+        if limits.outbox_max < limits.message_max {
+            return fail(format!(
+                "limits.outbox_max = {} must be at least limits.message_max = {} (one message must fit)",
+                limits.outbox_max, limits.message_max
+            ));
+        }
+        if limits.handshake_timeout_ms == 0 {
+            return fail("limits.handshake_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The engine's part of the configuration.
+    pub fn router_config(&self, seed: u64) -> RouterConfig {
+        RouterConfig {
+            realms: self
+                .realms
+                .iter()
+                .map(|realm| RealmConfig {
+                    name: realm.name.clone(),
+                    uri_check: match realm.uri_check {
+                        UriRule::Loose => UriCheck::Loose,
+                        UriRule::Strict => UriCheck::Strict,
+                    },
+                })
+                .collect(),
+            seed,
+            ..RouterConfig::default()
+        }
+    }
+
+    /// The RawSocket length exponent kreisel announces: the largest `n` with `2^(9+n) <= message_max`.
+    pub fn rawsocket_exponent(&self) -> u8 {
+        let mut exponent = 0u8;
+        while exponent < 15 && (1usize << (9 + exponent + 1)) <= self.limits.message_max {
+            exponent += 1;
+        }
+        exponent
+    }
+}
+
+impl Listener {
+    pub fn address(&self) -> Result<Address, String> {
+        if let Some(path) = self.listen.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path".into());
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        self.listen
+            .parse::<SocketAddr>()
+            .map(Address::Tcp)
+            .map_err(|_| "listen must be HOST:PORT with a numeric IP (e.g. 127.0.0.1:8080) or unix:PATH".into())
+    }
+
+    pub fn serializers(&self) -> Vec<Serializer> {
+        self.serializers.iter().map(|s| s.serializer()).collect()
+    }
+
+    pub fn speaks(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
+    }
+}
+
+/// An annotated example configuration equal to the embedded defaults (printed by `kreisel --print-config`).
+pub const EXAMPLE: &str = r#"# kreisel configuration (every key is optional; these are the defaults)
+
+[[realms]]
+name = "realm1"
+uri_check = "loose"          # "loose" or "strict"
+
+[[listeners]]
+listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
+transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
+path = "/ws"                 # WebSocket path
+serializers = ["json", "msgpack"]
+
+[[listeners]]
+listen = "127.0.0.1:8081"
+transports = ["rawsocket"]
+
+[limits]
+message_max = 1048576        # bytes, 512 ..= 16777216
+connections_max = 10000
+outbox_max = 16777216        # bytes queued per connection before a slow-consumer disconnect
+handshake_timeout_ms = 10000 # transport handshake + HELLO
+shutdown_grace_ms = 2000
+
+[log]
+level = "info"               # tracing filter; RUST_LOG overrides
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_equals_defaults() {
+        assert_eq!(Config::from_toml(EXAMPLE).unwrap(), Config::default());
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        let err = |text: &str| Config::from_toml(text).unwrap_err().0;
+        assert!(err("[limits]\nmessage_max = 10").contains("message_max = 10 is outside"));
+        assert!(err("[[listeners]]\nlisten = \"localhost:80\"\ntransports = [\"websocket\"]").contains("numeric IP"));
+        assert!(err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = []").contains("transports must name"));
+        assert!(err("bogus = 1").contains("unknown field"));
+        assert!(err("[[realms]]\nname = \"a\"\n[[realms]]\nname = \"a\"").contains("defined twice"));
+        assert!(err("[[realms]]\nname = \"bad realm\"").contains("not a valid URI"));
+        assert!(err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]").contains("unknown variant"));
+    }
+
+    #[test]
+    fn rawsocket_exponent_is_largest_power_not_above_max() {
+        let mut config = Config::default();
+        for (max, exponent) in [(512, 0), (1023, 0), (1024, 1), (1 << 20, 11), (1 << 24, 15)] {
+            config.limits.message_max = max;
+            assert_eq!(config.rawsocket_exponent(), exponent, "{max}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! One accepted connection: its socket, its read buffer, its transport state and its outbox.
+
+use std::io::{self, Read, Write};
+
+use kreisel_codec::Serializer;
+use kreisel_engine::SessionHandle;
+use mio::net::{TcpStream, UnixStream};
+
+use crate::outbox::Outbox;
+use crate::websocket::FrameReader;
+
+/// A connected socket of either family.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+
+    pub fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a connection stands.
+#[derive(Debug)]
+pub enum Transport {
+    /// Nothing read yet: the first octet tells RawSocket (0x7F) from HTTP.
+    Detect,
+    /// Waiting for the 4-octet RawSocket handshake.
+    RawSocketHandshake,
+    /// Reading the HTTP upgrade request.
+    HttpUpgrade,
+    /// RawSocket framing. `peer_max_len`: longest frame the peer accepts.
+    RawSocket { serializer: Serializer, peer_max_len: usize },
+    /// WebSocket framing.
+    WebSocket { serializer: Serializer, reader: FrameReader },
+    /// Closing: no more input is processed.
+    Closed,
+}
+
+/// Why the router closes a connection (for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The engine asked (after ABORT or a GOODBYE exchange).
+    Engine,
+    /// The transport handshake was refused or broken.
+    Handshake,
+    /// The peer broke the transport protocol.
+    Protocol,
+    /// The peer did not read its messages: its outbox exceeded `limits.outbox_max`.
+    SlowConsumer,
+    /// A message for the peer exceeds the length it announced.
+    TooLongForPeer,
+    /// No transport handshake and HELLO within `limits.handshake_timeout_ms`.
+    HandshakeTimeout,
+    /// Over `limits.connections_max`.
+    ConnectionLimit,
+    /// Router shutdown.
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: Stream,
+    pub listener: usize,
+    /// Distinguishes this connection from earlier ones in the same slab slot (timers, engine ConnIds).
+    pub generation: u32,
+    pub transport: Transport,
+    /// Unread input is `rbuf[..filled]`.
+    pub rbuf: Vec<u8>,
+    pub filled: usize,
+    pub outbox: Outbox,
+    pub session: Option<SessionHandle>,
+    /// Set when the connection is to be closed once its outbox is flushed.
+    pub closing: Option<CloseCause>,
+    /// The socket said WouldBlock on the last write: wait for a writable event.
+    pub write_blocked: bool,
+    /// Input processing is paused because our own replies to this peer pile up unread.
+    pub read_paused: bool,
+    /// Opened while over the connection limit: refuse at the transport handshake.
+    pub over_limit: bool,
+    /// The transport is WebSocket (kept beside `transport`, which is taken out while input is processed).
+    pub websocket: bool,
+    /// Close code and reason of the WebSocket Close frame sent when the connection closes.
+    pub ws_close: (u16, &'static str),
+    pub peer: String,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, listener: usize, generation: u32, peer: String, over_limit: bool) -> Conn {
+        Conn {
+            stream,
+            listener,
+            generation,
+            transport: Transport::Detect,
+            rbuf: Vec::new(),
+            filled: 0,
+            outbox: Outbox::default(),
+            session: None,
+            closing: None,
+            write_blocked: false,
+            read_paused: false,
+            over_limit,
+            websocket: false,
+            ws_close: (crate::websocket::CLOSE_NORMAL, ""),
+            peer,
+        }
+    }
+
+    pub fn serializer(&self) -> Option<Serializer> {
+        match &self.transport {
+            Transport::RawSocket { serializer, .. } | Transport::WebSocket { serializer, .. } => Some(*serializer),
+            _ => None,
+        }
+    }
+}

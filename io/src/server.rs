@@ -1,0 +1,905 @@
+//! The event loop: one mio `Poll`, the listeners, the connections and the engine.
+//!
+//! One loop turn: wait for readiness (or the next deadline); accept; read each readable connection until
+//! `WouldBlock` or its per-turn budget, deframe in place and hand every message to the engine, whose output the
+//! [`Outbound`] sink encodes (once per serializer for a multicast) and queues; then flush every connection that
+//! got output, once, with `writev`; then fire due timers.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::time::{Duration, Instant};
+
+use kreisel_codec::{Message, Serializer};
+use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
+use mio::net::{TcpListener, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tracing::{debug, info, warn};
+
+use crate::config::{Address, Config, Transport as TransportName};
+use crate::conn::{CloseCause, Conn, Stream, Transport};
+use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
+use crate::{rawsocket, websocket};
+
+const LISTENER_BASE: usize = 1 << 40;
+const SIGNAL: Token = Token(usize::MAX - 1);
+/// Bytes read from one connection per loop turn before others get their turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// Initial read buffer of a connection; it grows up to one maximal frame and shrinks back when idle.
+const RBUF_INITIAL: usize = 4 * 1024;
+/// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
+const OVER_LIMIT_SLACK: usize = 64;
+/// Time a closing connection gets to flush its outbox.
+const LINGER: Duration = Duration::from_secs(5);
+
+enum ListenerSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+struct ListenerState {
+    socket: Option<ListenerSocket>,
+    serializers: Vec<Serializer>,
+    websocket: Option<websocket::UpgradeConfig>,
+    rawsocket: bool,
+    address: Address,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Handshake,
+    Linger,
+}
+
+/// Counters of the I/O layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoStats {
+    pub accepted: u64,
+    pub refused_over_limit: u64,
+    pub slow_consumers: u64,
+    pub handshake_timeouts: u64,
+    pub transport_errors: u64,
+}
+
+/// A running router on one event loop.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<ListenerState>,
+    conns: Slab<Conn>,
+    frames: FrameStore,
+    router: Router,
+    config: Config,
+    rawsocket_exponent: u8,
+    dirty: Vec<usize>,
+    doomed: Vec<(usize, CloseCause)>,
+    /// Connections whose input was not drained this turn (budget or paused and resumed).
+    pending_read: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
+    next_generation: u32,
+    start: Instant,
+    signals: Option<UnixStream>,
+    shutdown_deadline: Option<Instant>,
+    stats: IoStats,
+}
+
+/// The engine's sink over the connections of this loop.
+struct Outbound<'s> {
+    conns: &'s mut Slab<Conn>,
+    frames: &'s mut FrameStore,
+    dirty: &'s mut Vec<usize>,
+    doomed: &'s mut Vec<(usize, CloseCause)>,
+    outbox_max: usize,
+}
+
+pub fn conn_id(index: usize, generation: u32) -> ConnId {
+    ConnId((index as u64) | (u64::from(generation) << 32))
+}
+
+fn conn_index(id: ConnId) -> (usize, u32) {
+    ((id.0 & 0xFFFF_FFFF) as usize, (id.0 >> 32) as u32)
+}
+
+impl Outbound<'_> {
+    fn conn(&mut self, id: ConnId) -> Option<(usize, &mut Conn)> {
+        let (index, generation) = conn_index(id);
+        let conn = self.conns.get_mut(index).filter(|c| c.generation == generation)?;
+        Some((index, conn))
+    }
+
+    fn encode(&mut self, serializer: Serializer, msg: &Message<'_>) -> FrameId {
+        let frame = self.frames.alloc();
+        serializer.encode(msg, self.frames.bytes_mut(frame));
+        frame
+    }
+
+    /// Queues `frame` as a WAMP message for connection `id`.
+    fn enqueue(&mut self, id: ConnId, frame: FrameId) {
+        let len = self.frames.bytes(frame).len();
+        let outbox_max = self.outbox_max;
+        let Some((index, conn)) = self.conn(id) else { return };
+        if conn.closing.is_some() {
+            return;
+        }
+        let mut header = [0u8; HEADER_MAX];
+        let header_len = match &conn.transport {
+            Transport::RawSocket { peer_max_len, .. } => {
+                if len > *peer_max_len {
+                    warn!(peer = %conn.peer, len, max = peer_max_len, "message longer than the peer accepts; closing");
+                    self.doomed.push((index, CloseCause::TooLongForPeer));
+                    return;
+                }
+                header[..4].copy_from_slice(&rawsocket::write_header(rawsocket::FrameKind::Message, len));
+                4
+            }
+            Transport::WebSocket { serializer, .. } => {
+                let opcode = if serializer.is_text() { websocket::OpCode::Text } else { websocket::OpCode::Binary };
+                let mut ws = [0u8; 10];
+                let n = websocket::write_header(opcode, true, len, &mut ws);
+                header[..n].copy_from_slice(&ws[..n]);
+                n
+            }
+            _ => return,
+        };
+        let was_empty = conn.outbox.is_empty();
+        conn.outbox.push(self.frames, &header[..header_len], frame);
+        if conn.outbox.queued_bytes() > outbox_max {
+            self.doomed.push((index, CloseCause::SlowConsumer));
+        } else if was_empty {
+            self.dirty.push(index);
+        }
+    }
+
+    fn finish(&mut self, frame: FrameId) {
+        // A frame nobody queued (all recipients gone) goes straight back to the pool.
+        if self.frames.refs(frame) == 0 {
+            self.frames.discard(frame);
+        }
+    }
+}
+
+impl Sink for Outbound<'_> {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        let frame = self.encode(to.serializer, msg);
+        self.enqueue(to.conn, frame);
+        self.finish(frame);
+    }
+
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        // One encoding per serializer, shared by every recipient speaking it.
+        let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        for peer in to.iter() {
+            let slot = peer.serializer as usize;
+            let frame = match frames[slot] {
+                Some(frame) => frame,
+                None => {
+                    let frame = self.encode(peer.serializer, msg);
+                    frames[slot] = Some(frame);
+                    frame
+                }
+            };
+            self.enqueue(peer.conn, frame);
+        }
+        for frame in frames.into_iter().flatten() {
+            self.finish(frame);
+        }
+    }
+
+    fn close(&mut self, to: Peer) {
+        let (index, generation) = conn_index(to.conn);
+        if let Some(conn) = self.conns.get_mut(index).filter(|c| c.generation == generation) {
+            if begin_close(conn, self.frames, CloseCause::Engine) {
+                self.dirty.push(index);
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Binds every listener. Errors name the listener that failed.
+    pub fn bind(config: Config, seed: u64) -> anyhow::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let address = listener.address().map_err(anyhow::Error::msg)?;
+            let token = Token(LISTENER_BASE + index);
+            let mut socket = match &address {
+                Address::Tcp(addr) => ListenerSocket::Tcp(
+                    TcpListener::bind(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+                ),
+                Address::Unix(path) => {
+                    remove_stale_socket(path)?;
+                    let socket = UnixListener::bind(path)
+                        .map_err(|e| anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display()))?;
+                    ListenerSocket::Unix(socket, path.clone())
+                }
+            };
+            match &mut socket {
+                ListenerSocket::Tcp(s) => poll.registry().register(s, token, Interest::READABLE)?,
+                ListenerSocket::Unix(s, _) => poll.registry().register(s, token, Interest::READABLE)?,
+            }
+            let serializers = listener.serializers();
+            let websocket = listener.speaks(TransportName::Websocket).then(|| {
+                let mut upgrade = websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
+                upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
+                upgrade
+            });
+            listeners.push(ListenerState {
+                socket: Some(socket),
+                serializers,
+                websocket,
+                rawsocket: listener.speaks(TransportName::Rawsocket),
+                address,
+            });
+        }
+        let rawsocket_exponent = config.rawsocket_exponent();
+        let router = Router::new(config.router_config(seed));
+        Ok(Server {
+            poll,
+            listeners,
+            conns: Slab::new(),
+            frames: FrameStore::default(),
+            router,
+            config,
+            rawsocket_exponent,
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            pending_read: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_generation: 0,
+            start: Instant::now(),
+            signals: None,
+            shutdown_deadline: None,
+            stats: IoStats::default(),
+        })
+    }
+
+    /// The bound addresses (with the actual port for listeners configured with port 0).
+    pub fn local_addresses(&self) -> Vec<Address> {
+        self.listeners
+            .iter()
+            .map(|l| match &l.socket {
+                Some(ListenerSocket::Tcp(s)) => s.local_addr().map(Address::Tcp).unwrap_or(l.address.clone()),
+                _ => l.address.clone(),
+            })
+            .collect()
+    }
+
+    /// Shuts down gracefully when SIGINT or SIGTERM arrives.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+        }
+        let mut reader = UnixStream::from_std(reader);
+        self.poll.registry().register(&mut reader, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(reader);
+        Ok(())
+    }
+
+    pub fn io_stats(&self) -> IoStats {
+        self.stats
+    }
+
+    /// Runs until shutdown completes.
+    pub fn run(&mut self) -> io::Result<()> {
+        for address in self.local_addresses() {
+            info!(%address, "listening");
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => self.on_signal(),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(index) => {
+                        if event.is_writable() {
+                            if let Some(conn) = self.conns.get_mut(index) {
+                                conn.write_blocked = false;
+                                self.dirty.push(index);
+                            }
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(index);
+                        }
+                    }
+                }
+            }
+            for index in std::mem::take(&mut self.pending_read) {
+                self.read(index);
+            }
+            self.settle();
+            self.fire_timers();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    self.finish_shutdown();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending_read.is_empty() || !self.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
+        if let Some(shutdown) = self.shutdown_deadline {
+            deadline = Some(deadline.map_or(shutdown, |d| d.min(shutdown)));
+        }
+        deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Accepting
+
+    fn accept(&mut self, listener: usize) {
+        loop {
+            let accepted = match &self.listeners[listener].socket {
+                Some(ListenerSocket::Tcp(s)) => s.accept().map(|(stream, addr)| {
+                    let _ = stream.set_nodelay(true);
+                    (Stream::Tcp(stream), addr.to_string())
+                }),
+                Some(ListenerSocket::Unix(s, path)) => {
+                    s.accept().map(|(stream, _)| (Stream::Unix(stream), format!("unix:{}", path.display())))
+                }
+                None => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness event.
+                    warn!(error = %e, "accept failed");
+                    return;
+                }
+            };
+            self.stats.accepted += 1;
+            let over_limit = self.conns.len() >= self.config.limits.connections_max;
+            if over_limit && self.conns.len() >= self.config.limits.connections_max + OVER_LIMIT_SLACK {
+                self.stats.refused_over_limit += 1;
+                drop(stream);
+                continue;
+            }
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let generation = self.next_generation;
+            let entry = self.conns.vacant_entry();
+            let index = entry.key();
+            let conn = entry.insert(Conn::new(stream, listener, generation, peer, over_limit));
+            let registered = self.poll.registry().register(
+                conn.stream.source(),
+                Token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if let Err(e) = registered {
+                warn!(error = %e, "cannot register connection");
+                self.conns.remove(index);
+                continue;
+            }
+            debug!(peer = %self.conns[index].peer, index, "connection accepted");
+            let deadline = Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
+            self.timers.push(Reverse((deadline, index, generation, TimerKind::Handshake)));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Reading
+
+    fn read(&mut self, index: usize) {
+        let message_max = self.config.limits.message_max;
+        let pause_at = self.config.limits.outbox_max / 2;
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        if conn.closing.is_some() {
+            return;
+        }
+        if conn.outbox.queued_bytes() > pause_at {
+            // The peer is not reading our answers: stop reading its requests until it catches up.
+            conn.read_paused = true;
+            return;
+        }
+        conn.read_paused = false;
+        let mut budget = READ_BUDGET;
+        let mut eof = false;
+        loop {
+            let conn = &mut self.conns[index];
+            let limit = message_max + websocket::HEADER_LEN_MAX + 64;
+            if conn.filled == conn.rbuf.len() {
+                let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
+                if grown <= conn.rbuf.len() {
+                    // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
+                    // impossible with correct framers, so treat it as a protocol error rather than spin.
+                    self.doomed.push((index, CloseCause::Protocol));
+                    break;
+                }
+                conn.rbuf.resize(grown, 0);
+            }
+            let filled = conn.filled;
+            match conn.stream.read(&mut conn.rbuf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.filled += n;
+                    budget = budget.saturating_sub(n);
+                    self.process(index);
+                    let Some(conn) = self.conns.get(index) else { return };
+                    if conn.closing.is_some() {
+                        break;
+                    }
+                    if conn.outbox.queued_bytes() > pause_at {
+                        self.conns[index].read_paused = true;
+                        break;
+                    }
+                    if budget == 0 {
+                        self.pending_read.push(index);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!(error = %e, "read failed");
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(index) {
+            // Give back memory held by a buffer that grew for one big message.
+            if conn.filled == 0 && conn.rbuf.len() > 4 * RBUF_INITIAL {
+                conn.rbuf = Vec::new();
+            }
+        }
+        if eof {
+            self.remove(index, None);
+        }
+    }
+
+    /// Deframes and handles everything complete in the connection's read buffer.
+    fn process(&mut self, index: usize) {
+        let now_ms = self.now_ms();
+        let message_max = self.config.limits.message_max;
+        let conn = &mut self.conns[index];
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let mut transport = std::mem::replace(&mut conn.transport, Transport::Closed);
+        let filled = conn.filled;
+        let mut pos = 0;
+        loop {
+            if self.conns[index].closing.is_some() || pos >= filled {
+                break;
+            }
+            let input = &mut buf[pos..filled];
+            let step = match &mut transport {
+                Transport::Detect => {
+                    let listener = &self.listeners[self.conns[index].listener];
+                    transport = match (input[0] == rawsocket::MAGIC, listener.rawsocket, listener.websocket.is_some()) {
+                        (true, true, _) => Transport::RawSocketHandshake,
+                        (false, _, true) => Transport::HttpUpgrade,
+                        _ => {
+                            debug!(peer = %self.conns[index].peer, "unexpected first octet; closing");
+                            self.close_now(index, CloseCause::Handshake);
+                            break;
+                        }
+                    };
+                    Some(0)
+                }
+                Transport::RawSocketHandshake => self.rawsocket_handshake(index, input, &mut transport),
+                Transport::HttpUpgrade => self.http_upgrade(index, input, &mut transport, message_max),
+                Transport::RawSocket { serializer, .. } => {
+                    let serializer = *serializer;
+                    self.rawsocket_frame(index, input, serializer, message_max, now_ms)
+                }
+                Transport::WebSocket { serializer, reader } => {
+                    let serializer = *serializer;
+                    self.websocket_frame(index, input, serializer, reader, now_ms)
+                }
+                Transport::Closed => None,
+            };
+            match step {
+                Some(consumed) => pos += consumed,
+                None => break,
+            }
+        }
+        let conn = &mut self.conns[index];
+        buf.copy_within(pos..filled, 0);
+        conn.filled = filled - pos;
+        conn.rbuf = buf;
+        if matches!(conn.transport, Transport::Closed) {
+            conn.transport = transport;
+        }
+    }
+
+    fn with_sink<R>(&mut self, f: impl FnOnce(&mut Router, &mut Outbound<'_>) -> R) -> R {
+        let mut sink = Outbound {
+            conns: &mut self.conns,
+            frames: &mut self.frames,
+            dirty: &mut self.dirty,
+            doomed: &mut self.doomed,
+            outbox_max: self.config.limits.outbox_max,
+        };
+        f(&mut self.router, &mut sink)
+    }
+
+    /// Queues raw bytes (handshake replies, HTTP responses, control frames) for a connection.
+    fn send_raw(&mut self, index: usize, header: &[u8], bytes: &[u8]) {
+        let frame = self.frames.alloc();
+        self.frames.bytes_mut(frame).extend_from_slice(bytes);
+        let conn = &mut self.conns[index];
+        let was_empty = conn.outbox.is_empty();
+        conn.outbox.push(&mut self.frames, header, frame);
+        if was_empty {
+            self.dirty.push(index);
+        }
+        if self.frames.refs(frame) == 0 {
+            self.frames.discard(frame);
+        }
+    }
+
+    fn open_session(&mut self, index: usize, serializer: Serializer) {
+        let conn = &self.conns[index];
+        let handle = self.router.handle_open(conn_id(index, conn.generation), serializer);
+        self.conns[index].session = Some(handle);
+    }
+
+    fn rawsocket_handshake(&mut self, index: usize, input: &mut [u8], transport: &mut Transport) -> Option<usize> {
+        let hello: [u8; 4] = input.get(..4)?.try_into().ok()?;
+        let listener = &self.listeners[self.conns[index].listener];
+        if self.conns[index].over_limit {
+            self.stats.refused_over_limit += 1;
+            info!(peer = %self.conns[index].peer, "connection limit reached; refusing RawSocket client");
+            self.send_raw(index, &[], &rawsocket::reject_reply(rawsocket::ERROR_CONNECTION_LIMIT));
+            self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+            return None;
+        }
+        match rawsocket::handle_handshake(hello, &listener.serializers, self.rawsocket_exponent) {
+            rawsocket::HandshakeOutcome::Accept { serializer, peer_max_len, reply } => {
+                self.send_raw(index, &[], &reply);
+                *transport = Transport::RawSocket { serializer, peer_max_len };
+                self.open_session(index, serializer);
+                debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "RawSocket open");
+                Some(4)
+            }
+            rawsocket::HandshakeOutcome::Reject { reply, reason } => {
+                info!(peer = %self.conns[index].peer, %reason, "RawSocket handshake refused");
+                self.send_raw(index, &[], &reply);
+                self.conns[index].closing = Some(CloseCause::Handshake);
+                None
+            }
+            rawsocket::HandshakeOutcome::NotRawSocket => {
+                self.close_now(index, CloseCause::Handshake);
+                None
+            }
+        }
+    }
+
+    fn http_upgrade(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        transport: &mut Transport,
+        message_max: usize,
+    ) -> Option<usize> {
+        let listener = &self.listeners[self.conns[index].listener];
+        let upgrade = listener.websocket.as_ref()?;
+        match websocket::handle_upgrade(input, upgrade) {
+            websocket::UpgradeOutcome::Incomplete => None,
+            websocket::UpgradeOutcome::Accept { serializer, consumed, response } => {
+                if self.conns[index].over_limit {
+                    self.stats.refused_over_limit += 1;
+                    info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
+                    let body = "connection limit reached\n";
+                    let response = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    self.send_raw(index, &[], response.as_bytes());
+                    self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+                    return None;
+                }
+                self.send_raw(index, &[], &response);
+                *transport = Transport::WebSocket { serializer, reader: websocket::FrameReader::new(message_max) };
+                self.open_session(index, serializer);
+                debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
+                Some(consumed)
+            }
+            websocket::UpgradeOutcome::Reject { status, response, reason } => {
+                info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
+                self.send_raw(index, &[], &response);
+                self.conns[index].closing = Some(CloseCause::Handshake);
+                None
+            }
+        }
+    }
+
+    fn rawsocket_frame(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        serializer: Serializer,
+        message_max: usize,
+        now_ms: u64,
+    ) -> Option<usize> {
+        let our_max = rawsocket::max_len(self.rawsocket_exponent).min(message_max.max(512));
+        let frame = match rawsocket::parse_frame(input, our_max) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return None,
+            Err(e) => {
+                self.transport_error(index, &e.to_string());
+                return None;
+            }
+        };
+        let consumed = frame.payload.end;
+        let payload = &input[frame.payload.clone()];
+        match frame.kind {
+            rawsocket::FrameKind::Message => self.deliver(index, serializer, payload, now_ms),
+            rawsocket::FrameKind::Ping => {
+                let header = rawsocket::write_header(rawsocket::FrameKind::Pong, payload.len());
+                self.send_raw(index, &header, payload);
+            }
+            rawsocket::FrameKind::Pong => {}
+        }
+        Some(consumed)
+    }
+
+    fn websocket_frame(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        serializer: Serializer,
+        reader: &mut websocket::FrameReader,
+        now_ms: u64,
+    ) -> Option<usize> {
+        let (consumed, event) = match reader.read(input) {
+            Ok(Some(read)) => read,
+            Ok(None) => return None,
+            Err(close) => {
+                info!(peer = %self.conns[index].peer, %close, "WebSocket protocol error");
+                self.conns[index].ws_close = (close.code, close.reason);
+                self.transport_error(index, close.reason);
+                return None;
+            }
+        };
+        match event {
+            websocket::Event::Message { data, .. } => self.deliver(index, serializer, data, now_ms),
+            websocket::Event::Ping(payload) => {
+                let mut frame = Vec::with_capacity(payload.len() + 2);
+                websocket::control_frame(websocket::OpCode::Pong, payload, &mut frame);
+                self.send_raw(index, &[], &frame);
+            }
+            websocket::Event::Pong(_) | websocket::Event::Fragment => {}
+            websocket::Event::Close { code, .. } => {
+                // Echo the peer's code (1000 when it sent none); the engine then cleans up on removal.
+                let conn = &mut self.conns[index];
+                conn.ws_close = (code.unwrap_or(websocket::CLOSE_NORMAL), "");
+                if begin_close(conn, &mut self.frames, CloseCause::Engine) {
+                    self.dirty.push(index);
+                }
+            }
+        }
+        Some(consumed)
+    }
+
+    /// A complete WAMP message from connection `index`: decode it and hand it to the engine.
+    fn deliver(&mut self, index: usize, serializer: Serializer, payload: &[u8], now_ms: u64) {
+        let Some(handle) = self.conns[index].session else { return };
+        match serializer.decode(payload) {
+            Ok(msg) => self.with_sink(|router, sink| router.handle_message(handle, &msg, now_ms, sink)),
+            Err(e) => {
+                let text = e.to_string();
+                self.with_sink(|router, sink| router.handle_protocol_violation(handle, &text, sink));
+            }
+        }
+    }
+
+    /// The peer broke the transport protocol: ABORT its session if it has one, then close.
+    fn transport_error(&mut self, index: usize, reason: &str) {
+        self.stats.transport_errors += 1;
+        let conn = &self.conns[index];
+        debug!(peer = %conn.peer, reason, "transport error");
+        if let Some(handle) = conn.session {
+            self.with_sink(|router, sink| router.handle_protocol_violation(handle, reason, sink));
+        }
+        if let Some(conn) = self.conns.get_mut(index) {
+            if begin_close(conn, &mut self.frames, CloseCause::Protocol) {
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Writing, closing
+
+    /// Closes doomed connections and flushes every connection with output, until nothing changes.
+    fn settle(&mut self) {
+        loop {
+            while let Some((index, cause)) = self.doomed.pop() {
+                if self.conns.contains(index) {
+                    self.close_now(index, cause);
+                }
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            if dirty.is_empty() {
+                break;
+            }
+            for index in dirty.iter().copied() {
+                self.flush(index);
+            }
+            let mut dirty = dirty;
+            dirty.clear();
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+        }
+    }
+
+    fn flush(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        if conn.write_blocked {
+            return;
+        }
+        match conn.outbox.flush(&mut self.frames, &mut conn.stream) {
+            Ok(true) => {
+                if let Some(cause) = conn.closing {
+                    self.remove(index, Some(cause));
+                } else if conn.read_paused {
+                    self.pending_read.push(index);
+                }
+            }
+            Ok(false) => {
+                conn.write_blocked = true;
+                if conn.closing.is_some() {
+                    let generation = conn.generation;
+                    self.timers.push(Reverse((Instant::now() + LINGER, index, generation, TimerKind::Linger)));
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "write failed");
+                self.remove(index, None);
+            }
+        }
+    }
+
+    /// Closes a connection without flushing (slow consumer, limits), telling the engine.
+    fn close_now(&mut self, index: usize, cause: CloseCause) {
+        if cause == CloseCause::SlowConsumer {
+            self.stats.slow_consumers += 1;
+            let conn = &self.conns[index];
+            warn!(
+                peer = %conn.peer,
+                queued = conn.outbox.queued_bytes(),
+                limit = self.config.limits.outbox_max,
+                "slow consumer: outbox over limits.outbox_max; disconnecting"
+            );
+        }
+        self.remove(index, Some(cause));
+    }
+
+    fn remove(&mut self, index: usize, cause: Option<CloseCause>) {
+        let Some(mut conn) = self.conns.try_remove(index) else { return };
+        let _ = self.poll.registry().deregister(conn.stream.source());
+        conn.stream.shutdown();
+        conn.outbox.clear(&mut self.frames);
+        debug!(peer = %conn.peer, ?cause, "connection closed");
+        if let Some(handle) = conn.session {
+            self.with_sink(|router, sink| router.handle_close(handle, sink));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Timers, shutdown
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, index, generation, kind))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else { continue };
+            match kind {
+                TimerKind::Handshake => {
+                    let joined = conn.session.and_then(|h| self.router.session_info(h)).is_some();
+                    if !joined && conn.closing.is_none() {
+                        self.stats.handshake_timeouts += 1;
+                        info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
+                        self.remove(index, Some(CloseCause::HandshakeTimeout));
+                    }
+                }
+                TimerKind::Linger => {
+                    if conn.closing.is_some() {
+                        self.remove(index, conn.closing);
+                    }
+                }
+            }
+        }
+        self.settle();
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(signals) = &mut self.signals {
+            let mut drain = [0u8; 64];
+            while matches!(signals.read(&mut drain), Ok(n) if n > 0) {}
+        }
+        if self.shutdown_deadline.is_some() {
+            info!("second signal: exiting now");
+            self.shutdown_deadline = Some(Instant::now());
+            return;
+        }
+        self.begin_shutdown();
+    }
+
+    /// Stops accepting, says GOODBYE (`wamp.close.system_shutdown`) to every session and gives them
+    /// `limits.shutdown_grace_ms` to answer and drain.
+    pub fn begin_shutdown(&mut self) {
+        info!(connections = self.conns.len(), "shutting down");
+        for listener in &mut self.listeners {
+            if let Some(mut socket) = listener.socket.take() {
+                let _ = match &mut socket {
+                    ListenerSocket::Tcp(s) => self.poll.registry().deregister(s),
+                    ListenerSocket::Unix(s, _) => self.poll.registry().deregister(s),
+                };
+                if let ListenerSocket::Unix(_, path) = &socket {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        self.with_sink(|router, sink| router.handle_shutdown(sink));
+        self.shutdown_deadline = Some(Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms));
+        self.settle();
+    }
+
+    fn finish_shutdown(&mut self) {
+        let left: Vec<usize> = self.conns.iter().map(|(index, _)| index).collect();
+        for index in left {
+            self.remove(index, Some(CloseCause::Shutdown));
+        }
+        info!("shutdown complete");
+    }
+}
+
+/// Marks `conn` as closing once its outbox is flushed; a WebSocket connection gets its Close frame (with the
+/// code in `conn.ws_close`) queued last. Returns whether the connection was not closing before.
+fn begin_close(conn: &mut Conn, frames: &mut FrameStore, cause: CloseCause) -> bool {
+    if conn.closing.is_some() {
+        return false;
+    }
+    conn.closing = Some(cause);
+    if conn.websocket {
+        let frame = frames.alloc();
+        let (code, reason) = conn.ws_close;
+        websocket::close_frame(code, reason, frames.bytes_mut(frame));
+        conn.outbox.push(frames, &[], frame);
+    }
+    true
+}
+
+/// A Unix socket path left behind by an earlier run is removed; any other file there is an error.
+fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path)?;
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!("{} exists and is not a socket", path.display()),
+        Err(_) => Ok(()),
+    }
+}
+
