@@ -1,2 +1,3 @@
 //! placeholder
 pub mod rawsocket;
+pub mod websocket;
