@@ -156,7 +156,7 @@ impl Default for Log {
 }
 
 /// Where a listener listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
     Tcp(SocketAddr),
     Unix(PathBuf),

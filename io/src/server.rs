@@ -102,12 +102,6 @@ fn conn_index(id: ConnId) -> (usize, u32) {
 }
 
 impl Outbound<'_> {
-    fn conn(&mut self, id: ConnId) -> Option<(usize, &mut Conn)> {
-        let (index, generation) = conn_index(id);
-        let conn = self.conns.get_mut(index).filter(|c| c.generation == generation)?;
-        Some((index, conn))
-    }
-
     fn encode(&mut self, serializer: Serializer, msg: &Message<'_>) -> FrameId {
         let frame = self.frames.alloc();
         serializer.encode(msg, self.frames.bytes_mut(frame));
@@ -118,7 +112,8 @@ impl Outbound<'_> {
     fn enqueue(&mut self, id: ConnId, frame: FrameId) {
         let len = self.frames.bytes(frame).len();
         let outbox_max = self.outbox_max;
-        let Some((index, conn)) = self.conn(id) else { return };
+        let (index, generation) = conn_index(id);
+        let Some(conn) = self.conns.get_mut(index).filter(|c| c.generation == generation) else { return };
         if conn.closing.is_some() {
             return;
         }
