@@ -296,8 +296,13 @@ impl ValueBuilder {
 
 impl Writer for ValueBuilder {
     fn serializer(&self) -> Serializer {
-        // Never equal to a source serializer's own writer path: `raw` is not used on the builder.
+        // The builder has no serializer of its own. It claims MessagePack so that `encoded` has a defined input
+        // format; `raw` is overridden below and never relies on it.
         Serializer::MsgPack
+    }
+    fn raw(&mut self, v: RawValue<'_>) {
+        // Always replay, whatever the source serializer: a builder never copies bytes.
+        walk(v, self)
     }
     fn array(&mut self, len: usize) {
         self.open(Value::List(Vec::with_capacity(len.min(64))), len);
@@ -331,6 +336,7 @@ impl Writer for ValueBuilder {
     fn bin(&mut self, v: &[u8]) {
         self.push(Value::Bytes(v.to_vec()))
     }
+    /// Bytes in this writer's serializer, i.e. MessagePack (see `serializer`). Nothing calls this: `raw` walks.
     fn encoded(&mut self, bytes: &[u8]) {
         walk(RawValue::new(Serializer::MsgPack, bytes), self)
     }
