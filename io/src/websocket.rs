@@ -840,21 +840,18 @@ mod tests {
 
     #[test]
     fn upgrade_from_python_websockets() {
-        let req = request(&[
-            "GET /ws HTTP/1.1",
-            "Host: 127.0.0.1:8080",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Key: 9T6LQx/bX2D0wX+ZgIQbtA==",
-            "Sec-WebSocket-Version: 13",
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
-            "Sec-WebSocket-Protocol: wamp.2.json, wamp.2.msgpack",
-            "User-Agent: Python/3.12 websockets/12.0",
-        ]);
-        let (serializer, consumed, response) = accepted(handle_upgrade(&req, &config()));
-        assert_eq!(serializer, Serializer::Json);
+        // Captured from websockets 15.0.1: `connect(url, subprotocols=["wamp.2.msgpack", "wamp.2.json"])`.
+        let req = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:41383\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: fB2S9vIGwzK9+1Cx8TZOSg==\r\nSec-WebSocket-Version: 13\r\n\
+                    Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+                    Sec-WebSocket-Protocol: wamp.2.msgpack, wamp.2.json\r\n\
+                    User-Agent: Python/3.11 websockets/15.0.1\r\n\r\n";
+        let (serializer, consumed, response) = accepted(handle_upgrade(req, &config()));
+        assert_eq!(serializer, Serializer::MsgPack);
         assert_eq!(consumed, req.len());
-        assert!(response.contains("\r\nSec-WebSocket-Protocol: wamp.2.json\r\n"));
+        let accept = tungstenite::handshake::derive_accept_key(b"fB2S9vIGwzK9+1Cx8TZOSg==");
+        assert!(response.contains(&format!("\r\nSec-WebSocket-Accept: {accept}\r\n")));
+        assert!(response.contains("\r\nSec-WebSocket-Protocol: wamp.2.msgpack\r\n"));
     }
 
     #[test]
@@ -888,9 +885,13 @@ mod tests {
             "sec-websocket-protocol: wamp.2.msgpack, wamp.2.json",
         ];
         assert_eq!(pick(&two_headers, &cfg), msgpack);
-        // Autobahn's default offer.
-        let autobahn = ["Sec-WebSocket-Protocol: wamp.2.json.batched,wamp.2.json,wamp.2.msgpack.batched,wamp.2.msgpack"];
-        assert_eq!(pick(&autobahn, &cfg), Serializer::Json);
+        // autobahn-python's WampWebSocketClientFactory default offer (joined without spaces), and its
+        // Component's default (cbor, json).
+        let autobahn = ["Sec-WebSocket-Protocol: wamp.2.cbor.batched,wamp.2.cbor,wamp.2.msgpack.batched,\
+                         wamp.2.msgpack,wamp.2.ubjson.batched,wamp.2.ubjson,wamp.2.json.batched,wamp.2.json"];
+        assert_eq!(pick(&autobahn, &cfg), msgpack);
+        let component = ["Sec-WebSocket-Protocol: wamp.2.cbor,wamp.2.json"];
+        assert_eq!(pick(&component, &cfg), Serializer::Json);
         // Only what the listener offers counts.
         let json_only = UpgradeConfig::new("/ws", vec![Serializer::Json]);
         assert_eq!(
