@@ -116,7 +116,10 @@ fn default_serializers() -> Vec<SerializerName> {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            realms: vec![Realm { name: "realm1".into(), uri_check: UriRule::Loose }],
+            realms: vec![Realm {
+                name: "realm1".into(),
+                uri_check: UriRule::Loose,
+            }],
             listeners: vec![
                 Listener {
                     listen: "127.0.0.1:8080".into(),
@@ -151,7 +154,9 @@ impl Default for Limits {
 
 impl Default for Log {
     fn default() -> Log {
-        Log { level: "info".into() }
+        Log {
+            level: "info".into(),
+        }
     }
 }
 
@@ -205,7 +210,11 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for realm in &self.realms {
-            if !kreisel_engine::uri::is_valid(&realm.name, UriCheck::Loose, kreisel_engine::uri::MatchPolicy::Exact) {
+            if !kreisel_engine::uri::is_valid(
+                &realm.name,
+                UriCheck::Loose,
+                kreisel_engine::uri::MatchPolicy::Exact,
+            ) {
                 return fail(format!("realm name '{}' is not a valid URI", realm.name));
             }
             if !names.insert(&realm.name) {
@@ -218,15 +227,21 @@ impl Config {
         let mut addresses = std::collections::HashSet::new();
         for (index, listener) in self.listeners.iter().enumerate() {
             let which = format!("listener {} ('{}')", index + 1, listener.listen);
-            let address = listener.address().map_err(|e| ConfigError(format!("{which}: {e}")))?;
+            let address = listener
+                .address()
+                .map_err(|e| ConfigError(format!("{which}: {e}")))?;
             if !addresses.insert(address) {
                 return fail(format!("{which}: address used by two listeners"));
             }
             if listener.transports.is_empty() {
-                return fail(format!("{which}: transports must name \"websocket\", \"rawsocket\" or both"));
+                return fail(format!(
+                    "{which}: transports must name \"websocket\", \"rawsocket\" or both"
+                ));
             }
             if listener.serializers.is_empty() {
-                return fail(format!("{which}: serializers must name \"json\", \"msgpack\" or both"));
+                return fail(format!(
+                    "{which}: serializers must name \"json\", \"msgpack\" or both"
+                ));
             }
             if !listener.path.starts_with('/') {
                 return fail(format!("{which}: path must start with '/'"));
@@ -234,7 +249,10 @@ impl Config {
         }
         let limits = &self.limits;
         if !(512..=1 << 24).contains(&limits.message_max) {
-            return fail(format!("limits.message_max = {} is outside 512 ..= 16777216", limits.message_max));
+            return fail(format!(
+                "limits.message_max = {} is outside 512 ..= 16777216",
+                limits.message_max
+            ));
         }
         if limits.connections_max == 0 {
             return fail("limits.connections_max must be at least 1".into());
@@ -291,7 +309,10 @@ impl Listener {
         self.listen
             .parse::<SocketAddr>()
             .map(Address::Tcp)
-            .map_err(|_| "listen must be HOST:PORT with a numeric IP (e.g. 127.0.0.1:8080) or unix:PATH".into())
+            .map_err(|_| {
+                "listen must be HOST:PORT with a numeric IP (e.g. 127.0.0.1:8080) or unix:PATH"
+                    .into()
+            })
     }
 
     pub fn serializers(&self) -> Vec<Serializer> {
@@ -345,12 +366,21 @@ mod tests {
     fn mistakes_are_explained() {
         let err = |text: &str| Config::from_toml(text).unwrap_err().0;
         assert!(err("[limits]\nmessage_max = 10").contains("message_max = 10 is outside"));
-        assert!(err("[[listeners]]\nlisten = \"localhost:80\"\ntransports = [\"websocket\"]").contains("numeric IP"));
-        assert!(err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = []").contains("transports must name"));
+        assert!(
+            err("[[listeners]]\nlisten = \"localhost:80\"\ntransports = [\"websocket\"]")
+                .contains("numeric IP")
+        );
+        assert!(
+            err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = []")
+                .contains("transports must name")
+        );
         assert!(err("bogus = 1").contains("unknown field"));
         assert!(err("[[realms]]\nname = \"a\"\n[[realms]]\nname = \"a\"").contains("defined twice"));
         assert!(err("[[realms]]\nname = \"bad realm\"").contains("not a valid URI"));
-        assert!(err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]").contains("unknown variant"));
+        assert!(
+            err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]")
+                .contains("unknown variant")
+        );
     }
 
     #[test]

@@ -71,11 +71,28 @@ pub enum Transport {
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
     /// RawSocket framing. `peer_max_len`: longest frame the peer accepts.
-    RawSocket { serializer: Serializer, peer_max_len: usize },
+    RawSocket {
+        serializer: Serializer,
+        peer_max_len: usize,
+    },
     /// WebSocket framing.
-    WebSocket { serializer: Serializer, reader: FrameReader },
+    WebSocket {
+        serializer: Serializer,
+        reader: FrameReader,
+    },
     /// Closing: no more input is processed.
     Closed,
+}
+
+/// How WAMP messages to this connection are framed, once its transport handshake is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Handshake not done: only raw bytes (handshake replies) are sent.
+    None,
+    /// RawSocket frames no longer than `peer_max_len`.
+    RawSocket { peer_max_len: usize },
+    /// WebSocket text (JSON) or binary frames.
+    WebSocket { text: bool },
 }
 
 /// Why the router closes a connection (for the log).
@@ -119,15 +136,21 @@ pub struct Conn {
     pub read_paused: bool,
     /// Opened while over the connection limit: refuse at the transport handshake.
     pub over_limit: bool,
-    /// The transport is WebSocket (kept beside `transport`, which is taken out while input is processed).
-    pub websocket: bool,
+    /// How outgoing messages are framed (kept beside `transport`, which is taken out while input is processed).
+    pub framing: Framing,
     /// Close code and reason of the WebSocket Close frame sent when the connection closes.
     pub ws_close: (u16, &'static str),
     pub peer: String,
 }
 
 impl Conn {
-    pub fn new(stream: Stream, listener: usize, generation: u32, peer: String, over_limit: bool) -> Conn {
+    pub fn new(
+        stream: Stream,
+        listener: usize,
+        generation: u32,
+        peer: String,
+        over_limit: bool,
+    ) -> Conn {
         Conn {
             stream,
             listener,
@@ -141,7 +164,7 @@ impl Conn {
             write_blocked: false,
             read_paused: false,
             over_limit,
-            websocket: false,
+            framing: Framing::None,
             ws_close: (crate::websocket::CLOSE_NORMAL, ""),
             peer,
         }
@@ -149,7 +172,9 @@ impl Conn {
 
     pub fn serializer(&self) -> Option<Serializer> {
         match &self.transport {
-            Transport::RawSocket { serializer, .. } | Transport::WebSocket { serializer, .. } => Some(*serializer),
+            Transport::RawSocket { serializer, .. } | Transport::WebSocket { serializer, .. } => {
+                Some(*serializer)
+            }
             _ => None,
         }
     }

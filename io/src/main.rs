@@ -35,7 +35,12 @@ fn main() -> ExitCode {
     if let Some(path) = cli.check {
         return match Config::load(&path) {
             Ok(config) => {
-                println!("{}: valid ({} realms, {} listeners)", path.display(), config.realms.len(), config.listeners.len());
+                println!(
+                    "{}: valid ({} realms, {} listeners)",
+                    path.display(),
+                    config.realms.len(),
+                    config.listeners.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -54,8 +59,12 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

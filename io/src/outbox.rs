@@ -111,7 +111,12 @@ impl Outbox {
     /// Queues `frame` (retaining it) behind `header`.
     pub fn push(&mut self, store: &mut FrameStore, header: &[u8], frame: FrameId) {
         debug_assert!(header.len() <= HEADER_MAX);
-        let mut entry = Entry { header: [0; HEADER_MAX], header_len: header.len() as u8, frame, written: 0 };
+        let mut entry = Entry {
+            header: [0; HEADER_MAX],
+            header_len: header.len() as u8,
+            frame,
+            written: 0,
+        };
         entry.header[..header.len()].copy_from_slice(header);
         store.retain(frame);
         self.queued += header.len() + store.bytes(frame).len();
@@ -162,7 +167,9 @@ impl Outbox {
     fn advance(&mut self, store: &mut FrameStore, mut written: usize) {
         self.queued -= written;
         while written > 0 {
-            let Some(entry) = self.entries.front_mut() else { return };
+            let Some(entry) = self.entries.front_mut() else {
+                return;
+            };
             let total = entry.header_len as usize + store.bytes(entry.frame).len();
             let left = total - entry.written;
             if written < left {
@@ -236,8 +243,15 @@ mod tests {
         }
         b.push(&mut store, &[0xCC], shared);
         assert_eq!(a.queued_bytes(), 100 * (2 + 2 + 1 + 13));
-        let mut socket = Trickle { out: Vec::new(), chunk: 7, budget: 1000 };
-        assert!(!a.flush(&mut store, &mut socket).unwrap(), "budget runs out first");
+        let mut socket = Trickle {
+            out: Vec::new(),
+            chunk: 7,
+            budget: 1000,
+        };
+        assert!(
+            !a.flush(&mut store, &mut socket).unwrap(),
+            "budget runs out first"
+        );
         socket.budget = usize::MAX;
         assert!(a.flush(&mut store, &mut socket).unwrap());
         let mut expected = Vec::new();
@@ -247,7 +261,11 @@ mod tests {
         }
         assert_eq!(socket.out, expected);
         assert_eq!(a.queued_bytes(), 0);
-        assert_eq!(store.live(), 1, "only the frame still queued for b is alive");
+        assert_eq!(
+            store.live(),
+            1,
+            "only the frame still queued for b is alive"
+        );
         b.clear(&mut store);
         assert_eq!(store.live(), 0);
         assert!(!store.pool.is_empty(), "buffers return to the pool");

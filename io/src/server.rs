@@ -19,7 +19,7 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use crate::config::{Address, Config, Transport as TransportName};
-use crate::conn::{CloseCause, Conn, Stream, Transport};
+use crate::conn::{CloseCause, Conn, Framing, Stream, Transport};
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::{rawsocket, websocket};
 
@@ -113,29 +113,40 @@ impl Outbound<'_> {
         let len = self.frames.bytes(frame).len();
         let outbox_max = self.outbox_max;
         let (index, generation) = conn_index(id);
-        let Some(conn) = self.conns.get_mut(index).filter(|c| c.generation == generation) else { return };
+        let Some(conn) = self
+            .conns
+            .get_mut(index)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
         if conn.closing.is_some() {
             return;
         }
         let mut header = [0u8; HEADER_MAX];
-        let header_len = match &conn.transport {
-            Transport::RawSocket { peer_max_len, .. } => {
-                if len > *peer_max_len {
+        let header_len = match conn.framing {
+            Framing::RawSocket { peer_max_len } => {
+                if len > peer_max_len {
                     warn!(peer = %conn.peer, len, max = peer_max_len, "message longer than the peer accepts; closing");
                     self.doomed.push((index, CloseCause::TooLongForPeer));
                     return;
                 }
-                header[..4].copy_from_slice(&rawsocket::write_header(rawsocket::FrameKind::Message, len));
+                header[..4]
+                    .copy_from_slice(&rawsocket::write_header(rawsocket::FrameKind::Message, len));
                 4
             }
-            Transport::WebSocket { serializer, .. } => {
-                let opcode = if serializer.is_text() { websocket::OpCode::Text } else { websocket::OpCode::Binary };
+            Framing::WebSocket { text } => {
+                let opcode = if text {
+                    websocket::OpCode::Text
+                } else {
+                    websocket::OpCode::Binary
+                };
                 let mut ws = [0u8; 10];
                 let n = websocket::write_header(opcode, true, len, &mut ws);
                 header[..n].copy_from_slice(&ws[..n]);
                 n
             }
-            _ => return,
+            Framing::None => return,
         };
         let was_empty = conn.outbox.is_empty();
         conn.outbox.push(self.frames, &header[..header_len], frame);
@@ -183,7 +194,11 @@ impl Sink for Outbound<'_> {
 
     fn close(&mut self, to: Peer) {
         let (index, generation) = conn_index(to.conn);
-        if let Some(conn) = self.conns.get_mut(index).filter(|c| c.generation == generation) {
+        if let Some(conn) = self
+            .conns
+            .get_mut(index)
+            .filter(|c| c.generation == generation)
+        {
             if begin_close(conn, self.frames, CloseCause::Engine) {
                 self.dirty.push(index);
             }
@@ -201,22 +216,27 @@ impl Server {
             let token = Token(LISTENER_BASE + index);
             let mut socket = match &address {
                 Address::Tcp(addr) => ListenerSocket::Tcp(
-                    TcpListener::bind(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+                    TcpListener::bind(*addr)
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
                 ),
                 Address::Unix(path) => {
                     remove_stale_socket(path)?;
-                    let socket = UnixListener::bind(path)
-                        .map_err(|e| anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display()))?;
+                    let socket = UnixListener::bind(path).map_err(|e| {
+                        anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
+                    })?;
                     ListenerSocket::Unix(socket, path.clone())
                 }
             };
             match &mut socket {
                 ListenerSocket::Tcp(s) => poll.registry().register(s, token, Interest::READABLE)?,
-                ListenerSocket::Unix(s, _) => poll.registry().register(s, token, Interest::READABLE)?,
+                ListenerSocket::Unix(s, _) => {
+                    poll.registry().register(s, token, Interest::READABLE)?
+                }
             }
             let serializers = listener.serializers();
             let websocket = listener.speaks(TransportName::Websocket).then(|| {
-                let mut upgrade = websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
+                let mut upgrade =
+                    websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade
             });
@@ -255,7 +275,10 @@ impl Server {
         self.listeners
             .iter()
             .map(|l| match &l.socket {
-                Some(ListenerSocket::Tcp(s)) => s.local_addr().map(Address::Tcp).unwrap_or(l.address.clone()),
+                Some(ListenerSocket::Tcp(s)) => s
+                    .local_addr()
+                    .map(Address::Tcp)
+                    .unwrap_or(l.address.clone()),
                 _ => l.address.clone(),
             })
             .collect()
@@ -270,7 +293,9 @@ impl Server {
             signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
         }
         let mut reader = UnixStream::from_std(reader);
-        self.poll.registry().register(&mut reader, SIGNAL, Interest::READABLE)?;
+        self.poll
+            .registry()
+            .register(&mut reader, SIGNAL, Interest::READABLE)?;
         self.signals = Some(reader);
         Ok(())
     }
@@ -349,9 +374,9 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     (Stream::Tcp(stream), addr.to_string())
                 }),
-                Some(ListenerSocket::Unix(s, path)) => {
-                    s.accept().map(|(stream, _)| (Stream::Unix(stream), format!("unix:{}", path.display())))
-                }
+                Some(ListenerSocket::Unix(s, path)) => s
+                    .accept()
+                    .map(|(stream, _)| (Stream::Unix(stream), format!("unix:{}", path.display()))),
                 None => return,
             };
             let (stream, peer) = match accepted {
@@ -366,7 +391,9 @@ impl Server {
             };
             self.stats.accepted += 1;
             let over_limit = self.conns.len() >= self.config.limits.connections_max;
-            if over_limit && self.conns.len() >= self.config.limits.connections_max + OVER_LIMIT_SLACK {
+            if over_limit
+                && self.conns.len() >= self.config.limits.connections_max + OVER_LIMIT_SLACK
+            {
                 self.stats.refused_over_limit += 1;
                 drop(stream);
                 continue;
@@ -387,8 +414,10 @@ impl Server {
                 continue;
             }
             debug!(peer = %self.conns[index].peer, index, "connection accepted");
-            let deadline = Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
-            self.timers.push(Reverse((deadline, index, generation, TimerKind::Handshake)));
+            let deadline =
+                Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
+            self.timers
+                .push(Reverse((deadline, index, generation, TimerKind::Handshake)));
         }
     }
 
@@ -398,7 +427,9 @@ impl Server {
     fn read(&mut self, index: usize) {
         let message_max = self.config.limits.message_max;
         let pause_at = self.config.limits.outbox_max / 2;
-        let Some(conn) = self.conns.get_mut(index) else { return };
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
         if conn.closing.is_some() {
             return;
         }
@@ -433,7 +464,9 @@ impl Server {
                     conn.filled += n;
                     budget = budget.saturating_sub(n);
                     self.process(index);
-                    let Some(conn) = self.conns.get(index) else { return };
+                    let Some(conn) = self.conns.get(index) else {
+                        return;
+                    };
                     if conn.closing.is_some() {
                         break;
                     }
@@ -483,7 +516,11 @@ impl Server {
             let step = match &mut transport {
                 Transport::Detect => {
                     let listener = &self.listeners[self.conns[index].listener];
-                    transport = match (input[0] == rawsocket::MAGIC, listener.rawsocket, listener.websocket.is_some()) {
+                    transport = match (
+                        input[0] == rawsocket::MAGIC,
+                        listener.rawsocket,
+                        listener.websocket.is_some(),
+                    ) {
                         (true, true, _) => Transport::RawSocketHandshake,
                         (false, _, true) => Transport::HttpUpgrade,
                         _ => {
@@ -494,8 +531,12 @@ impl Server {
                     };
                     Some(0)
                 }
-                Transport::RawSocketHandshake => self.rawsocket_handshake(index, input, &mut transport),
-                Transport::HttpUpgrade => self.http_upgrade(index, input, &mut transport, message_max),
+                Transport::RawSocketHandshake => {
+                    self.rawsocket_handshake(index, input, &mut transport)
+                }
+                Transport::HttpUpgrade => {
+                    self.http_upgrade(index, input, &mut transport, message_max)
+                }
                 Transport::RawSocket { serializer, .. } => {
                     let serializer = *serializer;
                     self.rawsocket_frame(index, input, serializer, message_max, now_ms)
@@ -548,24 +589,43 @@ impl Server {
 
     fn open_session(&mut self, index: usize, serializer: Serializer) {
         let conn = &self.conns[index];
-        let handle = self.router.handle_open(conn_id(index, conn.generation), serializer);
+        let handle = self
+            .router
+            .handle_open(conn_id(index, conn.generation), serializer);
         self.conns[index].session = Some(handle);
     }
 
-    fn rawsocket_handshake(&mut self, index: usize, input: &mut [u8], transport: &mut Transport) -> Option<usize> {
+    fn rawsocket_handshake(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        transport: &mut Transport,
+    ) -> Option<usize> {
         let hello: [u8; 4] = input.get(..4)?.try_into().ok()?;
         let listener = &self.listeners[self.conns[index].listener];
         if self.conns[index].over_limit {
             self.stats.refused_over_limit += 1;
             info!(peer = %self.conns[index].peer, "connection limit reached; refusing RawSocket client");
-            self.send_raw(index, &[], &rawsocket::reject_reply(rawsocket::ERROR_CONNECTION_LIMIT));
+            self.send_raw(
+                index,
+                &[],
+                &rawsocket::reject_reply(rawsocket::ERROR_CONNECTION_LIMIT),
+            );
             self.conns[index].closing = Some(CloseCause::ConnectionLimit);
             return None;
         }
         match rawsocket::handle_handshake(hello, &listener.serializers, self.rawsocket_exponent) {
-            rawsocket::HandshakeOutcome::Accept { serializer, peer_max_len, reply } => {
+            rawsocket::HandshakeOutcome::Accept {
+                serializer,
+                peer_max_len,
+                reply,
+            } => {
                 self.send_raw(index, &[], &reply);
-                *transport = Transport::RawSocket { serializer, peer_max_len };
+                self.conns[index].framing = Framing::RawSocket { peer_max_len };
+                *transport = Transport::RawSocket {
+                    serializer,
+                    peer_max_len,
+                };
                 self.open_session(index, serializer);
                 debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "RawSocket open");
                 Some(4)
@@ -594,7 +654,11 @@ impl Server {
         let upgrade = listener.websocket.as_ref()?;
         match websocket::handle_upgrade(input, upgrade) {
             websocket::UpgradeOutcome::Incomplete => None,
-            websocket::UpgradeOutcome::Accept { serializer, consumed, response } => {
+            websocket::UpgradeOutcome::Accept {
+                serializer,
+                consumed,
+                response,
+            } => {
                 if self.conns[index].over_limit {
                     self.stats.refused_over_limit += 1;
                     info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
@@ -609,12 +673,19 @@ impl Server {
                     return None;
                 }
                 self.send_raw(index, &[], &response);
-                *transport = Transport::WebSocket { serializer, reader: websocket::FrameReader::new(message_max) };
+                *transport = Transport::WebSocket {
+                    serializer,
+                    reader: websocket::FrameReader::new(message_max),
+                };
                 self.open_session(index, serializer);
                 debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
                 Some(consumed)
             }
-            websocket::UpgradeOutcome::Reject { status, response, reason } => {
+            websocket::UpgradeOutcome::Reject {
+                status,
+                response,
+                reason,
+            } => {
                 info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
                 self.send_raw(index, &[], &response);
                 self.conns[index].closing = Some(CloseCause::Handshake);
@@ -693,12 +764,18 @@ impl Server {
 
     /// A complete WAMP message from connection `index`: decode it and hand it to the engine.
     fn deliver(&mut self, index: usize, serializer: Serializer, payload: &[u8], now_ms: u64) {
-        let Some(handle) = self.conns[index].session else { return };
+        let Some(handle) = self.conns[index].session else {
+            return;
+        };
         match serializer.decode(payload) {
-            Ok(msg) => self.with_sink(|router, sink| router.handle_message(handle, &msg, now_ms, sink)),
+            Ok(msg) => {
+                self.with_sink(|router, sink| router.handle_message(handle, &msg, now_ms, sink))
+            }
             Err(e) => {
                 let text = e.to_string();
-                self.with_sink(|router, sink| router.handle_protocol_violation(handle, &text, sink));
+                self.with_sink(|router, sink| {
+                    router.handle_protocol_violation(handle, &text, sink)
+                });
             }
         }
     }
@@ -745,7 +822,9 @@ impl Server {
     }
 
     fn flush(&mut self, index: usize) {
-        let Some(conn) = self.conns.get_mut(index) else { return };
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
         if conn.write_blocked {
             return;
         }
@@ -761,7 +840,12 @@ impl Server {
                 conn.write_blocked = true;
                 if conn.closing.is_some() {
                     let generation = conn.generation;
-                    self.timers.push(Reverse((Instant::now() + LINGER, index, generation, TimerKind::Linger)));
+                    self.timers.push(Reverse((
+                        Instant::now() + LINGER,
+                        index,
+                        generation,
+                        TimerKind::Linger,
+                    )));
                 }
             }
             Err(e) => {
@@ -787,7 +871,9 @@ impl Server {
     }
 
     fn remove(&mut self, index: usize, cause: Option<CloseCause>) {
-        let Some(mut conn) = self.conns.try_remove(index) else { return };
+        let Some(mut conn) = self.conns.try_remove(index) else {
+            return;
+        };
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
@@ -807,10 +893,15 @@ impl Server {
                 break;
             }
             self.timers.pop();
-            let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else { continue };
+            let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else {
+                continue;
+            };
             match kind {
                 TimerKind::Handshake => {
-                    let joined = conn.session.and_then(|h| self.router.session_info(h)).is_some();
+                    let joined = conn
+                        .session
+                        .and_then(|h| self.router.session_info(h))
+                        .is_some();
                     if !joined && conn.closing.is_none() {
                         self.stats.handshake_timeouts += 1;
                         info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
@@ -856,7 +947,8 @@ impl Server {
             }
         }
         self.with_sink(|router, sink| router.handle_shutdown(sink));
-        self.shutdown_deadline = Some(Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms));
+        self.shutdown_deadline =
+            Some(Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms));
         self.settle();
     }
 
@@ -876,7 +968,7 @@ fn begin_close(conn: &mut Conn, frames: &mut FrameStore, cause: CloseCause) -> b
         return false;
     }
     conn.closing = Some(cause);
-    if conn.websocket {
+    if matches!(conn.framing, Framing::WebSocket { .. }) {
         let frame = frames.alloc();
         let (code, reason) = conn.ws_close;
         websocket::close_frame(code, reason, frames.bytes_mut(frame));
@@ -897,4 +989,3 @@ fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
         Err(_) => Ok(()),
     }
 }
-
