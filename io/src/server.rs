@@ -9,6 +9,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kreisel_codec::{Message, Serializer};
@@ -25,6 +27,7 @@ use crate::{rawsocket, websocket};
 
 const LISTENER_BASE: usize = 1 << 40;
 const SIGNAL: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
 /// Bytes read from one connection per loop turn before others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// Initial read buffer of a connection; it grows up to one maximal frame and shrinks back when idle.
@@ -81,7 +84,23 @@ pub struct Server {
     start: Instant,
     signals: Option<UnixStream>,
     shutdown_deadline: Option<Instant>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
     stats: IoStats,
+}
+
+/// Stops a [`Server`] running on another thread (graceful shutdown, as on SIGTERM).
+#[derive(Clone, Debug)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
 }
 
 /// The engine's sink over the connections of this loop.
@@ -250,6 +269,7 @@ impl Server {
         }
         let rawsocket_exponent = config.rawsocket_exponent();
         let router = Router::new(config.router_config(seed));
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,
             listeners,
@@ -266,6 +286,8 @@ impl Server {
             start: Instant::now(),
             signals: None,
             shutdown_deadline: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
             stats: IoStats::default(),
         })
     }
@@ -300,6 +322,14 @@ impl Server {
         Ok(())
     }
 
+    /// A handle to stop this server from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            stop: self.stop.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
     pub fn io_stats(&self) -> IoStats {
         self.stats
     }
@@ -321,6 +351,13 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => self.on_signal(),
+                    WAKER => {
+                        if self.stop.swap(false, Ordering::SeqCst)
+                            && self.shutdown_deadline.is_none()
+                        {
+                            self.begin_shutdown();
+                        }
+                    }
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(index) => {
                         if event.is_writable() {

@@ -1,1 +1,376 @@
-//! placeholder
+//! Test harness for kreisel's end-to-end tests: a router running in-process on ephemeral loopback ports (real
+//! sockets, the real event loop), and a small blocking WAMP client speaking RawSocket (TCP or Unix) and
+//! WebSocket in JSON or MessagePack. Interop tests use clients written by others; this client exists to craft
+//! exact and malformed frames.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kreisel_codec::{Serializer, Value};
+use kreisel_io::config::{Address, Config};
+use kreisel_io::server::StopHandle;
+use kreisel_io::Server;
+
+/// Reads of the test client give up after this long (a hang is a failure, never a wait forever).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A router running on a background thread; stopped (gracefully) on drop.
+pub struct TestRouter {
+    pub ws: SocketAddr,
+    pub rs: SocketAddr,
+    pub unix: PathBuf,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kreisel-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestRouter {
+    /// The default realm `realm1` plus `extra_toml` (e.g. a `[limits]` table), listening on a WebSocket port
+    /// (path /ws), a RawSocket port and a RawSocket Unix socket.
+    pub fn start(extra_toml: &str) -> TestRouter {
+        let dir = TempDir::new("router");
+        let unix = dir.0.join("kreisel.sock");
+        let toml = format!(
+            r#"
+[[realms]]
+name = "realm1"
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["websocket"]
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["rawsocket"]
+
+[[listeners]]
+listen = "unix:{}"
+transports = ["rawsocket"]
+
+{extra_toml}
+"#,
+            unix.display()
+        );
+        let config = Config::from_toml(&toml).expect("test config is valid");
+        let server = Server::bind(config, 42).expect("bind");
+        let addresses = server.local_addresses();
+        let tcp = |i: usize| match &addresses[i] {
+            Address::Tcp(addr) => *addr,
+            other => panic!("listener {i} is {other}"),
+        };
+        let (ws, rs) = (tcp(0), tcp(1));
+        let stop = server.stop_handle();
+        let thread = std::thread::Builder::new()
+            .name("kreisel".into())
+            .spawn(move || {
+                let mut server = server;
+                server.run().expect("router loop");
+            })
+            .expect("spawn router");
+        TestRouter {
+            ws,
+            rs,
+            unix,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.ws)
+    }
+
+    pub fn rs_url(&self) -> String {
+        format!("rs://{}", self.rs)
+    }
+
+    /// Stops the router and waits for its loop to end.
+    pub fn stop(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("router thread panicked");
+        }
+    }
+}
+
+impl Drop for TestRouter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A transport stream of either family.
+pub enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+pub fn unix(path: &std::path::Path) -> UnixStream {
+    let stream = UnixStream::connect(path).expect("connect unix");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+enum Link {
+    Raw(Socket),
+    Ws(Box<tungstenite::WebSocket<TcpStream>>),
+}
+
+/// What a read produced.
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    Message(serde_json::Value),
+    /// The router closed the connection (EOF, or a WebSocket Close frame with its code).
+    Closed(Option<u16>),
+}
+
+/// A blocking WAMP client for tests. Messages are written and read as JSON values (converted to and from the
+/// connection's serializer with the kreisel codec).
+pub struct Client {
+    link: Link,
+    pub serializer: Serializer,
+}
+
+impl Client {
+    /// RawSocket over TCP with a handshake for `serializer` (max length exponent 15).
+    pub fn rawsocket(addr: SocketAddr, serializer: Serializer) -> Client {
+        Client::rawsocket_on(Socket::Tcp(tcp(addr)), serializer)
+    }
+
+    pub fn rawsocket_unix(path: &std::path::Path, serializer: Serializer) -> Client {
+        Client::rawsocket_on(Socket::Unix(unix(path)), serializer)
+    }
+
+    fn rawsocket_on(mut socket: Socket, serializer: Serializer) -> Client {
+        socket
+            .write_all(&[0x7F, 0xF0 | serializer.rawsocket_id(), 0, 0])
+            .unwrap();
+        let mut reply = [0u8; 4];
+        socket
+            .read_exact(&mut reply)
+            .expect("RawSocket handshake reply");
+        assert_eq!(reply[0], 0x7F);
+        assert_eq!(
+            reply[1] & 0x0F,
+            serializer.rawsocket_id(),
+            "handshake reply {reply:?}"
+        );
+        Client {
+            link: Link::Raw(socket),
+            serializer,
+        }
+    }
+
+    /// WebSocket with the serializer's subprotocol.
+    pub fn websocket(addr: SocketAddr, serializer: Serializer) -> Client {
+        let stream = tcp(addr);
+        let request = tungstenite::http::Request::builder()
+            .uri(format!("ws://{addr}/ws"))
+            .header("Host", addr.to_string())
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header(
+                "Sec-WebSocket-Key",
+                tungstenite::handshake::client::generate_key(),
+            )
+            .header("Sec-WebSocket-Protocol", serializer.subprotocol())
+            .body(())
+            .unwrap();
+        let (ws, response) = tungstenite::client(request, stream).expect("WebSocket handshake");
+        assert_eq!(
+            response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(serializer.subprotocol())
+        );
+        Client {
+            link: Link::Ws(Box::new(ws)),
+            serializer,
+        }
+    }
+
+    /// Sends a message given as JSON text.
+    pub fn send(&mut self, json_text: &str) {
+        let bytes = encode(self.serializer, json_text);
+        self.send_bytes(&bytes);
+    }
+
+    /// Sends raw bytes as one WAMP message frame (may be garbage).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        match &mut self.link {
+            Link::Raw(socket) => {
+                let len = bytes.len() as u32;
+                let mut frame = len.to_be_bytes().to_vec();
+                frame[0] = 0;
+                frame.extend_from_slice(bytes);
+                socket.write_all(&frame).expect("write frame");
+            }
+            Link::Ws(ws) => {
+                let msg = match self.serializer {
+                    Serializer::Json => match String::from_utf8(bytes.to_vec()) {
+                        Ok(text) => tungstenite::Message::text(text),
+                        Err(_) => tungstenite::Message::binary(bytes.to_vec()),
+                    },
+                    Serializer::MsgPack => tungstenite::Message::binary(bytes.to_vec()),
+                };
+                ws.send(msg).expect("write ws");
+            }
+        }
+    }
+
+    /// Writes raw bytes straight to the socket (RawSocket only).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        match &mut self.link {
+            Link::Raw(socket) => socket.write_all(bytes).expect("write raw"),
+            Link::Ws(ws) => ws.get_mut().write_all(bytes).expect("write raw"),
+        }
+    }
+
+    pub fn recv(&mut self) -> Received {
+        match &mut self.link {
+            Link::Raw(socket) => {
+                let mut header = [0u8; 4];
+                if socket.read_exact(&mut header).is_err() {
+                    return Received::Closed(None);
+                }
+                let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+                let mut payload = vec![0u8; len];
+                if socket.read_exact(&mut payload).is_err() {
+                    return Received::Closed(None);
+                }
+                if header[0] & 0x07 != 0 {
+                    // Ping/pong frames are not WAMP messages: read on.
+                    return self.recv();
+                }
+                Received::Message(decode(self.serializer, &payload))
+            }
+            Link::Ws(ws) => loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Text(text)) => {
+                        return Received::Message(decode(self.serializer, text.as_bytes()))
+                    }
+                    Ok(tungstenite::Message::Binary(bytes)) => {
+                        return Received::Message(decode(self.serializer, &bytes))
+                    }
+                    Ok(tungstenite::Message::Close(frame)) => {
+                        return Received::Closed(frame.map(|f| u16::from(f.code)))
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return Received::Closed(None),
+                }
+            },
+        }
+    }
+
+    /// The next message, which must exist.
+    pub fn expect(&mut self) -> serde_json::Value {
+        match self.recv() {
+            Received::Message(msg) => msg,
+            Received::Closed(code) => {
+                panic!("connection closed ({code:?}) while a message was expected")
+            }
+        }
+    }
+
+    /// Reads until the router closes; returns the messages seen before.
+    pub fn expect_close(&mut self) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            match self.recv() {
+                Received::Message(msg) => seen.push(msg),
+                Received::Closed(_) => return seen,
+            }
+        }
+    }
+
+    /// HELLO to realm1 with all four client roles; returns the session ID from WELCOME.
+    pub fn join(&mut self) -> u64 {
+        self.send(r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#);
+        let welcome = self.expect();
+        assert_eq!(welcome[0], 2, "expected WELCOME, got {welcome}");
+        welcome[1].as_u64().expect("session ID")
+    }
+}
+
+/// JSON text → bytes in `serializer` (through the codec, so MessagePack tests use real binary encodings).
+pub fn encode(serializer: Serializer, json_text: &str) -> Vec<u8> {
+    let msg = Serializer::Json
+        .decode(json_text.as_bytes())
+        .unwrap_or_else(|e| panic!("{json_text}: {e}"));
+    let mut out = Vec::new();
+    serializer.encode(&msg, &mut out);
+    out
+}
+
+/// Bytes in `serializer` → JSON value.
+pub fn decode(serializer: Serializer, bytes: &[u8]) -> serde_json::Value {
+    let msg = serializer
+        .decode(bytes)
+        .unwrap_or_else(|e| panic!("router sent an undecodable message: {e}"));
+    let mut json = Vec::new();
+    Serializer::Json.encode(&msg, &mut json);
+    serde_json::from_slice(&json).expect("codec writes JSON")
+}
+
+/// Convenience for building values in tests.
+pub fn value(json_text: &str) -> Value {
+    kreisel_codec::RawValue::parse(Serializer::Json, json_text.as_bytes())
+        .expect("valid JSON")
+        .to_value()
+}
