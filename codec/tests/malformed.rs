@@ -207,7 +207,7 @@ fn nesting_depth() {
     );
     // MessagePack cannot be produced by transcoding past the limit: build it by hand.
     let mut packed = vec![0x95, 0x24, 0x01, 0x02, 0x80];
-    packed.extend(std::iter::repeat_n(0x91, 99));
+    packed.extend([0x91; 99]);
     packed.push(0x90);
     assert_eq!(
         Serializer::MsgPack.decode(&packed),
