@@ -222,7 +222,7 @@ fn check_encoding(
             .filter(|_| !verbatim_whitespace)
         {
             assert!(
-                forms.iter().any(|form| *form == out),
+                forms.contains(&out),
                 "{context}: {:?} matches none of the vector's encodings",
                 String::from_utf8_lossy(&out)
             );
