@@ -230,7 +230,8 @@ impl Config {
             let address = listener
                 .address()
                 .map_err(|e| ConfigError(format!("{which}: {e}")))?;
-            if !addresses.insert(address) {
+            let ephemeral = matches!(address, Address::Tcp(addr) if addr.port() == 0);
+            if !ephemeral && !addresses.insert(address) {
                 return fail(format!("{which}: address used by two listeners"));
             }
             if listener.transports.is_empty() {

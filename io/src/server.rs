@@ -710,6 +710,9 @@ impl Server {
                     return None;
                 }
                 self.send_raw(index, &[], &response);
+                self.conns[index].framing = Framing::WebSocket {
+                    text: serializer.is_text(),
+                };
                 *transport = Transport::WebSocket {
                     serializer,
                     reader: websocket::FrameReader::new(message_max),

@@ -76,6 +76,11 @@ transports = ["rawsocket"]
 "#,
             unix.display()
         );
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .try_init();
+        }
         let config = Config::from_toml(&toml).expect("test config is valid");
         let server = Server::bind(config, 42).expect("bind");
         let addresses = server.local_addresses();
