@@ -76,7 +76,7 @@ pub struct Server {
     config: Config,
     rawsocket_exponent: u8,
     dirty: Vec<usize>,
-    doomed: Vec<(usize, CloseCause)>,
+    doomed: Vec<(usize, u32, CloseCause)>,
     /// Connections whose input was not drained this turn (budget or paused and resumed).
     pending_read: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
@@ -108,7 +108,7 @@ struct Outbound<'s> {
     conns: &'s mut Slab<Conn>,
     frames: &'s mut FrameStore,
     dirty: &'s mut Vec<usize>,
-    doomed: &'s mut Vec<(usize, CloseCause)>,
+    doomed: &'s mut Vec<(usize, u32, CloseCause)>,
     outbox_max: usize,
 }
 
@@ -147,7 +147,8 @@ impl Outbound<'_> {
             Framing::RawSocket { peer_max_len } => {
                 if len > peer_max_len {
                     warn!(peer = %conn.peer, len, max = peer_max_len, "message longer than the peer accepts; closing");
-                    self.doomed.push((index, CloseCause::TooLongForPeer));
+                    self.doomed
+                        .push((index, generation, CloseCause::TooLongForPeer));
                     return;
                 }
                 header[..4]
@@ -170,7 +171,8 @@ impl Outbound<'_> {
         let was_empty = conn.outbox.is_empty();
         conn.outbox.push(self.frames, &header[..header_len], frame);
         if conn.outbox.queued_bytes() > outbox_max {
-            self.doomed.push((index, CloseCause::SlowConsumer));
+            self.doomed
+                .push((index, generation, CloseCause::SlowConsumer));
         } else if was_empty {
             self.dirty.push(index);
         }
@@ -486,7 +488,8 @@ impl Server {
                 if grown <= conn.rbuf.len() {
                     // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
                     // impossible with correct framers, so treat it as a protocol error rather than spin.
-                    self.doomed.push((index, CloseCause::Protocol));
+                    self.doomed
+                        .push((index, conn.generation, CloseCause::Protocol));
                     break;
                 }
                 conn.rbuf.resize(grown, 0);
@@ -562,7 +565,7 @@ impl Server {
                         (false, _, true) => Transport::HttpUpgrade,
                         _ => {
                             debug!(peer = %self.conns[index].peer, "unexpected first octet; closing");
-                            self.close_now(index, CloseCause::Handshake);
+                            self.abandon(index, CloseCause::Handshake);
                             break;
                         }
                     };
@@ -674,7 +677,7 @@ impl Server {
                 None
             }
             rawsocket::HandshakeOutcome::NotRawSocket => {
-                self.close_now(index, CloseCause::Handshake);
+                self.abandon(index, CloseCause::Handshake);
                 None
             }
         }
@@ -841,8 +844,12 @@ impl Server {
     /// Closes doomed connections and flushes every connection with output, until nothing changes.
     fn settle(&mut self) {
         loop {
-            while let Some((index, cause)) = self.doomed.pop() {
-                if self.conns.contains(index) {
+            while let Some((index, generation, cause)) = self.doomed.pop() {
+                if self
+                    .conns
+                    .get(index)
+                    .is_some_and(|c| c.generation == generation)
+                {
                     self.close_now(index, cause);
                 }
             }
@@ -893,6 +900,17 @@ impl Server {
                 self.remove(index, None);
             }
         }
+    }
+
+    /// Marks a connection to be closed without flushing at the end of this turn. Used while its input is being
+    /// processed, where it must stay in the slab.
+    fn abandon(&mut self, index: usize, cause: CloseCause) {
+        let conn = &mut self.conns[index];
+        if conn.closing.is_none() {
+            conn.closing = Some(cause);
+        }
+        let generation = conn.generation;
+        self.doomed.push((index, generation, cause));
     }
 
     /// Closes a connection without flushing (slow consumer, limits), telling the engine.
