@@ -143,6 +143,12 @@ pub(crate) fn as_bytes(v: &[u8]) -> Option<Cow<'_, [u8]>> {
     decoded.ok().map(Cow::Owned)
 }
 
+/// The base64 text of a JSON binary string (`"\u0000" + base64`) without escapes in the base64 part, borrowed.
+fn binary_base64(v: &[u8]) -> Option<&[u8]> {
+    let base64 = string_content(v.trim_ascii())?.strip_prefix(BINARY_PREFIX)?;
+    (!base64.contains(&b'\\')).then_some(base64)
+}
+
 /// For a list: the bytes after `[` (the count is not needed: the iteration stops at the closing `]`).
 pub(crate) fn list_start(v: &[u8]) -> Option<(&[u8], usize)> {
     let v = v.trim_ascii();
@@ -215,12 +221,15 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
                 walk(value, w);
             }
         }
-        Some(b'"') => match as_bytes(v) {
-            Some(bytes) => w.bin(&bytes),
-            // A validated string always unescapes; `null` keeps the writer's counts right regardless.
-            None => match as_str(v) {
-                Some(s) => w.str(&s),
-                None => w.null(),
+        Some(b'"') => match binary_base64(v) {
+            Some(base64) => w.bin_base64(base64),
+            None => match as_bytes(v) {
+                Some(bytes) => w.bin(&bytes),
+                // A validated string always unescapes; `null` keeps the writer's counts right regardless.
+                None => match as_str(v) {
+                    Some(s) => w.str(&s),
+                    None => w.null(),
+                },
             },
         },
         Some(b't') => w.bool(true),
@@ -391,6 +400,16 @@ impl crate::raw::Writer for Writer<'_> {
         self.out.resize(start + len, 0);
         // The buffer has exactly the encoded length, so this cannot fail.
         let _ = STANDARD.encode_slice(v, &mut self.out[start..]);
+        self.out.push(b'"');
+        self.after_value();
+    }
+
+    fn bin_base64(&mut self, base64: &[u8]) {
+        // JSON to JSON: the text stays what it was.
+        self.before_value();
+        self.out.push(b'"');
+        self.out.extend_from_slice(BINARY_PREFIX);
+        self.out.extend_from_slice(base64);
         self.out.push(b'"');
         self.after_value();
     }

@@ -256,6 +256,27 @@ impl crate::raw::Writer for Writer<'_> {
         let _ = rmp::encode::write_str(self.out, v);
     }
 
+    fn bin_base64(&mut self, base64: &[u8]) {
+        use base64::Engine;
+        // Decode straight into the output, behind a `bin` header of the exact decoded length.
+        let start = self.out.len();
+        if let Some(len) = base64_decoded_len(base64) {
+            let _ = rmp::encode::write_bin_len(self.out, len as u32);
+            let data = self.out.len();
+            self.out.resize(data + len, 0);
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode_slice(base64, &mut self.out[data..]);
+            if decoded == Ok(len) {
+                return;
+            }
+            self.out.truncate(start);
+        }
+        // Not valid base64: the string it was, "\u0000" + text.
+        let _ = rmp::encode::write_str_len(self.out, (1 + base64.len()) as u32);
+        self.out.push(0);
+        self.out.extend_from_slice(base64);
+    }
+
     fn bin(&mut self, v: &[u8]) {
         let _ = rmp::encode::write_bin(self.out, v);
     }
@@ -560,4 +581,18 @@ mod tests {
             [0x95, 0x01, 0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0, 0xff, 0xd1, 0xff, 0x38, 0xc4, 0x01, 7]
         );
     }
+}
+
+/// The exact decoded length of padded standard base64 text, if its length and padding are well-formed.
+fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
+    if base64.len() % 4 != 0 || base64.len() / 4 * 3 > u32::MAX as usize {
+        return None;
+    }
+    let padding = base64
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&b| b == b'=')
+        .count();
+    Some(base64.len() / 4 * 3 - padding)
 }

@@ -213,6 +213,20 @@ pub(crate) trait Writer {
     fn f64(&mut self, v: f64);
     fn str(&mut self, v: &str);
     fn bin(&mut self, v: &[u8]);
+    /// Binary given as the standard, padded base64 text of a JSON binary string (the part after `\u0000`).
+    /// Writers override this to avoid a temporary buffer; text that does not decode is written as the JSON
+    /// string it was (`"\u0000" + text`).
+    fn bin_base64(&mut self, base64: &[u8]) {
+        use base64::Engine;
+        match base64::engine::general_purpose::STANDARD.decode(base64) {
+            Ok(bytes) => self.bin(&bytes),
+            Err(_) => {
+                let mut text = String::from("\u{0}");
+                text.push_str(&String::from_utf8_lossy(base64));
+                self.str(&text);
+            }
+        }
+    }
     /// An already-encoded value in this writer's serializer, copied verbatim.
     fn encoded(&mut self, bytes: &[u8]);
 

@@ -1,0 +1,246 @@
+//! The steady-state publish and call paths allocate nothing: decode (codec) → route (engine) → encode once per
+//! serializer (codec, into reused buffers, as the io layer does with its frame pool).
+//!
+//! A counting global allocator counts allocations made by this thread while `COUNTING` is set.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use kreisel_codec::{Message, Serializer};
+use kreisel_engine::{ConnId, Peer, Recipients, Router, RouterConfig, SessionHandle, Sink};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the wrapper only bumps a thread-local
+// counter (const-initialized thread locals with no destructor, so touching them never allocates or recurses).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+fn count() {
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    f();
+    COUNTING.with(|on| on.set(false));
+    ALLOCATIONS.with(|n| n.get())
+}
+
+/// Encodes like the io layer: once per serializer per multicast, into buffers that are cleared and reused.
+#[derive(Default)]
+struct EncodingSink {
+    buffers: [Vec<u8>; 2],
+    delivered: u64,
+    last: Vec<u8>,
+}
+
+impl Sink for EncodingSink {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        self.last.clear();
+        to.serializer.encode(msg, &mut self.last);
+        self.delivered += 1;
+    }
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        let mut encoded = [false; 2];
+        for peer in to.iter() {
+            let slot = peer.serializer as usize;
+            if !encoded[slot] {
+                self.buffers[slot].clear();
+                peer.serializer.encode(msg, &mut self.buffers[slot]);
+                encoded[slot] = true;
+            }
+            self.delivered += 1;
+        }
+    }
+    fn close(&mut self, _to: Peer) {}
+}
+
+fn join(
+    router: &mut Router,
+    sink: &mut EncodingSink,
+    conn: u64,
+    serializer: Serializer,
+) -> SessionHandle {
+    let handle = router.handle_open(ConnId(conn), serializer);
+    let hello = encode(
+        serializer,
+        r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#,
+    );
+    router.handle_message(handle, &serializer.decode(&hello).unwrap(), 0, sink);
+    handle
+}
+
+fn encode(serializer: Serializer, json_text: &str) -> Vec<u8> {
+    let msg = Serializer::Json.decode(json_text.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    serializer.encode(&msg, &mut out);
+    out
+}
+
+fn deliver(
+    router: &mut Router,
+    sink: &mut EncodingSink,
+    handle: SessionHandle,
+    serializer: Serializer,
+    frame: &[u8],
+) {
+    let msg = serializer.decode(frame).expect("valid frame");
+    router.handle_message(handle, &msg, 0, sink);
+}
+
+#[test]
+fn steady_state_publish_allocates_nothing() {
+    for publisher_serializer in Serializer::ALL {
+        let mut router = Router::new(RouterConfig::default());
+        let mut sink = EncodingSink::default();
+        for i in 0..100 {
+            let serializer = Serializer::ALL[i % 2];
+            let handle = join(&mut router, &mut sink, i as u64, serializer);
+            deliver(
+                &mut router,
+                &mut sink,
+                handle,
+                serializer,
+                &encode(serializer, r#"[32, 1, {}, "com.sensor.temp"]"#),
+            );
+        }
+        let publisher = join(&mut router, &mut sink, 1000, publisher_serializer);
+        let publish = encode(
+            publisher_serializer,
+            r#"[16, 2, {"acknowledge": true}, "com.sensor.temp", [21.5, "celsius", "\u0000AQID"], {"id": 7}]"#,
+        );
+        // Warm up: buffers reach their steady-state capacity.
+        for _ in 0..10 {
+            deliver(
+                &mut router,
+                &mut sink,
+                publisher,
+                publisher_serializer,
+                &publish,
+            );
+        }
+        let before = sink.delivered;
+        let count = allocations(|| {
+            for _ in 0..1000 {
+                deliver(
+                    &mut router,
+                    &mut sink,
+                    publisher,
+                    publisher_serializer,
+                    &publish,
+                );
+            }
+        });
+        assert_eq!(
+            sink.delivered - before,
+            1000 * 101,
+            "100 events and one PUBLISHED per publication"
+        );
+        assert_eq!(
+            count,
+            0,
+            "{}: allocations on the steady-state publish path",
+            publisher_serializer.name()
+        );
+    }
+}
+
+#[test]
+fn steady_state_call_allocates_nothing() {
+    for serializer in Serializer::ALL {
+        let mut router = Router::new(RouterConfig::default());
+        let mut sink = EncodingSink::default();
+        let callee = join(&mut router, &mut sink, 1, serializer);
+        let caller = join(&mut router, &mut sink, 2, serializer);
+        deliver(
+            &mut router,
+            &mut sink,
+            callee,
+            serializer,
+            &encode(serializer, r#"[64, 1, {}, "com.echo"]"#),
+        );
+        let call = encode(
+            serializer,
+            r#"[48, 7, {}, "com.echo", [1, "two"], {"three": 3}]"#,
+        );
+        let mut round_trip = |router: &mut Router, sink: &mut EncodingSink| {
+            deliver(router, sink, caller, serializer, &call);
+            // The INVOCATION's request ID is the callee's next invocation ID: read it back from the encoded bytes.
+            let invocation = serializer.decode(&sink.last).expect("INVOCATION");
+            let Message::Invocation { request, .. } = invocation else {
+                panic!("expected INVOCATION")
+            };
+            let mut yield_frame = [0u8; 64];
+            let len = yield_message(serializer, request.get(), &mut yield_frame);
+            deliver(router, sink, callee, serializer, &yield_frame[..len]);
+            assert!(matches!(
+                serializer.decode(&sink.last),
+                Ok(Message::Result { .. })
+            ));
+        };
+        for _ in 0..10 {
+            round_trip(&mut router, &mut sink);
+        }
+        let count = allocations(|| {
+            for _ in 0..1000 {
+                round_trip(&mut router, &mut sink);
+            }
+        });
+        assert_eq!(
+            count,
+            0,
+            "{}: allocations on the steady-state call path",
+            serializer.name()
+        );
+    }
+}
+
+/// `[70, request, {}, [1]]` written into a stack buffer without allocating.
+fn yield_message(serializer: Serializer, request: u64, out: &mut [u8; 64]) -> usize {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    match serializer {
+        Serializer::Json => {
+            write!(cursor, "[70,{request},{{}},[1]]").unwrap();
+        }
+        Serializer::MsgPack => {
+            rmp::encode::write_array_len(&mut cursor, 4).unwrap();
+            rmp::encode::write_uint(&mut cursor, 70).unwrap();
+            rmp::encode::write_uint(&mut cursor, request).unwrap();
+            rmp::encode::write_map_len(&mut cursor, 0).unwrap();
+            rmp::encode::write_array_len(&mut cursor, 1).unwrap();
+            rmp::encode::write_uint(&mut cursor, 1).unwrap();
+        }
+    }
+    cursor.position() as usize
+}
