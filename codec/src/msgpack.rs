@@ -585,7 +585,7 @@ mod tests {
 
 /// The exact decoded length of padded standard base64 text, if its length and padding are well-formed.
 fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
-    if base64.len() % 4 != 0 || base64.len() / 4 * 3 > u32::MAX as usize {
+    if !base64.len().is_multiple_of(4) || base64.len() / 4 * 3 > u32::MAX as usize {
         return None;
     }
     let padding = base64
