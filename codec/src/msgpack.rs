@@ -493,6 +493,20 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The exact decoded length of padded standard base64 text, if its length and padding are well-formed.
+fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
+    if !base64.len().is_multiple_of(4) || base64.len() / 4 * 3 > u32::MAX as usize {
+        return None;
+    }
+    let padding = base64
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&b| b == b'=')
+        .count();
+    Some(base64.len() / 4 * 3 - padding)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,18 +595,4 @@ mod tests {
             [0x95, 0x01, 0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0, 0xff, 0xd1, 0xff, 0x38, 0xc4, 0x01, 7]
         );
     }
-}
-
-/// The exact decoded length of padded standard base64 text, if its length and padding are well-formed.
-fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
-    if !base64.len().is_multiple_of(4) || base64.len() / 4 * 3 > u32::MAX as usize {
-        return None;
-    }
-    let padding = base64
-        .iter()
-        .rev()
-        .take(2)
-        .take_while(|&&b| b == b'=')
-        .count();
-    Some(base64.len() / 4 * 3 - padding)
 }
