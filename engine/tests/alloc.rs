@@ -193,7 +193,7 @@ fn steady_state_call_allocates_nothing() {
             serializer,
             r#"[48, 7, {}, "com.echo", [1, "two"], {"three": 3}]"#,
         );
-        let mut round_trip = |router: &mut Router, sink: &mut EncodingSink| {
+        let round_trip = |router: &mut Router, sink: &mut EncodingSink| {
             deliver(router, sink, caller, serializer, &call);
             // The INVOCATION's request ID is the callee's next invocation ID: read it back from the encoded bytes.
             let invocation = serializer.decode(&sink.last).expect("INVOCATION");
