@@ -1,0 +1,241 @@
+//! The `kreisel` binary itself: command line, configuration checking, a shared RawSocket/WebSocket port, and
+//! graceful shutdown on SIGTERM (GOODBYE `wamp.close.system_shutdown`, then exit 0).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KREISEL: &str = env!("CARGO_BIN_EXE_kreisel");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kreisel-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn help_and_print_config() {
+    let help = Command::new(KREISEL).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--config", "--check", "--print-config"] {
+        assert!(text.contains(flag), "{text}");
+    }
+    let printed = Command::new(KREISEL)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let path = temp_file("printed.toml", &String::from_utf8_lossy(&printed.stdout));
+    let check = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn check_explains_mistakes() {
+    let cases = [
+        (
+            "bad-limit.toml",
+            "[limits]\nmessage_max = 12\n",
+            "message_max = 12 is outside",
+        ),
+        (
+            "bad-key.toml",
+            "[limits]\nmesage_max = 4096\n",
+            "unknown field `mesage_max`",
+        ),
+        (
+            "bad-listen.toml",
+            "[[listeners]]\nlisten = \"localhost\"\ntransports = [\"websocket\"]\n",
+            "HOST:PORT",
+        ),
+        ("bad-syntax.toml", "[[realms]\nname = \"x\"\n", "realms"),
+    ];
+    for (name, text, expected) in cases {
+        let path = temp_file(name, text);
+        let out = Command::new(KREISEL)
+            .arg("--check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} must be refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    let missing = Command::new(KREISEL)
+        .arg("--check")
+        .arg("/nonexistent/kreisel.toml")
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// A running binary; killed on drop if still running.
+struct Running {
+    child: Child,
+    addresses: Vec<SocketAddr>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(config: &str) -> Running {
+    let path = temp_file("run.toml", config);
+    let mut child = Command::new(KREISEL)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Constructed first, so that the child is killed even if the checks below fail.
+    let mut running = Running {
+        child,
+        addresses: Vec::new(),
+    };
+    let addresses = &mut running.addresses;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        if let Some(address) = line.split("address=").nth(1) {
+            addresses.push(address.trim().parse().expect("a TCP address"));
+        }
+        if line.contains("kreisel starting") || addresses.len() == 1 {
+            // The "listening" lines come first; one listener is configured in these tests.
+            if !addresses.is_empty() {
+                break;
+            }
+        }
+    }
+    assert!(!addresses.is_empty(), "the router logs where it listens");
+    running
+}
+
+fn rawsocket_json(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&[0x7F, 0xF1, 0, 0]).unwrap();
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[0], 0x7F);
+    assert_eq!(reply[1] & 0x0F, 1);
+    stream
+}
+
+fn send(stream: &mut TcpStream, json: &str) {
+    let mut frame = (json.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(json.as_bytes());
+    stream.write_all(&frame).unwrap();
+}
+
+fn recv(stream: &mut TcpStream) -> serde_json::Value {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).unwrap();
+    let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+const SHARED_PORT: &str = r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["websocket", "rawsocket"]
+"#;
+
+#[test]
+fn one_port_serves_rawsocket_and_websocket() {
+    let router = start(SHARED_PORT);
+    let addr = router.addresses[0];
+    let mut rs = rawsocket_json(addr);
+    send(&mut rs, r#"[1, "realm1", {"roles": {"subscriber": {}}}]"#);
+    assert_eq!(recv(&mut rs)[0], 2);
+    let mut ws = TcpStream::connect(addr).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
+    );
+    ws.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        ws.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: wamp.2.json"),
+        "{head}"
+    );
+}
+
+#[test]
+fn sigterm_says_goodbye_and_exits_zero() {
+    let mut router = start(SHARED_PORT);
+    let addr = router.addresses[0];
+    let mut client = rawsocket_json(addr);
+    send(
+        &mut client,
+        r#"[1, "realm1", {"roles": {"subscriber": {}}}]"#,
+    );
+    assert_eq!(recv(&mut client)[0], 2);
+    // SAFETY: kill(2) on our own child's PID with a valid signal number.
+    let rc = unsafe { libc::kill(router.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert_eq!(
+        recv(&mut client),
+        serde_json::json!([6, {}, "wamp.close.system_shutdown"])
+    );
+    send(&mut client, r#"[6, {}, "wamp.close.goodbye_and_out"]"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = router.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kreisel did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after GOODBYE: {rest:?}");
+}
