@@ -7,17 +7,32 @@ fn to_msgpack(json: &str) -> Value {
     let raw = RawValue::parse(Serializer::Json, json.as_bytes()).unwrap();
     let mut out = Vec::new();
     transcode(raw, Serializer::MsgPack, &mut out);
-    RawValue::parse(Serializer::MsgPack, &out).expect("valid MessagePack").to_value()
+    RawValue::parse(Serializer::MsgPack, &out)
+        .expect("valid MessagePack")
+        .to_value()
 }
 
 #[test]
 fn valid_base64_becomes_bin_and_invalid_stays_a_string() {
-    assert_eq!(to_msgpack(r#"["\u0000AQID"]"#), Value::List(vec![Value::Bytes(vec![1, 2, 3])]));
-    assert_eq!(to_msgpack(r#"["\u0000AQI="]"#), Value::List(vec![Value::Bytes(vec![1, 2])]));
-    assert_eq!(to_msgpack(r#"["\u0000"]"#), Value::List(vec![Value::Bytes(vec![])]));
+    assert_eq!(
+        to_msgpack(r#"["\u0000AQID"]"#),
+        Value::List(vec![Value::Bytes(vec![1, 2, 3])])
+    );
+    assert_eq!(
+        to_msgpack(r#"["\u0000AQI="]"#),
+        Value::List(vec![Value::Bytes(vec![1, 2])])
+    );
+    assert_eq!(
+        to_msgpack(r#"["\u0000"]"#),
+        Value::List(vec![Value::Bytes(vec![])])
+    );
     for invalid in ["\u{0}abc", "\u{0}AQ=D", "\u{0}A===", "\u{0}****"] {
         let json = serde_json::to_string(&vec![invalid]).unwrap();
-        assert_eq!(to_msgpack(&json), Value::List(vec![Value::Str(invalid.into())]), "{json}");
+        assert_eq!(
+            to_msgpack(&json),
+            Value::List(vec![Value::Str(invalid.into())]),
+            "{json}"
+        );
     }
 }
 
