@@ -15,7 +15,11 @@ pub enum DecodeError {
     /// Wrong number of elements for the message type.
     Arity { code: u64 },
     /// An element has the wrong type or an out-of-range value (e.g. an ID outside 1..=2^53).
-    Element { code: u64, index: usize, expected: &'static str },
+    Element {
+        code: u64,
+        index: usize,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -23,10 +27,19 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Syntax(what) => write!(f, "malformed serialization: {what}"),
             DecodeError::TooDeep => write!(f, "nesting deeper than {}", crate::DEPTH_MAX),
-            DecodeError::NotAMessage => write!(f, "not a WAMP message (expected an array starting with a code)"),
+            DecodeError::NotAMessage => write!(
+                f,
+                "not a WAMP message (expected an array starting with a code)"
+            ),
             DecodeError::UnknownType(code) => write!(f, "unknown message type {code}"),
-            DecodeError::Arity { code } => write!(f, "wrong number of elements for message type {code}"),
-            DecodeError::Element { code, index, expected } => {
+            DecodeError::Arity { code } => {
+                write!(f, "wrong number of elements for message type {code}")
+            }
+            DecodeError::Element {
+                code,
+                index,
+                expected,
+            } => {
                 write!(f, "message type {code}: element {index} must be {expected}")
             }
         }

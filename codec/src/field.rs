@@ -97,7 +97,9 @@ impl<'a> Dict<'a> {
     /// Whether the dictionary has no entries.
     pub fn is_empty(&self) -> bool {
         match self {
-            Dict::Raw(raw) => raw.dict().is_none_or(|mut entries| entries.next().is_none()),
+            Dict::Raw(raw) => raw
+                .dict()
+                .is_none_or(|mut entries| entries.next().is_none()),
             Dict::Fields(fields) => fields.is_empty(),
             Dict::Value(Value::Dict(entries)) => entries.is_empty(),
             Dict::Value(_) => true,
@@ -113,7 +115,9 @@ impl<'a> Dict<'a> {
                 }
             }
             Dict::Fields(fields) => fields.iter().for_each(|(k, v)| f(k, *v)),
-            Dict::Value(Value::Dict(entries)) => entries.iter().for_each(|(k, v)| f(k, Field::Value(v))),
+            Dict::Value(Value::Dict(entries)) => {
+                entries.iter().for_each(|(k, v)| f(k, Field::Value(v)))
+            }
             Dict::Value(_) => {}
         }
     }
@@ -169,7 +173,10 @@ pub struct Payload<'a> {
 
 impl<'a> Payload<'a> {
     /// No payload.
-    pub const EMPTY: Payload<'static> = Payload { args: None, kwargs: None };
+    pub const EMPTY: Payload<'static> = Payload {
+        args: None,
+        kwargs: None,
+    };
 
     /// Number of trailing message elements this payload takes: kwargs present implies args present (an empty list
     /// is written when only kwargs exist).

@@ -58,7 +58,9 @@ impl Serializer {
 
     /// The serializer of a WebSocket subprotocol name, if kreisel speaks it.
     pub fn from_subprotocol(name: &str) -> Option<Serializer> {
-        Serializer::ALL.into_iter().find(|s| s.subprotocol() == name)
+        Serializer::ALL
+            .into_iter()
+            .find(|s| s.subprotocol() == name)
     }
 
     /// The RawSocket serializer nibble (1 JSON, 2 MessagePack).

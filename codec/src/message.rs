@@ -108,32 +108,119 @@ impl MessageType {
 /// Field names follow the spec's message layouts.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message<'a> {
-    Hello { realm: Cow<'a, str>, details: Dict<'a> },
-    Welcome { session: Id, details: Dict<'a> },
-    Abort { details: Dict<'a>, reason: Cow<'a, str> },
-    Challenge { auth_method: Cow<'a, str>, extra: Dict<'a> },
-    Authenticate { signature: Cow<'a, str>, extra: Dict<'a> },
-    Goodbye { details: Dict<'a>, reason: Cow<'a, str> },
+    Hello {
+        realm: Cow<'a, str>,
+        details: Dict<'a>,
+    },
+    Welcome {
+        session: Id,
+        details: Dict<'a>,
+    },
+    Abort {
+        details: Dict<'a>,
+        reason: Cow<'a, str>,
+    },
+    Challenge {
+        auth_method: Cow<'a, str>,
+        extra: Dict<'a>,
+    },
+    Authenticate {
+        signature: Cow<'a, str>,
+        extra: Dict<'a>,
+    },
+    Goodbye {
+        details: Dict<'a>,
+        reason: Cow<'a, str>,
+    },
     /// `request_type` is the code of the message the error answers (kept as sent; the router checks it).
-    Error { request_type: u64, request: Id, details: Dict<'a>, error: Cow<'a, str>, payload: Payload<'a> },
-    Publish { request: Id, options: Dict<'a>, topic: Cow<'a, str>, payload: Payload<'a> },
-    Published { request: Id, publication: Id },
-    Subscribe { request: Id, options: Dict<'a>, topic: Cow<'a, str> },
-    Subscribed { request: Id, subscription: Id },
-    Unsubscribe { request: Id, subscription: Id },
+    Error {
+        request_type: u64,
+        request: Id,
+        details: Dict<'a>,
+        error: Cow<'a, str>,
+        payload: Payload<'a>,
+    },
+    Publish {
+        request: Id,
+        options: Dict<'a>,
+        topic: Cow<'a, str>,
+        payload: Payload<'a>,
+    },
+    Published {
+        request: Id,
+        publication: Id,
+    },
+    Subscribe {
+        request: Id,
+        options: Dict<'a>,
+        topic: Cow<'a, str>,
+    },
+    Subscribed {
+        request: Id,
+        subscription: Id,
+    },
+    Unsubscribe {
+        request: Id,
+        subscription: Id,
+    },
     /// `details` is only present on router-initiated UNSUBSCRIBED (advanced profile).
-    Unsubscribed { request: Id, details: Option<Dict<'a>> },
-    Event { subscription: Id, publication: Id, details: Dict<'a>, payload: Payload<'a> },
-    Call { request: Id, options: Dict<'a>, procedure: Cow<'a, str>, payload: Payload<'a> },
-    Cancel { request: Id, options: Dict<'a> },
-    Result { request: Id, details: Dict<'a>, payload: Payload<'a> },
-    Register { request: Id, options: Dict<'a>, procedure: Cow<'a, str> },
-    Registered { request: Id, registration: Id },
-    Unregister { request: Id, registration: Id },
-    Unregistered { request: Id, details: Option<Dict<'a>> },
-    Invocation { request: Id, registration: Id, details: Dict<'a>, payload: Payload<'a> },
-    Interrupt { request: Id, options: Dict<'a> },
-    Yield { request: Id, options: Dict<'a>, payload: Payload<'a> },
+    Unsubscribed {
+        request: Id,
+        details: Option<Dict<'a>>,
+    },
+    Event {
+        subscription: Id,
+        publication: Id,
+        details: Dict<'a>,
+        payload: Payload<'a>,
+    },
+    Call {
+        request: Id,
+        options: Dict<'a>,
+        procedure: Cow<'a, str>,
+        payload: Payload<'a>,
+    },
+    Cancel {
+        request: Id,
+        options: Dict<'a>,
+    },
+    Result {
+        request: Id,
+        details: Dict<'a>,
+        payload: Payload<'a>,
+    },
+    Register {
+        request: Id,
+        options: Dict<'a>,
+        procedure: Cow<'a, str>,
+    },
+    Registered {
+        request: Id,
+        registration: Id,
+    },
+    Unregister {
+        request: Id,
+        registration: Id,
+    },
+    Unregistered {
+        request: Id,
+        details: Option<Dict<'a>>,
+    },
+    Invocation {
+        request: Id,
+        registration: Id,
+        details: Dict<'a>,
+        payload: Payload<'a>,
+    },
+    Interrupt {
+        request: Id,
+        options: Dict<'a>,
+    },
+    Yield {
+        request: Id,
+        options: Dict<'a>,
+        payload: Payload<'a>,
+    },
 }
 
 impl Message<'_> {
@@ -182,19 +269,30 @@ impl<'a> Elements<'a> {
     }
 
     fn error(&self, index: usize, expected: &'static str) -> DecodeError {
-        DecodeError::Element { code: self.code, index, expected }
+        DecodeError::Element {
+            code: self.code,
+            index,
+            expected,
+        }
     }
 
     fn id(&self, index: usize) -> Result<Id, DecodeError> {
-        self.raw(index).as_u64().and_then(Id::new).ok_or_else(|| self.error(index, "an ID in 1..=2^53"))
+        self.raw(index)
+            .as_u64()
+            .and_then(Id::new)
+            .ok_or_else(|| self.error(index, "an ID in 1..=2^53"))
     }
 
     fn uint(&self, index: usize) -> Result<u64, DecodeError> {
-        self.raw(index).as_u64().ok_or_else(|| self.error(index, "a non-negative integer"))
+        self.raw(index)
+            .as_u64()
+            .ok_or_else(|| self.error(index, "a non-negative integer"))
     }
 
     fn string(&self, index: usize) -> Result<Cow<'a, str>, DecodeError> {
-        self.raw(index).as_str().ok_or_else(|| self.error(index, "a string"))
+        self.raw(index)
+            .as_str()
+            .ok_or_else(|| self.error(index, "a string"))
     }
 
     fn dict(&self, index: usize) -> Result<Dict<'a>, DecodeError> {
@@ -243,34 +341,59 @@ pub(crate) fn decode(ser: Serializer, bytes: &[u8]) -> Result<Message<'_>, Decod
     if len == 0 {
         return Err(DecodeError::NotAMessage);
     }
-    let code = RawValue::new(ser, items[0]).as_u64().ok_or(DecodeError::NotAMessage)?;
+    let code = RawValue::new(ser, items[0])
+        .as_u64()
+        .ok_or(DecodeError::NotAMessage)?;
     let kind = MessageType::from_code(code).ok_or(DecodeError::UnknownType(code))?;
-    let e = Elements { ser, code, items, len };
+    let e = Elements {
+        ser,
+        code,
+        items,
+        len,
+    };
     use MessageType as T;
     let message = match kind {
         T::Hello => {
             e.arity(3, 3)?;
-            Message::Hello { realm: e.string(1)?, details: e.dict(2)? }
+            Message::Hello {
+                realm: e.string(1)?,
+                details: e.dict(2)?,
+            }
         }
         T::Welcome => {
             e.arity(3, 3)?;
-            Message::Welcome { session: e.id(1)?, details: e.dict(2)? }
+            Message::Welcome {
+                session: e.id(1)?,
+                details: e.dict(2)?,
+            }
         }
         T::Abort => {
             e.arity(3, 3)?;
-            Message::Abort { details: e.dict(1)?, reason: e.string(2)? }
+            Message::Abort {
+                details: e.dict(1)?,
+                reason: e.string(2)?,
+            }
         }
         T::Challenge => {
             e.arity(3, 3)?;
-            Message::Challenge { auth_method: e.string(1)?, extra: e.dict(2)? }
+            Message::Challenge {
+                auth_method: e.string(1)?,
+                extra: e.dict(2)?,
+            }
         }
         T::Authenticate => {
             e.arity(3, 3)?;
-            Message::Authenticate { signature: e.string(1)?, extra: e.dict(2)? }
+            Message::Authenticate {
+                signature: e.string(1)?,
+                extra: e.dict(2)?,
+            }
         }
         T::Goodbye => {
             e.arity(3, 3)?;
-            Message::Goodbye { details: e.dict(1)?, reason: e.string(2)? }
+            Message::Goodbye {
+                details: e.dict(1)?,
+                reason: e.string(2)?,
+            }
         }
         T::Error => {
             e.arity(5, 7)?;
@@ -284,28 +407,49 @@ pub(crate) fn decode(ser: Serializer, bytes: &[u8]) -> Result<Message<'_>, Decod
         }
         T::Publish => {
             e.arity(4, 6)?;
-            Message::Publish { request: e.id(1)?, options: e.dict(2)?, topic: e.string(3)?, payload: e.payload(4)? }
+            Message::Publish {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+                topic: e.string(3)?,
+                payload: e.payload(4)?,
+            }
         }
         T::Published => {
             e.arity(3, 3)?;
-            Message::Published { request: e.id(1)?, publication: e.id(2)? }
+            Message::Published {
+                request: e.id(1)?,
+                publication: e.id(2)?,
+            }
         }
         T::Subscribe => {
             e.arity(4, 4)?;
-            Message::Subscribe { request: e.id(1)?, options: e.dict(2)?, topic: e.string(3)? }
+            Message::Subscribe {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+                topic: e.string(3)?,
+            }
         }
         T::Subscribed => {
             e.arity(3, 3)?;
-            Message::Subscribed { request: e.id(1)?, subscription: e.id(2)? }
+            Message::Subscribed {
+                request: e.id(1)?,
+                subscription: e.id(2)?,
+            }
         }
         T::Unsubscribe => {
             e.arity(3, 3)?;
-            Message::Unsubscribe { request: e.id(1)?, subscription: e.id(2)? }
+            Message::Unsubscribe {
+                request: e.id(1)?,
+                subscription: e.id(2)?,
+            }
         }
         T::Unsubscribed => {
             e.arity(2, 3)?;
             let details = if e.len == 3 { Some(e.dict(2)?) } else { None };
-            Message::Unsubscribed { request: e.id(1)?, details }
+            Message::Unsubscribed {
+                request: e.id(1)?,
+                details,
+            }
         }
         T::Event => {
             e.arity(4, 6)?;
@@ -318,32 +462,57 @@ pub(crate) fn decode(ser: Serializer, bytes: &[u8]) -> Result<Message<'_>, Decod
         }
         T::Call => {
             e.arity(4, 6)?;
-            Message::Call { request: e.id(1)?, options: e.dict(2)?, procedure: e.string(3)?, payload: e.payload(4)? }
+            Message::Call {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+                procedure: e.string(3)?,
+                payload: e.payload(4)?,
+            }
         }
         T::Cancel => {
             e.arity(3, 3)?;
-            Message::Cancel { request: e.id(1)?, options: e.dict(2)? }
+            Message::Cancel {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+            }
         }
         T::Result => {
             e.arity(3, 5)?;
-            Message::Result { request: e.id(1)?, details: e.dict(2)?, payload: e.payload(3)? }
+            Message::Result {
+                request: e.id(1)?,
+                details: e.dict(2)?,
+                payload: e.payload(3)?,
+            }
         }
         T::Register => {
             e.arity(4, 4)?;
-            Message::Register { request: e.id(1)?, options: e.dict(2)?, procedure: e.string(3)? }
+            Message::Register {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+                procedure: e.string(3)?,
+            }
         }
         T::Registered => {
             e.arity(3, 3)?;
-            Message::Registered { request: e.id(1)?, registration: e.id(2)? }
+            Message::Registered {
+                request: e.id(1)?,
+                registration: e.id(2)?,
+            }
         }
         T::Unregister => {
             e.arity(3, 3)?;
-            Message::Unregister { request: e.id(1)?, registration: e.id(2)? }
+            Message::Unregister {
+                request: e.id(1)?,
+                registration: e.id(2)?,
+            }
         }
         T::Unregistered => {
             e.arity(2, 3)?;
             let details = if e.len == 3 { Some(e.dict(2)?) } else { None };
-            Message::Unregistered { request: e.id(1)?, details }
+            Message::Unregistered {
+                request: e.id(1)?,
+                details,
+            }
         }
         T::Invocation => {
             e.arity(4, 6)?;
@@ -356,11 +525,18 @@ pub(crate) fn decode(ser: Serializer, bytes: &[u8]) -> Result<Message<'_>, Decod
         }
         T::Interrupt => {
             e.arity(3, 3)?;
-            Message::Interrupt { request: e.id(1)?, options: e.dict(2)? }
+            Message::Interrupt {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+            }
         }
         T::Yield => {
             e.arity(3, 5)?;
-            Message::Yield { request: e.id(1)?, options: e.dict(2)?, payload: e.payload(3)? }
+            Message::Yield {
+                request: e.id(1)?,
+                options: e.dict(2)?,
+                payload: e.payload(3)?,
+            }
         }
     };
     Ok(message)
@@ -394,13 +570,26 @@ fn write_message<W: Writer>(msg: &Message<'_>, w: &mut W) {
             details.write(w);
             w.str(reason);
         }
-        Message::Challenge { auth_method: text, extra } | Message::Authenticate { signature: text, extra } => {
+        Message::Challenge {
+            auth_method: text,
+            extra,
+        }
+        | Message::Authenticate {
+            signature: text,
+            extra,
+        } => {
             w.array(3);
             w.u64(code);
             w.str(text);
             extra.write(w);
         }
-        Message::Error { request_type, request, details, error, payload } => {
+        Message::Error {
+            request_type,
+            request,
+            details,
+            error,
+            payload,
+        } => {
             w.array(5 + payload.element_count());
             w.u64(code);
             w.u64(*request_type);
@@ -409,8 +598,18 @@ fn write_message<W: Writer>(msg: &Message<'_>, w: &mut W) {
             w.str(error);
             payload.write(w);
         }
-        Message::Publish { request, options: dict, topic: uri, payload }
-        | Message::Call { request, options: dict, procedure: uri, payload } => {
+        Message::Publish {
+            request,
+            options: dict,
+            topic: uri,
+            payload,
+        }
+        | Message::Call {
+            request,
+            options: dict,
+            procedure: uri,
+            payload,
+        } => {
             w.array(4 + payload.element_count());
             w.u64(code);
             w.u64(request.get());
@@ -418,18 +617,42 @@ fn write_message<W: Writer>(msg: &Message<'_>, w: &mut W) {
             w.str(uri);
             payload.write(w);
         }
-        Message::Subscribe { request, options, topic: uri } | Message::Register { request, options, procedure: uri } => {
+        Message::Subscribe {
+            request,
+            options,
+            topic: uri,
+        }
+        | Message::Register {
+            request,
+            options,
+            procedure: uri,
+        } => {
             w.array(4);
             w.u64(code);
             w.u64(request.get());
             options.write(w);
             w.str(uri);
         }
-        Message::Published { request, publication: id }
-        | Message::Subscribed { request, subscription: id }
-        | Message::Unsubscribe { request, subscription: id }
-        | Message::Registered { request, registration: id }
-        | Message::Unregister { request, registration: id } => {
+        Message::Published {
+            request,
+            publication: id,
+        }
+        | Message::Subscribed {
+            request,
+            subscription: id,
+        }
+        | Message::Unsubscribe {
+            request,
+            subscription: id,
+        }
+        | Message::Registered {
+            request,
+            registration: id,
+        }
+        | Message::Unregister {
+            request,
+            registration: id,
+        } => {
             w.array(3);
             w.u64(code);
             w.u64(request.get());
@@ -443,8 +666,18 @@ fn write_message<W: Writer>(msg: &Message<'_>, w: &mut W) {
                 details.write(w);
             }
         }
-        Message::Event { subscription: first, publication: second, details, payload }
-        | Message::Invocation { request: first, registration: second, details, payload } => {
+        Message::Event {
+            subscription: first,
+            publication: second,
+            details,
+            payload,
+        }
+        | Message::Invocation {
+            request: first,
+            registration: second,
+            details,
+            payload,
+        } => {
             w.array(4 + payload.element_count());
             w.u64(code);
             w.u64(first.get());
@@ -458,7 +691,16 @@ fn write_message<W: Writer>(msg: &Message<'_>, w: &mut W) {
             w.u64(request.get());
             options.write(w);
         }
-        Message::Result { request, details: dict, payload } | Message::Yield { request, options: dict, payload } => {
+        Message::Result {
+            request,
+            details: dict,
+            payload,
+        }
+        | Message::Yield {
+            request,
+            options: dict,
+            payload,
+        } => {
             w.array(3 + payload.element_count());
             w.u64(code);
             w.u64(request.get());

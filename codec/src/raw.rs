@@ -115,7 +115,11 @@ impl<'a> RawValue<'a> {
             Serializer::Json => json::list_start(self.bytes)?,
             Serializer::MsgPack => msgpack::list_start(self.bytes)?,
         };
-        Some(ListIter { ser: self.ser, rest, remaining })
+        Some(ListIter {
+            ser: self.ser,
+            rest,
+            remaining,
+        })
     }
 
     /// The entries of a dictionary, in encoded order. Keys are strings (validated at decode).
@@ -124,7 +128,11 @@ impl<'a> RawValue<'a> {
             Serializer::Json => json::dict_start(self.bytes)?,
             Serializer::MsgPack => msgpack::dict_start(self.bytes)?,
         };
-        Some(DictIter { ser: self.ser, rest, remaining })
+        Some(DictIter {
+            ser: self.ser,
+            rest,
+            remaining,
+        })
     }
 
     /// The first entry `key` of a dictionary (`None` for a missing key or a non-dictionary).
@@ -156,7 +164,10 @@ impl<'a> Iterator for ListIter<'a> {
             Serializer::Json => json::list_next(&mut self.rest, &mut self.remaining)?,
             Serializer::MsgPack => msgpack::list_next(&mut self.rest, &mut self.remaining)?,
         };
-        Some(RawValue { ser: self.ser, bytes })
+        Some(RawValue {
+            ser: self.ser,
+            bytes,
+        })
     }
 }
 
@@ -176,7 +187,13 @@ impl<'a> Iterator for DictIter<'a> {
             Serializer::Json => json::dict_next(&mut self.rest, &mut self.remaining)?,
             Serializer::MsgPack => msgpack::dict_next(&mut self.rest, &mut self.remaining)?,
         };
-        Some((key, RawValue { ser: self.ser, bytes }))
+        Some((
+            key,
+            RawValue {
+                ser: self.ser,
+                bytes,
+            },
+        ))
     }
 }
 
@@ -261,7 +278,9 @@ impl ValueBuilder {
                 return;
             }
             // The container is complete: pop it and push it into its parent.
-            let Some((complete, _, _)) = self.stack.pop() else { return };
+            let Some((complete, _, _)) = self.stack.pop() else {
+                return;
+            };
             value = complete;
         }
     }
@@ -277,8 +296,13 @@ impl ValueBuilder {
 
 impl Writer for ValueBuilder {
     fn serializer(&self) -> Serializer {
-        // Never equal to a source serializer's own writer path: `raw` is not used on the builder.
+        // The builder has no serializer of its own. It claims MessagePack so that `encoded` has a defined input
+        // format; `raw` is overridden below and never relies on it.
         Serializer::MsgPack
+    }
+    fn raw(&mut self, v: RawValue<'_>) {
+        // Always replay, whatever the source serializer: a builder never copies bytes.
+        walk(v, self)
     }
     fn array(&mut self, len: usize) {
         self.open(Value::List(Vec::with_capacity(len.min(64))), len);
@@ -312,6 +336,7 @@ impl Writer for ValueBuilder {
     fn bin(&mut self, v: &[u8]) {
         self.push(Value::Bytes(v.to_vec()))
     }
+    /// Bytes in this writer's serializer, i.e. MessagePack (see `serializer`). Nothing calls this: `raw` walks.
     fn encoded(&mut self, bytes: &[u8]) {
         walk(RawValue::new(Serializer::MsgPack, bytes), self)
     }
