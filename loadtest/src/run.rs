@@ -243,8 +243,14 @@ impl<'a> Coordinator<'a> {
                 last = v;
                 last_progress_ns = now;
             } else if now - last_progress_ns > timeout_ns {
+                let unit = match name {
+                    "run" => "messages sent and acknowledged",
+                    "drain" => "deliveries",
+                    "churn" => "cycles",
+                    _ => "sessions",
+                };
                 return Err(Stop::Timeout(format!(
-                    "{name} phase: no progress for {:.1} s, {v} of {target} done",
+                    "{name} phase: no progress for {:.1} s, {v} of {target} {unit} done",
                     self.plan.timeout.as_secs_f64()
                 )));
             }

@@ -8,6 +8,7 @@ use kreisel_codec::{Dict, Field, Id, Message};
 
 use crate::plan::Plan;
 use crate::roles::{Ctx, Role, Step, Tally};
+use crate::stats::Clock;
 use crate::transport::{Connection, Frame, Phase, Writer};
 
 /// HELLO details: the four client roles, with the features the scenarios use.
@@ -78,7 +79,9 @@ impl State {
 pub struct Env<'a> {
     pub tally: &'a mut Tally,
     pub plan: &'a Plan,
+    /// The time handlers see: refreshed after every read, so receive timestamps are not a loop turn old.
     pub now_ns: u64,
+    pub clock: Clock,
 }
 
 /// The WAMP half of a session (everything but the connection).
@@ -196,7 +199,10 @@ impl Session {
                         wamp.state.name()
                     ));
                 }
-                Ok(n) => read += n,
+                Ok(n) => {
+                    read += n;
+                    env.now_ns = env.clock.now_ns();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("reading from the router failed: {e}")),

@@ -117,7 +117,7 @@ impl RunResult {
         }
         let _ = writeln!(t, "  {:<12}{}", "sessions", group(self.sessions));
         let _ = writeln!(t, "  {:<12}{:.3} s", "duration", self.duration_s);
-        if self.sent > 0 {
+        if self.sent_per_s > 0.0 {
             let _ = writeln!(
                 t,
                 "  {:<12}{:>14} {:>14} msgs/s",
@@ -125,21 +125,26 @@ impl RunResult {
                 group(self.sent),
                 group(self.sent_per_s as u64)
             );
+        } else if self.sent > 0 {
+            let _ = writeln!(t, "  {:<12}{:>14}", "sent", group(self.sent));
         }
-        let what = match self.scenario.as_str() {
-            "connect" => "joined",
-            "churn" => "cycles",
-            "rpc" => "results",
-            _ => "delivered",
+        let (what, unit) = match self.scenario.as_str() {
+            "connect" => ("joined", "joins"),
+            "churn" => ("cycles", "cycles"),
+            "rpc" => ("results", "calls"),
+            _ => ("delivered", "msgs"),
+        };
+        let payload = if self.mb_per_s > 0.0 {
+            format!("   {:.2} MB/s payload", self.mb_per_s)
+        } else {
+            String::new()
         };
         let _ = writeln!(
             t,
-            "  {:<12}{:>14} {:>14} {}/s   {:.2} MB/s payload",
+            "  {:<12}{:>14} {:>14} {unit}/s{payload}",
             what,
             group(self.received),
             group(self.msgs_per_s as u64),
-            if what == "delivered" { "msgs" } else { what },
-            self.mb_per_s
         );
         let l = &self.latency_us;
         let _ = writeln!(
@@ -164,11 +169,13 @@ impl RunResult {
                 us(lag.max)
             );
         }
-        let _ = writeln!(
-            t,
-            "  {:<12}lost {}  duplicated {}  reordered {}  corrupt {}",
-            "integrity", self.lost, self.duplicated, self.reordered, self.corrupt
-        );
+        if self.scenario != "connect" {
+            let _ = writeln!(
+                t,
+                "  {:<12}lost {}  duplicated {}  reordered {}  corrupt {}",
+                "integrity", self.lost, self.duplicated, self.reordered, self.corrupt
+            );
+        }
         let _ = writeln!(
             t,
             "  {:<12}user {:.3} s  sys {:.3} s  = {:.0} ns per message (load generator)",

@@ -81,6 +81,14 @@ impl TimerFd {
     }
 }
 
+/// Sets the calling thread's timer slack (Linux rounds sleeping timeouts up by this much, 50 µs by default) so
+/// that open-loop senders wake close to their schedule. Best effort.
+pub fn set_timer_slack(slack: Duration) {
+    let ns = slack.as_nanos().clamp(1, libc::c_ulong::MAX as u128) as libc::c_ulong;
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only the calling thread.
+    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) };
+}
+
 /// CPU time this process used so far: (user, system).
 pub fn cpu_time() -> (Duration, Duration) {
     // SAFETY: getrusage writes a plain struct; zeroed is a valid initial value for it.

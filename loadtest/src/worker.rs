@@ -13,7 +13,7 @@ use crate::plan::{Mode, Plan};
 use crate::roles::{Role, Tally};
 use crate::session::{Env, Session, State};
 use crate::stats::{Clock, Integrity};
-use crate::sys::TimerFd;
+use crate::sys::{self, TimerFd};
 
 /// Token of the coordinator's waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -236,6 +236,7 @@ impl Worker {
                 tally: &mut self.tally,
                 plan: &self.plan,
                 now_ns: now,
+                clock: self.clock,
             };
             let result = self.sessions[i].handle_start(&mut env, start_ns);
             self.after(i, State::Ready, result, now);
@@ -252,6 +253,7 @@ impl Worker {
                 tally: &mut self.tally,
                 plan: &self.plan,
                 now_ns: now,
+                clock: self.clock,
             };
             let result = self.sessions[i].handle_stop(&mut env);
             self.after(i, before, result, now);
@@ -299,6 +301,7 @@ impl Worker {
             tally: &mut self.tally,
             plan: &self.plan,
             now_ns: now,
+            clock: self.clock,
         };
         let result = session.handle_ready(&mut env, READ_BUDGET);
         match result {
@@ -382,10 +385,12 @@ impl Worker {
     fn drive(&mut self, now: u64) {
         for k in 0..self.drivers.len() {
             let i = self.drivers[k];
+            let now = if k == 0 { now } else { self.clock.now_ns() };
             let mut env = Env {
                 tally: &mut self.tally,
                 plan: &self.plan,
                 now_ns: now,
+                clock: self.clock,
             };
             let result = self.sessions[i]
                 .poll_send(&mut env)
