@@ -116,7 +116,10 @@ impl Plan {
     pub fn case(&self) -> String {
         let mut case = self.scenario.name().to_owned();
         for (k, v) in &self.params {
-            case.push_str(&format!(" {k}={v}"));
+            match v {
+                Json::String(s) => case.push_str(&format!(" {k}={s}")),
+                other => case.push_str(&format!(" {k}={other}")),
+            }
         }
         match self.mode {
             Mode::Closed { window } if self.is_paced() => {

@@ -198,26 +198,34 @@ impl<'a> Comparison<'a> {
         let labels = self.labels.len();
         // Each row takes `labels` bar slots plus one gap slot.
         let slots = (self.rows.len() * (labels + 1)).max(1) as i32;
-        let max = self
+        let values: Vec<f64> = self
             .rows
             .iter()
             .flat_map(|r| r.by_label.values())
             .map(|r| value(r))
-            .fold(1.0f64, f64::max);
+            .filter(|v| *v > 0.0)
+            .collect();
+        let max = values.iter().copied().fold(1.0f64, f64::max);
+        let min = values.iter().copied().fold(max, f64::min);
+        // Log axis from a power of ten below the smallest bar, so bars differ visibly.
+        let floor = 10f64.powf((min / 2.0).log10().floor()).max(0.1);
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..slots).into_segmented(), (0.5f64..max * 2.0).log_scale())
+            .build_cartesian_2d((0..slots).into_segmented(), (floor..max * 2.0).log_scale())
             .map_err(|e| e.to_string())?;
         let per_row = labels as i32 + 1;
+        let rows = self.rows.len() as i32;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(slots as usize)
             .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(s) if s % per_row == 0 => format!("#{}", s / per_row + 1),
+                SegmentValue::CenterOf(s) if s % per_row == 0 && s / per_row < rows => {
+                    format!("#{}", s / per_row + 1)
+                }
                 _ => String::new(),
             })
             .y_label_formatter(&|y| short(*y))

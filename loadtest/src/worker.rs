@@ -115,6 +115,9 @@ pub fn run(
     poll: Poll,
     clock: Clock,
 ) -> WorkerReport {
+    if matches!(plan.mode, Mode::Open { .. }) {
+        sys::set_timer_slack(Duration::from_micros(1));
+    }
     let mut sessions = Vec::new();
     for (index, spec) in plan.sessions_of(id) {
         sessions.push(Session::new(index, Role::new(spec, &plan)));
