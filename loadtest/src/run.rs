@@ -279,7 +279,10 @@ impl<'a> Coordinator<'a> {
             if now < BAR_AFTER.as_nanos() as u64 {
                 return;
             }
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5))
+                .with_elapsed(Duration::from_nanos(
+                    now.saturating_sub(self.window_start_ns),
+                ));
             let style = ProgressStyle::with_template(
                 "{prefix:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
             )

@@ -372,3 +372,62 @@ fn detail_message(details: &Dict<'_>) -> String {
         .map(|m| format!(": {m}"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kreisel_codec::Serializer;
+
+    #[test]
+    fn welcome_features_and_abort_messages() {
+        let welcome = br#"[2, 123, {"authrole": "anonymous", "roles": {"broker": {"features": {"publisher_exclusion": true, "pattern_based_subscription": true}}, "dealer": {"features": {}}}}]"#;
+        let Ok(Message::Welcome { details, .. }) = Serializer::Json.decode(welcome) else {
+            panic!("WELCOME")
+        };
+        assert!(broker_feature(&details, "publisher_exclusion"));
+        assert!(!broker_feature(&details, "event_retention"));
+        let bare = br#"[2, 123, {}]"#;
+        let Ok(Message::Welcome { details, .. }) = Serializer::Json.decode(bare) else {
+            panic!("WELCOME")
+        };
+        assert!(!broker_feature(&details, "publisher_exclusion"));
+
+        let abort = br#"[3, {"message": "no realm \"x\""}, "wamp.error.no_such_realm"]"#;
+        let Ok(Message::Abort { details, reason }) = Serializer::Json.decode(abort) else {
+            panic!("ABORT")
+        };
+        assert_eq!(
+            (reason.as_ref(), detail_message(&details).as_str()),
+            ("wamp.error.no_such_realm", ": no realm \"x\"")
+        );
+    }
+
+    #[test]
+    fn hello_encodes_roles() {
+        let hello = Message::Hello {
+            realm: Cow::Borrowed("realm1"),
+            details: Dict::Fields(HELLO_DETAILS),
+        };
+        let mut out = Vec::new();
+        Serializer::Json.encode(&hello, &mut out);
+        let text = String::from_utf8(out).expect("JSON is UTF-8");
+        assert!(
+            text.starts_with(r#"[1,"realm1",{"agent":"kreisel-loadtest","roles":{"publisher":"#),
+            "{text}"
+        );
+        for role in [
+            "subscriber",
+            "caller",
+            "callee",
+            "pattern_based_subscription",
+        ] {
+            assert!(text.contains(role), "{text}");
+        }
+        let mut packed = Vec::new();
+        Serializer::MsgPack.encode(&hello, &mut packed);
+        assert!(matches!(
+            Serializer::MsgPack.decode(&packed),
+            Ok(Message::Hello { .. })
+        ));
+    }
+}
