@@ -160,9 +160,11 @@ impl<'a> Coordinator<'a> {
                 self.wait("connect", sessions, |s| s.connected.load(Ordering::Relaxed))?;
                 self.wait("join", sessions, |s| s.joined.load(Ordering::Relaxed))?;
                 self.close_window();
-                // Let the router settle before measuring its memory.
-                std::thread::sleep(Duration::from_millis(200));
-                self.rss_after_kib = self.opts.router_pid.and_then(|pid| sys::rss_kib(pid).ok());
+                if let Some(pid) = self.opts.router_pid {
+                    // Let the router settle before measuring its memory.
+                    std::thread::sleep(Duration::from_millis(200));
+                    self.rss_after_kib = sys::rss_kib(pid).ok();
+                }
                 self.hold(self.plan.duration)?;
             }
             ScenarioKind::Churn => {
