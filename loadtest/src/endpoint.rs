@@ -1,0 +1,252 @@
+//! Router addresses: `rs://host:port`, `ws://host:port/path` and `unix:///path`.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Where the router listens and which transport to speak there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// RawSocket over TCP.
+    RawSocketTcp { host: String, port: u16 },
+    /// WebSocket over TCP; `path` starts with `/`.
+    WebSocket {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    /// RawSocket over a Unix domain socket.
+    RawSocketUnix { path: PathBuf },
+}
+
+/// The transport family of an endpoint, as it appears in results (`rawsocket`, `websocket`, `rawsocket-unix`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    RawSocket,
+    WebSocket,
+    RawSocketUnix,
+}
+
+impl TransportKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::RawSocket => "rawsocket",
+            TransportKind::WebSocket => "websocket",
+            TransportKind::RawSocketUnix => "rawsocket-unix",
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parses `rs://host:port`, `ws://host[:port][/path]` (port 80 and path `/` by default) or `unix:///path`.
+    /// IPv6 hosts are written in brackets: `rs://[::1]:8081`.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("`{url}`: expected scheme://..."))?;
+        match scheme {
+            "rs" | "rawsocket" => {
+                let (host, port) = split_host_port(rest, None)?;
+                if rest.contains('/') {
+                    return Err(format!("`{url}`: a RawSocket URL has no path"));
+                }
+                Ok(Endpoint::RawSocketTcp { host, port })
+            }
+            "ws" => {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, "/"),
+                };
+                let (host, port) = split_host_port(authority, Some(80))?;
+                Ok(Endpoint::WebSocket {
+                    host,
+                    port,
+                    path: path.to_owned(),
+                })
+            }
+            "unix" => {
+                if !rest.starts_with('/') || rest.len() < 2 {
+                    return Err(format!("`{url}`: expected unix:///absolute/path"));
+                }
+                Ok(Endpoint::RawSocketUnix {
+                    path: PathBuf::from(rest),
+                })
+            }
+            "wss" => Err(format!("`{url}`: TLS is not supported; use ws://")),
+            other => Err(format!(
+                "`{url}`: unknown scheme `{other}` (rs, ws or unix)"
+            )),
+        }
+    }
+
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            Endpoint::RawSocketTcp { .. } => TransportKind::RawSocket,
+            Endpoint::WebSocket { .. } => TransportKind::WebSocket,
+            Endpoint::RawSocketUnix { .. } => TransportKind::RawSocketUnix,
+        }
+    }
+
+    /// Resolves a TCP endpoint to its first socket address (`None` for Unix sockets).
+    pub fn resolve(&self) -> Result<Option<SocketAddr>, String> {
+        let (host, port) = match self {
+            Endpoint::RawSocketTcp { host, port } | Endpoint::WebSocket { host, port, .. } => {
+                (host, *port)
+            }
+            Endpoint::RawSocketUnix { .. } => return Ok(None),
+        };
+        let mut addrs = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
+        addrs
+            .next()
+            .map(Some)
+            .ok_or_else(|| format!("`{host}` resolves to no address"))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::RawSocketTcp { host, port } => write!(f, "rs://{}:{port}", bracket(host)),
+            Endpoint::WebSocket { host, port, path } => {
+                write!(f, "ws://{}:{port}{path}", bracket(host))
+            }
+            Endpoint::RawSocketUnix { path } => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    let authority = authority.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("`{authority}`: unclosed `[`"))?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return Err(format!("`{authority}`: junk after `]`")),
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("`{authority}`: missing host"));
+    }
+    let port = match (port, default_port) {
+        (Some(port), _) => port
+            .parse::<u16>()
+            .map_err(|_| format!("`{authority}`: bad port `{port}`"))?,
+        (None, Some(port)) => port,
+        (None, None) => return Err(format!("`{authority}`: missing port")),
+    };
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rawsocket_tcp() {
+        assert_eq!(
+            Endpoint::parse("rs://127.0.0.1:8081"),
+            Ok(Endpoint::RawSocketTcp {
+                host: "127.0.0.1".into(),
+                port: 8081
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("rs://[::1]:9"),
+            Ok(Endpoint::RawSocketTcp {
+                host: "::1".into(),
+                port: 9
+            })
+        );
+        assert!(
+            Endpoint::parse("rs://localhost").is_err(),
+            "port is required"
+        );
+        assert!(Endpoint::parse("rs://localhost:80/x").is_err(), "no path");
+        assert!(Endpoint::parse("rs://:80").is_err(), "host is required");
+        assert!(Endpoint::parse("rs://h:99999").is_err());
+    }
+
+    #[test]
+    fn websocket() {
+        assert_eq!(
+            Endpoint::parse("ws://localhost:8080/ws"),
+            Ok(Endpoint::WebSocket {
+                host: "localhost".into(),
+                port: 8080,
+                path: "/ws".into()
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("ws://localhost"),
+            Ok(Endpoint::WebSocket {
+                host: "localhost".into(),
+                port: 80,
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("ws://[::1]/a/b?x=1"),
+            Ok(Endpoint::WebSocket {
+                host: "::1".into(),
+                port: 80,
+                path: "/a/b?x=1".into()
+            })
+        );
+        assert!(Endpoint::parse("wss://localhost/ws").is_err());
+    }
+
+    #[test]
+    fn unix() {
+        assert_eq!(
+            Endpoint::parse("unix:///tmp/k.sock"),
+            Ok(Endpoint::RawSocketUnix {
+                path: "/tmp/k.sock".into()
+            })
+        );
+        assert!(Endpoint::parse("unix://relative").is_err());
+        assert!(Endpoint::parse("http://x:1").is_err());
+        assert!(Endpoint::parse("nothing").is_err());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for url in [
+            "rs://127.0.0.1:8081",
+            "ws://[::1]:80/ws",
+            "unix:///tmp/k.sock",
+        ] {
+            assert_eq!(
+                Endpoint::parse(url).map(|e| e.to_string()),
+                Ok(url.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn resolves_loopback() {
+        let e = Endpoint::parse("rs://127.0.0.1:8081").expect("valid");
+        assert_eq!(
+            e.resolve(),
+            Ok(Some("127.0.0.1:8081".parse().expect("addr")))
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! A run's plan: which sessions exist, what each does, and what the run must deliver. Built from the command
+//! line by the scenario constructors, then shared read-only by every worker thread.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kreisel_codec::Serializer;
+use serde_json::{Map, Value as Json};
+
+use crate::endpoint::Endpoint;
+
+/// How senders pace themselves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Each publisher/caller keeps `window` messages outstanding (publications with `acknowledge: true`, completed
+    /// by PUBLISHED; calls completed by RESULT). Measures maximum throughput.
+    Closed { window: u64 },
+    /// Senders together send `rate` messages per second on a fixed schedule, whatever the router does. Latency is
+    /// measured from each message's intended send time.
+    Open { rate: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScenarioKind {
+    Fanout,
+    Fanin,
+    Rpc,
+    Connect,
+    Churn,
+}
+
+impl ScenarioKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::Fanout => "fanout",
+            ScenarioKind::Fanin => "fanin",
+            ScenarioKind::Rpc => "rpc",
+            ScenarioKind::Connect => "connect",
+            ScenarioKind::Churn => "churn",
+        }
+    }
+}
+
+/// What one session does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleSpec {
+    /// Publishes `Plan::count` events to `topic`; `index` is its publisher number (in the payload).
+    Publisher { index: usize, topic: String },
+    /// Subscribes to every topic (`prefix`: with `match: prefix`) and accounts for every publisher's events.
+    Subscriber { topics: Vec<String>, prefix: bool },
+    /// Makes `Plan::count` calls, round-robin over `Plan::procedures`.
+    Caller { index: usize },
+    /// Registers `procedure` and echoes every invocation's arguments back.
+    Callee { procedure: String },
+    /// Joins and stays.
+    Joiner,
+    /// Repeats join, subscribe, publish, leave until the run stops.
+    Churner { index: usize },
+}
+
+/// Totals the run phase and the drain phase wait for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Messages (PUBLISH or CALL) all senders send.
+    pub sent: u64,
+    /// PUBLISHED acknowledgements expected (closed-loop publishing), else 0.
+    pub acked: u64,
+    /// Distinct EVENTs (over all subscribers) or RESULTs expected.
+    pub received: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub scenario: ScenarioKind,
+    pub endpoint: Endpoint,
+    /// Resolved once (TCP endpoints).
+    pub addr: Option<SocketAddr>,
+    pub ser: Serializer,
+    pub realm: String,
+    pub threads: usize,
+    /// Longest a phase may go without progress.
+    pub timeout: Duration,
+    pub mode: Mode,
+    /// The padding string of every PUBLISH/CALL (its length is the `--size`).
+    pub padding: String,
+    /// Events per publisher, or calls per caller.
+    pub count: u64,
+    /// One entry per session, by global session index.
+    pub roles: Vec<RoleSpec>,
+    /// Number of publishers (fanout, fanin, churn) or callers (rpc): sizes the accounting tables.
+    pub senders: usize,
+    /// RPC procedure names (`loadtest.echo.<k>`).
+    pub procedures: Vec<String>,
+    /// Most sessions in the transport handshake or joining at once (over all threads).
+    pub connect_concurrency: usize,
+    /// churn: how long to churn; connect: how long to hold the sessions after all joined.
+    pub duration: Duration,
+    /// churn: stop after this many completed cycles (0: no limit).
+    pub cycles_max: u64,
+    pub expect: Expect,
+    /// Scenario parameters for results and reports.
+    pub params: Map<String, Json>,
+}
+
+impl Plan {
+    /// Sessions assigned to worker `worker` (round-robin by global index).
+    pub fn sessions_of(&self, worker: usize) -> impl Iterator<Item = (usize, &RoleSpec)> {
+        self.roles
+            .iter()
+            .enumerate()
+            .skip(worker)
+            .step_by(self.threads)
+    }
+
+    /// A short human description of the case: scenario and the parameters that shape the load.
+    pub fn case(&self) -> String {
+        let mut case = self.scenario.name().to_owned();
+        for (k, v) in &self.params {
+            match v {
+                Json::String(s) => case.push_str(&format!(" {k}={s}")),
+                other => case.push_str(&format!(" {k}={other}")),
+            }
+        }
+        match self.mode {
+            Mode::Closed { window } if self.is_paced() => {
+                case.push_str(&format!(" window={window}"))
+            }
+            Mode::Open { rate } if self.is_paced() => case.push_str(&format!(" rate={rate}")),
+            _ => {}
+        }
+        case
+    }
+
+    /// Whether the scenario has senders that the mode applies to.
+    pub fn is_paced(&self) -> bool {
+        matches!(
+            self.scenario,
+            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Rpc
+        )
+    }
+
+    pub fn window(&self) -> u64 {
+        match self.mode {
+            Mode::Closed { window } => window,
+            Mode::Open { .. } => u64::MAX,
+        }
+    }
+}

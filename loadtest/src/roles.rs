@@ -1,0 +1,704 @@
+//! What a session does once joined: publisher, subscriber, caller, callee, joiner, churner. Each role reacts to
+//! the messages addressed to it and, for senders, to the clock. Roles never touch sockets: they write messages
+//! through [`Ctx`].
+
+use std::borrow::Cow;
+
+use kreisel_codec::{Dict, Field, Id, Message, Payload, Serializer};
+
+use crate::plan::{Mode, Plan, RoleSpec};
+use crate::stats::{CallTracker, Integrity, Latency, Schedule, SeqTracker};
+use crate::transport::Writer;
+
+/// A sender stops queueing once this many bytes wait in its connection's output buffer (open loop only; closed
+/// loop is bounded by its window). The schedule keeps running, so the delay shows in the latency.
+pub const OUTBOX_MAX: usize = 1 << 20;
+
+const ACKNOWLEDGE: &[(&str, Field<'static>)] = &[("acknowledge", Field::Bool(true))];
+const MATCH_PREFIX: &[(&str, Field<'static>)] = &[("match", Field::Str("prefix"))];
+const CHURN_PUBLISH: &[(&str, Field<'static>)] = &[
+    ("acknowledge", Field::Bool(true)),
+    ("exclude_me", Field::Bool(false)),
+];
+
+/// Counters and histograms of one worker thread.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// PUBLISH or CALL messages sent.
+    pub sent: u64,
+    /// PUBLISHED received.
+    pub acked: u64,
+    /// Distinct EVENTs or RESULTs received (the deliveries the run waits for).
+    pub received: u64,
+    /// Padding bytes delivered with them.
+    pub payload_bytes: u64,
+    /// INVOCATIONs answered.
+    pub invocations: u64,
+    /// Completed churn cycles.
+    pub cycles: u64,
+    /// Publish-to-event or call-to-result latency; join latency (connect); cycle time (churn).
+    pub latency: Latency,
+    /// Open loop: how late the generator itself sent, relative to the schedule.
+    pub send_lag: Latency,
+    /// Time of the last send and the last delivery (ns on the process clock).
+    pub last_sent_ns: u64,
+    pub last_received_ns: u64,
+}
+
+/// What a role hands a session after handling something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// Setup finished (subscriptions or registrations confirmed).
+    Ready,
+    /// The role is done with this session: send GOODBYE.
+    Leave,
+}
+
+/// Everything a role may use while handling an input.
+pub struct Ctx<'a> {
+    pub out: &'a mut Writer,
+    pub ser: Serializer,
+    pub next_request: &'a mut Id,
+    pub now_ns: u64,
+    pub tally: &'a mut Tally,
+    pub plan: &'a Plan,
+}
+
+impl Ctx<'_> {
+    /// The next request ID of this session (1, 2, 3, ...).
+    pub fn request(&mut self) -> Id {
+        let id = *self.next_request;
+        *self.next_request = id.next();
+        id
+    }
+
+    pub fn send(&mut self, msg: &Message<'_>) -> Result<(), String> {
+        self.out.send(self.ser, msg)
+    }
+}
+
+/// The load payload `[sender_index, seq, t_ns, padding]` as fields.
+fn load_args<'a>(index: usize, seq: u64, t_ns: u64, padding: &'a str) -> [Field<'a>; 4] {
+    [
+        Field::UInt(index as u64),
+        Field::UInt(seq),
+        Field::UInt(t_ns),
+        Field::Str(padding),
+    ]
+}
+
+/// Reads `[sender_index, seq, t_ns, ...]` back from a payload.
+fn parse_load(payload: &Payload<'_>) -> Option<(u64, u64, u64)> {
+    let raw = payload.args?.as_raw()?;
+    let mut items = raw.list()?;
+    let index = items.next()?.as_u64()?;
+    let seq = items.next()?.as_u64()?;
+    let t_ns = items.next()?.as_u64()?;
+    Some((index, seq, t_ns))
+}
+
+/// A clear one-line description of an ERROR message.
+pub fn describe_error(
+    request_type: u64,
+    error: &str,
+    details: &Dict<'_>,
+    payload: &Payload<'_>,
+) -> String {
+    let what =
+        kreisel_codec::MessageType::from_code(request_type).map_or("unknown request", |t| t.name());
+    let mut text = format!("router answered {what} with ERROR {error}");
+    if let Some(message) = details.get("message").and_then(|m| m.as_str()) {
+        text.push_str(&format!(": {message}"));
+    }
+    if let Some(first) = payload
+        .args
+        .and_then(|a| a.as_raw())
+        .and_then(|raw| raw.list()?.next())
+    {
+        if let Some(s) = first.as_str() {
+            text.push_str(&format!(" ({s})"));
+        }
+    }
+    text
+}
+
+#[derive(Debug)]
+pub enum Role {
+    Publisher(Publisher),
+    Subscriber(Subscriber),
+    Caller(Caller),
+    Callee(Callee),
+    Joiner,
+    Churner(Churner),
+}
+
+impl Role {
+    pub fn new(spec: &RoleSpec, plan: &Plan) -> Role {
+        match spec {
+            RoleSpec::Publisher { index, topic } => {
+                Role::Publisher(Publisher::new(*index, topic.clone()))
+            }
+            RoleSpec::Subscriber { topics, prefix } => Role::Subscriber(Subscriber {
+                topics: topics.clone(),
+                prefix: *prefix,
+                pending: 0,
+                trackers: vec![SeqTracker::default(); plan.senders],
+                corrupt: 0,
+            }),
+            RoleSpec::Caller { index } => Role::Caller(Caller::new(*index, plan.count)),
+            RoleSpec::Callee { procedure } => Role::Callee(Callee {
+                procedure: procedure.clone(),
+            }),
+            RoleSpec::Joiner => Role::Joiner,
+            RoleSpec::Churner { index } => Role::Churner(Churner::new(*index)),
+        }
+    }
+
+    /// The session joined: send SUBSCRIBE/REGISTER, or report ready at once.
+    pub fn handle_joined(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        publisher_exclusion: bool,
+    ) -> Result<Step, String> {
+        match self {
+            Role::Subscriber(s) => s.handle_joined(ctx),
+            Role::Callee(c) => c.handle_joined(ctx),
+            Role::Churner(c) => c.handle_joined(ctx, publisher_exclusion),
+            Role::Publisher(_) | Role::Caller(_) | Role::Joiner => Ok(Step::Ready),
+        }
+    }
+
+    /// The run phase begins at `start_ns`.
+    pub fn handle_start(&mut self, ctx: &mut Ctx<'_>, start_ns: u64) -> Result<(), String> {
+        match self {
+            Role::Publisher(p) => p.handle_start(ctx, start_ns),
+            Role::Caller(c) => c.handle_start(ctx, start_ns),
+            _ => Ok(()),
+        }
+    }
+
+    /// A message for the role (anything but the session-level WELCOME, ABORT, GOODBYE).
+    pub fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        if let Message::Error {
+            request_type,
+            details,
+            error,
+            payload,
+            ..
+        } = &msg
+        {
+            return Err(describe_error(*request_type, error, details, payload));
+        }
+        match self {
+            Role::Publisher(p) => p.handle_message(ctx, msg),
+            Role::Subscriber(s) => s.handle_message(ctx, msg),
+            Role::Caller(c) => c.handle_message(ctx, msg),
+            Role::Callee(c) => c.handle_message(ctx, msg),
+            Role::Churner(c) => c.handle_message(ctx, msg),
+            Role::Joiner => Err(format!(
+                "unexpected {} for a session that only joined",
+                msg.message_type().name()
+            )),
+        }
+    }
+
+    /// Open loop: send what is due.
+    pub fn poll_send(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        match self {
+            Role::Publisher(p) => p.poll_send(ctx),
+            Role::Caller(c) => c.poll_send(ctx),
+            _ => Ok(()),
+        }
+    }
+
+    /// Open loop: when [`Role::poll_send`] is next needed (ns), given the bytes waiting in the output buffer.
+    pub fn deadline(&self, plan: &Plan, pending: usize) -> Option<u64> {
+        match self {
+            Role::Publisher(p) => next_deadline(p.schedule, p.next_seq, plan, pending),
+            Role::Caller(c) => next_deadline(c.schedule, c.next_seq, plan, pending),
+            _ => None,
+        }
+    }
+
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Publisher(_) => "publisher",
+            Role::Subscriber(_) => "subscriber",
+            Role::Caller(_) => "caller",
+            Role::Callee(_) => "callee",
+            Role::Joiner => "joiner",
+            Role::Churner(_) => "churner",
+        }
+    }
+
+    /// Loss, duplicates and reordering seen by this role, against the plan's counts.
+    pub fn integrity(&self, plan: &Plan) -> Integrity {
+        match self {
+            Role::Subscriber(s) => s.integrity(plan),
+            Role::Caller(c) => c.integrity(plan),
+            _ => Integrity::default(),
+        }
+    }
+
+    pub fn is_sender(&self) -> bool {
+        matches!(self, Role::Publisher(_) | Role::Caller(_))
+    }
+}
+
+/// Publishes `[index, seq, t_ns, padding]` to one topic.
+#[derive(Debug)]
+pub struct Publisher {
+    index: usize,
+    topic: String,
+    next_seq: u64,
+    outstanding: u64,
+    schedule: Option<Schedule>,
+}
+
+impl Publisher {
+    fn new(index: usize, topic: String) -> Publisher {
+        Publisher {
+            index,
+            topic,
+            next_seq: 0,
+            outstanding: 0,
+            schedule: None,
+        }
+    }
+
+    fn handle_start(&mut self, ctx: &mut Ctx<'_>, start_ns: u64) -> Result<(), String> {
+        match ctx.plan.mode {
+            Mode::Closed { .. } => self.fill_window(ctx),
+            Mode::Open { rate } => {
+                self.schedule = Some(Schedule::shared(
+                    start_ns,
+                    rate,
+                    self.index,
+                    ctx.plan.senders,
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    fn fill_window(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        while self.outstanding < ctx.plan.window() && self.next_seq < ctx.plan.count {
+            self.publish(ctx, ctx.now_ns, true)?;
+            self.outstanding += 1;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, ctx: &mut Ctx<'_>, t_ns: u64, acknowledge: bool) -> Result<(), String> {
+        let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);
+        let request = ctx.request();
+        let options = if acknowledge {
+            Dict::Fields(ACKNOWLEDGE)
+        } else {
+            Dict::EMPTY
+        };
+        ctx.send(&Message::Publish {
+            request,
+            options,
+            topic: Cow::Borrowed(&self.topic),
+            payload: Payload {
+                args: Some(Field::List(&args)),
+                kwargs: None,
+            },
+        })?;
+        self.next_seq += 1;
+        ctx.tally.sent += 1;
+        ctx.tally.last_sent_ns = ctx.now_ns;
+        Ok(())
+    }
+
+    fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        match msg {
+            Message::Published { .. } => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                ctx.tally.acked += 1;
+                self.fill_window(ctx)?;
+                Ok(Step::Continue)
+            }
+            other => Err(format!(
+                "publisher got an unexpected {}",
+                other.message_type().name()
+            )),
+        }
+    }
+
+    fn poll_send(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let Some(schedule) = self.schedule else {
+            return Ok(());
+        };
+        let due = schedule.due(ctx.now_ns).min(ctx.plan.count);
+        while self.next_seq < due && ctx.out.pending() < OUTBOX_MAX {
+            let intended = schedule.intended_ns(self.next_seq);
+            ctx.tally.send_lag.record(intended, ctx.now_ns);
+            self.publish(ctx, intended, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// The next time an open-loop sender needs the CPU: its next message's intended time; none while its output
+/// buffer is full (after a flush that stopped at `WouldBlock`, the writable event wakes it) or once it is done.
+fn next_deadline(
+    schedule: Option<Schedule>,
+    next_seq: u64,
+    plan: &Plan,
+    pending: usize,
+) -> Option<u64> {
+    let schedule = schedule?;
+    if next_seq >= plan.count || pending >= OUTBOX_MAX {
+        None
+    } else {
+        Some(schedule.intended_ns(next_seq))
+    }
+}
+
+/// Subscribes and accounts for every event by publisher.
+#[derive(Debug)]
+pub struct Subscriber {
+    topics: Vec<String>,
+    prefix: bool,
+    /// SUBSCRIBEs not yet confirmed.
+    pending: usize,
+    trackers: Vec<SeqTracker>,
+    corrupt: u64,
+}
+
+impl Subscriber {
+    fn handle_joined(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, String> {
+        let options = if self.prefix {
+            Dict::Fields(MATCH_PREFIX)
+        } else {
+            Dict::EMPTY
+        };
+        for topic in &self.topics {
+            let request = ctx.request();
+            ctx.send(&Message::Subscribe {
+                request,
+                options,
+                topic: Cow::Borrowed(topic),
+            })?;
+            self.pending += 1;
+        }
+        Ok(if self.pending == 0 {
+            Step::Ready
+        } else {
+            Step::Continue
+        })
+    }
+
+    fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        match msg {
+            Message::Subscribed { .. } => {
+                self.pending = self.pending.saturating_sub(1);
+                Ok(if self.pending == 0 {
+                    Step::Ready
+                } else {
+                    Step::Continue
+                })
+            }
+            Message::Event { payload, .. } => {
+                self.handle_event(ctx, &payload);
+                Ok(Step::Continue)
+            }
+            other => Err(format!(
+                "subscriber got an unexpected {}",
+                other.message_type().name()
+            )),
+        }
+    }
+
+    fn handle_event(&mut self, ctx: &mut Ctx<'_>, payload: &Payload<'_>) {
+        let Some((index, seq, t_ns)) = parse_load(payload) else {
+            self.corrupt += 1;
+            return;
+        };
+        let Some(tracker) = self.trackers.get_mut(index as usize) else {
+            self.corrupt += 1;
+            return;
+        };
+        let distinct = tracker.distinct();
+        tracker.record(seq);
+        if tracker.distinct() > distinct {
+            ctx.tally.received += 1;
+            ctx.tally.payload_bytes += ctx.plan.padding.len() as u64;
+            ctx.tally.last_received_ns = ctx.now_ns;
+        }
+        ctx.tally.latency.record(t_ns, ctx.now_ns);
+    }
+
+    fn integrity(&self, plan: &Plan) -> Integrity {
+        let mut sum = Integrity {
+            corrupt: self.corrupt,
+            ..Integrity::default()
+        };
+        // A subscriber hears every publisher whose topic it covers; in every scenario here that is all of them.
+        for t in &self.trackers {
+            sum.add(Integrity {
+                lost: t.lost(plan.count),
+                duplicated: t.duplicated,
+                reordered: t.reordered,
+                corrupt: 0,
+            });
+        }
+        sum
+    }
+}
+
+/// Calls `loadtest.echo.<k>` round-robin with `[index, seq, t_ns, padding]` and checks the echo.
+#[derive(Debug)]
+pub struct Caller {
+    index: usize,
+    next_seq: u64,
+    outstanding: u64,
+    schedule: Option<Schedule>,
+    tracker: CallTracker,
+    corrupt: u64,
+}
+
+impl Caller {
+    fn new(index: usize, calls: u64) -> Caller {
+        Caller {
+            index,
+            next_seq: 0,
+            outstanding: 0,
+            schedule: None,
+            tracker: CallTracker::new(calls),
+            corrupt: 0,
+        }
+    }
+
+    fn handle_start(&mut self, ctx: &mut Ctx<'_>, start_ns: u64) -> Result<(), String> {
+        match ctx.plan.mode {
+            Mode::Closed { .. } => self.fill_window(ctx),
+            Mode::Open { rate } => {
+                self.schedule = Some(Schedule::shared(
+                    start_ns,
+                    rate,
+                    self.index,
+                    ctx.plan.senders,
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    fn fill_window(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        while self.outstanding < ctx.plan.window() && self.next_seq < ctx.plan.count {
+            self.call(ctx, ctx.now_ns)?;
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, ctx: &mut Ctx<'_>, t_ns: u64) -> Result<(), String> {
+        let procedures = &ctx.plan.procedures;
+        let procedure = &procedures[(self.index + self.next_seq as usize) % procedures.len()];
+        let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);
+        let request = ctx.request();
+        ctx.send(&Message::Call {
+            request,
+            options: Dict::EMPTY,
+            procedure: Cow::Borrowed(procedure),
+            payload: Payload {
+                args: Some(Field::List(&args)),
+                kwargs: None,
+            },
+        })?;
+        self.next_seq += 1;
+        self.outstanding += 1;
+        ctx.tally.sent += 1;
+        ctx.tally.last_sent_ns = ctx.now_ns;
+        Ok(())
+    }
+
+    fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        let Message::Result { payload, .. } = msg else {
+            return Err(format!(
+                "caller got an unexpected {}",
+                msg.message_type().name()
+            ));
+        };
+        self.outstanding = self.outstanding.saturating_sub(1);
+        match parse_load(&payload) {
+            Some((index, seq, t_ns)) if index == self.index as u64 && self.tracker.record(seq) => {
+                ctx.tally.latency.record(t_ns, ctx.now_ns);
+                ctx.tally.received += 1;
+                ctx.tally.payload_bytes += ctx.plan.padding.len() as u64;
+                ctx.tally.last_received_ns = ctx.now_ns;
+            }
+            _ => self.corrupt += 1,
+        }
+        if self.schedule.is_none() {
+            self.fill_window(ctx)?;
+        }
+        Ok(Step::Continue)
+    }
+
+    fn poll_send(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let Some(schedule) = self.schedule else {
+            return Ok(());
+        };
+        let due = schedule.due(ctx.now_ns).min(ctx.plan.count);
+        while self.next_seq < due && ctx.out.pending() < OUTBOX_MAX {
+            let intended = schedule.intended_ns(self.next_seq);
+            ctx.tally.send_lag.record(intended, ctx.now_ns);
+            self.call(ctx, intended)?;
+        }
+        Ok(())
+    }
+
+    fn integrity(&self, plan: &Plan) -> Integrity {
+        Integrity {
+            lost: self.tracker.lost(plan.count),
+            duplicated: self.tracker.duplicated,
+            reordered: 0,
+            corrupt: self.corrupt,
+        }
+    }
+}
+
+/// Registers one procedure and yields every invocation's arguments back unchanged.
+#[derive(Debug)]
+pub struct Callee {
+    procedure: String,
+}
+
+impl Callee {
+    fn handle_joined(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, String> {
+        let request = ctx.request();
+        ctx.send(&Message::Register {
+            request,
+            options: Dict::EMPTY,
+            procedure: Cow::Borrowed(&self.procedure),
+        })?;
+        Ok(Step::Continue)
+    }
+
+    fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        match msg {
+            Message::Registered { .. } => Ok(Step::Ready),
+            Message::Invocation {
+                request, payload, ..
+            } => {
+                ctx.send(&Message::Yield {
+                    request,
+                    options: Dict::EMPTY,
+                    payload,
+                })?;
+                ctx.tally.invocations += 1;
+                Ok(Step::Continue)
+            }
+            // We answer at once, so an interrupt can only come too late: nothing to do.
+            Message::Interrupt { .. } => Ok(Step::Continue),
+            other => Err(format!(
+                "callee got an unexpected {}",
+                other.message_type().name()
+            )),
+        }
+    }
+}
+
+/// One churn cycle on a fresh session: SUBSCRIBE, PUBLISH to itself (acknowledged, `exclude_me: false`), wait for
+/// PUBLISHED and the EVENT, then leave.
+#[derive(Debug)]
+pub struct Churner {
+    index: usize,
+    topic: String,
+    /// Whether to wait for our own event (the router announced `publisher_exclusion`).
+    wait_event: bool,
+    published: bool,
+    event: bool,
+    cycle_start_ns: u64,
+    cycle: u64,
+}
+
+impl Churner {
+    fn new(index: usize) -> Churner {
+        Churner {
+            index,
+            topic: format!("loadtest.churn.{index}"),
+            wait_event: false,
+            published: false,
+            event: false,
+            cycle_start_ns: 0,
+            cycle: 0,
+        }
+    }
+
+    /// Marks the start of a cycle (when its connection opens).
+    pub fn begin_cycle(&mut self, now_ns: u64) {
+        self.cycle_start_ns = now_ns;
+        self.published = false;
+        self.event = false;
+    }
+
+    fn handle_joined(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        publisher_exclusion: bool,
+    ) -> Result<Step, String> {
+        self.wait_event = publisher_exclusion;
+        let request = ctx.request();
+        ctx.send(&Message::Subscribe {
+            request,
+            options: Dict::EMPTY,
+            topic: Cow::Borrowed(&self.topic),
+        })?;
+        Ok(Step::Ready)
+    }
+
+    fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        match msg {
+            Message::Subscribed { .. } => {
+                let args = load_args(self.index, self.cycle, ctx.now_ns, &ctx.plan.padding);
+                let request = ctx.request();
+                let options = if self.wait_event {
+                    Dict::Fields(CHURN_PUBLISH)
+                } else {
+                    Dict::Fields(ACKNOWLEDGE)
+                };
+                ctx.send(&Message::Publish {
+                    request,
+                    options,
+                    topic: Cow::Borrowed(&self.topic),
+                    payload: Payload {
+                        args: Some(Field::List(&args)),
+                        kwargs: None,
+                    },
+                })?;
+                ctx.tally.sent += 1;
+            }
+            Message::Published { .. } => self.published = true,
+            Message::Event { payload, .. } => match parse_load(&payload) {
+                Some((index, seq, _)) if index == self.index as u64 && seq == self.cycle => {
+                    self.event = true
+                }
+                _ => {
+                    return Err(format!(
+                        "churn session {} got a foreign or stale event",
+                        self.index
+                    ))
+                }
+            },
+            other => {
+                return Err(format!(
+                    "churn session got an unexpected {}",
+                    other.message_type().name()
+                ))
+            }
+        }
+        if self.published && (self.event || !self.wait_event) {
+            self.cycle += 1;
+            ctx.tally.cycles += 1;
+            ctx.tally.latency.record(self.cycle_start_ns, ctx.now_ns);
+            return Ok(Step::Leave);
+        }
+        Ok(Step::Continue)
+    }
+}
