@@ -146,24 +146,27 @@ start_crossbar() {
 
 # --- kreisel ------------------------------------------------------------------------------------------------------
 
-# LATER: kreisel's configuration format is not final. This function is the one place that writes it: adjust it when
-# io/ settles its config (realm1, anonymous allowed everything, WebSocket on $2 with json+msgpack, RawSocket on $3).
+# kreisel's configuration equivalent to the crossbar one: realm1 open to anonymous clients, WebSocket (json,
+# msgpack) and RawSocket on loopback.
 kreisel_config() { # file ws_port rs_port
     cat >"$1" <<EOF
-# Written by loadtest/compare.sh. LATER: follow kreisel's final config format.
-[[realm]]
+# Written by loadtest/compare.sh.
+[[realms]]
 name = "realm1"
-anonymous = "allow-all"
 
-[[listen]]
-transport = "websocket"
-address = "127.0.0.1:$2"
+[[listeners]]
+listen = "127.0.0.1:$2"
+transports = ["websocket"]
+path = "/ws"
 serializers = ["json", "msgpack"]
 
-[[listen]]
-transport = "rawsocket"
-address = "127.0.0.1:$3"
+[[listeners]]
+listen = "127.0.0.1:$3"
+transports = ["rawsocket"]
 serializers = ["json", "msgpack"]
+
+[log]
+level = "warn"
 EOF
 }
 
