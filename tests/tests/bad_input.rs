@@ -238,3 +238,81 @@ fn a_thousand_garbage_connections_do_not_disturb_a_session() {
     }
     witness.still_works(&router, 7);
 }
+
+/// Upgrades a raw TCP stream to WebSocket with `wamp.2.json`; returns it after the 101 response.
+fn raw_websocket(router: &TestRouter) -> std::net::TcpStream {
+    let mut stream = tcp(router.ws);
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n",
+        router.ws
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream
+}
+
+/// A masked client frame.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads one unmasked server frame with a short payload: (first octet, payload).
+fn server_frame(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    let mut len = (head[1] & 0x7F) as usize;
+    if len == 126 {
+        let mut ext = [0u8; 2];
+        stream.read_exact(&mut ext).unwrap();
+        len = u16::from_be_bytes(ext) as usize;
+    }
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0], payload)
+}
+
+#[test]
+fn fragmented_websocket_messages_with_interleaved_ping_are_reassembled() {
+    let router = TestRouter::start("");
+    let mut stream = raw_websocket(&router);
+    let hello = br#"[1, "realm1", {"roles": {"subscriber": {}}}]"#;
+    let (a, rest) = hello.split_at(10);
+    let (b, c) = rest.split_at(20);
+    stream.write_all(&client_frame(0x01, a)).unwrap(); // text, FIN=0
+    stream.write_all(&client_frame(0x00, b)).unwrap(); // continuation, FIN=0
+    stream.write_all(&client_frame(0x89, b"ping!")).unwrap(); // ping between fragments
+    stream.write_all(&client_frame(0x80, c)).unwrap(); // continuation, FIN=1
+    let (opcode, payload) = server_frame(&mut stream);
+    assert_eq!(
+        (opcode, payload.as_slice()),
+        (0x8A, &b"ping!"[..]),
+        "pong with the ping's payload"
+    );
+    let (opcode, payload) = server_frame(&mut stream);
+    assert_eq!(opcode, 0x81, "WELCOME as one text frame");
+    let welcome: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(welcome[0], 2);
+    // The close handshake: our Close (1000) is echoed, then the router closes the connection.
+    stream
+        .write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+        .unwrap();
+    let (opcode, payload) = server_frame(&mut stream);
+    assert_eq!(opcode, 0x88);
+    assert_eq!(payload, 1000u16.to_be_bytes());
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
