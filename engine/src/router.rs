@@ -492,12 +492,31 @@ impl Router {
     /// Leaves the realm, if joined: drops subscriptions and registrations, fails calls to this session as
     /// callee, forgets its calls as caller. Afterwards the session is in the handshake phase.
     fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
+        if self.joined(handle).is_none() {
+            return;
+        }
+        // Pending calls first, while the session is still joined, so that unlinking keeps both of its lists
+        // right (a session may be caller and callee of the same call).
+        // Calls this session made: the callee's late YIELD or ERROR will find nothing and be discarded.
+        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
+            self.remove_call(index);
+        }
+        // Calls this session was serving: the callers get an ERROR.
+        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
+            let call = self.remove_call(index);
+            let text = "the callee left before answering";
+            self.send_error(
+                sink,
+                call.caller,
+                MessageType::Call,
+                call.caller_request,
+                CANCELED,
+                text,
+            );
+        }
         let Some(session) = self.session_mut(handle) else {
             return;
         };
-        if !matches!(session.phase, Phase::Established(_)) {
-            return;
-        }
         let Phase::Established(joined) = std::mem::replace(&mut session.phase, Phase::Handshake)
         else {
             return;
@@ -516,27 +535,6 @@ impl Router {
         realm.sessions -= 1;
         self.session_ids.remove(&joined.id);
         self.stats.sessions_active -= 1;
-        // Calls this session made: the callee's late YIELD or ERROR will find nothing and be discarded.
-        let mut next = joined.calls_as_caller;
-        while let Some(index) = next {
-            next = self.calls[index].caller_links.next;
-            self.remove_call(index);
-        }
-        // Calls this session was serving: the callers get an ERROR.
-        let mut next = joined.calls_as_callee;
-        while let Some(index) = next {
-            next = self.calls[index].callee_links.next;
-            let call = self.remove_call(index);
-            let text = "the callee left before answering";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                CANCELED,
-                text,
-            );
-        }
         debug!(session = joined.id.get(), "session left");
     }
 

@@ -582,3 +582,19 @@ fn stale_handles_are_ignored() {
     h.send(b, r#"[32, 1, {}, "x.y"]"#);
     assert_eq!(h.take_one(b)[0], 33);
 }
+
+#[test]
+fn a_session_calling_its_own_procedure_can_leave() {
+    // Regression (found by the simulation): the session is caller and callee of the same pending call.
+    let mut h = Harness::new();
+    let (a, _) = h.join();
+    h.send(a, r#"[64, 1, {}, "com.self"]"#);
+    assert_eq!(h.take_one(a)[0], 65);
+    h.send(a, r#"[48, 2, {}, "com.self", []]"#);
+    h.send(a, r#"[48, 3, {}, "com.self", []]"#);
+    assert_eq!(h.take(a).len(), 2, "two INVOCATIONs to itself");
+    h.send(a, r#"[6, {}, "wamp.close.close_realm"]"#);
+    assert_eq!(h.take(a), vec![json!([6, {}, "wamp.close.goodbye_and_out"])], "no ERROR to a caller that left");
+    h.close(a);
+    assert_eq!(h.router.connections(), 0);
+}
