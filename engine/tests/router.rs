@@ -594,7 +594,11 @@ fn a_session_calling_its_own_procedure_can_leave() {
     h.send(a, r#"[48, 3, {}, "com.self", []]"#);
     assert_eq!(h.take(a).len(), 2, "two INVOCATIONs to itself");
     h.send(a, r#"[6, {}, "wamp.close.close_realm"]"#);
-    assert_eq!(h.take(a), vec![json!([6, {}, "wamp.close.goodbye_and_out"])], "no ERROR to a caller that left");
+    assert_eq!(
+        h.take(a),
+        vec![json!([6, {}, "wamp.close.goodbye_and_out"])],
+        "no ERROR to a caller that left"
+    );
     h.close(a);
     assert_eq!(h.router.connections(), 0);
 }
