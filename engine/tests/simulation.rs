@@ -69,10 +69,8 @@ impl Sink for Outbox {
 struct ClientState {
     joined: bool,
     next_request: u64,
-    /// topic index → subscription ID (once SUBSCRIBED arrived).
-    subscribed: HashMap<usize, u64>,
-    /// procedure index → registration ID.
-    registered: HashMap<usize, u64>,
+    /// Subscription IDs (from SUBSCRIBED).
+    subscribed: Vec<u64>,
     /// Pending calls: request → procedure index.
     calls: HashMap<u64, usize>,
     /// Invocations received and not answered: (request, procedure arg).
@@ -93,7 +91,6 @@ struct Sim {
     next_conn: u64,
     /// Publication sequence per publisher connection.
     published: HashMap<u64, u64>,
-    /// Subscribers per topic index, as the simulation believes (for "only subscribers receive").
     now: u64,
     answered: HashSet<(u64, u64)>,
 }
@@ -204,16 +201,12 @@ impl Sim {
         let Some(conn) = self.random_conn() else {
             return;
         };
-        let client = &self.clients[&conn];
-        let Some((&topic, &id)) = client.subscribed.iter().min() else {
+        let client = self.clients.get_mut(&conn).unwrap();
+        if client.subscribed.is_empty() {
             return;
-        };
+        }
+        let id = client.subscribed.remove(0);
         let request = self.request(conn);
-        self.clients
-            .get_mut(&conn)
-            .unwrap()
-            .subscribed
-            .remove(&topic);
         self.send(conn, &format!("[34, {request}, {id}]"));
     }
 
@@ -293,12 +286,10 @@ impl Sim {
             match code {
                 2 => client.joined = true,
                 33 => {
-                    // The topic index is not in SUBSCRIBED; remember by the ID only when we can map it: re-derive
-                    // from the request? Keep it simple: record the ID under a synthetic key per request.
+                    // Subscribing twice to a topic returns the same ID: keep each once.
                     let id = msg[2].as_u64().unwrap();
-                    let key = client.subscribed.len() + 1000 * (msg[1].as_u64().unwrap() as usize);
-                    if !client.subscribed.values().any(|&v| v == id) {
-                        client.subscribed.insert(key, id);
+                    if !client.subscribed.contains(&id) {
+                        client.subscribed.push(id);
                     }
                 }
                 35 | 65 | 67 | 17 => {}
