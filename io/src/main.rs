@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter(std::io::stderr()))
         .with_ansi(ansi)
         .init();
     match run(config) {
@@ -82,4 +82,20 @@ fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "kreisel starting");
     server.run()?;
     Ok(())
+}
+
+/// stderr for the logs, ignoring write errors: a closed or broken stderr (a supervisor that went away) must not
+/// take the router down with it.
+struct LogWriter(std::io::Stderr);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }

@@ -30,8 +30,15 @@ const SIGNAL: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Bytes read from one connection per loop turn before others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
-/// Initial read buffer of a connection; it grows up to one maximal frame and shrinks back when idle.
+/// The loop's shared read buffer: every read lands here first.
+const SCRATCH_LEN: usize = 64 * 1024;
+/// Initial size of a connection's own read buffer (used only while it holds an incomplete frame); it grows up to
+/// one maximal frame.
 const RBUF_INITIAL: usize = 4 * 1024;
+/// Own read buffers up to this size go back to the pool when emptied; larger ones are freed.
+const RBUF_POOLED_MAX: usize = 64 * 1024;
+/// Own read buffers kept in the pool at most.
+const RBUF_POOL_LEN: usize = 1024;
 /// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
 const OVER_LIMIT_SLACK: usize = 64;
 /// Time a closing connection gets to flush its outbox.
@@ -77,6 +84,10 @@ pub struct Server {
     rawsocket_exponent: u8,
     dirty: Vec<usize>,
     doomed: Vec<(usize, u32, CloseCause)>,
+    /// Shared read buffer (see [`Server::read`]).
+    scratch: Vec<u8>,
+    /// Connection read buffers not in use.
+    rbuf_pool: Vec<Vec<u8>>,
     /// Connections whose input was not drained this turn (budget or paused and resumed).
     pending_read: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
@@ -282,6 +293,8 @@ impl Server {
             rawsocket_exponent,
             dirty: Vec::new(),
             doomed: Vec::new(),
+            scratch: vec![0; SCRATCH_LEN],
+            rbuf_pool: Vec::new(),
             pending_read: Vec::new(),
             timers: BinaryHeap::new(),
             next_generation: 0,
@@ -463,8 +476,12 @@ impl Server {
     // ---------------------------------------------------------------------------------------------------------
     // Reading
 
+    /// Reads what connection `index` has (up to the per-turn budget) and handles every complete frame.
+    ///
+    /// Bytes are read into the loop's shared buffer and deframed there; only the tail of an incomplete frame is
+    /// copied into a buffer of the connection's own (taken from a pool and returned when emptied), so an idle
+    /// connection holds no read buffer at all.
     fn read(&mut self, index: usize) {
-        let message_max = self.config.limits.message_max;
         let pause_at = self.config.limits.outbox_max / 2;
         let Some(conn) = self.conns.get_mut(index) else {
             return;
@@ -481,29 +498,18 @@ impl Server {
         let mut budget = READ_BUDGET;
         let mut eof = false;
         loop {
-            let conn = &mut self.conns[index];
-            let limit = message_max + websocket::HEADER_LEN_MAX + 64;
-            if conn.filled == conn.rbuf.len() {
-                let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
-                if grown <= conn.rbuf.len() {
-                    // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
-                    // impossible with correct framers, so treat it as a protocol error rather than spin.
-                    self.doomed
-                        .push((index, conn.generation, CloseCause::Protocol));
-                    break;
-                }
-                conn.rbuf.resize(grown, 0);
-            }
-            let filled = conn.filled;
-            match conn.stream.read(&mut conn.rbuf[filled..]) {
+            let read = if self.conns[index].filled > 0 {
+                self.read_own(index)
+            } else {
+                self.read_shared(index)
+            };
+            match read {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    conn.filled += n;
                     budget = budget.saturating_sub(n);
-                    self.process(index);
                     let Some(conn) = self.conns.get(index) else {
                         return;
                     };
@@ -528,25 +534,75 @@ impl Server {
                 }
             }
         }
-        if let Some(conn) = self.conns.get_mut(index) {
-            // Give back memory held by a buffer that grew for one big message.
-            if conn.filled == 0 && conn.rbuf.len() > 4 * RBUF_INITIAL {
-                conn.rbuf = Vec::new();
-            }
-        }
         if eof {
             self.remove(index, None);
         }
     }
 
-    /// Deframes and handles everything complete in the connection's read buffer.
-    fn process(&mut self, index: usize) {
+    /// One read into the shared buffer; frames handled in place, an incomplete tail kept by the connection.
+    fn read_shared(&mut self, index: usize) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let result = self.conns[index].stream.read(&mut buf);
+        if let Ok(n) = result {
+            if n > 0 {
+                let consumed = self.process_input(index, &mut buf[..n]);
+                if consumed < n && self.conns[index].closing.is_none() {
+                    let tail = &buf[consumed..n];
+                    let mut own = self.rbuf_pool.pop().unwrap_or_default();
+                    own.resize(tail.len().max(RBUF_INITIAL), 0);
+                    own[..tail.len()].copy_from_slice(tail);
+                    let conn = &mut self.conns[index];
+                    conn.rbuf = own;
+                    conn.filled = tail.len();
+                }
+            }
+        }
+        self.scratch = buf;
+        result
+    }
+
+    /// One read into the connection's own buffer, which holds the start of an incomplete frame.
+    fn read_own(&mut self, index: usize) -> io::Result<usize> {
+        let limit = self.config.limits.message_max + websocket::HEADER_LEN_MAX + 64;
+        let conn = &mut self.conns[index];
+        if conn.filled == conn.rbuf.len() {
+            let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
+            if grown <= conn.rbuf.len() {
+                // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
+                // impossible with correct framers, so treat it as a protocol error rather than spin.
+                self.doomed
+                    .push((index, conn.generation, CloseCause::Protocol));
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            conn.rbuf.resize(grown, 0);
+        }
+        let filled = conn.filled;
+        let n = conn.stream.read(&mut conn.rbuf[filled..])?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let end = filled + n;
+        let consumed = self.process_input(index, &mut buf[..end]);
+        buf.copy_within(consumed..end, 0);
+        let left = end - consumed;
+        let conn = &mut self.conns[index];
+        conn.filled = left;
+        if left > 0 {
+            conn.rbuf = buf;
+        } else if buf.len() <= RBUF_POOLED_MAX && self.rbuf_pool.len() < RBUF_POOL_LEN {
+            // Emptied: the buffer goes back to the pool (a buffer grown for a big message is freed).
+            self.rbuf_pool.push(buf);
+        }
+        Ok(n)
+    }
+
+    /// Deframes and handles every complete frame at the start of `buf`; returns the bytes consumed.
+    fn process_input(&mut self, index: usize, buf: &mut [u8]) -> usize {
         let now_ms = self.now_ms();
         let message_max = self.config.limits.message_max;
-        let conn = &mut self.conns[index];
-        let mut buf = std::mem::take(&mut conn.rbuf);
-        let mut transport = std::mem::replace(&mut conn.transport, Transport::Closed);
-        let filled = conn.filled;
+        let mut transport = std::mem::replace(&mut self.conns[index].transport, Transport::Closed);
+        let filled = buf.len();
         let mut pos = 0;
         loop {
             if self.conns[index].closing.is_some() || pos >= filled {
@@ -593,12 +649,10 @@ impl Server {
             }
         }
         let conn = &mut self.conns[index];
-        buf.copy_within(pos..filled, 0);
-        conn.filled = filled - pos;
-        conn.rbuf = buf;
         if matches!(conn.transport, Transport::Closed) {
             conn.transport = transport;
         }
+        pos
     }
 
     fn with_sink<R>(&mut self, f: impl FnOnce(&mut Router, &mut Outbound<'_>) -> R) -> R {

@@ -86,6 +86,14 @@ fn check_explains_mistakes() {
 struct Running {
     child: Child,
     addresses: Vec<SocketAddr>,
+    /// Everything the router wrote to stderr so far (drained for the whole run, so it never blocks on a pipe).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
 }
 
 impl Drop for Running {
@@ -106,17 +114,19 @@ fn start(config: &str) -> Running {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            keep.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
         }
     });
     // Constructed first, so that the child is killed even if the checks below fail.
     let mut running = Running {
         child,
         addresses: Vec::new(),
+        log,
     };
     let addresses = &mut running.addresses;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -234,8 +244,51 @@ fn sigterm_says_goodbye_and_exits_zero() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "exit status {status}");
+    assert!(
+        status.success(),
+        "exit status {status}; router log:\n{}",
+        router.log()
+    );
     let mut rest = Vec::new();
     let _ = client.read_to_end(&mut rest);
     assert!(rest.is_empty(), "nothing after GOODBYE: {rest:?}");
+}
+
+#[test]
+fn a_closed_stderr_does_not_take_the_router_down() {
+    let path = temp_file("stderr.toml", SHARED_PORT);
+    let mut child = Command::new(KREISEL)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the router logs where it listens"
+        );
+    }
+    drop(stderr); // Whoever read the logs is gone; every further log line hits a broken pipe.
+                  // SAFETY: kill(2) on our own child's PID with a valid signal number.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kreisel did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
 }
