@@ -60,6 +60,22 @@ pub struct Listener {
     /// Serializers offered: `json`, `msgpack` (default: both).
     #[serde(default = "default_serializers")]
     pub serializers: Vec<SerializerName>,
+    /// TLS on this (TCP) listener: `wss://` for WebSocket, RawSocket over TLS.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// `[listeners.tls]`: PEM files.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// Private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -126,12 +142,14 @@ impl Default for Config {
                     transports: vec![Transport::Websocket],
                     path: default_ws_path(),
                     serializers: default_serializers(),
+                    tls: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
                     transports: vec![Transport::Rawsocket],
                     path: default_ws_path(),
                     serializers: default_serializers(),
+                    tls: None,
                 },
             ],
             limits: Limits::default(),
@@ -231,7 +249,7 @@ impl Config {
                 .address()
                 .map_err(|e| ConfigError(format!("{which}: {e}")))?;
             let ephemeral = matches!(address, Address::Tcp(addr) if addr.port() == 0);
-            if !ephemeral && !addresses.insert(address) {
+            if !ephemeral && !addresses.insert(address.clone()) {
                 return fail(format!("{which}: address used by two listeners"));
             }
             if listener.transports.is_empty() {
@@ -246,6 +264,13 @@ impl Config {
             }
             if !listener.path.starts_with('/') {
                 return fail(format!("{which}: path must start with '/'"));
+            }
+            if let Some(tls) = &listener.tls {
+                if matches!(address, Address::Unix(_)) {
+                    return fail(format!("{which}: TLS is for TCP listeners"));
+                }
+                crate::tls::server_config(&tls.certificate, &tls.key, tls.client_ca.as_deref())
+                    .map_err(|e| ConfigError(format!("{which}: {e}")))?;
             }
         }
         let limits = &self.limits;
@@ -337,6 +362,10 @@ listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
 transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack"]
+# [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener
+# certificate = "cert.pem"   # chain, leaf first
+# key = "key.pem"
+# client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
 
 [[listeners]]
 listen = "127.0.0.1:8081"

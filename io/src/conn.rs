@@ -7,13 +7,15 @@ use kreisel_engine::SessionHandle;
 use mio::net::{TcpStream, UnixStream};
 
 use crate::outbox::Outbox;
+use crate::tls::TlsStream;
 use crate::websocket::FrameReader;
 
-/// A connected socket of either family.
+/// A connected socket of either family, or TLS over TCP.
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -21,14 +23,27 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => s.socket_mut(),
         }
     }
 
-    pub fn shutdown(&self) {
+    pub fn shutdown(&mut self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) => {
+                s.close_notify();
+                s.socket().shutdown(std::net::Shutdown::Both)
+            }
         };
+    }
+
+    /// Sends what a TLS layer still holds after the outbox emptied: `Ok(true)` when everything is on the wire.
+    pub fn flush_pending(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(s) => s.flush_pending(),
+            _ => Ok(true),
+        }
     }
 }
 
@@ -37,6 +52,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -46,6 +62,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -53,6 +70,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod conn;
 pub mod outbox;
 pub mod rawsocket;
 pub mod server;
+pub mod tls;
 pub mod websocket;
 
 pub use config::Config;

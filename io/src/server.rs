@@ -51,6 +51,7 @@ enum ListenerSocket {
 
 struct ListenerState {
     socket: Option<ListenerSocket>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     serializers: Vec<Serializer>,
     websocket: Option<websocket::UpgradeConfig>,
     rawsocket: bool,
@@ -272,8 +273,16 @@ impl Server {
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade
             });
+            let tls = match &listener.tls {
+                Some(tls) => Some(
+                    crate::tls::server_config(&tls.certificate, &tls.key, tls.client_ca.as_deref())
+                        .map_err(|e| anyhow::anyhow!("listener {}: {e}", listener.listen))?,
+                ),
+                None => None,
+            };
             listeners.push(ListenerState {
                 socket: Some(socket),
+                tls,
                 serializers,
                 websocket,
                 rawsocket: listener.speaks(TransportName::Rawsocket),
@@ -422,9 +431,16 @@ impl Server {
     fn accept(&mut self, listener: usize) {
         loop {
             let accepted = match &self.listeners[listener].socket {
-                Some(ListenerSocket::Tcp(s)) => s.accept().map(|(stream, addr)| {
+                Some(ListenerSocket::Tcp(s)) => s.accept().and_then(|(stream, addr)| {
                     let _ = stream.set_nodelay(true);
-                    (Stream::Tcp(stream), addr.to_string())
+                    let stream = match &self.listeners[listener].tls {
+                        Some(config) => Stream::Tls(Box::new(crate::tls::TlsStream::new(
+                            stream,
+                            config.clone(),
+                        )?)),
+                        None => Stream::Tcp(stream),
+                    };
+                    Ok((stream, addr.to_string()))
                 }),
                 Some(ListenerSocket::Unix(s, path)) => s
                     .accept()
@@ -929,7 +945,17 @@ impl Server {
         if conn.write_blocked {
             return;
         }
-        match conn.outbox.flush(&mut self.frames, &mut conn.stream) {
+        let flushed = conn
+            .outbox
+            .flush(&mut self.frames, &mut conn.stream)
+            .and_then(|empty| {
+                if empty {
+                    conn.stream.flush_pending()
+                } else {
+                    Ok(false)
+                }
+            });
+        match flushed {
             Ok(true) => {
                 if let Some(cause) = conn.closing {
                     self.remove(index, Some(cause));
