@@ -152,6 +152,8 @@ pub struct Conn {
     pub write_blocked: bool,
     /// Input processing is paused because our own replies to this peer pile up unread.
     pub read_paused: bool,
+    /// Input processing is paused until then because this peer's messages filled a recipient's outbox.
+    pub stalled_until: Option<std::time::Instant>,
     /// Opened while over the connection limit: refuse at the transport handshake.
     pub over_limit: bool,
     /// How outgoing messages are framed (kept beside `transport`, which is taken out while input is processed).
@@ -181,6 +183,7 @@ impl Conn {
             closing: None,
             write_blocked: false,
             read_paused: false,
+            stalled_until: None,
             over_limit,
             framing: Framing::None,
             ws_close: (crate::websocket::CLOSE_NORMAL, ""),

@@ -41,6 +41,10 @@ const RBUF_POOLED_MAX: usize = 64 * 1024;
 const RBUF_POOL_LEN: usize = 1024;
 /// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
 const OVER_LIMIT_SLACK: usize = 64;
+/// How long a producer's input is paused when a message it sent pushed a recipient's outbox past 3/4 of
+/// `outbox_max` (nats-server's "short stall of the fast producer"): time for the recipient to catch up before it
+/// would count as a slow consumer.
+const STALL: Duration = Duration::from_millis(10);
 /// Time a closing connection gets to flush its outbox.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -62,6 +66,8 @@ struct ListenerState {
 enum TimerKind {
     Handshake,
     Linger,
+    /// End of a producer stall (see [`STALL`]).
+    Resume,
 }
 
 /// Counters of the I/O layer.
@@ -71,6 +77,8 @@ pub struct IoStats {
     pub refused_over_limit: u64,
     pub slow_consumers: u64,
     pub handshake_timeouts: u64,
+    /// Times a producer's input was paused because a recipient's outbox passed 3/4 of its limit.
+    pub producer_stalls: u64,
     pub transport_errors: u64,
 }
 
@@ -87,6 +95,8 @@ pub struct Server {
     doomed: Vec<(usize, u32, CloseCause)>,
     /// Shared read buffer (see [`Server::read`]).
     scratch: Vec<u8>,
+    /// A recipient's outbox passed 3/4 of its limit while the current input was handled (see [`STALL`]).
+    pressure: bool,
     /// Connection read buffers not in use.
     rbuf_pool: Vec<Vec<u8>>,
     /// Connections whose input was not drained this turn (budget or paused and resumed).
@@ -122,6 +132,8 @@ struct Outbound<'s> {
     dirty: &'s mut Vec<usize>,
     doomed: &'s mut Vec<(usize, u32, CloseCause)>,
     outbox_max: usize,
+    /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
+    pressure: &'s mut bool,
 }
 
 pub fn conn_id(index: usize, generation: u32) -> ConnId {
@@ -180,12 +192,22 @@ impl Outbound<'_> {
             }
             Framing::None => return,
         };
+        if conn.outbox.queued_bytes() > outbox_max {
+            // Already over the limit and doomed: queue nothing more.
+            return;
+        }
         let was_empty = conn.outbox.is_empty();
         conn.outbox.push(self.frames, &header[..header_len], frame);
-        if conn.outbox.queued_bytes() > outbox_max {
+        let queued = conn.outbox.queued_bytes();
+        if queued > outbox_max {
             self.doomed
                 .push((index, generation, CloseCause::SlowConsumer));
-        } else if was_empty {
+            return;
+        }
+        if queued > outbox_max / 4 * 3 {
+            *self.pressure = true;
+        }
+        if was_empty {
             self.dirty.push(index);
         }
     }
@@ -303,6 +325,7 @@ impl Server {
             dirty: Vec::new(),
             doomed: Vec::new(),
             scratch: vec![0; SCRATCH_LEN],
+            pressure: false,
             rbuf_pool: Vec::new(),
             pending_read: Vec::new(),
             timers: BinaryHeap::new(),
@@ -505,6 +528,10 @@ impl Server {
         if conn.closing.is_some() {
             return;
         }
+        if conn.stalled_until.is_some() {
+            // A stalled producer: the Resume timer reads on.
+            return;
+        }
         if conn.outbox.queued_bytes() > pause_at {
             // The peer is not reading our answers: stop reading its requests until it catches up.
             conn.read_paused = true;
@@ -514,6 +541,7 @@ impl Server {
         let mut budget = READ_BUDGET;
         let mut eof = false;
         loop {
+            self.pressure = false;
             let read = if self.conns[index].filled > 0 {
                 self.read_own(index)
             } else {
@@ -534,6 +562,16 @@ impl Server {
                     }
                     if conn.outbox.queued_bytes() > pause_at {
                         self.conns[index].read_paused = true;
+                        break;
+                    }
+                    if self.pressure {
+                        // What this peer sent fills someone's outbox: give the recipients time to drain.
+                        self.stats.producer_stalls += 1;
+                        let generation = conn.generation;
+                        let until = Instant::now() + STALL;
+                        self.conns[index].stalled_until = Some(until);
+                        self.timers
+                            .push(Reverse((until, index, generation, TimerKind::Resume)));
                         break;
                     }
                     if budget == 0 {
@@ -678,6 +716,7 @@ impl Server {
             dirty: &mut self.dirty,
             doomed: &mut self.doomed,
             outbox_max: self.config.limits.outbox_max,
+            pressure: &mut self.pressure,
         };
         f(&mut self.router, &mut sink)
     }
@@ -1049,6 +1088,12 @@ impl Server {
                 TimerKind::Linger => {
                     if conn.closing.is_some() {
                         self.remove(index, conn.closing);
+                    }
+                }
+                TimerKind::Resume => {
+                    if conn.stalled_until.is_some_and(|until| until <= now) {
+                        self.conns[index].stalled_until = None;
+                        self.read(index);
                     }
                 }
             }
