@@ -112,6 +112,25 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// On shutdown, time sessions get to answer GOODBYE and drain their outboxes, in milliseconds (default 2000).
     pub shutdown_grace_ms: u64,
+    /// What happens when an EVENT would take a connection's outbox past `outbox_max`: `"disconnect"` the slow
+    /// consumer (default), or `"drop"` that event for that connection (counted, logged once per backlog). Other
+    /// messages (results, errors) never get dropped: past the limit they always disconnect.
+    pub slow_consumer: SlowConsumer,
+    /// Send a WebSocket/RawSocket ping to a connection that has been silent this long, in milliseconds (0: never,
+    /// the default). Any traffic from the peer, pongs included, counts as a sign of life.
+    pub auto_ping_ms: u64,
+    /// Close a connection (after its handshake) that has been silent this long, in milliseconds (0: never, the
+    /// default). With `auto_ping_ms` set, live peers answer the pings and stay.
+    pub idle_timeout_ms: u64,
+}
+
+/// See [`Limits::slow_consumer`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumer {
+    #[default]
+    Disconnect,
+    Drop,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -166,6 +185,9 @@ impl Default for Limits {
             outbox_max: 16 << 20,
             handshake_timeout_ms: 10_000,
             shutdown_grace_ms: 2_000,
+            slow_consumer: SlowConsumer::Disconnect,
+            auto_ping_ms: 0,
+            idle_timeout_ms: 0,
         }
     }
 }
@@ -377,6 +399,9 @@ connections_max = 10000
 outbox_max = 16777216        # bytes queued per connection before a slow-consumer disconnect
 handshake_timeout_ms = 10000 # transport handshake + HELLO
 shutdown_grace_ms = 2000
+slow_consumer = "disconnect"  # or "drop": drop EVENTs for a full outbox instead (counted)
+auto_ping_ms = 0             # ping connections silent this long (0: off)
+idle_timeout_ms = 0          # close connections silent this long (0: off)
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides

@@ -132,6 +132,8 @@ pub enum CloseCause {
     ConnectionLimit,
     /// Router shutdown.
     Shutdown,
+    /// Silent for longer than `limits.idle_timeout_ms`.
+    IdleTimeout,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,11 @@ pub struct Conn {
     pub read_paused: bool,
     /// Input processing is paused until then because this peer's messages filled a recipient's outbox.
     pub stalled_until: Option<std::time::Instant>,
+    /// When the peer last sent anything, and when we last pinged it (loop milliseconds).
+    pub last_rx_ms: u64,
+    pub last_ping_ms: u64,
+    /// Events are being dropped for this connection (`slow_consumer = "drop"`); cleared when its outbox drains.
+    pub dropping: bool,
     /// Opened while over the connection limit: refuse at the transport handshake.
     pub over_limit: bool,
     /// How outgoing messages are framed (kept beside `transport`, which is taken out while input is processed).
@@ -184,6 +191,9 @@ impl Conn {
             write_blocked: false,
             read_paused: false,
             stalled_until: None,
+            last_rx_ms: 0,
+            last_ping_ms: 0,
+            dropping: false,
             over_limit,
             framing: Framing::None,
             ws_close: (crate::websocket::CLOSE_NORMAL, ""),

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tracing::{debug, info, warn};
 
-use crate::config::{Address, Config, Transport as TransportName};
+use crate::config::{Address, Config, SlowConsumer, Transport as TransportName};
 use crate::conn::{CloseCause, Conn, Framing, Stream, Transport};
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::{rawsocket, websocket};
@@ -79,6 +79,9 @@ pub struct IoStats {
     pub handshake_timeouts: u64,
     /// Times a producer's input was paused because a recipient's outbox passed 3/4 of its limit.
     pub producer_stalls: u64,
+    /// EVENTs dropped for full outboxes (`slow_consumer = "drop"`).
+    pub events_dropped: u64,
+    pub idle_timeouts: u64,
     pub transport_errors: u64,
 }
 
@@ -97,6 +100,8 @@ pub struct Server {
     scratch: Vec<u8>,
     /// A recipient's outbox passed 3/4 of its limit while the current input was handled (see [`STALL`]).
     pressure: bool,
+    /// Next sweep for silent connections (auto-ping, idle timeout), if either is configured.
+    next_sweep: Option<Instant>,
     /// Connection read buffers not in use.
     rbuf_pool: Vec<Vec<u8>>,
     /// Connections whose input was not drained this turn (budget or paused and resumed).
@@ -127,6 +132,8 @@ impl StopHandle {
 
 /// The engine's sink over the connections of this loop.
 struct Outbound<'s> {
+    policy: SlowConsumer,
+    events_dropped: &'s mut u64,
     conns: &'s mut Slab<Conn>,
     frames: &'s mut FrameStore,
     dirty: &'s mut Vec<usize>,
@@ -151,8 +158,9 @@ impl Outbound<'_> {
         frame
     }
 
-    /// Queues `frame` as a WAMP message for connection `id`.
-    fn enqueue(&mut self, id: ConnId, frame: FrameId) {
+    /// Queues `frame` as a WAMP message for connection `id`. A `droppable` message (an EVENT) is dropped instead
+    /// of disconnecting the recipient when the policy is `slow_consumer = "drop"`.
+    fn enqueue(&mut self, id: ConnId, frame: FrameId, droppable: bool) {
         let len = self.frames.bytes(frame).len();
         let outbox_max = self.outbox_max;
         let (index, generation) = conn_index(id);
@@ -196,6 +204,17 @@ impl Outbound<'_> {
             // Already over the limit and doomed: queue nothing more.
             return;
         }
+        if droppable
+            && self.policy == SlowConsumer::Drop
+            && conn.outbox.queued_bytes() + header_len + len > outbox_max
+        {
+            *self.events_dropped += 1;
+            if !conn.dropping {
+                conn.dropping = true;
+                warn!(peer = %conn.peer, queued = conn.outbox.queued_bytes(), "slow consumer: dropping events");
+            }
+            return;
+        }
         let was_empty = conn.outbox.is_empty();
         conn.outbox.push(self.frames, &header[..header_len], frame);
         let queued = conn.outbox.queued_bytes();
@@ -223,7 +242,7 @@ impl Outbound<'_> {
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
         let frame = self.encode(to.serializer, msg);
-        self.enqueue(to.conn, frame);
+        self.enqueue(to.conn, frame, false);
         self.finish(frame);
     }
 
@@ -240,7 +259,7 @@ impl Sink for Outbound<'_> {
                     frame
                 }
             };
-            self.enqueue(peer.conn, frame);
+            self.enqueue(peer.conn, frame, true);
         }
         for frame in frames.into_iter().flatten() {
             self.finish(frame);
@@ -326,6 +345,7 @@ impl Server {
             doomed: Vec::new(),
             scratch: vec![0; SCRATCH_LEN],
             pressure: false,
+            next_sweep: None,
             rbuf_pool: Vec::new(),
             pending_read: Vec::new(),
             timers: BinaryHeap::new(),
@@ -386,6 +406,7 @@ impl Server {
         for address in self.local_addresses() {
             info!(%address, "listening");
         }
+        self.next_sweep = self.sweep_period().map(|period| Instant::now() + period);
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -424,6 +445,9 @@ impl Server {
             }
             self.settle();
             self.fire_timers();
+            if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
+                self.sweep();
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
                     self.finish_shutdown();
@@ -442,6 +466,9 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
+        if let Some(sweep) = self.next_sweep {
+            deadline = Some(deadline.map_or(sweep, |d| d.min(sweep)));
+        }
         if let Some(shutdown) = self.shutdown_deadline {
             deadline = Some(deadline.map_or(shutdown, |d| d.min(shutdown)));
         }
@@ -493,7 +520,9 @@ impl Server {
             let generation = self.next_generation;
             let entry = self.conns.vacant_entry();
             let index = entry.key();
+            let now_ms = self.start.elapsed().as_millis() as u64;
             let conn = entry.insert(Conn::new(stream, listener, generation, peer, over_limit));
+            conn.last_rx_ms = now_ms;
             let registered = self.poll.registry().register(
                 conn.stream.source(),
                 Token(index),
@@ -554,6 +583,10 @@ impl Server {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
+                    let now_ms = self.now_ms();
+                    if let Some(conn) = self.conns.get_mut(index) {
+                        conn.last_rx_ms = now_ms;
+                    }
                     let Some(conn) = self.conns.get(index) else {
                         return;
                     };
@@ -711,6 +744,8 @@ impl Server {
 
     fn with_sink<R>(&mut self, f: impl FnOnce(&mut Router, &mut Outbound<'_>) -> R) -> R {
         let mut sink = Outbound {
+            policy: self.config.limits.slow_consumer,
+            events_dropped: &mut self.stats.events_dropped,
             conns: &mut self.conns,
             frames: &mut self.frames,
             dirty: &mut self.dirty,
@@ -996,6 +1031,7 @@ impl Server {
             });
         match flushed {
             Ok(true) => {
+                conn.dropping = false;
                 if let Some(cause) = conn.closing {
                     self.remove(index, Some(cause));
                 } else if conn.read_paused {
@@ -1098,6 +1134,68 @@ impl Server {
                 }
             }
         }
+        self.settle();
+    }
+
+    /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
+    fn sweep_period(&self) -> Option<Duration> {
+        let limits = &self.config.limits;
+        let shortest = [limits.auto_ping_ms, limits.idle_timeout_ms]
+            .into_iter()
+            .filter(|&ms| ms > 0)
+            .min()?;
+        Some(Duration::from_millis((shortest / 4).max(10)))
+    }
+
+    /// Pings connections silent for `auto_ping_ms` and closes those silent for `idle_timeout_ms`.
+    fn sweep(&mut self) {
+        let now_ms = self.now_ms();
+        let (ping_ms, idle_ms) = (
+            self.config.limits.auto_ping_ms,
+            self.config.limits.idle_timeout_ms,
+        );
+        let mut idle = Vec::new();
+        let mut ping = Vec::new();
+        for (index, conn) in &self.conns {
+            if conn.closing.is_some() || conn.framing == Framing::None {
+                continue;
+            }
+            let silent = now_ms.saturating_sub(conn.last_rx_ms);
+            if idle_ms > 0 && silent >= idle_ms {
+                idle.push(index);
+            } else if ping_ms > 0
+                && silent >= ping_ms
+                && now_ms.saturating_sub(conn.last_ping_ms) >= ping_ms
+            {
+                ping.push(index);
+            }
+        }
+        for index in idle {
+            self.stats.idle_timeouts += 1;
+            let conn = &mut self.conns[index];
+            info!(peer = %conn.peer, "idle timeout; closing");
+            conn.ws_close = (websocket::CLOSE_GOING_AWAY, "idle timeout");
+            if begin_close(conn, &mut self.frames, CloseCause::IdleTimeout) {
+                self.dirty.push(index);
+            }
+        }
+        for index in ping {
+            self.conns[index].last_ping_ms = now_ms;
+            let payload = now_ms.to_be_bytes();
+            match self.conns[index].framing {
+                Framing::RawSocket { .. } => {
+                    let header = rawsocket::write_header(rawsocket::FrameKind::Ping, payload.len());
+                    self.send_raw(index, &header, &payload);
+                }
+                Framing::WebSocket { .. } => {
+                    let mut frame = Vec::with_capacity(2 + payload.len());
+                    websocket::control_frame(websocket::OpCode::Ping, &payload, &mut frame);
+                    self.send_raw(index, &[], &frame);
+                }
+                Framing::None => {}
+            }
+        }
+        self.next_sweep = self.sweep_period().map(|period| Instant::now() + period);
         self.settle();
     }
 

@@ -1,0 +1,154 @@
+//! Configurable limits with defined outcomes: idle timeout with auto-ping, and the `drop` slow-consumer policy.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use kreisel_codec::Serializer;
+use kreisel_tests::{tcp, Client, TestRouter};
+
+/// A RawSocket JSON session on a raw stream, so that the test decides whether to answer pings.
+fn raw_session(router: &TestRouter) -> std::net::TcpStream {
+    let mut stream = tcp(router.rs);
+    stream.write_all(&[0x7F, 0xF1, 0, 0]).unwrap();
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).unwrap();
+    let hello = br#"[1, "realm1", {"roles": {"caller": {}}}]"#;
+    stream
+        .write_all(&(hello.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(hello).unwrap();
+    let (kind, welcome) = read_frame(&mut stream).expect("WELCOME");
+    assert_eq!(kind, 0);
+    assert!(welcome.starts_with(b"[2,"));
+    stream
+}
+
+/// One RawSocket frame: (type, payload), or None when the router closed the connection.
+fn read_frame(stream: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).ok()?;
+    let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).ok()?;
+    Some((header[0] & 0x07, payload))
+}
+
+#[test]
+fn silent_connections_are_closed_but_peers_answering_pings_stay() {
+    let router = TestRouter::start("[limits]\nauto_ping_ms = 100\nidle_timeout_ms = 400");
+    let mut silent = raw_session(&router);
+    let mut alive = raw_session(&router);
+    alive
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut pings = 0;
+    // For 1.2 s (three idle timeouts), `alive` answers every ping with a pong carrying the same payload.
+    while start.elapsed() < Duration::from_millis(1200) {
+        let mut header = [0u8; 4];
+        match alive.read_exact(&mut header) {
+            Ok(()) => {
+                let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+                let mut payload = vec![0u8; len];
+                alive.read_exact(&mut payload).unwrap();
+                assert_eq!(header[0] & 0x07, 1, "only pings arrive");
+                pings += 1;
+                let mut pong = (len as u32).to_be_bytes();
+                pong[0] = 2;
+                alive.write_all(&pong).unwrap();
+                alive.write_all(&payload).unwrap();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("the live connection was closed: {e}"),
+        }
+    }
+    assert!(
+        pings >= 2,
+        "the router pinged the silent peer ({pings} pings)"
+    );
+    // The silent one (it never answered) was closed: pings, then EOF.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while let Some((kind, _)) = read_frame(&mut silent) {
+        assert_eq!(kind, 1, "only pings before the close");
+    }
+    // The live one still routes.
+    alive
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let call = br#"[48, 1, {}, "com.nobody", []]"#;
+    alive.write_all(&(call.len() as u32).to_be_bytes()).unwrap();
+    alive.write_all(call).unwrap();
+    loop {
+        let (kind, payload) = read_frame(&mut alive).expect("an answer");
+        if kind == 0 {
+            assert!(String::from_utf8_lossy(&payload).contains("wamp.error.no_such_procedure"));
+            break;
+        }
+    }
+}
+
+#[test]
+fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_ones() {
+    let router = TestRouter::start(
+        "[limits]\nmessage_max = 65536\noutbox_max = 262144\nslow_consumer = \"drop\"",
+    );
+    let mut slow = Client::rawsocket(router.rs, Serializer::Json);
+    slow.join();
+    slow.send(r#"[32, 1, {}, "com.flood"]"#);
+    assert_eq!(slow.expect()[0], 33);
+    let mut fast = Client::rawsocket(router.rs, Serializer::Json);
+    fast.join();
+    fast.send(r#"[32, 1, {}, "com.flood"]"#);
+    assert_eq!(fast.expect()[0], 33);
+    let mut publisher = Client::websocket(router.ws, Serializer::Json);
+    publisher.join();
+    const EVENTS: u64 = 2000;
+    let padding = "x".repeat(8 * 1024);
+    let reader = std::thread::spawn(move || {
+        for seq in 0..EVENTS {
+            assert_eq!(
+                fast.expect()[4][0],
+                seq,
+                "the reading subscriber gets every event in order"
+            );
+        }
+    });
+    for seq in 0..EVENTS {
+        publisher.send(&format!(
+            r#"[16, {}, {{}}, "com.flood", [{seq}, "{padding}"]]"#,
+            seq + 1
+        ));
+    }
+    publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.flood.done", []]"#);
+    assert_eq!(publisher.expect()[0], 17);
+    reader.join().expect("fast subscriber");
+    // The slow subscriber starts reading now: it gets an increasing subset, then is still connected and served.
+    let mut last = None;
+    let mut received = 0u64;
+    publisher.send(r#"[16, 100000, {}, "com.flood", ["end"]]"#);
+    loop {
+        let event = slow.expect();
+        assert_eq!(event[0], 36);
+        if event[4][0] == "end" {
+            break;
+        }
+        let seq = event[4][0].as_u64().unwrap();
+        assert!(
+            last.is_none_or(|last| seq > last),
+            "in order, no duplicates"
+        );
+        last = Some(seq);
+        received += 1;
+    }
+    assert!(
+        received < EVENTS,
+        "events were dropped for the slow subscriber ({received} of {EVENTS} arrived)"
+    );
+    assert!(received > 0);
+}
