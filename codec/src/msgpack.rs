@@ -436,13 +436,30 @@ impl<'a> Cursor<'a> {
     /// keys strings (validation); without, the value is only skipped. Iterative: the containers this value opens
     /// are kept in a fixed array.
     fn value(&mut self, depth: usize, check: bool) -> Result<(), DecodeError> {
-        // Items (array elements; map keys and values) still to read in each open container, innermost last.
-        let mut remaining = [0usize; DEPTH_MAX];
-        let mut is_map = [false; DEPTH_MAX];
+        // Fast path: a scalar or string (most message elements) needs no container stack.
+        let first = *self.bytes.get(self.pos).ok_or(TRUNCATED)?;
+        if !matches!(first, 0x80..=0x9f | 0xdc..=0xdf) {
+            return match self.head()? {
+                Head::Str(len) => {
+                    let s = self.take(len)?;
+                    if check && std::str::from_utf8(s).is_err() {
+                        return Err(DecodeError::Syntax("invalid UTF-8 in msgpack string"));
+                    }
+                    Ok(())
+                }
+                Head::Bin(len) => self.take(len).map(|_| ()),
+                _ => Ok(()),
+            };
+        }
+        // Items (array elements; map keys and values) still to read in each open container, innermost last;
+        // bit `i` of `is_map` says whether container `i` is a map. (Counts fit u32: they are bounded by the input
+        // length, checked below.)
+        let mut remaining = [0u32; DEPTH_MAX];
+        let mut is_map = 0u64;
         let mut open = 0;
         loop {
             // A map's items alternate key, value, counting down from an even number: keys come at even counts.
-            let key = open > 0 && is_map[open - 1] && remaining[open - 1] % 2 == 0;
+            let key = open > 0 && is_map & (1 << (open - 1)) != 0 && remaining[open - 1] % 2 == 0;
             match self.head()? {
                 Head::Str(len) => {
                     let s = self.take(len)?;
@@ -469,8 +486,12 @@ impl<'a> Cursor<'a> {
                         return Err(TRUNCATED);
                     }
                     if items > 0 {
-                        remaining[open] = items;
-                        is_map[open] = map;
+                        remaining[open] = u32::try_from(items).map_err(|_| TRUNCATED)?;
+                        if map {
+                            is_map |= 1 << open;
+                        } else {
+                            is_map &= !(1 << open);
+                        }
                         open += 1;
                         continue;
                     }
