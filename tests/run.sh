@@ -15,9 +15,15 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 
+# Interop with a Rust WAMP client from crates.io lives in a crate of its own (see tests/rust-client/Cargo.toml).
+rust_client=(--manifest-path tests/rust-client/Cargo.toml --target-dir target)
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt "${rust_client[0]}" "${rust_client[1]}" -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy "${rust_client[@]}" --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+cargo test "${rust_client[@]}"

@@ -1,0 +1,1 @@
+//! See tests/wamp_async.rs.
