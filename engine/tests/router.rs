@@ -259,7 +259,7 @@ fn unsubscribe_and_no_such_subscription() {
     let sub = h.take_one(a)[2].clone();
     h.send(b, &format!("[34, 5, {sub}]"));
     assert_eq!(
-        h.take_one(b)[3],
+        h.take_one(b)[4],
         "wamp.error.no_such_subscription",
         "b never subscribed"
     );
