@@ -57,7 +57,7 @@ pub struct Listener {
     /// WebSocket path (default `/ws`).
     #[serde(default = "default_ws_path")]
     pub path: String,
-    /// Serializers offered: `json`, `msgpack` (default: both).
+    /// Serializers offered: `json`, `msgpack`, `cbor` (default: all three).
     #[serde(default = "default_serializers")]
     pub serializers: Vec<SerializerName>,
 }
@@ -67,6 +67,7 @@ pub struct Listener {
 pub enum SerializerName {
     Json,
     Msgpack,
+    Cbor,
 }
 
 impl SerializerName {
@@ -74,6 +75,7 @@ impl SerializerName {
         match self {
             SerializerName::Json => Serializer::Json,
             SerializerName::Msgpack => Serializer::MsgPack,
+            SerializerName::Cbor => Serializer::Cbor,
         }
     }
 }
@@ -110,7 +112,11 @@ fn default_ws_path() -> String {
 }
 
 fn default_serializers() -> Vec<SerializerName> {
-    vec![SerializerName::Json, SerializerName::Msgpack]
+    vec![
+        SerializerName::Json,
+        SerializerName::Msgpack,
+        SerializerName::Cbor,
+    ]
 }
 
 impl Default for Config {
@@ -241,7 +247,7 @@ impl Config {
             }
             if listener.serializers.is_empty() {
                 return fail(format!(
-                    "{which}: serializers must name \"json\", \"msgpack\" or both"
+                    "{which}: serializers must name one or more of \"json\", \"msgpack\", \"cbor\""
                 ));
             }
             if !listener.path.starts_with('/') {
@@ -336,7 +342,7 @@ uri_check = "loose"          # "loose" or "strict"
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
 transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
-serializers = ["json", "msgpack"]
+serializers = ["json", "msgpack", "cbor"]
 
 [[listeners]]
 listen = "127.0.0.1:8081"
