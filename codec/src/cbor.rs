@@ -12,9 +12,9 @@
 //! Choices, for what a WAMP peer may send:
 //!
 //! * **Tags (major type 6) are accepted and transparent.** The validator skips tag numbers and checks the tagged
-//!   item; the accessors, iterators and [`walk`] see the item as if untagged. Plain WAMP data from autobahn-python
-//!   (cbor2) carries no tags, but cbor2 tags integers beyond 64 bits (bignums, tag 2/3), `Decimal`s and
-//!   `datetime`s, and some encoders prefix a frame with the self-described-CBOR tag 55799. Refusing those would
+//!   item; the accessors, iterators and transcoding (`walk`) see the item as if untagged. Plain WAMP data from
+//!   autobahn-python (cbor2) carries no tags, but cbor2 tags integers beyond 64 bits (bignums, tag 2/3), `Decimal`s
+//!   and `datetime`s, and some encoders prefix a frame with the self-described-CBOR tag 55799. Refusing those would
 //!   end the session for data the router never looks at. A CBOR peer receives such a value byte for byte (spans
 //!   are copied verbatim between CBOR sessions); a JSON or MessagePack peer receives the untagged item (a bignum
 //!   arrives as its binary magnitude, a datetime as its string or number).

@@ -3,15 +3,15 @@
 //! The WAMP v2 message model and its serializers, built for a router's hot path:
 //!
 //! * [`Message`] is one WAMP message. A decoded message *borrows* the frame it was decoded from: URIs are
-//!   `Cow<str>` (borrowed unless a JSON escape forced a copy), option/detail dictionaries and the application
-//!   payload (`args`/`kwargs`) are [`RawValue`] spans: validated, but never rebuilt. A router forwards them as bytes
-//!   when serializers match and transcodes them once ([`transcode`]) when they differ.
+//!   `Cow<str>` (borrowed unless a JSON escape or a chunked CBOR string forced a copy), option/detail dictionaries
+//!   and the application payload (`args`/`kwargs`) are [`RawValue`] spans: validated, but never rebuilt. A router
+//!   forwards them as bytes when serializers match and transcodes them once ([`transcode`]) when they differ.
 //! * [`Serializer`] decodes ([`Serializer::decode`]) and encodes ([`Serializer::encode`]) every message type of the
 //!   spec (codes 1-70) in JSON, MessagePack and CBOR.
 //! * [`Value`] is an owned dynamic value for the places that are not hot (HELLO details, WELCOME roles, meta API).
 //!
-//! Nothing here allocates on the decode path of a message without escapes, and malformed input is always a typed
-//! [`DecodeError`], never a panic.
+//! Nothing here allocates on the decode path of a message without JSON escapes or chunked (indefinite-length) CBOR
+//! strings in the fields it reads, and malformed input is always a typed [`DecodeError`], never a panic.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
