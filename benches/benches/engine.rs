@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo bench -p kreisel-benches --bench engine`.
 use std::hint::black_box;
-use std::io::Write as _;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kreisel_benches::{criterion as config, elements, encode_as, is_bench_mode, PUBLISH_SMALL};
@@ -46,7 +45,7 @@ impl Sink for CountingSink {
 /// always into cleared, reused buffers.
 #[derive(Default)]
 struct EncodingSink {
-    frames: [Vec<u8>; 2],
+    frames: [Vec<u8>; Serializer::ALL.len()],
     single: Vec<u8>,
     delivered: u64,
     invocation: Option<Id>,
@@ -62,7 +61,7 @@ impl Sink for EncodingSink {
         self.delivered += 1;
     }
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
-        let mut encoded = [false; 2];
+        let mut encoded = [false; Serializer::ALL.len()];
         for peer in to.iter() {
             let slot = peer.serializer as usize;
             if !encoded[slot] {
@@ -217,17 +216,18 @@ fn rpc_router(
 /// `[70, request, {}, [1]]` written into `out`, in `serializer`.
 fn yield_frame(serializer: Serializer, request: Id, out: &mut Vec<u8>) {
     out.clear();
-    match serializer {
-        Serializer::Json => write!(out, "[70,{request},{{}},[1]]").expect("write to a Vec"),
-        Serializer::MsgPack => {
-            rmp::encode::write_array_len(out, 4).expect("write to a Vec");
-            rmp::encode::write_uint(out, 70).expect("write to a Vec");
-            rmp::encode::write_uint(out, request.get()).expect("write to a Vec");
-            rmp::encode::write_map_len(out, 0).expect("write to a Vec");
-            rmp::encode::write_array_len(out, 1).expect("write to a Vec");
-            rmp::encode::write_uint(out, 1).expect("write to a Vec");
-        }
-    }
+    let payload = Payload {
+        args: Some(Field::List(&YIELD_ARGS)),
+        kwargs: None,
+    };
+    serializer.encode(
+        &Message::Yield {
+            request,
+            options: Dict::EMPTY,
+            payload,
+        },
+        out,
+    );
 }
 
 const YIELD_ARGS: [Field<'static>; 1] = [Field::UInt(1)];

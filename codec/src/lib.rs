@@ -3,18 +3,19 @@
 //! The WAMP v2 message model and its serializers, built for a router's hot path:
 //!
 //! * [`Message`] is one WAMP message. A decoded message *borrows* the frame it was decoded from: URIs are
-//!   `Cow<str>` (borrowed unless a JSON escape forced a copy), option/detail dictionaries and the application
-//!   payload (`args`/`kwargs`) are [`RawValue`] spans: validated, but never rebuilt. A router forwards them as bytes
-//!   when serializers match and transcodes them once ([`transcode`]) when they differ.
+//!   `Cow<str>` (borrowed unless a JSON escape or a chunked CBOR string forced a copy), option/detail dictionaries
+//!   and the application payload (`args`/`kwargs`) are [`RawValue`] spans: validated, but never rebuilt. A router
+//!   forwards them as bytes when serializers match and transcodes them once ([`transcode`]) when they differ.
 //! * [`Serializer`] decodes ([`Serializer::decode`]) and encodes ([`Serializer::encode`]) every message type of the
-//!   spec (codes 1-70) in JSON and MessagePack.
+//!   spec (codes 1-70) in JSON, MessagePack and CBOR.
 //! * [`Value`] is an owned dynamic value for the places that are not hot (HELLO details, WELCOME roles, meta API).
 //!
-//! Nothing here allocates on the decode path of a message without escapes, and malformed input is always a typed
-//! [`DecodeError`], never a panic.
+//! Nothing here allocates on the decode path of a message without JSON escapes or chunked (indefinite-length) CBOR
+//! strings in the fields it reads, and malformed input is always a typed [`DecodeError`], never a panic.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
+pub mod cbor;
 mod error;
 mod field;
 mod id;
@@ -42,17 +43,20 @@ pub enum Serializer {
     Json,
     /// `wamp.2.msgpack`, RawSocket serializer 2. Binary travels as MessagePack `bin`.
     MsgPack,
+    /// `wamp.2.cbor`, RawSocket serializer 3. Binary travels as a CBOR byte string.
+    Cbor,
 }
 
 impl Serializer {
     /// Every serializer, in RawSocket nibble order.
-    pub const ALL: [Serializer; 2] = [Serializer::Json, Serializer::MsgPack];
+    pub const ALL: [Serializer; 3] = [Serializer::Json, Serializer::MsgPack, Serializer::Cbor];
 
     /// The WebSocket subprotocol name.
     pub fn subprotocol(self) -> &'static str {
         match self {
             Serializer::Json => "wamp.2.json",
             Serializer::MsgPack => "wamp.2.msgpack",
+            Serializer::Cbor => "wamp.2.cbor",
         }
     }
 
@@ -63,11 +67,12 @@ impl Serializer {
             .find(|s| s.subprotocol() == name)
     }
 
-    /// The RawSocket serializer nibble (1 JSON, 2 MessagePack).
+    /// The RawSocket serializer nibble (1 JSON, 2 MessagePack, 3 CBOR).
     pub fn rawsocket_id(self) -> u8 {
         match self {
             Serializer::Json => 1,
             Serializer::MsgPack => 2,
+            Serializer::Cbor => 3,
         }
     }
 
@@ -76,15 +81,17 @@ impl Serializer {
         Serializer::ALL.into_iter().find(|s| s.rawsocket_id() == id)
     }
 
-    /// Short name used in config files and logs: `json`, `msgpack`.
+    /// Short name used in config files and logs: `json`, `msgpack`, `cbor`.
     pub fn name(self) -> &'static str {
         match self {
             Serializer::Json => "json",
             Serializer::MsgPack => "msgpack",
+            Serializer::Cbor => "cbor",
         }
     }
 
-    /// Whether frames of this serializer are WebSocket text frames (JSON) rather than binary frames.
+    /// Whether frames of this serializer are WebSocket text frames (JSON) rather than binary frames (MessagePack,
+    /// CBOR).
     pub fn is_text(self) -> bool {
         matches!(self, Serializer::Json)
     }
@@ -101,7 +108,8 @@ impl Serializer {
 }
 
 /// Appends `value` re-encoded in serializer `to` to `out` (a plain copy when the serializers match). JSON binary
-/// strings (`"\u0000" + base64`) become MessagePack `bin` and back, as the spec's binary conversion demands.
+/// strings (`"\u0000" + base64`) become MessagePack `bin` / CBOR byte strings and back, as the spec's binary
+/// conversion demands.
 pub fn transcode(value: RawValue<'_>, to: Serializer, out: &mut Vec<u8>) {
     raw::transcode(value, to, out)
 }

@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 
 use crate::raw::Writer;
-use crate::{json, msgpack, DecodeError, Dict, Field, Id, Payload, RawValue, Serializer};
+use crate::{cbor, json, msgpack, DecodeError, Dict, Field, Id, Payload, RawValue, Serializer};
 
 /// Most elements any WAMP message has (ERROR with args and kwargs).
 pub(crate) const ELEMENTS_MAX: usize = 7;
@@ -337,6 +337,7 @@ pub(crate) fn decode(ser: Serializer, bytes: &[u8]) -> Result<Message<'_>, Decod
     let len = match ser {
         Serializer::Json => json::split_array(bytes, &mut items)?,
         Serializer::MsgPack => msgpack::split_array(bytes, &mut items)?,
+        Serializer::Cbor => cbor::split_array(bytes, &mut items)?,
     };
     if len == 0 {
         return Err(DecodeError::NotAMessage);
@@ -546,6 +547,7 @@ pub(crate) fn encode(ser: Serializer, msg: &Message<'_>, out: &mut Vec<u8>) {
     match ser {
         Serializer::Json => write_message(msg, &mut json::Writer::new(out)),
         Serializer::MsgPack => write_message(msg, &mut msgpack::Writer::new(out)),
+        Serializer::Cbor => write_message(msg, &mut cbor::Writer::new(out)),
     }
 }
 

@@ -260,7 +260,9 @@ impl crate::raw::Writer for Writer<'_> {
         use base64::Engine;
         // Decode straight into the output, behind a `bin` header of the exact decoded length.
         let start = self.out.len();
-        if let Some(len) = base64_decoded_len(base64) {
+        // (A `bin` holds at most 2^32 - 1 bytes.)
+        let len = crate::raw::base64_decoded_len(base64).filter(|&len| u32::try_from(len).is_ok());
+        if let Some(len) = len {
             let _ = rmp::encode::write_bin_len(self.out, len as u32);
             let data = self.out.len();
             self.out.resize(data + len, 0);
@@ -512,20 +514,6 @@ impl<'a> Cursor<'a> {
             }
         }
     }
-}
-
-/// The exact decoded length of padded standard base64 text, if its length and padding are well-formed.
-fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
-    if !base64.len().is_multiple_of(4) || base64.len() / 4 * 3 > u32::MAX as usize {
-        return None;
-    }
-    let padding = base64
-        .iter()
-        .rev()
-        .take(2)
-        .take_while(|&&b| b == b'=')
-        .count();
-    Some(base64.len() / 4 * 3 - padding)
 }
 
 #[cfg(test)]

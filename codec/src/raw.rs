@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use crate::{json, msgpack, Serializer, Value};
+use crate::{cbor, json, msgpack, Serializer, Value};
 
 /// What a [`RawValue`] holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,7 @@ impl<'a> RawValue<'a> {
         match ser {
             Serializer::Json => json::validate(bytes)?,
             Serializer::MsgPack => msgpack::validate(bytes)?,
+            Serializer::Cbor => cbor::validate(bytes)?,
         }
         Ok(RawValue { ser, bytes })
     }
@@ -55,6 +56,7 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::kind(self.bytes),
             Serializer::MsgPack => msgpack::kind(self.bytes),
+            Serializer::Cbor => cbor::kind(self.bytes),
         }
     }
 
@@ -66,6 +68,7 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::as_bool(self.bytes),
             Serializer::MsgPack => msgpack::as_bool(self.bytes),
+            Serializer::Cbor => cbor::as_bool(self.bytes),
         }
     }
 
@@ -74,6 +77,7 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::as_u64(self.bytes),
             Serializer::MsgPack => msgpack::as_u64(self.bytes),
+            Serializer::Cbor => cbor::as_u64(self.bytes),
         }
     }
 
@@ -82,6 +86,7 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::as_i64(self.bytes),
             Serializer::MsgPack => msgpack::as_i64(self.bytes),
+            Serializer::Cbor => cbor::as_i64(self.bytes),
         }
     }
 
@@ -90,6 +95,7 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::as_f64(self.bytes),
             Serializer::MsgPack => msgpack::as_f64(self.bytes),
+            Serializer::Cbor => cbor::as_f64(self.bytes),
         }
     }
 
@@ -98,14 +104,16 @@ impl<'a> RawValue<'a> {
         match self.ser {
             Serializer::Json => json::as_str(self.bytes),
             Serializer::MsgPack => msgpack::as_str(self.bytes),
+            Serializer::Cbor => cbor::as_str(self.bytes),
         }
     }
 
-    /// Binary: MessagePack `bin`, or a JSON string `"\u0000" + base64` decoded.
+    /// Binary: MessagePack `bin`, a CBOR byte string, or a JSON string `"\u0000" + base64` decoded.
     pub fn as_bytes(&self) -> Option<Cow<'a, [u8]>> {
         match self.ser {
             Serializer::Json => json::as_bytes(self.bytes),
             Serializer::MsgPack => msgpack::as_bytes(self.bytes),
+            Serializer::Cbor => cbor::as_bytes(self.bytes),
         }
     }
 
@@ -114,6 +122,7 @@ impl<'a> RawValue<'a> {
         let (rest, remaining) = match self.ser {
             Serializer::Json => json::list_start(self.bytes)?,
             Serializer::MsgPack => msgpack::list_start(self.bytes)?,
+            Serializer::Cbor => cbor::list_start(self.bytes)?,
         };
         Some(ListIter {
             ser: self.ser,
@@ -127,6 +136,7 @@ impl<'a> RawValue<'a> {
         let (rest, remaining) = match self.ser {
             Serializer::Json => json::dict_start(self.bytes)?,
             Serializer::MsgPack => msgpack::dict_start(self.bytes)?,
+            Serializer::Cbor => cbor::dict_start(self.bytes)?,
         };
         Some(DictIter {
             ser: self.ser,
@@ -163,6 +173,7 @@ impl<'a> Iterator for ListIter<'a> {
         let bytes = match self.ser {
             Serializer::Json => json::list_next(&mut self.rest, &mut self.remaining)?,
             Serializer::MsgPack => msgpack::list_next(&mut self.rest, &mut self.remaining)?,
+            Serializer::Cbor => cbor::list_next(&mut self.rest, &mut self.remaining)?,
         };
         Some(RawValue {
             ser: self.ser,
@@ -186,6 +197,7 @@ impl<'a> Iterator for DictIter<'a> {
         let (key, bytes) = match self.ser {
             Serializer::Json => json::dict_next(&mut self.rest, &mut self.remaining)?,
             Serializer::MsgPack => msgpack::dict_next(&mut self.rest, &mut self.remaining)?,
+            Serializer::Cbor => cbor::dict_next(&mut self.rest, &mut self.remaining)?,
         };
         Some((
             key,
@@ -195,6 +207,21 @@ impl<'a> Iterator for DictIter<'a> {
             },
         ))
     }
+}
+
+/// The exact decoded length of padded standard base64 text, if its length and padding are well-formed (used by
+/// the binary writers' `bin_base64` to size the output before decoding into it).
+pub(crate) fn base64_decoded_len(base64: &[u8]) -> Option<usize> {
+    if !base64.len().is_multiple_of(4) {
+        return None;
+    }
+    let padding = base64
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&b| b == b'=')
+        .count();
+    Some(base64.len() / 4 * 3 - padding)
 }
 
 /// The output side shared by every serializer: a length-prefixed, streaming writer. `array(n)` / `map(n)` open a
@@ -248,6 +275,7 @@ pub(crate) fn walk<W: Writer>(v: RawValue<'_>, w: &mut W) {
     match v.ser {
         Serializer::Json => json::walk(v.bytes, w),
         Serializer::MsgPack => msgpack::walk(v.bytes, w),
+        Serializer::Cbor => cbor::walk(v.bytes, w),
     }
 }
 
@@ -255,6 +283,7 @@ pub(crate) fn transcode(v: RawValue<'_>, to: Serializer, out: &mut Vec<u8>) {
     match to {
         Serializer::Json => json::Writer::new(out).raw(v),
         Serializer::MsgPack => msgpack::Writer::new(out).raw(v),
+        Serializer::Cbor => cbor::Writer::new(out).raw(v),
     }
 }
 

@@ -1,15 +1,40 @@
-//! JSON binary strings (`"\u0000" + base64`) transcoded to MessagePack: valid base64 becomes `bin`, anything else
-//! stays the string it was; JSON to JSON keeps the text unchanged.
+//! JSON binary strings (`"\u0000" + base64`) transcoded to MessagePack and CBOR: valid base64 becomes `bin` / a byte
+//! string, anything else stays the string it was; JSON to JSON keeps the text unchanged.
 
 use kreisel_codec::{transcode, RawValue, Serializer, Value};
 
-fn to_msgpack(json: &str) -> Value {
+fn transcoded(json: &str, to: Serializer) -> Value {
     let raw = RawValue::parse(Serializer::Json, json.as_bytes()).unwrap();
     let mut out = Vec::new();
-    transcode(raw, Serializer::MsgPack, &mut out);
-    RawValue::parse(Serializer::MsgPack, &out)
-        .expect("valid MessagePack")
-        .to_value()
+    transcode(raw, to, &mut out);
+    let value = RawValue::parse(to, &out)
+        .unwrap_or_else(|e| panic!("invalid {to:?}: {e}"))
+        .to_value();
+    // Back to JSON: the same binary text, or the same string.
+    let mut back = Vec::new();
+    transcode(
+        RawValue::parse(to, &out).unwrap(),
+        Serializer::Json,
+        &mut back,
+    );
+    assert_eq!(
+        RawValue::parse(Serializer::Json, &back).unwrap().to_value(),
+        RawValue::parse(Serializer::Json, json.as_bytes())
+            .unwrap()
+            .to_value()
+    );
+    value
+}
+
+/// The value as MessagePack and as CBOR read it, which must agree.
+fn to_msgpack(json: &str) -> Value {
+    let packed = transcoded(json, Serializer::MsgPack);
+    assert_eq!(
+        transcoded(json, Serializer::Cbor),
+        packed,
+        "CBOR and MessagePack differ: {json}"
+    );
+    packed
 }
 
 #[test]

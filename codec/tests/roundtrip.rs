@@ -1,11 +1,11 @@
-//! Round trips of every message type in both serializers, across serializers, and of the values that are easy to
+//! Round trips of every message type in every serializer, across serializers, and of the values that are easy to
 //! get wrong: binary, Unicode, large integers, floats, nesting.
 mod common;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use common::{encode, from_json, model, normalize, to_msgpack, whole};
+use common::{encode, from_json, hex, model, normalize, to_cbor, to_msgpack, whole};
 use kreisel_codec::{
     Dict, Field, Id, Kind, Message, MessageType, Payload, RawValue, Serializer, Value, ID_MAX,
 };
@@ -417,6 +417,19 @@ fn cross_serializer() {
         ),
         packed
     );
+    // And CBOR in first: to MessagePack and JSON and back.
+    let cbor = to_cbor(text);
+    let msg = Serializer::Cbor.decode(&cbor).expect("decodes");
+    assert_eq!(encode(Serializer::MsgPack, &msg), packed);
+    let json = encode(Serializer::Json, &msg);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        expected
+    );
+    assert_eq!(
+        encode(Serializer::Cbor, &Serializer::Json.decode(&json).unwrap()),
+        cbor
+    );
 }
 
 #[test]
@@ -460,6 +473,93 @@ fn binary_converts_both_ways() {
 }
 
 #[test]
+fn binary_converts_between_json_cbor_and_msgpack() {
+    // JSON "\u0000" + base64 becomes a CBOR byte string (decoded straight into the output), and back.
+    let text = r#"[36,1,2,{},["\u0000AQID","\u0000","x"],{"b":"\u0000/wA="}]"#;
+    let msg = Serializer::Json.decode(text.as_bytes()).unwrap();
+    let cbor = encode(Serializer::Cbor, &msg);
+    assert_eq!(
+        cbor,
+        hex("86 1824 01 02 a0 83 43010203 40 6178 a1 6162 42ff00"),
+        "{cbor:02x?}"
+    );
+    let from_cbor = Serializer::Cbor.decode(&cbor).unwrap();
+    assert_eq!(encode(Serializer::Json, &from_cbor), text.as_bytes());
+    // CBOR byte string <-> MessagePack bin, both ways, also for a chunked CBOR byte string.
+    let packed = encode(Serializer::MsgPack, &from_cbor);
+    assert!(packed.windows(5).any(|w| w == [0xc4, 0x03, 1, 2, 3]));
+    assert_eq!(
+        encode(
+            Serializer::Cbor,
+            &Serializer::MsgPack.decode(&packed).unwrap()
+        ),
+        cbor
+    );
+    let chunked = hex("85 1824 01 02 a0 81 5f 4101 420203 ff");
+    let msg = Serializer::Cbor.decode(&chunked).unwrap();
+    assert_eq!(
+        encode(Serializer::Json, &msg),
+        br#"[36,1,2,{},["\u0000AQID"]]"#
+    );
+    let Message::Event { payload, .. } = &msg else {
+        panic!("EVENT expected")
+    };
+    let first = payload
+        .args
+        .and_then(|a| a.as_raw())
+        .unwrap()
+        .list()
+        .unwrap()
+        .next()
+        .unwrap();
+    assert_eq!(first.kind(), Kind::Bin);
+    assert_eq!(first.as_bytes(), Some(Cow::Owned(vec![1, 2, 3])));
+    // A NUL-prefixed JSON string that is not base64 stays a (CBOR text) string.
+    let msg = Serializer::Json
+        .decode(br#"[36,1,2,{},["\u0000not base64!"]]"#)
+        .unwrap();
+    let cbor = encode(Serializer::Cbor, &msg);
+    let back = Serializer::Cbor.decode(&cbor).unwrap();
+    let Message::Event { payload, .. } = &back else {
+        panic!("EVENT expected")
+    };
+    let args = payload.args.and_then(|a| a.as_raw()).unwrap();
+    assert_eq!(
+        args.to_value(),
+        Value::List(vec![Value::Str("\0not base64!".into())])
+    );
+}
+
+#[test]
+fn cbor_spans_are_borrowed_and_copied_verbatim() {
+    // Definite strings are borrowed; a chunked URI is concatenated (owned), like an escaped JSON one.
+    let plain = hex("84 1820 01 a0 6b636f6d2e6578616d706c65");
+    let Message::Subscribe { topic, .. } = Serializer::Cbor.decode(&plain).unwrap() else {
+        panic!("SUBSCRIBE expected")
+    };
+    assert!(matches!(topic, Cow::Borrowed("com.example")));
+    let chunked = hex("84 1820 01 a0 7f 64636f6d2e 67 6578616d706c65 ff");
+    let Message::Subscribe { topic, .. } = Serializer::Cbor.decode(&chunked).unwrap() else {
+        panic!("SUBSCRIBE expected")
+    };
+    assert!(matches!(&topic, Cow::Owned(t) if t == "com.example"));
+    // CBOR to CBOR copies spans byte for byte: tags, indefinite lengths and non-shortest heads survive; the
+    // message array around them is rewritten with a definite length.
+    let odd =
+        hex("9f 1824 01 02 bf ff 9f c1 1a00000001 f93e00 7f 6161 ff ff bf 616b d9d9f7 f7 ff ff");
+    let msg = Serializer::Cbor.decode(&odd).unwrap();
+    let again = encode(Serializer::Cbor, &msg);
+    assert_eq!(
+        again,
+        hex("86 1824 01 02 bf ff 9f c1 1a00000001 f93e00 7f 6161 ff ff bf 616b d9d9f7 f7 ff")
+    );
+    assert_eq!(
+        encode(Serializer::Json, &msg),
+        br#"[36,1,2,{},[1,1.5,"a"],{"k":null}]"#
+    );
+}
+
+#[test]
 fn unicode() {
     // Raw UTF-8 (BMP and astral) and escapes (BMP, surrogate pair) decode to the same strings.
     let text = "[32,1,{\"k\u{e9}y\":\"\u{65e5}\u{672c}\"},\"com.\u{e9}t\u{e9}.\u{1f600}\"]";
@@ -493,6 +593,13 @@ fn unicode() {
     );
     let topic = "com.\u{e9}t\u{e9}.\u{1f600}".as_bytes();
     assert!(packed.windows(topic.len()).any(|w| w == topic));
+    // So does CBOR.
+    let cbor = encode(Serializer::Cbor, &unescaped);
+    assert!(cbor.windows(topic.len()).any(|w| w == topic));
+    assert_eq!(
+        encode(Serializer::Json, &Serializer::Cbor.decode(&cbor).unwrap()),
+        text.as_bytes()
+    );
     let unpacked = Serializer::MsgPack.decode(&packed).unwrap();
     assert_eq!(model(&unpacked), model(&plain));
     // Control characters and quotes are escaped and come back.
@@ -596,6 +703,34 @@ fn numbers() {
             Value::Float(-9223372036854775809.0),
             Value::Float(100.0),
             Value::Float(2.5),
+        ])
+    );
+    // CBOR: non-finite floats survive; negative integers below i64::MIN read as floats; integers in non-shortest
+    // form, and half and single floats, widen.
+    let cbor = encode(Serializer::Cbor, &msg);
+    let Message::Yield { payload, .. } = Serializer::Cbor.decode(&cbor).unwrap() else {
+        panic!()
+    };
+    let items: Vec<_> = payload
+        .args
+        .and_then(|a| a.as_raw())
+        .unwrap()
+        .list()
+        .unwrap()
+        .collect();
+    assert!(items[0].as_f64().unwrap().is_nan());
+    assert_eq!(items[1].as_f64(), Some(f64::INFINITY));
+    let wide = hex("86 3bffffffffffffffff 1b0000000000000005 3a00000001 f93e00 fa3fc00000 f98000");
+    let raw = RawValue::parse(Serializer::Cbor, &wide).unwrap();
+    assert_eq!(
+        raw.to_value(),
+        Value::List(vec![
+            Value::Float(-18446744073709551616.0),
+            Value::UInt(5),
+            Value::Int(-2),
+            Value::Float(1.5),
+            Value::Float(1.5),
+            Value::Float(-0.0),
         ])
     );
     // MessagePack integers of any width and float32 widen.

@@ -1,6 +1,6 @@
-//! The public WAMP test vectors (`shared/wamp-test-vectors`, see its README): every JSON and MessagePack encoding of
-//! every sample is decoded, checked against `expected_attributes` and an independent `serde_json` reading of the
-//! sample, re-encoded in both serializers (byte-exact against the vectors) and decoded again.
+//! The public WAMP test vectors (`shared/wamp-test-vectors`, see its README): every JSON, MessagePack and CBOR
+//! encoding of every sample is decoded, checked against `expected_attributes` and an independent `serde_json`
+//! reading of the sample, re-encoded in every serializer (byte-exact against the vectors) and decoded again.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -20,9 +20,10 @@ const EVENT_RECEIVED: u64 = 337;
 #[derive(Default, Debug)]
 struct Counts {
     files: usize,
-    /// Serialization samples fully checked, and the encodings decoded for them.
+    /// Serialization samples fully checked, and the encodings decoded for them (of which CBOR).
     samples: usize,
     encodings: usize,
+    cbor_encodings: usize,
     /// Payload-passthru samples (binary payload in the Arguments position), refused by the model.
     passthru: usize,
     /// Validation samples (`wmsg`) checked at the codec level.
@@ -287,14 +288,20 @@ fn check_file(path: &Path, counts: &mut Counts) {
         }
         let json = encodings(sample, "json");
         let msgpack = encodings(sample, "msgpack");
+        let cbor = encodings(sample, "cbor");
         assert!(
-            !json.is_empty() && !msgpack.is_empty(),
-            "{context}: no JSON or no MessagePack encoding"
+            !json.is_empty() && !msgpack.is_empty() && !cbor.is_empty(),
+            "{context}: no JSON, MessagePack or CBOR encoding"
         );
+        let all = [
+            (Serializer::Json, &json),
+            (Serializer::MsgPack, &msgpack),
+            (Serializer::Cbor, &cbor),
+        ];
         if code == EVENT_RECEIVED {
             // EVENT_RECEIVED (337) is an autobahn-python extension, not a message of the spec: it must be refused
             // as an unknown type, and there is nothing more to check.
-            for (ser, forms) in [(Serializer::Json, &json), (Serializer::MsgPack, &msgpack)] {
+            for (ser, forms) in all {
                 for bytes in forms {
                     assert_eq!(
                         ser.decode(bytes),
@@ -315,11 +322,8 @@ fn check_file(path: &Path, counts: &mut Counts) {
         let oracle =
             from_json(&serde_json::from_slice(&json[0]).expect("the sample's JSON parses"));
         let passthru = expected.get("payload").is_some_and(|p| !p.is_null());
-        let canonical = [
-            (Serializer::Json, json.clone()),
-            (Serializer::MsgPack, msgpack.clone()),
-        ];
-        for (ser, forms) in [(Serializer::Json, &json), (Serializer::MsgPack, &msgpack)] {
+        let canonical = all.map(|(ser, forms)| (ser, forms.clone()));
+        for (ser, forms) in all {
             for (j, bytes) in forms.iter().enumerate() {
                 let context = format!("{context} {ser:?}#{j}");
                 // Every encoding is the same value as the JSON one, read independently.
@@ -334,6 +338,7 @@ fn check_file(path: &Path, counts: &mut Counts) {
                     check_encoding(ser, bytes, &oracle, Some(expected), &canonical, &context);
                 }
                 counts.encodings += 1;
+                counts.cbor_encodings += usize::from(ser == Serializer::Cbor);
             }
         }
         if passthru {
@@ -345,7 +350,7 @@ fn check_file(path: &Path, counts: &mut Counts) {
 }
 
 /// A validation sample: a raw message whose *option* semantics the router (not the codec) checks. At the codec
-/// level it must decode in both serializers (or, when a plain string stands in the Arguments position, be refused
+/// level it must decode in every serializer (or, when a plain string stands in the Arguments position, be refused
 /// as element 4).
 fn check_wmsg(wmsg: &Json, context: &str) {
     let text = serde_json::to_vec(wmsg).expect("serialize wmsg");
@@ -354,7 +359,12 @@ fn check_wmsg(wmsg: &Json, context: &str) {
         items.len() >= 5 && items[items.len() - 1].is_string() && items[0].as_u64() != Some(8);
     let oracle = from_json(wmsg);
     let msgpack = common::to_msgpack(std::str::from_utf8(&text).expect("UTF-8"));
-    for (ser, bytes) in [(Serializer::Json, &text), (Serializer::MsgPack, &msgpack)] {
+    let cbor = common::to_cbor(std::str::from_utf8(&text).expect("UTF-8"));
+    for (ser, bytes) in [
+        (Serializer::Json, &text),
+        (Serializer::MsgPack, &msgpack),
+        (Serializer::Cbor, &cbor),
+    ] {
         let context = format!("{context} {ser:?}");
         if string_payload {
             check_passthru(ser, bytes, &context);
@@ -380,6 +390,11 @@ fn wamp_test_vectors() {
     assert!(
         counts.samples > 0 && counts.encodings > 0,
         "no sample checked"
+    );
+    // Every sample of the vectors has a CBOR encoding.
+    assert!(
+        counts.cbor_encodings >= counts.samples + counts.passthru,
+        "CBOR encodings not all checked: {counts:?}"
     );
     assert!(counts.wmsgs > 0, "no validation sample checked");
     assert_eq!(

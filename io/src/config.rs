@@ -57,7 +57,7 @@ pub struct Listener {
     /// WebSocket path (default `/ws`).
     #[serde(default = "default_ws_path")]
     pub path: String,
-    /// Serializers offered: `json`, `msgpack` (default: both).
+    /// Serializers offered: `json`, `msgpack`, `cbor` (default: all three).
     #[serde(default = "default_serializers")]
     pub serializers: Vec<SerializerName>,
     /// TLS on this (TCP) listener: `wss://` for WebSocket, RawSocket over TLS.
@@ -83,6 +83,7 @@ pub struct Tls {
 pub enum SerializerName {
     Json,
     Msgpack,
+    Cbor,
 }
 
 impl SerializerName {
@@ -90,6 +91,7 @@ impl SerializerName {
         match self {
             SerializerName::Json => Serializer::Json,
             SerializerName::Msgpack => Serializer::MsgPack,
+            SerializerName::Cbor => Serializer::Cbor,
         }
     }
 }
@@ -145,7 +147,11 @@ fn default_ws_path() -> String {
 }
 
 fn default_serializers() -> Vec<SerializerName> {
-    vec![SerializerName::Json, SerializerName::Msgpack]
+    vec![
+        SerializerName::Json,
+        SerializerName::Msgpack,
+        SerializerName::Cbor,
+    ]
 }
 
 impl Default for Config {
@@ -281,7 +287,7 @@ impl Config {
             }
             if listener.serializers.is_empty() {
                 return fail(format!(
-                    "{which}: serializers must name \"json\", \"msgpack\" or both"
+                    "{which}: serializers must name one or more of \"json\", \"msgpack\", \"cbor\""
                 ));
             }
             if !listener.path.starts_with('/') {
@@ -383,7 +389,7 @@ uri_check = "loose"          # "loose" or "strict"
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
 transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
-serializers = ["json", "msgpack"]
+serializers = ["json", "msgpack", "cbor"]
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"

@@ -336,6 +336,18 @@ mod tests {
     }
 
     #[test]
+    fn handshake_accepts_cbor_when_offered() {
+        assert_eq!(
+            handle_handshake([0x7F, 0xF3, 0, 0], &Serializer::ALL, 15),
+            HandshakeOutcome::Accept {
+                serializer: Serializer::Cbor,
+                peer_max_len: LEN_MAX,
+                reply: [0x7F, 0xF3, 0, 0],
+            }
+        );
+    }
+
+    #[test]
     fn handshake_refuses_unsupported_serializers_with_error_1() {
         for id in [0u8, 3, 4, 15] {
             assert_eq!(
@@ -347,7 +359,7 @@ mod tests {
                 "serializer {id}"
             );
         }
-        // Spoken by kreisel but not offered on this listener.
+        // Spoken by kreisel but not offered on this listener (CBOR is refused above for the same reason).
         assert_eq!(
             handle_handshake([0x7F, 0x32, 0, 0], &[Serializer::Json], 9),
             HandshakeOutcome::Reject {

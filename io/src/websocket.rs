@@ -892,6 +892,11 @@ mod tests {
         assert_eq!(pick(&autobahn, &cfg), msgpack);
         let component = ["Sec-WebSocket-Protocol: wamp.2.cbor,wamp.2.json"];
         assert_eq!(pick(&component, &cfg), Serializer::Json);
+        // A listener with CBOR (the default) takes it when the client offers it first.
+        let all = UpgradeConfig::new("/ws", Serializer::ALL.to_vec());
+        assert_eq!(pick(&autobahn, &all), Serializer::Cbor);
+        assert_eq!(pick(&component, &all), Serializer::Cbor);
+        assert_eq!(pick(&two_headers, &all), Serializer::Cbor);
         // Only what the listener offers counts.
         let json_only = UpgradeConfig::new("/ws", vec![Serializer::Json]);
         assert_eq!(

@@ -136,6 +136,11 @@ fn tungstenite_client_negotiates_the_first_subprotocol_it_offers() {
     );
     assert_eq!(
         connect("wamp.2.cbor, wamp.2.json, wamp.2.msgpack").2,
+        Serializer::Cbor
+    );
+    // Names kreisel does not speak are skipped.
+    assert_eq!(
+        connect("wamp.2.ubjson, wamp.2.cbor.batched, wamp.2.json").2,
         Serializer::Json
     );
 }

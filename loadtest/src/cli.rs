@@ -43,6 +43,7 @@ pub enum Command {
 pub enum SerializerArg {
     Json,
     Msgpack,
+    Cbor,
 }
 
 impl From<SerializerArg> for Serializer {
@@ -50,6 +51,7 @@ impl From<SerializerArg> for Serializer {
         match s {
             SerializerArg::Json => Serializer::Json,
             SerializerArg::Msgpack => Serializer::MsgPack,
+            SerializerArg::Cbor => Serializer::Cbor,
         }
     }
 }

@@ -104,6 +104,7 @@ mod tests {
     fn handshake() {
         assert_eq!(handshake_request(Serializer::Json), [0x7F, 0xF1, 0, 0]);
         assert_eq!(handshake_request(Serializer::MsgPack), [0x7F, 0xF2, 0, 0]);
+        assert_eq!(handshake_request(Serializer::Cbor), [0x7F, 0xF3, 0, 0]);
         assert_eq!(
             handshake_reply([0x7F, 0xF1, 0, 0], Serializer::Json),
             Ok(1 << 24)

@@ -1,6 +1,6 @@
 //! Test harness for kreisel's end-to-end tests: a router running in-process on ephemeral loopback ports (real
 //! sockets, the real event loop), and a small blocking WAMP client speaking RawSocket (TCP or Unix) and
-//! WebSocket in JSON or MessagePack. Interop tests use clients written by others; this client exists to craft
+//! WebSocket in JSON, MessagePack or CBOR. Interop tests use clients written by others; this client exists to craft
 //! exact and malformed frames.
 
 use std::io::{Read, Write};
@@ -188,6 +188,8 @@ pub enum Received {
 pub struct Client {
     link: Link,
     pub serializer: Serializer,
+    /// The code of a WebSocket Close frame seen by [`Client::recv_frame`], for [`Client::recv`].
+    close_code: Option<u16>,
 }
 
 impl Client {
@@ -217,6 +219,7 @@ impl Client {
         Client {
             link: Link::Raw(socket),
             serializer,
+            close_code: None,
         }
     }
 
@@ -247,6 +250,7 @@ impl Client {
         Client {
             link: Link::Ws(Box::new(ws)),
             serializer,
+            close_code: None,
         }
     }
 
@@ -267,12 +271,16 @@ impl Client {
                 socket.write_all(&frame).expect("write frame");
             }
             Link::Ws(ws) => {
-                let msg = match self.serializer {
-                    Serializer::Json => match String::from_utf8(bytes.to_vec()) {
-                        Ok(text) => tungstenite::Message::text(text),
-                        Err(_) => tungstenite::Message::binary(bytes.to_vec()),
-                    },
-                    Serializer::MsgPack => tungstenite::Message::binary(bytes.to_vec()),
+                // JSON travels in text frames (garbage that is not UTF-8 can only go as binary), the binary
+                // serializers in binary frames.
+                let text = self
+                    .serializer
+                    .is_text()
+                    .then(|| String::from_utf8(bytes.to_vec()).ok())
+                    .flatten();
+                let msg = match text {
+                    Some(text) => tungstenite::Message::text(text),
+                    None => tungstenite::Message::binary(bytes.to_vec()),
                 };
                 ws.send(msg).expect("write ws");
             }
@@ -288,36 +296,52 @@ impl Client {
     }
 
     pub fn recv(&mut self) -> Received {
+        match self.recv_frame() {
+            Some(bytes) => Received::Message(decode(self.serializer, &bytes)),
+            None => Received::Closed(self.close_code.take()),
+        }
+    }
+
+    /// The next WAMP message as the bytes the router sent (`None`: the router closed the connection; the close
+    /// code, if any, goes to the next [`Client::recv`]).
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
         match &mut self.link {
-            Link::Raw(socket) => {
+            Link::Raw(socket) => loop {
                 let mut header = [0u8; 4];
-                if socket.read_exact(&mut header).is_err() {
-                    return Received::Closed(None);
-                }
+                socket.read_exact(&mut header).ok()?;
                 let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
                 let mut payload = vec![0u8; len];
-                if socket.read_exact(&mut payload).is_err() {
-                    return Received::Closed(None);
+                socket.read_exact(&mut payload).ok()?;
+                // Ping/pong frames are not WAMP messages: read on.
+                if header[0] & 0x07 == 0 {
+                    return Some(payload);
                 }
-                if header[0] & 0x07 != 0 {
-                    // Ping/pong frames are not WAMP messages: read on.
-                    return self.recv();
-                }
-                Received::Message(decode(self.serializer, &payload))
-            }
+            },
             Link::Ws(ws) => loop {
                 match ws.read() {
+                    // The router sends JSON in text frames and MessagePack/CBOR in binary frames.
                     Ok(tungstenite::Message::Text(text)) => {
-                        return Received::Message(decode(self.serializer, text.as_bytes()))
+                        assert!(
+                            self.serializer.is_text(),
+                            "{} in a text frame",
+                            self.serializer.name()
+                        );
+                        return Some(text.as_bytes().to_vec());
                     }
                     Ok(tungstenite::Message::Binary(bytes)) => {
-                        return Received::Message(decode(self.serializer, &bytes))
+                        assert!(
+                            !self.serializer.is_text(),
+                            "{} in a binary frame",
+                            self.serializer.name()
+                        );
+                        return Some(bytes.to_vec());
                     }
                     Ok(tungstenite::Message::Close(frame)) => {
-                        return Received::Closed(frame.map(|f| u16::from(f.code)))
+                        self.close_code = frame.map(|f| u16::from(f.code));
+                        return None;
                     }
                     Ok(_) => continue,
-                    Err(_) => return Received::Closed(None),
+                    Err(_) => return None,
                 }
             },
         }
@@ -353,7 +377,7 @@ impl Client {
     }
 }
 
-/// JSON text → bytes in `serializer` (through the codec, so MessagePack tests use real binary encodings).
+/// JSON text → bytes in `serializer` (through the codec, so MessagePack and CBOR tests use real binary encodings).
 pub fn encode(serializer: Serializer, json_text: &str) -> Vec<u8> {
     let msg = Serializer::Json
         .decode(json_text.as_bytes())

@@ -67,6 +67,22 @@ fn garbage_after_the_rawsocket_handshake_is_a_protocol_violation() {
         offender.send_bytes(payload.as_bytes());
         assert_abort(&offender.expect_close(), "wamp.error.protocol_violation");
     }
+    // CBOR only a CBOR decoder refuses, after joining: a topic claiming 2^64 - 1 bytes, options with an integer
+    // key, a break outside an indefinite-length item, text that is not UTF-8.
+    for payload in [
+        &[
+            0x84, 0x18, 0x20, 0x01, 0xa0, 0x7b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            b't',
+        ][..],
+        &[0x84, 0x18, 0x20, 0x01, 0xa1, 0x01, 0x01, 0x61, b't'],
+        &[0x84, 0x18, 0x20, 0x01, 0xa0, 0xff],
+        &[0x84, 0x18, 0x20, 0x01, 0xa0, 0x61, 0xff],
+    ] {
+        let mut offender = Client::websocket(router.ws, Serializer::Cbor);
+        offender.join();
+        offender.send_bytes(payload);
+        assert_abort(&offender.expect_close(), "wamp.error.protocol_violation");
+    }
     witness.still_works(&router, 1);
 }
 
@@ -83,9 +99,9 @@ fn wrong_magic_octet_and_bad_handshakes() {
         0,
         "closed without reply"
     );
-    // Unsupported serializer (CBOR, 3, is not offered yet): error 1.
+    // Unsupported serializer (4, UBJSON in the spec's list, is not spoken): error 1.
     let mut stream = tcp(router.rs);
-    stream.write_all(&[0x7F, 0xF3, 0, 0]).unwrap();
+    stream.write_all(&[0x7F, 0xF4, 0, 0]).unwrap();
     let mut reply = [0u8; 4];
     stream.read_exact(&mut reply).unwrap();
     assert_eq!(reply, [0x7F, 0x10, 0, 0]);

@@ -44,7 +44,7 @@ fn every_scenario_runs_clean_against_kreisel() {
         ("churn --sessions 2 --cycles 5 --duration 5", 0),
     ];
     for url in &urls {
-        for serializer in ["json", "msgpack"] {
+        for serializer in ["json", "msgpack", "cbor"] {
             for (scenario, expected) in scenarios {
                 let args = format!("{scenario} --url {url} --serializer {serializer} --timeout 10");
                 let result = run(&args);

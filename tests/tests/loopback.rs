@@ -1,5 +1,6 @@
 //! End to end over loopback with kreisel's own test client: every transport (WebSocket, RawSocket over TCP and
-//! Unix) and serializer, cross-serializer routing, and a fan-out burst to 1000 subscribers.
+//! Unix) and serializer (JSON, MessagePack, CBOR), cross-serializer routing, and a fan-out burst to 1000
+//! subscribers.
 
 use kreisel_codec::Serializer;
 use kreisel_tests::{Client, TestRouter};
@@ -106,6 +107,94 @@ fn json_and_msgpack_sessions_exchange_binary_and_unicode() {
 }
 
 #[test]
+fn json_publisher_reaches_cbor_subscribers_with_binary_and_unicode() {
+    let router = TestRouter::start("");
+    let mut cbor_ws = Client::websocket(router.ws, Serializer::Cbor);
+    let mut cbor_rs = Client::rawsocket(router.rs, Serializer::Cbor);
+    let mut cbor_unix = Client::rawsocket_unix(&router.unix, Serializer::Cbor);
+    let mut pack_sub = Client::rawsocket(router.rs, Serializer::MsgPack);
+    let mut json_sub = Client::websocket(router.ws, Serializer::Json);
+    let mut subscribers = [
+        &mut cbor_ws,
+        &mut cbor_rs,
+        &mut cbor_unix,
+        &mut pack_sub,
+        &mut json_sub,
+    ];
+    for client in subscribers.iter_mut() {
+        client.join();
+        client.send(r#"[32, 1, {}, "com.example.cbor"]"#);
+        assert_eq!(client.expect()[0], 33);
+    }
+    let mut json_pub = Client::websocket(router.ws, Serializer::Json);
+    json_pub.join();
+    json_pub.send(
+        r#"[16, 2, {}, "com.example.cbor", ["\u0000AQID", "\u0000", "ü€😀\u0000x", -1.5, 18446744073709551615, -9223372036854775808], {"bin": "\u0000/wA=", "日本": [null, true]}]"#,
+    );
+    let args = json!([
+        "\u{0}AQID",
+        "\u{0}",
+        "ü€😀\u{0}x",
+        -1.5,
+        18446744073709551615u64,
+        -9223372036854775808i64
+    ]);
+    let kwargs = json!({"bin": "\u{0}/wA=", "日本": [null, true]});
+    // On the wire a CBOR subscriber gets real byte strings (major type 2) and UTF-8 text (major type 3).
+    let frame = cbor_ws.recv_frame().expect("EVENT");
+    for (needle, what) in [
+        (&[0x43, 1, 2, 3][..], "bytes [1, 2, 3]"),
+        (&[0x40], "empty bytes"),
+        (&[0x42, 0xff, 0x00], "bytes [255, 0]"),
+        ("\u{fc}\u{20ac}\u{1f600}\u{0}x".as_bytes(), "UTF-8 text"),
+    ] {
+        assert!(
+            frame.windows(needle.len()).any(|w| w == needle),
+            "{what} in {frame:02x?}"
+        );
+    }
+    let event = kreisel_tests::decode(Serializer::Cbor, &frame);
+    assert_eq!(
+        (&event[4], &event[5]),
+        (&args, &kwargs),
+        "CBOR over WebSocket"
+    );
+    for client in [&mut cbor_rs, &mut cbor_unix, &mut pack_sub, &mut json_sub] {
+        let event = client.expect();
+        assert_eq!(event[0], 36);
+        assert_eq!(
+            (&event[4], &event[5]),
+            (&args, &kwargs),
+            "{:?}",
+            client.serializer
+        );
+    }
+
+    // And the reverse: a CBOR publisher with native byte strings, an indefinite-length list and a tag reaches the
+    // JSON subscriber as base64 strings; CBOR subscribers receive its payload bytes verbatim.
+    let mut cbor_pub = Client::rawsocket(router.rs, Serializer::Cbor);
+    cbor_pub.join();
+    let payload = [
+        0x9f, 0x42, 0xff, 0x00, 0xc1, 0x1a, 0x00, 0x01, 0x00, 0x00, 0x63, 0xe2, 0x82, 0xac, 0xff,
+    ];
+    let mut publish = vec![0x85, 0x10, 0x03, 0xa0, 0x70];
+    publish.extend_from_slice(b"com.example.cbor");
+    publish.extend_from_slice(&payload);
+    cbor_pub.send_bytes(&publish);
+    let expected = json!(["\u{0}/wA=", 65536, "€"]);
+    assert_eq!(json_sub.expect()[4], expected);
+    assert_eq!(pack_sub.expect()[4], expected);
+    for client in [&mut cbor_ws, &mut cbor_rs, &mut cbor_unix] {
+        let frame = client.recv_frame().expect("EVENT");
+        assert!(
+            frame.ends_with(&payload),
+            "payload copied verbatim: {frame:02x?}"
+        );
+        assert_eq!(kreisel_tests::decode(Serializer::Cbor, &frame)[4], expected);
+    }
+}
+
+#[test]
 fn a_thousand_subscribers_receive_every_event_on_each_transport() {
     const SUBSCRIBERS: usize = 1000;
     const EVENTS: usize = 20;
@@ -113,7 +202,7 @@ fn a_thousand_subscribers_receive_every_event_on_each_transport() {
     for kind in KINDS {
         let mut subscribers: Vec<Client> = (0..SUBSCRIBERS)
             .map(|i| {
-                let serializer = Serializer::ALL[i % 2];
+                let serializer = Serializer::ALL[i % Serializer::ALL.len()];
                 let mut client = connect(&router, kind, serializer);
                 client.join();
                 client.send(r#"[32, 1, {}, "com.example.fanout"]"#);

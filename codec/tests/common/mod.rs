@@ -204,7 +204,9 @@ pub fn encode(ser: Serializer, msg: &Message<'_>) -> Vec<u8> {
     out
 }
 
+/// Bytes from hex digits; whitespace between them is ignored.
 pub fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
     assert_eq!(s.len() % 2, 0, "odd hex length");
     (0..s.len())
         .step_by(2)
@@ -214,8 +216,17 @@ pub fn hex(s: &str) -> Vec<u8> {
 
 /// A JSON text transcoded to MessagePack by the codec (for building MessagePack inputs from readable JSON).
 pub fn to_msgpack(json: &str) -> Vec<u8> {
+    transcode_json(json, Serializer::MsgPack)
+}
+
+/// A JSON text transcoded to CBOR by the codec (for building CBOR inputs from readable JSON).
+pub fn to_cbor(json: &str) -> Vec<u8> {
+    transcode_json(json, Serializer::Cbor)
+}
+
+fn transcode_json(json: &str, to: Serializer) -> Vec<u8> {
     let raw = RawValue::parse(Serializer::Json, json.as_bytes()).expect("valid JSON");
     let mut out = Vec::new();
-    kreisel_codec::transcode(raw, Serializer::MsgPack, &mut out);
+    kreisel_codec::transcode(raw, to, &mut out);
     out
 }
