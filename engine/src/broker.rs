@@ -36,11 +36,14 @@ pub(crate) struct Subscribed {
 
 impl Broker {
     /// Subscribes `peer` to (topic, policy), creating the subscription with `new_id()` if it does not exist.
+    /// `held` are the subscriptions the session already has (its own short list: checking it is O(its
+    /// subscriptions), where scanning the subscribers would be O(everyone's)).
     pub fn subscribe(
         &mut self,
         topic: &str,
         policy: MatchPolicy,
         peer: Peer,
+        held: &[usize],
         new_id: impl FnOnce() -> Id,
     ) -> Subscribed {
         let index = match self.trie.get(topic, policy) {
@@ -59,10 +62,14 @@ impl Broker {
             }
         };
         let subscription = &mut self.subscriptions[index];
-        let added = !subscription
-            .subscribers
-            .iter()
-            .any(|p| p.session == peer.session);
+        let added = !held.contains(&index);
+        debug_assert_eq!(
+            added,
+            !subscription
+                .subscribers
+                .iter()
+                .any(|p| p.session == peer.session)
+        );
         if added {
             subscription.subscribers.push(peer);
         }

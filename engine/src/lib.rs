@@ -17,6 +17,7 @@ mod broker;
 mod config;
 mod dealer;
 pub mod ids;
+mod options;
 mod router;
 mod session;
 pub mod uri;

@@ -11,6 +11,7 @@ use crate::broker::Broker;
 use crate::config::RouterConfig;
 use crate::dealer::Dealer;
 use crate::ids::IdGenerator;
+use crate::options::{self, RequestOptions};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
@@ -659,7 +660,11 @@ impl Router {
         options: &Dict<'_>,
         unsupported: &[&str],
     ) -> Result<MatchPolicy, (&'static str, String)> {
-        if let Some(name) = unsupported.iter().find(|name| option_is_set(options, name)) {
+        if let Some(name) = unsupported.iter().find(|name| {
+            options
+                .get(name)
+                .is_some_and(|value| options::is_set(&value))
+        }) {
             return Err((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
@@ -707,10 +712,20 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
-        let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
-        let subscribed = self.realms[realm]
+        let Router {
+            ids,
+            router_ids,
+            realms,
+            sessions,
+            ..
+        } = self;
+        let held = sessions
+            .get(handle.index as usize)
+            .and_then(Session::joined)
+            .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let subscribed = realms[realm]
             .broker
-            .subscribe(topic, policy, peer, || new_router_id(ids, router_ids));
+            .subscribe(topic, policy, peer, held, || new_router_id(ids, router_ids));
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
                 joined.subscriptions.push(subscribed.index);
@@ -784,14 +799,9 @@ impl Router {
         let Some(peer) = self.peer(handle) else {
             return;
         };
-        let acknowledge = options
-            .get("acknowledge")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let refusal = if let Some(name) = UNSUPPORTED_PUBLISH
-            .iter()
-            .find(|name| option_is_set(options, name))
-        {
+        let parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
+        let acknowledge = parsed.acknowledge;
+        let refusal = if let Some(name) = parsed.unsupported {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
@@ -813,10 +823,7 @@ impl Router {
             }
             return;
         }
-        let exclude_me = options
-            .get("exclude_me")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
+        let exclude_me = parsed.exclude_me;
         let publication = self.ids.random_id();
         self.stats.publications += 1;
         let broker = &self.realms[realm].broker;
@@ -998,10 +1005,8 @@ impl Router {
             return;
         };
         self.stats.calls += 1;
-        let refusal = if let Some(name) = UNSUPPORTED_CALL
-            .iter()
-            .find(|name| option_is_set(options, name))
-        {
+        let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
+        let refusal = if let Some(name) = parsed.unsupported {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
@@ -1040,10 +1045,7 @@ impl Router {
             registration.id,
             registration.policy != MatchPolicy::Exact,
         );
-        let receive_progress = options
-            .get("receive_progress")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let receive_progress = parsed.receive_progress;
         let Some(callee_joined) = self
             .session_mut(callee.session)
             .and_then(Session::joined_mut)
@@ -1273,24 +1275,6 @@ impl Router {
         }
         assert_eq!(self.invocations.len(), self.calls.len());
     }
-}
-
-/// Whether an option is present with a value other than its "off" default (`false`, `null`, `0`, empty).
-fn option_is_set(options: &Dict<'_>, name: &str) -> bool {
-    let Some(value) = options.get(name) else {
-        return false;
-    };
-    if let Some(raw) = value.as_raw() {
-        use kreisel_codec::Kind;
-        return match raw.kind() {
-            Kind::Null => false,
-            Kind::Bool => raw.as_bool() == Some(true),
-            Kind::Int => raw.as_u64() != Some(0),
-            Kind::List => raw.list().is_some_and(|mut l| l.next().is_some()),
-            _ => true,
-        };
-    }
-    !matches!(value, Field::Bool(false) | Field::UInt(0))
 }
 
 fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {
