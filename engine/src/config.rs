@@ -6,8 +6,33 @@ pub struct RouterConfig {
     pub realms: Vec<RealmConfig>,
     /// Seed of the ID generator (the binary draws it from the OS; tests fix it).
     pub seed: u64,
-    /// Free-form router name reported in WELCOME `details.x_router`... kept out of WELCOME unless set.
+    /// Router agent string reported in WELCOME `details.agent`.
     pub agent: String,
+    pub limits: EngineLimits,
+}
+
+/// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Sessions joined to one realm; HELLO beyond it gets ABORT `wamp.error.not_authorized`.
+    pub sessions_per_realm_max: usize,
+    /// Calls one session may have pending; a CALL beyond it gets ERROR `kreisel.error.limit_exceeded`.
+    pub calls_per_session_max: usize,
+    /// Subscriptions one session may hold; SUBSCRIBE beyond it gets ERROR `kreisel.error.limit_exceeded`.
+    pub subscriptions_per_session_max: usize,
+    /// Registrations one session may hold; REGISTER beyond it gets ERROR `kreisel.error.limit_exceeded`.
+    pub registrations_per_session_max: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> EngineLimits {
+        EngineLimits {
+            sessions_per_realm_max: 10_000,
+            calls_per_session_max: 10_000,
+            subscriptions_per_session_max: 10_000,
+            registrations_per_session_max: 1_000,
+        }
+    }
 }
 
 /// One realm.
@@ -33,6 +58,7 @@ impl Default for RouterConfig {
             realms: vec![RealmConfig::new("realm1")],
             seed: 0x6b72_6569_7365_6c21,
             agent: agent(),
+            limits: EngineLimits::default(),
         }
     }
 }

@@ -22,6 +22,6 @@ mod router;
 mod session;
 pub mod uri;
 
-pub use config::{RealmConfig, RouterConfig};
+pub use config::{EngineLimits, RealmConfig, RouterConfig};
 pub use router::{errors, ConnId, Peer, Recipients, Router, Sink, Stats};
 pub use session::SessionHandle;

@@ -8,7 +8,7 @@ use slab::Slab;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
-use crate::config::RouterConfig;
+use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::Dealer;
 use crate::ids::IdGenerator;
 use crate::options::{self, RequestOptions};
@@ -67,6 +67,8 @@ pub struct Stats {
     pub events_sent: u64,
     pub calls: u64,
     pub errors_sent: u64,
+    /// Requests and joins refused for a per-realm or per-session limit.
+    pub limits_hit: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +123,7 @@ pub struct Router {
     caller_requests: HashMap<(SessionHandle, Id), usize>,
     roles: Value,
     agent: String,
+    limits: EngineLimits,
     stats: Stats,
 }
 
@@ -139,6 +142,9 @@ pub mod errors {
     pub const OPTION_NOT_ALLOWED: &str = "wamp.error.option_not_allowed";
     pub const FEATURE_NOT_SUPPORTED: &str = "wamp.error.feature_not_supported";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
+    pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
+    /// kreisel's own URI for a refused request over a per-session limit (the spec has none).
+    pub const LIMIT_EXCEEDED: &str = "kreisel.error.limit_exceeded";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
 }
 use errors::*;
@@ -186,6 +192,7 @@ impl Router {
             caller_requests: HashMap::new(),
             roles: router_roles(),
             agent: config.agent,
+            limits: config.limits,
             stats: Stats::default(),
         }
     }
@@ -343,6 +350,14 @@ impl Router {
             let text = format!("no realm '{realm}' on this router");
             return self.abort(handle, NO_SUCH_REALM, &text, sink);
         };
+        if self.realms[realm_index].sessions >= self.limits.sessions_per_realm_max {
+            self.stats.limits_hit += 1;
+            let text = format!(
+                "realm '{realm}' has reached its limit of {} sessions",
+                self.limits.sessions_per_realm_max
+            );
+            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
+        }
         match details.get("roles").and_then(|roles| roles.as_raw()) {
             Some(roles) if roles.dict().is_some_and(|mut r| r.next().is_some()) => {}
             _ => {
@@ -389,6 +404,7 @@ impl Router {
             calls_as_caller: None,
             calls_as_callee: None,
             next_invocation: Id::FIRST,
+            calls_pending: 0,
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);
@@ -712,6 +728,25 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
+        let existing = self.realms[realm].broker.trie.get(topic, policy);
+        let held = self
+            .joined(handle)
+            .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let limit = self.limits.subscriptions_per_session_max;
+        if !existing.is_some_and(|index| held.contains(&index)) && held.len() >= limit {
+            self.stats.limits_hit += 1;
+            let text = format!(
+                "this session already holds {limit} subscriptions (limits.subscriptions_per_session_max)"
+            );
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Subscribe,
+                request,
+                LIMIT_EXCEEDED,
+                &text,
+            );
+        }
         let Router {
             ids,
             router_ids,
@@ -913,6 +948,24 @@ impl Router {
                 );
             }
         }
+        let limit = self.limits.registrations_per_session_max;
+        if self
+            .joined(handle)
+            .is_some_and(|joined| joined.registrations.len() >= limit)
+        {
+            self.stats.limits_hit += 1;
+            let text = format!(
+                "this session already holds {limit} registrations (limits.registrations_per_session_max)"
+            );
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Register,
+                request,
+                LIMIT_EXCEEDED,
+                &text,
+            );
+        }
         let id = new_router_id(&mut self.ids, &mut self.router_ids);
         let Some(index) = self.realms[realm]
             .dealer
@@ -1000,7 +1053,7 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        let realm = joined.realm;
+        let (realm, calls_pending) = (joined.realm, joined.calls_pending);
         let Some(caller) = self.peer(handle) else {
             return;
         };
@@ -1020,6 +1073,15 @@ impl Router {
             Some((
                 INVALID_ARGUMENT,
                 format!("request ID {request} is already in use by a pending call"),
+            ))
+        } else if calls_pending >= self.limits.calls_per_session_max {
+            self.stats.limits_hit += 1;
+            Some((
+                LIMIT_EXCEEDED,
+                format!(
+                    "this session already has {} calls pending (limits.calls_per_session_max)",
+                    self.limits.calls_per_session_max
+                ),
             ))
         } else {
             None
@@ -1172,6 +1234,12 @@ impl Router {
     }
 
     fn link(&mut self, index: usize, side: Side, session: SessionHandle) {
+        if let (Side::Caller, Some(joined)) = (
+            side,
+            self.session_mut(session).and_then(Session::joined_mut),
+        ) {
+            joined.calls_pending += 1;
+        }
         let Some(head) = self.head(session, side) else {
             return;
         };
@@ -1186,6 +1254,12 @@ impl Router {
     }
 
     fn unlink(&mut self, index: usize, side: Side, session: SessionHandle) {
+        if let (Side::Caller, Some(joined)) = (
+            side,
+            self.session_mut(session).and_then(Session::joined_mut),
+        ) {
+            joined.calls_pending -= 1;
+        }
         let Links { prev, next } = *self.links(index, side);
         match prev {
             Some(prev) => self.links(prev, side).next = next,

@@ -42,6 +42,8 @@ pub(crate) struct Joined {
     pub calls_as_callee: Option<usize>,
     /// Next INVOCATION request ID (session scope, router-chosen).
     pub next_invocation: Id,
+    /// Calls this session made that are still pending (bounded by `calls_per_session_max`).
+    pub calls_pending: usize,
 }
 
 #[derive(Debug)]

@@ -602,3 +602,68 @@ fn a_session_calling_its_own_procedure_can_leave() {
     h.close(a);
     assert_eq!(h.router.connections(), 0);
 }
+
+fn limited(limits: kreisel_engine::EngineLimits) -> Harness {
+    let config = RouterConfig {
+        limits,
+        ..RouterConfig::default()
+    };
+    Harness {
+        router: Router::new(config),
+        out: Recorder::default(),
+        handles: Vec::new(),
+    }
+}
+
+#[test]
+fn per_realm_and_per_session_limits_have_defined_outcomes() {
+    let limits = kreisel_engine::EngineLimits {
+        sessions_per_realm_max: 3,
+        calls_per_session_max: 2,
+        subscriptions_per_session_max: 2,
+        registrations_per_session_max: 1,
+    };
+    let mut h = limited(limits);
+    let (a, _) = h.join();
+    let (callee, _) = h.join();
+    let (c, _) = h.join();
+    // A fourth session is refused; once one leaves, there is room again.
+    let d = h.open();
+    h.send(d, r#"[1, "realm1", {"roles": {"caller": {}}}]"#);
+    let abort = h.take_one(d);
+    assert_eq!(abort[2], "wamp.error.not_authorized");
+    assert!(abort[1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("limit of 3 sessions"));
+    h.close(c);
+    h.join();
+
+    // Subscriptions: two distinct ones, then a third is refused; re-subscribing to a held one is fine.
+    h.send(a, r#"[32, 1, {}, "t.one"]"#);
+    h.send(a, r#"[32, 2, {}, "t.two"]"#);
+    assert_eq!(h.take(a).len(), 2);
+    h.send(a, r#"[32, 3, {}, "t.three"]"#);
+    assert_eq!(h.take_one(a)[4], "kreisel.error.limit_exceeded");
+    h.send(a, r#"[32, 4, {}, "t.one"]"#);
+    assert_eq!(h.take_one(a)[0], 33);
+
+    // Registrations: one, then refused.
+    h.send(callee, r#"[64, 1, {}, "p.one"]"#);
+    assert_eq!(h.take_one(callee)[0], 65);
+    h.send(callee, r#"[64, 2, {}, "p.two"]"#);
+    assert_eq!(h.take_one(callee)[4], "kreisel.error.limit_exceeded");
+
+    // Pending calls: two in flight, the third refused; answering one makes room.
+    h.send(a, r#"[48, 10, {}, "p.one", []]"#);
+    h.send(a, r#"[48, 11, {}, "p.one", []]"#);
+    let invocations = h.take(callee);
+    assert_eq!(invocations.len(), 2);
+    h.send(a, r#"[48, 12, {}, "p.one", []]"#);
+    assert_eq!(h.take_one(a)[4], "kreisel.error.limit_exceeded");
+    h.send(callee, &format!("[70, {}, {{}}]", invocations[0][1]));
+    assert_eq!(h.take_one(a)[0], 50);
+    h.send(a, r#"[48, 13, {}, "p.one", []]"#);
+    assert_eq!(h.take_one(callee)[0], 68);
+    assert_eq!(h.router.stats().limits_hit, 4);
+}

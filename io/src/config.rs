@@ -124,6 +124,14 @@ pub struct Limits {
     /// Close a connection (after its handshake) that has been silent this long, in milliseconds (0: never, the
     /// default). With `auto_ping_ms` set, live peers answer the pings and stay.
     pub idle_timeout_ms: u64,
+    /// Sessions joined to one realm (default 10000); HELLO beyond it: ABORT `wamp.error.not_authorized`.
+    pub sessions_per_realm_max: usize,
+    /// Calls one session may have pending (default 10000); beyond: ERROR `kreisel.error.limit_exceeded`.
+    pub calls_per_session_max: usize,
+    /// Subscriptions one session may hold (default 10000); beyond: ERROR `kreisel.error.limit_exceeded`.
+    pub subscriptions_per_session_max: usize,
+    /// Registrations one session may hold (default 1000); beyond: ERROR `kreisel.error.limit_exceeded`.
+    pub registrations_per_session_max: usize,
 }
 
 /// See [`Limits::slow_consumer`].
@@ -194,6 +202,10 @@ impl Default for Limits {
             slow_consumer: SlowConsumer::Disconnect,
             auto_ping_ms: 0,
             idle_timeout_ms: 0,
+            sessions_per_realm_max: 10_000,
+            calls_per_session_max: 10_000,
+            subscriptions_per_session_max: 10_000,
+            registrations_per_session_max: 1_000,
         }
     }
 }
@@ -317,6 +329,22 @@ impl Config {
                 limits.outbox_max, limits.message_max
             ));
         }
+        for (name, value) in [
+            ("sessions_per_realm_max", limits.sessions_per_realm_max),
+            ("calls_per_session_max", limits.calls_per_session_max),
+            (
+                "subscriptions_per_session_max",
+                limits.subscriptions_per_session_max,
+            ),
+            (
+                "registrations_per_session_max",
+                limits.registrations_per_session_max,
+            ),
+        ] {
+            if value == 0 {
+                return fail(format!("limits.{name} must be at least 1"));
+            }
+        }
         if limits.handshake_timeout_ms == 0 {
             return fail("limits.handshake_timeout_ms must be at least 1".into());
         }
@@ -338,6 +366,12 @@ impl Config {
                 })
                 .collect(),
             seed,
+            limits: kreisel_engine::EngineLimits {
+                sessions_per_realm_max: self.limits.sessions_per_realm_max,
+                calls_per_session_max: self.limits.calls_per_session_max,
+                subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
+                registrations_per_session_max: self.limits.registrations_per_session_max,
+            },
             ..RouterConfig::default()
         }
     }
@@ -408,6 +442,10 @@ shutdown_grace_ms = 2000
 slow_consumer = "disconnect"  # or "drop": drop EVENTs for a full outbox instead (counted)
 auto_ping_ms = 0             # ping connections silent this long (0: off)
 idle_timeout_ms = 0          # close connections silent this long (0: off)
+sessions_per_realm_max = 10000
+calls_per_session_max = 10000         # pending calls one session may have
+subscriptions_per_session_max = 10000
+registrations_per_session_max = 1000
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides

@@ -152,3 +152,17 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
     );
     assert!(received > 0);
 }
+
+#[test]
+fn a_full_realm_refuses_further_sessions_with_not_authorized() {
+    let router = TestRouter::start("[limits]\nsessions_per_realm_max = 1");
+    let mut first = Client::rawsocket(router.rs, Serializer::Json);
+    first.join();
+    let mut second = Client::websocket(router.ws, Serializer::MsgPack);
+    second.send(r#"[1, "realm1", {"roles": {"caller": {}}}]"#);
+    let seen = second.expect_close();
+    assert_eq!(seen.last().expect("ABORT")[2], "wamp.error.not_authorized");
+    // The first session is unaffected.
+    first.send(r#"[48, 1, {}, "com.nobody", []]"#);
+    assert_eq!(first.expect()[4], "wamp.error.no_such_procedure");
+}
