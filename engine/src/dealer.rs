@@ -1,4 +1,5 @@
-//! The dealer of one realm: registrations, and the lookup of the registration a CALL goes to.
+//! The dealer of one realm: registrations (shared by several callees when their invocation policy allows it), and
+//! the lookup of the registration and callee a CALL goes to.
 
 use std::collections::HashMap;
 
@@ -6,14 +7,67 @@ use kreisel_codec::Id;
 use slab::Slab;
 
 use crate::router::Peer;
+use crate::session::SessionHandle;
 use crate::uri::{MatchPolicy, UriTrie};
+
+/// REGISTER `invoke`: who among the callees of a shared registration gets a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Invoke {
+    /// One callee only: further REGISTERs of the URI fail.
+    Single,
+    RoundRobin,
+    Random,
+    /// The earliest registered callee (hot stand-by).
+    First,
+    /// The latest registered callee.
+    Last,
+}
+
+impl Invoke {
+    pub fn from_option(name: &str) -> Option<Invoke> {
+        Some(match name {
+            "single" => Invoke::Single,
+            "roundrobin" => Invoke::RoundRobin,
+            "random" => Invoke::Random,
+            "first" => Invoke::First,
+            "last" => Invoke::Last,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invoke::Single => "single",
+            Invoke::RoundRobin => "roundrobin",
+            Invoke::Random => "random",
+            Invoke::First => "first",
+            Invoke::Last => "last",
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Registration {
     pub id: Id,
     pub procedure: Box<str>,
     pub policy: MatchPolicy,
-    pub callee: Peer,
+    pub invoke: Invoke,
+    /// Callees in order of registration.
+    pub callees: Vec<Peer>,
+    /// Round-robin cursor into `callees`.
+    next: usize,
+}
+
+/// What [`Dealer::register`] did.
+pub(crate) enum Registered {
+    /// A new registration (its ID came from `new_id`).
+    Created(usize),
+    /// The callee joined an existing shared registration.
+    Joined(usize),
+    /// The URI is taken by a `single` registration, or this callee already holds it.
+    Exists,
+    /// The URI is registered with another invocation policy.
+    DifferentPolicy(Invoke),
 }
 
 #[derive(Debug, Default)]
@@ -24,34 +78,87 @@ pub(crate) struct Dealer {
 }
 
 impl Dealer {
-    /// Registers (procedure, policy) for `callee`; `None` if that registration already exists.
+    /// Registers `callee` for (procedure, policy) with invocation policy `invoke`.
     pub fn register(
         &mut self,
         procedure: &str,
         policy: MatchPolicy,
+        invoke: Invoke,
         callee: Peer,
-        id: Id,
-    ) -> Option<usize> {
-        if self.trie.get(procedure, policy).is_some() {
-            return None;
+        new_id: impl FnOnce() -> Id,
+    ) -> Registered {
+        if let Some(index) = self.trie.get(procedure, policy) {
+            let registration = &mut self.registrations[index];
+            if registration.invoke == Invoke::Single
+                || registration
+                    .callees
+                    .iter()
+                    .any(|p| p.session == callee.session)
+            {
+                return Registered::Exists;
+            }
+            if registration.invoke != invoke {
+                return Registered::DifferentPolicy(registration.invoke);
+            }
+            registration.callees.push(callee);
+            return Registered::Joined(index);
         }
+        let id = new_id();
         let index = self.registrations.insert(Registration {
             id,
             procedure: procedure.into(),
             policy,
-            callee,
+            invoke,
+            callees: vec![callee],
+            next: 0,
         });
         self.trie.insert(procedure, policy, index);
         self.by_id.insert(id, index);
-        Some(index)
+        Registered::Created(index)
     }
 
-    pub fn unregister(&mut self, index: usize) -> Option<Registration> {
-        let registration = self.registrations.try_remove(index)?;
+    /// Removes `session` as a callee of registration `index`. Returns the registration's ID if it has no callee
+    /// left and was deleted.
+    pub fn unregister(&mut self, index: usize, session: SessionHandle) -> Option<Id> {
+        let registration = self.registrations.get_mut(index)?;
+        let position = registration
+            .callees
+            .iter()
+            .position(|p| p.session == session)?;
+        registration.callees.remove(position);
+        if position < registration.next {
+            registration.next -= 1;
+        }
+        if !registration.callees.is_empty() {
+            return None;
+        }
+        let registration = self.registrations.remove(index);
         self.trie
             .remove(&registration.procedure, registration.policy);
         self.by_id.remove(&registration.id);
-        Some(registration)
+        Some(registration.id)
+    }
+
+    /// The callee of registration `index` that gets the next call, by its invocation policy. `random(n)` draws a
+    /// number below `n` (the engine's seeded generator).
+    pub fn pick(&mut self, index: usize, random: impl FnOnce(usize) -> usize) -> Peer {
+        let registration = &mut self.registrations[index];
+        let callees = &registration.callees;
+        debug_assert!(
+            !callees.is_empty(),
+            "a registration without callees is deleted"
+        );
+        let chosen = match registration.invoke {
+            Invoke::Single | Invoke::First => 0,
+            Invoke::Last => callees.len() - 1,
+            Invoke::Random => random(callees.len()),
+            Invoke::RoundRobin => {
+                let chosen = registration.next % callees.len();
+                registration.next = chosen + 1;
+                chosen
+            }
+        };
+        callees[chosen]
     }
 
     /// The registration a CALL to `procedure` goes to, by the spec's precedence: an exact registration; else the

@@ -23,6 +23,11 @@ impl IdGenerator {
         z ^ (z >> 31)
     }
 
+    /// A number below `n` (`n` > 0; for picking a callee at random: the slight modulo bias does not matter).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
     /// A uniformly distributed ID in `1..=2^53`.
     pub fn random_id(&mut self) -> Id {
         let value = (self.next_u64() & (ID_MAX - 1)) + 1;

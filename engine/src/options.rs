@@ -11,6 +11,8 @@ pub(crate) struct RequestOptions {
     pub exclude_me: bool,
     /// CALL `receive_progress`.
     pub receive_progress: bool,
+    /// CALL `timeout` in milliseconds (0: none).
+    pub timeout_ms: u64,
     /// The first option present with a non-default value that the router does not implement for this request.
     pub unsupported: Option<&'static str>,
 }
@@ -26,6 +28,7 @@ impl RequestOptions {
             "acknowledge" => parsed.acknowledge = value.as_bool() == Some(true),
             "exclude_me" => parsed.exclude_me = value.as_bool() != Some(false),
             "receive_progress" => parsed.receive_progress = value.as_bool() == Some(true),
+            "timeout" => parsed.timeout_ms = value.as_u64().unwrap_or(0),
             _ => {
                 if parsed.unsupported.is_none() && is_set(&value) {
                     parsed.unsupported = unsupported.iter().find(|name| **name == key).copied();

@@ -1,7 +1,8 @@
 //! The router: sessions, realms and the dispatch of every message a client may send.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use kreisel_codec::{Dict, Field, Id, Message, MessageType, Payload, Serializer, Value};
 use slab::Slab;
@@ -9,7 +10,7 @@ use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::config::{EngineLimits, RouterConfig};
-use crate::dealer::Dealer;
+use crate::dealer::{Dealer, Invoke, Registered};
 use crate::ids::IdGenerator;
 use crate::options::{self, RequestOptions};
 use crate::session::{Joined, Phase, Session, SessionHandle};
@@ -89,6 +90,10 @@ struct Call {
     callee: Peer,
     invocation: Id,
     receive_progress: bool,
+    /// Router-enforced CALL `timeout`, as a deadline in the engine's milliseconds.
+    deadline: Option<u64>,
+    /// An INTERRUPT (cancel mode `kill`) was sent already.
+    interrupted: bool,
     caller_links: Links,
     callee_links: Links,
 }
@@ -124,6 +129,10 @@ pub struct Router {
     roles: Value,
     agent: String,
     limits: EngineLimits,
+    /// The time of the current input (milliseconds, monotonic; from `handle_message`/`handle_timeout`).
+    now_ms: u64,
+    /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
+    deadlines: BinaryHeap<Reverse<(u64, SessionHandle, Id)>>,
     stats: Stats,
 }
 
@@ -135,6 +144,10 @@ pub mod errors {
     pub const INVALID_URI: &str = "wamp.error.invalid_uri";
     pub const NO_SUCH_PROCEDURE: &str = "wamp.error.no_such_procedure";
     pub const PROCEDURE_ALREADY_EXISTS: &str = "wamp.error.procedure_already_exists";
+    /// crossbar's URI (the spec says the REGISTER "MUST fail" but names none).
+    pub const PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY: &str =
+        "wamp.error.procedure_exists_with_different_invocation_policy";
+    pub const TIMEOUT: &str = "wamp.error.timeout";
     pub const NO_SUCH_REGISTRATION: &str = "wamp.error.no_such_registration";
     pub const NO_SUCH_SUBSCRIPTION: &str = "wamp.error.no_such_subscription";
     pub const INVALID_ARGUMENT: &str = "wamp.error.invalid_argument";
@@ -162,7 +175,7 @@ const UNSUPPORTED_PUBLISH: &[&str] = &[
     "disclose_me",
 ];
 const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained"];
-const UNSUPPORTED_CALL: &[&str] = &["timeout", "disclose_me", "progress"];
+const UNSUPPORTED_CALL: &[&str] = &["disclose_me", "progress"];
 const UNSUPPORTED_REGISTER: &[&str] = &["disclose_caller", "force_reregister"];
 
 impl Router {
@@ -193,6 +206,8 @@ impl Router {
             roles: router_roles(),
             agent: config.agent,
             limits: config.limits,
+            now_ms: 0,
+            deadlines: BinaryHeap::new(),
             stats: Stats::default(),
         }
     }
@@ -280,7 +295,7 @@ impl Router {
         now_ms: u64,
         sink: &mut impl Sink,
     ) {
-        let _ = now_ms;
+        self.now_ms = now_ms;
         let Some(session) = self.session(handle) else {
             return;
         };
@@ -391,6 +406,14 @@ impl Router {
             }
         };
         let authid = format!("anonymous-{id}");
+        let interruptible = details
+            .get("roles")
+            .and_then(|roles| roles.as_raw())
+            .and_then(|roles| roles.get("callee"))
+            .and_then(|callee| callee.get("features"))
+            .and_then(|features| features.get("call_canceling"))
+            .and_then(|flag| flag.as_bool())
+            .unwrap_or(false);
         let Some(session) = self.session_mut(handle) else {
             return;
         };
@@ -405,6 +428,7 @@ impl Router {
             calls_as_callee: None,
             next_invocation: Id::FIRST,
             calls_pending: 0,
+            interruptible,
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);
@@ -545,8 +569,8 @@ impl Router {
             }
         }
         for &index in &joined.registrations {
-            if let Some(registration) = realm.dealer.unregister(index) {
-                self.router_ids.remove(&registration.id);
+            if let Some(id) = realm.dealer.unregister(index, handle) {
+                self.router_ids.remove(&id);
             }
         }
         realm.sessions -= 1;
@@ -616,20 +640,7 @@ impl Router {
                 request,
                 registration,
             } => self.on_unregister(handle, *request, *registration, sink),
-            Message::Cancel { request, .. } => {
-                let Some(peer) = self.peer(handle) else {
-                    return;
-                };
-                let text = "call canceling is not supported by this router";
-                self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Cancel,
-                    *request,
-                    FEATURE_NOT_SUPPORTED,
-                    text,
-                );
-            }
+            Message::Cancel { request, options } => self.on_cancel(handle, *request, options, sink),
             Message::Goodbye { .. } => self.on_goodbye(handle, sink),
             Message::Abort { .. } => self.close(handle, sink),
             other => {
@@ -933,21 +944,23 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
             }
         };
-        match options.get("invoke").map(|v| v.as_str()) {
-            None => {}
-            Some(Some(policy)) if policy == "single" => {}
-            Some(_) => {
-                let text = "option 'invoke': only 'single' is supported by this router (no shared registrations)";
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    OPTION_NOT_ALLOWED,
-                    text,
-                );
-            }
-        }
+        let invoke = match options.get("invoke") {
+            None => Invoke::Single,
+            Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
+                Some(invoke) => invoke,
+                None => {
+                    let text = "option 'invoke' must be single, roundrobin, random, first or last";
+                    return self.send_error(
+                        sink,
+                        peer,
+                        MessageType::Register,
+                        request,
+                        OPTION_NOT_ALLOWED,
+                        text,
+                    );
+                }
+            },
+        };
         let limit = self.limits.registrations_per_session_max;
         if self
             .joined(handle)
@@ -966,25 +979,45 @@ impl Router {
                 &text,
             );
         }
-        let id = new_router_id(&mut self.ids, &mut self.router_ids);
-        let Some(index) = self.realms[realm]
+        let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
+        let outcome = self.realms[realm]
             .dealer
-            .register(procedure, policy, peer, id)
-        else {
-            self.router_ids.remove(&id);
-            let text = format!(
-                "procedure '{procedure}' (match '{}') is already registered",
-                policy.name()
-            );
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Register,
-                request,
-                PROCEDURE_ALREADY_EXISTS,
-                &text,
-            );
+            .register(procedure, policy, invoke, peer, || {
+                new_router_id(ids, router_ids)
+            });
+        let index = match outcome {
+            Registered::Created(index) | Registered::Joined(index) => index,
+            Registered::Exists => {
+                let text = format!(
+                    "procedure '{procedure}' (match '{}') is already registered",
+                    policy.name()
+                );
+                return self.send_error(
+                    sink,
+                    peer,
+                    MessageType::Register,
+                    request,
+                    PROCEDURE_ALREADY_EXISTS,
+                    &text,
+                );
+            }
+            Registered::DifferentPolicy(existing) => {
+                let text = format!(
+                    "procedure '{procedure}' is registered with invocation policy '{}', not '{}'",
+                    existing.name(),
+                    invoke.name()
+                );
+                return self.send_error(
+                    sink,
+                    peer,
+                    MessageType::Register,
+                    request,
+                    PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY,
+                    &text,
+                );
+            }
         };
+        let id = self.realms[realm].dealer.registrations[index].id;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.registrations.push(index);
         }
@@ -1028,8 +1061,8 @@ impl Router {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.registrations.swap_remove(position);
         }
-        if let Some(registration) = self.realms[realm].dealer.unregister(index) {
-            self.router_ids.remove(&registration.id);
+        if let Some(id) = self.realms[realm].dealer.unregister(index, handle) {
+            self.router_ids.remove(&id);
         }
         // Calls already invoked keep their routing by INVOCATION request ID: their YIELDs still reach the callers.
         sink.send(
@@ -1089,7 +1122,8 @@ impl Router {
         if let Some((uri, text)) = refusal {
             return self.send_error(sink, caller, MessageType::Call, request, uri, &text);
         }
-        let dealer = &self.realms[realm].dealer;
+        let ids = &mut self.ids;
+        let dealer = &mut self.realms[realm].dealer;
         let Some(index) = dealer.lookup(procedure) else {
             let text = format!("no callee registered procedure '{procedure}'");
             return self.send_error(
@@ -1101,12 +1135,12 @@ impl Router {
                 &text,
             );
         };
+        let callee = dealer.pick(index, |n| ids.below(n));
         let registration = &dealer.registrations[index];
-        let (callee, registration_id, pattern) = (
-            registration.callee,
-            registration.id,
-            registration.policy != MatchPolicy::Exact,
-        );
+        let (registration_id, pattern) =
+            (registration.id, registration.policy != MatchPolicy::Exact);
+        let timeout_ms = parsed.timeout_ms;
+        let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
         let receive_progress = parsed.receive_progress;
         let Some(callee_joined) = self
             .session_mut(callee.session)
@@ -1122,6 +1156,8 @@ impl Router {
             callee,
             invocation,
             receive_progress,
+            deadline,
+            interrupted: false,
             caller_links: Links::default(),
             callee_links: Links::default(),
         });
@@ -1129,16 +1165,22 @@ impl Router {
         self.link(call, Side::Callee, callee.session);
         self.invocations.insert((callee.session, invocation), call);
         self.caller_requests.insert((handle, request), call);
-        let procedure_detail = [
-            ("procedure", Field::Str(procedure)),
-            ("receive_progress", Field::Bool(true)),
-        ];
-        let details = match (pattern, receive_progress) {
-            (false, false) => Dict::EMPTY,
-            (false, true) => Dict::Fields(&procedure_detail[1..]),
-            (true, false) => Dict::Fields(&procedure_detail[..1]),
-            (true, true) => Dict::Fields(&procedure_detail),
-        };
+        if let Some(deadline) = deadline {
+            self.deadlines.push(Reverse((deadline, handle, request)));
+        }
+        let mut fields = [("", Field::Bool(false)); 3];
+        let mut count = 0;
+        for (present, field) in [
+            (pattern, ("procedure", Field::Str(procedure))),
+            (receive_progress, ("receive_progress", Field::Bool(true))),
+            (timeout_ms > 0, ("timeout", Field::UInt(timeout_ms))),
+        ] {
+            if present {
+                fields[count] = field;
+                count += 1;
+            }
+        }
+        let details = Dict::Fields(&fields[..count]);
         sink.send(
             callee,
             &Message::Invocation {
@@ -1148,6 +1190,113 @@ impl Router {
                 payload: *payload,
             },
         );
+    }
+
+    /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill` (the
+    /// default, as in crossbar) INTERRUPTs the callee and relays whatever it answers; `killnowait` does both at
+    /// once. A callee that did not announce `call_canceling` is treated as `skip`, as the spec says.
+    fn on_cancel(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(caller) = self.peer(handle) else {
+            return;
+        };
+        let mode = match options.get("mode") {
+            None => "kill",
+            Some(value) => match value.as_str().as_deref() {
+                Some("skip") => "skip",
+                Some("kill") => "kill",
+                Some("killnowait") => "killnowait",
+                _ => {
+                    let text = "option 'mode' must be skip, kill or killnowait";
+                    return self.send_error(
+                        sink,
+                        caller,
+                        MessageType::Cancel,
+                        request,
+                        OPTION_NOT_ALLOWED,
+                        text,
+                    );
+                }
+            },
+        };
+        // A CANCEL for a call that already ended (or never existed) has nothing left to do.
+        let Some(&index) = self.caller_requests.get(&(handle, request)) else {
+            return;
+        };
+        let call = &self.calls[index];
+        let interruptible = self
+            .joined(call.callee.session)
+            .is_some_and(|joined| joined.interruptible);
+        let mode = if interruptible { mode } else { "skip" };
+        if mode == "kill" {
+            let call = &mut self.calls[index];
+            if !call.interrupted {
+                call.interrupted = true;
+                let (callee, invocation) = (call.callee, call.invocation);
+                interrupt(sink, callee, invocation, mode, CANCELED);
+            }
+            return;
+        }
+        let call = self.remove_call(index);
+        self.send_error(
+            sink,
+            caller,
+            MessageType::Call,
+            request,
+            CANCELED,
+            "the call was canceled",
+        );
+        if mode == "killnowait" {
+            interrupt(sink, call.callee, call.invocation, mode, CANCELED);
+        }
+    }
+
+    /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds: call
+    /// [`Router::handle_timeout`] then.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// Ends every call whose deadline passed: ERROR `wamp.error.timeout` to the caller, INTERRUPT to a callee that
+    /// supports canceling (its late answer is discarded).
+    pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        self.now_ms = now_ms;
+        while let Some(&Reverse((deadline, caller, request))) = self.deadlines.peek() {
+            if deadline > now_ms {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(&index) = self.caller_requests.get(&(caller, request)) else {
+                continue; // answered or canceled in time
+            };
+            if self.calls[index].deadline != Some(deadline) {
+                continue; // a later call reusing the request ID
+            }
+            let call = self.remove_call(index);
+            let interruptible = self
+                .joined(call.callee.session)
+                .is_some_and(|joined| joined.interruptible);
+            let text = "the call timed out (CALL.Options.timeout)";
+            self.send_error(
+                sink,
+                call.caller,
+                MessageType::Call,
+                call.caller_request,
+                TIMEOUT,
+                text,
+            );
+            if interruptible {
+                interrupt(sink, call.callee, call.invocation, "killnowait", TIMEOUT);
+            }
+        }
+        self.check_invariants();
     }
 
     fn on_yield(
@@ -1309,10 +1458,10 @@ impl Router {
                 subscriptions += 1;
             }
             for &reg in &joined.registrations {
-                assert_eq!(
-                    realm.dealer.registrations[reg].callee.session,
-                    session.peer.session
-                );
+                assert!(realm.dealer.registrations[reg]
+                    .callees
+                    .iter()
+                    .any(|p| p.session == session.peer.session));
             }
             assert_eq!(
                 self.session_ids.get(&joined.id),
@@ -1351,6 +1500,18 @@ impl Router {
     }
 }
 
+/// INTERRUPT `[69, invocation, {mode, reason}]` to a callee.
+fn interrupt(sink: &mut impl Sink, callee: Peer, invocation: Id, mode: &str, reason: &str) {
+    let options = [("mode", Field::Str(mode)), ("reason", Field::Str(reason))];
+    sink.send(
+        callee,
+        &Message::Interrupt {
+            request: invocation,
+            options: Dict::Fields(&options),
+        },
+    );
+}
+
 fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {
     loop {
         let id = ids.random_id();
@@ -1367,7 +1528,10 @@ fn router_roles() -> Value {
         .with("publisher_exclusion", true);
     let dealer = Value::dict()
         .with("pattern_based_registration", true)
-        .with("progressive_call_results", true);
+        .with("progressive_call_results", true)
+        .with("shared_registration", true)
+        .with("call_canceling", true)
+        .with("call_timeout", true);
     Value::dict()
         .with("broker", Value::dict().with("features", broker))
         .with("dealer", Value::dict().with("features", dealer))

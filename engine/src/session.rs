@@ -44,6 +44,8 @@ pub(crate) struct Joined {
     pub next_invocation: Id,
     /// Calls this session made that are still pending (bounded by `calls_per_session_max`).
     pub calls_pending: usize,
+    /// The session announced the callee feature `call_canceling`: it gets INTERRUPTs.
+    pub interruptible: bool,
 }
 
 #[derive(Debug)]

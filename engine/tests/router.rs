@@ -298,9 +298,9 @@ fn invalid_uris_and_unsupported_options_are_refused() {
         r#"[16, 5, {"acknowledge": true, "retain": true}, "com.t", []]"#,
     );
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
-    h.send(a, r#"[48, 6, {"timeout": 1000}, "com.p", []]"#);
+    h.send(a, r#"[48, 6, {"disclose_me": true}, "com.p", []]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
-    h.send(a, r#"[64, 7, {"invoke": "roundrobin"}, "com.p"]"#);
+    h.send(a, r#"[64, 7, {"invoke": "fastest"}, "com.p"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
     h.send(a, r#"[32, 8, {"match": "fuzzy"}, "com.p"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
@@ -666,4 +666,200 @@ fn per_realm_and_per_session_limits_have_defined_outcomes() {
     h.send(a, r#"[48, 13, {}, "p.one", []]"#);
     assert_eq!(h.take_one(callee)[0], 68);
     assert_eq!(h.router.stats().limits_hit, 4);
+}
+
+/// Joins with the callee feature `call_canceling` announced.
+fn join_interruptible(h: &mut Harness) -> usize {
+    let conn = h.open();
+    h.send(conn, r#"[1, "realm1", {"roles": {"caller": {}, "callee": {"features": {"call_canceling": true}}}}]"#);
+    assert_eq!(h.take_one(conn)[0], 2);
+    conn
+}
+
+/// Calls `procedure` from `caller`; returns which of `callees` got the INVOCATION (and answers it).
+fn served_by(h: &mut Harness, caller: usize, procedure: &str, callees: &[usize]) -> usize {
+    h.send(caller, &format!(r#"[48, 1, {{}}, "{procedure}", []]"#));
+    let mut served = None;
+    for &callee in callees {
+        for invocation in h.take(callee) {
+            assert!(served.is_none(), "one INVOCATION per CALL");
+            h.send(callee, &format!("[70, {}, {{}}]", invocation[1]));
+            served = Some(callee);
+        }
+    }
+    assert_eq!(h.take_one(caller)[0], 50);
+    served.expect("a callee was invoked")
+}
+
+#[test]
+fn shared_registrations_follow_their_invocation_policy() {
+    let mut h = Harness::new();
+    let (c1, _) = h.join();
+    let (c2, _) = h.join();
+    let (c3, _) = h.join();
+    let (caller, _) = h.join();
+    for policy in ["roundrobin", "first", "last", "random"] {
+        let procedure = format!("com.shared.{policy}");
+        let mut ids = Vec::new();
+        for c in [c1, c2, c3] {
+            h.send(
+                c,
+                &format!(r#"[64, 1, {{"invoke": "{policy}"}}, "{procedure}"]"#),
+            );
+            let registered = h.take_one(c);
+            assert_eq!(registered[0], 65);
+            ids.push(registered[2].clone());
+        }
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "one registration ID shared by its callees"
+        );
+        let order: Vec<usize> = (0..6)
+            .map(|_| served_by(&mut h, caller, &procedure, &[c1, c2, c3]))
+            .collect();
+        match policy {
+            "roundrobin" => assert_eq!(order, vec![c1, c2, c3, c1, c2, c3]),
+            "first" => assert_eq!(order, vec![c1; 6]),
+            "last" => assert_eq!(order, vec![c3; 6]),
+            _ => assert!(order.iter().all(|c| [c1, c2, c3].contains(c))),
+        }
+    }
+    // A different policy, or single, on a shared URI is refused; so is joining a single registration.
+    h.send(
+        caller,
+        r#"[64, 8, {"invoke": "last"}, "com.shared.roundrobin"]"#,
+    );
+    assert_eq!(
+        h.take_one(caller)[4],
+        "wamp.error.procedure_exists_with_different_invocation_policy"
+    );
+    h.send(
+        c1,
+        r#"[64, 9, {"invoke": "roundrobin"}, "com.shared.roundrobin"]"#,
+    );
+    assert_eq!(
+        h.take_one(c1)[4],
+        "wamp.error.procedure_already_exists",
+        "a callee holds a registration once"
+    );
+    h.send(caller, r#"[64, 9, {}, "com.shared.first"]"#);
+    assert_eq!(
+        h.take_one(caller)[4],
+        "wamp.error.procedure_exists_with_different_invocation_policy"
+    );
+    h.send(c1, r#"[64, 10, {}, "com.single"]"#);
+    assert_eq!(h.take_one(c1)[0], 65);
+    h.send(c2, r#"[64, 10, {"invoke": "roundrobin"}, "com.single"]"#);
+    assert_eq!(h.take_one(c2)[4], "wamp.error.procedure_already_exists");
+    // The first callee leaving hands "first" to the next one; the last one leaving deletes the registration.
+    h.close(c1);
+    assert_eq!(served_by(&mut h, caller, "com.shared.first", &[c2, c3]), c2);
+    h.close(c2);
+    h.close(c3);
+    h.send(caller, r#"[48, 2, {}, "com.shared.first", []]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.no_such_procedure");
+}
+
+#[test]
+fn cancel_modes() {
+    let mut h = Harness::new();
+    let callee = join_interruptible(&mut h);
+    let (caller, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.slow"]"#);
+    h.take_one(callee);
+
+    // skip: ERROR now, no INTERRUPT, the late YIELD is dropped.
+    h.send(caller, r#"[48, 1, {}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].clone();
+    h.send(caller, r#"[49, 1, {"mode": "skip"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    assert!(h.take(callee).is_empty(), "no INTERRUPT in skip mode");
+    h.send(callee, &format!("[70, {inv}, {{}}]"));
+    assert!(h.take(caller).is_empty(), "the late result is discarded");
+
+    // kill (the default): INTERRUPT, and the callee's answer decides what the caller gets.
+    h.send(caller, r#"[48, 2, {}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].clone();
+    h.send(caller, r#"[49, 2, {}]"#);
+    assert_eq!(
+        h.take_one(callee),
+        json!([69, inv, {"mode": "kill", "reason": "wamp.error.canceled"}])
+    );
+    assert!(h.take(caller).is_empty(), "kill waits for the callee");
+    h.send(
+        callee,
+        &format!(r#"[8, 68, {inv}, {{}}, "wamp.error.canceled"]"#),
+    );
+    assert_eq!(
+        h.take_one(caller),
+        json!([8, 48, 2, {}, "wamp.error.canceled"])
+    );
+
+    // killnowait: ERROR and INTERRUPT at once; the callee's answer is dropped.
+    h.send(caller, r#"[48, 3, {}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].clone();
+    h.send(caller, r#"[49, 3, {"mode": "killnowait"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    assert_eq!(h.take_one(callee)[0], 69);
+    h.send(
+        callee,
+        &format!(r#"[8, 68, {inv}, {{}}, "wamp.error.canceled"]"#),
+    );
+    assert!(h.take(caller).is_empty());
+
+    // A callee without call_canceling: kill behaves as skip. CANCEL of an ended call does nothing.
+    let (plain, _) = h.join();
+    h.send(plain, r#"[64, 1, {}, "com.plain"]"#);
+    h.take_one(plain);
+    h.send(caller, r#"[48, 4, {}, "com.plain", []]"#);
+    h.take_one(plain);
+    h.send(caller, r#"[49, 4, {"mode": "kill"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    assert!(h.take(plain).is_empty());
+    h.send(caller, r#"[49, 4, {}]"#);
+    assert!(h.take(caller).is_empty());
+    h.send(caller, r#"[49, 5, {"mode": "explode"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.option_not_allowed");
+}
+
+#[test]
+fn router_enforced_call_timeouts() {
+    let mut h = Harness::new();
+    let callee = join_interruptible(&mut h);
+    let (caller, _) = h.join();
+    h.send(callee, r#"[64, 1, {}, "com.slow"]"#);
+    h.take_one(callee);
+    let call = Serializer::Json
+        .decode(br#"[48, 7, {"timeout": 500}, "com.slow", []]"#)
+        .unwrap();
+    h.router
+        .handle_message(h.handles[caller], &call, 1000, &mut h.out);
+    let invocation = h.take_one(callee);
+    assert_eq!(
+        invocation[3],
+        json!({"timeout": 500}),
+        "the callee learns the timeout too"
+    );
+    assert_eq!(h.router.poll_timeout(), Some(1500));
+    h.router.handle_timeout(1499, &mut h.out);
+    assert!(h.take(caller).is_empty());
+    h.router.handle_timeout(1500, &mut h.out);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.timeout");
+    assert_eq!(
+        h.take_one(callee),
+        json!([69, invocation[1], {"mode": "killnowait", "reason": "wamp.error.timeout"}])
+    );
+    // The late YIELD is discarded; a call answered in time is not timed out later.
+    h.send(callee, &format!("[70, {}, {{}}]", invocation[1]));
+    assert!(h.take(caller).is_empty());
+    let call = Serializer::Json
+        .decode(br#"[48, 8, {"timeout": 500}, "com.slow", []]"#)
+        .unwrap();
+    h.router
+        .handle_message(h.handles[caller], &call, 2000, &mut h.out);
+    let invocation = h.take_one(callee);
+    h.send(callee, &format!("[70, {}, {{}}]", invocation[1]));
+    assert_eq!(h.take_one(caller)[0], 50);
+    h.router.handle_timeout(3000, &mut h.out);
+    assert!(h.take(caller).is_empty() && h.take(callee).is_empty());
 }

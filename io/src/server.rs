@@ -448,6 +448,16 @@ impl Server {
             if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
                 self.sweep();
             }
+            let now_ms = self.now_ms();
+            if self
+                .router
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now_ms)
+            {
+                // Calls past their CALL.Options.timeout.
+                self.with_sink(|router, sink| router.handle_timeout(now_ms, sink));
+                self.settle();
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
                     self.finish_shutdown();
@@ -468,6 +478,10 @@ impl Server {
         let mut deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
         if let Some(sweep) = self.next_sweep {
             deadline = Some(deadline.map_or(sweep, |d| d.min(sweep)));
+        }
+        if let Some(call) = self.router.poll_timeout() {
+            let call = self.start + Duration::from_millis(call);
+            deadline = Some(deadline.map_or(call, |d| d.min(call)));
         }
         if let Some(shutdown) = self.shutdown_deadline {
             deadline = Some(deadline.map_or(shutdown, |d| d.min(shutdown)));

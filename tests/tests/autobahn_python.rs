@@ -70,3 +70,15 @@ fn json_and_msgpack_sessions_interoperate() {
         &[&router.ws_url(), &router.rs_url(), "json", "msgpack"],
     );
 }
+
+#[test]
+fn advanced_dealer_over_websocket_json() {
+    let router = TestRouter::start("");
+    run_check("advanced_dealer.py", &[&router.ws_url(), "json"]);
+}
+
+#[test]
+fn advanced_dealer_over_rawsocket_msgpack() {
+    let router = TestRouter::start("");
+    run_check("advanced_dealer.py", &[&router.rs_url(), "msgpack"]);
+}
