@@ -198,28 +198,11 @@ fn websocket_upgrade_without_wamp_subprotocol_is_refused() {
 fn invalid_utf8_in_a_json_text_frame_closes_with_1007() {
     let router = TestRouter::start("");
     let mut witness = Witness::new(&router);
-    let mut stream = tcp(router.ws);
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n",
-        router.ws
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut stream = raw_websocket(&router);
     // A masked text frame holding invalid UTF-8.
-    let payload = [0xC3u8, 0x28];
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    stream.write_all(&frame).unwrap();
+    stream
+        .write_all(&client_frame(0x81, &[0xC3, 0x28]))
+        .unwrap();
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
     // Unmasked server frames with short payloads: an optional ABORT (text), then the Close frame.
