@@ -16,6 +16,7 @@
 mod broker;
 mod config;
 mod dealer;
+mod features;
 pub mod ids;
 mod options;
 mod router;

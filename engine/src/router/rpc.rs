@@ -1,0 +1,585 @@
+//! The dealer's messages: REGISTER, UNREGISTER, CALL, CANCEL, YIELD, ERROR for an INVOCATION; call timeouts and the
+//! bookkeeping of pending calls.
+
+use super::*;
+
+/// A call in flight from `caller` to `callee`. Calls are linked into two intrusive lists (the caller's and the
+/// callee's), so that a leaving session finds its calls without a scan and without allocating.
+#[derive(Debug)]
+pub(super) struct Call {
+    pub caller: Peer,
+    pub caller_request: Id,
+    pub callee: Peer,
+    pub invocation: Id,
+    pub receive_progress: bool,
+    /// Router-enforced CALL `timeout`, as a deadline in the engine's milliseconds.
+    pub deadline: Option<u64>,
+    /// An INTERRUPT (cancel mode `kill`) was sent already.
+    pub interrupted: bool,
+    pub caller_links: Links,
+    pub callee_links: Links,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Links {
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Side {
+    Caller,
+    Callee,
+}
+
+impl Router {
+    pub(super) fn on_register(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        procedure: &str,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let realm = joined.realm;
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let policy = match self.check_uri(realm, procedure, options, UNSUPPORTED_REGISTER) {
+            Ok(_) if uri::is_reserved(procedure) => {
+                let text =
+                    format!("'{procedure}': procedures under 'wamp.' are reserved for the router");
+                return self.send_error(
+                    sink,
+                    peer,
+                    MessageType::Register,
+                    request,
+                    INVALID_URI,
+                    &text,
+                );
+            }
+            Ok(policy) => policy,
+            Err((uri, text)) => {
+                return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
+            }
+        };
+        let invoke = match options.get("invoke") {
+            None => Invoke::Single,
+            Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
+                Some(invoke) => invoke,
+                None => {
+                    let text = "option 'invoke' must be single, roundrobin, random, first or last";
+                    return self.send_error(
+                        sink,
+                        peer,
+                        MessageType::Register,
+                        request,
+                        OPTION_NOT_ALLOWED,
+                        text,
+                    );
+                }
+            },
+        };
+        let limit = self.limits.registrations_per_session_max;
+        if self
+            .joined(handle)
+            .is_some_and(|joined| joined.registrations.len() >= limit)
+        {
+            self.stats.limits_hit += 1;
+            let text = format!(
+                "this session already holds {limit} registrations (limits.registrations_per_session_max)"
+            );
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Register,
+                request,
+                LIMIT_EXCEEDED,
+                &text,
+            );
+        }
+        let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
+        let outcome = self.realms[realm]
+            .dealer
+            .register(procedure, policy, invoke, peer, || {
+                new_router_id(ids, router_ids)
+            });
+        let index = match outcome {
+            Registered::Created(index) | Registered::Joined(index) => index,
+            Registered::Exists => {
+                let text = format!(
+                    "procedure '{procedure}' (match '{}') is already registered",
+                    policy.name()
+                );
+                return self.send_error(
+                    sink,
+                    peer,
+                    MessageType::Register,
+                    request,
+                    PROCEDURE_ALREADY_EXISTS,
+                    &text,
+                );
+            }
+            Registered::DifferentPolicy(existing) => {
+                let text = format!(
+                    "procedure '{procedure}' is registered with invocation policy '{}', not '{}'",
+                    existing.name(),
+                    invoke.name()
+                );
+                return self.send_error(
+                    sink,
+                    peer,
+                    MessageType::Register,
+                    request,
+                    PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY,
+                    &text,
+                );
+            }
+        };
+        let id = self.realms[realm].dealer.registrations[index].id;
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.registrations.push(index);
+        }
+        sink.send(
+            peer,
+            &Message::Registered {
+                request,
+                registration: id,
+            },
+        );
+    }
+
+    pub(super) fn on_unregister(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        registration: Id,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let realm = joined.realm;
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let index = self.realms[realm].dealer.by_id.get(&registration).copied();
+        let position =
+            index.and_then(|index| joined.registrations.iter().position(|&i| i == index));
+        let (Some(index), Some(position)) = (index, position) else {
+            let text = format!("this session has no registration {registration}");
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Unregister,
+                request,
+                NO_SUCH_REGISTRATION,
+                &text,
+            );
+        };
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.registrations.swap_remove(position);
+        }
+        if let Some(id) = self.realms[realm].dealer.unregister(index, handle) {
+            self.router_ids.remove(&id);
+        }
+        // Calls already invoked keep their routing by INVOCATION request ID: their YIELDs still reach the callers.
+        sink.send(
+            peer,
+            &Message::Unregistered {
+                request,
+                details: None,
+            },
+        );
+    }
+
+    pub(super) fn on_call(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        procedure: &str,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let (realm, calls_pending) = (joined.realm, joined.calls_pending);
+        let Some(caller) = self.peer(handle) else {
+            return;
+        };
+        self.stats.calls += 1;
+        let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
+        let not_yet = if parsed.disclose_me {
+            Some("disclose_me")
+        } else if parsed.progress {
+            Some("progress")
+        } else if parsed.passthru.is_active() {
+            Some("ppt_scheme")
+        } else {
+            None
+        };
+        let refusal = if let Some(name) = parsed.unsupported.or(not_yet) {
+            Some((
+                OPTION_NOT_ALLOWED,
+                format!("option '{name}' is not supported by this router"),
+            ))
+        } else if !uri::is_valid(procedure, self.realms[realm].uri_check, MatchPolicy::Exact) {
+            Some((
+                INVALID_URI,
+                format!("'{procedure}' is not a valid procedure URI"),
+            ))
+        } else if self.caller_requests.contains_key(&(handle, request)) {
+            Some((
+                INVALID_ARGUMENT,
+                format!("request ID {request} is already in use by a pending call"),
+            ))
+        } else if calls_pending >= self.limits.calls_per_session_max {
+            self.stats.limits_hit += 1;
+            Some((
+                LIMIT_EXCEEDED,
+                format!(
+                    "this session already has {} calls pending (limits.calls_per_session_max)",
+                    self.limits.calls_per_session_max
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((uri, text)) = refusal {
+            return self.send_error(sink, caller, MessageType::Call, request, uri, &text);
+        }
+        let ids = &mut self.ids;
+        let dealer = &mut self.realms[realm].dealer;
+        let Some(index) = dealer.lookup(procedure) else {
+            let text = format!("no callee registered procedure '{procedure}'");
+            return self.send_error(
+                sink,
+                caller,
+                MessageType::Call,
+                request,
+                NO_SUCH_PROCEDURE,
+                &text,
+            );
+        };
+        let callee = dealer.pick(index, |n| ids.below(n));
+        let registration = &dealer.registrations[index];
+        let (registration_id, pattern) =
+            (registration.id, registration.policy != MatchPolicy::Exact);
+        let timeout_ms = parsed.timeout_ms;
+        let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
+        let receive_progress = parsed.receive_progress;
+        let Some(callee_joined) = self
+            .session_mut(callee.session)
+            .and_then(Session::joined_mut)
+        else {
+            return;
+        };
+        let invocation = callee_joined.next_invocation;
+        callee_joined.next_invocation = invocation.next();
+        let call = self.calls.insert(Call {
+            caller,
+            caller_request: request,
+            callee,
+            invocation,
+            receive_progress,
+            deadline,
+            interrupted: false,
+            caller_links: Links::default(),
+            callee_links: Links::default(),
+        });
+        self.link(call, Side::Caller, handle);
+        self.link(call, Side::Callee, callee.session);
+        self.invocations.insert((callee.session, invocation), call);
+        self.caller_requests.insert((handle, request), call);
+        if let Some(deadline) = deadline {
+            self.deadlines.push(Reverse((deadline, handle, request)));
+        }
+        let mut fields = [("", Field::Bool(false)); 3];
+        let mut count = 0;
+        for (present, field) in [
+            (pattern, ("procedure", Field::Str(procedure))),
+            (receive_progress, ("receive_progress", Field::Bool(true))),
+            (timeout_ms > 0, ("timeout", Field::UInt(timeout_ms))),
+        ] {
+            if present {
+                fields[count] = field;
+                count += 1;
+            }
+        }
+        let details = Dict::Fields(&fields[..count]);
+        sink.send(
+            callee,
+            &Message::Invocation {
+                request: invocation,
+                registration: registration_id,
+                details,
+                payload: *payload,
+            },
+        );
+    }
+
+    /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill` (the
+    /// default, as in crossbar) INTERRUPTs the callee and relays whatever it answers; `killnowait` does both at
+    /// once. A callee that did not announce `call_canceling` is treated as `skip`, as the spec says.
+    pub(super) fn on_cancel(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(caller) = self.peer(handle) else {
+            return;
+        };
+        let mode = match options.get("mode") {
+            None => "kill",
+            Some(value) => match value.as_str().as_deref() {
+                Some("skip") => "skip",
+                Some("kill") => "kill",
+                Some("killnowait") => "killnowait",
+                _ => {
+                    let text = "option 'mode' must be skip, kill or killnowait";
+                    return self.send_error(
+                        sink,
+                        caller,
+                        MessageType::Cancel,
+                        request,
+                        OPTION_NOT_ALLOWED,
+                        text,
+                    );
+                }
+            },
+        };
+        // A CANCEL for a call that already ended (or never existed) has nothing left to do.
+        let Some(&index) = self.caller_requests.get(&(handle, request)) else {
+            return;
+        };
+        let call = &self.calls[index];
+        let interruptible = self
+            .joined(call.callee.session)
+            .is_some_and(|joined| joined.features.callee_call_canceling);
+        let mode = if interruptible { mode } else { "skip" };
+        if mode == "kill" {
+            let call = &mut self.calls[index];
+            if !call.interrupted {
+                call.interrupted = true;
+                let (callee, invocation) = (call.callee, call.invocation);
+                interrupt(sink, callee, invocation, mode, CANCELED);
+            }
+            return;
+        }
+        let call = self.remove_call(index);
+        self.send_error(
+            sink,
+            caller,
+            MessageType::Call,
+            request,
+            CANCELED,
+            "the call was canceled",
+        );
+        if mode == "killnowait" {
+            interrupt(sink, call.callee, call.invocation, mode, CANCELED);
+        }
+    }
+
+    /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds: call
+    /// [`Router::handle_timeout`] then.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// Ends every call whose deadline passed: ERROR `wamp.error.timeout` to the caller, INTERRUPT to a callee that
+    /// supports canceling (its late answer is discarded).
+    pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        self.now_ms = now_ms;
+        while let Some(&Reverse((deadline, caller, request))) = self.deadlines.peek() {
+            if deadline > now_ms {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(&index) = self.caller_requests.get(&(caller, request)) else {
+                continue; // answered or canceled in time
+            };
+            if self.calls[index].deadline != Some(deadline) {
+                continue; // a later call reusing the request ID
+            }
+            let call = self.remove_call(index);
+            let interruptible = self
+                .joined(call.callee.session)
+                .is_some_and(|joined| joined.features.callee_call_canceling);
+            let text = "the call timed out (CALL.Options.timeout)";
+            self.send_error(
+                sink,
+                call.caller,
+                MessageType::Call,
+                call.caller_request,
+                TIMEOUT,
+                text,
+            );
+            if interruptible {
+                interrupt(sink, call.callee, call.invocation, "killnowait", TIMEOUT);
+            }
+        }
+        self.check_invariants();
+    }
+
+    pub(super) fn on_yield(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(&index) = self.invocations.get(&(handle, request)) else {
+            // The call was canceled or its caller left: discard the late answer.
+            return;
+        };
+        let progress = options
+            .get("progress")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let call = &self.calls[index];
+        let (caller, caller_request) = (call.caller, call.caller_request);
+        if progress {
+            if call.receive_progress {
+                let details = [("progress", Field::Bool(true))];
+                let result = Message::Result {
+                    request: caller_request,
+                    details: Dict::Fields(&details),
+                    payload: *payload,
+                };
+                sink.send(caller, &result);
+            }
+            // A progressive result the caller did not ask for is dropped; the final YIELD still completes it.
+            return;
+        }
+        self.remove_call(index);
+        sink.send(
+            caller,
+            &Message::Result {
+                request: caller_request,
+                details: Dict::EMPTY,
+                payload: *payload,
+            },
+        );
+    }
+
+    pub(super) fn on_invocation_error(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        error: &str,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(&index) = self.invocations.get(&(handle, request)) else {
+            return;
+        };
+        let call = self.remove_call(index);
+        self.stats.errors_sent += 1;
+        let error = Message::Error {
+            request_type: MessageType::Call.code(),
+            request: call.caller_request,
+            details: Dict::EMPTY,
+            error: Cow::Borrowed(error),
+            payload: *payload,
+        };
+        sink.send(call.caller, &error);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Pending calls: intrusive lists per session
+
+    pub(super) fn links(&mut self, index: usize, side: Side) -> &mut Links {
+        match side {
+            Side::Caller => &mut self.calls[index].caller_links,
+            Side::Callee => &mut self.calls[index].callee_links,
+        }
+    }
+
+    pub(super) fn head(
+        &mut self,
+        session: SessionHandle,
+        side: Side,
+    ) -> Option<&mut Option<usize>> {
+        let joined = self.session_mut(session)?.joined_mut()?;
+        Some(match side {
+            Side::Caller => &mut joined.calls_as_caller,
+            Side::Callee => &mut joined.calls_as_callee,
+        })
+    }
+
+    pub(super) fn link(&mut self, index: usize, side: Side, session: SessionHandle) {
+        if let (Side::Caller, Some(joined)) = (
+            side,
+            self.session_mut(session).and_then(Session::joined_mut),
+        ) {
+            joined.calls_pending += 1;
+        }
+        let Some(head) = self.head(session, side) else {
+            return;
+        };
+        let old = head.replace(index);
+        *self.links(index, side) = Links {
+            prev: None,
+            next: old,
+        };
+        if let Some(old) = old {
+            self.links(old, side).prev = Some(index);
+        }
+    }
+
+    pub(super) fn unlink(&mut self, index: usize, side: Side, session: SessionHandle) {
+        if let (Side::Caller, Some(joined)) = (
+            side,
+            self.session_mut(session).and_then(Session::joined_mut),
+        ) {
+            joined.calls_pending -= 1;
+        }
+        let Links { prev, next } = *self.links(index, side);
+        match prev {
+            Some(prev) => self.links(prev, side).next = next,
+            None => {
+                if let Some(head) = self.head(session, side) {
+                    *head = next;
+                }
+            }
+        }
+        if let Some(next) = next {
+            self.links(next, side).prev = prev;
+        }
+    }
+
+    pub(super) fn remove_call(&mut self, index: usize) -> Call {
+        let (caller, callee) = (
+            self.calls[index].caller.session,
+            self.calls[index].callee.session,
+        );
+        self.unlink(index, Side::Caller, caller);
+        self.unlink(index, Side::Callee, callee);
+        let call = self.calls.remove(index);
+        self.invocations.remove(&(callee, call.invocation));
+        self.caller_requests.remove(&(caller, call.caller_request));
+        call
+    }
+}
+
+/// INTERRUPT `[69, invocation, {mode, reason}]` to a callee.
+fn interrupt(sink: &mut impl Sink, callee: Peer, invocation: Id, mode: &str, reason: &str) {
+    let options = [("mode", Field::Str(mode)), ("reason", Field::Str(reason))];
+    sink.send(
+        callee,
+        &Message::Interrupt {
+            request: invocation,
+            options: Dict::Fields(&options),
+        },
+    );
+}
