@@ -13,7 +13,7 @@ use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
-use crate::options::{self, RequestOptions};
+use crate::options::{self, Details, RequestOptions};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
@@ -21,7 +21,7 @@ mod lifecycle;
 mod pubsub;
 mod rpc;
 
-use rpc::{Call, Side};
+use rpc::Call;
 
 /// The transport connection a session lives on, as the `io` layer identifies it (opaque to the engine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +111,8 @@ pub struct Router {
     now_ms: u64,
     /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
     deadlines: BinaryHeap<Reverse<(u64, SessionHandle, Id)>>,
+    /// Pending calls that have a deadline (the heap also holds stale entries of calls that ended).
+    deadlines_live: usize,
     stats: Stats,
 }
 
@@ -186,6 +188,7 @@ impl Router {
             limits: config.limits,
             now_ms: 0,
             deadlines: BinaryHeap::new(),
+            deadlines_live: 0,
             stats: Stats::default(),
         }
     }

@@ -206,31 +206,16 @@ impl Router {
         }
     }
 
-    /// Leaves the realm, if joined: drops subscriptions and registrations, fails calls to this session as
-    /// callee, forgets its calls as caller. Afterwards the session is in the handshake phase.
+    /// Leaves the realm, if joined: ends its pending calls, drops subscriptions and registrations. Afterwards the
+    /// session is in the handshake phase. Every way out of a realm (GOODBYE, ABORT, a lost transport, shutdown)
+    /// goes through here.
     pub(super) fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
         if self.joined(handle).is_none() {
             return;
         }
         // Pending calls first, while the session is still joined, so that unlinking keeps both of its lists
         // right (a session may be caller and callee of the same call).
-        // Calls this session made: the callee's late YIELD or ERROR will find nothing and be discarded.
-        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
-            self.remove_call(index);
-        }
-        // Calls this session was serving: the callers get an ERROR.
-        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
-            let call = self.remove_call(index);
-            let text = "the callee left before answering";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                CANCELED,
-                text,
-            );
-        }
+        self.end_calls_of(handle, sink);
         let Some(session) = self.session_mut(handle) else {
             return;
         };

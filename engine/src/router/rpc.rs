@@ -228,6 +228,11 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
+        } else if let Some(name) = parsed.invalid {
+            Some((
+                OPTION_NOT_ALLOWED,
+                format!("option '{name}' has a value of the wrong type"),
+            ))
         } else if !uri::is_valid(procedure, self.realms[realm].uri_check, MatchPolicy::Exact) {
             Some((
                 INVALID_URI,
@@ -281,6 +286,7 @@ impl Router {
         };
         let invocation = callee_joined.next_invocation;
         callee_joined.next_invocation = invocation.next();
+        let callee_features = callee_joined.features;
         let call = self.calls.insert(Call {
             caller,
             caller_request: request,
@@ -297,21 +303,21 @@ impl Router {
         self.invocations.insert((callee.session, invocation), call);
         self.caller_requests.insert((handle, request), call);
         if let Some(deadline) = deadline {
-            self.deadlines.push(Reverse((deadline, handle, request)));
+            self.push_deadline(deadline, handle, request);
         }
-        let mut fields = [("", Field::Bool(false)); 3];
-        let mut count = 0;
-        for (present, field) in [
-            (pattern, ("procedure", Field::Str(procedure))),
-            (receive_progress, ("receive_progress", Field::Bool(true))),
-            (timeout_ms > 0, ("timeout", Field::UInt(timeout_ms))),
-        ] {
-            if present {
-                fields[count] = field;
-                count += 1;
-            }
+        let mut details = Details::new();
+        if pattern {
+            details.push("procedure", Field::Str(procedure));
         }
-        let details = Dict::Fields(&fields[..count]);
+        if receive_progress {
+            details.push("receive_progress", Field::Bool(true));
+        }
+        // The spec: a dealer MAY forward the timeout to a callee that supports call timeouts (it still enforces
+        // the deadline itself).
+        if timeout_ms > 0 && callee_features.callee_call_timeout {
+            details.push("timeout", Field::UInt(timeout_ms));
+        }
+        let details = details.dict();
         sink.send(
             callee,
             &Message::Invocation {
@@ -323,9 +329,11 @@ impl Router {
         );
     }
 
-    /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill` (the
-    /// default, as in crossbar) INTERRUPTs the callee and relays whatever it answers; `killnowait` does both at
-    /// once. A callee that did not announce `call_canceling` is treated as `skip`, as the spec says.
+    /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill`
+    /// INTERRUPTs the callee and relays whatever it answers; `killnowait` (the default: the spec names none; it is
+    /// what crossbar does for a CANCEL without `mode`, and the caller gets its answer even from a callee that never
+    /// answers the INTERRUPT) does both at once. A callee that did not announce `call_canceling` is treated as
+    /// `skip`, as the spec says.
     pub(super) fn on_cancel(
         &mut self,
         handle: SessionHandle,
@@ -337,7 +345,7 @@ impl Router {
             return;
         };
         let mode = match options.get("mode") {
-            None => "kill",
+            None => "killnowait",
             Some(value) => match value.as_str().as_deref() {
                 Some("skip") => "skip",
                 Some("kill") => "kill",
@@ -387,6 +395,23 @@ impl Router {
         }
     }
 
+    /// Adds a call deadline. Deadlines of calls that ended in time stay in the heap until they come due; when
+    /// they outnumber the live ones (many quick calls with long timeouts), the heap is rebuilt with the live ones
+    /// only, so its size stays within twice the number of pending calls with a timeout.
+    fn push_deadline(&mut self, deadline: u64, caller: SessionHandle, request: Id) {
+        self.deadlines.push(Reverse((deadline, caller, request)));
+        self.deadlines_live += 1;
+        if self.deadlines.len() > 2 * self.deadlines_live + 64 {
+            let (calls, caller_requests) = (&self.calls, &self.caller_requests);
+            self.deadlines
+                .retain(|Reverse((deadline, caller, request))| {
+                    caller_requests
+                        .get(&(*caller, *request))
+                        .is_some_and(|&index| calls[index].deadline == Some(*deadline))
+                });
+        }
+    }
+
     /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds: call
     /// [`Router::handle_timeout`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
@@ -411,9 +436,11 @@ impl Router {
                 continue; // a later call reusing the request ID
             }
             let call = self.remove_call(index);
-            let interruptible = self
-                .joined(call.callee.session)
-                .is_some_and(|joined| joined.features.callee_call_canceling);
+            // A call canceled in `kill` mode has had its INTERRUPT already.
+            let interruptible = !call.interrupted
+                && self
+                    .joined(call.callee.session)
+                    .is_some_and(|joined| joined.features.callee_call_canceling);
             let text = "the call timed out (CALL.Options.timeout)";
             self.send_error(
                 sink,
@@ -495,6 +522,35 @@ impl Router {
         sink.send(call.caller, &error);
     }
 
+    /// Ends the pending calls of a session that leaves. Calls it made: a callee that supports canceling gets
+    /// INTERRUPT (`killnowait`), and any late answer finds nothing and is discarded. Calls it was serving: the
+    /// callers get ERROR `wamp.error.canceled`.
+    pub(super) fn end_calls_of(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
+        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
+            let call = self.remove_call(index);
+            let interruptible = call.callee.session != handle
+                && !call.interrupted
+                && self
+                    .joined(call.callee.session)
+                    .is_some_and(|joined| joined.features.callee_call_canceling);
+            if interruptible {
+                interrupt(sink, call.callee, call.invocation, "killnowait", CANCELED);
+            }
+        }
+        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
+            let call = self.remove_call(index);
+            let text = "the callee left before answering";
+            self.send_error(
+                sink,
+                call.caller,
+                MessageType::Call,
+                call.caller_request,
+                CANCELED,
+                text,
+            );
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // Pending calls: intrusive lists per session
 
@@ -566,6 +622,9 @@ impl Router {
         self.unlink(index, Side::Caller, caller);
         self.unlink(index, Side::Callee, callee);
         let call = self.calls.remove(index);
+        if call.deadline.is_some() {
+            self.deadlines_live -= 1;
+        }
         self.invocations.remove(&(callee, call.invocation));
         self.caller_requests.remove(&(caller, call.caller_request));
         call
@@ -582,4 +641,64 @@ fn interrupt(sink: &mut impl Sink, callee: Peer, invocation: Id, mode: &str, rea
             options: Dict::Fields(&options),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RouterConfig;
+
+    /// Keeps the last message sent, as JSON.
+    struct Last(Vec<u8>);
+
+    impl Sink for Last {
+        fn send(&mut self, _to: Peer, msg: &Message<'_>) {
+            self.0.clear();
+            Serializer::Json.encode(msg, &mut self.0);
+        }
+        fn send_many(&mut self, _to: Recipients<'_>, _msg: &Message<'_>) {}
+        fn close(&mut self, _to: Peer) {}
+    }
+
+    fn deliver(router: &mut Router, sink: &mut Last, handle: SessionHandle, text: &str) {
+        let msg = Serializer::Json.decode(text.as_bytes()).unwrap();
+        router.handle_message(handle, &msg, 0, sink);
+    }
+
+    #[test]
+    fn deadlines_of_answered_calls_do_not_pile_up() {
+        let mut router = Router::new(RouterConfig::default());
+        let mut sink = Last(Vec::new());
+        let hello = r#"[1, "realm1", {"roles": {"caller": {}, "callee": {}}}]"#;
+        let callee = router.handle_open(ConnId(1), Serializer::Json);
+        deliver(&mut router, &mut sink, callee, hello);
+        let caller = router.handle_open(ConnId(2), Serializer::Json);
+        deliver(&mut router, &mut sink, caller, hello);
+        deliver(
+            &mut router,
+            &mut sink,
+            callee,
+            r#"[64, 1, {}, "com.quick"]"#,
+        );
+        for request in 1..=10_000u64 {
+            let call = format!(r#"[48, {request}, {{"timeout": 3600000}}, "com.quick", []]"#);
+            deliver(&mut router, &mut sink, caller, &call);
+            let Ok(Message::Invocation { request: inv, .. }) = Serializer::Json.decode(&sink.0)
+            else {
+                panic!("expected INVOCATION")
+            };
+            deliver(
+                &mut router,
+                &mut sink,
+                callee,
+                &format!("[70, {inv}, {{}}]"),
+            );
+        }
+        assert_eq!(router.deadlines_live, 0);
+        assert!(
+            router.deadlines.len() <= 65,
+            "{} stale deadlines kept",
+            router.deadlines.len()
+        );
+    }
 }

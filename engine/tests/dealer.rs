@@ -1,0 +1,208 @@
+//! Advanced-profile dealer features, deterministically: call canceling and timeouts racing with answers, callers
+//! and callees leaving mid-call, shared registrations losing callees.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const CANCELING_CALLEE: &str =
+    r#"{"caller": {}, "callee": {"features": {"call_canceling": true}}}"#;
+const TIMEOUT_CALLEE: &str =
+    r#"{"caller": {}, "callee": {"features": {"call_canceling": true, "call_timeout": true}}}"#;
+
+/// Registers `procedure` for `callee` (options as JSON).
+fn register(h: &mut Harness, callee: usize, options: &str, procedure: &str) {
+    h.send(callee, &format!(r#"[64, 1, {options}, "{procedure}"]"#));
+    assert_eq!(h.take_one(callee)[0], 65);
+}
+
+/// Sends CALL `request` to `procedure` and returns the INVOCATION request ID the callee got.
+fn invoke(h: &mut Harness, caller: usize, request: u64, procedure: &str, callee: usize) -> u64 {
+    h.send(
+        caller,
+        &format!(r#"[48, {request}, {{}}, "{procedure}", []]"#),
+    );
+    let invocation = h.take_one(callee);
+    assert_eq!(invocation[0], 68, "{invocation}");
+    invocation[1].as_u64().unwrap()
+}
+
+#[test]
+fn a_leaving_caller_interrupts_callees_that_support_canceling() {
+    let mut h = Harness::new();
+    let (canceling, _) = h.join_with("realm1", CANCELING_CALLEE);
+    let (plain, _) = h.join();
+    let (caller, _) = h.join();
+    register(&mut h, canceling, "{}", "com.a");
+    register(&mut h, plain, "{}", "com.b");
+    let a = invoke(&mut h, caller, 1, "com.a", canceling);
+    let b = invoke(&mut h, caller, 2, "com.b", plain);
+    h.close(caller);
+    assert_eq!(
+        h.take_one(canceling),
+        json!([69, a, {"mode": "killnowait", "reason": "wamp.error.canceled"}])
+    );
+    assert!(
+        h.take(plain).is_empty(),
+        "no INTERRUPT to a callee without call_canceling"
+    );
+    // Their late answers go nowhere.
+    h.send(
+        canceling,
+        &format!(r#"[8, 68, {a}, {{}}, "wamp.error.canceled"]"#),
+    );
+    h.send(plain, &format!("[70, {b}, {{}}, [1]]"));
+    h.assert_quiet();
+}
+
+#[test]
+fn cancel_races_with_the_answer() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join_with("realm1", CANCELING_CALLEE);
+    let (caller, _) = h.join();
+    register(&mut h, callee, "{}", "com.slow");
+
+    // The YIELD wins: the CANCEL that crosses it finds nothing to do.
+    let inv = invoke(&mut h, caller, 1, "com.slow", callee);
+    h.send(callee, &format!("[70, {inv}, {{}}, [1]]"));
+    h.send(caller, r#"[49, 1, {}]"#);
+    assert_eq!(h.take(caller), vec![json!([50, 1, {}, [1]])]);
+    h.assert_quiet();
+
+    // kill, then the callee finishes anyway: the caller gets the RESULT (the spec: RESULT or ERROR, whichever the
+    // callee sends first); a second CANCEL sends no second INTERRUPT.
+    let inv = invoke(&mut h, caller, 2, "com.slow", callee);
+    h.send(caller, r#"[49, 2, {"mode": "kill"}]"#);
+    h.send(caller, r#"[49, 2, {"mode": "kill"}]"#);
+    assert_eq!(h.take(callee).len(), 1, "one INTERRUPT");
+    h.send(callee, &format!("[70, {inv}, {{}}, [2]]"));
+    assert_eq!(h.take(caller), vec![json!([50, 2, {}, [2]])]);
+
+    // killnowait, then the YIELD arrives: discarded (the caller had its ERROR).
+    let inv = invoke(&mut h, caller, 3, "com.slow", callee);
+    h.send(caller, r#"[49, 3, {"mode": "killnowait"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    assert_eq!(h.take_one(callee)[0], 69);
+    h.send(callee, &format!("[70, {inv}, {{}}, [3]]"));
+    h.assert_quiet();
+
+    // skip, then the callee's ERROR: discarded; no INTERRUPT was sent.
+    let inv = invoke(&mut h, caller, 4, "com.slow", callee);
+    h.send(caller, r#"[49, 4, {"mode": "skip"}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    h.send(callee, &format!(r#"[8, 68, {inv}, {{}}, "com.failed"]"#));
+    h.assert_quiet();
+
+    // The request ID of a canceled call can be used again.
+    let inv = invoke(&mut h, caller, 4, "com.slow", callee);
+    h.send(callee, &format!("[70, {inv}, {{}}]"));
+    assert_eq!(h.take_one(caller), json!([50, 4, {}]));
+}
+
+#[test]
+fn timeouts_race_with_the_answer() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join_with("realm1", TIMEOUT_CALLEE);
+    let (plain, _) = h.join();
+    let (caller, _) = h.join();
+    register(&mut h, callee, "{}", "com.slow");
+    register(&mut h, plain, "{}", "com.plain");
+
+    // A callee announcing call_timeout is told the timeout; the router enforces it all the same.
+    h.now_ms = 100;
+    h.send(caller, r#"[48, 1, {"timeout": 50}, "com.slow", []]"#);
+    let invocation = h.take_one(callee);
+    assert_eq!(invocation[3], json!({"timeout": 50}));
+    let inv = invocation[1].as_u64().unwrap();
+    assert_eq!(h.router.poll_timeout(), Some(150));
+    // Answered one millisecond early: RESULT, and the deadline passes without effect.
+    h.tick(149);
+    h.send(callee, &format!("[70, {inv}, {{}}, [1]]"));
+    assert_eq!(h.take_one(caller), json!([50, 1, {}, [1]]));
+    h.tick(150);
+    h.assert_quiet();
+    assert_eq!(h.router.poll_timeout(), None);
+
+    // Answered at the deadline but after the timeout fired: discarded.
+    h.send(caller, r#"[48, 2, {"timeout": 10}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].as_u64().unwrap();
+    h.tick(160);
+    assert_eq!(
+        h.take_one(caller),
+        json!([
+            8,
+            48,
+            2,
+            {},
+            "wamp.error.timeout",
+            ["the call timed out (CALL.Options.timeout)"]
+        ])
+    );
+    assert_eq!(
+        h.take_one(callee),
+        json!([69, inv, {"mode": "killnowait", "reason": "wamp.error.timeout"}])
+    );
+    h.send(callee, &format!("[70, {inv}, {{}}]"));
+    h.assert_quiet();
+
+    // A call canceled in kill mode that then times out: ERROR timeout, no second INTERRUPT.
+    h.send(caller, r#"[48, 3, {"timeout": 10}, "com.slow", []]"#);
+    h.take_one(callee);
+    h.send(caller, r#"[49, 3, {"mode": "kill"}]"#);
+    assert_eq!(h.take_one(callee)[0], 69);
+    h.tick(170);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.timeout");
+    h.assert_quiet();
+
+    // A callee without call_canceling: ERROR timeout to the caller, nothing to the callee.
+    h.send(caller, r#"[48, 4, {"timeout": 5}, "com.plain", []]"#);
+    assert_eq!(h.take_one(plain)[3], json!({}));
+    h.tick(175);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.timeout");
+    h.assert_quiet();
+
+    // The caller leaves before the deadline: nothing fires later.
+    h.send(caller, r#"[48, 5, {"timeout": 5}, "com.plain", []]"#);
+    h.take_one(plain);
+    h.close(caller);
+    h.tick(1000);
+    h.assert_quiet();
+
+    // A timeout that is not a non-negative integer is refused.
+    let (caller, _) = h.join();
+    h.send(caller, r#"[48, 6, {"timeout": "soon"}, "com.plain", []]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.option_not_allowed");
+}
+
+#[test]
+fn a_shared_registration_loses_a_callee_mid_call() {
+    let mut h = Harness::new();
+    let (c1, _) = h.join();
+    let (c2, _) = h.join();
+    let (caller, _) = h.join();
+    register(&mut h, c1, r#"{"invoke": "roundrobin"}"#, "com.rr");
+    register(&mut h, c2, r#"{"invoke": "roundrobin"}"#, "com.rr");
+    invoke(&mut h, caller, 1, "com.rr", c1);
+    let inv2 = invoke(&mut h, caller, 2, "com.rr", c2);
+    h.close(c1);
+    assert_eq!(
+        h.take_one(caller),
+        json!([
+            8,
+            48,
+            1,
+            {},
+            "wamp.error.canceled",
+            ["the callee left before answering"]
+        ])
+    );
+    // The remaining callee serves every further call; its pending call is unaffected.
+    for request in 3..6 {
+        let inv = invoke(&mut h, caller, request, "com.rr", c2);
+        h.send(c2, &format!("[70, {inv}, {{}}]"));
+        assert_eq!(h.take_one(caller)[0], 50);
+    }
+    h.send(c2, &format!("[70, {inv2}, {{}}]"));
+    assert_eq!(h.take_one(caller), json!([50, 2, {}]));
+}
