@@ -72,6 +72,7 @@ pub(crate) fn router_roles() -> Value {
     let dealer = [
         "pattern_based_registration",
         "progressive_call_results",
+        "progressive_call_invocations",
         "shared_registration",
         "call_canceling",
         "call_timeout",

@@ -47,6 +47,8 @@ pub(crate) struct Joined {
     pub calls_pending: usize,
     /// What the client announced in HELLO that the router acts on.
     pub features: ClientFeatures,
+    /// Progressive calls of this caller that ended before their final chunk (their further chunks are dropped).
+    pub ended_streams: Vec<Id>,
 }
 
 #[derive(Debug)]

@@ -206,3 +206,179 @@ fn a_shared_registration_loses_a_callee_mid_call() {
     h.send(c2, &format!("[70, {inv2}, {{}}]"));
     assert_eq!(h.take_one(caller), json!([50, 2, {}]));
 }
+
+const STREAMING_CALLER: &str = r#"{"caller": {"features": {"progressive_call_invocations": true, "progressive_call_results": true}}}"#;
+const STREAMING_CALLEE: &str =
+    r#"{"callee": {"features": {"progressive_call_invocations": true, "call_canceling": true}}}"#;
+
+#[test]
+fn progressive_call_invocations_stream_into_one_invocation() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join_with("realm1", STREAMING_CALLEE);
+    let (caller, _) = h.join_with("realm1", STREAMING_CALLER);
+    register(&mut h, callee, r#"{"match": "prefix"}"#, "com.upload");
+    h.send(
+        caller,
+        r#"[48, 7, {"progress": true, "receive_progress": true, "timeout": 1000}, "com.upload.file", ["a"]]"#,
+    );
+    let first = h.take_one(callee);
+    let (inv, reg) = (first[1].clone(), first[2].clone());
+    assert_eq!(
+        first[3],
+        json!({"procedure": "com.upload.file", "receive_progress": true, "progress": true})
+    );
+    assert_eq!(first[4], json!(["a"]));
+    // Further chunks: options other than progress are ignored; the first CALL's details are repeated.
+    h.send(
+        caller,
+        r#"[48, 7, {"progress": true, "receive_progress": false}, "com.other", ["b"]]"#,
+    );
+    assert_eq!(
+        h.take_one(callee),
+        json!([68, inv, reg, {"procedure": "com.upload.file", "receive_progress": true, "progress": true}, ["b"]])
+    );
+    // Progressive results flow back meanwhile.
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"progress": true}}, ["got a, b"]]"#),
+    );
+    assert_eq!(
+        h.take_one(caller),
+        json!([50, 7, {"progress": true}, ["got a, b"]])
+    );
+    h.send(caller, r#"[48, 7, {}, "com.upload.file", ["c"]]"#);
+    assert_eq!(
+        h.take_one(callee),
+        json!([68, inv, reg, {"procedure": "com.upload.file", "receive_progress": true}, ["c"]])
+    );
+    h.send(callee, &format!(r#"[70, {inv}, {{}}, ["done"]]"#));
+    assert_eq!(h.take_one(caller), json!([50, 7, {}, ["done"]]));
+    // The request ID is free again, for an ordinary call.
+    h.send(caller, r#"[48, 7, {}, "com.upload.x", []]"#);
+    assert_eq!(h.take_one(callee)[3], json!({"procedure": "com.upload.x"}));
+}
+
+#[test]
+fn progressive_calls_need_the_feature_on_both_ends() {
+    let mut h = Harness::new();
+    let (plain_callee, _) = h.join();
+    let (streaming_callee, _) = h.join_with(
+        "realm1",
+        r#"{"callee": {"features": {"progressive_call_invocations": true}}}"#,
+    );
+    let (caller, _) = h.join_with("realm1", STREAMING_CALLER);
+    register(&mut h, plain_callee, "{}", "com.plain");
+    register(&mut h, streaming_callee, "{}", "com.nocancel");
+    // A callee without the feature, or without call canceling: ERROR; the further chunks are dropped, the final
+    // one too, and then the request ID is free again.
+    for procedure in ["com.plain", "com.nocancel"] {
+        h.send(
+            caller,
+            &format!(r#"[48, 1, {{"progress": true}}, "{procedure}", []]"#),
+        );
+        assert_eq!(h.take_one(caller)[4], "wamp.error.feature_not_supported");
+        h.send(
+            caller,
+            &format!(r#"[48, 1, {{"progress": true}}, "{procedure}", []]"#),
+        );
+        h.send(caller, &format!(r#"[48, 1, {{}}, "{procedure}", []]"#));
+        h.assert_quiet();
+    }
+    h.send(caller, r#"[48, 1, {}, "com.plain", []]"#);
+    assert_eq!(h.take_one(plain_callee)[0], 68);
+    // A progressive CALL to a missing procedure: the same.
+    h.send(caller, r#"[48, 2, {"progress": true}, "com.missing", []]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.no_such_procedure");
+    h.send(caller, r#"[48, 2, {}, "com.missing", []]"#);
+    h.assert_quiet();
+    // A caller that did not announce the feature violates the protocol.
+    let (rude, _) = h.join();
+    h.send(rude, r#"[48, 1, {"progress": true}, "com.plain", []]"#);
+    let abort = h.take_one(rude);
+    assert_eq!(
+        (abort[0].clone(), abort[2].clone()),
+        (json!(3), json!("wamp.error.protocol_violation"))
+    );
+}
+
+#[test]
+fn a_callee_leaving_mid_stream_ends_the_progressive_call() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join_with("realm1", STREAMING_CALLEE);
+    let (caller, _) = h.join_with("realm1", STREAMING_CALLER);
+    register(&mut h, callee, "{}", "com.stream");
+    h.send(caller, r#"[48, 3, {"progress": true}, "com.stream", [1]]"#);
+    h.take_one(callee);
+    h.close(callee);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    // A new callee registers; the rest of the old stream must not reach it as a new call.
+    let (fresh, _) = h.join_with("realm1", STREAMING_CALLEE);
+    register(&mut h, fresh, "{}", "com.stream");
+    h.send(caller, r#"[48, 3, {"progress": true}, "com.stream", [2]]"#);
+    h.send(caller, r#"[48, 3, {}, "com.stream", [3]]"#);
+    h.assert_quiet();
+    h.send(caller, r#"[48, 3, {}, "com.stream", [4]]"#);
+    assert_eq!(
+        h.take_one(fresh)[4],
+        json!([4]),
+        "after the final chunk the ID is free"
+    );
+}
+
+#[test]
+fn progressive_calls_end_early_by_answer_cancel_timeout_or_caller_leaving() {
+    let mut h = Harness::new();
+    let (c1, _) = h.join_with("realm1", STREAMING_CALLEE);
+    let (c2, _) = h.join_with("realm1", STREAMING_CALLEE);
+    let (caller, _) = h.join_with("realm1", STREAMING_CALLER);
+    register(&mut h, c1, r#"{"invoke": "roundrobin"}"#, "com.rr");
+    register(&mut h, c2, r#"{"invoke": "roundrobin"}"#, "com.rr");
+    // Shared registration: every chunk goes to the callee the first one went to.
+    h.send(caller, r#"[48, 1, {"progress": true}, "com.rr", []]"#);
+    let inv = h.take_one(c1)[1].clone();
+    h.send(caller, r#"[48, 1, {"progress": true}, "com.rr", []]"#);
+    assert_eq!(h.take_one(c1)[1], inv);
+    assert!(h.take(c2).is_empty());
+    // The callee answers before the stream ends: RESULT; the remaining chunks are dropped.
+    h.send(c1, &format!("[70, {inv}, {{}}, [\"early\"]]"));
+    assert_eq!(h.take_one(caller), json!([50, 1, {}, ["early"]]));
+    h.send(caller, r#"[48, 1, {"progress": true}, "com.rr", []]"#);
+    h.send(caller, r#"[48, 1, {}, "com.rr", []]"#);
+    h.assert_quiet();
+
+    // Canceled mid-stream (kill): INTERRUPT once; further chunks are not forwarded.
+    h.send(caller, r#"[48, 2, {"progress": true}, "com.rr", []]"#);
+    let inv = h.take_one(c2)[1].clone();
+    h.send(caller, r#"[49, 2, {"mode": "kill"}]"#);
+    assert_eq!(h.take_one(c2)[0], 69);
+    h.send(caller, r#"[48, 2, {"progress": true}, "com.rr", []]"#);
+    h.assert_quiet();
+    h.send(
+        c2,
+        &format!(r#"[8, 68, {inv}, {{}}, "wamp.error.canceled"]"#),
+    );
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    h.send(caller, r#"[48, 2, {}, "com.rr", []]"#);
+    h.assert_quiet();
+
+    // Timed out mid-stream: ERROR timeout, INTERRUPT; the rest is dropped.
+    h.send(
+        caller,
+        r#"[48, 3, {"progress": true, "timeout": 10}, "com.rr", []]"#,
+    );
+    h.take_one(c1);
+    h.tick(10);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.timeout");
+    assert_eq!(h.take_one(c1)[0], 69);
+    h.send(caller, r#"[48, 3, {}, "com.rr", []]"#);
+    h.assert_quiet();
+
+    // The caller leaves mid-stream: INTERRUPT killnowait (the spec's progressive call cancellation).
+    h.send(caller, r#"[48, 4, {"progress": true}, "com.rr", []]"#);
+    let inv = h.take_one(c2)[1].clone();
+    h.close(caller);
+    assert_eq!(
+        h.take_one(c2),
+        json!([69, inv, {"mode": "killnowait", "reason": "wamp.error.canceled"}])
+    );
+}

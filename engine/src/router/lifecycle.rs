@@ -94,6 +94,7 @@ impl Router {
             next_invocation: Id::FIRST,
             calls_pending: 0,
             features,
+            ended_streams: Vec::new(),
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);

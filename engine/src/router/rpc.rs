@@ -11,14 +11,23 @@ pub(super) struct Call {
     pub caller_request: Id,
     pub callee: Peer,
     pub invocation: Id,
+    /// The registration's ID (every INVOCATION of a progressive call names it).
+    pub registration: Id,
     pub receive_progress: bool,
     /// Router-enforced CALL `timeout`, as a deadline in the engine's milliseconds.
     pub deadline: Option<u64>,
     /// An INTERRUPT (cancel mode `kill`) was sent already.
     pub interrupted: bool,
+    /// A progressive call whose final chunk has not arrived yet.
+    pub streaming: bool,
+    /// The INVOCATION details of a progressive call's first CALL, repeated in every further INVOCATION.
+    pub frozen: Option<Box<Value>>,
     pub caller_links: Links,
     pub callee_links: Links,
 }
+
+/// Progressive calls that ended before their final chunk, remembered per caller so that further chunks are dropped.
+const ENDED_STREAMS_MAX: usize = 16;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Links {
@@ -196,6 +205,9 @@ impl Router {
         );
     }
 
+    /// CALL. A CALL reusing the request ID of a progressive call in flight is its next chunk (progressive call
+    /// invocations); otherwise the call is checked, routed by the registration's invocation policy, and becomes a
+    /// pending call.
     pub(super) fn on_call(
         &mut self,
         handle: SessionHandle,
@@ -208,16 +220,29 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        let (realm, calls_pending) = (joined.realm, joined.calls_pending);
+        let (realm, calls_pending, features) =
+            (joined.realm, joined.calls_pending, joined.features);
+        let ended_streams = !joined.ended_streams.is_empty();
         let Some(caller) = self.peer(handle) else {
             return;
         };
-        self.stats.calls += 1;
         let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
+        if let Some(&index) = self.caller_requests.get(&(handle, request)) {
+            if self.calls[index].streaming {
+                return self.continue_progressive_call(index, parsed.progress, payload, sink);
+            }
+        } else if ended_streams && self.forget_ended_stream(handle, request, parsed.progress) {
+            // A chunk of a progressive call that already ended (answered, canceled, timed out, callee gone): the
+            // caller has had its answer.
+            return;
+        }
+        self.stats.calls += 1;
+        if parsed.progress && !features.caller_progressive_call_invocations {
+            let text = "CALL with progress: true from a caller that did not announce progressive_call_invocations";
+            return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+        }
         let not_yet = if parsed.disclose_me {
             Some("disclose_me")
-        } else if parsed.progress {
-            Some("progress")
         } else if parsed.passthru.is_active() {
             Some("ppt_scheme")
         } else {
@@ -256,28 +281,36 @@ impl Router {
             None
         };
         if let Some((uri, text)) = refusal {
-            return self.send_error(sink, caller, MessageType::Call, request, uri, &text);
+            return self.refuse_call(handle, request, parsed.progress, uri, &text, sink);
         }
         let ids = &mut self.ids;
         let dealer = &mut self.realms[realm].dealer;
         let Some(index) = dealer.lookup(procedure) else {
             let text = format!("no callee registered procedure '{procedure}'");
-            return self.send_error(
-                sink,
-                caller,
-                MessageType::Call,
+            return self.refuse_call(
+                handle,
                 request,
+                parsed.progress,
                 NO_SUCH_PROCEDURE,
                 &text,
+                sink,
             );
         };
         let callee = dealer.pick(index, |n| ids.below(n));
         let registration = &dealer.registrations[index];
         let (registration_id, pattern) =
             (registration.id, registration.policy != MatchPolicy::Exact);
+        let Some(callee_features) = self.joined(callee.session).map(|joined| joined.features)
+        else {
+            return;
+        };
+        if parsed.progress && !callee_features.callee_takes_progressive_calls() {
+            let text =
+                "the callee does not support progressive call invocations (with call canceling)";
+            return self.refuse_call(handle, request, true, FEATURE_NOT_SUPPORTED, text, sink);
+        }
         let timeout_ms = parsed.timeout_ms;
         let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
-        let receive_progress = parsed.receive_progress;
         let Some(callee_joined) = self
             .session_mut(callee.session)
             .and_then(Session::joined_mut)
@@ -286,15 +319,17 @@ impl Router {
         };
         let invocation = callee_joined.next_invocation;
         callee_joined.next_invocation = invocation.next();
-        let callee_features = callee_joined.features;
         let call = self.calls.insert(Call {
             caller,
             caller_request: request,
             callee,
             invocation,
-            receive_progress,
+            registration: registration_id,
+            receive_progress: parsed.receive_progress,
             deadline,
             interrupted: false,
+            streaming: parsed.progress,
+            frozen: None,
             caller_links: Links::default(),
             callee_links: Links::default(),
         });
@@ -309,7 +344,7 @@ impl Router {
         if pattern {
             details.push("procedure", Field::Str(procedure));
         }
-        if receive_progress {
+        if parsed.receive_progress {
             details.push("receive_progress", Field::Bool(true));
         }
         // The spec: a dealer MAY forward the timeout to a callee that supports call timeouts (it still enforces
@@ -317,16 +352,103 @@ impl Router {
         if timeout_ms > 0 && callee_features.callee_call_timeout {
             details.push("timeout", Field::UInt(timeout_ms));
         }
-        let details = details.dict();
+        if parsed.progress {
+            // Every further INVOCATION of this call carries the first CALL's details ("freezing of options").
+            self.calls[call].frozen = Some(Box::new(details.dict().to_value()));
+            details.push("progress", Field::Bool(true));
+        }
         sink.send(
             callee,
             &Message::Invocation {
                 request: invocation,
                 registration: registration_id,
-                details,
+                details: details.dict(),
                 payload: *payload,
             },
         );
+    }
+
+    /// Refuses a CALL with an ERROR. A refused progressive CALL is remembered as ended, so that its further chunks
+    /// are dropped rather than taken for new calls.
+    fn refuse_call(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        progress: bool,
+        uri: &str,
+        text: &str,
+        sink: &mut impl Sink,
+    ) {
+        if progress {
+            self.remember_ended_stream(handle, request);
+        }
+        if let Some(caller) = self.peer(handle) {
+            self.send_error(sink, caller, MessageType::Call, request, uri, text);
+        }
+    }
+
+    /// The next chunk of a progressive call: an INVOCATION with the same request ID and the first CALL's details,
+    /// `progress: true` unless it is the final chunk. Chunks after a `kill` CANCEL are dropped.
+    fn continue_progressive_call(
+        &mut self,
+        index: usize,
+        progress: bool,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let call = &mut self.calls[index];
+        let frozen = if progress {
+            None
+        } else {
+            call.streaming = false;
+            call.frozen.take()
+        };
+        let call = &self.calls[index];
+        if call.interrupted {
+            return;
+        }
+        let mut details = Details::new();
+        if let Some(stored) = frozen.as_deref().or(call.frozen.as_deref()) {
+            details.extend(stored);
+        }
+        if progress {
+            details.push("progress", Field::Bool(true));
+        }
+        sink.send(
+            call.callee,
+            &Message::Invocation {
+                request: call.invocation,
+                registration: call.registration,
+                details: details.dict(),
+                payload: *payload,
+            },
+        );
+    }
+
+    /// Records that the progressive call `request` of `handle` ended before its final chunk arrived (bounded: the
+    /// oldest record goes first).
+    fn remember_ended_stream(&mut self, handle: SessionHandle, request: Id) {
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            if joined.ended_streams.len() >= ENDED_STREAMS_MAX {
+                joined.ended_streams.remove(0);
+            }
+            joined.ended_streams.push(request);
+        }
+    }
+
+    /// Whether `request` is a progressive call of `handle` that ended early; its final chunk (`progress` false)
+    /// clears the record.
+    fn forget_ended_stream(&mut self, handle: SessionHandle, request: Id, progress: bool) -> bool {
+        let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) else {
+            return false;
+        };
+        let Some(position) = joined.ended_streams.iter().position(|&r| r == request) else {
+            return false;
+        };
+        if !progress {
+            joined.ended_streams.remove(position);
+        }
+        true
     }
 
     /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill`
@@ -624,6 +746,9 @@ impl Router {
         let call = self.calls.remove(index);
         if call.deadline.is_some() {
             self.deadlines_live -= 1;
+        }
+        if call.streaming {
+            self.remember_ended_stream(caller, call.caller_request);
         }
         self.invocations.remove(&(callee, call.invocation));
         self.caller_requests.remove(&(caller, call.caller_request));
