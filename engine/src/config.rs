@@ -41,6 +41,11 @@ pub struct RealmConfig {
     pub name: String,
     /// URI rule for topics and procedures in this realm.
     pub uri_check: UriCheck,
+    /// INVOCATION details carry the caller's identity (`caller`, `caller_authid`, `caller_authrole`) for every
+    /// call, not only when the caller asks (`disclose_me`) or the callee does (`disclose_caller`).
+    pub disclose_caller: bool,
+    /// EVENT details carry the publisher's identity for every publication, not only on `disclose_me`.
+    pub disclose_publisher: bool,
 }
 
 impl RealmConfig {
@@ -48,6 +53,8 @@ impl RealmConfig {
         RealmConfig {
             name: name.to_owned(),
             uri_check: UriCheck::Loose,
+            disclose_caller: false,
+            disclose_publisher: false,
         }
     }
 }

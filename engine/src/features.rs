@@ -76,6 +76,7 @@ pub(crate) fn router_roles() -> Value {
         "shared_registration",
         "call_canceling",
         "call_timeout",
+        "caller_identification",
     ];
     let features = |names: &[&str]| {
         names

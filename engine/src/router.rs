@@ -10,10 +10,10 @@ use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::config::{EngineLimits, RouterConfig};
-use crate::dealer::{Dealer, Invoke, Registered};
+use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
-use crate::options::{self, Details, RequestOptions};
+use crate::options::{self, Details, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
@@ -83,6 +83,9 @@ pub struct Stats {
 struct Realm {
     name: String,
     uri_check: UriCheck,
+    /// Disclose every caller to callees / every publisher to subscribers, whatever the request says.
+    disclose_caller: bool,
+    disclose_publisher: bool,
     broker: Broker,
     dealer: Dealer,
     sessions: usize,
@@ -154,9 +157,10 @@ const UNSUPPORTED_PUBLISH: &[&str] = &[
     "retain",
     "disclose_me",
 ];
-const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained"];
-const UNSUPPORTED_CALL: &[&str] = &["disclose_me", "progress"];
-const UNSUPPORTED_REGISTER: &[&str] = &["disclose_caller", "force_reregister"];
+const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained", "disclose_publisher"];
+/// Sharded registrations (`rkey`, `runmode`) are not implemented.
+const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
+const UNSUPPORTED_REGISTER: &[&str] = &["force_reregister"];
 
 impl Router {
     pub fn new(config: RouterConfig) -> Router {
@@ -167,6 +171,8 @@ impl Router {
             realms.push(Realm {
                 name: realm.name.clone(),
                 uri_check: realm.uri_check,
+                disclose_caller: realm.disclose_caller,
+                disclose_publisher: realm.disclose_publisher,
                 broker: Broker::default(),
                 dealer: Dealer::default(),
                 sessions: 0,
@@ -311,6 +317,15 @@ impl Router {
 
     fn peer(&self, handle: SessionHandle) -> Option<Peer> {
         self.session(handle).map(|s| s.peer)
+    }
+
+    /// The identity a joined session discloses (caller/publisher identification).
+    fn identity(&self, handle: SessionHandle) -> Option<Identity<'_>> {
+        self.joined(handle).map(|joined| Identity {
+            id: joined.id,
+            authid: &joined.authid,
+            authrole: &joined.authrole,
+        })
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -477,7 +492,7 @@ impl Router {
                 assert!(realm.dealer.registrations[reg]
                     .callees
                     .iter()
-                    .any(|p| p.session == session.peer.session));
+                    .any(|c| c.peer.session == session.peer.session));
             }
             assert_eq!(
                 self.session_ids.get(&joined.id),

@@ -382,3 +382,66 @@ fn progressive_calls_end_early_by_answer_cancel_timeout_or_caller_leaving() {
         json!([69, inv, {"mode": "killnowait", "reason": "wamp.error.canceled"}])
     );
 }
+
+/// A router whose realm `open` discloses every caller and publisher.
+fn disclosing_router() -> Harness {
+    let mut config = kreisel_engine::RouterConfig::default();
+    config.realms.push(kreisel_engine::RealmConfig {
+        disclose_caller: true,
+        disclose_publisher: true,
+        ..kreisel_engine::RealmConfig::new("open")
+    });
+    Harness::with_config(config)
+}
+
+#[test]
+fn caller_identification_by_request_registration_or_realm() {
+    let mut h = disclosing_router();
+    let (callee, _) = h.join();
+    let (caller, caller_id) = h.join();
+    register(&mut h, callee, "{}", "com.who");
+    register(&mut h, callee, r#"{"disclose_caller": true}"#, "com.always");
+    let identity = json!({
+        "caller": caller_id,
+        "caller_authid": format!("anonymous-{caller_id}"),
+        "caller_authrole": "anonymous"
+    });
+    h.send(caller, r#"[48, 1, {}, "com.who", []]"#);
+    assert_eq!(
+        h.take_one(callee)[3],
+        json!({}),
+        "not disclosed unless asked"
+    );
+    h.send(caller, r#"[48, 2, {"disclose_me": true}, "com.who", []]"#);
+    assert_eq!(h.take_one(callee)[3], identity);
+    h.send(
+        caller,
+        r#"[48, 3, {"disclose_me": false}, "com.always", []]"#,
+    );
+    assert_eq!(
+        h.take_one(callee)[3],
+        identity,
+        "the callee asked at REGISTER"
+    );
+
+    // A realm configured to disclose callers does so for every call.
+    let (callee, _) = h.join_with("open", PLAIN_ROLES);
+    let (caller, caller_id) = h.join_with("open", PLAIN_ROLES);
+    register(&mut h, callee, "{}", "com.open");
+    h.send(caller, r#"[48, 1, {}, "com.open", []]"#);
+    assert_eq!(h.take_one(callee)[3]["caller"], caller_id);
+
+    // Progressive calls: the identity is frozen with the first CALL's details.
+    let (callee, _) = h.join_with("realm1", STREAMING_CALLEE);
+    let (caller, caller_id) = h.join_with("realm1", STREAMING_CALLER);
+    register(&mut h, callee, "{}", "com.stream");
+    h.send(
+        caller,
+        r#"[48, 1, {"progress": true, "disclose_me": true}, "com.stream", []]"#,
+    );
+    assert_eq!(h.take_one(callee)[3]["caller"], caller_id);
+    h.send(caller, r#"[48, 1, {}, "com.stream", []]"#);
+    let last = h.take_one(callee);
+    assert_eq!(last[3]["caller"], caller_id);
+    assert_eq!(last[3].get("progress"), None);
+}

@@ -193,7 +193,7 @@ fn invalid_uris_and_unsupported_options_are_refused() {
         r#"[16, 5, {"acknowledge": true, "retain": true}, "com.t", []]"#,
     );
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
-    h.send(a, r#"[48, 6, {"disclose_me": true}, "com.p", []]"#);
+    h.send(a, r#"[48, 6, {"rkey": "shard-1"}, "com.p", []]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
     h.send(a, r#"[64, 7, {"invoke": "fastest"}, "com.p"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");

@@ -28,6 +28,12 @@ pub struct Realm {
     /// `"loose"` (default) or `"strict"`: the spec's URI rules for topics and procedures.
     #[serde(default)]
     pub uri_check: UriRule,
+    /// Disclose every caller's identity to callees (INVOCATION `details.caller*`), asked for or not.
+    #[serde(default)]
+    pub disclose_caller: bool,
+    /// Disclose every publisher's identity to subscribers (EVENT `details.publisher*`), asked for or not.
+    #[serde(default)]
+    pub disclose_publisher: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -168,6 +174,8 @@ impl Default for Config {
             realms: vec![Realm {
                 name: "realm1".into(),
                 uri_check: UriRule::Loose,
+                disclose_caller: false,
+                disclose_publisher: false,
             }],
             listeners: vec![
                 Listener {
@@ -358,11 +366,13 @@ impl Config {
                 .realms
                 .iter()
                 .map(|realm| RealmConfig {
-                    name: realm.name.clone(),
                     uri_check: match realm.uri_check {
                         UriRule::Loose => UriCheck::Loose,
                         UriRule::Strict => UriCheck::Strict,
                     },
+                    disclose_caller: realm.disclose_caller,
+                    disclose_publisher: realm.disclose_publisher,
+                    ..RealmConfig::new(&realm.name)
                 })
                 .collect(),
             seed,
@@ -418,6 +428,8 @@ pub const EXAMPLE: &str = r#"# kreisel configuration (every key is optional; the
 [[realms]]
 name = "realm1"
 uri_check = "loose"          # "loose" or "strict"
+disclose_caller = false      # INVOCATIONs name the caller (session, authid, authrole) even unasked
+disclose_publisher = false   # EVENTs name the publisher even unasked
 
 [[listeners]]
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// One publication on its way to subscribers (from a PUBLISH, or a testament of a session that left).
+pub(super) struct Publication<'p> {
+    pub id: Id,
+    pub topic: &'p str,
+    pub publisher: Identity<'p>,
+    /// The publisher's session, when `exclude_me` keeps the event from it.
+    pub exclude: Option<SessionHandle>,
+    pub options: &'p RequestOptions<'p>,
+    pub payload: &'p Payload<'p>,
+}
+
 impl Router {
     pub(super) fn on_subscribe(
         &mut self,
@@ -154,36 +165,23 @@ impl Router {
             }
             return;
         }
-        let exclude_me = parsed.exclude_me;
         let publication = self.ids.random_id();
         self.stats.publications += 1;
-        let broker = &self.realms[realm].broker;
-        let mut events = 0u64;
-        broker.trie.for_each_match(topic, |policy, index| {
-            let subscription = &broker.subscriptions[index];
-            let recipients = Recipients {
-                peers: &subscription.subscribers,
-                exclude: if exclude_me { Some(handle) } else { None },
-            };
-            let count = recipients.iter().count() as u64;
-            if count == 0 {
-                return;
-            }
-            events += count;
-            let topic_detail = [("topic", Field::Str(topic))];
-            let details = if policy == MatchPolicy::Exact {
-                Dict::EMPTY
-            } else {
-                Dict::Fields(&topic_detail)
-            };
-            let event = Message::Event {
-                subscription: subscription.id,
-                publication,
-                details,
-                payload: *payload,
-            };
-            sink.send_many(recipients, &event);
-        });
+        let events = match self.identity(handle) {
+            Some(publisher) => self.fan_out(
+                realm,
+                &Publication {
+                    id: publication,
+                    topic,
+                    publisher,
+                    exclude: parsed.exclude_me.then_some(handle),
+                    options: &parsed,
+                    payload,
+                },
+                sink,
+            ),
+            None => 0,
+        };
         self.stats.events_sent += events;
         if acknowledge {
             sink.send(
@@ -195,6 +193,49 @@ impl Router {
             );
         }
     }
+
+    /// Sends a publication to the subscribers of every matching subscription: one EVENT per subscription (pattern
+    /// subscriptions get `details.topic`), encoded once per serializer by the sink. Returns the number of events.
+    pub(super) fn fan_out(
+        &self,
+        realm: usize,
+        publication: &Publication<'_>,
+        sink: &mut impl Sink,
+    ) -> u64 {
+        let realm = &self.realms[realm];
+        let disclose = publication.options.disclose_me || realm.disclose_publisher;
+        let broker = &realm.broker;
+        let mut events = 0u64;
+        broker
+            .trie
+            .for_each_match(publication.topic, |policy, index| {
+                let subscription = &broker.subscriptions[index];
+                let recipients = Recipients {
+                    peers: &subscription.subscribers,
+                    exclude: publication.exclude,
+                };
+                let count = recipients.iter().count() as u64;
+                if count == 0 {
+                    return;
+                }
+                events += count;
+                let mut details = Details::new();
+                if policy != MatchPolicy::Exact {
+                    details.push("topic", Field::Str(publication.topic));
+                }
+                if disclose {
+                    details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                }
+                let event = Message::Event {
+                    subscription: subscription.id,
+                    publication: publication.id,
+                    details: details.dict(),
+                    payload: *publication.payload,
+                };
+                sink.send_many(recipients, &event);
+            });
+        events
+    }
 }
 
 /// Options read but not implemented yet.
@@ -203,8 +244,6 @@ fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
         Some("exclude/eligible")
     } else if parsed.retain {
         Some("retain")
-    } else if parsed.disclose_me {
-        Some("disclose_me")
     } else if parsed.passthru.is_active() {
         Some("ppt_scheme")
     } else {

@@ -110,10 +110,16 @@ impl Router {
                 &text,
             );
         }
+        let callee = Callee {
+            peer,
+            disclose_caller: options
+                .get("disclose_caller")
+                .is_some_and(|value| value.as_bool() == Some(true)),
+        };
         let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
         let outcome = self.realms[realm]
             .dealer
-            .register(procedure, policy, invoke, peer, || {
+            .register(procedure, policy, invoke, callee, || {
                 new_router_id(ids, router_ids)
             });
         let index = match outcome {
@@ -241,9 +247,7 @@ impl Router {
             let text = "CALL with progress: true from a caller that did not announce progressive_call_invocations";
             return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
         }
-        let not_yet = if parsed.disclose_me {
-            Some("disclose_me")
-        } else if parsed.passthru.is_active() {
+        let not_yet = if parsed.passthru.is_active() {
             Some("ppt_scheme")
         } else {
             None
@@ -296,7 +300,10 @@ impl Router {
                 sink,
             );
         };
-        let callee = dealer.pick(index, |n| ids.below(n));
+        let Callee {
+            peer: callee,
+            disclose_caller,
+        } = dealer.pick(index, |n| ids.below(n));
         let registration = &dealer.registrations[index];
         let (registration_id, pattern) =
             (registration.id, registration.policy != MatchPolicy::Exact);
@@ -352,9 +359,14 @@ impl Router {
         if timeout_ms > 0 && callee_features.callee_call_timeout {
             details.push("timeout", Field::UInt(timeout_ms));
         }
+        let disclose = parsed.disclose_me || disclose_caller || self.realms[realm].disclose_caller;
+        let who = self.identity(handle);
+        if let Some(who) = who.as_ref().filter(|_| disclose) {
+            details.identity(&CALLER_KEYS, who);
+        }
+        // Every further INVOCATION of a progressive call carries the first CALL's details ("freezing of options").
+        let frozen = parsed.progress.then(|| details.dict().to_value());
         if parsed.progress {
-            // Every further INVOCATION of this call carries the first CALL's details ("freezing of options").
-            self.calls[call].frozen = Some(Box::new(details.dict().to_value()));
             details.push("progress", Field::Bool(true));
         }
         sink.send(
@@ -366,6 +378,9 @@ impl Router {
                 payload: *payload,
             },
         );
+        if let Some(frozen) = frozen {
+            self.calls[call].frozen = Some(Box::new(frozen));
+        }
     }
 
     /// Refuses a CALL with an ERROR. A refused progressive CALL is remembered as ended, so that its further chunks
