@@ -13,7 +13,9 @@ use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
-use crate::options::{self, Details, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS};
+use crate::options::{
+    self, Details, Filter, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
+};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
@@ -114,6 +116,8 @@ pub struct Router {
     now_ms: u64,
     /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
     deadlines: BinaryHeap<Reverse<(u64, SessionHandle, Id)>>,
+    /// Reused buffers for the recipients of filtered publications (black/white lists, per-subscriber disclosure).
+    scratch: [Vec<Peer>; 2],
     /// Pending calls that have a deadline (the heap also holds stale entries of calls that ended).
     deadlines_live: usize,
     stats: Stats,
@@ -157,7 +161,7 @@ const UNSUPPORTED_PUBLISH: &[&str] = &[
     "retain",
     "disclose_me",
 ];
-const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained", "disclose_publisher"];
+const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained"];
 /// Sharded registrations (`rkey`, `runmode`) are not implemented.
 const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
 const UNSUPPORTED_REGISTER: &[&str] = &["force_reregister"];
@@ -195,6 +199,7 @@ impl Router {
             now_ms: 0,
             deadlines: BinaryHeap::new(),
             deadlines_live: 0,
+            scratch: Default::default(),
             stats: Stats::default(),
         }
     }

@@ -61,3 +61,162 @@ fn publisher_identification_by_request_or_realm() {
         "the realm discloses publishers"
     );
 }
+
+/// Joins `n` plain sessions subscribed to `topic`; returns (conn, session ID) of each.
+fn subscribers(h: &mut Harness, n: usize, topic: &str) -> Vec<(usize, u64)> {
+    (0..n)
+        .map(|_| {
+            let (conn, id) = h.join();
+            subscribe(h, conn, "{}", topic);
+            (conn, id)
+        })
+        .collect()
+}
+
+/// Which of `subs` received an EVENT (drained).
+fn receivers(h: &mut Harness, subs: &[(usize, u64)]) -> Vec<usize> {
+    subs.iter()
+        .enumerate()
+        .filter_map(|(i, (conn, _))| {
+            let got = h.take(*conn);
+            assert!(got.len() <= 1, "one EVENT per publication: {got:?}");
+            (!got.is_empty()).then_some(i)
+        })
+        .collect()
+}
+
+#[test]
+fn black_and_white_lists_by_session_authid_and_authrole() {
+    let mut h = Harness::new();
+    let subs = subscribers(&mut h, 4, "com.t");
+    let (p, p_id) = h.join();
+    subscribe(&mut h, p, "{}", "com.t");
+    let id = |i: usize| subs[i].1;
+    let mut publish = |h: &mut Harness, options: String| {
+        h.send(p, &format!(r#"[16, 1, {options}, "com.t", []]"#));
+    };
+    publish(&mut h, format!(r#"{{"exclude": [{}, {}]}}"#, id(0), id(2)));
+    assert_eq!(receivers(&mut h, &subs), [1, 3]);
+    publish(
+        &mut h,
+        format!(r#"{{"eligible": [{}, {}, 12345]}}"#, id(1), id(2)),
+    );
+    assert_eq!(receivers(&mut h, &subs), [1, 2]);
+    // Both: eligible and not excluded.
+    publish(
+        &mut h,
+        format!(
+            r#"{{"eligible": [{}, {}], "exclude": [{}]}}"#,
+            id(1),
+            id(2),
+            id(2)
+        ),
+    );
+    assert_eq!(receivers(&mut h, &subs), [1]);
+    // authid and authrole (anonymous sessions: authid anonymous-<id>, authrole anonymous).
+    publish(
+        &mut h,
+        format!(
+            r#"{{"eligible_authid": ["anonymous-{}", "anonymous-{}"]}}"#,
+            id(0),
+            id(3)
+        ),
+    );
+    assert_eq!(receivers(&mut h, &subs), [0, 3]);
+    publish(
+        &mut h,
+        format!(r#"{{"exclude_authid": ["anonymous-{}"]}}"#, id(3)),
+    );
+    assert_eq!(receivers(&mut h, &subs), [0, 1, 2]);
+    publish(&mut h, r#"{"eligible_authrole": ["anonymous"]}"#.into());
+    assert_eq!(receivers(&mut h, &subs), [0, 1, 2, 3]);
+    publish(&mut h, r#"{"exclude_authrole": ["anonymous"]}"#.into());
+    assert!(receivers(&mut h, &subs).is_empty());
+    publish(&mut h, r#"{"eligible": []}"#.into());
+    assert!(
+        receivers(&mut h, &subs).is_empty(),
+        "an empty whitelist admits nobody"
+    );
+    assert!(h.take(p).is_empty());
+
+    // Combined with exclude_me: the publisher is excluded by default even when eligible; with exclude_me false
+    // the lists alone decide.
+    publish(&mut h, format!(r#"{{"eligible": [{p_id}, {}]}}"#, id(0)));
+    assert_eq!(receivers(&mut h, &subs), [0]);
+    assert!(h.take(p).is_empty());
+    publish(
+        &mut h,
+        format!(r#"{{"eligible": [{p_id}], "exclude_me": false}}"#),
+    );
+    assert!(receivers(&mut h, &subs).is_empty());
+    assert_eq!(h.take_one(p)[0], 36);
+    publish(
+        &mut h,
+        format!(r#"{{"exclude": [{p_id}], "exclude_me": false}}"#),
+    );
+    assert_eq!(receivers(&mut h, &subs), [0, 1, 2, 3]);
+    assert!(h.take(p).is_empty());
+
+    // A list option that is not a list is refused (acknowledged publications get the ERROR).
+    h.send(
+        p,
+        r#"[16, 2, {"acknowledge": true, "exclude": 7}, "com.t", []]"#,
+    );
+    assert_eq!(h.take_one(p)[4], "wamp.error.option_not_allowed");
+    assert!(receivers(&mut h, &subs).is_empty());
+}
+
+#[test]
+fn filters_apply_per_subscription_and_keep_one_multicast_per_group() {
+    let mut h = Harness::new();
+    let (a, a_id) = h.join();
+    let (b, _) = h.join();
+    let exact = subscribe(&mut h, a, "{}", "com.t.x");
+    subscribe(&mut h, b, "{}", "com.t.x");
+    let prefix = subscribe(&mut h, a, r#"{"match": "prefix"}"#, "com.t");
+    let (p, _) = h.join();
+    h.out.multicasts = 0;
+    h.send(
+        p,
+        &format!(r#"[16, 1, {{"eligible": [{a_id}]}}, "com.t.x", ["x"]]"#),
+    );
+    let events = h.take(a);
+    assert_eq!(
+        events.len(),
+        2,
+        "a gets the event on both its subscriptions"
+    );
+    let subs: Vec<Value> = events.iter().map(|e| e[1].clone()).collect();
+    assert!(subs.contains(&exact) && subs.contains(&prefix));
+    assert!(h.take(b).is_empty());
+    assert_eq!(
+        h.out.multicasts, 2,
+        "one multicast per subscription that has recipients"
+    );
+}
+
+#[test]
+fn subscribers_may_ask_for_the_publisher_on_their_own() {
+    let mut h = Harness::new();
+    let (told, _) = h.join();
+    let (plain, _) = h.join();
+    let sub = subscribe(&mut h, told, r#"{"disclose_publisher": true}"#, "com.t");
+    assert_eq!(
+        subscribe(&mut h, plain, "{}", "com.t"),
+        sub,
+        "one subscription"
+    );
+    let (p, p_id) = h.join();
+    h.send(p, r#"[16, 1, {}, "com.t", [1]]"#);
+    assert_eq!(h.take_one(told)[3]["publisher"], p_id);
+    assert_eq!(h.take_one(plain)[3], json!({}));
+    // Publications that disclose anyway reach both alike.
+    h.send(p, r#"[16, 2, {"disclose_me": true}, "com.t", [2]]"#);
+    assert_eq!(h.take_one(told)[3]["publisher"], p_id);
+    assert_eq!(h.take_one(plain)[3]["publisher"], p_id);
+    // A repeated SUBSCRIBE without the option withdraws it.
+    subscribe(&mut h, told, "{}", "com.t");
+    h.send(p, r#"[16, 3, {}, "com.t", [3]]"#);
+    assert_eq!(h.take_one(told)[3], json!({}));
+    h.take_one(plain);
+}

@@ -35,6 +35,9 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
+        let disclose_publisher = options
+            .get("disclose_publisher")
+            .is_some_and(|value| value.as_bool() == Some(true));
         let existing = self.realms[realm].broker.trie.get(topic, policy);
         let held = self
             .joined(handle)
@@ -65,9 +68,12 @@ impl Router {
             .get(handle.index as usize)
             .and_then(Session::joined)
             .map_or(&[][..], |joined| &joined.subscriptions[..]);
-        let subscribed = realms[realm]
-            .broker
-            .subscribe(topic, policy, peer, held, || new_router_id(ids, router_ids));
+        let subscribed =
+            realms[realm]
+                .broker
+                .subscribe(topic, policy, peer, disclose_publisher, held, || {
+                    new_router_id(ids, router_ids)
+                });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
                 joined.subscriptions.push(subscribed.index);
@@ -148,6 +154,11 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
+        } else if let Some(name) = parsed.invalid {
+            Some((
+                OPTION_NOT_ALLOWED,
+                format!("option '{name}' has a value of the wrong type"),
+            ))
         } else if !uri::is_valid(topic, self.realms[realm].uri_check, MatchPolicy::Exact) {
             Some((INVALID_URI, format!("'{topic}' is not a valid topic URI")))
         } else if uri::is_reserved(topic) {
@@ -167,6 +178,7 @@ impl Router {
         }
         let publication = self.ids.random_id();
         self.stats.publications += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
         let events = match self.identity(handle) {
             Some(publisher) => self.fan_out(
                 realm,
@@ -178,10 +190,12 @@ impl Router {
                     options: &parsed,
                     payload,
                 },
+                &mut scratch,
                 sink,
             ),
             None => 0,
         };
+        self.scratch = scratch;
         self.stats.events_sent += events;
         if acknowledge {
             sink.send(
@@ -196,53 +210,120 @@ impl Router {
 
     /// Sends a publication to the subscribers of every matching subscription: one EVENT per subscription (pattern
     /// subscriptions get `details.topic`), encoded once per serializer by the sink. Returns the number of events.
+    ///
+    /// Without black/white lists and with nobody asking for the publisher's identity on its own, the subscription's
+    /// subscriber list goes to the sink as it is. Otherwise the admitted subscribers are collected into `scratch`
+    /// (reused buffers: no allocation once they have grown), split into those that get the publisher's identity
+    /// and the rest.
     pub(super) fn fan_out(
         &self,
         realm: usize,
         publication: &Publication<'_>,
+        scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
     ) -> u64 {
         let realm = &self.realms[realm];
         let disclose = publication.options.disclose_me || realm.disclose_publisher;
+        let filter = &publication.options.filter;
+        let filtered = filter.is_active();
         let broker = &realm.broker;
         let mut events = 0u64;
         broker
             .trie
             .for_each_match(publication.topic, |policy, index| {
                 let subscription = &broker.subscriptions[index];
-                let recipients = Recipients {
-                    peers: &subscription.subscribers,
-                    exclude: publication.exclude,
-                };
-                let count = recipients.iter().count() as u64;
-                if count == 0 {
-                    return;
-                }
-                events += count;
                 let mut details = Details::new();
                 if policy != MatchPolicy::Exact {
                     details.push("topic", Field::Str(publication.topic));
                 }
-                if disclose {
-                    details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                details.passthru(&publication.options.passthru);
+                let anonymous = details.len();
+                details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                let split = !disclose && !subscription.disclosing.is_empty();
+                if !filtered && !split {
+                    let recipients = Recipients {
+                        peers: &subscription.subscribers,
+                        exclude: publication.exclude,
+                    };
+                    if !disclose {
+                        details.truncate(anonymous);
+                    }
+                    events +=
+                        self.multicast(recipients, subscription.id, publication, &details, sink);
+                    return;
                 }
-                let event = Message::Event {
-                    subscription: subscription.id,
-                    publication: publication.id,
-                    details: details.dict(),
-                    payload: *publication.payload,
+                let [told, rest] = scratch;
+                told.clear();
+                rest.clear();
+                for peer in &subscription.subscribers {
+                    if Some(peer.session) == publication.exclude
+                        || (filtered && !self.admits(filter, peer.session))
+                    {
+                        continue;
+                    }
+                    if split && subscription.disclosing.contains(&peer.session) {
+                        told.push(*peer);
+                    } else {
+                        rest.push(*peer);
+                    }
+                }
+                let recipients = |peers| Recipients {
+                    peers,
+                    exclude: None,
                 };
-                sink.send_many(recipients, &event);
+                events += self.multicast(
+                    recipients(told),
+                    subscription.id,
+                    publication,
+                    &details,
+                    sink,
+                );
+                if !disclose {
+                    details.truncate(anonymous);
+                }
+                events += self.multicast(
+                    recipients(rest),
+                    subscription.id,
+                    publication,
+                    &details,
+                    sink,
+                );
             });
         events
+    }
+
+    /// One EVENT to `recipients`, if there are any; returns their number.
+    fn multicast(
+        &self,
+        recipients: Recipients<'_>,
+        subscription: Id,
+        publication: &Publication<'_>,
+        details: &Details<'_>,
+        sink: &mut impl Sink,
+    ) -> u64 {
+        let count = recipients.iter().count() as u64;
+        if count > 0 {
+            let event = Message::Event {
+                subscription,
+                publication: publication.id,
+                details: details.dict(),
+                payload: *publication.payload,
+            };
+            sink.send_many(recipients, &event);
+        }
+        count
+    }
+
+    /// Whether the black/white lists admit the subscriber `session`.
+    pub(super) fn admits(&self, filter: &Filter<'_>, session: SessionHandle) -> bool {
+        self.joined(session)
+            .is_some_and(|joined| filter.admits(joined.id, &joined.authid, &joined.authrole))
     }
 }
 
 /// Options read but not implemented yet.
 fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
-    if parsed.filter.is_active() {
-        Some("exclude/eligible")
-    } else if parsed.retain {
+    if parsed.retain {
         Some("retain")
     } else if parsed.passthru.is_active() {
         Some("ppt_scheme")
