@@ -19,6 +19,7 @@ mod dealer;
 mod features;
 pub mod ids;
 mod options;
+mod retention;
 mod router;
 mod session;
 pub mod uri;

@@ -16,6 +16,7 @@ use crate::ids::IdGenerator;
 use crate::options::{
     self, Details, Filter, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
+use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
@@ -79,6 +80,8 @@ pub struct Stats {
     pub errors_sent: u64,
     /// Requests and joins refused for a per-realm or per-session limit.
     pub limits_hit: u64,
+    /// Retained events dropped for a realm's retention limits (evicted, or too big to keep).
+    pub retained_evicted: u64,
 }
 
 #[derive(Debug)]
@@ -89,6 +92,7 @@ struct Realm {
     disclose_caller: bool,
     disclose_publisher: bool,
     broker: Broker,
+    retained: RetainedEvents,
     dealer: Dealer,
     sessions: usize,
 }
@@ -161,7 +165,7 @@ const UNSUPPORTED_PUBLISH: &[&str] = &[
     "retain",
     "disclose_me",
 ];
-const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained"];
+const UNSUPPORTED_SUBSCRIBE: &[&str] = &[];
 /// Sharded registrations (`rkey`, `runmode`) are not implemented.
 const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
 const UNSUPPORTED_REGISTER: &[&str] = &["force_reregister"];
@@ -178,6 +182,7 @@ impl Router {
                 disclose_caller: realm.disclose_caller,
                 disclose_publisher: realm.disclose_publisher,
                 broker: Broker::default(),
+                retained: RetainedEvents::new(realm.retained_max, realm.retained_bytes_max),
                 dealer: Dealer::default(),
                 sessions: 0,
             });

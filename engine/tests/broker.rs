@@ -220,3 +220,133 @@ fn subscribers_may_ask_for_the_publisher_on_their_own() {
     assert_eq!(h.take_one(told)[3], json!({}));
     h.take_one(plain);
 }
+
+#[test]
+fn retained_events_reach_subscribers_that_ask() {
+    let mut h = Harness::new();
+    let (p, p_id) = h.join();
+    h.send(
+        p,
+        r#"[16, 1, {"retain": true, "acknowledge": true}, "com.temp", [20]]"#,
+    );
+    let first = h.take_one(p)[2].clone();
+    h.send(
+        p,
+        r#"[16, 2, {"retain": true, "acknowledge": true}, "com.temp", [21], {"unit": "C"}]"#,
+    );
+    let second = h.take_one(p)[2].clone();
+    assert_ne!(first, second);
+    h.send(p, r#"[16, 3, {}, "com.temp", [22]]"#);
+
+    let (s, _) = h.join();
+    h.send(s, r#"[32, 5, {}, "com.temp"]"#);
+    assert_eq!(h.take(s).len(), 1, "no retained event unless asked");
+    h.send(s, r#"[32, 6, {"get_retained": true}, "com.temp"]"#);
+    let got = h.take(s);
+    assert_eq!(got.len(), 2, "SUBSCRIBED, then the retained event: {got:?}");
+    assert_eq!(got[0][0], 33);
+    let sub = got[0][2].clone();
+    assert_eq!(
+        got[1],
+        json!([36, sub, second, {"retained": true}, [21], {"unit": "C"}]),
+        "the last retained publication, not the later plain one"
+    );
+
+    // Pattern subscriptions get every matching retained event, oldest first, with its topic.
+    h.send(
+        p,
+        r#"[16, 4, {"retain": true, "disclose_me": true}, "com.hum", [50]]"#,
+    );
+    h.send(
+        s,
+        r#"[32, 7, {"get_retained": true, "match": "prefix"}, "com."]"#,
+    );
+    let got = h.take(s);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1][3], json!({"topic": "com.temp", "retained": true}));
+    assert_eq!(got[2][3]["topic"], "com.hum");
+    assert_eq!(
+        got[2][3]["publisher"], p_id,
+        "a disclosed publisher stays disclosed"
+    );
+    assert_eq!(got[2][3]["retained"], true);
+    h.send(
+        s,
+        r#"[32, 8, {"get_retained": true, "match": "wildcard"}, ".hum"]"#,
+    );
+    let got = h.take(s);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1][4], json!([50]));
+    // A subscriber asking for publishers gets it for a retained event too.
+    let (s2, _) = h.join();
+    h.send(
+        s2,
+        r#"[32, 1, {"get_retained": true, "disclose_publisher": true}, "com.temp"]"#,
+    );
+    assert_eq!(h.take(s2)[1][3]["publisher"], p_id);
+}
+
+#[test]
+fn retained_events_respect_eligibility_at_publication() {
+    let mut h = Harness::new();
+    let (p, p_id) = h.join();
+    let (a, a_id) = h.join();
+    let (b, _) = h.join();
+    h.send(
+        p,
+        &format!(r#"[16, 1, {{"retain": true, "eligible": [{a_id}, {p_id}]}}, "com.secret", [1]]"#),
+    );
+    h.send(p, r#"[16, 2, {"retain": true}, "com.mine", [2]]"#);
+    h.send(
+        p,
+        r#"[16, 3, {"retain": true, "exclude_me": false}, "com.ours", [3]]"#,
+    );
+    let ask = |h: &mut Harness, conn: usize, topic: &str| -> usize {
+        h.send(
+            conn,
+            &format!(r#"[32, 9, {{"get_retained": true}}, "{topic}"]"#),
+        );
+        h.take(conn).len() - 1
+    };
+    assert_eq!(ask(&mut h, a, "com.secret"), 1);
+    assert_eq!(ask(&mut h, b, "com.secret"), 0, "b was not eligible");
+    assert_eq!(
+        ask(&mut h, p, "com.secret"),
+        0,
+        "exclude_me kept it from the publisher"
+    );
+    assert_eq!(ask(&mut h, p, "com.mine"), 0);
+    assert_eq!(ask(&mut h, p, "com.ours"), 1);
+    assert_eq!(ask(&mut h, b, "com.mine"), 1);
+}
+
+#[test]
+fn retention_is_bounded_per_realm() {
+    let mut config = kreisel_engine::RouterConfig::default();
+    config.realms[0].retained_max = 2;
+    let mut h = Harness::with_config(config);
+    let (p, _) = h.join();
+    for topic in ["t.1", "t.2", "t.1", "t.3"] {
+        h.send(
+            p,
+            &format!(r#"[16, 1, {{"retain": true}}, "{topic}", ["{topic}"]]"#),
+        );
+    }
+    let (s, _) = h.join();
+    h.send(
+        s,
+        r#"[32, 1, {"get_retained": true, "match": "prefix"}, "t."]"#,
+    );
+    let payloads: Vec<Value> = h
+        .take(s)
+        .into_iter()
+        .skip(1)
+        .map(|e| e[4][0].clone())
+        .collect();
+    assert_eq!(
+        payloads,
+        [json!("t.1"), json!("t.3")],
+        "t.2 was retained longest ago"
+    );
+    assert_eq!(h.router.stats().retained_evicted, 1);
+}

@@ -188,10 +188,7 @@ fn invalid_uris_and_unsupported_options_are_refused() {
     assert!(h.take(a).is_empty(), "no acknowledge: no error either");
     h.send(a, r#"[64, 4, {}, "wamp.session.count"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.invalid_uri");
-    h.send(
-        a,
-        r#"[16, 5, {"acknowledge": true, "retain": true}, "com.t", []]"#,
-    );
+    h.send(a, r#"[64, 5, {"force_reregister": true}, "com.t"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
     h.send(a, r#"[48, 6, {"rkey": "shard-1"}, "com.p", []]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");

@@ -35,9 +35,8 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
-        let disclose_publisher = options
-            .get("disclose_publisher")
-            .is_some_and(|value| value.as_bool() == Some(true));
+        let flag = |name| options.get(name).and_then(|v| v.as_bool()) == Some(true);
+        let (disclose_publisher, get_retained) = (flag("disclose_publisher"), flag("get_retained"));
         let existing = self.realms[realm].broker.trie.get(topic, policy);
         let held = self
             .joined(handle)
@@ -86,6 +85,10 @@ impl Router {
                 subscription: subscribed.id,
             },
         );
+        if get_retained {
+            let subscription = (subscribed.id, topic, policy);
+            self.send_retained(handle, subscription, disclose_publisher, sink);
+        }
     }
 
     pub(super) fn on_unsubscribe(
@@ -179,23 +182,28 @@ impl Router {
         let publication = self.ids.random_id();
         self.stats.publications += 1;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let events = match self.identity(handle) {
-            Some(publisher) => self.fan_out(
-                realm,
-                &Publication {
+        let (events, retained) = match self.identity(handle) {
+            Some(publisher) => {
+                let publication = Publication {
                     id: publication,
                     topic,
                     publisher,
                     exclude: parsed.exclude_me.then_some(handle),
                     options: &parsed,
                     payload,
-                },
-                &mut scratch,
-                sink,
-            ),
-            None => 0,
+                };
+                let events = self.fan_out(realm, &publication, &mut scratch, sink);
+                let retained = parsed
+                    .retain
+                    .then(|| self.retained_event(realm, &publication));
+                (events, retained)
+            }
+            None => (0, None),
         };
         self.scratch = scratch;
+        if let Some(event) = retained {
+            self.store_retained(realm, topic, event);
+        }
         self.stats.events_sent += events;
         if acknowledge {
             sink.send(
@@ -203,6 +211,97 @@ impl Router {
                 &Message::Published {
                     request,
                     publication,
+                },
+            );
+        }
+    }
+
+    /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
+    fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
+        let publisher = publication.publisher;
+        let options = publication.options;
+        let passthru = options
+            .passthru
+            .fields()
+            .map(|(name, value)| (name.to_string(), options::owned(&value)))
+            .collect();
+        Retained {
+            publication: publication.id,
+            publisher: (
+                publisher.id,
+                publisher.authid.into(),
+                publisher.authrole.into(),
+            ),
+            disclosed: options.disclose_me || self.realms[realm].disclose_publisher,
+            excluded: publication.exclude.map(|_| publisher.id),
+            filter: options.filter.to_value(),
+            passthru: Value::Dict(passthru),
+            args: publication.payload.args.as_ref().map(options::owned),
+            kwargs: publication.payload.kwargs.as_ref().map(options::owned),
+        }
+    }
+
+    fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
+        match self.realms[realm].retained.retain(topic, event) {
+            Some(evicted) => self.stats.retained_evicted += evicted as u64,
+            None => {
+                self.stats.retained_evicted += 1;
+                debug!(
+                    topic,
+                    "retained event over the realm's byte budget: not kept"
+                );
+            }
+        }
+    }
+
+    /// After SUBSCRIBED with `get_retained`: the retained events the subscription matches (oldest first) that the
+    /// subscriber would have been eligible for when they were published, with `details.retained`.
+    fn send_retained(
+        &self,
+        handle: SessionHandle,
+        (subscription, topic, policy): (Id, &str, MatchPolicy),
+        disclose_publisher: bool,
+        sink: &mut impl Sink,
+    ) {
+        let (Some(joined), Some(peer)) = (self.joined(handle), self.peer(handle)) else {
+            return;
+        };
+        for (event_topic, event) in self.realms[joined.realm].retained.matching(topic, policy) {
+            let admitted = event.excluded != Some(joined.id)
+                && Filter::from_value(&event.filter).admits(
+                    joined.id,
+                    &joined.authid,
+                    &joined.authrole,
+                );
+            if !admitted {
+                continue;
+            }
+            let mut details = Details::new();
+            if policy != MatchPolicy::Exact {
+                details.push("topic", Field::Str(event_topic));
+            }
+            details.extend(&event.passthru);
+            if event.disclosed || disclose_publisher {
+                let (id, authid, authrole) = &event.publisher;
+                let publisher = Identity {
+                    id: *id,
+                    authid,
+                    authrole,
+                };
+                details.identity(&PUBLISHER_KEYS, &publisher);
+            }
+            details.push("retained", Field::Bool(true));
+            let payload = Payload {
+                args: event.args.as_ref().map(Field::Value),
+                kwargs: event.kwargs.as_ref().map(Field::Value),
+            };
+            sink.send(
+                peer,
+                &Message::Event {
+                    subscription,
+                    publication: event.publication,
+                    details: details.dict(),
+                    payload,
                 },
             );
         }
@@ -323,9 +422,7 @@ impl Router {
 
 /// Options read but not implemented yet.
 fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
-    if parsed.retain {
-        Some("retain")
-    } else if parsed.passthru.is_active() {
+    if parsed.passthru.is_active() {
         Some("ppt_scheme")
     } else {
         None
