@@ -17,6 +17,8 @@ pub(crate) struct Subscription {
     pub topic: Box<str>,
     pub policy: MatchPolicy,
     pub subscribers: Vec<Peer>,
+    /// Subscribers that asked for the publisher's identity (SUBSCRIBE `disclose_publisher`); usually empty.
+    pub disclosing: Vec<SessionHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +45,7 @@ impl Broker {
         topic: &str,
         policy: MatchPolicy,
         peer: Peer,
+        disclose_publisher: bool,
         held: &[usize],
         new_id: impl FnOnce() -> Id,
     ) -> Subscribed {
@@ -55,6 +58,7 @@ impl Broker {
                     topic: topic.into(),
                     policy,
                     subscribers: Vec::with_capacity(1),
+                    disclosing: Vec::new(),
                 });
                 self.trie.insert(topic, policy, index);
                 self.by_id.insert(id, index);
@@ -73,6 +77,18 @@ impl Broker {
         if added {
             subscription.subscribers.push(peer);
         }
+        // A repeated SUBSCRIBE's options replace the earlier ones.
+        let position = subscription
+            .disclosing
+            .iter()
+            .position(|&s| s == peer.session);
+        match (disclose_publisher, position) {
+            (true, None) => subscription.disclosing.push(peer.session),
+            (false, Some(position)) => {
+                subscription.disclosing.swap_remove(position);
+            }
+            _ => {}
+        }
         Subscribed {
             index,
             id: subscription.id,
@@ -89,6 +105,7 @@ impl Broker {
             .iter()
             .position(|p| p.session == session)?;
         subscription.subscribers.swap_remove(position);
+        subscription.disclosing.retain(|&s| s != session);
         if !subscription.subscribers.is_empty() {
             return None;
         }

@@ -41,6 +41,16 @@ pub struct RealmConfig {
     pub name: String,
     /// URI rule for topics and procedures in this realm.
     pub uri_check: UriCheck,
+    /// INVOCATION details carry the caller's identity (`caller`, `caller_authid`, `caller_authrole`) for every
+    /// call, not only when the caller asks (`disclose_me`) or the callee does (`disclose_caller`).
+    pub disclose_caller: bool,
+    /// EVENT details carry the publisher's identity for every publication, not only on `disclose_me`.
+    pub disclose_publisher: bool,
+    /// Retained events (one per topic) kept; beyond it, the one retained longest ago is dropped (default 1000).
+    pub retained_max: usize,
+    /// Memory the retained events of this realm may hold, in bytes (estimated; default 16 MiB): without it, 1000
+    /// retained events of 1 MiB each would hold 1 GiB. Beyond it, the oldest are dropped.
+    pub retained_bytes_max: usize,
 }
 
 impl RealmConfig {
@@ -48,6 +58,10 @@ impl RealmConfig {
         RealmConfig {
             name: name.to_owned(),
             uri_check: UriCheck::Loose,
+            disclose_caller: false,
+            disclose_publisher: false,
+            retained_max: 1000,
+            retained_bytes_max: 16 << 20,
         }
     }
 }

@@ -53,9 +53,17 @@ pub(crate) struct Registration {
     pub policy: MatchPolicy,
     pub invoke: Invoke,
     /// Callees in order of registration.
-    pub callees: Vec<Peer>,
+    pub callees: Vec<Callee>,
     /// Round-robin cursor into `callees`.
     next: usize,
+}
+
+/// One callee of a registration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Callee {
+    pub peer: Peer,
+    /// REGISTER `disclose_caller`: INVOCATIONs carry the caller's identity.
+    pub disclose_caller: bool,
 }
 
 /// What [`Dealer::register`] did.
@@ -84,7 +92,7 @@ impl Dealer {
         procedure: &str,
         policy: MatchPolicy,
         invoke: Invoke,
-        callee: Peer,
+        callee: Callee,
         new_id: impl FnOnce() -> Id,
     ) -> Registered {
         if let Some(index) = self.trie.get(procedure, policy) {
@@ -93,7 +101,7 @@ impl Dealer {
                 || registration
                     .callees
                     .iter()
-                    .any(|p| p.session == callee.session)
+                    .any(|c| c.peer.session == callee.peer.session)
             {
                 return Registered::Exists;
             }
@@ -124,7 +132,7 @@ impl Dealer {
         let position = registration
             .callees
             .iter()
-            .position(|p| p.session == session)?;
+            .position(|c| c.peer.session == session)?;
         registration.callees.remove(position);
         if position < registration.next {
             registration.next -= 1;
@@ -141,7 +149,7 @@ impl Dealer {
 
     /// The callee of registration `index` that gets the next call, by its invocation policy. `random(n)` draws a
     /// number below `n` (the engine's seeded generator).
-    pub fn pick(&mut self, index: usize, random: impl FnOnce(usize) -> usize) -> Peer {
+    pub fn pick(&mut self, index: usize, random: impl FnOnce(usize) -> usize) -> Callee {
         let registration = &mut self.registrations[index];
         let callees = &registration.callees;
         debug_assert!(

@@ -16,8 +16,10 @@
 mod broker;
 mod config;
 mod dealer;
+mod features;
 pub mod ids;
 mod options;
+mod retention;
 mod router;
 mod session;
 pub mod uri;

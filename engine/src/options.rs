@@ -1,41 +1,78 @@
-//! The options of a PUBLISH or CALL, read in one pass over the dictionary (the hot path: a lookup per option name
-//! would re-scan the encoded dictionary each time).
+//! Request options read in one pass over the dictionary (the hot path: a lookup per option name would re-scan the
+//! encoded dictionary each time), the subscriber black/white lists they carry, the payload passthru attributes the
+//! router forwards untouched, and [`Details`], a details dictionary built on the stack.
 
-use kreisel_codec::{Dict, Field, Kind};
+use kreisel_codec::{Dict, Field, Id, Kind, RawValue, Value};
 
-/// What the router reads from a request's options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RequestOptions {
+/// What the router reads from the options of a PUBLISH, CALL or YIELD (and the details of an ERROR). Keys a request
+/// type does not use are ignored, like unknown keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct RequestOptions<'a> {
     pub acknowledge: bool,
     /// PUBLISH `exclude_me` (default true).
     pub exclude_me: bool,
+    /// PUBLISH/CALL `disclose_me`.
+    pub disclose_me: bool,
+    /// PUBLISH `retain`.
+    pub retain: bool,
     /// CALL `receive_progress`.
     pub receive_progress: bool,
+    /// CALL `progress` (progressive call invocations), YIELD `progress` (progressive results).
+    pub progress: bool,
     /// CALL `timeout` in milliseconds (0: none).
     pub timeout_ms: u64,
+    /// PUBLISH black/white lists.
+    pub filter: Filter<'a>,
+    /// Payload passthru attributes (`ppt_*`, crossbar's `enc_*`).
+    pub passthru: Passthru<'a>,
     /// The first option present with a non-default value that the router does not implement for this request.
     pub unsupported: Option<&'static str>,
+    /// The first option whose value has the wrong type (e.g. `exclude` not a list, `timeout` not an integer).
+    pub invalid: Option<&'static str>,
 }
 
-impl RequestOptions {
+impl<'a> RequestOptions<'a> {
     /// Reads `options` once; `unsupported` names the options this request type refuses when set.
-    pub fn parse(options: &Dict<'_>, unsupported: &[&'static str]) -> RequestOptions {
+    pub fn parse(options: &Dict<'a>, unsupported: &[&'static str]) -> RequestOptions<'a> {
         let mut parsed = RequestOptions {
             exclude_me: true,
             ..RequestOptions::default()
         };
-        options.for_each(|key, value| match key {
-            "acknowledge" => parsed.acknowledge = value.as_bool() == Some(true),
-            "exclude_me" => parsed.exclude_me = value.as_bool() != Some(false),
-            "receive_progress" => parsed.receive_progress = value.as_bool() == Some(true),
-            "timeout" => parsed.timeout_ms = value.as_u64().unwrap_or(0),
+        options.for_each(|key, value| parsed.read(key, value, unsupported));
+        parsed
+    }
+
+    fn read(&mut self, key: &str, value: Field<'a>, unsupported: &[&'static str]) {
+        let flag = value.as_bool() == Some(true);
+        match key {
+            "acknowledge" => self.acknowledge = flag,
+            "exclude_me" => self.exclude_me = value.as_bool() != Some(false),
+            "disclose_me" => self.disclose_me = flag,
+            "retain" => self.retain = flag,
+            "receive_progress" => self.receive_progress = flag,
+            "progress" => self.progress = flag,
+            "timeout" => match value.as_u64() {
+                Some(ms) => self.timeout_ms = ms,
+                None if is_null(&value) => {}
+                None => self.set_invalid("timeout"),
+            },
             _ => {
-                if parsed.unsupported.is_none() && is_set(&value) {
-                    parsed.unsupported = unsupported.iter().find(|name| **name == key).copied();
+                if let Some(name) = self.filter.set(key, value) {
+                    if !is_list(&value) {
+                        self.set_invalid(name);
+                    }
+                } else if !self.passthru.set(key, value)
+                    && self.unsupported.is_none()
+                    && is_set(&value)
+                {
+                    self.unsupported = unsupported.iter().find(|name| **name == key).copied();
                 }
             }
-        });
-        parsed
+        }
+    }
+
+    fn set_invalid(&mut self, name: &'static str) {
+        self.invalid.get_or_insert(name);
     }
 }
 
@@ -50,8 +87,270 @@ pub(crate) fn is_set(value: &Field<'_>) -> bool {
             _ => true,
         };
     }
-    !matches!(value, Field::Bool(false) | Field::UInt(0))
+    match value {
+        Field::Bool(false) | Field::UInt(0) => false,
+        Field::Value(Value::Null | Value::Bool(false) | Value::UInt(0)) => false,
+        Field::Value(Value::List(items)) => !items.is_empty(),
+        _ => true,
+    }
 }
+
+fn is_null(value: &Field<'_>) -> bool {
+    match value {
+        Field::Raw(raw) => raw.is_null(),
+        Field::Value(Value::Null) => true,
+        _ => false,
+    }
+}
+
+fn is_list(value: &Field<'_>) -> bool {
+    match value {
+        Field::Raw(raw) => raw.kind() == Kind::List,
+        Field::Value(Value::List(_)) | Field::List(_) => true,
+        _ => false,
+    }
+}
+
+/// An owned copy of a decoded or owned option value.
+pub(crate) fn owned(field: &Field<'_>) -> Value {
+    match field {
+        Field::Raw(raw) => raw.to_value(),
+        Field::Value(value) => (*value).clone(),
+        other => Dict::Fields(&[("", *other)])
+            .to_value()
+            .get("")
+            .cloned()
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// One element of a list option, decoded or owned.
+#[derive(Clone, Copy)]
+enum Item<'x> {
+    Raw(RawValue<'x>),
+    Value(&'x Value),
+}
+
+impl Item<'_> {
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Item::Raw(raw) => raw.as_u64(),
+            Item::Value(value) => value.as_u64(),
+        }
+    }
+
+    fn eq_str(&self, s: &str) -> bool {
+        match self {
+            Item::Raw(raw) => raw.as_str().is_some_and(|item| item == s),
+            Item::Value(value) => value.as_str() == Some(s),
+        }
+    }
+}
+
+/// Whether any element of the list `field` satisfies `f` (false for a non-list).
+fn list_any(field: &Field<'_>, mut f: impl FnMut(Item<'_>) -> bool) -> bool {
+    match field {
+        Field::Raw(raw) => raw
+            .list()
+            .is_some_and(|mut items| items.any(|v| f(Item::Raw(v)))),
+        Field::Value(Value::List(items)) => items.iter().any(|v| f(Item::Value(v))),
+        _ => false,
+    }
+}
+
+/// PUBLISH black/white lists (subscriber black- and whitelisting): which subscribers may receive the event.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Filter<'a> {
+    lists: [Option<Field<'a>>; 6],
+}
+
+impl<'a> Filter<'a> {
+    /// The option names, in the order of `lists`.
+    const NAMES: [&'static str; 6] = [
+        "exclude",
+        "exclude_authid",
+        "exclude_authrole",
+        "eligible",
+        "eligible_authid",
+        "eligible_authrole",
+    ];
+
+    /// Stores `value` if `key` is one of the list options; returns the option's name then.
+    fn set(&mut self, key: &str, value: Field<'a>) -> Option<&'static str> {
+        let slot = Self::NAMES.iter().position(|name| *name == key)?;
+        self.lists[slot] = Some(value);
+        Some(Self::NAMES[slot])
+    }
+
+    /// Whether any list is present (an empty `eligible` list is present: it admits nobody).
+    pub fn is_active(&self) -> bool {
+        self.lists.iter().any(Option::is_some)
+    }
+
+    /// Whether a subscriber with this identity receives the event: in every present `eligible*` list and in no
+    /// `exclude*` list.
+    pub fn admits(&self, session: Id, authid: &str, authrole: &str) -> bool {
+        let [exclude, exclude_authid, exclude_authrole, eligible, eligible_authid, eligible_authrole] =
+            &self.lists;
+        let has_id = |list: &Field<'_>| list_any(list, |item| item.as_u64() == Some(session.get()));
+        let has_authid = |list: &Field<'_>| list_any(list, |item| item.eq_str(authid));
+        let has_authrole = |list: &Field<'_>| list_any(list, |item| item.eq_str(authrole));
+        eligible.as_ref().is_none_or(has_id)
+            && eligible_authid.as_ref().is_none_or(has_authid)
+            && eligible_authrole.as_ref().is_none_or(has_authrole)
+            && !exclude.as_ref().is_some_and(has_id)
+            && !exclude_authid.as_ref().is_some_and(has_authid)
+            && !exclude_authrole.as_ref().is_some_and(has_authrole)
+    }
+
+    /// An owned copy (a dictionary of the present lists), e.g. for a retained event.
+    pub fn to_value(&self) -> Value {
+        let entries = Self::NAMES
+            .iter()
+            .zip(&self.lists)
+            .filter_map(|(name, list)| list.as_ref().map(|list| (name.to_string(), owned(list))))
+            .collect();
+        Value::Dict(entries)
+    }
+
+    /// The filter stored by [`Filter::to_value`].
+    pub fn from_value(value: &'a Value) -> Filter<'a> {
+        let mut filter = Filter::default();
+        Dict::Value(value).for_each(|key, list| {
+            filter.set(key, list);
+        });
+        filter
+    }
+}
+
+/// Payload passthru mode attributes: the spec's `ppt_*` and crossbar's payload transparency `enc_*`. The router
+/// forwards the present ones from CALL/PUBLISH/YIELD/ERROR into INVOCATION/EVENT/RESULT/ERROR details untouched.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Passthru<'a> {
+    values: [Option<Field<'a>>; 7],
+}
+
+impl<'a> Passthru<'a> {
+    const NAMES: [&'static str; 7] = [
+        "ppt_scheme",
+        "ppt_serializer",
+        "ppt_cipher",
+        "ppt_keyid",
+        "enc_algo",
+        "enc_key",
+        "enc_serializer",
+    ];
+
+    fn set(&mut self, key: &str, value: Field<'a>) -> bool {
+        let Some(slot) = Self::NAMES.iter().position(|name| *name == key) else {
+            return false;
+        };
+        self.values[slot] = Some(value);
+        true
+    }
+
+    /// The attributes of an ERROR's details (where the other request options do not apply).
+    pub fn from_dict(details: &Dict<'a>) -> Passthru<'a> {
+        let mut passthru = Passthru::default();
+        details.for_each(|key, value| {
+            passthru.set(key, value);
+        });
+        passthru
+    }
+
+    /// Whether the message uses passthru mode: `ppt_scheme` (or `enc_algo`) is a non-empty string.
+    pub fn is_active(&self) -> bool {
+        [self.values[0], self.values[4]]
+            .iter()
+            .flatten()
+            .any(|value| value.as_str().is_some_and(|s| !s.is_empty()))
+    }
+
+    /// The present attributes as (name, value).
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, Field<'a>)> + '_ {
+        Self::NAMES
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(name, value)| value.map(|value| (*name, value)))
+    }
+}
+
+/// Most entries a details dictionary the router builds has (INVOCATION: procedure, receive_progress, progress,
+/// timeout, three caller identity keys, seven passthru attributes).
+const DETAILS_MAX: usize = 16;
+
+/// A details dictionary under construction, on the stack: building INVOCATION or EVENT details allocates nothing.
+pub(crate) struct Details<'a> {
+    entries: [(&'a str, Field<'a>); DETAILS_MAX],
+    len: usize,
+}
+
+impl<'a> Details<'a> {
+    pub fn new() -> Details<'a> {
+        Details {
+            entries: [("", Field::Bool(false)); DETAILS_MAX],
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, key: &'a str, value: Field<'a>) {
+        assert!(self.len < DETAILS_MAX, "DETAILS_MAX covers every detail");
+        self.entries[self.len] = (key, value);
+        self.len += 1;
+    }
+
+    /// Appends the present passthru attributes.
+    pub fn passthru(&mut self, passthru: &Passthru<'a>) {
+        for (key, value) in passthru.fields() {
+            self.push(key, value);
+        }
+    }
+
+    /// Appends every entry of an owned dictionary (frozen or stored details).
+    pub fn extend(&mut self, stored: &'a Value) {
+        if let Value::Dict(entries) = stored {
+            for (key, value) in entries {
+                self.push(key, Field::Value(value));
+            }
+        }
+    }
+
+    /// Appends `publisher`/`caller` identity: `{prefix}`, `{prefix}_authid`, `{prefix}_authrole`.
+    pub fn identity(&mut self, keys: &IdentityKeys, who: &Identity<'a>) {
+        self.push(keys.0, Field::UInt(who.id.get()));
+        self.push(keys.1, Field::Str(who.authid));
+        self.push(keys.2, Field::Str(who.authrole));
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Drops entries beyond the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    pub fn dict(&self) -> Dict<'_> {
+        Dict::Fields(&self.entries[..self.len])
+    }
+}
+
+/// The identity of a session as disclosed to others.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Identity<'a> {
+    pub id: Id,
+    pub authid: &'a str,
+    pub authrole: &'a str,
+}
+
+/// The detail names of a disclosed identity.
+pub(crate) struct IdentityKeys(&'static str, &'static str, &'static str);
+
+pub(crate) const CALLER_KEYS: IdentityKeys =
+    IdentityKeys("caller", "caller_authid", "caller_authrole");
+pub(crate) const PUBLISHER_KEYS: IdentityKeys =
+    IdentityKeys("publisher", "publisher_authid", "publisher_authrole");
 
 #[cfg(test)]
 mod tests {
@@ -59,9 +358,12 @@ mod tests {
 
     use super::*;
 
-    fn parse(json: &str, unsupported: &[&'static str]) -> RequestOptions {
-        let raw = kreisel_codec::RawValue::parse(Serializer::Json, json.as_bytes()).unwrap();
-        RequestOptions::parse(&Dict::Raw(raw), unsupported)
+    fn raw(json: &str) -> RawValue<'_> {
+        RawValue::parse(Serializer::Json, json.as_bytes()).unwrap()
+    }
+
+    fn parse<'a>(json: &'a str, unsupported: &[&'static str]) -> RequestOptions<'a> {
+        RequestOptions::parse(&Dict::Raw(raw(json)), unsupported)
     }
 
     #[test]
@@ -75,24 +377,82 @@ mod tests {
         );
         let options = parse(
             r#"{"acknowledge": true, "exclude_me": false, "x_custom": 1}"#,
-            &["retain"],
+            &["force_reregister"],
         );
         assert!(options.acknowledge);
         assert!(!options.exclude_me);
         assert_eq!(options.unsupported, None, "unknown options are ignored");
         let options = parse(
-            r#"{"retain": false, "eligible": [], "timeout": 0}"#,
-            &["retain", "eligible", "timeout"],
+            r#"{"force_reregister": false, "timeout": 0}"#,
+            &["force_reregister"],
         );
         assert_eq!(
             options.unsupported, None,
             "options at their off value are fine"
         );
+        let options = parse(r#"{"force_reregister": true}"#, &["force_reregister"]);
+        assert_eq!(options.unsupported, Some("force_reregister"));
         let options = parse(
-            r#"{"retain": true, "eligible": [1]}"#,
-            &["retain", "eligible"],
+            r#"{"receive_progress": true, "progress": true, "timeout": 250, "disclose_me": true, "retain": true}"#,
+            &[],
         );
-        assert_eq!(options.unsupported, Some("retain"));
-        assert!(parse(r#"{"receive_progress": true}"#, &[]).receive_progress);
+        assert!(
+            options.receive_progress && options.progress && options.disclose_me && options.retain
+        );
+        assert_eq!(options.timeout_ms, 250);
+        assert_eq!(
+            parse(r#"{"timeout": "soon"}"#, &[]).invalid,
+            Some("timeout")
+        );
+        assert_eq!(parse(r#"{"timeout": null}"#, &[]).invalid, None);
+        assert_eq!(parse(r#"{"exclude": 5}"#, &[]).invalid, Some("exclude"));
+    }
+
+    #[test]
+    fn filters_follow_the_six_rules() {
+        let id = |n| Id::new(n).unwrap();
+        let filter = parse(r#"{"exclude": [1, 2], "eligible": [2, 3, 4]}"#, &[]).filter;
+        assert!(filter.is_active());
+        assert!(!filter.admits(id(1), "a", "r"), "excluded");
+        assert!(!filter.admits(id(2), "a", "r"), "excluded beats eligible");
+        assert!(filter.admits(id(3), "a", "r"));
+        assert!(!filter.admits(id(5), "a", "r"), "not eligible");
+        let filter = parse(
+            r#"{"eligible_authrole": ["staff", "boss"], "exclude_authid": ["mallory"]}"#,
+            &[],
+        )
+        .filter;
+        assert!(filter.admits(id(9), "alice", "staff"));
+        assert!(!filter.admits(id(9), "mallory", "staff"));
+        assert!(!filter.admits(id(9), "bob", "guest"));
+        let nobody = parse(r#"{"eligible": []}"#, &[]).filter;
+        assert!(
+            !nobody.admits(id(1), "a", "r"),
+            "an empty whitelist admits nobody"
+        );
+        assert!(!parse(r#"{"acknowledge": true}"#, &[]).filter.is_active());
+        // Stored and restored (retained events) it decides the same.
+        let filter = parse(r#"{"exclude_authrole": ["guest"], "eligible": [7]}"#, &[]).filter;
+        let stored = filter.to_value();
+        let restored = Filter::from_value(&stored);
+        assert!(restored.admits(id(7), "x", "staff"));
+        assert!(!restored.admits(id(7), "x", "guest"));
+        assert!(!restored.admits(id(8), "x", "staff"));
+    }
+
+    #[test]
+    fn passthru_attributes_are_collected_in_order() {
+        let options = parse(
+            r#"{"ppt_keyid": "k1", "ppt_scheme": "wamp.eth", "acknowledge": true}"#,
+            &[],
+        );
+        assert!(options.passthru.is_active());
+        let names: Vec<&str> = options.passthru.fields().map(|(name, _)| name).collect();
+        assert_eq!(names, ["ppt_scheme", "ppt_keyid"]);
+        assert!(!parse(r#"{"ppt_scheme": ""}"#, &[]).passthru.is_active());
+        assert!(parse(r#"{"enc_algo": "cryptobox"}"#, &[])
+            .passthru
+            .is_active());
+        assert!(!parse(r#"{"ppt_cipher": "x"}"#, &[]).passthru.is_active());
     }
 }

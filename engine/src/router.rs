@@ -10,11 +10,21 @@ use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::config::{EngineLimits, RouterConfig};
-use crate::dealer::{Dealer, Invoke, Registered};
+use crate::dealer::{Callee, Dealer, Invoke, Registered};
+use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
-use crate::options::{self, RequestOptions};
+use crate::options::{
+    self, Details, Filter, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
+};
+use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
+
+mod lifecycle;
+mod pubsub;
+mod rpc;
+
+use rpc::Call;
 
 /// The transport connection a session lives on, as the `io` layer identifies it (opaque to the engine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,44 +80,21 @@ pub struct Stats {
     pub errors_sent: u64,
     /// Requests and joins refused for a per-realm or per-session limit.
     pub limits_hit: u64,
+    /// Retained events dropped for a realm's retention limits (evicted, or too big to keep).
+    pub retained_evicted: u64,
 }
 
 #[derive(Debug)]
 struct Realm {
     name: String,
     uri_check: UriCheck,
+    /// Disclose every caller to callees / every publisher to subscribers, whatever the request says.
+    disclose_caller: bool,
+    disclose_publisher: bool,
     broker: Broker,
+    retained: RetainedEvents,
     dealer: Dealer,
     sessions: usize,
-}
-
-/// A call in flight from `caller` to `callee`. Calls are linked into two intrusive lists (the caller's and the
-/// callee's), so that a leaving session finds its calls without a scan and without allocating.
-#[derive(Debug)]
-struct Call {
-    caller: Peer,
-    caller_request: Id,
-    callee: Peer,
-    invocation: Id,
-    receive_progress: bool,
-    /// Router-enforced CALL `timeout`, as a deadline in the engine's milliseconds.
-    deadline: Option<u64>,
-    /// An INTERRUPT (cancel mode `kill`) was sent already.
-    interrupted: bool,
-    caller_links: Links,
-    callee_links: Links,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Links {
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Caller,
-    Callee,
 }
 
 /// The sans-IO WAMP router. See the crate documentation for the order of calls.
@@ -133,6 +120,10 @@ pub struct Router {
     now_ms: u64,
     /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
     deadlines: BinaryHeap<Reverse<(u64, SessionHandle, Id)>>,
+    /// Reused buffers for the recipients of filtered publications (black/white lists, per-subscriber disclosure).
+    scratch: [Vec<Peer>; 2],
+    /// Pending calls that have a deadline (the heap also holds stale entries of calls that ended).
+    deadlines_live: usize,
     stats: Stats,
 }
 
@@ -174,9 +165,10 @@ const UNSUPPORTED_PUBLISH: &[&str] = &[
     "retain",
     "disclose_me",
 ];
-const UNSUPPORTED_SUBSCRIBE: &[&str] = &["get_retained"];
-const UNSUPPORTED_CALL: &[&str] = &["disclose_me", "progress"];
-const UNSUPPORTED_REGISTER: &[&str] = &["disclose_caller", "force_reregister"];
+const UNSUPPORTED_SUBSCRIBE: &[&str] = &[];
+/// Sharded registrations (`rkey`, `runmode`) are not implemented.
+const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
+const UNSUPPORTED_REGISTER: &[&str] = &["force_reregister"];
 
 impl Router {
     pub fn new(config: RouterConfig) -> Router {
@@ -187,7 +179,10 @@ impl Router {
             realms.push(Realm {
                 name: realm.name.clone(),
                 uri_check: realm.uri_check,
+                disclose_caller: realm.disclose_caller,
+                disclose_publisher: realm.disclose_publisher,
                 broker: Broker::default(),
+                retained: RetainedEvents::new(realm.retained_max, realm.retained_bytes_max),
                 dealer: Dealer::default(),
                 sessions: 0,
             });
@@ -208,6 +203,8 @@ impl Router {
             limits: config.limits,
             now_ms: 0,
             deadlines: BinaryHeap::new(),
+            deadlines_live: 0,
+            scratch: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -332,251 +329,13 @@ impl Router {
         self.session(handle).map(|s| s.peer)
     }
 
-    // ---------------------------------------------------------------------------------------------------------
-    // Session lifecycle
-
-    fn on_handshake_message(
-        &mut self,
-        handle: SessionHandle,
-        msg: &Message<'_>,
-        sink: &mut impl Sink,
-    ) {
-        match msg {
-            Message::Hello { realm, details } => self.on_hello(handle, realm, details, sink),
-            Message::Abort { .. } => self.close(handle, sink),
-            other => {
-                let text = format!(
-                    "{} received before the session was established",
-                    other.message_type().name()
-                );
-                self.abort(handle, PROTOCOL_VIOLATION, &text, sink);
-            }
-        }
-    }
-
-    fn on_hello(
-        &mut self,
-        handle: SessionHandle,
-        realm: &str,
-        details: &Dict<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(&realm_index) = self.realm_index.get(realm) else {
-            let text = format!("no realm '{realm}' on this router");
-            return self.abort(handle, NO_SUCH_REALM, &text, sink);
-        };
-        if self.realms[realm_index].sessions >= self.limits.sessions_per_realm_max {
-            self.stats.limits_hit += 1;
-            let text = format!(
-                "realm '{realm}' has reached its limit of {} sessions",
-                self.limits.sessions_per_realm_max
-            );
-            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
-        }
-        match details.get("roles").and_then(|roles| roles.as_raw()) {
-            Some(roles) if roles.dict().is_some_and(|mut r| r.next().is_some()) => {}
-            _ => {
-                return self.abort(
-                    handle,
-                    PROTOCOL_VIOLATION,
-                    "HELLO.Details.roles must announce the client's roles",
-                    sink,
-                )
-            }
-        }
-        if let Some(methods) = details.get("authmethods") {
-            let offered = methods.as_raw().and_then(|m| m.list());
-            let Some(mut offered) = offered else {
-                return self.abort(
-                    handle,
-                    PROTOCOL_VIOLATION,
-                    "HELLO.Details.authmethods must be a list",
-                    sink,
-                );
-            };
-            if !offered.any(|m| m.as_str().as_deref() == Some("anonymous")) {
-                let text = "none of the offered authentication methods is available (this realm allows: anonymous)";
-                return self.abort(handle, NO_AUTH_METHOD, text, sink);
-            }
-        }
-        let id = loop {
-            let id = self.ids.random_id();
-            if !self.session_ids.contains_key(&id) {
-                break id;
-            }
-        };
-        let authid = format!("anonymous-{id}");
-        let interruptible = details
-            .get("roles")
-            .and_then(|roles| roles.as_raw())
-            .and_then(|roles| roles.get("callee"))
-            .and_then(|callee| callee.get("features"))
-            .and_then(|features| features.get("call_canceling"))
-            .and_then(|flag| flag.as_bool())
-            .unwrap_or(false);
-        let Some(session) = self.session_mut(handle) else {
-            return;
-        };
-        session.phase = Phase::Established(Joined {
-            id,
-            realm: realm_index,
-            authid: authid.clone().into(),
-            authrole: "anonymous".into(),
-            subscriptions: Default::default(),
-            registrations: Default::default(),
-            calls_as_caller: None,
-            calls_as_callee: None,
-            next_invocation: Id::FIRST,
-            calls_pending: 0,
-            interruptible,
-        });
-        let peer = session.peer;
-        self.session_ids.insert(id, handle);
-        self.realms[realm_index].sessions += 1;
-        self.stats.sessions_joined += 1;
-        self.stats.sessions_active += 1;
-        let realm_name = &self.realms[realm_index].name;
-        debug!(session = id.get(), realm = %realm_name, conn = peer.conn.0, "session joined");
-        let details = [
-            ("realm", Field::Str(realm_name)),
-            ("authid", Field::Str(&authid)),
-            ("authrole", Field::Str("anonymous")),
-            ("authmethod", Field::Str("anonymous")),
-            ("authprovider", Field::Str("static")),
-            ("roles", Field::Value(&self.roles)),
-            ("agent", Field::Str(&self.agent)),
-        ];
-        sink.send(
-            peer,
-            &Message::Welcome {
-                session: id,
-                details: Dict::Fields(&details),
-            },
-        );
-    }
-
-    /// The peer said GOODBYE: answer, leave the realm; the transport stays open for a new HELLO.
-    fn on_goodbye(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        self.leave(handle, sink);
-        sink.send(
-            peer,
-            &Message::Goodbye {
-                details: Dict::EMPTY,
-                reason: Cow::Borrowed(GOODBYE_AND_OUT),
-            },
-        );
-    }
-
-    fn goodbye_from_router(&mut self, handle: SessionHandle, reason: &str, sink: &mut impl Sink) {
-        let Some(session) = self.session(handle) else {
-            return;
-        };
-        let peer = session.peer;
-        match session.phase {
-            Phase::Established(_) => {
-                self.leave(handle, sink);
-                sink.send(
-                    peer,
-                    &Message::Goodbye {
-                        details: Dict::EMPTY,
-                        reason: Cow::Borrowed(reason),
-                    },
-                );
-                if let Some(session) = self.session_mut(handle) {
-                    session.phase = Phase::Closing;
-                }
-            }
-            Phase::Handshake => self.close(handle, sink),
-            Phase::Closing | Phase::Closed => {}
-        }
-    }
-
-    /// Sends ABORT and closes the transport.
-    fn abort(&mut self, handle: SessionHandle, reason: &str, text: &str, sink: &mut impl Sink) {
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        info!(
-            conn = peer.conn.0,
-            reason,
-            message = text,
-            "aborting session"
-        );
-        if reason == PROTOCOL_VIOLATION {
-            self.stats.protocol_violations += 1;
-        }
-        self.stats.aborts_sent += 1;
-        self.leave(handle, sink);
-        let details = [("message", Field::Str(text))];
-        sink.send(
-            peer,
-            &Message::Abort {
-                details: Dict::Fields(&details),
-                reason: Cow::Borrowed(reason),
-            },
-        );
-        self.close(handle, sink);
-    }
-
-    fn close(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        self.leave(handle, sink);
-        if let Some(session) = self.session_mut(handle) {
-            session.phase = Phase::Closed;
-            let peer = session.peer;
-            sink.close(peer);
-        }
-    }
-
-    /// Leaves the realm, if joined: drops subscriptions and registrations, fails calls to this session as
-    /// callee, forgets its calls as caller. Afterwards the session is in the handshake phase.
-    fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        if self.joined(handle).is_none() {
-            return;
-        }
-        // Pending calls first, while the session is still joined, so that unlinking keeps both of its lists
-        // right (a session may be caller and callee of the same call).
-        // Calls this session made: the callee's late YIELD or ERROR will find nothing and be discarded.
-        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
-            self.remove_call(index);
-        }
-        // Calls this session was serving: the callers get an ERROR.
-        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
-            let call = self.remove_call(index);
-            let text = "the callee left before answering";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                CANCELED,
-                text,
-            );
-        }
-        let Some(session) = self.session_mut(handle) else {
-            return;
-        };
-        let Phase::Established(joined) = std::mem::replace(&mut session.phase, Phase::Handshake)
-        else {
-            return;
-        };
-        let realm = &mut self.realms[joined.realm];
-        for &index in &joined.subscriptions {
-            if let Some(id) = realm.broker.unsubscribe(index, handle) {
-                self.router_ids.remove(&id);
-            }
-        }
-        for &index in &joined.registrations {
-            if let Some(id) = realm.dealer.unregister(index, handle) {
-                self.router_ids.remove(&id);
-            }
-        }
-        realm.sessions -= 1;
-        self.session_ids.remove(&joined.id);
-        self.stats.sessions_active -= 1;
-        debug!(session = joined.id.get(), "session left");
+    /// The identity a joined session discloses (caller/publisher identification).
+    fn identity(&self, handle: SessionHandle) -> Option<Identity<'_>> {
+        self.joined(handle).map(|joined| Identity {
+            id: joined.id,
+            authid: &joined.authid,
+            authrole: &joined.authrole,
+        })
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -718,724 +477,6 @@ impl Router {
         Ok(policy)
     }
 
-    fn on_subscribe(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        topic: &str,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let policy = match self.check_uri(realm, topic, options, UNSUPPORTED_SUBSCRIBE) {
-            Ok(policy) => policy,
-            Err((uri, text)) => {
-                return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
-            }
-        };
-        let existing = self.realms[realm].broker.trie.get(topic, policy);
-        let held = self
-            .joined(handle)
-            .map_or(&[][..], |joined| &joined.subscriptions[..]);
-        let limit = self.limits.subscriptions_per_session_max;
-        if !existing.is_some_and(|index| held.contains(&index)) && held.len() >= limit {
-            self.stats.limits_hit += 1;
-            let text = format!(
-                "this session already holds {limit} subscriptions (limits.subscriptions_per_session_max)"
-            );
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Subscribe,
-                request,
-                LIMIT_EXCEEDED,
-                &text,
-            );
-        }
-        let Router {
-            ids,
-            router_ids,
-            realms,
-            sessions,
-            ..
-        } = self;
-        let held = sessions
-            .get(handle.index as usize)
-            .and_then(Session::joined)
-            .map_or(&[][..], |joined| &joined.subscriptions[..]);
-        let subscribed = realms[realm]
-            .broker
-            .subscribe(topic, policy, peer, held, || new_router_id(ids, router_ids));
-        if subscribed.added {
-            if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-                joined.subscriptions.push(subscribed.index);
-            }
-        }
-        sink.send(
-            peer,
-            &Message::Subscribed {
-                request,
-                subscription: subscribed.id,
-            },
-        );
-    }
-
-    fn on_unsubscribe(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        subscription: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].broker.by_id.get(&subscription).copied();
-        let position =
-            index.and_then(|index| joined.subscriptions.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no subscription {subscription}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unsubscribe,
-                request,
-                NO_SUCH_SUBSCRIPTION,
-                &text,
-            );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.subscriptions.swap_remove(position);
-        }
-        if let Some(id) = self.realms[realm].broker.unsubscribe(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        sink.send(
-            peer,
-            &Message::Unsubscribed {
-                request,
-                details: None,
-            },
-        );
-    }
-
-    fn on_publish(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        topic: &str,
-        payload: &Payload<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
-        let acknowledge = parsed.acknowledge;
-        let refusal = if let Some(name) = parsed.unsupported {
-            Some((
-                OPTION_NOT_ALLOWED,
-                format!("option '{name}' is not supported by this router"),
-            ))
-        } else if !uri::is_valid(topic, self.realms[realm].uri_check, MatchPolicy::Exact) {
-            Some((INVALID_URI, format!("'{topic}' is not a valid topic URI")))
-        } else if uri::is_reserved(topic) {
-            Some((
-                INVALID_URI,
-                format!("'{topic}': topics under 'wamp.' are reserved for the router"),
-            ))
-        } else {
-            None
-        };
-        if let Some((uri, text)) = refusal {
-            // Per spec a PUBLISH without `acknowledge` gets no answer, not even an error.
-            if acknowledge {
-                self.send_error(sink, peer, MessageType::Publish, request, uri, &text);
-            }
-            return;
-        }
-        let exclude_me = parsed.exclude_me;
-        let publication = self.ids.random_id();
-        self.stats.publications += 1;
-        let broker = &self.realms[realm].broker;
-        let mut events = 0u64;
-        broker.trie.for_each_match(topic, |policy, index| {
-            let subscription = &broker.subscriptions[index];
-            let recipients = Recipients {
-                peers: &subscription.subscribers,
-                exclude: if exclude_me { Some(handle) } else { None },
-            };
-            let count = recipients.iter().count() as u64;
-            if count == 0 {
-                return;
-            }
-            events += count;
-            let topic_detail = [("topic", Field::Str(topic))];
-            let details = if policy == MatchPolicy::Exact {
-                Dict::EMPTY
-            } else {
-                Dict::Fields(&topic_detail)
-            };
-            let event = Message::Event {
-                subscription: subscription.id,
-                publication,
-                details,
-                payload: *payload,
-            };
-            sink.send_many(recipients, &event);
-        });
-        self.stats.events_sent += events;
-        if acknowledge {
-            sink.send(
-                peer,
-                &Message::Published {
-                    request,
-                    publication,
-                },
-            );
-        }
-    }
-
-    fn on_register(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        procedure: &str,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let policy = match self.check_uri(realm, procedure, options, UNSUPPORTED_REGISTER) {
-            Ok(_) if uri::is_reserved(procedure) => {
-                let text =
-                    format!("'{procedure}': procedures under 'wamp.' are reserved for the router");
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    INVALID_URI,
-                    &text,
-                );
-            }
-            Ok(policy) => policy,
-            Err((uri, text)) => {
-                return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
-            }
-        };
-        let invoke = match options.get("invoke") {
-            None => Invoke::Single,
-            Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
-                Some(invoke) => invoke,
-                None => {
-                    let text = "option 'invoke' must be single, roundrobin, random, first or last";
-                    return self.send_error(
-                        sink,
-                        peer,
-                        MessageType::Register,
-                        request,
-                        OPTION_NOT_ALLOWED,
-                        text,
-                    );
-                }
-            },
-        };
-        let limit = self.limits.registrations_per_session_max;
-        if self
-            .joined(handle)
-            .is_some_and(|joined| joined.registrations.len() >= limit)
-        {
-            self.stats.limits_hit += 1;
-            let text = format!(
-                "this session already holds {limit} registrations (limits.registrations_per_session_max)"
-            );
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Register,
-                request,
-                LIMIT_EXCEEDED,
-                &text,
-            );
-        }
-        let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
-        let outcome = self.realms[realm]
-            .dealer
-            .register(procedure, policy, invoke, peer, || {
-                new_router_id(ids, router_ids)
-            });
-        let index = match outcome {
-            Registered::Created(index) | Registered::Joined(index) => index,
-            Registered::Exists => {
-                let text = format!(
-                    "procedure '{procedure}' (match '{}') is already registered",
-                    policy.name()
-                );
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    PROCEDURE_ALREADY_EXISTS,
-                    &text,
-                );
-            }
-            Registered::DifferentPolicy(existing) => {
-                let text = format!(
-                    "procedure '{procedure}' is registered with invocation policy '{}', not '{}'",
-                    existing.name(),
-                    invoke.name()
-                );
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY,
-                    &text,
-                );
-            }
-        };
-        let id = self.realms[realm].dealer.registrations[index].id;
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.push(index);
-        }
-        sink.send(
-            peer,
-            &Message::Registered {
-                request,
-                registration: id,
-            },
-        );
-    }
-
-    fn on_unregister(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        registration: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].dealer.by_id.get(&registration).copied();
-        let position =
-            index.and_then(|index| joined.registrations.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no registration {registration}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unregister,
-                request,
-                NO_SUCH_REGISTRATION,
-                &text,
-            );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.swap_remove(position);
-        }
-        if let Some(id) = self.realms[realm].dealer.unregister(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        // Calls already invoked keep their routing by INVOCATION request ID: their YIELDs still reach the callers.
-        sink.send(
-            peer,
-            &Message::Unregistered {
-                request,
-                details: None,
-            },
-        );
-    }
-
-    fn on_call(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        procedure: &str,
-        payload: &Payload<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let (realm, calls_pending) = (joined.realm, joined.calls_pending);
-        let Some(caller) = self.peer(handle) else {
-            return;
-        };
-        self.stats.calls += 1;
-        let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
-        let refusal = if let Some(name) = parsed.unsupported {
-            Some((
-                OPTION_NOT_ALLOWED,
-                format!("option '{name}' is not supported by this router"),
-            ))
-        } else if !uri::is_valid(procedure, self.realms[realm].uri_check, MatchPolicy::Exact) {
-            Some((
-                INVALID_URI,
-                format!("'{procedure}' is not a valid procedure URI"),
-            ))
-        } else if self.caller_requests.contains_key(&(handle, request)) {
-            Some((
-                INVALID_ARGUMENT,
-                format!("request ID {request} is already in use by a pending call"),
-            ))
-        } else if calls_pending >= self.limits.calls_per_session_max {
-            self.stats.limits_hit += 1;
-            Some((
-                LIMIT_EXCEEDED,
-                format!(
-                    "this session already has {} calls pending (limits.calls_per_session_max)",
-                    self.limits.calls_per_session_max
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((uri, text)) = refusal {
-            return self.send_error(sink, caller, MessageType::Call, request, uri, &text);
-        }
-        let ids = &mut self.ids;
-        let dealer = &mut self.realms[realm].dealer;
-        let Some(index) = dealer.lookup(procedure) else {
-            let text = format!("no callee registered procedure '{procedure}'");
-            return self.send_error(
-                sink,
-                caller,
-                MessageType::Call,
-                request,
-                NO_SUCH_PROCEDURE,
-                &text,
-            );
-        };
-        let callee = dealer.pick(index, |n| ids.below(n));
-        let registration = &dealer.registrations[index];
-        let (registration_id, pattern) =
-            (registration.id, registration.policy != MatchPolicy::Exact);
-        let timeout_ms = parsed.timeout_ms;
-        let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
-        let receive_progress = parsed.receive_progress;
-        let Some(callee_joined) = self
-            .session_mut(callee.session)
-            .and_then(Session::joined_mut)
-        else {
-            return;
-        };
-        let invocation = callee_joined.next_invocation;
-        callee_joined.next_invocation = invocation.next();
-        let call = self.calls.insert(Call {
-            caller,
-            caller_request: request,
-            callee,
-            invocation,
-            receive_progress,
-            deadline,
-            interrupted: false,
-            caller_links: Links::default(),
-            callee_links: Links::default(),
-        });
-        self.link(call, Side::Caller, handle);
-        self.link(call, Side::Callee, callee.session);
-        self.invocations.insert((callee.session, invocation), call);
-        self.caller_requests.insert((handle, request), call);
-        if let Some(deadline) = deadline {
-            self.deadlines.push(Reverse((deadline, handle, request)));
-        }
-        let mut fields = [("", Field::Bool(false)); 3];
-        let mut count = 0;
-        for (present, field) in [
-            (pattern, ("procedure", Field::Str(procedure))),
-            (receive_progress, ("receive_progress", Field::Bool(true))),
-            (timeout_ms > 0, ("timeout", Field::UInt(timeout_ms))),
-        ] {
-            if present {
-                fields[count] = field;
-                count += 1;
-            }
-        }
-        let details = Dict::Fields(&fields[..count]);
-        sink.send(
-            callee,
-            &Message::Invocation {
-                request: invocation,
-                registration: registration_id,
-                details,
-                payload: *payload,
-            },
-        );
-    }
-
-    /// CANCEL from a caller: `skip` answers the caller at once and drops the callee's late answer; `kill` (the
-    /// default, as in crossbar) INTERRUPTs the callee and relays whatever it answers; `killnowait` does both at
-    /// once. A callee that did not announce `call_canceling` is treated as `skip`, as the spec says.
-    fn on_cancel(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(caller) = self.peer(handle) else {
-            return;
-        };
-        let mode = match options.get("mode") {
-            None => "kill",
-            Some(value) => match value.as_str().as_deref() {
-                Some("skip") => "skip",
-                Some("kill") => "kill",
-                Some("killnowait") => "killnowait",
-                _ => {
-                    let text = "option 'mode' must be skip, kill or killnowait";
-                    return self.send_error(
-                        sink,
-                        caller,
-                        MessageType::Cancel,
-                        request,
-                        OPTION_NOT_ALLOWED,
-                        text,
-                    );
-                }
-            },
-        };
-        // A CANCEL for a call that already ended (or never existed) has nothing left to do.
-        let Some(&index) = self.caller_requests.get(&(handle, request)) else {
-            return;
-        };
-        let call = &self.calls[index];
-        let interruptible = self
-            .joined(call.callee.session)
-            .is_some_and(|joined| joined.interruptible);
-        let mode = if interruptible { mode } else { "skip" };
-        if mode == "kill" {
-            let call = &mut self.calls[index];
-            if !call.interrupted {
-                call.interrupted = true;
-                let (callee, invocation) = (call.callee, call.invocation);
-                interrupt(sink, callee, invocation, mode, CANCELED);
-            }
-            return;
-        }
-        let call = self.remove_call(index);
-        self.send_error(
-            sink,
-            caller,
-            MessageType::Call,
-            request,
-            CANCELED,
-            "the call was canceled",
-        );
-        if mode == "killnowait" {
-            interrupt(sink, call.callee, call.invocation, mode, CANCELED);
-        }
-    }
-
-    /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds: call
-    /// [`Router::handle_timeout`] then.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.deadlines
-            .peek()
-            .map(|Reverse((deadline, _, _))| *deadline)
-    }
-
-    /// Ends every call whose deadline passed: ERROR `wamp.error.timeout` to the caller, INTERRUPT to a callee that
-    /// supports canceling (its late answer is discarded).
-    pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
-        self.now_ms = now_ms;
-        while let Some(&Reverse((deadline, caller, request))) = self.deadlines.peek() {
-            if deadline > now_ms {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(&index) = self.caller_requests.get(&(caller, request)) else {
-                continue; // answered or canceled in time
-            };
-            if self.calls[index].deadline != Some(deadline) {
-                continue; // a later call reusing the request ID
-            }
-            let call = self.remove_call(index);
-            let interruptible = self
-                .joined(call.callee.session)
-                .is_some_and(|joined| joined.interruptible);
-            let text = "the call timed out (CALL.Options.timeout)";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                TIMEOUT,
-                text,
-            );
-            if interruptible {
-                interrupt(sink, call.callee, call.invocation, "killnowait", TIMEOUT);
-            }
-        }
-        self.check_invariants();
-    }
-
-    fn on_yield(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        payload: &Payload<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(&index) = self.invocations.get(&(handle, request)) else {
-            // The call was canceled or its caller left: discard the late answer.
-            return;
-        };
-        let progress = options
-            .get("progress")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let call = &self.calls[index];
-        let (caller, caller_request) = (call.caller, call.caller_request);
-        if progress {
-            if call.receive_progress {
-                let details = [("progress", Field::Bool(true))];
-                let result = Message::Result {
-                    request: caller_request,
-                    details: Dict::Fields(&details),
-                    payload: *payload,
-                };
-                sink.send(caller, &result);
-            }
-            // A progressive result the caller did not ask for is dropped; the final YIELD still completes it.
-            return;
-        }
-        self.remove_call(index);
-        sink.send(
-            caller,
-            &Message::Result {
-                request: caller_request,
-                details: Dict::EMPTY,
-                payload: *payload,
-            },
-        );
-    }
-
-    fn on_invocation_error(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        error: &str,
-        payload: &Payload<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(&index) = self.invocations.get(&(handle, request)) else {
-            return;
-        };
-        let call = self.remove_call(index);
-        self.stats.errors_sent += 1;
-        let error = Message::Error {
-            request_type: MessageType::Call.code(),
-            request: call.caller_request,
-            details: Dict::EMPTY,
-            error: Cow::Borrowed(error),
-            payload: *payload,
-        };
-        sink.send(call.caller, &error);
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
-    // Pending calls: intrusive lists per session
-
-    fn links(&mut self, index: usize, side: Side) -> &mut Links {
-        match side {
-            Side::Caller => &mut self.calls[index].caller_links,
-            Side::Callee => &mut self.calls[index].callee_links,
-        }
-    }
-
-    fn head(&mut self, session: SessionHandle, side: Side) -> Option<&mut Option<usize>> {
-        let joined = self.session_mut(session)?.joined_mut()?;
-        Some(match side {
-            Side::Caller => &mut joined.calls_as_caller,
-            Side::Callee => &mut joined.calls_as_callee,
-        })
-    }
-
-    fn link(&mut self, index: usize, side: Side, session: SessionHandle) {
-        if let (Side::Caller, Some(joined)) = (
-            side,
-            self.session_mut(session).and_then(Session::joined_mut),
-        ) {
-            joined.calls_pending += 1;
-        }
-        let Some(head) = self.head(session, side) else {
-            return;
-        };
-        let old = head.replace(index);
-        *self.links(index, side) = Links {
-            prev: None,
-            next: old,
-        };
-        if let Some(old) = old {
-            self.links(old, side).prev = Some(index);
-        }
-    }
-
-    fn unlink(&mut self, index: usize, side: Side, session: SessionHandle) {
-        if let (Side::Caller, Some(joined)) = (
-            side,
-            self.session_mut(session).and_then(Session::joined_mut),
-        ) {
-            joined.calls_pending -= 1;
-        }
-        let Links { prev, next } = *self.links(index, side);
-        match prev {
-            Some(prev) => self.links(prev, side).next = next,
-            None => {
-                if let Some(head) = self.head(session, side) {
-                    *head = next;
-                }
-            }
-        }
-        if let Some(next) = next {
-            self.links(next, side).prev = prev;
-        }
-    }
-
-    fn remove_call(&mut self, index: usize) -> Call {
-        let (caller, callee) = (
-            self.calls[index].caller.session,
-            self.calls[index].callee.session,
-        );
-        self.unlink(index, Side::Caller, caller);
-        self.unlink(index, Side::Callee, callee);
-        let call = self.calls.remove(index);
-        self.invocations.remove(&(callee, call.invocation));
-        self.caller_requests.remove(&(caller, call.caller_request));
-        call
-    }
-
     // ---------------------------------------------------------------------------------------------------------
     // Invariants (debug builds): every cross reference points back.
 
@@ -1461,7 +502,7 @@ impl Router {
                 assert!(realm.dealer.registrations[reg]
                     .callees
                     .iter()
-                    .any(|p| p.session == session.peer.session));
+                    .any(|c| c.peer.session == session.peer.session));
             }
             assert_eq!(
                 self.session_ids.get(&joined.id),
@@ -1500,18 +541,6 @@ impl Router {
     }
 }
 
-/// INTERRUPT `[69, invocation, {mode, reason}]` to a callee.
-fn interrupt(sink: &mut impl Sink, callee: Peer, invocation: Id, mode: &str, reason: &str) {
-    let options = [("mode", Field::Str(mode)), ("reason", Field::Str(reason))];
-    sink.send(
-        callee,
-        &Message::Interrupt {
-            request: invocation,
-            options: Dict::Fields(&options),
-        },
-    );
-}
-
 fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {
     loop {
         let id = ids.random_id();
@@ -1519,20 +548,4 @@ fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {
             return id;
         }
     }
-}
-
-/// WELCOME `details.roles`: exactly the features implemented.
-fn router_roles() -> Value {
-    let broker = Value::dict()
-        .with("pattern_based_subscription", true)
-        .with("publisher_exclusion", true);
-    let dealer = Value::dict()
-        .with("pattern_based_registration", true)
-        .with("progressive_call_results", true)
-        .with("shared_registration", true)
-        .with("call_canceling", true)
-        .with("call_timeout", true);
-    Value::dict()
-        .with("broker", Value::dict().with("features", broker))
-        .with("dealer", Value::dict().with("features", dealer))
 }

@@ -3,6 +3,7 @@
 use kreisel_codec::Id;
 use smallvec::SmallVec;
 
+use crate::features::ClientFeatures;
 use crate::router::Peer;
 
 /// A handle to a session slot: the slab index plus a generation, so that a stale handle (kept in a timer or a
@@ -44,8 +45,10 @@ pub(crate) struct Joined {
     pub next_invocation: Id,
     /// Calls this session made that are still pending (bounded by `calls_per_session_max`).
     pub calls_pending: usize,
-    /// The session announced the callee feature `call_canceling`: it gets INTERRUPTs.
-    pub interruptible: bool,
+    /// What the client announced in HELLO that the router acts on.
+    pub features: ClientFeatures,
+    /// Progressive calls of this caller that ended before their final chunk (their further chunks are dropped).
+    pub ended_streams: Vec<Id>,
 }
 
 #[derive(Debug)]

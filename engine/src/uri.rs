@@ -76,6 +76,26 @@ pub fn is_valid(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
     })
 }
 
+/// Whether the pattern (with its match policy) matches `uri`, by the rules of [`UriTrie::for_each_match`]: equal
+/// for exact, a string prefix for prefix, and for wildcard as many components with every non-empty one equal.
+/// (For the rare path that starts from the pattern: retained events for a new pattern subscription.)
+pub fn matches(pattern: &str, policy: MatchPolicy, uri: &str) -> bool {
+    match policy {
+        MatchPolicy::Exact => pattern == uri,
+        MatchPolicy::Prefix => uri.starts_with(pattern),
+        MatchPolicy::Wildcard => {
+            let (mut pattern, mut uri) = (pattern.split('.'), uri.split('.'));
+            loop {
+                match (pattern.next(), uri.next()) {
+                    (None, None) => return true,
+                    (Some(p), Some(u)) if p.is_empty() || p == u => {}
+                    _ => return false,
+                }
+            }
+        }
+    }
+}
+
 /// Whether `uri` lies in the router's reserved `wamp.` namespace.
 pub fn is_reserved(uri: &str) -> bool {
     uri.starts_with("wamp.")
@@ -436,5 +456,33 @@ mod tests {
         // Every node but the roots was freed.
         assert_eq!(trie.prefix.free.len(), trie.prefix.nodes.len() - 1);
         assert_eq!(trie.wildcard.free.len(), trie.wildcard.nodes.len() - 1);
+    }
+
+    #[test]
+    fn matches_agrees_with_the_trie() {
+        let patterns = [
+            ("a.b", MatchPolicy::Exact),
+            ("a", MatchPolicy::Prefix),
+            ("a.b", MatchPolicy::Prefix),
+            ("a.", MatchPolicy::Prefix),
+            ("a..c", MatchPolicy::Wildcard),
+            (".b.", MatchPolicy::Wildcard),
+            ("a.b.c", MatchPolicy::Wildcard),
+        ];
+        let mut trie = UriTrie::new();
+        for (index, (pattern, policy)) in patterns.iter().enumerate() {
+            trie.insert(pattern, *policy, index);
+        }
+        for uri in [
+            "a.b", "a.b.c", "a.bc", "ab", "a.x.c", "x.b.y", "a.b.c.d", "a",
+        ] {
+            let mut from_trie = Vec::new();
+            trie.for_each_match(uri, |_, index| from_trie.push(index));
+            from_trie.sort();
+            let direct: Vec<usize> = (0..patterns.len())
+                .filter(|&i| super::matches(patterns[i].0, patterns[i].1, uri))
+                .collect();
+            assert_eq!(from_trie, direct, "{uri}");
+        }
     }
 }

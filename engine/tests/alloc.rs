@@ -177,6 +177,82 @@ fn steady_state_publish_allocates_nothing() {
 }
 
 #[test]
+fn steady_state_filtered_publish_allocates_nothing() {
+    // Black/white lists and a subscriber asking for the publisher's identity: recipients are collected into the
+    // router's reused buffers, and every event is still encoded once per serializer per group.
+    for publisher_serializer in Serializer::ALL {
+        let mut router = Router::new(RouterConfig::default());
+        let mut sink = EncodingSink::default();
+        let mut excluded = Vec::new();
+        for i in 0..100 {
+            let serializer = Serializer::ALL[i % Serializer::ALL.len()];
+            let handle = join(&mut router, &mut sink, i as u64, serializer);
+            let welcome = serializer.decode(&sink.last).expect("WELCOME");
+            let Message::Welcome { session, .. } = welcome else {
+                panic!("expected WELCOME")
+            };
+            if i % 10 == 0 {
+                excluded.push(session.get());
+            }
+            let options = if i == 1 {
+                r#"{"disclose_publisher": true}"#
+            } else {
+                "{}"
+            };
+            deliver(
+                &mut router,
+                &mut sink,
+                handle,
+                serializer,
+                &encode(
+                    serializer,
+                    &format!(r#"[32, 1, {options}, "com.sensor.temp"]"#),
+                ),
+            );
+        }
+        let publisher = join(&mut router, &mut sink, 1000, publisher_serializer);
+        let publish = encode(
+            publisher_serializer,
+            &format!(
+                r#"[16, 2, {{"acknowledge": true, "exclude": {excluded:?}, "eligible_authrole": ["anonymous"], "exclude_authid": ["nobody"]}}, "com.sensor.temp", [21.5], {{"id": 7}}]"#
+            ),
+        );
+        for _ in 0..10 {
+            deliver(
+                &mut router,
+                &mut sink,
+                publisher,
+                publisher_serializer,
+                &publish,
+            );
+        }
+        let before = sink.delivered;
+        let count = allocations(|| {
+            for _ in 0..1000 {
+                deliver(
+                    &mut router,
+                    &mut sink,
+                    publisher,
+                    publisher_serializer,
+                    &publish,
+                );
+            }
+        });
+        assert_eq!(
+            sink.delivered - before,
+            1000 * 91,
+            "90 admitted subscribers and one PUBLISHED per publication"
+        );
+        assert_eq!(
+            count,
+            0,
+            "{}: allocations on the filtered publish path",
+            publisher_serializer.name()
+        );
+    }
+}
+
+#[test]
 fn steady_state_call_allocates_nothing() {
     for serializer in Serializer::ALL {
         let mut router = Router::new(RouterConfig::default());

@@ -1,117 +1,12 @@
 //! Deterministic tests of the router through its public API, without sockets: messages go in as JSON text
 //! (decoded by the codec), and what the engine sends is recorded as JSON values.
 
-use kreisel_codec::{Message, Serializer};
-use kreisel_engine::{
-    ConnId, Peer, RealmConfig, Recipients, Router, RouterConfig, SessionHandle, Sink,
-};
+mod common;
+
+use common::*;
+use kreisel_codec::Serializer;
+use kreisel_engine::{Router, RouterConfig};
 use serde_json::{json, Value};
-
-#[derive(Default)]
-struct Recorder {
-    /// (connection, message as JSON) in send order.
-    sent: Vec<(u64, Value)>,
-    closed: Vec<u64>,
-    /// Number of `send_many` calls (one per subscription reached by a publication).
-    multicasts: usize,
-}
-
-impl Recorder {
-    fn record(&mut self, to: Peer, msg: &Message<'_>) {
-        let mut bytes = Vec::new();
-        Serializer::Json.encode(msg, &mut bytes);
-        let value: Value = serde_json::from_slice(&bytes).expect("the codec writes valid JSON");
-        self.sent.push((to.conn.0, value));
-    }
-}
-
-impl Sink for Recorder {
-    fn send(&mut self, to: Peer, msg: &Message<'_>) {
-        self.record(to, msg);
-    }
-    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
-        self.multicasts += 1;
-        for peer in to.iter() {
-            self.record(*peer, msg);
-        }
-    }
-    fn close(&mut self, to: Peer) {
-        self.closed.push(to.conn.0);
-    }
-}
-
-struct Harness {
-    router: Router,
-    out: Recorder,
-    handles: Vec<SessionHandle>,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let mut config = RouterConfig::default();
-        config.realms.push(RealmConfig {
-            name: "strict".into(),
-            uri_check: kreisel_engine::uri::UriCheck::Strict,
-        });
-        Harness {
-            router: Router::new(config),
-            out: Recorder::default(),
-            handles: Vec::new(),
-        }
-    }
-
-    /// Opens a connection; returns its index (also its ConnId).
-    fn open(&mut self) -> usize {
-        let conn = self.handles.len();
-        let handle = self
-            .router
-            .handle_open(ConnId(conn as u64), Serializer::Json);
-        self.handles.push(handle);
-        conn
-    }
-
-    fn send(&mut self, conn: usize, json_text: &str) {
-        let msg = Serializer::Json
-            .decode(json_text.as_bytes())
-            .expect("test message decodes");
-        self.router
-            .handle_message(self.handles[conn], &msg, 0, &mut self.out);
-    }
-
-    /// Opens a connection and joins realm1; returns (conn, session ID).
-    fn join(&mut self) -> (usize, u64) {
-        let conn = self.open();
-        self.send(conn, r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#);
-        let welcome = self.take_one(conn);
-        assert_eq!(welcome[0], 2, "{welcome}");
-        (conn, welcome[1].as_u64().unwrap())
-    }
-
-    /// Everything sent to `conn` since the last take.
-    fn take(&mut self, conn: usize) -> Vec<Value> {
-        let (mine, rest): (Vec<_>, Vec<_>) = self
-            .out
-            .sent
-            .drain(..)
-            .partition(|(c, _)| *c == conn as u64);
-        self.out.sent = rest;
-        mine.into_iter().map(|(_, v)| v).collect()
-    }
-
-    fn take_one(&mut self, conn: usize) -> Value {
-        let mut messages = self.take(conn);
-        assert_eq!(
-            messages.len(),
-            1,
-            "expected one message to {conn}, got {messages:?}"
-        );
-        messages.remove(0)
-    }
-
-    fn close(&mut self, conn: usize) {
-        self.router.handle_close(self.handles[conn], &mut self.out);
-    }
-}
 
 #[test]
 fn hello_welcome_announces_roles() {
@@ -293,12 +188,9 @@ fn invalid_uris_and_unsupported_options_are_refused() {
     assert!(h.take(a).is_empty(), "no acknowledge: no error either");
     h.send(a, r#"[64, 4, {}, "wamp.session.count"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.invalid_uri");
-    h.send(
-        a,
-        r#"[16, 5, {"acknowledge": true, "retain": true}, "com.t", []]"#,
-    );
+    h.send(a, r#"[64, 5, {"force_reregister": true}, "com.t"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
-    h.send(a, r#"[48, 6, {"disclose_me": true}, "com.p", []]"#);
+    h.send(a, r#"[48, 6, {"rkey": "shard-1"}, "com.p", []]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
     h.send(a, r#"[64, 7, {"invoke": "fastest"}, "com.p"]"#);
     assert_eq!(h.take_one(a)[4], "wamp.error.option_not_allowed");
@@ -608,11 +500,7 @@ fn limited(limits: kreisel_engine::EngineLimits) -> Harness {
         limits,
         ..RouterConfig::default()
     };
-    Harness {
-        router: Router::new(config),
-        out: Recorder::default(),
-        handles: Vec::new(),
-    }
+    Harness::with_config(config)
 }
 
 #[test]
@@ -777,10 +665,10 @@ fn cancel_modes() {
     h.send(callee, &format!("[70, {inv}, {{}}]"));
     assert!(h.take(caller).is_empty(), "the late result is discarded");
 
-    // kill (the default): INTERRUPT, and the callee's answer decides what the caller gets.
+    // kill: INTERRUPT, and the callee's answer decides what the caller gets.
     h.send(caller, r#"[48, 2, {}, "com.slow", []]"#);
     let inv = h.take_one(callee)[1].clone();
-    h.send(caller, r#"[49, 2, {}]"#);
+    h.send(caller, r#"[49, 2, {"mode": "kill"}]"#);
     assert_eq!(
         h.take_one(callee),
         json!([69, inv, {"mode": "kill", "reason": "wamp.error.canceled"}])
@@ -795,12 +683,15 @@ fn cancel_modes() {
         json!([8, 48, 2, {}, "wamp.error.canceled"])
     );
 
-    // killnowait: ERROR and INTERRUPT at once; the callee's answer is dropped.
+    // killnowait (the default): ERROR and INTERRUPT at once; the callee's answer is dropped.
     h.send(caller, r#"[48, 3, {}, "com.slow", []]"#);
     let inv = h.take_one(callee)[1].clone();
-    h.send(caller, r#"[49, 3, {"mode": "killnowait"}]"#);
+    h.send(caller, r#"[49, 3, {}]"#);
     assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
-    assert_eq!(h.take_one(callee)[0], 69);
+    assert_eq!(
+        h.take_one(callee),
+        json!([69, inv, {"mode": "killnowait", "reason": "wamp.error.canceled"}])
+    );
     h.send(
         callee,
         &format!(r#"[8, 68, {inv}, {{}}, "wamp.error.canceled"]"#),
@@ -837,8 +728,8 @@ fn router_enforced_call_timeouts() {
     let invocation = h.take_one(callee);
     assert_eq!(
         invocation[3],
-        json!({"timeout": 500}),
-        "the callee learns the timeout too"
+        json!({}),
+        "a callee that did not announce call_timeout is not told"
     );
     assert_eq!(h.router.poll_timeout(), Some(1500));
     h.router.handle_timeout(1499, &mut h.out);

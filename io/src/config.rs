@@ -28,6 +28,26 @@ pub struct Realm {
     /// `"loose"` (default) or `"strict"`: the spec's URI rules for topics and procedures.
     #[serde(default)]
     pub uri_check: UriRule,
+    /// Disclose every caller's identity to callees (INVOCATION `details.caller*`), asked for or not.
+    #[serde(default)]
+    pub disclose_caller: bool,
+    /// Disclose every publisher's identity to subscribers (EVENT `details.publisher*`), asked for or not.
+    #[serde(default)]
+    pub disclose_publisher: bool,
+    /// Retained events (one per topic) kept; the oldest go first (default 1000; 0 turns retention off).
+    #[serde(default = "default_retained_max")]
+    pub retained_max: usize,
+    /// Bytes the retained events may hold (estimated; default 16 MiB); the oldest go first.
+    #[serde(default = "default_retained_bytes_max")]
+    pub retained_bytes_max: usize,
+}
+
+fn default_retained_max() -> usize {
+    RealmConfig::new("").retained_max
+}
+
+fn default_retained_bytes_max() -> usize {
+    RealmConfig::new("").retained_bytes_max
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -168,6 +188,10 @@ impl Default for Config {
             realms: vec![Realm {
                 name: "realm1".into(),
                 uri_check: UriRule::Loose,
+                disclose_caller: false,
+                disclose_publisher: false,
+                retained_max: default_retained_max(),
+                retained_bytes_max: default_retained_bytes_max(),
             }],
             listeners: vec![
                 Listener {
@@ -358,11 +382,15 @@ impl Config {
                 .realms
                 .iter()
                 .map(|realm| RealmConfig {
-                    name: realm.name.clone(),
                     uri_check: match realm.uri_check {
                         UriRule::Loose => UriCheck::Loose,
                         UriRule::Strict => UriCheck::Strict,
                     },
+                    disclose_caller: realm.disclose_caller,
+                    disclose_publisher: realm.disclose_publisher,
+                    retained_max: realm.retained_max,
+                    retained_bytes_max: realm.retained_bytes_max,
+                    ..RealmConfig::new(&realm.name)
                 })
                 .collect(),
             seed,
@@ -418,6 +446,10 @@ pub const EXAMPLE: &str = r#"# kreisel configuration (every key is optional; the
 [[realms]]
 name = "realm1"
 uri_check = "loose"          # "loose" or "strict"
+disclose_caller = false      # INVOCATIONs name the caller (session, authid, authrole) even unasked
+disclose_publisher = false   # EVENTs name the publisher even unasked
+retained_max = 1000          # retained events (one per topic); the oldest go first (0: no retention)
+retained_bytes_max = 16777216 # bytes they may hold (estimated); the oldest go first
 
 [[listeners]]
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket

@@ -1,0 +1,430 @@
+//! The broker's messages: SUBSCRIBE, UNSUBSCRIBE, PUBLISH.
+
+use super::*;
+
+/// One publication on its way to subscribers (from a PUBLISH, or a testament of a session that left).
+pub(super) struct Publication<'p> {
+    pub id: Id,
+    pub topic: &'p str,
+    pub publisher: Identity<'p>,
+    /// The publisher's session, when `exclude_me` keeps the event from it.
+    pub exclude: Option<SessionHandle>,
+    pub options: &'p RequestOptions<'p>,
+    pub payload: &'p Payload<'p>,
+}
+
+impl Router {
+    pub(super) fn on_subscribe(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        topic: &str,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let realm = joined.realm;
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let policy = match self.check_uri(realm, topic, options, UNSUPPORTED_SUBSCRIBE) {
+            Ok(policy) => policy,
+            Err((uri, text)) => {
+                return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
+            }
+        };
+        let flag = |name| options.get(name).and_then(|v| v.as_bool()) == Some(true);
+        let (disclose_publisher, get_retained) = (flag("disclose_publisher"), flag("get_retained"));
+        let existing = self.realms[realm].broker.trie.get(topic, policy);
+        let held = self
+            .joined(handle)
+            .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let limit = self.limits.subscriptions_per_session_max;
+        if !existing.is_some_and(|index| held.contains(&index)) && held.len() >= limit {
+            self.stats.limits_hit += 1;
+            let text = format!(
+                "this session already holds {limit} subscriptions (limits.subscriptions_per_session_max)"
+            );
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Subscribe,
+                request,
+                LIMIT_EXCEEDED,
+                &text,
+            );
+        }
+        let Router {
+            ids,
+            router_ids,
+            realms,
+            sessions,
+            ..
+        } = self;
+        let held = sessions
+            .get(handle.index as usize)
+            .and_then(Session::joined)
+            .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let subscribed =
+            realms[realm]
+                .broker
+                .subscribe(topic, policy, peer, disclose_publisher, held, || {
+                    new_router_id(ids, router_ids)
+                });
+        if subscribed.added {
+            if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+                joined.subscriptions.push(subscribed.index);
+            }
+        }
+        sink.send(
+            peer,
+            &Message::Subscribed {
+                request,
+                subscription: subscribed.id,
+            },
+        );
+        if get_retained {
+            let subscription = (subscribed.id, topic, policy);
+            self.send_retained(handle, subscription, disclose_publisher, sink);
+        }
+    }
+
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        subscription: Id,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let realm = joined.realm;
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let index = self.realms[realm].broker.by_id.get(&subscription).copied();
+        let position =
+            index.and_then(|index| joined.subscriptions.iter().position(|&i| i == index));
+        let (Some(index), Some(position)) = (index, position) else {
+            let text = format!("this session has no subscription {subscription}");
+            return self.send_error(
+                sink,
+                peer,
+                MessageType::Unsubscribe,
+                request,
+                NO_SUCH_SUBSCRIPTION,
+                &text,
+            );
+        };
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.subscriptions.swap_remove(position);
+        }
+        if let Some(id) = self.realms[realm].broker.unsubscribe(index, handle) {
+            self.router_ids.remove(&id);
+        }
+        sink.send(
+            peer,
+            &Message::Unsubscribed {
+                request,
+                details: None,
+            },
+        );
+    }
+
+    pub(super) fn on_publish(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        options: &Dict<'_>,
+        topic: &str,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let realm = joined.realm;
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
+        let acknowledge = parsed.acknowledge;
+        let refusal = if let Some(name) = parsed.unsupported.or_else(|| not_yet(&parsed)) {
+            Some((
+                OPTION_NOT_ALLOWED,
+                format!("option '{name}' is not supported by this router"),
+            ))
+        } else if let Some(name) = parsed.invalid {
+            Some((
+                OPTION_NOT_ALLOWED,
+                format!("option '{name}' has a value of the wrong type"),
+            ))
+        } else if !uri::is_valid(topic, self.realms[realm].uri_check, MatchPolicy::Exact) {
+            Some((INVALID_URI, format!("'{topic}' is not a valid topic URI")))
+        } else if uri::is_reserved(topic) {
+            Some((
+                INVALID_URI,
+                format!("'{topic}': topics under 'wamp.' are reserved for the router"),
+            ))
+        } else {
+            None
+        };
+        if let Some((uri, text)) = refusal {
+            // Per spec a PUBLISH without `acknowledge` gets no answer, not even an error.
+            if acknowledge {
+                self.send_error(sink, peer, MessageType::Publish, request, uri, &text);
+            }
+            return;
+        }
+        let publication = self.ids.random_id();
+        self.stats.publications += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (events, retained) = match self.identity(handle) {
+            Some(publisher) => {
+                let publication = Publication {
+                    id: publication,
+                    topic,
+                    publisher,
+                    exclude: parsed.exclude_me.then_some(handle),
+                    options: &parsed,
+                    payload,
+                };
+                let events = self.fan_out(realm, &publication, &mut scratch, sink);
+                let retained = parsed
+                    .retain
+                    .then(|| self.retained_event(realm, &publication));
+                (events, retained)
+            }
+            None => (0, None),
+        };
+        self.scratch = scratch;
+        if let Some(event) = retained {
+            self.store_retained(realm, topic, event);
+        }
+        self.stats.events_sent += events;
+        if acknowledge {
+            sink.send(
+                peer,
+                &Message::Published {
+                    request,
+                    publication,
+                },
+            );
+        }
+    }
+
+    /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
+    fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
+        let publisher = publication.publisher;
+        let options = publication.options;
+        let passthru = options
+            .passthru
+            .fields()
+            .map(|(name, value)| (name.to_string(), options::owned(&value)))
+            .collect();
+        Retained {
+            publication: publication.id,
+            publisher: (
+                publisher.id,
+                publisher.authid.into(),
+                publisher.authrole.into(),
+            ),
+            disclosed: options.disclose_me || self.realms[realm].disclose_publisher,
+            excluded: publication.exclude.map(|_| publisher.id),
+            filter: options.filter.to_value(),
+            passthru: Value::Dict(passthru),
+            args: publication.payload.args.as_ref().map(options::owned),
+            kwargs: publication.payload.kwargs.as_ref().map(options::owned),
+        }
+    }
+
+    fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
+        match self.realms[realm].retained.retain(topic, event) {
+            Some(evicted) => self.stats.retained_evicted += evicted as u64,
+            None => {
+                self.stats.retained_evicted += 1;
+                debug!(
+                    topic,
+                    "retained event over the realm's byte budget: not kept"
+                );
+            }
+        }
+    }
+
+    /// After SUBSCRIBED with `get_retained`: the retained events the subscription matches (oldest first) that the
+    /// subscriber would have been eligible for when they were published, with `details.retained`.
+    fn send_retained(
+        &self,
+        handle: SessionHandle,
+        (subscription, topic, policy): (Id, &str, MatchPolicy),
+        disclose_publisher: bool,
+        sink: &mut impl Sink,
+    ) {
+        let (Some(joined), Some(peer)) = (self.joined(handle), self.peer(handle)) else {
+            return;
+        };
+        for (event_topic, event) in self.realms[joined.realm].retained.matching(topic, policy) {
+            let admitted = event.excluded != Some(joined.id)
+                && Filter::from_value(&event.filter).admits(
+                    joined.id,
+                    &joined.authid,
+                    &joined.authrole,
+                );
+            if !admitted {
+                continue;
+            }
+            let mut details = Details::new();
+            if policy != MatchPolicy::Exact {
+                details.push("topic", Field::Str(event_topic));
+            }
+            details.extend(&event.passthru);
+            if event.disclosed || disclose_publisher {
+                let (id, authid, authrole) = &event.publisher;
+                let publisher = Identity {
+                    id: *id,
+                    authid,
+                    authrole,
+                };
+                details.identity(&PUBLISHER_KEYS, &publisher);
+            }
+            details.push("retained", Field::Bool(true));
+            let payload = Payload {
+                args: event.args.as_ref().map(Field::Value),
+                kwargs: event.kwargs.as_ref().map(Field::Value),
+            };
+            sink.send(
+                peer,
+                &Message::Event {
+                    subscription,
+                    publication: event.publication,
+                    details: details.dict(),
+                    payload,
+                },
+            );
+        }
+    }
+
+    /// Sends a publication to the subscribers of every matching subscription: one EVENT per subscription (pattern
+    /// subscriptions get `details.topic`), encoded once per serializer by the sink. Returns the number of events.
+    ///
+    /// Without black/white lists and with nobody asking for the publisher's identity on its own, the subscription's
+    /// subscriber list goes to the sink as it is. Otherwise the admitted subscribers are collected into `scratch`
+    /// (reused buffers: no allocation once they have grown), split into those that get the publisher's identity
+    /// and the rest.
+    pub(super) fn fan_out(
+        &self,
+        realm: usize,
+        publication: &Publication<'_>,
+        scratch: &mut [Vec<Peer>; 2],
+        sink: &mut impl Sink,
+    ) -> u64 {
+        let realm = &self.realms[realm];
+        let disclose = publication.options.disclose_me || realm.disclose_publisher;
+        let filter = &publication.options.filter;
+        let filtered = filter.is_active();
+        let broker = &realm.broker;
+        let mut events = 0u64;
+        broker
+            .trie
+            .for_each_match(publication.topic, |policy, index| {
+                let subscription = &broker.subscriptions[index];
+                let mut details = Details::new();
+                if policy != MatchPolicy::Exact {
+                    details.push("topic", Field::Str(publication.topic));
+                }
+                details.passthru(&publication.options.passthru);
+                let anonymous = details.len();
+                details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                let split = !disclose && !subscription.disclosing.is_empty();
+                if !filtered && !split {
+                    let recipients = Recipients {
+                        peers: &subscription.subscribers,
+                        exclude: publication.exclude,
+                    };
+                    if !disclose {
+                        details.truncate(anonymous);
+                    }
+                    events +=
+                        self.multicast(recipients, subscription.id, publication, &details, sink);
+                    return;
+                }
+                let [told, rest] = scratch;
+                told.clear();
+                rest.clear();
+                for peer in &subscription.subscribers {
+                    if Some(peer.session) == publication.exclude
+                        || (filtered && !self.admits(filter, peer.session))
+                    {
+                        continue;
+                    }
+                    if split && subscription.disclosing.contains(&peer.session) {
+                        told.push(*peer);
+                    } else {
+                        rest.push(*peer);
+                    }
+                }
+                let recipients = |peers| Recipients {
+                    peers,
+                    exclude: None,
+                };
+                events += self.multicast(
+                    recipients(told),
+                    subscription.id,
+                    publication,
+                    &details,
+                    sink,
+                );
+                if !disclose {
+                    details.truncate(anonymous);
+                }
+                events += self.multicast(
+                    recipients(rest),
+                    subscription.id,
+                    publication,
+                    &details,
+                    sink,
+                );
+            });
+        events
+    }
+
+    /// One EVENT to `recipients`, if there are any; returns their number.
+    fn multicast(
+        &self,
+        recipients: Recipients<'_>,
+        subscription: Id,
+        publication: &Publication<'_>,
+        details: &Details<'_>,
+        sink: &mut impl Sink,
+    ) -> u64 {
+        let count = recipients.iter().count() as u64;
+        if count > 0 {
+            let event = Message::Event {
+                subscription,
+                publication: publication.id,
+                details: details.dict(),
+                payload: *publication.payload,
+            };
+            sink.send_many(recipients, &event);
+        }
+        count
+    }
+
+    /// Whether the black/white lists admit the subscriber `session`.
+    pub(super) fn admits(&self, filter: &Filter<'_>, session: SessionHandle) -> bool {
+        self.joined(session)
+            .is_some_and(|joined| filter.admits(joined.id, &joined.authid, &joined.authrole))
+    }
+}
+
+/// Options read but not implemented yet.
+fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
+    if parsed.passthru.is_active() {
+        Some("ppt_scheme")
+    } else {
+        None
+    }
+}
