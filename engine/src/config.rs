@@ -1,3 +1,4 @@
+use crate::auth::AuthConfig;
 use crate::uri::UriCheck;
 
 /// The engine's configuration: what the `io` layer read from the config file, minus everything about sockets.
@@ -9,6 +10,12 @@ pub struct RouterConfig {
     /// Router agent string reported in WELCOME `details.agent`.
     pub agent: String,
     pub limits: EngineLimits,
+    /// Secret key material for authentication challenges and ticket comparison (the binary draws it from the
+    /// OS; tests fix it).
+    pub secret_seed: [u8; 32],
+    /// The Unix time in milliseconds at engine time 0 (the engine's clock is monotonic; WAMP-CRA challenges carry
+    /// a wall-clock timestamp).
+    pub unix_ms_at_zero: u64,
 }
 
 /// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
@@ -22,6 +29,9 @@ pub struct EngineLimits {
     pub subscriptions_per_session_max: usize,
     /// Registrations one session may hold; REGISTER beyond it gets ERROR `kreisel.error.limit_exceeded`.
     pub registrations_per_session_max: usize,
+    /// Time between CHALLENGE and AUTHENTICATE, in milliseconds; beyond it: ABORT
+    /// `wamp.error.authentication_failed`.
+    pub auth_timeout_ms: u64,
 }
 
 impl Default for EngineLimits {
@@ -31,6 +41,7 @@ impl Default for EngineLimits {
             calls_per_session_max: 10_000,
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
+            auth_timeout_ms: 10_000,
         }
     }
 }
@@ -51,6 +62,8 @@ pub struct RealmConfig {
     /// Memory the retained events of this realm may hold, in bytes (estimated; default 16 MiB): without it, 1000
     /// retained events of 1 MiB each would hold 1 GiB. Beyond it, the oldest are dropped.
     pub retained_bytes_max: usize,
+    /// Authentication methods, principals and roles.
+    pub auth: AuthConfig,
 }
 
 impl RealmConfig {
@@ -62,6 +75,7 @@ impl RealmConfig {
             disclose_publisher: false,
             retained_max: 1000,
             retained_bytes_max: 16 << 20,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -73,6 +87,8 @@ impl Default for RouterConfig {
             seed: 0x6b72_6569_7365_6c21,
             agent: agent(),
             limits: EngineLimits::default(),
+            secret_seed: [0x5a; 32],
+            unix_ms_at_zero: 0,
         }
     }
 }

@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
+pub mod auth;
+pub mod authz;
 mod broker;
 mod config;
 mod dealer;
@@ -24,6 +26,8 @@ mod router;
 mod session;
 pub mod uri;
 
+pub use auth::{AuthConfig, PrincipalConfig, Salt, WampCraSecret};
+pub use authz::{PermissionConfig, Perms, RoleConfig};
 pub use config::{EngineLimits, RealmConfig, RouterConfig};
-pub use router::{errors, ConnId, Peer, Recipients, Router, Sink, Stats};
+pub use router::{errors, ConnId, Peer, Recipients, Router, SessionInfo, Sink, Stats};
 pub use session::SessionHandle;

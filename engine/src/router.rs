@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use kreisel_codec::{Dict, Field, Id, Message, MessageType, Payload, Serializer, Value};
 use slab::Slab;
 use tracing::{debug, info};
 
+use crate::auth::{Nonces, Principals};
+use crate::authz::{Authorizer, Perms, RoleIndex};
 use crate::broker::Broker;
 use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Callee, Dealer, Invoke, Registered};
@@ -20,6 +22,7 @@ use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
+mod authn;
 mod lifecycle;
 mod pubsub;
 mod rpc;
@@ -67,6 +70,16 @@ pub trait Sink {
     fn close(&mut self, to: Peer);
 }
 
+/// Who a joined session is ([`Router::session_info`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo<'a> {
+    pub id: Id,
+    pub realm: &'a str,
+    pub authid: &'a str,
+    pub authrole: &'a str,
+    pub authmethod: &'static str,
+}
+
 /// Counters, read by the metrics endpoint and the logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -82,6 +95,10 @@ pub struct Stats {
     pub limits_hit: u64,
     /// Retained events dropped for a realm's retention limits (evicted, or too big to keep).
     pub retained_evicted: u64,
+    /// Authentication attempts that failed (wrong credentials, unknown authid, timeout).
+    pub auth_failures: u64,
+    /// Requests refused by authorization.
+    pub not_authorized: u64,
 }
 
 #[derive(Debug)]
@@ -95,6 +112,8 @@ struct Realm {
     retained: RetainedEvents,
     dealer: Dealer,
     sessions: usize,
+    principals: Principals,
+    authz: Authorizer,
 }
 
 /// The sans-IO WAMP router. See the crate documentation for the order of calls.
@@ -124,6 +143,13 @@ pub struct Router {
     scratch: [Vec<Peer>; 2],
     /// Pending calls that have a deadline (the heap also holds stale entries of calls that ended).
     deadlines_live: usize,
+    /// Authentication deadlines, in the order they were set (all attempts get the same timeout, so this is also
+    /// the order they come due); entries of attempts that ended are skipped.
+    auth_deadlines: VecDeque<(u64, SessionHandle)>,
+    nonces: Nonces,
+    /// Key for comparing tickets (as HMAC tags) and deriving decoy salts.
+    auth_key: ring::hmac::Key,
+    unix_ms_at_zero: u64,
     stats: Stats,
 }
 
@@ -132,6 +158,7 @@ pub mod errors {
     pub const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
     pub const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
     pub const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
+    pub const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
     pub const INVALID_URI: &str = "wamp.error.invalid_uri";
     pub const NO_SUCH_PROCEDURE: &str = "wamp.error.no_such_procedure";
     pub const PROCEDURE_ALREADY_EXISTS: &str = "wamp.error.procedure_already_exists";
@@ -174,6 +201,8 @@ impl Router {
     pub fn new(config: RouterConfig) -> Router {
         let mut realms = Vec::new();
         let mut realm_index = HashMap::new();
+        let mut nonces = Nonces::new(&config.secret_seed);
+        let auth_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &nonces.next());
         for realm in &config.realms {
             realm_index.insert(realm.name.clone(), realms.len());
             realms.push(Realm {
@@ -185,6 +214,8 @@ impl Router {
                 retained: RetainedEvents::new(realm.retained_max, realm.retained_bytes_max),
                 dealer: Dealer::default(),
                 sessions: 0,
+                principals: Principals::new(&realm.auth, &auth_key),
+                authz: Authorizer::new(realm.auth.roles.as_deref()),
             });
         }
         Router {
@@ -204,6 +235,10 @@ impl Router {
             now_ms: 0,
             deadlines: BinaryHeap::new(),
             deadlines_live: 0,
+            auth_deadlines: VecDeque::new(),
+            nonces,
+            auth_key,
+            unix_ms_at_zero: config.unix_ms_at_zero,
             scratch: Default::default(),
             stats: Stats::default(),
         }
@@ -213,15 +248,23 @@ impl Router {
         self.stats
     }
 
-    /// The WAMP session joined over `handle`, if any: (session ID, realm, authid, authrole).
-    pub fn session_info(&self, handle: SessionHandle) -> Option<(Id, &str, &str, &str)> {
+    /// The WAMP session joined over `handle`, if any.
+    pub fn session_info(&self, handle: SessionHandle) -> Option<SessionInfo<'_>> {
         let joined = self.joined(handle)?;
-        Some((
-            joined.id,
-            &self.realms[joined.realm].name,
-            &joined.authid,
-            &joined.authrole,
-        ))
+        Some(SessionInfo {
+            id: joined.id,
+            realm: &self.realms[joined.realm].name,
+            authid: &joined.authid,
+            authrole: &joined.authrole,
+            authmethod: joined.authmethod.name(),
+        })
+    }
+
+    /// Whether the peer on `handle` has sent HELLO (it may be authenticating, joined, or leaving), so that the
+    /// transport's handshake timeout no longer applies (authentication has its own).
+    pub fn hello_received(&self, handle: SessionHandle) -> bool {
+        self.session(handle)
+            .is_some_and(|s| !matches!(s.phase, Phase::Handshake))
     }
 
     /// Number of transport connections (with or without a joined session).
@@ -298,6 +341,7 @@ impl Router {
         };
         match &session.phase {
             Phase::Handshake => self.on_handshake_message(handle, msg, sink),
+            Phase::Authenticating(_) => self.on_authenticating_message(handle, msg, sink),
             Phase::Established(_) => self.on_session_message(handle, msg, sink),
             Phase::Closing => match msg {
                 Message::Goodbye { .. } | Message::Abort { .. } => self.close(handle, sink),
@@ -327,6 +371,58 @@ impl Router {
 
     fn peer(&self, handle: SessionHandle) -> Option<Peer> {
         self.session(handle).map(|s| s.peer)
+    }
+
+    /// The earliest deadline (a call's `timeout`, an authentication's), in the engine's milliseconds: call
+    /// [`Router::handle_timeout`] then.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let auth = self.auth_deadlines.front().map(|(deadline, _)| *deadline);
+        match (self.next_call_deadline(), auth) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends every call and authentication attempt whose deadline passed.
+    pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        self.now_ms = now_ms;
+        self.expire_calls(now_ms, sink);
+        self.expire_authentications(now_ms, sink);
+        self.check_invariants();
+    }
+
+    /// What the session may do on `uri` (its role's permissions; everything in a realm without roles).
+    fn permissions(&self, joined: &Joined, uri: &str) -> Perms {
+        self.realms[joined.realm]
+            .authz
+            .permissions(joined.role, uri)
+    }
+
+    /// `Err(text)` when the session's role may not do `action` on `uri` (counted).
+    fn authorize(
+        &mut self,
+        handle: SessionHandle,
+        uri: &str,
+        action: Perms,
+    ) -> Result<Perms, String> {
+        let Some(joined) = self.joined(handle) else {
+            return Err("not joined".into());
+        };
+        if joined.role == RoleIndex::OPEN {
+            return Ok(Perms::ACTIONS);
+        }
+        let perms = self.permissions(joined, uri);
+        if perms.contains(action) {
+            return Ok(perms);
+        }
+        let text = format!(
+            "role '{}' is not authorized to {} '{uri}'",
+            joined.authrole,
+            action.verb()
+        );
+        debug!(session = joined.id.get(), uri, "not authorized");
+        self.stats.not_authorized += 1;
+        Err(text)
     }
 
     /// The identity a joined session discloses (caller/publisher identification).

@@ -3,6 +3,8 @@
 use kreisel_codec::Id;
 use smallvec::SmallVec;
 
+use crate::auth::{Method, Pending};
+use crate::authz::RoleIndex;
 use crate::features::ClientFeatures;
 use crate::router::Peer;
 
@@ -19,12 +21,26 @@ pub struct SessionHandle {
 pub(crate) enum Phase {
     /// Waiting for HELLO (also after a GOODBYE exchange: the transport may join again).
     Handshake,
+    /// HELLO was answered with CHALLENGE; waiting for AUTHENTICATE.
+    Authenticating(Box<Authenticating>),
     /// Joined a realm.
     Established(Joined),
     /// The router said GOODBYE (shutdown, kill) and waits for the peer's GOODBYE.
     Closing,
     /// The router decided to close the transport (after ABORT); nothing more is processed.
     Closed,
+}
+
+/// A session between CHALLENGE and AUTHENTICATE.
+#[derive(Debug)]
+pub(crate) struct Authenticating {
+    pub realm: usize,
+    /// The session ID the challenge announced (WAMP-CRA puts it into the signed challenge).
+    pub id: Id,
+    pub features: ClientFeatures,
+    pub pending: Pending,
+    /// When the attempt times out (engine milliseconds).
+    pub deadline: u64,
 }
 
 /// State of a session joined to a realm.
@@ -34,6 +50,9 @@ pub(crate) struct Joined {
     pub realm: usize,
     pub authid: Box<str>,
     pub authrole: Box<str>,
+    pub authmethod: Method,
+    /// The session's role in its realm's authorizer.
+    pub role: RoleIndex,
     /// Subscriptions this session holds (indexes into its realm's broker).
     pub subscriptions: SmallVec<[usize; 4]>,
     /// Registrations this session holds (indexes into its realm's dealer).

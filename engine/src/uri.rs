@@ -357,6 +357,38 @@ impl<T: Copy> UriTrie<T> {
         }
     }
 
+    /// The one pattern that wins for `uri` by the spec's precedence for registrations: the exact entry, else the
+    /// longest matching prefix pattern, else the most specific matching wildcard pattern (see
+    /// [`wildcard_more_specific`]). `pattern(value)` gives the pattern a value was stored under. Allocates nothing.
+    pub fn best_match<'p>(&self, uri: &str, pattern: impl Fn(T) -> &'p str) -> Option<T> {
+        if let Some(value) = self.exact.get(uri) {
+            return Some(*value);
+        }
+        let mut prefix: Option<T> = None;
+        let mut wildcard: Option<T> = None;
+        self.for_each_match(uri, |policy, value| {
+            let slot = match policy {
+                MatchPolicy::Exact => return,
+                MatchPolicy::Prefix => &mut prefix,
+                MatchPolicy::Wildcard => &mut wildcard,
+            };
+            let better = match *slot {
+                None => true,
+                Some(current) => {
+                    let (new, old) = (pattern(value), pattern(current));
+                    match policy {
+                        MatchPolicy::Prefix => new.len() > old.len(),
+                        _ => wildcard_more_specific(new, old),
+                    }
+                }
+            };
+            if better {
+                *slot = Some(value);
+            }
+        });
+        prefix.or(wildcard)
+    }
+
     /// Number of stored entries (exact and patterns).
     pub fn len(&self) -> usize {
         self.exact.len() + self.prefix.len + self.wildcard.len
@@ -365,6 +397,19 @@ impl<T: Copy> UriTrie<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether wildcard pattern `a` is more specific than `b` (both match the same URI, so they have as many
+/// components): at the first component where one is a wildcard and the other is not, the literal one wins.
+fn wildcard_more_specific(a: &str, b: &str) -> bool {
+    for (x, y) in a.split('.').zip(b.split('.')) {
+        match (x.is_empty(), y.is_empty()) {
+            (false, true) => return true,
+            (true, false) => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 impl<T: Copy> Default for UriTrie<T> {
@@ -456,6 +501,14 @@ mod tests {
         // Every node but the roots was freed.
         assert_eq!(trie.prefix.free.len(), trie.prefix.nodes.len() - 1);
         assert_eq!(trie.wildcard.free.len(), trie.wildcard.nodes.len() - 1);
+    }
+
+    #[test]
+    fn wildcard_specificity_is_left_to_right() {
+        assert!(wildcard_more_specific("a.b..d", "a..c.d"));
+        assert!(!wildcard_more_specific("a..c.d", "a.b..d"));
+        assert!(wildcard_more_specific("a.b.c.", "a.b..d"));
+        assert!(!wildcard_more_specific("a..c", "a..c"));
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kreisel_codec::{Message, Serializer};
-use kreisel_engine::{ConnId, Peer, Recipients, Router, RouterConfig, SessionHandle, Sink};
+use kreisel_engine::{
+    ConnId, Peer, PermissionConfig, Perms, Recipients, RoleConfig, Router, RouterConfig,
+    SessionHandle, Sink,
+};
 
 struct Counting;
 
@@ -118,10 +121,35 @@ fn deliver(
     router.handle_message(handle, &msg, 0, sink);
 }
 
+/// The embedded default (no authorization), and realm1 with roles: every PUBLISH, SUBSCRIBE, CALL and REGISTER
+/// of the anonymous role is then checked against prefix, wildcard and exact rules.
+fn configs() -> [RouterConfig; 2] {
+    use kreisel_engine::uri::MatchPolicy::*;
+    let rule = |uri: &str, policy, allow| PermissionConfig {
+        uri: uri.into(),
+        policy,
+        allow,
+    };
+    let mut enforced = RouterConfig::default();
+    enforced.realms[0].auth.roles = Some(vec![RoleConfig {
+        name: "anonymous".into(),
+        permissions: vec![
+            rule("com.", Prefix, Perms::ACTIONS),
+            rule("com.sensor.", Prefix, Perms::PUBLISH | Perms::SUBSCRIBE),
+            rule("com..admin", Wildcard, Perms::NONE),
+            rule("com.secret", Exact, Perms::NONE),
+        ],
+    }]);
+    [RouterConfig::default(), enforced]
+}
+
 #[test]
 fn steady_state_publish_allocates_nothing() {
-    for publisher_serializer in Serializer::ALL {
-        let mut router = Router::new(RouterConfig::default());
+    for (publisher_serializer, config) in Serializer::ALL
+        .into_iter()
+        .flat_map(|s| configs().map(|c| (s, c)))
+    {
+        let mut router = Router::new(config);
         let mut sink = EncodingSink::default();
         for i in 0..100 {
             // Subscribers of every serializer, so each publication is encoded (and transcoded) once per serializer.
@@ -254,8 +282,11 @@ fn steady_state_filtered_publish_allocates_nothing() {
 
 #[test]
 fn steady_state_call_allocates_nothing() {
-    for serializer in Serializer::ALL {
-        let mut router = Router::new(RouterConfig::default());
+    for (serializer, config) in Serializer::ALL
+        .into_iter()
+        .flat_map(|s| configs().map(|c| (s, c)))
+    {
+        let mut router = Router::new(config);
         let mut sink = EncodingSink::default();
         let callee = join(&mut router, &mut sink, 1, serializer);
         let caller = join(&mut router, &mut sink, 2, serializer);

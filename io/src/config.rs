@@ -11,6 +11,8 @@ use kreisel_engine::uri::UriCheck;
 use kreisel_engine::{RealmConfig, RouterConfig};
 use serde::Deserialize;
 
+pub use crate::auth_config::{Permission, Principal, Role};
+
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -40,6 +42,30 @@ pub struct Realm {
     /// Bytes the retained events may hold (estimated; default 16 MiB); the oldest go first.
     #[serde(default = "default_retained_bytes_max")]
     pub retained_bytes_max: usize,
+    /// Accept anonymous sessions (role `anonymous_role`). Default: yes when the realm has no principals, no when
+    /// it has.
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+    #[serde(default = "default_anonymous_role")]
+    pub anonymous_role: String,
+    /// Static principals for ticket, WAMP-CRA and cryptosign authentication.
+    #[serde(default)]
+    pub principals: Vec<Principal>,
+    /// Roles with per-URI permissions. Without `roles`, every session may do everything in the realm.
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+}
+
+impl Realm {
+    /// The role of anonymous sessions, if the realm accepts them.
+    pub fn anonymous_role(&self) -> Option<&str> {
+        let anonymous = self.anonymous.unwrap_or(self.principals.is_empty());
+        anonymous.then_some(self.anonymous_role.as_str())
+    }
+}
+
+fn default_anonymous_role() -> String {
+    "anonymous".into()
 }
 
 fn default_retained_max() -> usize {
@@ -152,6 +178,9 @@ pub struct Limits {
     pub subscriptions_per_session_max: usize,
     /// Registrations one session may hold (default 1000); beyond: ERROR `kreisel.error.limit_exceeded`.
     pub registrations_per_session_max: usize,
+    /// Time between CHALLENGE and AUTHENTICATE, in milliseconds (default 10000); beyond it: ABORT
+    /// `wamp.error.authentication_failed`.
+    pub auth_timeout_ms: u64,
 }
 
 /// See [`Limits::slow_consumer`].
@@ -192,6 +221,10 @@ impl Default for Config {
                 disclose_publisher: false,
                 retained_max: default_retained_max(),
                 retained_bytes_max: default_retained_bytes_max(),
+                anonymous: None,
+                anonymous_role: default_anonymous_role(),
+                principals: Vec::new(),
+                roles: None,
             }],
             listeners: vec![
                 Listener {
@@ -230,6 +263,7 @@ impl Default for Limits {
             calls_per_session_max: 10_000,
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
+            auth_timeout_ms: 10_000,
         }
     }
 }
@@ -302,6 +336,13 @@ impl Config {
             if !names.insert(&realm.name) {
                 return fail(format!("realm '{}' is defined twice", realm.name));
             }
+            crate::auth_config::validate(
+                &realm.name,
+                realm.anonymous_role(),
+                &realm.principals,
+                realm.roles.as_deref(),
+            )
+            .map_err(ConfigError)?;
         }
         if self.listeners.is_empty() {
             return fail("at least one [[listeners]] entry is needed".into());
@@ -372,6 +413,9 @@ impl Config {
         if limits.handshake_timeout_ms == 0 {
             return fail("limits.handshake_timeout_ms must be at least 1".into());
         }
+        if limits.auth_timeout_ms == 0 {
+            return fail("limits.auth_timeout_ms must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -390,6 +434,11 @@ impl Config {
                     disclose_publisher: realm.disclose_publisher,
                     retained_max: realm.retained_max,
                     retained_bytes_max: realm.retained_bytes_max,
+                    auth: crate::auth_config::engine_config(
+                        realm.anonymous_role(),
+                        &realm.principals,
+                        realm.roles.as_deref(),
+                    ),
                     ..RealmConfig::new(&realm.name)
                 })
                 .collect(),
@@ -399,6 +448,7 @@ impl Config {
                 calls_per_session_max: self.limits.calls_per_session_max,
                 subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
                 registrations_per_session_max: self.limits.registrations_per_session_max,
+                auth_timeout_ms: self.limits.auth_timeout_ms,
             },
             ..RouterConfig::default()
         }
@@ -450,6 +500,15 @@ disclose_caller = false      # INVOCATIONs name the caller (session, authid, aut
 disclose_publisher = false   # EVENTs name the publisher even unasked
 retained_max = 1000          # retained events (one per topic); the oldest go first (0: no retention)
 retained_bytes_max = 16777216 # bytes they may hold (estimated); the oldest go first
+# anonymous = true           # default: true without principals, false with
+anonymous_role = "anonymous" # role of anonymous sessions
+# [[realms.principals]]      # static principals (see README: Authentication and authorization)
+# authid = "alice"
+# role = "user"
+# ticket = "..."             # and/or wampcra_secret (+ wampcra_salt, _iterations, _keylen), cryptosign_pubkeys
+# [[realms.roles]]           # without roles, every session may do everything
+# name = "user"
+# permissions = [{ uri = "com.example.", match = "prefix", allow = ["call", "subscribe"] }]
 
 [[listeners]]
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
@@ -478,6 +537,7 @@ sessions_per_realm_max = 10000
 calls_per_session_max = 10000         # pending calls one session may have
 subscriptions_per_session_max = 10000
 registrations_per_session_max = 1000
+auth_timeout_ms = 10000      # CHALLENGE to AUTHENTICATE
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides
@@ -512,6 +572,51 @@ mod tests {
             err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]")
                 .contains("unknown variant")
         );
+    }
+
+    #[test]
+    fn auth_mistakes_are_explained() {
+        let err = |realm: &str| {
+            Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{realm}"))
+                .unwrap_err()
+                .0
+        };
+        let principal =
+            |extra: &str| format!("[[realms.principals]]\nauthid = \"a\"\nrole = \"u\"\n{extra}\n");
+        assert!(err(&principal("")).contains("needs a credential"));
+        assert!(err(&principal("ticket = \"\"")).contains("empty secret"));
+        assert!(err(&principal("cryptosign_pubkeys = [\"abcd\"]")).contains("not 64 hex digits"));
+        assert!(err(&principal("ticket = \"t\"\nwampcra_salt = \"s\""))
+            .contains("needs wampcra_secret"));
+        assert!(
+            err(&principal("wampcra_secret = \"k\"\nwampcra_keylen = 16"))
+                .contains("need wampcra_salt")
+        );
+        assert!(err(&principal("ticket = \"t\"\nbogus = 1")).contains("unknown field"));
+        let twice = principal("ticket = \"t\"").repeat(2);
+        assert!(err(&twice).contains("defined twice"));
+        // With roles, every role in use must be defined; anonymous is off by default once principals exist.
+        let roles = "[[realms.roles]]\nname = \"u\"\n";
+        let ok = format!("{}{roles}", principal("ticket = \"t\""));
+        let config = Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{ok}")).unwrap();
+        assert_eq!(config.realms[0].anonymous_role(), None);
+        assert!(err(&format!("anonymous = true\n{ok}"))
+            .contains("role 'anonymous' (of anonymous sessions)"));
+        assert!(err(&format!(
+            "{}{roles}",
+            principal("ticket = \"t\"").replace("\"u\"", "\"v\"")
+        ))
+        .contains("role 'v' (of principal 'a')"));
+        let bad_rule = "permissions = [{ uri = \"a..b\", allow = [\"call\"] }]";
+        assert!(
+            err(&format!("{ok}{bad_rule}")).contains("not a valid URI pattern for match 'exact'")
+        );
+        let bad_action = "permissions = [{ uri = \"a\", allow = [\"fly\"] }]";
+        assert!(err(&format!("{ok}{bad_action}")).contains("unknown variant"));
+        assert!(Config::from_toml("[limits]\nauth_timeout_ms = 0")
+            .unwrap_err()
+            .0
+            .contains("auth_timeout_ms"));
     }
 
     #[test]

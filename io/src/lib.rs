@@ -8,6 +8,7 @@
 //! writes out what it answers.
 #![deny(unused_must_use)]
 
+pub mod auth_config;
 pub mod config;
 pub mod conn;
 pub mod outbox;

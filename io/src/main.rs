@@ -24,12 +24,41 @@ struct Cli {
     /// Print an annotated configuration with every default and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print the WAMP-CRA key derived from the password read from stdin with this salt (PBKDF2-HMAC-SHA256, as
+    /// clients derive it): the value for a principal's `wampcra_secret` next to `wampcra_salt = SALT`.
+    #[arg(long, value_name = "SALT", conflicts_with_all = ["config", "check", "print_config"])]
+    derive_key: Option<String>,
+    /// PBKDF2 iterations for --derive-key (the principal's `wampcra_iterations`).
+    #[arg(long, default_value_t = 1000, requires = "derive_key")]
+    iterations: u32,
+    /// Derived key length in bytes for --derive-key (the principal's `wampcra_keylen`).
+    #[arg(long, default_value_t = 32, requires = "derive_key")]
+    keylen: u32,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_config {
         print!("{}", config::EXAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(salt) = cli.derive_key {
+        if cli.iterations == 0 || !(1..=64).contains(&cli.keylen) {
+            eprintln!("--iterations must be at least 1 and --keylen within 1 ..= 64");
+            return ExitCode::FAILURE;
+        }
+        let mut password = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut password) {
+            eprintln!("cannot read the password from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        let password = password.trim_end_matches(['\r', '\n']);
+        let salt = kreisel_engine::Salt {
+            salt,
+            iterations: cli.iterations,
+            keylen: cli.keylen,
+        };
+        println!("{}", kreisel_engine::auth::derive_key(password, &salt));
         return ExitCode::SUCCESS;
     }
     if let Some(path) = cli.check {

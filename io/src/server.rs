@@ -331,7 +331,18 @@ impl Server {
             });
         }
         let rawsocket_exponent = config.rawsocket_exponent();
-        let router = Router::new(config.router_config(seed));
+        let mut router_config = config.router_config(seed);
+        // Challenges and ticket comparison need secret randomness; the ID seed is not secret enough.
+        ring::rand::SecureRandom::fill(
+            &ring::rand::SystemRandom::new(),
+            &mut router_config.secret_seed,
+        )
+        .map_err(|_| anyhow::anyhow!("the operating system's random number generator failed"))?;
+        // The engine's time 0 is (about) now: `start` below.
+        router_config.unix_ms_at_zero = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let router = Router::new(router_config);
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,
@@ -1125,11 +1136,8 @@ impl Server {
             };
             match kind {
                 TimerKind::Handshake => {
-                    let joined = conn
-                        .session
-                        .and_then(|h| self.router.session_info(h))
-                        .is_some();
-                    if !joined && conn.closing.is_none() {
+                    let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
+                    if !hello && conn.closing.is_none() {
                         self.stats.handshake_timeouts += 1;
                         info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
                         self.remove(index, Some(CloseCause::HandshakeTimeout));

@@ -1,4 +1,4 @@
-//! Session lifecycle: HELLO/WELCOME (join), GOODBYE, ABORT, and leaving the realm.
+//! Session lifecycle: GOODBYE, ABORT, and leaving the realm (joining is in `authn`).
 
 use super::*;
 
@@ -23,102 +23,6 @@ impl Router {
                 self.abort(handle, PROTOCOL_VIOLATION, &text, sink);
             }
         }
-    }
-
-    pub(super) fn on_hello(
-        &mut self,
-        handle: SessionHandle,
-        realm: &str,
-        details: &Dict<'_>,
-        sink: &mut impl Sink,
-    ) {
-        let Some(&realm_index) = self.realm_index.get(realm) else {
-            let text = format!("no realm '{realm}' on this router");
-            return self.abort(handle, NO_SUCH_REALM, &text, sink);
-        };
-        if self.realms[realm_index].sessions >= self.limits.sessions_per_realm_max {
-            self.stats.limits_hit += 1;
-            let text = format!(
-                "realm '{realm}' has reached its limit of {} sessions",
-                self.limits.sessions_per_realm_max
-            );
-            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
-        }
-        match details.get("roles").and_then(|roles| roles.as_raw()) {
-            Some(roles) if roles.dict().is_some_and(|mut r| r.next().is_some()) => {}
-            _ => {
-                return self.abort(
-                    handle,
-                    PROTOCOL_VIOLATION,
-                    "HELLO.Details.roles must announce the client's roles",
-                    sink,
-                )
-            }
-        }
-        if let Some(methods) = details.get("authmethods") {
-            let offered = methods.as_raw().and_then(|m| m.list());
-            let Some(mut offered) = offered else {
-                return self.abort(
-                    handle,
-                    PROTOCOL_VIOLATION,
-                    "HELLO.Details.authmethods must be a list",
-                    sink,
-                );
-            };
-            if !offered.any(|m| m.as_str().as_deref() == Some("anonymous")) {
-                let text = "none of the offered authentication methods is available (this realm allows: anonymous)";
-                return self.abort(handle, NO_AUTH_METHOD, text, sink);
-            }
-        }
-        let id = loop {
-            let id = self.ids.random_id();
-            if !self.session_ids.contains_key(&id) {
-                break id;
-            }
-        };
-        let authid = format!("anonymous-{id}");
-        let features =
-            ClientFeatures::from_roles(details.get("roles").and_then(|roles| roles.as_raw()));
-        let Some(session) = self.session_mut(handle) else {
-            return;
-        };
-        session.phase = Phase::Established(Joined {
-            id,
-            realm: realm_index,
-            authid: authid.clone().into(),
-            authrole: "anonymous".into(),
-            subscriptions: Default::default(),
-            registrations: Default::default(),
-            calls_as_caller: None,
-            calls_as_callee: None,
-            next_invocation: Id::FIRST,
-            calls_pending: 0,
-            features,
-            ended_streams: Vec::new(),
-        });
-        let peer = session.peer;
-        self.session_ids.insert(id, handle);
-        self.realms[realm_index].sessions += 1;
-        self.stats.sessions_joined += 1;
-        self.stats.sessions_active += 1;
-        let realm_name = &self.realms[realm_index].name;
-        debug!(session = id.get(), realm = %realm_name, conn = peer.conn.0, "session joined");
-        let details = [
-            ("realm", Field::Str(realm_name)),
-            ("authid", Field::Str(&authid)),
-            ("authrole", Field::Str("anonymous")),
-            ("authmethod", Field::Str("anonymous")),
-            ("authprovider", Field::Str("static")),
-            ("roles", Field::Value(&self.roles)),
-            ("agent", Field::Str(&self.agent)),
-        ];
-        sink.send(
-            peer,
-            &Message::Welcome {
-                session: id,
-                details: Dict::Fields(&details),
-            },
-        );
     }
 
     /// The peer said GOODBYE: answer, leave the realm; the transport stays open for a new HELLO.
@@ -160,7 +64,7 @@ impl Router {
                     session.phase = Phase::Closing;
                 }
             }
-            Phase::Handshake => self.close(handle, sink),
+            Phase::Handshake | Phase::Authenticating(_) => self.close(handle, sink),
             Phase::Closing | Phase::Closed => {}
         }
     }

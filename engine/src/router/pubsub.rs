@@ -35,6 +35,10 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
+        if let Err(text) = self.authorize(handle, topic, Perms::SUBSCRIBE) {
+            let kind = MessageType::Subscribe;
+            return self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
+        }
         let flag = |name| options.get(name).and_then(|v| v.as_bool()) == Some(true);
         let (disclose_publisher, get_retained) = (flag("disclose_publisher"), flag("get_retained"));
         let existing = self.realms[realm].broker.trie.get(topic, policy);
@@ -150,7 +154,7 @@ impl Router {
         let Some(peer) = self.peer(handle) else {
             return;
         };
-        let parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
+        let mut parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
         let acknowledge = parsed.acknowledge;
         let refusal = if let Some(name) = parsed.unsupported.or_else(|| not_yet(&parsed)) {
             Some((
@@ -178,6 +182,17 @@ impl Router {
                 self.send_error(sink, peer, MessageType::Publish, request, uri, &text);
             }
             return;
+        }
+        match self.authorize(handle, topic, Perms::PUBLISH) {
+            // The role's rule may disclose the publisher, as if it had asked.
+            Ok(perms) => parsed.disclose_me |= perms.contains(Perms::DISCLOSE_PUBLISHER),
+            Err(text) => {
+                if acknowledge {
+                    let kind = MessageType::Publish;
+                    self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
+                }
+                return;
+            }
         }
         let publication = self.ids.random_id();
         self.stats.publications += 1;

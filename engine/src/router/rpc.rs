@@ -75,6 +75,10 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
             }
         };
+        if let Err(text) = self.authorize(handle, procedure, Perms::REGISTER) {
+            let kind = MessageType::Register;
+            return self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
+        }
         let invoke = match options.get("invoke") {
             None => Invoke::Single,
             Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
@@ -287,6 +291,13 @@ impl Router {
         if let Some((uri, text)) = refusal {
             return self.refuse_call(handle, request, parsed.progress, uri, &text, sink);
         }
+        let perms = match self.authorize(handle, procedure, Perms::CALL) {
+            Ok(perms) => perms,
+            Err(text) => {
+                let progress = parsed.progress;
+                return self.refuse_call(handle, request, progress, NOT_AUTHORIZED, &text, sink);
+            }
+        };
         let ids = &mut self.ids;
         let dealer = &mut self.realms[realm].dealer;
         let Some(index) = dealer.lookup(procedure) else {
@@ -359,7 +370,10 @@ impl Router {
         if timeout_ms > 0 && callee_features.callee_call_timeout {
             details.push("timeout", Field::UInt(timeout_ms));
         }
-        let disclose = parsed.disclose_me || disclose_caller || self.realms[realm].disclose_caller;
+        let disclose = parsed.disclose_me
+            || disclose_caller
+            || self.realms[realm].disclose_caller
+            || perms.contains(Perms::DISCLOSE_CALLER);
         let who = self.identity(handle);
         if let Some(who) = who.as_ref().filter(|_| disclose) {
             details.identity(&CALLER_KEYS, who);
@@ -549,9 +563,8 @@ impl Router {
         }
     }
 
-    /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds: call
-    /// [`Router::handle_timeout`] then.
-    pub fn poll_timeout(&self) -> Option<u64> {
+    /// The earliest call deadline (`CALL.Options.timeout`), in the engine's milliseconds.
+    pub(super) fn next_call_deadline(&self) -> Option<u64> {
         self.deadlines
             .peek()
             .map(|Reverse((deadline, _, _))| *deadline)
@@ -559,8 +572,7 @@ impl Router {
 
     /// Ends every call whose deadline passed: ERROR `wamp.error.timeout` to the caller, INTERRUPT to a callee that
     /// supports canceling (its late answer is discarded).
-    pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
-        self.now_ms = now_ms;
+    pub(super) fn expire_calls(&mut self, now_ms: u64, sink: &mut impl Sink) {
         while let Some(&Reverse((deadline, caller, request))) = self.deadlines.peek() {
             if deadline > now_ms {
                 break;
@@ -591,7 +603,6 @@ impl Router {
                 interrupt(sink, call.callee, call.invocation, "killnowait", TIMEOUT);
             }
         }
-        self.check_invariants();
     }
 
     pub(super) fn on_yield(

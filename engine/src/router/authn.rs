@@ -1,0 +1,348 @@
+//! Joining a realm: HELLO, the choice of authentication method, CHALLENGE/AUTHENTICATE, WELCOME, and the
+//! authentication timeout. The credentials themselves are checked in [`crate::auth`].
+
+use super::*;
+use crate::auth::{self, Choice, Method, Pending};
+use crate::session::Authenticating;
+
+impl Router {
+    pub(super) fn on_hello(
+        &mut self,
+        handle: SessionHandle,
+        realm: &str,
+        details: &Dict<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(&realm_index) = self.realm_index.get(realm) else {
+            let text = format!("no realm '{realm}' on this router");
+            return self.abort(handle, NO_SUCH_REALM, &text, sink);
+        };
+        if let Some(text) = self.realm_full(realm_index) {
+            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
+        }
+        let roles = details.get("roles").and_then(|roles| roles.as_raw());
+        let announced =
+            roles.is_some_and(|roles| roles.dict().is_some_and(|mut r| r.next().is_some()));
+        if !announced {
+            let text = "HELLO.Details.roles must announce the client's roles";
+            return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+        }
+        let authid = match details.get("authid") {
+            None => None,
+            Some(value) => match value.as_str() {
+                Some(authid) => Some(authid),
+                None => {
+                    let text = "HELLO.Details.authid must be a string";
+                    return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+                }
+            },
+        };
+        let pubkey = details
+            .get("authextra")
+            .and_then(|extra| extra.as_raw())
+            .and_then(|extra| extra.get("pubkey"))
+            .and_then(|key| key.as_str())
+            .and_then(|key| auth::parse_pubkey(&key));
+        let choice = match details.get("authmethods") {
+            // No authmethods: the client expects anonymous.
+            None => self.realms[realm_index].principals.choose(
+                [Method::Anonymous].into_iter(),
+                authid.as_deref(),
+                pubkey,
+            ),
+            Some(methods) => {
+                let Some(offered) = methods.as_raw().and_then(|m| m.list()) else {
+                    let text = "HELLO.Details.authmethods must be a list";
+                    return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+                };
+                let offered =
+                    offered.filter_map(|m| m.as_str().and_then(|name| Method::from_name(&name)));
+                self.realms[realm_index]
+                    .principals
+                    .choose(offered, authid.as_deref(), pubkey)
+            }
+        };
+        let features = ClientFeatures::from_roles(roles);
+        match choice {
+            None => {
+                let text = format!(
+                    "none of the offered authentication methods is available (realm '{realm}' accepts: {})",
+                    self.realms[realm_index].principals.available()
+                );
+                self.stats.auth_failures += 1;
+                self.abort(handle, NO_AUTH_METHOD, &text, sink)
+            }
+            Some(Choice::Anonymous { role }) => {
+                let id = self.new_session_id();
+                let authid = format!("anonymous-{id}");
+                self.join(
+                    handle,
+                    realm_index,
+                    id,
+                    (&authid, &role, Method::Anonymous),
+                    features,
+                    sink,
+                );
+            }
+            Some(Choice::Challenge { method, principal }) => self.challenge(
+                handle,
+                realm_index,
+                method,
+                principal,
+                authid.as_deref(),
+                features,
+                sink,
+            ),
+        }
+    }
+
+    /// Why a realm takes no more sessions, if it does not.
+    fn realm_full(&mut self, realm: usize) -> Option<String> {
+        let realm = &self.realms[realm];
+        if realm.sessions < self.limits.sessions_per_realm_max {
+            return None;
+        }
+        self.stats.limits_hit += 1;
+        Some(format!(
+            "realm '{}' has reached its limit of {} sessions",
+            realm.name, self.limits.sessions_per_realm_max
+        ))
+    }
+
+    fn new_session_id(&mut self) -> Id {
+        loop {
+            let id = self.ids.random_id();
+            if !self.session_ids.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Sends CHALLENGE and waits for AUTHENTICATE (until the authentication timeout).
+    #[allow(clippy::too_many_arguments)]
+    fn challenge(
+        &mut self,
+        handle: SessionHandle,
+        realm: usize,
+        method: Method,
+        principal: Option<usize>,
+        asked: Option<&str>,
+        features: ClientFeatures,
+        sink: &mut impl Sink,
+    ) {
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        let id = self.new_session_id();
+        let nonce = self.nonces.next();
+        let principals = &self.realms[realm].principals;
+        let authid = principals.authid(principal, asked);
+        let mut extra = Details::new();
+        let (text, challenge): (String, Box<[u8]>) = match method {
+            Method::WampCra => {
+                let unix_ms = self.unix_ms_at_zero.saturating_add(self.now_ms);
+                let role = principals.role(principal);
+                let text = auth::wampcra_challenge(authid, role, &nonce[..16], unix_ms, id.get());
+                let bytes = text.as_bytes().into();
+                (text, bytes)
+            }
+            Method::Cryptosign => (auth::hex(&nonce), nonce.into()),
+            Method::Ticket | Method::Anonymous => (String::new(), Box::default()),
+        };
+        let salt = match method {
+            Method::WampCra => principals.salt(principal, authid, &self.auth_key),
+            _ => None,
+        };
+        if !text.is_empty() {
+            extra.push("challenge", Field::Str(&text));
+        }
+        if let Some(salt) = &salt {
+            extra.push("salt", Field::Str(&salt.salt));
+            extra.push("keylen", Field::UInt(salt.keylen.into()));
+            extra.push("iterations", Field::UInt(salt.iterations.into()));
+        }
+        sink.send(
+            peer,
+            &Message::Challenge {
+                auth_method: Cow::Borrowed(method.name()),
+                extra: extra.dict(),
+            },
+        );
+        let deadline = self.now_ms.saturating_add(self.limits.auth_timeout_ms);
+        let pending = Pending {
+            method,
+            principal,
+            authid: authid.into(),
+            challenge,
+        };
+        debug!(conn = peer.conn.0, method = method.name(), authid = %pending.authid, "challenge sent");
+        if let Some(session) = self.session_mut(handle) {
+            session.phase = Phase::Authenticating(Box::new(Authenticating {
+                realm,
+                id,
+                features,
+                pending,
+                deadline,
+            }));
+        }
+        self.auth_deadlines.push_back((deadline, handle));
+        if self.auth_deadlines.len() > 2 * self.sessions.len() + 64 {
+            let sessions = &self.sessions;
+            self.auth_deadlines.retain(|(deadline, handle)| {
+                sessions.get(handle.index as usize).is_some_and(|s| {
+                    s.generation == handle.generation
+                        && matches!(&s.phase, Phase::Authenticating(a) if a.deadline == *deadline)
+                })
+            });
+        }
+    }
+
+    /// A message between CHALLENGE and WELCOME: AUTHENTICATE (or ABORT).
+    pub(super) fn on_authenticating_message(
+        &mut self,
+        handle: SessionHandle,
+        msg: &Message<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let signature = match msg {
+            Message::Authenticate { signature, .. } => signature,
+            Message::Abort { .. } => return self.close(handle, sink),
+            other => {
+                let text = format!(
+                    "{} received while authenticating (expected AUTHENTICATE)",
+                    other.message_type().name()
+                );
+                return self.abort(handle, PROTOCOL_VIOLATION, &text, sink);
+            }
+        };
+        let Some(session) = self.session_mut(handle) else {
+            return;
+        };
+        let Phase::Authenticating(attempt) =
+            std::mem::replace(&mut session.phase, Phase::Handshake)
+        else {
+            return;
+        };
+        let realm = &self.realms[attempt.realm];
+        let Some(who) = realm
+            .principals
+            .verify(&attempt.pending, signature, &self.auth_key)
+        else {
+            info!(
+                realm = %realm.name,
+                authid = %attempt.pending.authid,
+                method = attempt.pending.method.name(),
+                "authentication failed"
+            );
+            self.stats.auth_failures += 1;
+            return self.abort(handle, AUTHENTICATION_FAILED, "authentication failed", sink);
+        };
+        let (authid, role) = (String::from(who.authid), String::from(who.role));
+        if let Some(text) = self.realm_full(attempt.realm) {
+            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
+        }
+        let id = if self.session_ids.contains_key(&attempt.id) {
+            self.new_session_id()
+        } else {
+            attempt.id
+        };
+        self.join(
+            handle,
+            attempt.realm,
+            id,
+            (&authid, &role, attempt.pending.method),
+            attempt.features,
+            sink,
+        );
+    }
+
+    /// Ends the authentication attempts whose time is up: ABORT `wamp.error.authentication_failed`.
+    pub(super) fn expire_authentications(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        while let Some(&(deadline, handle)) = self.auth_deadlines.front() {
+            if deadline > now_ms {
+                break;
+            }
+            self.auth_deadlines.pop_front();
+            let current = self.session(handle).is_some_and(
+                |s| matches!(&s.phase, Phase::Authenticating(a) if a.deadline == deadline),
+            );
+            if current {
+                self.stats.auth_failures += 1;
+                let text = format!(
+                    "no AUTHENTICATE within {} ms of the CHALLENGE",
+                    self.limits.auth_timeout_ms
+                );
+                self.abort(handle, AUTHENTICATION_FAILED, &text, sink);
+            }
+        }
+    }
+
+    /// Joins the realm as (authid, authrole, authmethod) and sends WELCOME.
+    fn join(
+        &mut self,
+        handle: SessionHandle,
+        realm_index: usize,
+        id: Id,
+        (authid, authrole, authmethod): (&str, &str, Method),
+        features: ClientFeatures,
+        sink: &mut impl Sink,
+    ) {
+        let Some(role) = self.realms[realm_index].authz.role(authrole) else {
+            let text = format!(
+                "role '{authrole}' has no permissions in realm '{}'",
+                self.realms[realm_index].name
+            );
+            return self.abort(handle, NOT_AUTHORIZED, &text, sink);
+        };
+        let Some(session) = self.session_mut(handle) else {
+            return;
+        };
+        session.phase = Phase::Established(Joined {
+            id,
+            realm: realm_index,
+            authid: authid.into(),
+            authrole: authrole.into(),
+            authmethod,
+            role,
+            subscriptions: Default::default(),
+            registrations: Default::default(),
+            calls_as_caller: None,
+            calls_as_callee: None,
+            next_invocation: Id::FIRST,
+            calls_pending: 0,
+            features,
+            ended_streams: Vec::new(),
+        });
+        let peer = session.peer;
+        self.session_ids.insert(id, handle);
+        self.realms[realm_index].sessions += 1;
+        self.stats.sessions_joined += 1;
+        self.stats.sessions_active += 1;
+        let realm_name = &self.realms[realm_index].name;
+        debug!(
+            session = id.get(),
+            realm = %realm_name,
+            authid,
+            authrole,
+            authmethod = authmethod.name(),
+            conn = peer.conn.0,
+            "session joined"
+        );
+        let details = [
+            ("realm", Field::Str(realm_name)),
+            ("authid", Field::Str(authid)),
+            ("authrole", Field::Str(authrole)),
+            ("authmethod", Field::Str(authmethod.name())),
+            ("authprovider", Field::Str("static")),
+            ("roles", Field::Value(&self.roles)),
+            ("agent", Field::Str(&self.agent)),
+        ];
+        sink.send(
+            peer,
+            &Message::Welcome {
+                session: id,
+                details: Dict::Fields(&details),
+            },
+        );
+    }
+}
