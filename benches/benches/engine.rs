@@ -96,7 +96,19 @@ fn join(
 /// A router with `subscribers` sessions on one subscription (serializers alternate when `mixed`, else JSON) and
 /// one publisher (JSON, not subscribed).
 fn fanout_router(subscribers: usize, mixed: bool) -> (Router, SessionHandle) {
-    let mut router = Router::new(RouterConfig::default());
+    fanout_router_with(RouterConfig::default(), subscribers, mixed)
+}
+
+fn fanout_router_with(
+    config: RouterConfig,
+    subscribers: usize,
+    mixed: bool,
+) -> (Router, SessionHandle) {
+    let mut config = config;
+    // Room for every subscriber and the publisher beyond the default per-realm limit.
+    let limit = &mut config.limits.sessions_per_realm_max;
+    *limit = (*limit).max(subscribers + 1);
+    let mut router = Router::new(config);
     let mut sink = CountingSink::default();
     let subscribe = decode(SUBSCRIBE);
     for i in 0..subscribers {
@@ -292,9 +304,53 @@ fn rpc(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cost of authorization: an acknowledged publication to one subscriber in realm1 without roles, and with
+/// roles (every PUBLISH and SUBSCRIBE of the anonymous role checked against exact, prefix and wildcard rules; the
+/// deciding rule is a prefix one, found after the exact map and both pattern trees are consulted).
+fn authorization(c: &mut Criterion) {
+    use kreisel_engine::uri::MatchPolicy::*;
+    use kreisel_engine::{PermissionConfig, Perms, RoleConfig};
+    let mut group = c.benchmark_group("engine/authz");
+    group.throughput(elements(1));
+    let rule = |uri: &str, policy, allow| PermissionConfig {
+        uri: uri.into(),
+        policy,
+        allow,
+    };
+    let mut enforced = RouterConfig::default();
+    enforced.realms[0].auth.roles = Some(vec![RoleConfig {
+        name: "anonymous".into(),
+        permissions: vec![
+            rule("com.myapp.", Prefix, Perms::ACTIONS),
+            rule(
+                "com.myapp.sensor.",
+                Prefix,
+                Perms::PUBLISH | Perms::SUBSCRIBE,
+            ),
+            rule("com.myapp..admin", Wildcard, Perms::NONE),
+            rule("com.myapp.sensor.secret", Exact, Perms::NONE),
+            rule("com.other", Exact, Perms::CALL),
+        ],
+    }]);
+    let acknowledged = decode(PUBLISH_ACK);
+    for (name, config) in [("open", RouterConfig::default()), ("roles", enforced)] {
+        let mut router = fanout_router_with(config, 1, false);
+        let mut sink = CountingSink::default();
+        bench_publish(
+            &mut group,
+            format!("publish_ack/{name}"),
+            &mut router,
+            &mut sink,
+            &acknowledged,
+            2,
+        );
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = publish, rpc
+    targets = publish, rpc, authorization
 }
 criterion_main!(benches);

@@ -4,7 +4,10 @@
 //! session's `authrole` selects one, and every PUBLISH, SUBSCRIBE, CALL and REGISTER is checked against the role's
 //! rules. The rule that decides is the one that would win as a registration (exact, else the longest prefix,
 //! else the most specific wildcard); a URI no rule matches is denied. The decision is a lookup in the role's URI
-//! trie: a hash-map probe for exact rules, a walk along the URI's components for patterns.
+//! trie (a hash-map probe for exact rules, a walk along the URI's components for patterns), remembered per role
+//! and URI: the steady state of a session publishing to the same topics is one hash-map probe. Rules never
+//! change while the router runs (there is no config reload), so remembered decisions never go stale; the memory
+//! is bounded (`CACHE_MAX` URIs per role, then it starts over).
 
 use std::collections::HashMap;
 
@@ -73,7 +76,12 @@ struct Role {
     rules: Vec<(Box<str>, Perms)>,
     /// The `""` prefix rule (matches everything; loses to any other matching rule).
     fallback: Option<Perms>,
+    /// Decisions already made, by URI.
+    cache: HashMap<Box<str>, Perms>,
 }
+
+/// URIs whose decision a role remembers.
+const CACHE_MAX: usize = 4096;
 
 /// A realm's roles, compiled. A session holds the index of its role ([`Authorizer::role`]).
 #[derive(Debug, Default)]
@@ -104,6 +112,7 @@ impl Authorizer {
                 trie: UriTrie::new(),
                 rules: Vec::new(),
                 fallback: None,
+                cache: HashMap::new(),
             };
             for rule in &config.permissions {
                 if rule.uri.is_empty() && rule.policy == MatchPolicy::Prefix {
@@ -144,20 +153,34 @@ impl Authorizer {
         }
     }
 
-    /// What `role` may do on `uri` (allocates nothing).
-    pub fn permissions(&self, role: RoleIndex, uri: &str) -> Perms {
-        let Some(roles) = &self.roles else {
+    /// What `role` may do on `uri`. Allocates only the first time a role meets a URI.
+    pub fn permissions(&mut self, role: RoleIndex, uri: &str) -> Perms {
+        let Some(roles) = &mut self.roles else {
             return Perms::ACTIONS;
         };
-        let Some(role) = roles.get(role.0 as usize) else {
+        let Some(role) = roles.get_mut(role.0 as usize) else {
             return Perms::NONE;
         };
-        match role
+        if let Some(perms) = role.cache.get(uri) {
+            return *perms;
+        }
+        let perms = role.decide(uri);
+        if role.cache.len() >= CACHE_MAX {
+            role.cache.clear();
+        }
+        role.cache.insert(uri.into(), perms);
+        perms
+    }
+}
+
+impl Role {
+    fn decide(&self, uri: &str) -> Perms {
+        match self
             .trie
-            .best_match(uri, |index| &role.rules[index as usize].0)
+            .best_match(uri, |index| &self.rules[index as usize].0)
         {
-            Some(index) => role.rules[index as usize].1,
-            None => role.fallback.unwrap_or(Perms::NONE),
+            Some(index) => self.rules[index as usize].1,
+            None => self.fallback.unwrap_or(Perms::NONE),
         }
     }
 }
@@ -201,7 +224,7 @@ mod tests {
 
     #[test]
     fn most_specific_rule_decides() {
-        let authz = authorizer();
+        let mut authz = authorizer();
         let user = authz.role("user").unwrap();
         assert_eq!(
             authz.permissions(user, "com.app.add"),
@@ -226,7 +249,7 @@ mod tests {
     #[test]
     fn wildcard_applies_where_no_prefix_matches() {
         use MatchPolicy::*;
-        let authz = Authorizer::new(Some(&[RoleConfig {
+        let mut authz = Authorizer::new(Some(&[RoleConfig {
             name: "r".into(),
             permissions: vec![rule("a..c", Wildcard, Perms::PUBLISH)],
         }]));
@@ -236,8 +259,33 @@ mod tests {
     }
 
     #[test]
+    fn remembered_decisions_match_fresh_ones_and_stay_bounded() {
+        let mut authz = authorizer();
+        let user = authz.role("user").unwrap();
+        let uris: Vec<String> = (0..CACHE_MAX + 10)
+            .map(|i| match i % 4 {
+                0 => format!("com.app.admin.x{i}"),
+                1 => format!("com.app.{i}.events"),
+                2 => format!("org.x{i}"),
+                _ => format!("com.app.p{i}"),
+            })
+            .collect();
+        for round in 0..2 {
+            for uri in &uris {
+                let expected = authz.roles.as_ref().unwrap()[user.0 as usize].decide(uri);
+                assert_eq!(
+                    authz.permissions(user, uri),
+                    expected,
+                    "{uri} (round {round})"
+                );
+            }
+        }
+        assert!(authz.roles.as_ref().unwrap()[user.0 as usize].cache.len() <= CACHE_MAX);
+    }
+
+    #[test]
     fn empty_prefix_is_the_fallback() {
-        let authz = authorizer();
+        let mut authz = authorizer();
         let backend = authz.role("backend").unwrap();
         assert_eq!(
             authz.permissions(backend, "anything.at.all"),
@@ -250,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_realm_without_roles_allows_every_action() {
-        let authz = Authorizer::new(None);
+        let mut authz = Authorizer::new(None);
         assert!(!authz.enforced());
         let role = authz.role("whatever").unwrap();
         assert_eq!(role, RoleIndex::OPEN);

@@ -391,13 +391,6 @@ impl Router {
         self.check_invariants();
     }
 
-    /// What the session may do on `uri` (its role's permissions; everything in a realm without roles).
-    fn permissions(&self, joined: &Joined, uri: &str) -> Perms {
-        self.realms[joined.realm]
-            .authz
-            .permissions(joined.role, uri)
-    }
-
     /// `Err(text)` when the session's role may not do `action` on `uri` (counted).
     fn authorize(
         &mut self,
@@ -411,10 +404,14 @@ impl Router {
         if joined.role == RoleIndex::OPEN {
             return Ok(Perms::ACTIONS);
         }
-        let perms = self.permissions(joined, uri);
+        let (realm, role) = (joined.realm, joined.role);
+        let perms = self.realms[realm].authz.permissions(role, uri);
         if perms.contains(action) {
             return Ok(perms);
         }
+        let Some(joined) = self.joined(handle) else {
+            return Err("not joined".into());
+        };
         let text = format!(
             "role '{}' is not authorized to {} '{uri}'",
             joined.authrole,
