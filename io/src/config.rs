@@ -575,6 +575,24 @@ mod tests {
     }
 
     #[test]
+    fn the_auth_example_is_valid() {
+        let config = Config::from_toml(include_str!("../../examples/auth.toml")).unwrap();
+        let app = &config.realms[1];
+        assert_eq!(app.anonymous_role(), Some("guest"));
+        assert_eq!(app.principals.len(), 4);
+        // The salted secret in the example is what `--derive-key` prints for its password.
+        let salt = kreisel_engine::Salt {
+            salt: "salt-for-reports".into(),
+            iterations: 10_000,
+            keylen: 32,
+        };
+        assert_eq!(
+            app.principals[2].wampcra_secret.as_deref(),
+            Some(kreisel_engine::auth::derive_key("the password", &salt).as_str())
+        );
+    }
+
+    #[test]
     fn auth_mistakes_are_explained() {
         let err = |realm: &str| {
             Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{realm}"))
