@@ -22,6 +22,9 @@ pub struct EngineLimits {
     pub subscriptions_per_session_max: usize,
     /// Registrations one session may hold; REGISTER beyond it gets ERROR `kreisel.error.limit_exceeded`.
     pub registrations_per_session_max: usize,
+    /// Testaments one session may hold (each at most one message's size); `wamp.session.add_testament` beyond
+    /// it gets ERROR `kreisel.error.limit_exceeded`.
+    pub testaments_per_session_max: usize,
 }
 
 impl Default for EngineLimits {
@@ -31,6 +34,7 @@ impl Default for EngineLimits {
             calls_per_session_max: 10_000,
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
+            testaments_per_session_max: 64,
         }
     }
 }

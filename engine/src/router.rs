@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use kreisel_codec::{Dict, Field, Id, Message, MessageType, Payload, Serializer, Value};
+use kreisel_codec::{
+    Dict, Field, Id, Kind, Message, MessageType, Payload, RawValue, Serializer, Value,
+};
 use slab::Slab;
 use tracing::{debug, info};
 
@@ -21,6 +23,7 @@ use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 
 mod lifecycle;
+mod meta;
 mod pubsub;
 mod rpc;
 

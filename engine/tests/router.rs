@@ -510,6 +510,7 @@ fn per_realm_and_per_session_limits_have_defined_outcomes() {
         calls_per_session_max: 2,
         subscriptions_per_session_max: 2,
         registrations_per_session_max: 1,
+        ..Default::default()
     };
     let mut h = limited(limits);
     let (a, _) = h.join();

@@ -399,6 +399,7 @@ impl Config {
                 calls_per_session_max: self.limits.calls_per_session_max,
                 subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
                 registrations_per_session_max: self.limits.registrations_per_session_max,
+                ..kreisel_engine::EngineLimits::default()
             },
             ..RouterConfig::default()
         }

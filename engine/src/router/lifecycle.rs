@@ -95,6 +95,7 @@ impl Router {
             calls_pending: 0,
             features,
             ended_streams: Vec::new(),
+            testaments: Vec::new(),
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);
@@ -207,8 +208,8 @@ impl Router {
         }
     }
 
-    /// Leaves the realm, if joined: ends its pending calls, drops subscriptions and registrations. Afterwards the
-    /// session is in the handshake phase. Every way out of a realm (GOODBYE, ABORT, a lost transport, shutdown)
+    /// Leaves the realm, if joined: ends its pending calls, drops subscriptions and registrations, publishes its
+    /// testaments. Afterwards the session is in the handshake phase. Every way out of a realm (GOODBYE, ABORT, a lost transport, shutdown)
     /// goes through here.
     pub(super) fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
         if self.joined(handle).is_none() {
@@ -239,5 +240,8 @@ impl Router {
         self.session_ids.remove(&joined.id);
         self.stats.sessions_active -= 1;
         debug!(session = joined.id.get(), "session left");
+        if !joined.testaments.is_empty() {
+            self.publish_testaments(joined.realm, &joined, sink);
+        }
     }
 }

@@ -217,7 +217,7 @@ impl Router {
     }
 
     /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
-    fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
+    pub(super) fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
         let publisher = publication.publisher;
         let options = publication.options;
         let passthru = options
@@ -241,7 +241,7 @@ impl Router {
         }
     }
 
-    fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
+    pub(super) fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
         match self.realms[realm].retained.retain(topic, event) {
             Some(evicted) => self.stats.retained_evicted += evicted as u64,
             None => {

@@ -287,6 +287,13 @@ impl Router {
         if let Some((uri, text)) = refusal {
             return self.refuse_call(handle, request, parsed.progress, uri, &text, sink);
         }
+        if uri::is_reserved(procedure) {
+            if parsed.progress {
+                let text = "the router's procedures take no progressive calls";
+                return self.refuse_call(handle, request, true, FEATURE_NOT_SUPPORTED, text, sink);
+            }
+            return self.on_meta_call(handle, request, procedure, payload, sink);
+        }
         let ids = &mut self.ids;
         let dealer = &mut self.realms[realm].dealer;
         let Some(index) = dealer.lookup(procedure) else {
