@@ -204,7 +204,7 @@ impl<'a> Filter<'a> {
     }
 
     /// An owned copy (a dictionary of the present lists), e.g. for a retained event.
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(self) -> Value {
         let entries = Self::NAMES
             .iter()
             .zip(&self.lists)
@@ -250,6 +250,7 @@ impl<'a> Passthru<'a> {
     }
 
     /// The attributes of an ERROR's details (where the other request options do not apply).
+    #[allow(dead_code)] // for ERROR passthru (payload passthru mode, in progress)
     pub fn from_dict(details: &Dict<'a>) -> Passthru<'a> {
         let mut passthru = Passthru::default();
         details.for_each(|key, value| {

@@ -113,6 +113,7 @@ impl RetainedEvents {
             .collect()
     }
 
+    #[allow(dead_code)] // for the meta API (in progress)
     pub fn len(&self) -> usize {
         self.events.len()
     }

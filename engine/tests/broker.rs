@@ -92,7 +92,7 @@ fn black_and_white_lists_by_session_authid_and_authrole() {
     let (p, p_id) = h.join();
     subscribe(&mut h, p, "{}", "com.t");
     let id = |i: usize| subs[i].1;
-    let mut publish = |h: &mut Harness, options: String| {
+    let publish = |h: &mut Harness, options: String| {
         h.send(p, &format!(r#"[16, 1, {options}, "com.t", []]"#));
     };
     publish(&mut h, format!(r#"{{"exclude": [{}, {}]}}"#, id(0), id(2)));

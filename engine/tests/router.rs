@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kreisel_codec::Serializer;
-use kreisel_engine::{Router, RouterConfig};
+use kreisel_engine::RouterConfig;
 use serde_json::{json, Value};
 
 #[test]
