@@ -9,6 +9,9 @@ pub struct RouterConfig {
     /// Router agent string reported in WELCOME `details.agent`.
     pub agent: String,
     pub limits: EngineLimits,
+    /// Wall-clock time (Unix milliseconds) at engine time 0, for the creation times the meta API reports (the
+    /// engine reads no clock: `io` sets this when it starts; tests leave it 0).
+    pub epoch_unix_ms: u64,
 }
 
 /// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
@@ -77,6 +80,7 @@ impl Default for RouterConfig {
             seed: 0x6b72_6569_7365_6c21,
             agent: agent(),
             limits: EngineLimits::default(),
+            epoch_unix_ms: 0,
         }
     }
 }

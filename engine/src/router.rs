@@ -21,12 +21,15 @@ use crate::options::{
 use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
+use meta::session_details;
 
 mod lifecycle;
+mod membership;
 mod meta;
 mod pubsub;
 mod rpc;
 
+use membership::Membership;
 use rpc::Call;
 
 /// The transport connection a session lives on, as the `io` layer identifies it (opaque to the engine).
@@ -119,6 +122,8 @@ pub struct Router {
     roles: Value,
     agent: String,
     limits: EngineLimits,
+    /// Unix milliseconds at engine time 0 (see [`RouterConfig::epoch_unix_ms`]).
+    epoch_unix_ms: u64,
     /// The time of the current input (milliseconds, monotonic; from `handle_message`/`handle_timeout`).
     now_ms: u64,
     /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
@@ -150,6 +155,7 @@ pub mod errors {
     pub const FEATURE_NOT_SUPPORTED: &str = "wamp.error.feature_not_supported";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
     pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
+    pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
     /// kreisel's own URI for a refused request over a per-session limit (the spec has none).
     pub const LIMIT_EXCEEDED: &str = "kreisel.error.limit_exceeded";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
@@ -204,6 +210,7 @@ impl Router {
             roles: router_roles(),
             agent: config.agent,
             limits: config.limits,
+            epoch_unix_ms: config.epoch_unix_ms,
             now_ms: 0,
             deadlines: BinaryHeap::new(),
             deadlines_live: 0,
@@ -282,7 +289,7 @@ impl Router {
         let handles: Vec<SessionHandle> =
             self.sessions.iter().map(|(_, s)| s.peer.session).collect();
         for handle in handles {
-            self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, sink);
+            self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, None, sink);
         }
     }
 
@@ -365,7 +372,13 @@ impl Router {
             Message::Unsubscribe {
                 request,
                 subscription,
-            } => self.on_unsubscribe(handle, *request, *subscription, sink),
+            } => self.on_remove(
+                handle,
+                *request,
+                Membership::Subscription,
+                *subscription,
+                sink,
+            ),
             Message::Call {
                 request,
                 options,
@@ -401,7 +414,13 @@ impl Router {
             Message::Unregister {
                 request,
                 registration,
-            } => self.on_unregister(handle, *request, *registration, sink),
+            } => self.on_remove(
+                handle,
+                *request,
+                Membership::Registration,
+                *registration,
+                sink,
+            ),
             Message::Cancel { request, options } => self.on_cancel(handle, *request, options, sink),
             Message::Goodbye { .. } => self.on_goodbye(handle, sink),
             Message::Abort { .. } => self.close(handle, sink),

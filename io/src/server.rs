@@ -331,7 +331,12 @@ impl Server {
             });
         }
         let rawsocket_exponent = config.rawsocket_exponent();
-        let router = Router::new(config.router_config(seed));
+        let mut router_config = config.router_config(seed);
+        // Engine time 0 is `start` below (the same instant, give or take this call).
+        router_config.epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let router = Router::new(router_config);
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,

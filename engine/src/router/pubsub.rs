@@ -6,7 +6,8 @@ use super::*;
 pub(super) struct Publication<'p> {
     pub id: Id,
     pub topic: &'p str,
-    pub publisher: Identity<'p>,
+    /// The publishing session (none for the router's own meta events).
+    pub publisher: Option<Identity<'p>>,
     /// The publisher's session, when `exclude_me` keeps the event from it.
     pub exclude: Option<SessionHandle>,
     pub options: &'p RequestOptions<'p>,
@@ -67,11 +68,12 @@ impl Router {
             .get(handle.index as usize)
             .and_then(Session::joined)
             .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let now_ms = self.now_ms;
         let subscribed =
             realms[realm]
                 .broker
                 .subscribe(topic, policy, peer, disclose_publisher, held, || {
-                    new_router_id(ids, router_ids)
+                    (new_router_id(ids, router_ids), now_ms)
                 });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
@@ -89,49 +91,14 @@ impl Router {
             let subscription = (subscribed.id, topic, policy);
             self.send_retained(handle, subscription, disclose_publisher, sink);
         }
-    }
-
-    pub(super) fn on_unsubscribe(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        subscription: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].broker.by_id.get(&subscription).copied();
-        let position =
-            index.and_then(|index| joined.subscriptions.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no subscription {subscription}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unsubscribe,
-                request,
-                NO_SUCH_SUBSCRIPTION,
-                &text,
+        if subscribed.added {
+            let added = (
+                Membership::Subscription,
+                subscribed.index,
+                subscribed.created,
             );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.subscriptions.swap_remove(position);
+            self.announce_addition(handle, realm, added, sink);
         }
-        if let Some(id) = self.realms[realm].broker.unsubscribe(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        sink.send(
-            peer,
-            &Message::Unsubscribed {
-                request,
-                details: None,
-            },
-        );
     }
 
     pub(super) fn on_publish(
@@ -187,7 +154,7 @@ impl Router {
                 let publication = Publication {
                     id: publication,
                     topic,
-                    publisher,
+                    publisher: Some(publisher),
                     exclude: parsed.exclude_me.then_some(handle),
                     options: &parsed,
                     payload,
@@ -195,7 +162,8 @@ impl Router {
                 let events = self.fan_out(realm, &publication, &mut scratch, sink);
                 let retained = parsed
                     .retain
-                    .then(|| self.retained_event(realm, &publication));
+                    .then(|| self.retained_event(realm, &publication))
+                    .flatten();
                 (events, retained)
             }
             None => (0, None),
@@ -217,15 +185,20 @@ impl Router {
     }
 
     /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
-    pub(super) fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
-        let publisher = publication.publisher;
+    /// (The router's own meta events have no publisher and are not retained.)
+    pub(super) fn retained_event(
+        &self,
+        realm: usize,
+        publication: &Publication<'_>,
+    ) -> Option<Retained> {
+        let publisher = publication.publisher?;
         let options = publication.options;
         let passthru = options
             .passthru
             .fields()
             .map(|(name, value)| (name.to_string(), options::owned(&value)))
             .collect();
-        Retained {
+        Some(Retained {
             publication: publication.id,
             publisher: (
                 publisher.id,
@@ -238,7 +211,7 @@ impl Router {
             passthru: Value::Dict(passthru),
             args: publication.payload.args.as_ref().map(options::owned),
             kwargs: publication.payload.kwargs.as_ref().map(options::owned),
-        }
+        })
     }
 
     pub(super) fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
@@ -337,7 +310,9 @@ impl Router {
                 }
                 details.passthru(&publication.options.passthru);
                 let anonymous = details.len();
-                details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                if let Some(publisher) = &publication.publisher {
+                    details.identity(&PUBLISHER_KEYS, publisher);
+                }
                 let split = !disclose && !subscription.disclosing.is_empty();
                 if !filtered && !split {
                     let recipients = Recipients {

@@ -117,13 +117,17 @@ impl Router {
                 .is_some_and(|value| value.as_bool() == Some(true)),
         };
         let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
-        let outcome = self.realms[realm]
-            .dealer
-            .register(procedure, policy, invoke, callee, || {
-                new_router_id(ids, router_ids)
-            });
-        let index = match outcome {
-            Registered::Created(index) | Registered::Joined(index) => index,
+        let outcome = self.realms[realm].dealer.register(
+            procedure,
+            policy,
+            invoke,
+            callee,
+            self.now_ms,
+            || new_router_id(ids, router_ids),
+        );
+        let (index, created) = match outcome {
+            Registered::Created(index) => (index, true),
+            Registered::Joined(index) => (index, false),
             Registered::Exists => {
                 let text = format!(
                     "procedure '{procedure}' (match '{}') is already registered",
@@ -165,50 +169,8 @@ impl Router {
                 registration: id,
             },
         );
-    }
-
-    pub(super) fn on_unregister(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        registration: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].dealer.by_id.get(&registration).copied();
-        let position =
-            index.and_then(|index| joined.registrations.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no registration {registration}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unregister,
-                request,
-                NO_SUCH_REGISTRATION,
-                &text,
-            );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.swap_remove(position);
-        }
-        if let Some(id) = self.realms[realm].dealer.unregister(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        // Calls already invoked keep their routing by INVOCATION request ID: their YIELDs still reach the callers.
-        sink.send(
-            peer,
-            &Message::Unregistered {
-                request,
-                details: None,
-            },
-        );
+        let added = (Membership::Registration, index, created);
+        self.announce_addition(handle, realm, added, sink);
     }
 
     /// CALL. A CALL reusing the request ID of a progressive call in flight is its next chunk (progressive call
