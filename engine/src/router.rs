@@ -16,7 +16,7 @@ use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
 use crate::options::{
-    self, Details, Filter, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
+    self, Details, Filter, Identity, Passthru, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
 use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
@@ -163,17 +163,9 @@ pub mod errors {
 use errors::*;
 
 /// Options the router knows but does not implement: a request carrying one with a non-default value is refused
-/// with `wamp.error.option_not_allowed` rather than silently ignored.
-const UNSUPPORTED_PUBLISH: &[&str] = &[
-    "exclude",
-    "exclude_authid",
-    "exclude_authrole",
-    "eligible",
-    "eligible_authid",
-    "eligible_authrole",
-    "retain",
-    "disclose_me",
-];
+/// with `wamp.error.option_not_allowed` rather than silently ignored. (Every PUBLISH option of the spec is
+/// implemented.)
+const UNSUPPORTED_PUBLISH: &[&str] = &[];
 const UNSUPPORTED_SUBSCRIBE: &[&str] = &[];
 /// Sharded registrations (`rkey`, `runmode`) are not implemented.
 const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
@@ -393,12 +385,12 @@ impl Router {
             Message::Error {
                 request_type,
                 request,
-                details: _,
+                details,
                 error,
                 payload,
             } => {
                 if *request_type == MessageType::Invocation.code() {
-                    self.on_invocation_error(handle, *request, error, payload, sink)
+                    self.on_invocation_error(handle, *request, details, error, payload, sink)
                 } else {
                     let text = format!(
                         "ERROR for message type {request_type} is not something a router accepts"

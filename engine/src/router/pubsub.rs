@@ -113,18 +113,22 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        let realm = joined.realm;
+        let (realm, features) = (joined.realm, joined.features);
         let Some(peer) = self.peer(handle) else {
             return;
         };
         let parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
         let acknowledge = parsed.acknowledge;
-        let refusal = if let Some(name) = parsed.unsupported.or_else(|| not_yet(&parsed)) {
+        if parsed.passthru.is_active() && !features.publisher_passthru {
+            let text = "PUBLISH in payload passthru mode from a publisher that did not announce payload_passthru_mode";
+            return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+        }
+        let refusal = if let Some(name) = parsed.unsupported {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
-        } else if let Some(name) = parsed.invalid {
+        } else if let Some(name) = parsed.invalid.or_else(|| parsed.passthru.invalid()) {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
@@ -392,14 +396,5 @@ impl Router {
     pub(super) fn admits(&self, filter: &Filter<'_>, session: SessionHandle) -> bool {
         self.joined(session)
             .is_some_and(|joined| filter.admits(joined.id, &joined.authid, &joined.authrole))
-    }
-}
-
-/// Options read but not implemented yet.
-fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
-    if parsed.passthru.is_active() {
-        Some("ppt_scheme")
-    } else {
-        None
     }
 }
