@@ -303,12 +303,16 @@ impl<'a> Elements<'a> {
         }
     }
 
-    /// The optional trailing `Arguments|list, ArgumentsKw|dict` starting at `index`.
+    /// The optional trailing `Arguments|list, ArgumentsKw|dict` starting at `index`. Payload transparency
+    /// (crossbar, autobahn: `enc_algo` in the options) puts one binary value in place of `Arguments|list`, as the
+    /// last element: accepted as the `args` and forwarded as it is (a JSON `"\u0000"` + base64 string, a
+    /// MessagePack `bin`, a CBOR byte string).
     fn payload(&self, index: usize) -> Result<Payload<'a>, DecodeError> {
         let mut payload = Payload::EMPTY;
         if self.len > index {
             let args = self.raw(index);
-            if args.list().is_none() {
+            let binary = || self.len == index + 1 && args.as_bytes().is_some();
+            if args.list().is_none() && !binary() {
                 return Err(self.error(index, "a list (Arguments)"));
             }
             payload.args = Some(Field::Raw(args));

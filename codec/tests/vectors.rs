@@ -24,7 +24,7 @@ struct Counts {
     samples: usize,
     encodings: usize,
     cbor_encodings: usize,
-    /// Payload-passthru samples (binary payload in the Arguments position), refused by the model.
+    /// Payload-passthru samples (binary payload in the Arguments position).
     passthru: usize,
     /// Validation samples (`wmsg`) checked at the codec level.
     wmsgs: usize,
@@ -136,7 +136,7 @@ fn attribute(msg: &Message<'_>, elements: &[Value], name: &str) -> Option<Value>
         }
         (M::Challenge { .. } | M::Authenticate { .. }, _) => return None,
         (_, "request_id") => 1,
-        // A binary payload (payload passthru) is refused before this point: absent here.
+        // A binary payload (payload passthru) is checked on its own (`check_passthru`).
         (_, "payload") => return Some(Value::Null),
         _ => return None,
     };
@@ -246,18 +246,46 @@ fn is_compact_json(bytes: &[u8]) -> bool {
     true
 }
 
-/// A sample whose Arguments position holds a binary payload (payload passthru mode): the model has no place for
-/// it, so decoding refuses element 4 as "a list (Arguments)". Documented gap; see the codec report.
-fn check_passthru(ser: Serializer, bytes: &[u8], context: &str) {
+/// A sample whose Arguments position holds a binary payload (payload transparency, autobahn's `enc_algo`): the
+/// binary value is the message's `args`, as it is (no kwargs), and survives re-encoding in every serializer.
+fn check_passthru(
+    ser: Serializer,
+    bytes: &[u8],
+    oracle: &Value,
+    canonical: &[(Serializer, Vec<Vec<u8>>)],
+    context: &str,
+) {
+    let msg = ser
+        .decode(bytes)
+        .unwrap_or_else(|e| panic!("{context}: payload passthru sample does not decode: {e}"));
+    let payload = match &msg {
+        Message::Publish { payload, .. } | Message::Event { payload, .. } => *payload,
+        other => panic!("{context}: unexpected {other:?}"),
+    };
+    let args = payload.args.and_then(|a| a.as_raw()).expect("args");
+    let Value::List(elements) = oracle else {
+        panic!("{context}: the oracle is a list")
+    };
+    let expected = match elements.last() {
+        Some(Value::Bytes(b)) => b.clone(),
+        other => panic!("{context}: the sample's payload is binary, not {other:?}"),
+    };
+    assert_eq!(args.as_bytes().as_deref(), Some(&expected[..]), "{context}");
+    assert!(payload.kwargs.is_none(), "{context}");
+    check_encoding(ser, bytes, oracle, None, canonical, context);
+}
+
+/// A validation sample with a plain (not binary) string in the Arguments position: refused as element 4.
+fn check_string_payload(ser: Serializer, bytes: &[u8], context: &str) {
     match ser.decode(bytes) {
         Err(DecodeError::Element {
             index: 4,
             expected: "a list (Arguments)",
             ..
         }) => {}
-        other => panic!(
-            "{context}: payload passthru sample: expected refusal of element 4, got {other:?}"
-        ),
+        other => {
+            panic!("{context}: a string in place of Arguments: expected a refusal, got {other:?}")
+        }
     }
 }
 
@@ -333,7 +361,7 @@ fn check_file(path: &Path, counts: &mut Counts) {
                     "{context}: whole value"
                 );
                 if passthru {
-                    check_passthru(ser, bytes, &context);
+                    check_passthru(ser, bytes, &oracle, &canonical, &context);
                 } else {
                     check_encoding(ser, bytes, &oracle, Some(expected), &canonical, &context);
                 }
@@ -367,7 +395,7 @@ fn check_wmsg(wmsg: &Json, context: &str) {
     ] {
         let context = format!("{context} {ser:?}");
         if string_payload {
-            check_passthru(ser, bytes, &context);
+            check_string_payload(ser, bytes, &context);
         } else {
             check_encoding(ser, bytes, &oracle, None, &[], &context);
         }

@@ -7,7 +7,7 @@ use slab::Slab;
 
 use crate::router::Peer;
 use crate::session::SessionHandle;
-use crate::uri::{MatchPolicy, UriTrie};
+use crate::uri::{self, MatchPolicy, UriTrie};
 
 /// One subscription: every session subscribed to the same topic with the same match policy shares it (and its
 /// ID), so an EVENT is identical for all its subscribers and is encoded once per serializer.
@@ -17,6 +17,8 @@ pub(crate) struct Subscription {
     pub topic: Box<str>,
     pub policy: MatchPolicy,
     pub subscribers: Vec<Peer>,
+    /// When the subscription was created (engine milliseconds; the meta API reports it).
+    pub created_ms: u64,
     /// Subscribers that asked for the publisher's identity (SUBSCRIBE `disclose_publisher`); usually empty.
     pub disclosing: Vec<SessionHandle>,
 }
@@ -26,6 +28,9 @@ pub(crate) struct Broker {
     pub subscriptions: Slab<Subscription>,
     pub trie: UriTrie<usize>,
     pub by_id: HashMap<Id, usize>,
+    /// Subscriptions that may match a topic under `wamp.` (the router's meta events): while there are none, no meta
+    /// event is built at all.
+    pub reserved: usize,
 }
 
 /// What [`Broker::subscribe`] did.
@@ -34,10 +39,13 @@ pub(crate) struct Subscribed {
     pub id: Id,
     /// The session was not subscribed before (false: a repeated SUBSCRIBE, answered with the same ID).
     pub added: bool,
+    /// The subscription was created for this SUBSCRIBE.
+    pub created: bool,
 }
 
 impl Broker {
-    /// Subscribes `peer` to (topic, policy), creating the subscription with `new_id()` if it does not exist.
+    /// Subscribes `peer` to (topic, policy), creating the subscription if it does not exist with the ID and
+    /// creation time (engine milliseconds) `new_id()` returns.
     /// `held` are the subscriptions the session already has (its own short list: checking it is O(its
     /// subscriptions), where scanning the subscribers would be O(everyone's)).
     pub fn subscribe(
@@ -47,21 +55,26 @@ impl Broker {
         peer: Peer,
         disclose_publisher: bool,
         held: &[usize],
-        new_id: impl FnOnce() -> Id,
+        new_id: impl FnOnce() -> (Id, u64),
     ) -> Subscribed {
-        let index = match self.trie.get(topic, policy) {
+        let existing = self.trie.get(topic, policy);
+        let index = match existing {
             Some(index) => index,
             None => {
-                let id = new_id();
+                let (id, now_ms) = new_id();
                 let index = self.subscriptions.insert(Subscription {
                     id,
                     topic: topic.into(),
                     policy,
                     subscribers: Vec::with_capacity(1),
+                    created_ms: now_ms,
                     disclosing: Vec::new(),
                 });
                 self.trie.insert(topic, policy, index);
                 self.by_id.insert(id, index);
+                if uri::may_match_reserved(topic, policy) {
+                    self.reserved += 1;
+                }
                 index
             }
         };
@@ -93,6 +106,7 @@ impl Broker {
             index,
             id: subscription.id,
             added,
+            created: existing.is_none(),
         }
     }
 
@@ -112,6 +126,9 @@ impl Broker {
         let subscription = self.subscriptions.remove(index);
         self.trie.remove(&subscription.topic, subscription.policy);
         self.by_id.remove(&subscription.id);
+        if uri::may_match_reserved(&subscription.topic, subscription.policy) {
+            self.reserved -= 1;
+        }
         Some(subscription.id)
     }
 }

@@ -13,9 +13,10 @@ pub struct RouterConfig {
     /// Secret key material for authentication challenges and ticket comparison (the binary draws it from the
     /// OS; tests fix it).
     pub secret_seed: [u8; 32],
-    /// The Unix time in milliseconds at engine time 0 (the engine's clock is monotonic; WAMP-CRA challenges carry
-    /// a wall-clock timestamp).
-    pub unix_ms_at_zero: u64,
+    /// Wall-clock time (Unix milliseconds) at engine time 0, for the creation times the meta API reports and the
+    /// WAMP-CRA challenge timestamp (the
+    /// engine reads no clock: `io` sets this when it starts; tests leave it 0).
+    pub epoch_unix_ms: u64,
 }
 
 /// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
@@ -32,6 +33,9 @@ pub struct EngineLimits {
     /// Time between CHALLENGE and AUTHENTICATE, in milliseconds; beyond it: ABORT
     /// `wamp.error.authentication_failed`.
     pub auth_timeout_ms: u64,
+    /// Testaments one session may hold (each at most one message's size); `wamp.session.add_testament` beyond
+    /// it gets ERROR `kreisel.error.limit_exceeded`.
+    pub testaments_per_session_max: usize,
 }
 
 impl Default for EngineLimits {
@@ -42,6 +46,7 @@ impl Default for EngineLimits {
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
             auth_timeout_ms: 10_000,
+            testaments_per_session_max: 64,
         }
     }
 }
@@ -88,7 +93,7 @@ impl Default for RouterConfig {
             agent: agent(),
             limits: EngineLimits::default(),
             secret_seed: [0x5a; 32],
-            unix_ms_at_zero: 0,
+            epoch_unix_ms: 0,
         }
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Registration {
     pub invoke: Invoke,
     /// Callees in order of registration.
     pub callees: Vec<Callee>,
+    /// When the registration was created (engine milliseconds; the meta API reports it).
+    pub created_ms: u64,
     /// Round-robin cursor into `callees`.
     next: usize,
 }
@@ -93,6 +95,7 @@ impl Dealer {
         policy: MatchPolicy,
         invoke: Invoke,
         callee: Callee,
+        now_ms: u64,
         new_id: impl FnOnce() -> Id,
     ) -> Registered {
         if let Some(index) = self.trie.get(procedure, policy) {
@@ -118,6 +121,7 @@ impl Dealer {
             policy,
             invoke,
             callees: vec![callee],
+            created_ms: now_ms,
             next: 0,
         });
         self.trie.insert(procedure, policy, index);

@@ -68,7 +68,18 @@ impl ClientFeatures {
 
 /// WELCOME `details.roles`: exactly the features implemented.
 pub(crate) fn router_roles() -> Value {
-    let broker = ["pattern_based_subscription", "publisher_exclusion"];
+    // `payload_transparency` is crossbar's name for payload passthru mode (autobahn announces it).
+    let broker = [
+        "pattern_based_subscription",
+        "publisher_exclusion",
+        "publisher_identification",
+        "subscriber_blackwhite_listing",
+        "event_retention",
+        "session_meta_api",
+        "subscription_meta_api",
+        "payload_passthru_mode",
+        "payload_transparency",
+    ];
     let dealer = [
         "pattern_based_registration",
         "progressive_call_results",
@@ -77,6 +88,11 @@ pub(crate) fn router_roles() -> Value {
         "call_canceling",
         "call_timeout",
         "caller_identification",
+        "session_meta_api",
+        "registration_meta_api",
+        "testament_meta_api",
+        "payload_passthru_mode",
+        "payload_transparency",
     ];
     let features = |names: &[&str]| {
         names

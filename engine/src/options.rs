@@ -250,7 +250,6 @@ impl<'a> Passthru<'a> {
     }
 
     /// The attributes of an ERROR's details (where the other request options do not apply).
-    #[allow(dead_code)] // for ERROR passthru (payload passthru mode, in progress)
     pub fn from_dict(details: &Dict<'a>) -> Passthru<'a> {
         let mut passthru = Passthru::default();
         details.for_each(|key, value| {
@@ -267,12 +266,88 @@ impl<'a> Passthru<'a> {
             .any(|value| value.as_str().is_some_and(|s| !s.is_empty()))
     }
 
+    /// The first attribute that breaks the rules, if any: every attribute is a string; `ppt_*` attributes need
+    /// `ppt_scheme`, which is one of the spec's predefined schemes (`mqtt`, with `ppt_serializer` native, json,
+    /// msgpack or cbor if given; `wamp`, end-to-end encryption, with `ppt_serializer` cbor or flatbuffers and
+    /// `ppt_cipher` xsalsa20poly1305 or aes256gcm if given) or a custom one (`x_` + lowercase letters, digits and
+    /// `_`); `enc_*` attributes (payload transparency) need `enc_algo`, which is cryptobox, mqtt, xbr or custom,
+    /// and `enc_serializer`, if given, is json, msgpack, cbor, ubjson, opaque, flatbuffers or custom (autobahn's
+    /// rules).
+    pub fn invalid(&self) -> Option<&'static str> {
+        let mut text: [Option<std::borrow::Cow<'a, str>>; 7] = Default::default();
+        for (slot, value) in self.values.iter().enumerate() {
+            if let Some(value) = value {
+                match value.as_str() {
+                    Some(s) => text[slot] = Some(s),
+                    None => return Some(Self::NAMES[slot]),
+                }
+            }
+        }
+        let [scheme, serializer, cipher, keyid, algo, key, enc_serializer] = &text;
+        let is = |value: &Option<std::borrow::Cow<'_, str>>, allowed: &[&str]| {
+            value
+                .as_deref()
+                .is_none_or(|v| allowed.contains(&v) || is_custom(v))
+        };
+        let ppt_used =
+            scheme.is_some() || serializer.is_some() || cipher.is_some() || keyid.is_some();
+        if ppt_used {
+            let Some(scheme) = scheme.as_deref() else {
+                return Some("ppt_scheme");
+            };
+            match scheme {
+                "mqtt" => {
+                    if !is(serializer, &["native", "json", "msgpack", "cbor"]) {
+                        return Some("ppt_serializer");
+                    }
+                }
+                "wamp" => {
+                    if serializer.is_none() || !is(serializer, &["cbor", "flatbuffers"]) {
+                        return Some("ppt_serializer");
+                    }
+                    if !is(cipher, &["xsalsa20poly1305", "aes256gcm"]) {
+                        return Some("ppt_cipher");
+                    }
+                }
+                custom if is_custom(custom) => {}
+                _ => return Some("ppt_scheme"),
+            }
+        }
+        if algo.is_some() || key.is_some() || enc_serializer.is_some() {
+            if algo.is_none() || !is(algo, &["cryptobox", "mqtt", "xbr"]) {
+                return Some("enc_algo");
+            }
+            let serializers = ["json", "msgpack", "cbor", "ubjson", "opaque", "flatbuffers"];
+            if !is(enc_serializer, &serializers) {
+                return Some("enc_serializer");
+            }
+        }
+        None
+    }
+
     /// The present attributes as (name, value).
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, Field<'a>)> + '_ {
         Self::NAMES
             .iter()
             .zip(&self.values)
             .filter_map(|(name, value)| value.map(|value| (*name, value)))
+    }
+}
+
+/// A custom payload passthru identifier: `x_`, then optionally a lowercase letter followed by lowercase letters,
+/// digits and `_` (autobahn's rule).
+fn is_custom(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("x_") else {
+        return false;
+    };
+    let mut chars = rest.chars();
+    match chars.next() {
+        None => true,
+        Some(first) => {
+            first.is_ascii_lowercase()
+                && chars.clone().next().is_some()
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        }
     }
 }
 
@@ -455,5 +530,51 @@ mod tests {
             .passthru
             .is_active());
         assert!(!parse(r#"{"ppt_cipher": "x"}"#, &[]).passthru.is_active());
+    }
+
+    #[test]
+    fn passthru_schemes_follow_the_spec() {
+        let invalid = |json: &str| parse(json, &[]).passthru.invalid();
+        for valid in [
+            r#"{}"#,
+            r#"{"ppt_scheme": "mqtt"}"#,
+            r#"{"ppt_scheme": "mqtt", "ppt_serializer": "native"}"#,
+            r#"{"ppt_scheme": "wamp", "ppt_serializer": "cbor", "ppt_cipher": "xsalsa20poly1305", "ppt_keyid": "0xAb"}"#,
+            r#"{"ppt_scheme": "x_my_ppt", "ppt_serializer": "custom", "ppt_cipher": "x"}"#,
+            r#"{"enc_algo": "cryptobox", "enc_serializer": "msgpack", "enc_key": "k"}"#,
+            r#"{"enc_algo": "x_test", "enc_serializer": "json"}"#,
+            r#"{"enc_algo": "x_"}"#,
+        ] {
+            assert_eq!(invalid(valid), None, "{valid}");
+        }
+        for (bad, name) in [
+            (r#"{"ppt_scheme": 5}"#, "ppt_scheme"),
+            (r#"{"ppt_scheme": "mine"}"#, "ppt_scheme"),
+            (r#"{"ppt_scheme": "x_Mine"}"#, "ppt_scheme"),
+            (r#"{"ppt_scheme": "x_a"}"#, "ppt_scheme"),
+            (r#"{"ppt_serializer": "cbor"}"#, "ppt_scheme"),
+            (
+                r#"{"ppt_scheme": "mqtt", "ppt_serializer": "flatbuffers"}"#,
+                "ppt_serializer",
+            ),
+            (r#"{"ppt_scheme": "wamp"}"#, "ppt_serializer"),
+            (
+                r#"{"ppt_scheme": "wamp", "ppt_serializer": "json"}"#,
+                "ppt_serializer",
+            ),
+            (
+                r#"{"ppt_scheme": "wamp", "ppt_serializer": "cbor", "ppt_cipher": "rot13"}"#,
+                "ppt_cipher",
+            ),
+            (r#"{"ppt_scheme": "mqtt", "ppt_keyid": 1}"#, "ppt_keyid"),
+            (r#"{"enc_algo": "invalid"}"#, "enc_algo"),
+            (r#"{"enc_serializer": "cbor"}"#, "enc_algo"),
+            (
+                r#"{"enc_algo": "cryptobox", "enc_serializer": "yaml"}"#,
+                "enc_serializer",
+            ),
+        ] {
+            assert_eq!(invalid(bad), Some(name), "{bad}");
+        }
     }
 }

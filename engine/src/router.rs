@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
-use kreisel_codec::{Dict, Field, Id, Message, MessageType, Payload, Serializer, Value};
+use kreisel_codec::{
+    Dict, Field, Id, Kind, Message, MessageType, Payload, RawValue, Serializer, Value,
+};
 use slab::Slab;
 use tracing::{debug, info};
 
@@ -16,17 +18,21 @@ use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
 use crate::ids::IdGenerator;
 use crate::options::{
-    self, Details, Filter, Identity, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
+    self, Details, Filter, Identity, Passthru, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
 use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
+use meta::session_details;
 
 mod authn;
 mod lifecycle;
+mod membership;
+mod meta;
 mod pubsub;
 mod rpc;
 
+use membership::Membership;
 use rpc::Call;
 
 /// The transport connection a session lives on, as the `io` layer identifies it (opaque to the engine).
@@ -135,6 +141,8 @@ pub struct Router {
     roles: Value,
     agent: String,
     limits: EngineLimits,
+    /// Unix milliseconds at engine time 0 (see [`RouterConfig::epoch_unix_ms`]).
+    epoch_unix_ms: u64,
     /// The time of the current input (milliseconds, monotonic; from `handle_message`/`handle_timeout`).
     now_ms: u64,
     /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
@@ -149,7 +157,6 @@ pub struct Router {
     nonces: Nonces,
     /// Key for comparing tickets (as HMAC tags) and deriving decoy salts.
     auth_key: ring::hmac::Key,
-    unix_ms_at_zero: u64,
     stats: Stats,
 }
 
@@ -174,6 +181,7 @@ pub mod errors {
     pub const FEATURE_NOT_SUPPORTED: &str = "wamp.error.feature_not_supported";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
     pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
+    pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
     /// kreisel's own URI for a refused request over a per-session limit (the spec has none).
     pub const LIMIT_EXCEEDED: &str = "kreisel.error.limit_exceeded";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
@@ -181,17 +189,9 @@ pub mod errors {
 use errors::*;
 
 /// Options the router knows but does not implement: a request carrying one with a non-default value is refused
-/// with `wamp.error.option_not_allowed` rather than silently ignored.
-const UNSUPPORTED_PUBLISH: &[&str] = &[
-    "exclude",
-    "exclude_authid",
-    "exclude_authrole",
-    "eligible",
-    "eligible_authid",
-    "eligible_authrole",
-    "retain",
-    "disclose_me",
-];
+/// with `wamp.error.option_not_allowed` rather than silently ignored. (Every PUBLISH option of the spec is
+/// implemented.)
+const UNSUPPORTED_PUBLISH: &[&str] = &[];
 const UNSUPPORTED_SUBSCRIBE: &[&str] = &[];
 /// Sharded registrations (`rkey`, `runmode`) are not implemented.
 const UNSUPPORTED_CALL: &[&str] = &["rkey", "runmode"];
@@ -232,13 +232,13 @@ impl Router {
             roles: router_roles(),
             agent: config.agent,
             limits: config.limits,
+            epoch_unix_ms: config.epoch_unix_ms,
             now_ms: 0,
             deadlines: BinaryHeap::new(),
             deadlines_live: 0,
             auth_deadlines: VecDeque::new(),
             nonces,
             auth_key,
-            unix_ms_at_zero: config.unix_ms_at_zero,
             scratch: Default::default(),
             stats: Stats::default(),
         }
@@ -322,7 +322,7 @@ impl Router {
         let handles: Vec<SessionHandle> =
             self.sessions.iter().map(|(_, s)| s.peer.session).collect();
         for handle in handles {
-            self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, sink);
+            self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, None, sink);
         }
     }
 
@@ -455,7 +455,13 @@ impl Router {
             Message::Unsubscribe {
                 request,
                 subscription,
-            } => self.on_unsubscribe(handle, *request, *subscription, sink),
+            } => self.on_remove(
+                handle,
+                *request,
+                Membership::Subscription,
+                *subscription,
+                sink,
+            ),
             Message::Call {
                 request,
                 options,
@@ -470,12 +476,12 @@ impl Router {
             Message::Error {
                 request_type,
                 request,
-                details: _,
+                details,
                 error,
                 payload,
             } => {
                 if *request_type == MessageType::Invocation.code() {
-                    self.on_invocation_error(handle, *request, error, payload, sink)
+                    self.on_invocation_error(handle, *request, details, error, payload, sink)
                 } else {
                     let text = format!(
                         "ERROR for message type {request_type} is not something a router accepts"
@@ -491,7 +497,13 @@ impl Router {
             Message::Unregister {
                 request,
                 registration,
-            } => self.on_unregister(handle, *request, *registration, sink),
+            } => self.on_remove(
+                handle,
+                *request,
+                Membership::Registration,
+                *registration,
+                sink,
+            ),
             Message::Cancel { request, options } => self.on_cancel(handle, *request, options, sink),
             Message::Goodbye { .. } => self.on_goodbye(handle, sink),
             Message::Abort { .. } => self.close(handle, sink),

@@ -1,6 +1,6 @@
 //! Sessions: one slot per transport connection, holding the WAMP session joined over it, if any.
 
-use kreisel_codec::Id;
+use kreisel_codec::{Id, Value};
 use smallvec::SmallVec;
 
 use crate::auth::{Method, Pending};
@@ -17,6 +17,8 @@ pub struct SessionHandle {
 }
 
 /// The phase of a transport connection's WAMP conversation.
+// Nearly every slot is `Established`: boxing `Joined` would save nothing and add a pointer chase to every message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Phase {
     /// Waiting for HELLO (also after a GOODBYE exchange: the transport may join again).
@@ -68,6 +70,27 @@ pub(crate) struct Joined {
     pub features: ClientFeatures,
     /// Progressive calls of this caller that ended before their final chunk (their further chunks are dropped).
     pub ended_streams: Vec<Id>,
+    /// Events to publish when the session leaves (`wamp.session.add_testament`), in the order added.
+    pub testaments: Vec<Testament>,
+}
+
+/// When a testament is published. Without session resumption both happen when the session leaves, `detached`
+/// first; the scopes only matter to `wamp.session.flush_testaments`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TestamentScope {
+    Detached,
+    Destroyed,
+}
+
+/// A testament: a publication stored with the session (owned: its CALL's frame is gone when it is published).
+#[derive(Debug)]
+pub(crate) struct Testament {
+    pub scope: TestamentScope,
+    pub topic: Box<str>,
+    pub args: Option<Value>,
+    pub kwargs: Option<Value>,
+    /// The publish options, a dictionary.
+    pub options: Value,
 }
 
 #[derive(Debug)]

@@ -101,6 +101,16 @@ pub fn is_reserved(uri: &str) -> bool {
     uri.starts_with("wamp.")
 }
 
+/// Whether a subscription (pattern and policy) may match some URI under `wamp.`, where the router's meta events
+/// are published.
+pub fn may_match_reserved(pattern: &str, policy: MatchPolicy) -> bool {
+    match policy {
+        MatchPolicy::Exact => is_reserved(pattern),
+        MatchPolicy::Prefix => is_reserved(pattern) || "wamp.".starts_with(pattern),
+        MatchPolicy::Wildcard => matches!(pattern.split('.').next(), Some("" | "wamp")),
+    }
+}
+
 /// A set of URI patterns with values `T`, matched by exact URI, by prefix and by wildcard. Values are small
 /// handles (indexes of a slab owned by the broker or dealer).
 ///
@@ -421,6 +431,31 @@ impl<T: Copy> Default for UriTrie<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_that_may_match_meta_topics() {
+        use MatchPolicy::*;
+        for (pattern, policy) in [
+            ("wamp.session.on_join", Exact),
+            ("wamp.", Prefix),
+            ("wamp.subscription", Prefix),
+            ("wa", Prefix),
+            ("wamp", Prefix),
+            ("..on_join", Wildcard),
+            ("wamp..on_join", Wildcard),
+        ] {
+            assert!(may_match_reserved(pattern, policy), "{pattern}");
+        }
+        for (pattern, policy) in [
+            ("com.wamp", Exact),
+            ("wampx", Prefix),
+            ("com.", Prefix),
+            ("com..on_join", Wildcard),
+            ("wampx..on_join", Wildcard),
+        ] {
+            assert!(!may_match_reserved(pattern, policy), "{pattern}");
+        }
+    }
 
     #[test]
     fn loose_and_strict_rules() {

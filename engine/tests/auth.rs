@@ -106,7 +106,7 @@ fn config() -> RouterConfig {
         },
         ..RealmConfig::new("secure")
     });
-    config.unix_ms_at_zero = 1_403_455_001_000;
+    config.epoch_unix_ms = 1_403_455_001_000;
     config
 }
 
@@ -504,4 +504,36 @@ fn anonymous_sessions_get_their_role() {
         &format!(r#"[1, "realm1", {{"roles": {PLAIN_ROLES}}}]"#),
     );
     assert_abort(&h.take_one(conn), "wamp.error.not_authorized");
+}
+
+#[test]
+fn meta_api_needs_permissions_and_reports_authentication() {
+    let mut h = Harness::with_config(config());
+    let (alice, alice_id) = join_alice(&mut h);
+    // user has no rule for wamp.*: the router's procedures and topics are refused like any other URI.
+    h.send(alice, r#"[48, 1, {}, "wamp.session.count", []]"#);
+    assert_eq!(h.take_one(alice)[4], "wamp.error.not_authorized");
+    h.send(alice, r#"[32, 2, {}, "wamp.session.on_join"]"#);
+    assert_eq!(h.take_one(alice)[4], "wamp.error.not_authorized");
+    // backend may: it sees alice's authentication in wamp.session.get.
+    let (backend, challenge) = hello(
+        &mut h,
+        json!({"authmethods": ["wampcra"], "authid": "carol"}),
+    );
+    let signature = wampcra_signature(
+        b"carols secret",
+        challenge[2]["challenge"].as_str().unwrap(),
+    );
+    assert_eq!(authenticate(&mut h, backend, &signature)[0], 2);
+    h.send(
+        backend,
+        &json!([48, 3, {}, "wamp.session.get", [alice_id]]).to_string(),
+    );
+    let result = h.take_one(backend);
+    assert_eq!(result[0], 50, "{result}");
+    let details = &result[3][0];
+    assert_eq!(details["authid"], "alice");
+    assert_eq!(details["authrole"], "user");
+    assert_eq!(details["authmethod"], "ticket");
+    assert_eq!(details["authprovider"], "static");
 }

@@ -350,3 +350,57 @@ fn retention_is_bounded_per_realm() {
     );
     assert_eq!(h.router.stats().retained_evicted, 1);
 }
+
+#[test]
+fn payload_passthru_publications_reach_subscribers_untouched() {
+    let mut h = Harness::new();
+    let publisher_roles =
+        r#"{"publisher": {"features": {"payload_passthru_mode": true}}, "subscriber": {}}"#;
+    let (s, _) = h.join();
+    let (p, _) = h.join_with("realm1", publisher_roles);
+    let sub = subscribe(&mut h, s, "{}", "com.mqtt");
+    let wild = subscribe(&mut h, s, r#"{"match": "wildcard"}"#, "com.");
+    h.send(
+        p,
+        r#"[16, 1, {"acknowledge": true, "ppt_scheme": "mqtt", "ppt_serializer": "native", "retain": true}, "com.mqtt", ["\u0000AQID"]]"#,
+    );
+    assert_eq!(h.take_one(p)[0], 17);
+    let mut events = h.take(s);
+    events.sort_by_key(|e| e[1] != sub);
+    assert_eq!(
+        events[0][3],
+        json!({"ppt_scheme": "mqtt", "ppt_serializer": "native"})
+    );
+    assert_eq!(events[0][4], json!(["\u{0}AQID"]));
+    assert_eq!(events[1][1], wild);
+    assert_eq!(
+        events[1][3],
+        json!({"topic": "com.mqtt", "ppt_scheme": "mqtt", "ppt_serializer": "native"})
+    );
+    // autobahn's payload transparency form, and the retained copy keeps the attributes too.
+    h.send(p, r#"[16, 2, {"enc_algo": "cryptobox", "enc_serializer": "msgpack"}, "com.mqtt", "\u0000gqVj"]"#);
+    let events = h.take(s);
+    assert_eq!(events.len(), 2);
+    assert!(events
+        .iter()
+        .all(|e| e[4] == json!("\u{0}gqVj") && e[3]["enc_algo"] == "cryptobox"));
+    let (late, _) = h.join();
+    h.send(late, r#"[32, 1, {"get_retained": true}, "com.mqtt"]"#);
+    let got = h.take(late);
+    assert_eq!(
+        got[1][3],
+        json!({"ppt_scheme": "mqtt", "ppt_serializer": "native", "retained": true})
+    );
+    // Invalid attributes: option_not_allowed; passthru from a publisher that did not announce it: ABORT.
+    h.send(
+        p,
+        r#"[16, 3, {"acknowledge": true, "ppt_scheme": "mine"}, "com.mqtt", ["\u0000AQID"]]"#,
+    );
+    assert_eq!(h.take_one(p)[4], "wamp.error.option_not_allowed");
+    h.send(
+        s,
+        r#"[16, 3, {"ppt_scheme": "mqtt"}, "com.mqtt", ["\u0000AQID"]]"#,
+    );
+    assert_eq!(h.take_one(s)[2], "wamp.error.protocol_violation");
+    h.assert_quiet();
+}

@@ -445,3 +445,138 @@ fn caller_identification_by_request_registration_or_realm() {
     assert_eq!(last[3]["caller"], caller_id);
     assert_eq!(last[3].get("progress"), None);
 }
+
+const PASSTHRU: &str = r#"{"caller": {"features": {"payload_passthru_mode": true}},
+                           "callee": {"features": {"payload_passthru_mode": true}}}"#;
+/// Crossbar/autobahn's name for the feature.
+const TRANSPARENT: &str = r#"{"caller": {"features": {"payload_transparency": true}},
+                              "callee": {"features": {"payload_transparency": true}}}"#;
+
+#[test]
+fn payload_passthru_calls_forward_attributes_and_payload_untouched() {
+    let mut h = Harness::new();
+    let (callee, _) = h.join_with("realm1", PASSTHRU);
+    let (caller, _) = h.join_with("realm1", TRANSPARENT);
+    register(&mut h, callee, "{}", "com.secret");
+    // The spec's form: one binary item in the arguments list.
+    let ppt = r#"{"ppt_scheme": "wamp", "ppt_serializer": "cbor", "ppt_cipher": "xsalsa20poly1305", "ppt_keyid": "0x1f"}"#;
+    h.send(
+        caller,
+        &format!(r#"[48, 1, {ppt}, "com.secret", ["\u0000AQID"]]"#),
+    );
+    let invocation = h.take_one(callee);
+    let ppt_json: serde_json::Value = serde_json::from_str(ppt).unwrap();
+    assert_eq!(invocation[3], ppt_json);
+    assert_eq!(invocation[4], json!(["\u{0}AQID"]));
+    let inv = invocation[1].as_u64().unwrap();
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"ppt_scheme": "x_mine", "ppt_keyid": "k2", "progress": false}}, ["\u0000BAU="]]"#),
+    );
+    assert_eq!(
+        h.take_one(caller),
+        json!([50, 1, {"ppt_scheme": "x_mine", "ppt_keyid": "k2"}, ["\u{0}BAU="]])
+    );
+    // autobahn's form (payload transparency): the binary in place of the arguments list.
+    let enc = r#"{"enc_algo": "x_test", "enc_serializer": "json"}"#;
+    h.send(
+        caller,
+        &format!(r#"[48, 2, {enc}, "com.secret", "\u0000eyJhIjoxfQ=="]"#),
+    );
+    let invocation = h.take_one(callee);
+    assert_eq!(
+        invocation[3],
+        json!({"enc_algo": "x_test", "enc_serializer": "json"})
+    );
+    assert_eq!(invocation[4], json!("\u{0}eyJhIjoxfQ=="));
+    assert!(invocation.get(5).is_none());
+    let inv = invocation[1].as_u64().unwrap();
+    // An application error keeps its passthru attributes.
+    h.send(
+        callee,
+        &format!(r#"[8, 68, {inv}, {{"enc_algo": "x_test", "other": 1}}, "com.app.failed", "\u0000AA=="]"#),
+    );
+    assert_eq!(
+        h.take_one(caller),
+        json!([8, 48, 2, {"enc_algo": "x_test"}, "com.app.failed", "\u{0}AA=="])
+    );
+}
+
+#[test]
+fn payload_passthru_needs_the_feature_and_a_valid_scheme() {
+    let mut h = Harness::new();
+    let (plain_callee, _) = h.join();
+    let (callee, _) = h.join_with("realm1", PASSTHRU);
+    let (caller, _) = h.join_with("realm1", PASSTHRU);
+    register(&mut h, plain_callee, "{}", "com.plain");
+    register(&mut h, callee, "{}", "com.secret");
+    let call = |h: &mut Harness, options: &str, procedure: &str| {
+        h.send(
+            caller,
+            &format!(r#"[48, 1, {options}, "{procedure}", ["\u0000AQID"]]"#),
+        );
+        h.take_one(caller)
+    };
+    // A callee without the feature: feature_not_supported (an application error).
+    let answer = call(&mut h, r#"{"ppt_scheme": "mqtt"}"#, "com.plain");
+    assert_eq!(answer[4], "wamp.error.feature_not_supported");
+    // Invalid schemes and attributes: option_not_allowed.
+    for bad in [
+        r#"{"ppt_scheme": "mine"}"#,
+        r#"{"ppt_scheme": "wamp", "ppt_serializer": "json"}"#,
+        r#"{"ppt_scheme": "mqtt", "ppt_keyid": 7}"#,
+        r#"{"ppt_serializer": "cbor"}"#,
+        r#"{"enc_algo": "rot13"}"#,
+    ] {
+        assert_eq!(
+            call(&mut h, bad, "com.secret")[4],
+            "wamp.error.option_not_allowed",
+            "{bad}"
+        );
+    }
+    // The router's own procedures cannot read a passthru payload.
+    let answer = call(&mut h, r#"{"ppt_scheme": "mqtt"}"#, "wamp.session.count");
+    assert_eq!(answer[4], "wamp.error.feature_not_supported");
+    h.assert_quiet();
+    // A YIELD in passthru mode for a caller without the feature: ERROR to the callee and to the caller.
+    let (plain_caller, _) = h.join();
+    let inv = invoke(&mut h, plain_caller, 5, "com.secret", callee);
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"ppt_scheme": "mqtt"}}, ["\u0000AQID"]]"#),
+    );
+    let refused = h.take_one(callee);
+    assert_eq!(
+        refused.as_array().unwrap()[..5],
+        json!([8, 70, inv, {}, "wamp.error.feature_not_supported"])
+            .as_array()
+            .unwrap()[..]
+    );
+    assert_eq!(
+        h.take_one(plain_caller)[4],
+        "wamp.error.feature_not_supported"
+    );
+    // An invalid scheme on YIELD, likewise with option_not_allowed.
+    let inv = invoke(&mut h, caller, 6, "com.secret", callee);
+    h.send(
+        callee,
+        &format!(r#"[70, {inv}, {{"ppt_scheme": "nope"}}, ["\u0000AQID"]]"#),
+    );
+    assert_eq!(h.take_one(callee)[4], "wamp.error.option_not_allowed");
+    assert_eq!(h.take_one(caller)[4], "wamp.error.option_not_allowed");
+    // Passthru from a peer that did not announce it is a protocol violation: CALL ...
+    let (rogue, _) = h.join();
+    h.send(
+        rogue,
+        r#"[48, 1, {"ppt_scheme": "mqtt"}, "com.secret", ["\u0000AQID"]]"#,
+    );
+    assert_eq!(h.take_one(rogue)[2], "wamp.error.protocol_violation");
+    // ... and YIELD.
+    let inv = invoke(&mut h, caller, 7, "com.plain", plain_callee);
+    h.send(
+        plain_callee,
+        &format!(r#"[70, {inv}, {{"ppt_scheme": "mqtt"}}, ["\u0000AQID"]]"#),
+    );
+    assert_eq!(h.take_one(plain_callee)[2], "wamp.error.protocol_violation");
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+}

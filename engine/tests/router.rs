@@ -21,11 +21,45 @@ fn hello_welcome_announces_roles() {
     assert_eq!(details["authmethod"], "anonymous");
     assert_eq!(details["authrole"], "anonymous");
     assert_eq!(details["realm"], "realm1");
+    // Exactly the implemented features, each `true`.
+    let announced = |role: &str| -> Vec<String> {
+        let features = details["roles"][role]["features"].as_object().unwrap();
+        assert!(features.values().all(|v| *v == true));
+        let mut names: Vec<String> = features.keys().cloned().collect();
+        names.sort();
+        names
+    };
     assert_eq!(
-        details["roles"]["broker"]["features"]["publisher_exclusion"],
-        true
+        announced("broker"),
+        [
+            "event_retention",
+            "pattern_based_subscription",
+            "payload_passthru_mode",
+            "payload_transparency",
+            "publisher_exclusion",
+            "publisher_identification",
+            "session_meta_api",
+            "subscriber_blackwhite_listing",
+            "subscription_meta_api",
+        ]
     );
-    assert!(details["roles"]["dealer"]["features"].is_object());
+    assert_eq!(
+        announced("dealer"),
+        [
+            "call_canceling",
+            "call_timeout",
+            "caller_identification",
+            "pattern_based_registration",
+            "payload_passthru_mode",
+            "payload_transparency",
+            "progressive_call_invocations",
+            "progressive_call_results",
+            "registration_meta_api",
+            "session_meta_api",
+            "shared_registration",
+            "testament_meta_api",
+        ]
+    );
 }
 
 #[test]

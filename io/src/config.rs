@@ -449,6 +449,7 @@ impl Config {
                 subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
                 registrations_per_session_max: self.limits.registrations_per_session_max,
                 auth_timeout_ms: self.limits.auth_timeout_ms,
+                ..kreisel_engine::EngineLimits::default()
             },
             ..RouterConfig::default()
         }

@@ -338,8 +338,8 @@ impl Server {
             &mut router_config.secret_seed,
         )
         .map_err(|_| anyhow::anyhow!("the operating system's random number generator failed"))?;
-        // The engine's time 0 is (about) now: `start` below.
-        router_config.unix_ms_at_zero = std::time::SystemTime::now()
+        // Engine time 0 is `start` below (the same instant, give or take this call).
+        router_config.epoch_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let router = Router::new(router_config);

@@ -140,7 +140,7 @@ impl Router {
         let mut extra = Details::new();
         let (text, challenge): (String, Box<[u8]>) = match method {
             Method::WampCra => {
-                let unix_ms = self.unix_ms_at_zero.saturating_add(self.now_ms);
+                let unix_ms = self.epoch_unix_ms.saturating_add(self.now_ms);
                 let role = principals.role(principal);
                 let text = auth::wampcra_challenge(authid, role, &nonce[..16], unix_ms, id.get());
                 let bytes = text.as_bytes().into();
@@ -312,6 +312,7 @@ impl Router {
             calls_pending: 0,
             features,
             ended_streams: Vec::new(),
+            testaments: Vec::new(),
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);
@@ -344,5 +345,11 @@ impl Router {
                 details: Dict::Fields(&details),
             },
         );
+        if self.meta_wanted(realm_index) {
+            if let Some(details) = self.joined(handle).map(session_details) {
+                let args = [Field::Value(&details)];
+                self.publish_meta(realm_index, "wamp.session.on_join", &args, sink);
+            }
+        }
     }
 }

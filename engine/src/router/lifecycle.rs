@@ -40,10 +40,13 @@ impl Router {
         );
     }
 
+    /// The router ends a session (shutdown, kill): it leaves the realm and gets GOODBYE with `reason` (and
+    /// `message` in the details, if given); the router then waits for the peer's GOODBYE.
     pub(super) fn goodbye_from_router(
         &mut self,
         handle: SessionHandle,
         reason: &str,
+        message: Option<&str>,
         sink: &mut impl Sink,
     ) {
         let Some(session) = self.session(handle) else {
@@ -53,10 +56,12 @@ impl Router {
         match session.phase {
             Phase::Established(_) => {
                 self.leave(handle, sink);
+                let details = message.map(|message| [("message", Field::Str(message))]);
+                let details = details.as_ref().map_or(Dict::EMPTY, |d| Dict::Fields(d));
                 sink.send(
                     peer,
                     &Message::Goodbye {
-                        details: Dict::EMPTY,
+                        details,
                         reason: Cow::Borrowed(reason),
                     },
                 );
@@ -111,9 +116,9 @@ impl Router {
         }
     }
 
-    /// Leaves the realm, if joined: ends its pending calls, drops subscriptions and registrations. Afterwards the
-    /// session is in the handshake phase. Every way out of a realm (GOODBYE, ABORT, a lost transport, shutdown)
-    /// goes through here.
+    /// Leaves the realm, if joined: ends its pending calls, drops subscriptions and registrations, publishes its
+    /// testaments, then the meta events. Afterwards the session is in the handshake phase. Every way out of a
+    /// realm (GOODBYE, ABORT, a lost transport, shutdown, kill) goes through here.
     pub(super) fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
         if self.joined(handle).is_none() {
             return;
@@ -128,20 +133,39 @@ impl Router {
         else {
             return;
         };
-        let realm = &mut self.realms[joined.realm];
-        for &index in &joined.subscriptions {
-            if let Some(id) = realm.broker.unsubscribe(index, handle) {
-                self.router_ids.remove(&id);
+        let realm = joined.realm;
+        // Every membership goes before any meta event, so that none reaches the departing session.
+        let announce = self.meta_wanted(realm);
+        let mut removed = Vec::new();
+        let memberships = (joined.subscriptions.iter())
+            .map(|&index| (Membership::Subscription, index))
+            .chain((joined.registrations.iter()).map(|&index| (Membership::Registration, index)));
+        for (kind, index) in memberships {
+            let id = match kind {
+                Membership::Subscription => self.realms[realm].broker.subscriptions[index].id,
+                Membership::Registration => self.realms[realm].dealer.registrations[index].id,
+            };
+            let announced = announce && self.announced(realm, kind, index);
+            let deleted = self.detach(realm, kind, index, handle);
+            if announced {
+                removed.push((kind, id, deleted));
             }
         }
-        for &index in &joined.registrations {
-            if let Some(id) = realm.dealer.unregister(index, handle) {
-                self.router_ids.remove(&id);
-            }
-        }
-        realm.sessions -= 1;
+        self.realms[realm].sessions -= 1;
         self.session_ids.remove(&joined.id);
         self.stats.sessions_active -= 1;
         debug!(session = joined.id.get(), "session left");
+        if !joined.testaments.is_empty() {
+            self.publish_testaments(realm, &joined, sink);
+        }
+        for (kind, id, deleted) in removed {
+            self.announce_removal(realm, kind, joined.id, (id, deleted), sink);
+        }
+        let args = [
+            Field::UInt(joined.id.get()),
+            Field::Str(&joined.authid),
+            Field::Str(&joined.authrole),
+        ];
+        self.publish_meta(realm, "wamp.session.on_leave", &args, sink);
     }
 }

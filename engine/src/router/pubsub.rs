@@ -6,7 +6,8 @@ use super::*;
 pub(super) struct Publication<'p> {
     pub id: Id,
     pub topic: &'p str,
-    pub publisher: Identity<'p>,
+    /// The publishing session (none for the router's own meta events).
+    pub publisher: Option<Identity<'p>>,
     /// The publisher's session, when `exclude_me` keeps the event from it.
     pub exclude: Option<SessionHandle>,
     pub options: &'p RequestOptions<'p>,
@@ -71,11 +72,12 @@ impl Router {
             .get(handle.index as usize)
             .and_then(Session::joined)
             .map_or(&[][..], |joined| &joined.subscriptions[..]);
+        let now_ms = self.now_ms;
         let subscribed =
             realms[realm]
                 .broker
                 .subscribe(topic, policy, peer, disclose_publisher, held, || {
-                    new_router_id(ids, router_ids)
+                    (new_router_id(ids, router_ids), now_ms)
                 });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
@@ -93,49 +95,14 @@ impl Router {
             let subscription = (subscribed.id, topic, policy);
             self.send_retained(handle, subscription, disclose_publisher, sink);
         }
-    }
-
-    pub(super) fn on_unsubscribe(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        subscription: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].broker.by_id.get(&subscription).copied();
-        let position =
-            index.and_then(|index| joined.subscriptions.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no subscription {subscription}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unsubscribe,
-                request,
-                NO_SUCH_SUBSCRIPTION,
-                &text,
+        if subscribed.added {
+            let added = (
+                Membership::Subscription,
+                subscribed.index,
+                subscribed.created,
             );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.subscriptions.swap_remove(position);
+            self.announce_addition(handle, realm, added, sink);
         }
-        if let Some(id) = self.realms[realm].broker.unsubscribe(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        sink.send(
-            peer,
-            &Message::Unsubscribed {
-                request,
-                details: None,
-            },
-        );
     }
 
     pub(super) fn on_publish(
@@ -150,18 +117,22 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        let realm = joined.realm;
+        let (realm, features) = (joined.realm, joined.features);
         let Some(peer) = self.peer(handle) else {
             return;
         };
         let mut parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
         let acknowledge = parsed.acknowledge;
-        let refusal = if let Some(name) = parsed.unsupported.or_else(|| not_yet(&parsed)) {
+        if parsed.passthru.is_active() && !features.publisher_passthru {
+            let text = "PUBLISH in payload passthru mode from a publisher that did not announce payload_passthru_mode";
+            return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+        }
+        let refusal = if let Some(name) = parsed.unsupported {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
-        } else if let Some(name) = parsed.invalid {
+        } else if let Some(name) = parsed.invalid.or_else(|| parsed.passthru.invalid()) {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
@@ -202,7 +173,7 @@ impl Router {
                 let publication = Publication {
                     id: publication,
                     topic,
-                    publisher,
+                    publisher: Some(publisher),
                     exclude: parsed.exclude_me.then_some(handle),
                     options: &parsed,
                     payload,
@@ -210,7 +181,8 @@ impl Router {
                 let events = self.fan_out(realm, &publication, &mut scratch, sink);
                 let retained = parsed
                     .retain
-                    .then(|| self.retained_event(realm, &publication));
+                    .then(|| self.retained_event(realm, &publication))
+                    .flatten();
                 (events, retained)
             }
             None => (0, None),
@@ -232,15 +204,20 @@ impl Router {
     }
 
     /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
-    fn retained_event(&self, realm: usize, publication: &Publication<'_>) -> Retained {
-        let publisher = publication.publisher;
+    /// (The router's own meta events have no publisher and are not retained.)
+    pub(super) fn retained_event(
+        &self,
+        realm: usize,
+        publication: &Publication<'_>,
+    ) -> Option<Retained> {
+        let publisher = publication.publisher?;
         let options = publication.options;
         let passthru = options
             .passthru
             .fields()
             .map(|(name, value)| (name.to_string(), options::owned(&value)))
             .collect();
-        Retained {
+        Some(Retained {
             publication: publication.id,
             publisher: (
                 publisher.id,
@@ -253,10 +230,10 @@ impl Router {
             passthru: Value::Dict(passthru),
             args: publication.payload.args.as_ref().map(options::owned),
             kwargs: publication.payload.kwargs.as_ref().map(options::owned),
-        }
+        })
     }
 
-    fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
+    pub(super) fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {
         match self.realms[realm].retained.retain(topic, event) {
             Some(evicted) => self.stats.retained_evicted += evicted as u64,
             None => {
@@ -352,7 +329,9 @@ impl Router {
                 }
                 details.passthru(&publication.options.passthru);
                 let anonymous = details.len();
-                details.identity(&PUBLISHER_KEYS, &publication.publisher);
+                if let Some(publisher) = &publication.publisher {
+                    details.identity(&PUBLISHER_KEYS, publisher);
+                }
                 let split = !disclose && !subscription.disclosing.is_empty();
                 if !filtered && !split {
                     let recipients = Recipients {
@@ -432,14 +411,5 @@ impl Router {
     pub(super) fn admits(&self, filter: &Filter<'_>, session: SessionHandle) -> bool {
         self.joined(session)
             .is_some_and(|joined| filter.admits(joined.id, &joined.authid, &joined.authrole))
-    }
-}
-
-/// Options read but not implemented yet.
-fn not_yet(parsed: &RequestOptions<'_>) -> Option<&'static str> {
-    if parsed.passthru.is_active() {
-        Some("ppt_scheme")
-    } else {
-        None
     }
 }

@@ -121,13 +121,17 @@ impl Router {
                 .is_some_and(|value| value.as_bool() == Some(true)),
         };
         let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
-        let outcome = self.realms[realm]
-            .dealer
-            .register(procedure, policy, invoke, callee, || {
-                new_router_id(ids, router_ids)
-            });
-        let index = match outcome {
-            Registered::Created(index) | Registered::Joined(index) => index,
+        let outcome = self.realms[realm].dealer.register(
+            procedure,
+            policy,
+            invoke,
+            callee,
+            self.now_ms,
+            || new_router_id(ids, router_ids),
+        );
+        let (index, created) = match outcome {
+            Registered::Created(index) => (index, true),
+            Registered::Joined(index) => (index, false),
             Registered::Exists => {
                 let text = format!(
                     "procedure '{procedure}' (match '{}') is already registered",
@@ -169,50 +173,8 @@ impl Router {
                 registration: id,
             },
         );
-    }
-
-    pub(super) fn on_unregister(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        registration: Id,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let index = self.realms[realm].dealer.by_id.get(&registration).copied();
-        let position =
-            index.and_then(|index| joined.registrations.iter().position(|&i| i == index));
-        let (Some(index), Some(position)) = (index, position) else {
-            let text = format!("this session has no registration {registration}");
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Unregister,
-                request,
-                NO_SUCH_REGISTRATION,
-                &text,
-            );
-        };
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.swap_remove(position);
-        }
-        if let Some(id) = self.realms[realm].dealer.unregister(index, handle) {
-            self.router_ids.remove(&id);
-        }
-        // Calls already invoked keep their routing by INVOCATION request ID: their YIELDs still reach the callers.
-        sink.send(
-            peer,
-            &Message::Unregistered {
-                request,
-                details: None,
-            },
-        );
+        let added = (Membership::Registration, index, created);
+        self.announce_addition(handle, realm, added, sink);
     }
 
     /// CALL. A CALL reusing the request ID of a progressive call in flight is its next chunk (progressive call
@@ -251,17 +213,17 @@ impl Router {
             let text = "CALL with progress: true from a caller that did not announce progressive_call_invocations";
             return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
         }
-        let not_yet = if parsed.passthru.is_active() {
-            Some("ppt_scheme")
-        } else {
-            None
-        };
-        let refusal = if let Some(name) = parsed.unsupported.or(not_yet) {
+        let passthru = parsed.passthru.is_active();
+        if passthru && !features.caller_passthru {
+            let text = "CALL in payload passthru mode from a caller that did not announce payload_passthru_mode";
+            return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+        }
+        let refusal = if let Some(name) = parsed.unsupported {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
-        } else if let Some(name) = parsed.invalid {
+        } else if let Some(name) = parsed.invalid.or_else(|| parsed.passthru.invalid()) {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
@@ -298,6 +260,22 @@ impl Router {
                 return self.refuse_call(handle, request, progress, NOT_AUTHORIZED, &text, sink);
             }
         };
+        if uri::is_reserved(procedure) {
+            if parsed.progress || passthru {
+                let text =
+                    "the router's procedures take no progressive calls and no passthru payloads";
+                let progress = parsed.progress;
+                return self.refuse_call(
+                    handle,
+                    request,
+                    progress,
+                    FEATURE_NOT_SUPPORTED,
+                    text,
+                    sink,
+                );
+            }
+            return self.on_meta_call(handle, request, procedure, payload, sink);
+        }
         let ids = &mut self.ids;
         let dealer = &mut self.realms[realm].dealer;
         let Some(index) = dealer.lookup(procedure) else {
@@ -326,6 +304,11 @@ impl Router {
             let text =
                 "the callee does not support progressive call invocations (with call canceling)";
             return self.refuse_call(handle, request, true, FEATURE_NOT_SUPPORTED, text, sink);
+        }
+        if passthru && !callee_features.callee_passthru {
+            let text = "the callee does not support payload passthru mode";
+            let progress = parsed.progress;
+            return self.refuse_call(handle, request, progress, FEATURE_NOT_SUPPORTED, text, sink);
         }
         let timeout_ms = parsed.timeout_ms;
         let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
@@ -365,6 +348,7 @@ impl Router {
         if parsed.receive_progress {
             details.push("receive_progress", Field::Bool(true));
         }
+        details.passthru(&parsed.passthru);
         // The spec: a dealer MAY forward the timeout to a callee that supports call timeouts (it still enforces
         // the deadline itself).
         if timeout_ms > 0 && callee_features.callee_call_timeout {
@@ -605,6 +589,10 @@ impl Router {
         }
     }
 
+    /// YIELD: RESULT to the caller (progressive results only if it asked for them), with the payload passthru
+    /// attributes. A passthru YIELD needs the feature on both ends: from a callee that did not announce it, it is a
+    /// protocol violation; for a caller that did not, the callee gets ERROR `wamp.error.feature_not_supported`
+    /// and so does the caller (its call ends).
     pub(super) fn on_yield(
         &mut self,
         handle: SessionHandle,
@@ -617,18 +605,37 @@ impl Router {
             // The call was canceled or its caller left: discard the late answer.
             return;
         };
-        let progress = options
-            .get("progress")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let parsed = RequestOptions::parse(options, &[]);
+        if parsed.passthru.is_active() {
+            let features = |session| self.joined(session).map(|joined| joined.features);
+            if !features(handle).is_some_and(|f| f.callee_passthru) {
+                let text = "YIELD in payload passthru mode from a callee that did not announce payload_passthru_mode";
+                return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
+            }
+            let refusal = match parsed.passthru.invalid() {
+                Some(name) => Some((OPTION_NOT_ALLOWED, format!("option '{name}' is not valid"))),
+                None if !features(self.calls[index].caller.session)
+                    .is_some_and(|f| f.caller_passthru) =>
+                {
+                    let text = "the caller does not support payload passthru mode";
+                    Some((FEATURE_NOT_SUPPORTED, text.to_owned()))
+                }
+                None => None,
+            };
+            if let Some((uri, text)) = refusal {
+                return self.refuse_yield(handle, request, index, uri, &text, sink);
+            }
+        }
         let call = &self.calls[index];
         let (caller, caller_request) = (call.caller, call.caller_request);
-        if progress {
+        let mut details = Details::new();
+        details.passthru(&parsed.passthru);
+        if parsed.progress {
             if call.receive_progress {
-                let details = [("progress", Field::Bool(true))];
+                details.push("progress", Field::Bool(true));
                 let result = Message::Result {
                     request: caller_request,
-                    details: Dict::Fields(&details),
+                    details: details.dict(),
                     payload: *payload,
                 };
                 sink.send(caller, &result);
@@ -641,16 +648,35 @@ impl Router {
             caller,
             &Message::Result {
                 request: caller_request,
-                details: Dict::EMPTY,
+                details: details.dict(),
                 payload: *payload,
             },
         );
+    }
+
+    /// A YIELD the router cannot pass on: ERROR to the callee (for its YIELD) and to the caller (the call ends).
+    fn refuse_yield(
+        &mut self,
+        callee: SessionHandle,
+        request: Id,
+        index: usize,
+        uri: &str,
+        text: &str,
+        sink: &mut impl Sink,
+    ) {
+        let call = self.remove_call(index);
+        if let Some(peer) = self.peer(callee) {
+            self.send_error(sink, peer, MessageType::Yield, request, uri, text);
+        }
+        let (caller, caller_request) = (call.caller, call.caller_request);
+        self.send_error(sink, caller, MessageType::Call, caller_request, uri, text);
     }
 
     pub(super) fn on_invocation_error(
         &mut self,
         handle: SessionHandle,
         request: Id,
+        details: &Dict<'_>,
         error: &str,
         payload: &Payload<'_>,
         sink: &mut impl Sink,
@@ -660,10 +686,12 @@ impl Router {
         };
         let call = self.remove_call(index);
         self.stats.errors_sent += 1;
+        let mut forwarded = Details::new();
+        forwarded.passthru(&Passthru::from_dict(details));
         let error = Message::Error {
             request_type: MessageType::Call.code(),
             request: call.caller_request,
-            details: Dict::EMPTY,
+            details: forwarded.dict(),
             error: Cow::Borrowed(error),
             payload: *payload,
         };

@@ -1,0 +1,651 @@
+//! The router's own procedures and events, in the reserved `wamp.` namespace: testaments
+//! (`wamp.session.add_testament`, `wamp.session.flush_testaments`) and their publication when a session leaves; the
+//! session meta API (`wamp.session.on_join`/`on_leave`, `count`, `list`, `get`, `kill*`); the subscription and
+//! registration meta API (`wamp.subscription.*`, `wamp.registration.*`; their events are announced in
+//! [`super::membership`]).
+//!
+//! Meta events cost nothing while nobody subscribes to anything that may match `wamp.`: the broker counts such
+//! subscriptions, and no event is built while the count is 0.
+
+use super::pubsub::Publication;
+use super::*;
+use crate::session::{Testament, TestamentScope};
+
+/// A meta procedure's refusal: (error URI, text).
+type Refusal = (&'static str, String);
+
+/// Close reason of a killed session when the caller names none (crossbar, xconn and Thruway send it; the spec's
+/// text says `wamp.close.normal`, which is not in its URI list).
+const KILLED: &str = "wamp.close.killed";
+
+impl Router {
+    /// Whether anybody in `realm` may receive a meta event (a subscription that may match `wamp.` exists).
+    pub(super) fn meta_wanted(&self, realm: usize) -> bool {
+        self.realms[realm].broker.reserved > 0
+    }
+
+    /// Publishes a meta event (no publisher, no options) with positional arguments `args` to the subscribers in
+    /// `realm`, if there may be any.
+    pub(super) fn publish_meta(
+        &mut self,
+        realm: usize,
+        topic: &str,
+        args: &[Field<'_>],
+        sink: &mut impl Sink,
+    ) {
+        if !self.meta_wanted(realm) {
+            return;
+        }
+        let options = RequestOptions::default();
+        let payload = Payload {
+            args: Some(Field::List(args)),
+            kwargs: None,
+        };
+        let publication = Publication {
+            id: self.ids.random_id(),
+            topic,
+            publisher: None,
+            exclude: None,
+            options: &options,
+            payload: &payload,
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let events = self.fan_out(realm, &publication, &mut scratch, sink);
+        self.scratch = scratch;
+        self.stats.events_sent += events;
+    }
+
+    /// A CALL to a `wamp.` procedure: answered by the router itself, RESULT (with the procedure's positional
+    /// results, if any) or ERROR.
+    pub(super) fn on_meta_call(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        procedure: &str,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let (Some(caller), Some(realm)) = (self.peer(handle), self.joined(handle).map(|j| j.realm))
+        else {
+            return;
+        };
+        let nothing = |()| Vec::new();
+        let outcome = match procedure {
+            "wamp.session.add_testament" => self.add_testament(handle, payload).map(nothing),
+            "wamp.session.flush_testaments" => self.flush_testaments(handle, payload).map(nothing),
+            "wamp.session.count" => self
+                .sessions_of(realm, payload)
+                .map(|ids| vec![Value::UInt(ids.len() as u64)]),
+            "wamp.session.list" => self
+                .sessions_of(realm, payload)
+                .map(|ids| vec![Value::List(ids.into_iter().map(Value::from).collect())]),
+            "wamp.session.get" => self.session_get(handle, payload).map(|d| vec![d]),
+            "wamp.session.kill"
+            | "wamp.session.kill_by_authid"
+            | "wamp.session.kill_by_authrole"
+            | "wamp.session.kill_all" => self.kill(handle, procedure, payload, sink),
+            "wamp.subscription.list" => Ok(vec![self.list(realm, Membership::Subscription)]),
+            "wamp.registration.list" => Ok(vec![self.list(realm, Membership::Registration)]),
+            "wamp.subscription.lookup" => self.lookup(realm, Membership::Subscription, payload),
+            "wamp.registration.lookup" => self.lookup(realm, Membership::Registration, payload),
+            "wamp.subscription.match" => self.subscription_match(realm, payload),
+            "wamp.registration.match" => self.registration_match(realm, payload),
+            "wamp.subscription.get" => self.get(realm, Membership::Subscription, payload),
+            "wamp.registration.get" => self.get(realm, Membership::Registration, payload),
+            "wamp.subscription.list_subscribers" => {
+                self.members(realm, Membership::Subscription, payload, false)
+            }
+            "wamp.registration.list_callees" => {
+                self.members(realm, Membership::Registration, payload, false)
+            }
+            "wamp.subscription.count_subscribers" => {
+                self.members(realm, Membership::Subscription, payload, true)
+            }
+            "wamp.registration.count_callees" => {
+                self.members(realm, Membership::Registration, payload, true)
+            }
+            _ => Err((
+                NO_SUCH_PROCEDURE,
+                format!("no procedure '{procedure}' on this router"),
+            )),
+        };
+        match outcome {
+            Ok(results) => {
+                let results = Value::List(results);
+                let payload = match &results {
+                    Value::List(items) if items.is_empty() => Payload::EMPTY,
+                    results => Payload {
+                        args: Some(Field::Value(results)),
+                        kwargs: None,
+                    },
+                };
+                sink.send(
+                    caller,
+                    &Message::Result {
+                        request,
+                        details: Dict::EMPTY,
+                        payload,
+                    },
+                )
+            }
+            Err((uri, text)) => {
+                self.send_error(sink, caller, MessageType::Call, request, uri, &text)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Session meta procedures
+
+    /// The IDs of the sessions joined to `realm`, filtered by `wamp.session.count` / `list`'s optional first
+    /// argument `filter_authroles|list[string]`.
+    fn sessions_of(&self, realm: usize, payload: &Payload<'_>) -> Result<Vec<Id>, Refusal> {
+        let filter = match argument(payload, 0) {
+            None => None,
+            Some(roles) if roles.is_null() => None,
+            Some(roles) => match roles.list() {
+                Some(roles) => Some(roles.filter_map(|r| r.as_str()).collect::<Vec<_>>()),
+                None => {
+                    let text = "filter_authroles must be a list of strings";
+                    return Err((INVALID_ARGUMENT, text.into()));
+                }
+            },
+        };
+        let admitted = |joined: &&Joined| {
+            joined.realm == realm
+                && filter
+                    .as_ref()
+                    .is_none_or(|roles| roles.iter().any(|r| **r == *joined.authrole))
+        };
+        Ok((self.sessions.iter())
+            .filter_map(|(_, session)| session.joined())
+            .filter(admitted)
+            .map(|joined| joined.id)
+            .collect())
+    }
+
+    /// `wamp.session.get(session)`: the session's details, as `wamp.session.on_join` announced them.
+    fn session_get(&self, handle: SessionHandle, payload: &Payload<'_>) -> Result<Value, Refusal> {
+        let target = self.other_session(handle, payload, "wamp.session.get")?;
+        self.joined(target)
+            .map(session_details)
+            .ok_or_else(|| no_such_session(None))
+    }
+
+    /// The session named by the first argument, in the caller's realm (`wamp.error.no_such_session` otherwise;
+    /// it may be the caller's own).
+    fn other_session(
+        &self,
+        handle: SessionHandle,
+        payload: &Payload<'_>,
+        procedure: &str,
+    ) -> Result<SessionHandle, Refusal> {
+        let id = argument(payload, 0)
+            .and_then(|id| id.as_u64())
+            .and_then(Id::new)
+            .ok_or_else(|| {
+                (
+                    INVALID_ARGUMENT,
+                    format!("{procedure} expects (session|id)"),
+                )
+            })?;
+        let realm = self.joined(handle).map(|joined| joined.realm);
+        self.session_ids
+            .get(&id)
+            .copied()
+            .filter(|&target| self.joined(target).map(|joined| joined.realm) == realm)
+            .ok_or_else(|| no_such_session(Some(id)))
+    }
+
+    /// `wamp.session.kill(session)`, `kill_by_authid(authid)`, `kill_by_authrole(authrole)`, `kill_all()`, each
+    /// with the keyword arguments `reason|uri` and `message|string`: the sessions get GOODBYE; the caller is never
+    /// among them. `kill` answers nothing, the others the number of sessions killed.
+    fn kill(
+        &mut self,
+        handle: SessionHandle,
+        procedure: &str,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) -> Result<Vec<Value>, Refusal> {
+        let reason = match keyword(payload, "reason") {
+            None => Cow::Borrowed(KILLED),
+            Some(reason) => match reason.as_str() {
+                Some(reason) if uri::is_valid(&reason, UriCheck::Loose, MatchPolicy::Exact) => {
+                    reason
+                }
+                _ => {
+                    let text = format!("{procedure}: reason must be a valid URI");
+                    return Err((INVALID_URI, text));
+                }
+            },
+        };
+        let message = match keyword(payload, "message") {
+            None => None,
+            Some(message) => match message.as_str() {
+                Some(message) => Some(message),
+                None => {
+                    let text = format!("{procedure}: message must be a string");
+                    return Err((INVALID_ARGUMENT, text));
+                }
+            },
+        };
+        let Some(caller) = self.joined(handle) else {
+            return Ok(Vec::new());
+        };
+        let realm = caller.realm;
+        let targets: Vec<SessionHandle> = if procedure == "wamp.session.kill" {
+            // "no *other* session with that ID exists" when it is the caller's own.
+            let target = self.other_session(handle, payload, procedure)?;
+            if target == handle {
+                return Err(no_such_session(self.joined(handle).map(|joined| joined.id)));
+            }
+            vec![target]
+        } else {
+            let wanted = match procedure {
+                "wamp.session.kill_all" => None,
+                _ => match argument(payload, 0).and_then(|a| a.as_str()) {
+                    Some(wanted) => Some(wanted),
+                    None => {
+                        let text = format!("{procedure} expects one string argument");
+                        return Err((INVALID_ARGUMENT, text));
+                    }
+                },
+            };
+            let by_authid = procedure == "wamp.session.kill_by_authid";
+            (self.sessions.iter())
+                .filter_map(|(_, session)| Some((session.peer.session, session.joined()?)))
+                .filter(|(target, joined)| {
+                    let named = if by_authid {
+                        &joined.authid
+                    } else {
+                        &joined.authrole
+                    };
+                    *target != handle
+                        && joined.realm == realm
+                        && wanted.as_deref().is_none_or(|wanted| **named == *wanted)
+                })
+                .map(|(target, _)| target)
+                .collect()
+        };
+        for &target in &targets {
+            self.goodbye_from_router(target, &reason, message.as_deref(), sink);
+        }
+        Ok(if procedure == "wamp.session.kill" {
+            Vec::new()
+        } else {
+            vec![Value::UInt(targets.len() as u64)]
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Subscription and registration meta procedures
+
+    /// `wamp.subscription.list()` / `wamp.registration.list()`: `{exact: [ids], prefix: [ids], wildcard: [ids]}`.
+    fn list(&self, realm: usize, kind: Membership) -> Value {
+        let realm = &self.realms[realm];
+        let all: Vec<(MatchPolicy, Id)> = match kind {
+            Membership::Subscription => (realm.broker.subscriptions.iter())
+                .map(|(_, s)| (s.policy, s.id))
+                .collect(),
+            Membership::Registration => (realm.dealer.registrations.iter())
+                .map(|(_, r)| (r.policy, r.id))
+                .collect(),
+        };
+        [
+            MatchPolicy::Exact,
+            MatchPolicy::Prefix,
+            MatchPolicy::Wildcard,
+        ]
+        .into_iter()
+        .fold(Value::dict(), |lists, policy| {
+            let ids = (all.iter())
+                .filter(|(p, _)| *p == policy)
+                .map(|&(_, id)| Value::from(id))
+                .collect::<Vec<_>>();
+            lists.with(policy.name(), ids)
+        })
+    }
+
+    /// `wamp.subscription.lookup(topic, options)` / `wamp.registration.lookup(procedure, options)`: the ID of the
+    /// subscription or registration for exactly this URI and `options.match` (default `exact`), or null.
+    fn lookup(
+        &self,
+        realm: usize,
+        kind: Membership,
+        payload: &Payload<'_>,
+    ) -> Result<Vec<Value>, Refusal> {
+        let uri = uri_argument(payload, kind)?;
+        let policy = match argument(payload, 1).filter(|o| !o.is_null()) {
+            None => MatchPolicy::Exact,
+            Some(options) => match options.get("match") {
+                None => MatchPolicy::Exact,
+                Some(policy) => match policy
+                    .as_str()
+                    .as_deref()
+                    .and_then(MatchPolicy::from_option)
+                {
+                    Some(policy) => policy,
+                    None => {
+                        let text = "option 'match' must be exact, prefix or wildcard";
+                        return Err((INVALID_ARGUMENT, text.into()));
+                    }
+                },
+            },
+        };
+        let realm = &self.realms[realm];
+        let id = match kind {
+            Membership::Subscription => (realm.broker.trie.get(&uri, policy))
+                .map(|index| realm.broker.subscriptions[index].id),
+            Membership::Registration => (realm.dealer.trie.get(&uri, policy))
+                .map(|index| realm.dealer.registrations[index].id),
+        };
+        Ok(vec![id.map_or(Value::Null, Value::from)])
+    }
+
+    /// `wamp.subscription.match(topic)`: the IDs of every subscription a publication to `topic` would reach, or
+    /// null when there is none.
+    fn subscription_match(
+        &self,
+        realm: usize,
+        payload: &Payload<'_>,
+    ) -> Result<Vec<Value>, Refusal> {
+        let topic = uri_argument(payload, Membership::Subscription)?;
+        let broker = &self.realms[realm].broker;
+        let mut ids = Vec::new();
+        broker.trie.for_each_match(&topic, |_, index| {
+            ids.push(Value::from(broker.subscriptions[index].id))
+        });
+        Ok(vec![if ids.is_empty() {
+            Value::Null
+        } else {
+            Value::List(ids)
+        }])
+    }
+
+    /// `wamp.registration.match(procedure)`: the ID of the registration a call to `procedure` would reach (by
+    /// the dealer's precedence), or null.
+    fn registration_match(
+        &self,
+        realm: usize,
+        payload: &Payload<'_>,
+    ) -> Result<Vec<Value>, Refusal> {
+        let procedure = uri_argument(payload, Membership::Registration)?;
+        let dealer = &self.realms[realm].dealer;
+        let id = (dealer.lookup(&procedure)).map(|index| dealer.registrations[index].id);
+        Ok(vec![id.map_or(Value::Null, Value::from)])
+    }
+
+    /// `wamp.subscription.get(id)` / `wamp.registration.get(id)`: the details `on_create` announced.
+    fn get(
+        &self,
+        realm: usize,
+        kind: Membership,
+        payload: &Payload<'_>,
+    ) -> Result<Vec<Value>, Refusal> {
+        let index = self.member_index(realm, kind, payload)?;
+        let details = self.membership_details(realm, kind, index);
+        Ok(vec![details.unwrap_or(Value::Null)])
+    }
+
+    /// `list_subscribers(id)` / `list_callees(id)`: the members' session IDs; `count_subscribers(id)` /
+    /// `count_callees(id)` (`count`): their number.
+    fn members(
+        &self,
+        realm: usize,
+        kind: Membership,
+        payload: &Payload<'_>,
+        count: bool,
+    ) -> Result<Vec<Value>, Refusal> {
+        let index = self.member_index(realm, kind, payload)?;
+        let realm = &self.realms[realm];
+        let sessions: Vec<SessionHandle> = match kind {
+            Membership::Subscription => (realm.broker.subscriptions[index].subscribers.iter())
+                .map(|peer| peer.session)
+                .collect(),
+            Membership::Registration => (realm.dealer.registrations[index].callees.iter())
+                .map(|callee| callee.peer.session)
+                .collect(),
+        };
+        if count {
+            return Ok(vec![Value::UInt(sessions.len() as u64)]);
+        }
+        let ids = (sessions.into_iter())
+            .filter_map(|session| self.joined(session).map(|joined| Value::from(joined.id)))
+            .collect::<Vec<_>>();
+        Ok(vec![Value::List(ids)])
+    }
+
+    /// The subscription or registration named by the first argument (`wamp.error.no_such_subscription` /
+    /// `no_such_registration` otherwise).
+    fn member_index(
+        &self,
+        realm: usize,
+        kind: Membership,
+        payload: &Payload<'_>,
+    ) -> Result<usize, Refusal> {
+        let Some(id) = argument(payload, 0)
+            .and_then(|a| a.as_u64())
+            .and_then(Id::new)
+        else {
+            let text = format!("expects ({}|id)", kind.name());
+            return Err((INVALID_ARGUMENT, text));
+        };
+        self.index_of(realm, kind, id).ok_or_else(|| {
+            (
+                kind.no_such(),
+                format!("no {} {id} in this realm", kind.name()),
+            )
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Testaments
+
+    /// `wamp.session.add_testament(topic, args, kwargs, publish_options=, scope=)`: stores an event to publish
+    /// when the session leaves.
+    fn add_testament(
+        &mut self,
+        handle: SessionHandle,
+        payload: &Payload<'_>,
+    ) -> Result<(), Refusal> {
+        let Some(joined) = self.joined(handle) else {
+            return Ok(());
+        };
+        let invalid = |text: &str| {
+            (
+                INVALID_ARGUMENT,
+                format!("wamp.session.add_testament: {text}"),
+            )
+        };
+        let mut positional = payload
+            .args
+            .as_ref()
+            .and_then(Field::as_raw)
+            .and_then(|args| args.list())
+            .ok_or_else(|| invalid("expects (topic, args, kwargs)"))?;
+        let topic = positional
+            .next()
+            .and_then(|topic| topic.as_str())
+            .ok_or_else(|| invalid("the first argument must be the topic"))?;
+        let args = match positional.next() {
+            Some(args) if args.kind() == Kind::List => Some(args.to_value()),
+            Some(args) if args.is_null() => None,
+            None => None,
+            Some(_) => return Err(invalid("the second argument (args) must be a list")),
+        };
+        let kwargs = match positional.next() {
+            Some(kwargs) if kwargs.kind() == Kind::Dict => Some(kwargs.to_value()),
+            Some(kwargs) if kwargs.is_null() => None,
+            None => None,
+            Some(_) => return Err(invalid("the third argument (kwargs) must be a dictionary")),
+        };
+        let keywords = payload.kwargs.as_ref().and_then(Field::as_raw);
+        let scope = scope_of(keywords).map_err(|text| invalid(&text))?;
+        let options = match keywords.and_then(|k| k.get("publish_options")) {
+            None => Value::dict(),
+            Some(options) if options.kind() == Kind::Dict => options.to_value(),
+            Some(_) => return Err(invalid("publish_options must be a dictionary")),
+        };
+        let parsed = RequestOptions::parse(&Dict::Value(&options), UNSUPPORTED_PUBLISH);
+        if let Some(name) = parsed.unsupported.or(parsed.invalid) {
+            return Err((
+                OPTION_NOT_ALLOWED,
+                format!("publish_options: option '{name}' is not accepted"),
+            ));
+        }
+        if !uri::is_valid(
+            &topic,
+            self.realms[joined.realm].uri_check,
+            MatchPolicy::Exact,
+        ) || uri::is_reserved(&topic)
+        {
+            return Err((
+                INVALID_URI,
+                format!("'{topic}' is not a valid topic URI for a testament"),
+            ));
+        }
+        let limit = self.limits.testaments_per_session_max;
+        if joined.testaments.len() >= limit {
+            self.stats.limits_hit += 1;
+            return Err((
+                LIMIT_EXCEEDED,
+                format!("this session already has {limit} testaments"),
+            ));
+        }
+        let testament = Testament {
+            scope,
+            topic: topic.into(),
+            args,
+            kwargs,
+            options,
+        };
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.testaments.push(testament);
+        }
+        Ok(())
+    }
+
+    /// `wamp.session.flush_testaments(scope=)`: forgets the session's testaments of one scope.
+    fn flush_testaments(
+        &mut self,
+        handle: SessionHandle,
+        payload: &Payload<'_>,
+    ) -> Result<(), Refusal> {
+        let keywords = payload.kwargs.as_ref().and_then(Field::as_raw);
+        let scope = scope_of(keywords).map_err(|text| {
+            (
+                INVALID_ARGUMENT,
+                format!("wamp.session.flush_testaments: {text}"),
+            )
+        })?;
+        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.testaments.retain(|t| t.scope != scope);
+        }
+        Ok(())
+    }
+
+    /// Publishes the testaments of a session that left `realm`: the `detached` ones, then the `destroyed` ones
+    /// (without session resumption a session is detached and destroyed at once), each in the order added, as
+    /// publications of the departed session with their publish options (`acknowledge` and `exclude_me` mean
+    /// nothing here).
+    pub(super) fn publish_testaments(
+        &mut self,
+        realm: usize,
+        joined: &Joined,
+        sink: &mut impl Sink,
+    ) {
+        let publisher = Identity {
+            id: joined.id,
+            authid: &joined.authid,
+            authrole: &joined.authrole,
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for scope in [TestamentScope::Detached, TestamentScope::Destroyed] {
+            for testament in joined.testaments.iter().filter(|t| t.scope == scope) {
+                let options = RequestOptions::parse(&Dict::Value(&testament.options), &[]);
+                let payload = Payload {
+                    args: testament.args.as_ref().map(Field::Value),
+                    kwargs: testament.kwargs.as_ref().map(Field::Value),
+                };
+                let id = self.ids.random_id();
+                self.stats.publications += 1;
+                let publication = Publication {
+                    id,
+                    topic: &testament.topic,
+                    publisher: Some(publisher),
+                    exclude: None,
+                    options: &options,
+                    payload: &payload,
+                };
+                let events = self.fan_out(realm, &publication, &mut scratch, sink);
+                let retained = options
+                    .retain
+                    .then(|| self.retained_event(realm, &publication))
+                    .flatten();
+                self.stats.events_sent += events;
+                if let Some(event) = retained {
+                    self.store_retained(realm, &testament.topic, event);
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+}
+
+/// What the meta API tells about a session (`wamp.session.on_join`, `wamp.session.get`).
+pub(super) fn session_details(joined: &Joined) -> Value {
+    Value::dict()
+        .with("session", joined.id)
+        .with("authid", &*joined.authid)
+        .with("authrole", &*joined.authrole)
+        .with("authmethod", joined.authmethod.name())
+        .with("authprovider", "static")
+}
+
+fn no_such_session(id: Option<Id>) -> Refusal {
+    let text = match id {
+        Some(id) => format!("no other session {id} in this realm"),
+        None => "no such session".into(),
+    };
+    (NO_SUCH_SESSION, text)
+}
+
+/// The positional arguments of a meta procedure call, if they are a list.
+fn arguments<'a>(payload: &Payload<'a>) -> Option<kreisel_codec::ListIter<'a>> {
+    payload.args.as_ref().and_then(Field::as_raw)?.list()
+}
+
+/// Positional argument `index`.
+fn argument<'a>(payload: &Payload<'a>, index: usize) -> Option<RawValue<'a>> {
+    arguments(payload)?.nth(index)
+}
+
+/// Keyword argument `name` (a null counts as absent).
+fn keyword<'a>(payload: &Payload<'a>, name: &str) -> Option<RawValue<'a>> {
+    (payload.kwargs.as_ref().and_then(Field::as_raw)?.get(name)).filter(|v| !v.is_null())
+}
+
+/// The topic or procedure URI in the first argument.
+fn uri_argument<'a>(payload: &Payload<'a>, kind: Membership) -> Result<Cow<'a, str>, Refusal> {
+    argument(payload, 0)
+        .and_then(|uri| uri.as_str())
+        .ok_or_else(|| {
+            let what = match kind {
+                Membership::Subscription => "topic",
+                Membership::Registration => "procedure",
+            };
+            (INVALID_ARGUMENT, format!("expects ({what}|uri)"))
+        })
+}
+
+/// The `scope` keyword argument: `destroyed` (the default) or `detached`.
+fn scope_of(keywords: Option<RawValue<'_>>) -> Result<TestamentScope, String> {
+    let Some(scope) = keywords.and_then(|k| k.get("scope")) else {
+        return Ok(TestamentScope::Destroyed);
+    };
+    match scope.as_str().as_deref() {
+        Some("destroyed") => Ok(TestamentScope::Destroyed),
+        Some("detached") => Ok(TestamentScope::Detached),
+        _ => Err("scope must be 'destroyed' or 'detached'".into()),
+    }
+}
