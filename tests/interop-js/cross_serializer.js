@@ -16,37 +16,11 @@ if (!urlA || !serA || !urlB || !serB) {
   process.exit(2);
 }
 
-const BYTES = Buffer.from([0, 1, 2, 0xfe, 0xff, 0x80]);
-
-// What `bytes` look like to a peer on `serializer` (the WAMP spec's JSON convention for binary).
-function binaryAs(serializer, bytes) {
-  return serializer === 'json' ? `\u0000${bytes.toString('base64')}` : bytes;
-}
-
-// The common subset both serializers carry as autobahn-js writes them (see payloads.js). Between JSON and CBOR
-// without integral numbers beyond 2^53 - 1 (±2^53, 2^60): see `bigAs`.
-function common(a, b) {
-  const shared = [a, b].includes('json') ? 'json' : 'msgpack';
-  const big = (x) => Number.isInteger(x) && !Number.isSafeInteger(x);
-  const safe = (v) => (Array.isArray(v) ? v.filter((x) => !big(x)) : v);
-  const jsonCbor = [a, b].includes('json') && [a, b].includes('cbor');
-  const args = payloads.args(shared).map((v) => (jsonCbor ? safe(v) : v));
-  const kwargs = payloads.kwargs(shared);
-  if (jsonCbor) [kwargs.ints, kwargs.floats] = [safe(kwargs.ints), safe(kwargs.floats)];
-  return { args, kwargs };
-}
-
-// What ±2^53 sent from `from` looks like at `to`. JSON.stringify writes any integral number without a fraction
-// (2^60 as 1152921504606847000), so it is a JSON integer, which reaches a CBOR peer as a CBOR
-// integer, and node-cbor decodes integers beyond Number.MAX_SAFE_INTEGER as BigInt. msgpack5 writes it as a
-// float64 and node-cbor as a float32, which stay numbers everywhere.
-function bigAs(from, to, n) {
-  return from === 'json' && to === 'cbor' ? BigInt(n) : n;
-}
+const { BYTES, binaryAs } = payloads;
 
 async function oneWay(check, from, fromSer, to, toSer, tag) {
   const label = `${fromSer} -> ${toSer}`;
-  const { args, kwargs } = common(fromSer, toSer);
+  const { args, kwargs } = payloads.shared(fromSer, toSer);
 
   // Pub/sub, exact and prefix.
   const exact = new Collector();
@@ -76,7 +50,7 @@ async function oneWay(check, from, fromSer, to, toSer, tag) {
 
   await from.session.publish(`com.kreisel.cross.${tag}.topic`, [2 ** 53, -(2 ** 53)], {}, { acknowledge: true });
   event = await exact.wait(3, `the 2^53 EVENT ${label}`);
-  check.same(`${label}: ±2^53 in EVENT`, event.args, [bigAs(fromSer, toSer, 2 ** 53), bigAs(fromSer, toSer, -(2 ** 53))]);
+  check.same(`${label}: ±2^53 in EVENT`, event.args, [payloads.bigAs(fromSer, toSer, 2 ** 53), payloads.bigAs(fromSer, toSer, -(2 ** 53))]);
 
   // RPC: `to` is the callee.
   await within(to.session.register(`com.kreisel.cross.${tag}.echo`, (a, kw) => new autobahn.Result(a, kw)), 'REGISTERED');

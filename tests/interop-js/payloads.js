@@ -80,4 +80,32 @@ function kwargs(serializer) {
   return values;
 }
 
-module.exports = { args, kwargs, nested, STRINGS, BINARIES };
+const BYTES = Buffer.from([0, 1, 2, 0xfe, 0xff, 0x80]);
+
+// What `bytes` look like to an autobahn-js peer on `serializer` (the WAMP spec's JSON convention for binary).
+function binaryAs(serializer, bytes) {
+  return serializer === 'json' ? `\u0000${bytes.toString('base64')}` : bytes;
+}
+
+// The payloads autobahn-js sessions on serializers `a` and `b` both carry exactly; between JSON and CBOR without
+// integral numbers beyond 2^53 - 1 (±2^53, 2^60): see `bigAs`.
+function shared(a, b) {
+  const common = [a, b].includes('json') ? 'json' : 'msgpack';
+  const big = (x) => Number.isInteger(x) && !Number.isSafeInteger(x);
+  const safe = (v) => (Array.isArray(v) ? v.filter((x) => !big(x)) : v);
+  const jsonCbor = [a, b].includes('json') && [a, b].includes('cbor');
+  const sharedArgs = args(common).map((v) => (jsonCbor ? safe(v) : v));
+  const kw = kwargs(common);
+  if (jsonCbor) [kw.ints, kw.floats] = [safe(kw.ints), safe(kw.floats)];
+  return { args: sharedArgs, kwargs: kw };
+}
+
+// What ±2^53 sent from `from` looks like at `to`. JSON.stringify writes any integral number without a fraction
+// (2^60 as 1152921504606847000), so it is a JSON integer, which reaches a CBOR peer as a CBOR integer, and node-cbor decodes integers beyond Number.MAX_SAFE_INTEGER as BigInt. msgpack5 writes it as a
+// float64 and node-cbor as a float32, which stay numbers everywhere.
+function bigAs(from, to, n) {
+  return from === 'json' && to === 'cbor' ? BigInt(n) : n;
+}
+
+module.exports = { args, kwargs, nested, shared, bigAs, binaryAs, BYTES, STRINGS, BINARIES };
+
