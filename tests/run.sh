@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI), then runs
-# formatting and lint gates and every test of the workspace. Usage: tests/run.sh
+# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI, autobahn-js
+# into tests/interop-js/node_modules from npm), then runs formatting and lint gates and every test of the workspace.
+# Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,16 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$stamp"
+fi
+
+# autobahn-js and everything it needs, exactly as in package-lock.json (Node.js >= 20 and npm on PATH).
+js=tests/interop-js
+js_stamp="$js/node_modules/.installed"
+if [ ! -d "$js/node_modules/autobahn" ] || ! cmp -s "$js/package-lock.json" "$js_stamp"; then
+  echo "== installing autobahn-js into $js/node_modules"
+  rm -rf "$js/node_modules"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$js/package-lock.json" "$js_stamp"
 fi
 
 # Interop with a Rust WAMP client from crates.io lives in a crate of its own (see tests/rust-client/Cargo.toml).
