@@ -152,6 +152,9 @@ pub struct Limits {
     pub subscriptions_per_session_max: usize,
     /// Registrations one session may hold (default 1000); beyond: ERROR `kreisel.error.limit_exceeded`.
     pub registrations_per_session_max: usize,
+    /// Testaments one session may hold (default 64; each at most one message's size); beyond:
+    /// `wamp.session.add_testament` gets ERROR `kreisel.error.limit_exceeded`.
+    pub testaments_per_session_max: usize,
 }
 
 /// See [`Limits::slow_consumer`].
@@ -230,6 +233,7 @@ impl Default for Limits {
             calls_per_session_max: 10_000,
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
+            testaments_per_session_max: 64,
         }
     }
 }
@@ -364,6 +368,10 @@ impl Config {
                 "registrations_per_session_max",
                 limits.registrations_per_session_max,
             ),
+            (
+                "testaments_per_session_max",
+                limits.testaments_per_session_max,
+            ),
         ] {
             if value == 0 {
                 return fail(format!("limits.{name} must be at least 1"));
@@ -399,7 +407,7 @@ impl Config {
                 calls_per_session_max: self.limits.calls_per_session_max,
                 subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
                 registrations_per_session_max: self.limits.registrations_per_session_max,
-                ..kreisel_engine::EngineLimits::default()
+                testaments_per_session_max: self.limits.testaments_per_session_max,
             },
             ..RouterConfig::default()
         }
@@ -479,6 +487,7 @@ sessions_per_realm_max = 10000
 calls_per_session_max = 10000         # pending calls one session may have
 subscriptions_per_session_max = 10000
 registrations_per_session_max = 1000
+testaments_per_session_max = 64       # wamp.session.add_testament per session
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides
