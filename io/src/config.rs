@@ -181,6 +181,9 @@ pub struct Limits {
     /// Time between CHALLENGE and AUTHENTICATE, in milliseconds (default 10000); beyond it: ABORT
     /// `wamp.error.authentication_failed`.
     pub auth_timeout_ms: u64,
+    /// Testaments one session may hold (default 64; each at most one message's size); beyond:
+    /// `wamp.session.add_testament` gets ERROR `kreisel.error.limit_exceeded`.
+    pub testaments_per_session_max: usize,
 }
 
 /// See [`Limits::slow_consumer`].
@@ -264,6 +267,7 @@ impl Default for Limits {
             subscriptions_per_session_max: 10_000,
             registrations_per_session_max: 1_000,
             auth_timeout_ms: 10_000,
+            testaments_per_session_max: 64,
         }
     }
 }
@@ -405,6 +409,10 @@ impl Config {
                 "registrations_per_session_max",
                 limits.registrations_per_session_max,
             ),
+            (
+                "testaments_per_session_max",
+                limits.testaments_per_session_max,
+            ),
         ] {
             if value == 0 {
                 return fail(format!("limits.{name} must be at least 1"));
@@ -449,7 +457,7 @@ impl Config {
                 subscriptions_per_session_max: self.limits.subscriptions_per_session_max,
                 registrations_per_session_max: self.limits.registrations_per_session_max,
                 auth_timeout_ms: self.limits.auth_timeout_ms,
-                ..kreisel_engine::EngineLimits::default()
+                testaments_per_session_max: self.limits.testaments_per_session_max,
             },
             ..RouterConfig::default()
         }
@@ -539,6 +547,7 @@ calls_per_session_max = 10000         # pending calls one session may have
 subscriptions_per_session_max = 10000
 registrations_per_session_max = 1000
 auth_timeout_ms = 10000      # CHALLENGE to AUTHENTICATE
+testaments_per_session_max = 64       # wamp.session.add_testament per session
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides

@@ -156,10 +156,12 @@ def transport_of(url):
 
 async def connect(url, serializer, realm="realm1"):
     """Opens a transport to `url`, joins `realm` with only `serializer` offered; returns (session, details). The
-    session has a `closed` future, resolved when its transport is gone (see `close`)."""
+    session has a `closed` future, resolved when its transport is gone (see `close`), and a `left` future, resolved
+    with the CloseDetails when the session ends (its GOODBYE's reason and message)."""
     loop = asyncio.get_running_loop()
     joined = loop.create_future()
     closed = loop.create_future()
+    left = loop.create_future()
 
     class Session(ApplicationSession):
         def onJoin(self, details):
@@ -169,6 +171,8 @@ async def connect(url, serializer, realm="realm1"):
         def onLeave(self, details):
             if not joined.done():
                 joined.set_exception(RuntimeError(f"left before joining: {details.reason} {details.message}"))
+            if not left.done():
+                left.set_result(details)
             super().onLeave(details)
 
         def onDisconnect(self):
@@ -181,6 +185,7 @@ async def connect(url, serializer, realm="realm1"):
     def make_session():
         session = Session(ComponentConfig(realm))
         session.closed = closed
+        session.left = left
         return session
 
     kind, parsed = transport_of(url)
