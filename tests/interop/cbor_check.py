@@ -18,59 +18,20 @@ guarantees it never hangs.
 
 import asyncio
 import datetime
-import signal
 import sys
-import traceback
-from urllib.parse import urlparse
 
-from autobahn.asyncio.rawsocket import WampRawSocketClientFactory
-from autobahn.asyncio.wamp import ApplicationSession
-from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.serializer import CBORSerializer, JsonSerializer
-from autobahn.wamp.types import ComponentConfig, PublishOptions
+from autobahn.wamp.types import PublishOptions
 
-TIMEOUT_S = 40
-REALM = "realm1"
+from common import close, connect, run
 
-passed = 0
-
-
-def check(what, got, expected):
-    global passed
-    if got != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {got!r}")
-    passed += 1
-    print(f"ok  {what}", flush=True)
+WS_URL, RS_URL = sys.argv[1], sys.argv[2]
 
 
 async def join(url, serializer):
     """A session joined to realm1 over `url` with only `serializer` offered."""
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
-
-    class Session(ApplicationSession):
-        def onJoin(self, details):
-            if not joined.done():
-                joined.set_result(self)
-
-        def onLeave(self, details):
-            if not joined.done():
-                joined.set_exception(RuntimeError(f"left before joining: {details.reason} {details.message}"))
-            super().onLeave(details)
-
-    def session():
-        return Session(ComponentConfig(REALM))
-
-    parsed = urlparse(url)
-    if parsed.scheme == "ws":
-        factory = WampWebSocketClientFactory(session, url=url, serializers=[serializer])
-    elif parsed.scheme == "rs":
-        factory = WampRawSocketClientFactory(session, serializer=serializer)
-    else:
-        raise ValueError(f"unsupported URL {url}")
-    await loop.create_connection(factory, parsed.hostname, parsed.port)
-    return await asyncio.wait_for(joined, 10)
+    session, _ = await connect(url, serializer)
+    return session
 
 
 def negotiated(session):
@@ -121,13 +82,13 @@ ARGS = [
 KWARGS = {"text": "x" * 300, "bin": b"\x01\x02\x03", "nested": {"list": [None, 2.25], "empty": {}}}
 
 
-async def main(ws_url, rs_url):
-    cbor_ws = await join(ws_url, CBORSerializer())
-    check("WebSocket session negotiated wamp.2.cbor", negotiated(cbor_ws), "cbor")
-    cbor_rs = await join(rs_url, CBORSerializer())
-    check("RawSocket session negotiated serializer 3 (cbor)", negotiated(cbor_rs), "cbor")
-    json_ws = await join(ws_url, JsonSerializer())
-    check("JSON session joined the same realm", negotiated(json_ws), "json")
+async def main(check):
+    cbor_ws = await join(WS_URL, "cbor")
+    check.eq("WebSocket session negotiated wamp.2.cbor", negotiated(cbor_ws), "cbor")
+    cbor_rs = await join(RS_URL, "cbor")
+    check.eq("RawSocket session negotiated serializer 3 (cbor)", negotiated(cbor_rs), "cbor")
+    json_ws = await join(WS_URL, "json")
+    check.eq("JSON session joined the same realm", negotiated(json_ws), "json")
 
     # Publish/subscribe between CBOR sessions, both directions, and to a JSON subscriber.
     inbox_ws, inbox_rs, inbox_json = Inbox(), Inbox(), Inbox()
@@ -137,25 +98,25 @@ async def main(ws_url, rs_url):
     publication = await cbor_rs.publish(
         "com.example.cbor", *ARGS, options=PublishOptions(acknowledge=True, exclude_me=False), **KWARGS
     )
-    check("acknowledged publication has an ID", isinstance(publication.id, int) and publication.id > 0, True)
+    check.eq("acknowledged publication has an ID", isinstance(publication.id, int) and publication.id > 0, True)
     for name, inbox in [("CBOR/WebSocket", inbox_ws), ("CBOR/RawSocket (publisher)", inbox_rs)]:
         args, kwargs = await inbox.next()
-        check(f"{name} subscriber: args of every CBOR type", args, ARGS)
-        check(f"{name} subscriber: kwargs", kwargs, KWARGS)
+        check.eq(f"{name} subscriber: args of every CBOR type", args, ARGS)
+        check.eq(f"{name} subscriber: kwargs", kwargs, KWARGS)
     args, kwargs = await inbox_json.next()
     # JSON carries bytes as "\0" + base64 (kreisel converts); autobahn's JSON serializer turns them back into bytes.
-    check("JSON subscriber: same args through CBOR -> JSON", args, ARGS)
-    check("JSON subscriber: same kwargs", kwargs, KWARGS)
+    check.eq("JSON subscriber: same args through CBOR -> JSON", args, ARGS)
+    check.eq("JSON subscriber: same kwargs", kwargs, KWARGS)
 
     # Values cbor2 sends as tags: unchanged for CBOR peers, untagged for JSON peers.
     when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
     await cbor_ws.publish("com.example.cbor", 2**70, when, options=PublishOptions(acknowledge=True))
     args, _ = await inbox_rs.next()
-    check("CBOR subscriber: a bignum (tag 2) arrives unchanged", args[0], 2**70)
-    check("CBOR subscriber: a datetime (tag 0) arrives unchanged", args[1], when)
+    check.eq("CBOR subscriber: a bignum (tag 2) arrives unchanged", args[0], 2**70)
+    check.eq("CBOR subscriber: a datetime (tag 0) arrives unchanged", args[1], when)
     args, _ = await inbox_json.next()
-    check("JSON subscriber: the bignum as its magnitude", args[0], (2**70).to_bytes(9, "big"))
-    check("JSON subscriber: the datetime as its string", args[1], "2024-01-02T03:04:05Z")
+    check.eq("JSON subscriber: the bignum as its magnitude", args[0], (2**70).to_bytes(9, "big"))
+    check.eq("JSON subscriber: the datetime as its string", args[1], "2024-01-02T03:04:05Z")
 
     # A JSON publisher's binary and Unicode reach CBOR subscribers natively.
     await json_ws.publish(
@@ -163,7 +124,7 @@ async def main(ws_url, rs_url):
     )
     for name, inbox in [("CBOR/WebSocket", inbox_ws), ("CBOR/RawSocket", inbox_rs)]:
         args, _ = await inbox.next()
-        check(f"{name} subscriber: bytes and text from a JSON publisher", args, [b"\x00\x01\xfe\xff", "ü😀", {"k": b""}])
+        check.eq(f"{name} subscriber: bytes and text from a JSON publisher", args, [b"\x00\x01\xfe\xff", "ü😀", {"k": b""}])
 
     # Call/register across the two CBOR transports, and to a JSON caller; errors carry their payload.
     def echo(*args, **kwargs):
@@ -175,40 +136,18 @@ async def main(ws_url, rs_url):
     await cbor_rs.register(echo, "com.example.echo")
     await cbor_rs.register(fail, "com.example.fail")
     result = await cbor_ws.call("com.example.echo", *ARGS, **KWARGS)
-    check("CBOR caller -> CBOR callee: result", result, {"args": ARGS, "kwargs": KWARGS})
+    check.eq("CBOR caller -> CBOR callee: result", result, {"args": ARGS, "kwargs": KWARGS})
     result = await json_ws.call("com.example.echo", b"\x07", "€", n=2**64 - 1)
-    check("JSON caller -> CBOR callee: result", result, {"args": [b"\x07", "€"], "kwargs": {"n": 2**64 - 1}})
+    check.eq("JSON caller -> CBOR callee: result", result, {"args": [b"\x07", "€"], "kwargs": {"n": 2**64 - 1}})
     try:
         await cbor_ws.call("com.example.fail", b"\x01", 2)
     except ApplicationError as error:
-        check("callee error URI", error.error, "com.example.error.cbor")
-        check("callee error payload", (list(error.args), error.kwargs), ([b"\x01", 2], {"reason": "ü"}))
+        check.eq("callee error URI", error.error, "com.example.error.cbor")
+        check.eq("callee error payload", (list(error.args), error.kwargs), ([b"\x01", 2], {"reason": "ü"}))
     else:
         raise AssertionError("the failing call succeeded")
 
-    for session in (cbor_ws, cbor_rs, json_ws):
-        session.leave()
-    await asyncio.sleep(0.1)
+    await close(cbor_ws, cbor_rs, json_ws)
 
 
-def run():
-    if len(sys.argv) != 3:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    # Backstop: if the event loop itself wedges, SIGALRM's default action ends the process (non-zero).
-    signal.alarm(TIMEOUT_S + 10)
-    try:
-        asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), TIMEOUT_S))
-    except BaseException:
-        traceback.print_exc()
-        print(f"FAILED cbor_check after {passed} passed checks", flush=True)
-        sys.exit(1)
-    if passed == 0:
-        print("FAILED cbor_check: no check ran", flush=True)
-        sys.exit(1)
-    print(f"PASSED cbor_check: {passed} checks", flush=True)
-    sys.exit(0)
-
-
-if __name__ == "__main__":
-    run()
+run("cbor_check", main, timeout=40)

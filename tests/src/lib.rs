@@ -15,6 +15,9 @@ use kreisel_io::config::{Address, Config};
 use kreisel_io::server::StopHandle;
 use kreisel_io::Server;
 
+pub mod programs;
+pub use programs::python_check;
+
 /// Reads of the test client give up after this long (a hang is a failure, never a wait forever).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -402,69 +405,4 @@ pub fn value(json_text: &str) -> Value {
     kreisel_codec::RawValue::parse(Serializer::Json, json_text.as_bytes())
         .expect("valid JSON")
         .to_value()
-}
-
-/// The autobahn-python interpreter of `tests/.venv` (created by `tests/run.sh`); panics, saying so, if missing.
-pub fn python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "autobahn-python venv missing: run tests/run.sh (it creates {})",
-        python.display()
-    );
-    python
-}
-
-/// Runs the check program `tests/interop/<script> <args>` (see `tests/interop/common.py`); panics with its output
-/// unless it exited 0 and reported success. The programs time out by themselves; after `PYTHON_TIMEOUT` the
-/// process is killed as a last resort.
-pub fn python_check(script: &str, args: &[&str]) {
-    use std::process::{Command, Stdio};
-    use std::time::Instant;
-    const PYTHON_TIMEOUT: Duration = Duration::from_secs(60);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
-    let mut child = Command::new(python())
-        .arg(dir.join(script))
-        .args(args)
-        .current_dir(&dir)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = pipe.read_to_end(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for python") {
-            break Some(status);
-        }
-        if started.elapsed() > PYTHON_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let Some(status) = status else {
-        panic!(
-            "{script} {args:?} still running after {PYTHON_TIMEOUT:?}, killed:\n{stdout}\n{stderr}"
-        );
-    };
-    assert!(
-        status.success() && stdout.contains("PASSED"),
-        "{script} {args:?} failed ({status}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
-    // The checks that ran (shown with --nocapture).
-    eprintln!("{stdout}");
 }

@@ -4,11 +4,8 @@
 //! are not here: autobahn-python 26 cannot send them (its CALL has no `progress` option and its callee does not
 //! announce the feature); `progressive_call_invocations_over_sockets` drives them with the raw test client.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use kreisel_codec::Serializer;
-use kreisel_tests::{Client, TestRouter};
+use kreisel_tests::{python_check, Client, TestRouter};
 
 /// A second realm that discloses callers and publishers (autobahn-python cannot ask with `disclose_me`).
 const OPEN_REALM: &str = r#"
@@ -19,27 +16,21 @@ disclose_publisher = true
 "#;
 
 fn run_check(feature: &str, url: &str, serializer: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "autobahn-python venv missing: run tests/run.sh (it creates {})",
-        python.display()
-    );
-    let output = Command::new(python)
-        .arg(dir.join("advanced_profile.py"))
-        .args([feature, url, serializer])
-        .current_dir(&dir)
-        .env("PYTHONUNBUFFERED", "1")
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("PASSED"),
-        "{feature} over {url} ({serializer}) failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    python_check("advanced_profile.py", &[feature, url, serializer]);
+}
+
+/// Shared registrations (roundrobin, first), router-enforced call timeout and call canceling
+/// (`advanced_dealer.py`).
+#[test]
+fn advanced_dealer_over_websocket_json() {
+    let router = TestRouter::start("");
+    python_check("advanced_dealer.py", &[&router.ws_url(), "json"]);
+}
+
+#[test]
+fn advanced_dealer_over_rawsocket_msgpack() {
+    let router = TestRouter::start("");
+    python_check("advanced_dealer.py", &[&router.rs_url(), "msgpack"]);
 }
 
 #[test]
