@@ -274,6 +274,9 @@ impl<'a> Passthru<'a> {
     /// and `enc_serializer`, if given, is json, msgpack, cbor, ubjson, opaque, flatbuffers or custom (autobahn's
     /// rules).
     pub fn invalid(&self) -> Option<&'static str> {
+        if self.values.iter().all(Option::is_none) {
+            return None; // the common case: no passthru at all
+        }
         let mut text: [Option<std::borrow::Cow<'a, str>>; 7] = Default::default();
         for (slot, value) in self.values.iter().enumerate() {
             if let Some(value) = value {
