@@ -42,6 +42,49 @@ fn help_and_print_config() {
     );
 }
 
+/// `--derive-key` prints what autobahn's `auth.derive_key("hunter2", "salt123", 100, 32)` computes, reading the
+/// password from stdin; the example config passes `--check`.
+#[test]
+fn derive_key_matches_autobahn_and_the_auth_example_checks() {
+    let mut child = Command::new(KREISEL)
+        .args([
+            "--derive-key",
+            "salt123",
+            "--iterations",
+            "100",
+            "--keylen",
+            "32",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run kreisel");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hunter2\n")
+        .expect("write password");
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "0ZfvumR9vhoaKdsArNQmAm0BH30QY2aJm+n3N98NfLk="
+    );
+    let bad = Command::new(KREISEL)
+        .args(["--derive-key", "s", "--keylen", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kreisel");
+    assert!(!bad.status.success());
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/auth.toml");
+    let output = Command::new(KREISEL)
+        .args(["--check", example])
+        .output()
+        .expect("run kreisel");
+    assert!(output.status.success(), "{output:?}");
+}
+
 #[test]
 fn check_explains_mistakes() {
     let cases = [
