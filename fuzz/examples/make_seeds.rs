@@ -224,7 +224,8 @@ fn engine_input(steps: &[(u8, &str)], ser_bits: u8, ser: Serializer, last: u8) -
         if i > 0 {
             out.push(CHUNK_SEPARATOR);
         }
-        out.push(0x80 | (ser_bits << 5 & 0x60) | (ser_bits & STRICT) | slot);
+        // Action 1 (deliver), not 0: `0xC0 | 1` (CBOR, slot 1) would be the chunk separator.
+        out.push(0x80 | (ser_bits << 5 & 0x60) | (ser_bits & STRICT) | 0b0100 | slot);
         out.extend(transcode(json, ser));
     }
     out.extend([CHUNK_SEPARATOR, last]);

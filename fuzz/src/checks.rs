@@ -612,7 +612,8 @@ const HELLO_STRICT: &str = r#"[1,"strict",{"roles":{"caller":{},"callee":{"featu
 
 /// Target `engine`. The input is chunks separated by [`CHUNK_SEPARATOR`], each `[control, bytes...]`:
 /// * `control & 3`: the session slot (one of four);
-/// * `(control >> 2) & 3`: 0 and 1 deliver `bytes` as a message (decoded in the slot's serializer; an
+/// * `(control >> 2) & 3`: 0 and 1 (two codes, so that the opening control `0xC1` has the spelling `0xC5`)
+///   deliver `bytes` as a message (decoded in the slot's serializer; an
 ///   undecodable one is skipped, or reported as a protocol violation if bit 4 is set), 2 closes the slot's
 ///   transport, 3 advances the clock by `bytes[0] * 100` ms and calls `handle_timeout`;
 /// * when the slot has no connection, one is opened first: bits 5..=6 pick its serializer (JSON, MessagePack,
