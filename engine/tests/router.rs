@@ -718,6 +718,21 @@ fn cancel_modes() {
         json!([8, 48, 2, {}, "wamp.error.canceled"])
     );
 
+    // kill, then a CANCEL without mode (killnowait): the caller gets its ERROR, the callee no second INTERRUPT
+    // (found by the engine fuzz target).
+    h.send(caller, r#"[48, 7, {}, "com.slow", []]"#);
+    let inv = h.take_one(callee)[1].clone();
+    h.send(caller, r#"[49, 7, {"mode": "kill"}]"#);
+    assert_eq!(h.take_one(callee)[0], 69);
+    h.send(caller, r#"[49, 7, {}]"#);
+    assert_eq!(h.take_one(caller)[4], "wamp.error.canceled");
+    assert!(h.take(callee).is_empty(), "one INTERRUPT per invocation");
+    h.send(
+        callee,
+        &format!(r#"[8, 68, {inv}, {{}}, "wamp.error.canceled"]"#),
+    );
+    assert!(h.take(caller).is_empty(), "the late answer is discarded");
+
     // killnowait (the default): ERROR and INTERRUPT at once; the callee's answer is dropped.
     h.send(caller, r#"[48, 3, {}, "com.slow", []]"#);
     let inv = h.take_one(callee)[1].clone();

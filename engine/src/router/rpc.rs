@@ -525,7 +525,9 @@ impl Router {
             CANCELED,
             "the call was canceled",
         );
-        if mode == "killnowait" {
+        // A call already canceled in `kill` mode has had its INTERRUPT: a second CANCEL (killnowait) answers the
+        // caller but does not interrupt the callee again.
+        if mode == "killnowait" && !call.interrupted {
             interrupt(sink, call.callee, call.invocation, mode, CANCELED);
         }
     }

@@ -1,0 +1,4 @@
+//! Fuzz target `engine`: see [`kreisel_fuzz::checks::engine`] for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kreisel_fuzz::checks::engine(data));

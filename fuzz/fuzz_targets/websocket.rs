@@ -1,0 +1,4 @@
+//! Fuzz target `websocket`: see [`kreisel_fuzz::checks::websocket`] for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kreisel_fuzz::checks::websocket(data));

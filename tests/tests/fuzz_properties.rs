@@ -1,0 +1,131 @@
+//! Property tests (proptest, stable Rust) of the fuzz targets' entry points, through the same checks
+//! (`fuzz/src/checks.rs`): generated RawSocket streams and generated engine workloads, built from valid pieces so
+//! that they reach deeper than random bytes do. The codec and framer proptests live in their crates
+//! (`codec/tests/properties.rs`, `io/src/rawsocket.rs`, `io/src/websocket.rs`). See docs/FUZZING.md.
+
+use kreisel_codec::Serializer;
+use proptest::prelude::*;
+
+#[allow(dead_code)] // Only some of the checks are driven from here.
+#[path = "../../fuzz/src/checks.rs"]
+mod checks;
+
+/// A RawSocket frame: kind (0..=7, so unknown kinds too), length field and payload.
+fn rawsocket_frame() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0u8..8,
+        proptest::collection::vec(any::<u8>(), 0..600),
+        any::<bool>(),
+    )
+        .prop_map(|(kind, payload, honest)| {
+            // Mostly a correct length; sometimes a length that does not match what follows.
+            let len = if honest {
+                payload.len()
+            } else {
+                payload.len() * 3 + 1
+            };
+            let len = (len as u32).to_be_bytes();
+            let mut frame = vec![kind, len[1], len[2], len[3]];
+            frame.extend(payload);
+            frame
+        })
+}
+
+/// One engine step as JSON: a message a client might send, with small request IDs (so answers, YIELDs and
+/// INVOCATION ERRORs hit live requests) and URIs from a small set (so publications and calls find their
+/// subscribers and callees).
+fn engine_message() -> impl Strategy<Value = String> {
+    let uri = prop::sample::select(vec!["com.a", "com.a.b", "com", "com..b", "com.", "x y"]);
+    let matching = prop::sample::select(vec![
+        r#"{}"#,
+        r#"{"match":"prefix"}"#,
+        r#"{"match":"wildcard"}"#,
+    ]);
+    let call_options = prop::sample::select(vec![
+        r#"{}"#,
+        r#"{"timeout":200}"#,
+        r#"{"receive_progress":true}"#,
+        r#"{"progress":true}"#,
+    ]);
+    let publish_options = prop::sample::select(vec![
+        r#"{}"#,
+        r#"{"acknowledge":true,"exclude_me":false}"#,
+        r#"{"retain":true}"#,
+    ]);
+    let mode = prop::sample::select(vec!["skip", "kill", "killnowait", "bogus"]);
+    let invoke = prop::sample::select(vec!["single", "roundrobin", "random", "first", "last"]);
+    (0u8..12, 1u8..5, uri, matching, call_options, publish_options, mode, invoke).prop_map(
+        |(kind, id, uri, matching, call, publish, mode, invoke)| match kind {
+            0 => r#"[1,"realm1",{"roles":{"caller":{},"callee":{"features":{"call_canceling":true}}}}]"#.into(),
+            1 => format!(r#"[32,{id},{matching},"{uri}"]"#),
+            2 => format!(r#"[16,{id},{publish},"{uri}",[{id}],{{"k":"v"}}]"#),
+            3 => format!(r#"[48,{id},{call},"{uri}",[1]]"#),
+            4 => format!(r#"[64,{id},{{"invoke":"{invoke}"}},"{uri}"]"#),
+            5 => format!(r#"[70,{id},{{}},[2]]"#),
+            6 => format!(r#"[70,{id},{{"progress":true}},[2]]"#),
+            7 => format!(r#"[8,68,{id},{{}},"com.error"]"#),
+            8 => format!(r#"[49,{id},{{"mode":"{mode}"}}]"#),
+            9 => r#"[6,{},"wamp.close.close_realm"]"#.into(),
+            10 => format!(r#"[34,{id},{id}]"#),
+            _ => format!(r#"[66,{id},{id}]"#),
+        },
+    )
+}
+
+/// Control octet bits of an engine step: deliver (0), close (2) or advance the clock (3).
+fn engine_step() -> impl Strategy<Value = (u8, u8, String)> {
+    (
+        0u8..4,
+        prop::sample::select(vec![0u8, 0, 0, 0, 0, 0, 2, 3]),
+        engine_message(),
+    )
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// RawSocket: handshake plus frames, checked whole and split at an arbitrary point.
+    #[test]
+    fn rawsocket_streams(
+        params in any::<u8>(),
+        split in any::<u16>(),
+        hello in prop::sample::select(vec![[0x7F, 0xF1, 0, 0], [0x7F, 0x02, 0, 0], [0x7F, 0x13, 0, 1], [0x16, 3, 1, 0]]),
+        frames in proptest::collection::vec(rawsocket_frame(), 0..6),
+    ) {
+        let split = split.to_le_bytes();
+        let mut input = vec![params, split[0], split[1]];
+        input.extend(hello);
+        input.extend(frames.concat());
+        checks::rawsocket(&input);
+    }
+
+    /// Engine: a workload of four sessions (serializer by slot), every session joined with a HELLO first.
+    #[test]
+    fn engine_workloads(steps in proptest::collection::vec(engine_step(), 1..60), shutdown in any::<bool>()) {
+        let mut input = Vec::new();
+        for (slot, action, json) in steps {
+            let ser_bits = slot % 3;
+            let ser = Serializer::ALL[usize::from(ser_bits)];
+            if !input.is_empty() {
+                input.push(checks::CHUNK_SEPARATOR);
+            }
+            input.push(0x80 | ser_bits << 5 | action << 2 | slot);
+            match action {
+                3 => input.push(1),
+                _ => {
+                    let msg = Serializer::Json.decode(json.as_bytes()).expect("valid JSON message");
+                    ser.encode(&msg, &mut input);
+                }
+            }
+        }
+        input.extend([checks::CHUNK_SEPARATOR, u8::from(shutdown)]);
+        checks::engine(&input);
+    }
+}

@@ -1,0 +1,110 @@
+//! Replays the committed fuzz inputs through the fuzz targets' own checks (`fuzz/src/checks.rs`, included below
+//! with `#[path]`, so stable `cargo test` runs exactly what the libFuzzer targets run): every file under
+//! `fuzz/regressions/<target>/` (inputs that once broke a property, named after what they broke) and under
+//! `fuzz/seeds/<target>/` (the seed corpora). A failing input is reported with its file name. See
+//! docs/FUZZING.md.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+#[allow(dead_code)] // `codec` and `CHUNK_SEPARATOR` are for the fuzz targets and the seed generator.
+#[path = "../../fuzz/src/checks.rs"]
+mod checks;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// The files of `fuzz/<kind>/<target>/`, sorted (none if the directory does not exist).
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
+    let dir = fuzz_dir().join(kind).join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `check` on each file; fails naming every file whose check panicked.
+fn replay(target: &str, files: &[PathBuf], check: fn(&[u8])) {
+    let mut failures = Vec::new();
+    for path in files {
+        let data = std::fs::read(path).expect("read fuzz input");
+        if panic::catch_unwind(AssertUnwindSafe(|| check(&data))).is_err() {
+            failures.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fuzz target {target}: these inputs fail (see the panics above):\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+fn replay_target(target: &str, check: fn(&[u8])) {
+    let seeds = inputs("seeds", target);
+    // A missing or empty seed directory would make this test pass without checking anything.
+    assert!(!seeds.is_empty(), "no seeds for fuzz target {target}");
+    let regressions = inputs("regressions", target);
+    replay(target, &regressions, check);
+    replay(target, &seeds, check);
+    println!(
+        "fuzz target {target}: {} regressions and {} seeds replayed",
+        regressions.len(),
+        seeds.len()
+    );
+}
+
+#[test]
+fn rawsocket() {
+    replay_target("rawsocket", checks::rawsocket);
+}
+
+#[test]
+fn websocket() {
+    replay_target("websocket", checks::websocket);
+}
+
+#[test]
+fn json() {
+    replay_target("json", checks::json);
+}
+
+#[test]
+fn msgpack() {
+    replay_target("msgpack", checks::msgpack);
+}
+
+#[test]
+fn cbor() {
+    replay_target("cbor", checks::cbor);
+}
+
+#[test]
+fn engine() {
+    replay_target("engine", checks::engine);
+}
+
+/// The engine seeds reach past the handshake: sessions join, and events, calls and timeouts happen (otherwise the
+/// fuzzer would start from inputs that test little).
+#[test]
+fn engine_seeds_reach_routing() {
+    let mut total = kreisel_engine::Stats::default();
+    for path in inputs("seeds", "engine") {
+        let stats = checks::engine_stats(&std::fs::read(path).expect("read seed"));
+        total.sessions_joined += stats.sessions_joined;
+        total.events_sent += stats.events_sent;
+        total.calls += stats.calls;
+        total.errors_sent += stats.errors_sent;
+        total.protocol_violations += stats.protocol_violations;
+    }
+    assert!(total.sessions_joined >= 20, "{total:?}");
+    assert!(total.events_sent > 0, "{total:?}");
+    assert!(total.calls > 0, "{total:?}");
+    assert!(total.errors_sent > 0, "{total:?}");
+    assert!(total.protocol_violations > 0, "{total:?}");
+}
