@@ -672,9 +672,54 @@ impl EngineFuzz {
                 calls_per_session_max: 4,
                 subscriptions_per_session_max: 4,
                 registrations_per_session_max: 4,
+                auth_timeout_ms: 500,
+                testaments_per_session_max: 2,
             },
             ..RouterConfig::default()
         };
+        // A third realm with authentication and roles: principal `a` (ticket `t`, role `r`, which may use
+        // `com.` but not `com.x.`; anonymous sessions get role `g`, which may only subscribe).
+        config.realms.push(RealmConfig {
+            auth: kreisel_engine::AuthConfig {
+                anonymous_role: Some("g".into()),
+                principals: vec![kreisel_engine::PrincipalConfig {
+                    authid: "a".into(),
+                    role: "r".into(),
+                    ticket: Some("t".into()),
+                    wampcra: Some(kreisel_engine::WampCraSecret {
+                        secret: "s".into(),
+                        salt: None,
+                    }),
+                    cryptosign: vec![[7; 32]],
+                }],
+                roles: Some(vec![
+                    kreisel_engine::RoleConfig {
+                        name: "r".into(),
+                        permissions: vec![
+                            kreisel_engine::PermissionConfig {
+                                uri: "com.".into(),
+                                policy: kreisel_engine::uri::MatchPolicy::Prefix,
+                                allow: kreisel_engine::Perms::ACTIONS,
+                            },
+                            kreisel_engine::PermissionConfig {
+                                uri: "com.x.".into(),
+                                policy: kreisel_engine::uri::MatchPolicy::Prefix,
+                                allow: kreisel_engine::Perms::NONE,
+                            },
+                        ],
+                    },
+                    kreisel_engine::RoleConfig {
+                        name: "g".into(),
+                        permissions: vec![kreisel_engine::PermissionConfig {
+                            uri: "".into(),
+                            policy: kreisel_engine::uri::MatchPolicy::Prefix,
+                            allow: kreisel_engine::Perms::SUBSCRIBE,
+                        }],
+                    },
+                ]),
+            },
+            ..RealmConfig::new("secure")
+        });
         // Small retention limits, so that eviction is reachable.
         config.realms[0].retained_max = 3;
         config.realms[0].retained_bytes_max = 600;

@@ -108,3 +108,15 @@ fn engine_seeds_reach_routing() {
     assert!(total.errors_sent > 0, "{total:?}");
     assert!(total.protocol_violations > 0, "{total:?}");
 }
+
+/// The authentication seed reaches every outcome in the realm with principals and roles: a ticket join, an
+/// anonymous join with its role, a refused REGISTER (not authorized), a failed WAMP-CRA answer and a timed-out
+/// challenge.
+#[test]
+fn engine_auth_seed_reaches_authentication_and_authorization() {
+    let path = fuzz_dir().join("seeds/engine/auth_ticket_wampcra_anonymous_roles");
+    let stats = checks::engine_stats(&std::fs::read(path).expect("read seed"));
+    assert_eq!(stats.sessions_joined, 2, "{stats:?}");
+    assert_eq!(stats.auth_failures, 2, "{stats:?}");
+    assert_eq!(stats.not_authorized, 1, "{stats:?}");
+}
