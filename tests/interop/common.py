@@ -154,23 +154,49 @@ def transport_of(url):
     raise ValueError(f"unsupported URL {url}")
 
 
+class Refused(RuntimeError):
+    """The router answered HELLO (or AUTHENTICATE) with ABORT: `reason` is its URI."""
+
+    def __init__(self, reason, message):
+        super().__init__(f"left before joining: {reason}: {message}")
+        self.reason = reason
+
+
 async def connect(url, serializer, realm="realm1"):
     """Opens a transport to `url`, joins `realm` with only `serializer` offered; returns (session, details). The
     session has a `closed` future, resolved when its transport is gone (see `close`), and a `left` future, resolved
     with the CloseDetails when the session ends (its GOODBYE's reason and message)."""
+    return await connect_auth(url, serializer, realm)
+
+
+async def connect_auth(url, serializer, realm, authmethods=None, authid=None, authextra=None, on_challenge=None):
+    """Like `connect`, joining `realm` with the given authentication (none: the client's default, anonymous):
+    `on_challenge(challenge)` returns the signature (or a future of it). Raises `Refused` when the router aborts
+    the join."""
     loop = asyncio.get_running_loop()
     joined = loop.create_future()
     closed = loop.create_future()
     left = loop.create_future()
 
     class Session(ApplicationSession):
+        def onConnect(self):
+            if authmethods is None:
+                super().onConnect()
+            else:
+                self.join(realm, authmethods=authmethods, authid=authid, authextra=authextra)
+
+        def onChallenge(self, challenge):
+            if on_challenge is None:
+                raise RuntimeError(f"unexpected CHALLENGE {challenge.method}")
+            return on_challenge(challenge)
+
         def onJoin(self, details):
             if not joined.done():
                 joined.set_result((self, details))
 
         def onLeave(self, details):
             if not joined.done():
-                joined.set_exception(RuntimeError(f"left before joining: {details.reason} {details.message}"))
+                joined.set_exception(Refused(details.reason, details.message))
             if not left.done():
                 left.set_result(details)
             super().onLeave(details)
@@ -195,7 +221,7 @@ async def connect(url, serializer, realm="realm1"):
     else:
         factory = WampRawSocketClientFactory(make_session, serializer=ser)
     await loop.create_connection(factory, parsed.hostname, parsed.port)
-    return await wait_for(joined, f"WELCOME from {url} ({serializer})", 10)
+    return await wait_for(joined, f"WELCOME or ABORT from {url} ({serializer}, {authmethods or 'anonymous'})", 10)
 
 
 async def close(*sessions):
@@ -249,57 +275,3 @@ def run(name, main, timeout=20):
     print(f"PASSED {name}: {checks.count} checks", flush=True)
     sys.exit(0)
 
-
-class Refused(Exception):
-    """The router answered HELLO (or AUTHENTICATE) with ABORT: `reason` is its URI."""
-
-    def __init__(self, reason, message):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-
-
-async def connect_auth(url, serializer, realm, authmethods, authid=None, authextra=None, on_challenge=None):
-    """Like `connect`, joining `realm` with the given authentication: `on_challenge(challenge)` returns the
-    signature (or a future of it). Raises `Refused` when the router aborts the join."""
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
-    closed = loop.create_future()
-
-    class Session(ApplicationSession):
-        def onConnect(self):
-            self.join(realm, authmethods=authmethods, authid=authid, authextra=authextra)
-
-        def onChallenge(self, challenge):
-            if on_challenge is None:
-                raise RuntimeError(f"unexpected CHALLENGE {challenge.method}")
-            return on_challenge(challenge)
-
-        def onJoin(self, details):
-            if not joined.done():
-                joined.set_result((self, details))
-
-        def onLeave(self, details):
-            if not joined.done():
-                joined.set_exception(Refused(details.reason, details.message))
-            super().onLeave(details)
-
-        def onDisconnect(self):
-            if not joined.done():
-                joined.set_exception(RuntimeError("transport closed before joining"))
-            if not closed.done():
-                closed.set_result(None)
-            super().onDisconnect()
-
-    def make_session():
-        session = Session(ComponentConfig(realm))
-        session.closed = closed
-        return session
-
-    kind, parsed = transport_of(url)
-    ser = SERIALIZERS[serializer]()
-    if kind == "websocket":
-        factory = WampWebSocketClientFactory(make_session, url=parsed.geturl(), serializers=[ser])
-    else:
-        factory = WampRawSocketClientFactory(make_session, serializer=ser)
-    await loop.create_connection(factory, parsed.hostname, parsed.port)
-    return await wait_for(joined, f"WELCOME or ABORT from {url} ({serializer}, {authmethods})", 10)
