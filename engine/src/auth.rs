@@ -130,6 +130,9 @@ pub(crate) struct Principals {
     anonymous_role: Option<Box<str>>,
     /// Salt parameters to show an unknown authid when the realm salts WAMP-CRA secrets.
     decoy_salt: Option<(u32, u32)>,
+    /// Whether any principal has a ticket / a WAMP-CRA secret (decided once, not per HELLO).
+    tickets: bool,
+    wampcra: bool,
 }
 
 /// What HELLO leads to.
@@ -170,6 +173,8 @@ impl Principals {
             by_pubkey: HashMap::new(),
             anonymous_role: config.anonymous_role.as_deref().map(Into::into),
             decoy_salt: None,
+            tickets: config.principals.iter().any(|p| p.ticket.is_some()),
+            wampcra: config.principals.iter().any(|p| p.wampcra.is_some()),
         };
         for p in &config.principals {
             let index = principals.list.len();
@@ -199,25 +204,27 @@ impl Principals {
     }
 
     fn offers(&self, method: Method) -> bool {
-        self.list.iter().any(|p| match method {
-            Method::Anonymous => false,
-            Method::Ticket => p.ticket.is_some(),
-            Method::WampCra => p.wampcra.is_some(),
-            Method::Cryptosign => !p.pubkeys.is_empty(),
-        })
+        match method {
+            Method::Anonymous => self.anonymous_role.is_some(),
+            Method::Ticket => self.tickets,
+            Method::WampCra => self.wampcra,
+            Method::Cryptosign => !self.by_pubkey.is_empty(),
+        }
     }
 
     /// The methods this realm accepts, for error texts.
     pub fn available(&self) -> String {
-        let mut names: Vec<&str> = Vec::new();
-        if self.anonymous_role.is_some() {
-            names.push("anonymous");
-        }
-        for method in [Method::Ticket, Method::WampCra, Method::Cryptosign] {
-            if self.offers(method) {
-                names.push(method.name());
-            }
-        }
+        let methods = [
+            Method::Anonymous,
+            Method::Ticket,
+            Method::WampCra,
+            Method::Cryptosign,
+        ];
+        let names: Vec<&str> = methods
+            .into_iter()
+            .filter(|&m| self.offers(m))
+            .map(Method::name)
+            .collect();
         if names.is_empty() {
             "none".into()
         } else {

@@ -155,6 +155,17 @@ fn join_alice(h: &mut Harness) -> (usize, u64) {
     (conn, welcome[1].as_u64().unwrap())
 }
 
+/// Joins `secure` as carol (role `backend`) by WAMP-CRA.
+fn join_carol(h: &mut Harness) -> usize {
+    let (conn, challenge) = hello(h, json!({"authmethods": ["wampcra"], "authid": "carol"}));
+    let signature = wampcra_signature(
+        b"carols secret",
+        challenge[2]["challenge"].as_str().unwrap(),
+    );
+    assert_eq!(authenticate(h, conn, &signature)[0], 2, "WELCOME");
+    conn
+}
+
 #[test]
 fn ticket_authentication() {
     let mut h = Harness::with_config(config());
@@ -417,15 +428,7 @@ fn only_authenticate_is_accepted_while_authenticating() {
 fn roles_decide_what_a_session_may_do() {
     let mut h = Harness::with_config(config());
     let (alice, alice_id) = join_alice(&mut h);
-    let (backend, challenge) = hello(
-        &mut h,
-        json!({"authmethods": ["wampcra"], "authid": "carol"}),
-    );
-    let signature = wampcra_signature(
-        b"carols secret",
-        challenge[2]["challenge"].as_str().unwrap(),
-    );
-    authenticate(&mut h, backend, &signature);
+    let backend = join_carol(&mut h);
 
     // user: REGISTER and SUBSCRIBE outside com.app. are refused with not_authorized.
     h.send(alice, r#"[64, 1, {}, "com.app.add"]"#);
@@ -516,15 +519,7 @@ fn meta_api_needs_permissions_and_reports_authentication() {
     h.send(alice, r#"[32, 2, {}, "wamp.session.on_join"]"#);
     assert_eq!(h.take_one(alice)[4], "wamp.error.not_authorized");
     // backend may: it sees alice's authentication in wamp.session.get.
-    let (backend, challenge) = hello(
-        &mut h,
-        json!({"authmethods": ["wampcra"], "authid": "carol"}),
-    );
-    let signature = wampcra_signature(
-        b"carols secret",
-        challenge[2]["challenge"].as_str().unwrap(),
-    );
-    assert_eq!(authenticate(&mut h, backend, &signature)[0], 2);
+    let backend = join_carol(&mut h);
     h.send(
         backend,
         &json!([48, 3, {}, "wamp.session.get", [alice_id]]).to_string(),
