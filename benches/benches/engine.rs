@@ -1,128 +1,20 @@
 //! Engine benchmarks in memory (no sockets): one publication fanned out to 1, 100 and 10 000 subscribers of one
 //! subscription, and an RPC round trip (CALL → INVOCATION → YIELD → RESULT).
 //!
-//! Two sinks stand in for the io layer: [`CountingSink`] only counts recipients (the engine's own cost);
-//! [`EncodingSink`] encodes each multicast once per serializer into reused buffers, as io does before sharing the
-//! frame. Throughput is in events delivered (fan-out) or round trips (RPC).
+//! The fixtures (routers, sessions, the counting and encoding sinks) are in `kreisel_benches::engine`.
+//! Throughput is in events delivered (fan-out) or round trips (RPC).
 //!
 //! Run: `cargo bench -p kreisel-benches --bench engine`.
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use kreisel_benches::engine::{
+    decode, fanout_router, fanout_router_with, rpc_round_trip, rpc_router, yield_frame,
+    CountingSink, EncodingSink, SinkCount, CALL, PUBLISH_ACK,
+};
 use kreisel_benches::{criterion as config, elements, encode_as, is_bench_mode, PUBLISH_SMALL};
-use kreisel_codec::{Dict, Field, Id, Message, Payload, Serializer};
-use kreisel_engine::{ConnId, Peer, Recipients, Router, RouterConfig, SessionHandle, Sink};
-
-const HELLO: &str =
-    r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#;
-const SUBSCRIBE: &str = r#"[32, 1, {}, "com.myapp.sensor.temp"]"#;
-const PUBLISH_ACK: &str =
-    r#"[16, 123, {"acknowledge": true}, "com.myapp.sensor.temp", [21.5, "celsius"], {"id": 7}]"#;
-const REGISTER: &str = r#"[64, 1, {}, "com.myapp.echo"]"#;
-const CALL: &str = r#"[48, 7, {}, "com.myapp.echo", [1, "two"], {"three": 3}]"#;
-
-/// Counts what the engine hands out; remembers the last INVOCATION's request ID (the callee must answer it).
-#[derive(Default)]
-struct CountingSink {
-    delivered: u64,
-    invocation: Option<Id>,
-}
-
-impl Sink for CountingSink {
-    fn send(&mut self, _to: Peer, msg: &Message<'_>) {
-        if let Message::Invocation { request, .. } = msg {
-            self.invocation = Some(*request);
-        }
-        self.delivered += 1;
-    }
-    fn send_many(&mut self, to: Recipients<'_>, _msg: &Message<'_>) {
-        self.delivered += to.iter().count() as u64;
-    }
-    fn close(&mut self, _to: Peer) {}
-}
-
-/// Encodes like the io layer: a multicast once per serializer present among its recipients, a unicast once,
-/// always into cleared, reused buffers.
-#[derive(Default)]
-struct EncodingSink {
-    frames: [Vec<u8>; Serializer::ALL.len()],
-    single: Vec<u8>,
-    delivered: u64,
-    invocation: Option<Id>,
-}
-
-impl Sink for EncodingSink {
-    fn send(&mut self, to: Peer, msg: &Message<'_>) {
-        if let Message::Invocation { request, .. } = msg {
-            self.invocation = Some(*request);
-        }
-        self.single.clear();
-        to.serializer.encode(msg, &mut self.single);
-        self.delivered += 1;
-    }
-    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
-        let mut encoded = [false; Serializer::ALL.len()];
-        for peer in to.iter() {
-            let slot = peer.serializer as usize;
-            if !encoded[slot] {
-                self.frames[slot].clear();
-                peer.serializer.encode(msg, &mut self.frames[slot]);
-                encoded[slot] = true;
-            }
-            self.delivered += 1;
-        }
-    }
-    fn close(&mut self, _to: Peer) {}
-}
-
-fn decode(text: &str) -> Message<'_> {
-    Serializer::Json
-        .decode(text.as_bytes())
-        .expect("fixture is a valid WAMP message")
-}
-
-/// Opens a session on `serializer` and joins realm1.
-fn join(
-    router: &mut Router,
-    sink: &mut impl Sink,
-    conn: u64,
-    serializer: Serializer,
-) -> SessionHandle {
-    let handle = router.handle_open(ConnId(conn), serializer);
-    router.handle_message(handle, &decode(HELLO), 0, sink);
-    handle
-}
-
-/// A router with `subscribers` sessions on one subscription (serializers alternate when `mixed`, else JSON) and
-/// one publisher (JSON, not subscribed).
-fn fanout_router(subscribers: usize, mixed: bool) -> (Router, SessionHandle) {
-    fanout_router_with(RouterConfig::default(), subscribers, mixed)
-}
-
-fn fanout_router_with(
-    config: RouterConfig,
-    subscribers: usize,
-    mixed: bool,
-) -> (Router, SessionHandle) {
-    let mut config = config;
-    // Room for every subscriber and the publisher beyond the default per-realm limit.
-    let limit = &mut config.limits.sessions_per_realm_max;
-    *limit = (*limit).max(subscribers + 1);
-    let mut router = Router::new(config);
-    let mut sink = CountingSink::default();
-    let subscribe = decode(SUBSCRIBE);
-    for i in 0..subscribers {
-        let serializer = if mixed {
-            Serializer::ALL[i % 2]
-        } else {
-            Serializer::Json
-        };
-        let handle = join(&mut router, &mut sink, i as u64, serializer);
-        router.handle_message(handle, &subscribe, 0, &mut sink);
-    }
-    let publisher = join(&mut router, &mut sink, subscribers as u64, Serializer::Json);
-    (router, publisher)
-}
+use kreisel_codec::{Message, Serializer};
+use kreisel_engine::{Router, RouterConfig, SessionHandle};
 
 fn subscriber_counts() -> Vec<usize> {
     if is_bench_mode() {
@@ -152,22 +44,6 @@ fn bench_publish(
     group.bench_function(&id, |b| {
         b.iter(|| router.handle_message(*publisher, black_box(publish), 0, sink))
     });
-}
-
-trait SinkCount: Sink {
-    fn delivered(&self) -> u64;
-}
-
-impl SinkCount for CountingSink {
-    fn delivered(&self) -> u64 {
-        self.delivered
-    }
-}
-
-impl SinkCount for EncodingSink {
-    fn delivered(&self) -> u64 {
-        self.delivered
-    }
 }
 
 fn publish(c: &mut Criterion) {
@@ -213,37 +89,6 @@ fn publish(c: &mut Criterion) {
     group.finish();
 }
 
-/// A router with one callee (registered `com.myapp.echo`) and one caller, both on `serializer`.
-fn rpc_router(
-    serializer: Serializer,
-    sink: &mut impl Sink,
-) -> (Router, SessionHandle, SessionHandle) {
-    let mut router = Router::new(RouterConfig::default());
-    let callee = join(&mut router, sink, 1, serializer);
-    let caller = join(&mut router, sink, 2, serializer);
-    router.handle_message(callee, &decode(REGISTER), 0, sink);
-    (router, callee, caller)
-}
-
-/// `[70, request, {}, [1]]` written into `out`, in `serializer`.
-fn yield_frame(serializer: Serializer, request: Id, out: &mut Vec<u8>) {
-    out.clear();
-    let payload = Payload {
-        args: Some(Field::List(&YIELD_ARGS)),
-        kwargs: None,
-    };
-    serializer.encode(
-        &Message::Yield {
-            request,
-            options: Dict::EMPTY,
-            payload,
-        },
-        out,
-    );
-}
-
-const YIELD_ARGS: [Field<'static>; 1] = [Field::UInt(1)];
-
 fn rpc(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine/rpc");
     group.throughput(elements(1));
@@ -253,20 +98,7 @@ fn rpc(c: &mut Criterion) {
     let (mut router, callee, caller) = rpc_router(Serializer::Json, &mut sink);
     let call = decode(CALL);
     let round_trip = |router: &mut Router, sink: &mut CountingSink| {
-        router.handle_message(caller, &call, 0, sink);
-        let request = sink
-            .invocation
-            .take()
-            .expect("INVOCATION sent to the callee");
-        let yield_msg = Message::Yield {
-            request,
-            options: Dict::EMPTY,
-            payload: Payload {
-                args: Some(Field::List(&YIELD_ARGS)),
-                kwargs: None,
-            },
-        };
-        router.handle_message(callee, &yield_msg, 0, sink);
+        rpc_round_trip(router, sink, (caller, callee), &call)
     };
     let before = sink.delivered;
     round_trip(&mut router, &mut sink);

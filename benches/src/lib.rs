@@ -8,6 +8,8 @@
 //!   scanner against serde_json and simd-json).
 //! * `trie`: `UriTrie` matching by size (10 .. 1M entries), hit/miss, prefix, wildcard, depth, and churn.
 //! * `engine`: in-memory fan-out of one publication to 1 .. 10k subscribers, and an RPC round trip.
+pub mod engine;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
