@@ -45,35 +45,44 @@ impl MatchPolicy {
     }
 }
 
-fn component_ok(component: &str, check: UriCheck) -> bool {
+/// Whether `b` may appear in a URI component (every byte other than `.`).
+fn byte_ok(b: u8, check: UriCheck) -> bool {
     match check {
-        UriCheck::Loose => component
-            .bytes()
-            .all(|b| !b.is_ascii_whitespace() && b != b'#'),
-        UriCheck::Strict => component
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        UriCheck::Loose => !b.is_ascii_whitespace() && b != b'#',
+        UriCheck::Strict => b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
     }
 }
 
 /// Whether `uri` is valid for `policy` under `check`: exact URIs have no empty component; wildcard patterns may
 /// have empty components (the wildcards); prefix patterns may end with `.` (a trailing empty component).
+///
+/// One pass over the bytes (this runs for every PUBLISH and CALL).
 pub fn is_valid(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
     if uri.is_empty() {
         return false;
     }
-    let components = uri.split('.').count();
-    uri.split('.').enumerate().all(|(index, component)| {
-        if component.is_empty() {
-            match policy {
-                MatchPolicy::Exact => false,
-                MatchPolicy::Wildcard => true,
-                MatchPolicy::Prefix => index + 1 == components && components > 1,
+    let mut component_len = 0usize;
+    let mut components = 1usize;
+    for &b in uri.as_bytes() {
+        if b == b'.' {
+            // An empty component before a `.`: only a wildcard may have one there.
+            if component_len == 0 && policy != MatchPolicy::Wildcard {
+                return false;
             }
+            components += 1;
+            component_len = 0;
+        } else if byte_ok(b, check) {
+            component_len += 1;
         } else {
-            component_ok(component, check)
+            return false;
         }
-    })
+    }
+    component_len > 0
+        || match policy {
+            MatchPolicy::Exact => false,
+            MatchPolicy::Wildcard => true,
+            MatchPolicy::Prefix => components > 1,
+        }
 }
 
 /// Whether the pattern (with its match policy) matches `uri`, by the rules of [`UriTrie::for_each_match`]: equal
@@ -482,6 +491,42 @@ mod tests {
         assert!(!is_valid("com..my", Loose, Prefix));
         assert!(is_reserved("wamp.session.count"));
         assert!(!is_reserved("wampx.foo"));
+    }
+
+    /// The rule of [`is_valid`] stated component by component.
+    fn is_valid_by_components(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
+        let components: Vec<&str> = uri.split('.').collect();
+        !uri.is_empty()
+            && components.iter().enumerate().all(|(index, component)| {
+                if component.is_empty() {
+                    match policy {
+                        MatchPolicy::Exact => false,
+                        MatchPolicy::Wildcard => true,
+                        MatchPolicy::Prefix => {
+                            index + 1 == components.len() && components.len() > 1
+                        }
+                    }
+                } else {
+                    component.bytes().all(|b| byte_ok(b, check))
+                }
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_validation_agrees_with_the_component_rule(
+            uri in "[a-zA-Z0-9_.# \\t-]{0,12}",
+            strict: bool,
+            policy in 0..3usize,
+        ) {
+            let check = if strict { UriCheck::Strict } else { UriCheck::Loose };
+            let policy = [MatchPolicy::Exact, MatchPolicy::Prefix, MatchPolicy::Wildcard][policy];
+            proptest::prop_assert_eq!(
+                is_valid(&uri, check, policy),
+                is_valid_by_components(&uri, check, policy),
+                "{:?} {:?} {:?}", uri, check, policy
+            );
+        }
     }
 
     fn matches(trie: &UriTrie<u32>, uri: &str) -> Vec<(MatchPolicy, u32)> {

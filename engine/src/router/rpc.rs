@@ -199,7 +199,8 @@ impl Router {
             return;
         };
         let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
-        if let Some(&index) = self.caller_requests.get(&(handle, request)) {
+        let pending = self.caller_requests.get(&(handle, request)).copied();
+        if let Some(index) = pending {
             if self.calls[index].streaming {
                 return self.continue_progressive_call(index, parsed.progress, payload, sink);
             }
@@ -233,7 +234,7 @@ impl Router {
                 INVALID_URI,
                 format!("'{procedure}' is not a valid procedure URI"),
             ))
-        } else if self.caller_requests.contains_key(&(handle, request)) {
+        } else if pending.is_some() {
             Some((
                 INVALID_ARGUMENT,
                 format!("request ID {request} is already in use by a pending call"),
