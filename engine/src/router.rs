@@ -21,7 +21,7 @@ use crate::options::{
     self, Details, Filter, Identity, Passthru, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
 use crate::retention::{Retained, RetainedEvents};
-use crate::session::{Joined, Phase, Session, SessionHandle};
+use crate::session::{Joined, Phase, RequestKey, RouterKeyMap, Session, SessionHandle};
 use crate::uri::{self, MatchPolicy, UriCheck};
 use meta::session_details;
 
@@ -135,9 +135,9 @@ pub struct Router {
     router_ids: HashSet<Id>,
     calls: Slab<Call>,
     /// (callee, INVOCATION request) → call.
-    invocations: HashMap<(SessionHandle, Id), usize>,
+    invocations: RouterKeyMap<RequestKey, usize>,
     /// (caller, CALL request) → call.
-    caller_requests: HashMap<(SessionHandle, Id), usize>,
+    caller_requests: HashMap<RequestKey, usize>,
     roles: Value,
     agent: String,
     limits: EngineLimits,
@@ -227,7 +227,7 @@ impl Router {
             session_ids: HashMap::new(),
             router_ids: HashSet::new(),
             calls: Slab::new(),
-            invocations: HashMap::new(),
+            invocations: RouterKeyMap::default(),
             caller_requests: HashMap::new(),
             roles: router_roles(),
             agent: config.agent,
@@ -633,12 +633,12 @@ impl Router {
                 .is_some_and(|s| s.joined().is_some()));
             assert_eq!(
                 self.invocations
-                    .get(&(call.callee.session, call.invocation)),
+                    .get(&RequestKey::new(call.callee.session, call.invocation)),
                 Some(&index)
             );
             assert_eq!(
                 self.caller_requests
-                    .get(&(call.caller.session, call.caller_request)),
+                    .get(&RequestKey::new(call.caller.session, call.caller_request)),
                 Some(&index)
             );
         }

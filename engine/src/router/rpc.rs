@@ -199,7 +199,10 @@ impl Router {
             return;
         };
         let parsed = RequestOptions::parse(options, UNSUPPORTED_CALL);
-        let pending = self.caller_requests.get(&(handle, request)).copied();
+        let pending = self
+            .caller_requests
+            .get(&RequestKey::new(handle, request))
+            .copied();
         if let Some(index) = pending {
             if self.calls[index].streaming {
                 return self.continue_progressive_call(index, parsed.progress, payload, sink);
@@ -337,8 +340,10 @@ impl Router {
         });
         self.link(call, Side::Caller, handle);
         self.link(call, Side::Callee, callee.session);
-        self.invocations.insert((callee.session, invocation), call);
-        self.caller_requests.insert((handle, request), call);
+        self.invocations
+            .insert(RequestKey::new(callee.session, invocation), call);
+        self.caller_requests
+            .insert(RequestKey::new(handle, request), call);
         if let Some(deadline) = deadline {
             self.push_deadline(deadline, handle, request);
         }
@@ -500,7 +505,7 @@ impl Router {
             },
         };
         // A CANCEL for a call that already ended (or never existed) has nothing left to do.
-        let Some(&index) = self.caller_requests.get(&(handle, request)) else {
+        let Some(&index) = self.caller_requests.get(&RequestKey::new(handle, request)) else {
             return;
         };
         let call = &self.calls[index];
@@ -544,7 +549,7 @@ impl Router {
             self.deadlines
                 .retain(|Reverse((deadline, caller, request))| {
                     caller_requests
-                        .get(&(*caller, *request))
+                        .get(&RequestKey::new(*caller, *request))
                         .is_some_and(|&index| calls[index].deadline == Some(*deadline))
                 });
         }
@@ -565,7 +570,7 @@ impl Router {
                 break;
             }
             self.deadlines.pop();
-            let Some(&index) = self.caller_requests.get(&(caller, request)) else {
+            let Some(&index) = self.caller_requests.get(&RequestKey::new(caller, request)) else {
                 continue; // answered or canceled in time
             };
             if self.calls[index].deadline != Some(deadline) {
@@ -604,7 +609,7 @@ impl Router {
         payload: &Payload<'_>,
         sink: &mut impl Sink,
     ) {
-        let Some(&index) = self.invocations.get(&(handle, request)) else {
+        let Some(&index) = self.invocations.get(&RequestKey::new(handle, request)) else {
             // The call was canceled or its caller left: discard the late answer.
             return;
         };
@@ -684,7 +689,7 @@ impl Router {
         payload: &Payload<'_>,
         sink: &mut impl Sink,
     ) {
-        let Some(&index) = self.invocations.get(&(handle, request)) else {
+        let Some(&index) = self.invocations.get(&RequestKey::new(handle, request)) else {
             return;
         };
         let call = self.remove_call(index);
@@ -807,8 +812,10 @@ impl Router {
         if call.streaming {
             self.remember_ended_stream(caller, call.caller_request);
         }
-        self.invocations.remove(&(callee, call.invocation));
-        self.caller_requests.remove(&(caller, call.caller_request));
+        self.invocations
+            .remove(&RequestKey::new(callee, call.invocation));
+        self.caller_requests
+            .remove(&RequestKey::new(caller, call.caller_request));
         call
     }
 }
