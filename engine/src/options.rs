@@ -6,7 +6,11 @@ use kreisel_codec::{Dict, Field, Id, Kind, RawValue, Value};
 
 /// What the router reads from the options of a PUBLISH, CALL or YIELD (and the details of an ERROR). Keys a request
 /// type does not use are ignored, like unknown keys.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+///
+/// Small on purpose (it is built for every PUBLISH, CALL and YIELD): the black/white lists and the passthru
+/// attributes, which few requests carry, are only noted as present here and read from the dictionary again by
+/// [`RequestOptions::filter`] and [`RequestOptions::passthru`] when they are.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct RequestOptions<'a> {
     pub acknowledge: bool,
     /// PUBLISH `exclude_me` (default true).
@@ -21,14 +25,36 @@ pub(crate) struct RequestOptions<'a> {
     pub progress: bool,
     /// CALL `timeout` in milliseconds (0: none).
     pub timeout_ms: u64,
-    /// PUBLISH black/white lists.
-    pub filter: Filter<'a>,
-    /// Payload passthru attributes (`ppt_*`, crossbar's `enc_*`).
-    pub passthru: Passthru<'a>,
+    /// The dictionary read, for the lists and attributes below.
+    dict: Dict<'a>,
+    /// Which PUBLISH black/white lists are present (bit `i`: `Filter::NAMES[i]`).
+    filter_present: u8,
+    /// Which payload passthru attributes (`ppt_*`, crossbar's `enc_*`) are present (bit `i`: `Passthru::NAMES[i]`).
+    passthru_present: u8,
     /// The first option present with a non-default value that the router does not implement for this request.
     pub unsupported: Option<&'static str>,
     /// The first option whose value has the wrong type (e.g. `exclude` not a list, `timeout` not an integer).
     pub invalid: Option<&'static str>,
+}
+
+impl Default for RequestOptions<'_> {
+    /// No options at all (for the router's own publications).
+    fn default() -> Self {
+        RequestOptions {
+            acknowledge: false,
+            exclude_me: false,
+            disclose_me: false,
+            retain: false,
+            receive_progress: false,
+            progress: false,
+            timeout_ms: 0,
+            dict: Dict::EMPTY,
+            filter_present: 0,
+            passthru_present: 0,
+            unsupported: None,
+            invalid: None,
+        }
+    }
 }
 
 impl<'a> RequestOptions<'a> {
@@ -36,10 +62,38 @@ impl<'a> RequestOptions<'a> {
     pub fn parse(options: &Dict<'a>, unsupported: &[&'static str]) -> RequestOptions<'a> {
         let mut parsed = RequestOptions {
             exclude_me: true,
+            dict: *options,
             ..RequestOptions::default()
         };
         options.for_each(|key, value| parsed.read(key, value, unsupported));
         parsed
+    }
+
+    /// The black/white lists, if any is present (an empty `eligible` list is present: it admits nobody).
+    pub fn filter(&self) -> Option<Filter<'a>> {
+        (self.filter_present != 0).then(|| {
+            let mut filter = Filter::default();
+            self.dict.for_each(|key, value| {
+                filter.set(key, value);
+            });
+            filter
+        })
+    }
+
+    /// The payload passthru attributes, if any is present.
+    pub fn passthru(&self) -> Option<Passthru<'a>> {
+        (self.passthru_present != 0).then(|| Passthru::from_dict(&self.dict))
+    }
+
+    /// Whether the request uses payload passthru mode (see [`Passthru::is_active`]).
+    pub fn passthru_active(&self) -> bool {
+        self.passthru().is_some_and(|passthru| passthru.is_active())
+    }
+
+    /// The first option that breaks the rules: of the wrong type, or a passthru attribute not valid.
+    pub fn invalid(&self) -> Option<&'static str> {
+        self.invalid
+            .or_else(|| self.passthru().and_then(|passthru| passthru.invalid()))
     }
 
     fn read(&mut self, key: &str, value: Field<'a>, unsupported: &[&'static str]) {
@@ -57,14 +111,14 @@ impl<'a> RequestOptions<'a> {
                 None => self.set_invalid("timeout"),
             },
             _ => {
-                if let Some(name) = self.filter.set(key, value) {
+                if let Some(slot) = Filter::slot(key) {
+                    self.filter_present |= 1 << slot;
                     if !is_list(&value) {
-                        self.set_invalid(name);
+                        self.set_invalid(Filter::NAMES[slot]);
                     }
-                } else if !self.passthru.set(key, value)
-                    && self.unsupported.is_none()
-                    && is_set(&value)
-                {
+                } else if let Some(slot) = Passthru::slot(key) {
+                    self.passthru_present |= 1 << slot;
+                } else if self.unsupported.is_none() && is_set(&value) {
                     self.unsupported = unsupported.iter().find(|name| **name == key).copied();
                 }
             }
@@ -175,16 +229,16 @@ impl<'a> Filter<'a> {
         "eligible_authrole",
     ];
 
-    /// Stores `value` if `key` is one of the list options; returns the option's name then.
-    fn set(&mut self, key: &str, value: Field<'a>) -> Option<&'static str> {
-        let slot = Self::NAMES.iter().position(|name| *name == key)?;
-        self.lists[slot] = Some(value);
-        Some(Self::NAMES[slot])
+    /// The position of the list option `key` in [`Filter::NAMES`].
+    fn slot(key: &str) -> Option<usize> {
+        Self::NAMES.iter().position(|name| *name == key)
     }
 
-    /// Whether any list is present (an empty `eligible` list is present: it admits nobody).
-    pub fn is_active(&self) -> bool {
-        self.lists.iter().any(Option::is_some)
+    /// Stores `value` if `key` is one of the list options.
+    fn set(&mut self, key: &str, value: Field<'a>) {
+        if let Some(slot) = Self::slot(key) {
+            self.lists[slot] = Some(value);
+        }
     }
 
     /// Whether a subscriber with this identity receives the event: in every present `eligible*` list and in no
@@ -241,12 +295,15 @@ impl<'a> Passthru<'a> {
         "enc_serializer",
     ];
 
-    fn set(&mut self, key: &str, value: Field<'a>) -> bool {
-        let Some(slot) = Self::NAMES.iter().position(|name| *name == key) else {
-            return false;
-        };
-        self.values[slot] = Some(value);
-        true
+    /// The position of the attribute `key` in [`Passthru::NAMES`].
+    fn slot(key: &str) -> Option<usize> {
+        Self::NAMES.iter().position(|name| *name == key)
+    }
+
+    fn set(&mut self, key: &str, value: Field<'a>) {
+        if let Some(slot) = Self::slot(key) {
+            self.values[slot] = Some(value);
+        }
     }
 
     /// The attributes of an ERROR's details (where the other request options do not apply).
@@ -379,8 +436,8 @@ impl<'a> Details<'a> {
     }
 
     /// Appends the present passthru attributes.
-    pub fn passthru(&mut self, passthru: &Passthru<'a>) {
-        for (key, value) in passthru.fields() {
+    pub fn passthru(&mut self, passthru: Option<&Passthru<'a>>) {
+        for (key, value) in passthru.iter().flat_map(|passthru| passthru.fields()) {
             self.push(key, value);
         }
     }
@@ -451,6 +508,7 @@ mod tests {
             parse("{}", &[]),
             RequestOptions {
                 exclude_me: true,
+                dict: Dict::Raw(raw("{}")),
                 ..RequestOptions::default()
             }
         );
@@ -490,8 +548,8 @@ mod tests {
     #[test]
     fn filters_follow_the_six_rules() {
         let id = |n| Id::new(n).unwrap();
-        let filter = parse(r#"{"exclude": [1, 2], "eligible": [2, 3, 4]}"#, &[]).filter;
-        assert!(filter.is_active());
+        let filter = parse(r#"{"exclude": [1, 2], "eligible": [2, 3, 4]}"#, &[]).filter();
+        let filter = filter.expect("lists present");
         assert!(!filter.admits(id(1), "a", "r"), "excluded");
         assert!(!filter.admits(id(2), "a", "r"), "excluded beats eligible");
         assert!(filter.admits(id(3), "a", "r"));
@@ -500,18 +558,21 @@ mod tests {
             r#"{"eligible_authrole": ["staff", "boss"], "exclude_authid": ["mallory"]}"#,
             &[],
         )
-        .filter;
+        .filter()
+        .expect("lists present");
         assert!(filter.admits(id(9), "alice", "staff"));
         assert!(!filter.admits(id(9), "mallory", "staff"));
         assert!(!filter.admits(id(9), "bob", "guest"));
-        let nobody = parse(r#"{"eligible": []}"#, &[]).filter;
+        let nobody = parse(r#"{"eligible": []}"#, &[]).filter();
+        let nobody = nobody.expect("an empty list is present");
         assert!(
             !nobody.admits(id(1), "a", "r"),
             "an empty whitelist admits nobody"
         );
-        assert!(!parse(r#"{"acknowledge": true}"#, &[]).filter.is_active());
+        assert!(parse(r#"{"acknowledge": true}"#, &[]).filter().is_none());
         // Stored and restored (retained events) it decides the same.
-        let filter = parse(r#"{"exclude_authrole": ["guest"], "eligible": [7]}"#, &[]).filter;
+        let filter = parse(r#"{"exclude_authrole": ["guest"], "eligible": [7]}"#, &[]).filter();
+        let filter = filter.expect("lists present");
         let stored = filter.to_value();
         let restored = Filter::from_value(&stored);
         assert!(restored.admits(id(7), "x", "staff"));
@@ -525,19 +586,19 @@ mod tests {
             r#"{"ppt_keyid": "k1", "ppt_scheme": "wamp.eth", "acknowledge": true}"#,
             &[],
         );
-        assert!(options.passthru.is_active());
-        let names: Vec<&str> = options.passthru.fields().map(|(name, _)| name).collect();
+        assert!(options.passthru_active());
+        let passthru = options.passthru().expect("attributes present");
+        let names: Vec<&str> = passthru.fields().map(|(name, _)| name).collect();
         assert_eq!(names, ["ppt_scheme", "ppt_keyid"]);
-        assert!(!parse(r#"{"ppt_scheme": ""}"#, &[]).passthru.is_active());
-        assert!(parse(r#"{"enc_algo": "cryptobox"}"#, &[])
-            .passthru
-            .is_active());
-        assert!(!parse(r#"{"ppt_cipher": "x"}"#, &[]).passthru.is_active());
+        assert!(!parse(r#"{"ppt_scheme": ""}"#, &[]).passthru_active());
+        assert!(parse(r#"{"enc_algo": "cryptobox"}"#, &[]).passthru_active());
+        assert!(!parse(r#"{"ppt_cipher": "x"}"#, &[]).passthru_active());
+        assert!(parse(r#"{"acknowledge": true}"#, &[]).passthru().is_none());
     }
 
     #[test]
     fn passthru_schemes_follow_the_spec() {
-        let invalid = |json: &str| parse(json, &[]).passthru.invalid();
+        let invalid = |json: &str| parse(json, &[]).invalid();
         for valid in [
             r#"{}"#,
             r#"{"ppt_scheme": "mqtt"}"#,

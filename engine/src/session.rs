@@ -212,14 +212,19 @@ mod tests {
         let mut tags = HashSet::new();
         for callee in 0..4 {
             for invocation in 1..=256 {
-                let key = RequestKey::new(handle(callee, 1), Id::new(invocation).expect("in range"));
+                let key =
+                    RequestKey::new(handle(callee, 1), Id::new(invocation).expect("in range"));
                 let hash = build.hash_one(key);
                 buckets.insert(hash & 1023);
                 tags.insert(hash >> 57);
             }
         }
         // 1024 keys into 1024 buckets: a uniform hash fills about 1 - 1/e of them (647).
-        assert!(buckets.len() > 550, "{} of 1024 buckets used", buckets.len());
+        assert!(
+            buckets.len() > 550,
+            "{} of 1024 buckets used",
+            buckets.len()
+        );
         assert_eq!(tags.len(), 128, "every control byte value occurs");
     }
 }

@@ -123,7 +123,7 @@ impl Router {
         };
         let mut parsed = RequestOptions::parse(options, UNSUPPORTED_PUBLISH);
         let acknowledge = parsed.acknowledge;
-        if parsed.passthru.is_active() && !features.publisher_passthru {
+        if parsed.passthru_active() && !features.publisher_passthru {
             let text = "PUBLISH in payload passthru mode from a publisher that did not announce payload_passthru_mode";
             return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
         }
@@ -132,7 +132,7 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
-        } else if let Some(name) = parsed.invalid.or_else(|| parsed.passthru.invalid()) {
+        } else if let Some(name) = parsed.invalid() {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
@@ -212,9 +212,9 @@ impl Router {
     ) -> Option<Retained> {
         let publisher = publication.publisher?;
         let options = publication.options;
-        let passthru = options
-            .passthru
-            .fields()
+        let passthru = options.passthru();
+        let passthru = (passthru.iter())
+            .flat_map(Passthru::fields)
             .map(|(name, value)| (name.to_string(), options::owned(&value)))
             .collect();
         Some(Retained {
@@ -226,7 +226,7 @@ impl Router {
             ),
             disclosed: options.disclose_me || self.realms[realm].disclose_publisher,
             excluded: publication.exclude.map(|_| publisher.id),
-            filter: options.filter.to_value(),
+            filter: options.filter().unwrap_or_default().to_value(),
             passthru: Value::Dict(passthru),
             args: publication.payload.args.as_ref().map(options::owned),
             kwargs: publication.payload.kwargs.as_ref().map(options::owned),
@@ -315,8 +315,8 @@ impl Router {
     ) -> u64 {
         let realm = &self.realms[realm];
         let disclose = publication.options.disclose_me || realm.disclose_publisher;
-        let filter = &publication.options.filter;
-        let filtered = filter.is_active();
+        let filter = publication.options.filter();
+        let passthru = publication.options.passthru();
         let broker = &realm.broker;
         let mut events = 0u64;
         broker
@@ -327,13 +327,13 @@ impl Router {
                 if policy != MatchPolicy::Exact {
                     details.push("topic", Field::Str(publication.topic));
                 }
-                details.passthru(&publication.options.passthru);
+                details.passthru(passthru.as_ref());
                 let anonymous = details.len();
                 if let Some(publisher) = &publication.publisher {
                     details.identity(&PUBLISHER_KEYS, publisher);
                 }
                 let split = !disclose && !subscription.disclosing.is_empty();
-                if !filtered && !split {
+                if filter.is_none() && !split {
                     let recipients = Recipients {
                         peers: &subscription.subscribers,
                         exclude: publication.exclude,
@@ -350,7 +350,7 @@ impl Router {
                 rest.clear();
                 for peer in &subscription.subscribers {
                     if Some(peer.session) == publication.exclude
-                        || (filtered && !self.admits(filter, peer.session))
+                        || filter.is_some_and(|filter| !self.admits(&filter, peer.session))
                     {
                         continue;
                     }

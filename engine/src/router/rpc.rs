@@ -217,7 +217,8 @@ impl Router {
             let text = "CALL with progress: true from a caller that did not announce progressive_call_invocations";
             return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
         }
-        let passthru = parsed.passthru.is_active();
+        let attributes = parsed.passthru();
+        let passthru = attributes.is_some_and(|attributes| attributes.is_active());
         if passthru && !features.caller_passthru {
             let text = "CALL in payload passthru mode from a caller that did not announce payload_passthru_mode";
             return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
@@ -227,7 +228,7 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' is not supported by this router"),
             ))
-        } else if let Some(name) = parsed.invalid.or_else(|| parsed.passthru.invalid()) {
+        } else if let Some(name) = parsed.invalid() {
             Some((
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
@@ -354,7 +355,7 @@ impl Router {
         if parsed.receive_progress {
             details.push("receive_progress", Field::Bool(true));
         }
-        details.passthru(&parsed.passthru);
+        details.passthru(attributes.as_ref());
         // The spec: a dealer MAY forward the timeout to a callee that supports call timeouts (it still enforces
         // the deadline itself).
         if timeout_ms > 0 && callee_features.callee_call_timeout {
@@ -614,13 +615,14 @@ impl Router {
             return;
         };
         let parsed = RequestOptions::parse(options, &[]);
-        if parsed.passthru.is_active() {
+        let attributes = parsed.passthru();
+        if attributes.is_some_and(|attributes| attributes.is_active()) {
             let features = |session| self.joined(session).map(|joined| joined.features);
             if !features(handle).is_some_and(|f| f.callee_passthru) {
                 let text = "YIELD in payload passthru mode from a callee that did not announce payload_passthru_mode";
                 return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
             }
-            let refusal = match parsed.passthru.invalid() {
+            let refusal = match attributes.and_then(|attributes| attributes.invalid()) {
                 Some(name) => Some((OPTION_NOT_ALLOWED, format!("option '{name}' is not valid"))),
                 None if !features(self.calls[index].caller.session)
                     .is_some_and(|f| f.caller_passthru) =>
@@ -637,7 +639,7 @@ impl Router {
         let call = &self.calls[index];
         let (caller, caller_request) = (call.caller, call.caller_request);
         let mut details = Details::new();
-        details.passthru(&parsed.passthru);
+        details.passthru(attributes.as_ref());
         if parsed.progress {
             if call.receive_progress {
                 details.push("progress", Field::Bool(true));
@@ -695,7 +697,7 @@ impl Router {
         let call = self.remove_call(index);
         self.stats.errors_sent += 1;
         let mut forwarded = Details::new();
-        forwarded.passthru(&Passthru::from_dict(details));
+        forwarded.passthru(Some(&Passthru::from_dict(details)));
         let error = Message::Error {
             request_type: MessageType::Call.code(),
             request: call.caller_request,
