@@ -3,6 +3,7 @@
 //! router forwards untouched, and [`Details`], a details dictionary built on the stack.
 
 use kreisel_codec::{Dict, Field, Id, Kind, RawValue, Value};
+use smallvec::SmallVec;
 
 /// What the router reads from the options of a PUBLISH, CALL or YIELD (and the details of an ERROR). Keys a request
 /// type does not use are ignored, like unknown keys.
@@ -415,24 +416,25 @@ fn is_custom(name: &str) -> bool {
 /// timeout, three caller identity keys, seven passthru attributes).
 const DETAILS_MAX: usize = 16;
 
-/// A details dictionary under construction, on the stack: building INVOCATION or EVENT details allocates nothing.
+/// A details dictionary under construction, on the stack (an inline buffer that is not initialized up front):
+/// building INVOCATION or EVENT details allocates nothing.
 pub(crate) struct Details<'a> {
-    entries: [(&'a str, Field<'a>); DETAILS_MAX],
-    len: usize,
+    entries: SmallVec<[(&'a str, Field<'a>); DETAILS_MAX]>,
 }
 
 impl<'a> Details<'a> {
     pub fn new() -> Details<'a> {
         Details {
-            entries: [("", Field::Bool(false)); DETAILS_MAX],
-            len: 0,
+            entries: SmallVec::new(),
         }
     }
 
     pub fn push(&mut self, key: &'a str, value: Field<'a>) {
-        assert!(self.len < DETAILS_MAX, "DETAILS_MAX covers every detail");
-        self.entries[self.len] = (key, value);
-        self.len += 1;
+        debug_assert!(
+            self.entries.len() < DETAILS_MAX,
+            "DETAILS_MAX covers every detail"
+        );
+        self.entries.push((key, value));
     }
 
     /// Appends the present passthru attributes.
@@ -459,16 +461,16 @@ impl<'a> Details<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     /// Drops entries beyond the first `len`.
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.entries.truncate(len);
     }
 
     pub fn dict(&self) -> Dict<'_> {
-        Dict::Fields(&self.entries[..self.len])
+        Dict::Fields(&self.entries)
     }
 }
 

@@ -137,7 +137,6 @@ impl Router {
         let nonce = self.nonces.next();
         let principals = &self.realms[realm].principals;
         let authid = principals.authid(principal, asked);
-        let mut extra = Details::new();
         let (text, challenge): (String, Box<[u8]>) = match method {
             Method::WampCra => {
                 let unix_ms = self.epoch_unix_ms.saturating_add(self.now_ms);
@@ -153,6 +152,7 @@ impl Router {
             Method::WampCra => principals.salt(principal, authid, &self.auth_key),
             _ => None,
         };
+        let mut extra = Details::new();
         if !text.is_empty() {
             extra.push("challenge", Field::Str(&text));
         }

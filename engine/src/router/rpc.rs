@@ -383,6 +383,7 @@ impl Router {
                 payload: *payload,
             },
         );
+        drop(details);
         if let Some(frozen) = frozen {
             self.calls[call].frozen = Some(Box::new(frozen));
         }
