@@ -6,10 +6,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use kreisel_benches::{
-    criterion as config, encode_as, publish_readings, publish_string_1k, CALL_SMALL, EVENT_SMALL,
-    PUBLISH_SMALL, RESULT_SMALL,
+    criterion as config, encode_as, publish_args, publish_readings, publish_string_1k, CALL_SMALL,
+    EVENT_SMALL, PUBLISH_SMALL, RESULT_SMALL,
 };
-use kreisel_codec::{transcode, Message, RawValue, Serializer};
+use kreisel_codec::{transcode, Message, Serializer};
 use simd_json::prelude::*;
 
 /// The messages of the decode/encode benches: (name, JSON text).
@@ -84,16 +84,6 @@ fn encode_cross(c: &mut Criterion) {
 }
 
 /// The `args` span of a PUBLISH frame.
-fn publish_args<'a>(msg: &Message<'a>) -> RawValue<'a> {
-    match msg {
-        Message::Publish { payload, .. } => payload
-            .args
-            .and_then(|args| args.as_raw())
-            .expect("fixture has args"),
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-}
-
 /// Transcoding one payload (`args`) between JSON and MessagePack, as the router does once per publication when
 /// subscribers use another serializer than the publisher.
 fn transcode_payload(c: &mut Criterion) {

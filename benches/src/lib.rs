@@ -64,6 +64,17 @@ pub fn publish_string_1k() -> String {
     format!(r#"[16, 124, {{}}, "com.myapp.log.line", ["{payload}"]]"#)
 }
 
+/// The `args` of a decoded PUBLISH fixture.
+pub fn publish_args<'a>(msg: &kreisel_codec::Message<'a>) -> kreisel_codec::RawValue<'a> {
+    match msg {
+        kreisel_codec::Message::Publish { payload, .. } => payload
+            .args
+            .and_then(|args| args.as_raw())
+            .expect("fixture has args"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
 /// A realistic PUBLISH of about `target` bytes of JSON: options with `acknowledge`, a topic, and a payload of
 /// sensor readings (nested objects, floats, integers, strings, a boolean) that grows until the frame reaches the
 /// target. ~100 B, ~1 KiB and ~16 KiB are the sizes of the parser comparison.
