@@ -18,13 +18,14 @@ FEATURE, URL, SERIALIZER = sys.argv[1], sys.argv[2], sys.argv[3]
 
 async def marker(publisher, topic, collectors):
     """Publishes an end marker to `topic` and waits until every collector got it: everything published before by
-    the same publisher has arrived then (events from one publisher arrive in order)."""
-    counts = [len(c.events) for c in collectors]
+    the same publisher has arrived then (events from one publisher arrive in order). The marker is then removed
+    from each collector. (It waits for the marker itself: an event published just before may still be on its way
+    when the marker is sent, so counting the events seen so far would race with it.)"""
     await publisher.publish(topic, "end", options=PublishOptions(acknowledge=True, exclude_me=False))
-    for collector, count in zip(collectors, counts):
-        await collector.wait(count + 1, f"the end marker on {topic}")
     for collector in collectors:
-        collector.events.pop()
+        while ["end"] not in [args for args, _, _ in collector.events]:
+            await collector.wait(len(collector.events) + 1, f"the end marker on {topic}")
+        collector.events = [event for event in collector.events if event[0] != ["end"]]
 
 
 async def caller_identification(check):
