@@ -332,22 +332,8 @@ impl<'o> Writer<'o> {
 
     /// A head of major type `major` with argument `n`, in its shortest form.
     fn head(&mut self, major: Major, n: u64) {
-        let initial = (major as u8) << 5;
-        if n < 24 {
-            // `n < 24` fits the additional information.
-            self.out.push(initial | n as u8);
-        } else if let Ok(n) = u8::try_from(n) {
-            self.out.extend_from_slice(&[initial | 24, n]);
-        } else if let Ok(n) = u16::try_from(n) {
-            self.out.push(initial | 25);
-            self.out.extend_from_slice(&n.to_be_bytes());
-        } else if let Ok(n) = u32::try_from(n) {
-            self.out.push(initial | 26);
-            self.out.extend_from_slice(&n.to_be_bytes());
-        } else {
-            self.out.push(initial | 27);
-            self.out.extend_from_slice(&n.to_be_bytes());
-        }
+        let (head, len) = head_bytes(major, n);
+        self.out.extend_from_slice(&head[..len]);
     }
 
     fn text(&mut self, v: &str) {
@@ -356,9 +342,57 @@ impl<'o> Writer<'o> {
     }
 }
 
+/// The longest head: an initial octet and an 8-octet argument.
+const HEAD_MAX: usize = 9;
+
+/// The head of major type `major` with argument `n`, in its shortest form: the octets and how many are used.
+fn head_bytes(major: Major, n: u64) -> ([u8; HEAD_MAX], usize) {
+    let initial = (major as u8) << 5;
+    let mut head = [0u8; HEAD_MAX];
+    let len = if n < 24 {
+        // `n < 24` fits the additional information.
+        head[0] = initial | n as u8;
+        1
+    } else if let Ok(n) = u8::try_from(n) {
+        head[..2].copy_from_slice(&[initial | 24, n]);
+        2
+    } else if let Ok(n) = u16::try_from(n) {
+        head[0] = initial | 25;
+        head[1..3].copy_from_slice(&n.to_be_bytes());
+        3
+    } else if let Ok(n) = u32::try_from(n) {
+        head[0] = initial | 26;
+        head[1..5].copy_from_slice(&n.to_be_bytes());
+        5
+    } else {
+        head[0] = initial | 27;
+        head[1..9].copy_from_slice(&n.to_be_bytes());
+        9
+    };
+    (head, len)
+}
+
+impl crate::raw::DeferredWriter for Writer<'_> {
+    fn open_container(&mut self) -> usize {
+        let mark = self.out.len();
+        self.out.extend_from_slice(&[0; HEAD_MAX]);
+        mark
+    }
+
+    fn close_container(&mut self, mark: usize, len: usize, map: bool) {
+        let major = if map { Major::Map } else { Major::Array };
+        let (head, head_len) = head_bytes(major, len as u64);
+        crate::raw::patch_head::<HEAD_MAX>(self.out, mark, &head[..head_len]);
+    }
+}
+
 impl crate::raw::Writer for Writer<'_> {
     fn serializer(&self) -> Serializer {
         Serializer::Cbor
+    }
+
+    fn raw(&mut self, v: crate::RawValue<'_>) {
+        crate::raw::raw_deferred(self, v);
     }
 
     fn array(&mut self, len: usize) {

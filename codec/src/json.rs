@@ -243,6 +243,48 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
     }
 }
 
+/// Transcodes the validated JSON value at the start of `v` into `w` in one pass over its bytes: containers are
+/// written as they are read and get their length when they close. Returns what follows the value.
+pub(crate) fn walk_one_pass<'v, W: crate::raw::DeferredWriter>(v: &'v [u8], w: &mut W) -> &'v [u8] {
+    // Recursion is bounded: the value passed the scanner, so it nests at most `DEPTH_MAX` deep.
+    let v = v.trim_ascii_start();
+    let map = match v.first() {
+        Some(b'[') => false,
+        Some(b'{') => true,
+        _ => {
+            let (scalar, rest) = v.split_at(value_end(v));
+            walk(scalar, w);
+            return rest;
+        }
+    };
+    let close = if map { b'}' } else { b']' };
+    let mark = w.open_container();
+    let mut rest = &v[1..];
+    let mut len = 0;
+    loop {
+        rest = skip_separators(rest);
+        match rest.first() {
+            None => break,
+            Some(&b) if b == close => {
+                rest = &rest[1..];
+                break;
+            }
+            Some(_) => {}
+        }
+        if map {
+            let (key, tail) = rest.split_at(value_end(rest));
+            // A validated key is a string; "" keeps the writer's counts right regardless.
+            w.key(&as_str(key).unwrap_or_default());
+            let tail = tail.trim_ascii_start();
+            rest = tail.strip_prefix(b":").unwrap_or(tail);
+        }
+        rest = walk_one_pass(rest, w);
+        len += 1;
+    }
+    w.close_container(mark, len, map);
+    rest
+}
+
 /// Streaming writer (see `crate::raw::Writer`): compact JSON, no whitespace. It appends to `out` and allocates
 /// nothing else unless containers nest deeper than 16.
 pub struct Writer<'o> {

@@ -270,6 +270,42 @@ pub(crate) trait Writer {
     }
 }
 
+/// A [`Writer`] that can take containers whose length is known only when they end (MessagePack and CBOR, which
+/// prefix containers with their length, reserve room for the longest head and shorten it at the end). With it,
+/// JSON transcodes in one pass ([`crate::json::walk_one_pass`]) instead of counting each container's elements
+/// before writing them, which scans nested values once per level.
+pub(crate) trait DeferredWriter: Writer {
+    /// Opens an array (`map: false`) or map whose length is not known yet; returns a mark for
+    /// [`DeferredWriter::close_container`].
+    fn open_container(&mut self) -> usize;
+    /// Closes the container opened at `mark`, after its `len` elements (map entries) were written.
+    fn close_container(&mut self, mark: usize, len: usize, map: bool);
+}
+
+/// Writes a container's head (`head[..head_len]`) where `RESERVED` octets were held for it at `mark`, moving the
+/// container's content back over the unused ones.
+pub(crate) fn patch_head<const RESERVED: usize>(out: &mut Vec<u8>, mark: usize, head: &[u8]) {
+    debug_assert!(head.len() <= RESERVED && mark + RESERVED <= out.len());
+    let unused = RESERVED - head.len();
+    if unused > 0 {
+        out.copy_within(mark + RESERVED.., mark + head.len());
+        out.truncate(out.len() - unused);
+    }
+    out[mark..mark + head.len()].copy_from_slice(head);
+}
+
+/// [`Writer::raw`] for a [`DeferredWriter`]: copied when serializers match, JSON transcoded in one pass, the rest
+/// (length-prefixed already) walked.
+pub(crate) fn raw_deferred<W: DeferredWriter>(w: &mut W, v: RawValue<'_>) {
+    if v.ser == w.serializer() {
+        w.encoded(v.bytes);
+    } else if v.ser == Serializer::Json {
+        json::walk_one_pass(v.bytes, w);
+    } else {
+        walk(v, w);
+    }
+}
+
 /// Replays a raw value into a writer of any serializer (the transcoder).
 pub(crate) fn walk<W: Writer>(v: RawValue<'_>, w: &mut W) {
     match v.ser {
@@ -382,5 +418,92 @@ impl Writer for ValueBuilder {
     /// Bytes in this writer's serializer, i.e. MessagePack (see `serializer`). Nothing calls this: `raw` walks.
     fn encoded(&mut self, bytes: &[u8]) {
         walk(RawValue::new(Serializer::MsgPack, bytes), self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{cbor, msgpack};
+
+    /// JSON text of every kind the scanner accepts: scalars, escaped and binary strings, nested containers, with
+    /// whitespace between tokens.
+    fn json_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (-1e9f64..1e9).prop_map(|f| format!("{f:e}")),
+            "[a-z\"\\\\\u{e9}\u{1F600}]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            "[A-Za-z0-9+/]{0,3}".prop_map(|s| format!("\"\\u0000{s}\"")),
+            Just("\"\\u0000AAECAw==\"".to_owned()),
+        ];
+        leaf.prop_recursive(5, 64, 20, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..20)
+                    .prop_map(|items| format!("[ {} ]", items.join(" ,\n"))),
+                proptest::collection::vec(("[a-z\"]{0,5}", inner), 0..20).prop_map(|entries| {
+                    let entries: Vec<String> = entries
+                        .into_iter()
+                        .map(|(k, v)| format!("{} : {v}", serde_json::to_string(&k).unwrap()))
+                        .collect();
+                    format!("{{{}}}", entries.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// The two-pass walk (each container counted before it is written) and the one-pass walk give the same bytes.
+    fn both_walks(json: &str) -> [(Vec<u8>, Vec<u8>); 2] {
+        let v = RawValue::parse(Serializer::Json, json.as_bytes()).expect("valid JSON");
+        let (mut counted, mut one_pass) = (Vec::new(), Vec::new());
+        json::walk(v.bytes, &mut msgpack::Writer::new(&mut counted));
+        json::walk_one_pass(v.bytes, &mut msgpack::Writer::new(&mut one_pass));
+        let msgpack = (counted, one_pass);
+        let (mut counted, mut one_pass) = (Vec::new(), Vec::new());
+        json::walk(v.bytes, &mut cbor::Writer::new(&mut counted));
+        json::walk_one_pass(v.bytes, &mut cbor::Writer::new(&mut one_pass));
+        [msgpack, (counted, one_pass)]
+    }
+
+    #[test]
+    fn one_pass_heads_at_every_length_boundary() {
+        // MessagePack: fixarray/fixmap below 16, 16-bit up to 65535, 32-bit beyond; CBOR: immediate below 24, then
+        // 1, 2 and 4 octets from 24, 256 and 65536.
+        for len in [0, 1, 15, 16, 23, 24, 255, 256, 65535, 65536] {
+            let list = format!("[{}]", vec!["1"; len].join(","));
+            let dict = format!(
+                "{{{}}}",
+                (0..len)
+                    .map(|i| format!("\"k{i}\":[{i}]"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for json in [
+                list,
+                dict,
+                format!("[[{}], {{}}, []]", vec!["0"; len].join(",")),
+            ] {
+                for (counted, one_pass) in both_walks(&json) {
+                    assert!(
+                        counted == one_pass,
+                        "{len}: {:?}",
+                        &json[..json.len().min(40)]
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_transcoding_equals_the_counting_walk(json in json_text()) {
+            for (counted, one_pass) in both_walks(&json) {
+                prop_assert_eq!(counted, one_pass, "{}", json);
+            }
+        }
     }
 }
