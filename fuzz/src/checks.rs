@@ -199,6 +199,7 @@ pub fn websocket(data: &[u8]) {
     let message_max = MESSAGE_MAX[usize::from(params & 7)];
     let cfg = UpgradeConfig {
         head_max: HEAD_MAX[usize::from(params >> 6)],
+        metrics_path: Some("/metrics".into()),
         ..UpgradeConfig::new("/ws", serializers(params >> 3))
     };
     let split = split_point(*split_low, *split_high, stream.len());
@@ -238,6 +239,14 @@ fn check_upgrade(buf: &[u8], cfg: &UpgradeConfig, split: usize) -> Option<usize>
             );
             assert!(contains(response, protocol.as_bytes()), "{whole:?}");
             Some(*consumed)
+        }
+        UpgradeOutcome::Metrics { consumed } => {
+            assert!(cfg.metrics_path.is_some(), "{whole:?}");
+            assert!(
+                *consumed <= buf.len() && *consumed <= cfg.head_max,
+                "{whole:?}"
+            );
+            None
         }
         UpgradeOutcome::Reject {
             status,

@@ -109,6 +109,11 @@ pub struct Listener {
     /// TLS on this (TCP) listener: `wss://` for WebSocket, RawSocket over TLS.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// A path (e.g. `/metrics`) where an HTTP `GET` on this WebSocket listener gets the router's counters in the
+    /// Prometheus text format. Off by default: the counters describe the whole router, so serve them on a loopback
+    /// or otherwise protected listener.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// `[listeners.tls]`: PEM files.
@@ -236,6 +241,7 @@ impl Default for Config {
                     path: default_ws_path(),
                     serializers: default_serializers(),
                     tls: None,
+                    metrics: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
@@ -243,6 +249,7 @@ impl Default for Config {
                     path: default_ws_path(),
                     serializers: default_serializers(),
                     tls: None,
+                    metrics: None,
                 },
             ],
             limits: Limits::default(),
@@ -373,6 +380,18 @@ impl Config {
             }
             if !listener.path.starts_with('/') {
                 return fail(format!("{which}: path must start with '/'"));
+            }
+            if let Some(metrics) = &listener.metrics {
+                if !listener.speaks(Transport::Websocket) {
+                    return fail(format!(
+                        "{which}: metrics are served over HTTP: the listener needs the \"websocket\" transport"
+                    ));
+                }
+                if !metrics.starts_with('/') || metrics == &listener.path {
+                    return fail(format!(
+                        "{which}: metrics must be a path starting with '/', other than the WebSocket path"
+                    ));
+                }
             }
             if let Some(tls) = &listener.tls {
                 if matches!(address, Address::Unix(_)) {
@@ -528,6 +547,7 @@ serializers = ["json", "msgpack", "cbor"]
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
+# metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
 
 [[listeners]]
 listen = "127.0.0.1:8081"
@@ -576,6 +596,14 @@ mod tests {
                 .contains("transports must name")
         );
         assert!(err("bogus = 1").contains("unknown field"));
+        let metrics = |transports: &str, path: &str| {
+            err(&format!(
+                "[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [{transports}]\nmetrics = \"{path}\""
+            ))
+        };
+        assert!(metrics("\"rawsocket\"", "/metrics").contains("needs the \"websocket\" transport"));
+        assert!(metrics("\"websocket\"", "/ws").contains("other than the WebSocket path"));
+        assert!(metrics("\"websocket\"", "metrics").contains("starting with '/'"));
         assert!(err("[[realms]]\nname = \"a\"\n[[realms]]\nname = \"a\"").contains("defined twice"));
         assert!(err("[[realms]]\nname = \"bad realm\"").contains("not a valid URI"));
         assert!(

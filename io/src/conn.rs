@@ -134,6 +134,8 @@ pub enum CloseCause {
     Shutdown,
     /// Silent for longer than `limits.idle_timeout_ms`.
     IdleTimeout,
+    /// A plain HTTP request (the metrics endpoint) was answered.
+    Served,
 }
 
 #[derive(Debug)]

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Address, Config, SlowConsumer, Transport as TransportName};
 use crate::conn::{CloseCause, Conn, Framing, Stream, Transport};
+use crate::metrics;
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::{rawsocket, websocket};
 
@@ -312,6 +313,7 @@ impl Server {
                 let mut upgrade =
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
+                upgrade.metrics_path = listener.metrics.clone();
                 upgrade
             });
             let tls = match &listener.tls {
@@ -892,6 +894,17 @@ impl Server {
                 self.open_session(index, serializer);
                 debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
                 Some(consumed)
+            }
+            websocket::UpgradeOutcome::Metrics { .. } => {
+                let gauges = metrics::Gauges {
+                    connections: self.conns.len(),
+                    uptime_seconds: self.start.elapsed().as_secs_f64(),
+                };
+                let page = metrics::render(&self.router.stats(), &self.stats, &gauges);
+                debug!(peer = %self.conns[index].peer, "metrics scraped");
+                self.send_raw(index, &[], &metrics::response(&page));
+                self.conns[index].closing = Some(CloseCause::Served);
+                None
             }
             websocket::UpgradeOutcome::Reject {
                 status,

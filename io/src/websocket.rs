@@ -32,6 +32,9 @@ pub struct UpgradeConfig {
     pub serializers: Vec<Serializer>,
     /// Largest request head accepted, in octets (see [`HEAD_MAX_DEFAULT`]).
     pub head_max: usize,
+    /// Path of the metrics endpoint on this listener, if any: a plain `GET` of it is answered with the router's
+    /// counters ([`UpgradeOutcome::Metrics`]) instead of a WebSocket upgrade.
+    pub metrics_path: Option<String>,
 }
 
 impl UpgradeConfig {
@@ -41,6 +44,7 @@ impl UpgradeConfig {
             path: path.into(),
             serializers,
             head_max: HEAD_MAX_DEFAULT,
+            metrics_path: None,
         }
     }
 }
@@ -57,6 +61,9 @@ pub enum UpgradeOutcome {
         consumed: usize,
         response: Vec<u8>,
     },
+    /// A `GET` of the metrics path (see [`UpgradeConfig::metrics_path`]): answer with the metrics and
+    /// `Connection: close`, then close. The request head was `buf[..consumed]`.
+    Metrics { consumed: usize },
     /// Write `response` (a complete HTTP/1.1 error response with `Connection: close`), then close. `reason` is the
     /// one-line body, for the log.
     Reject {
@@ -89,6 +96,13 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
         Err(error) => return reject(400, format!("malformed HTTP request: {error}")),
     };
+    if let Some(metrics) = &cfg.metrics_path {
+        let target = request.path.unwrap_or("");
+        let path = target.split_once('?').map_or(target, |(path, _query)| path);
+        if request.method == Some("GET") && path == metrics {
+            return UpgradeOutcome::Metrics { consumed };
+        }
+    }
     match check_request(&request, cfg) {
         Ok((serializer, key)) => UpgradeOutcome::Accept {
             serializer,
@@ -1088,6 +1102,28 @@ mod tests {
             );
         }
         accepted(handle_upgrade(&req, &config()));
+    }
+
+    #[test]
+    fn metrics_path_is_answered_only_where_configured() {
+        let request = b"GET /metrics?x=1 HTTP/1.1\r\nHost: h\r\n\r\nrest";
+        let with = UpgradeConfig {
+            metrics_path: Some("/metrics".into()),
+            ..config()
+        };
+        assert_eq!(
+            handle_upgrade(request, &with),
+            UpgradeOutcome::Metrics {
+                consumed: request.len() - 4
+            }
+        );
+        // Without it, the path is just not the WebSocket endpoint.
+        assert_eq!(rejected(handle_upgrade(request, &config())).0, 404);
+        // Only GET; the WebSocket endpoint still upgrades.
+        let post = b"POST /metrics HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(rejected(handle_upgrade(post, &with)).0, 405);
+        let upgrade = upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: wamp.2.json"]);
+        accepted(handle_upgrade(&upgrade, &with));
     }
 
     #[test]

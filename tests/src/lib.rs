@@ -26,6 +26,9 @@ pub struct TestRouter {
     pub ws: SocketAddr,
     pub rs: SocketAddr,
     pub unix: PathBuf,
+    /// Every listener's address, in the order of the configuration (the three above first, then those of
+    /// `extra_toml`).
+    pub addresses: Vec<Address>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -104,9 +107,18 @@ transports = ["rawsocket"]
             ws,
             rs,
             unix,
+            addresses,
             stop,
             thread: Some(thread),
             _dir: dir,
+        }
+    }
+
+    /// The TCP address of listener `index` (see [`TestRouter::addresses`]).
+    pub fn tcp_address(&self, index: usize) -> SocketAddr {
+        match &self.addresses[index] {
+            Address::Tcp(addr) => *addr,
+            other => panic!("listener {index} is {other}"),
         }
     }
 

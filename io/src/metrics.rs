@@ -1,0 +1,177 @@
+//! The metrics endpoint: the engine's and the I/O layer's counters in the Prometheus text exposition format
+//! (version 0.0.4), served on a listener's `metrics` path (see the README's configuration reference). Rendered per
+//! scrape, off the hot path.
+
+use std::fmt::Write as _;
+
+use kreisel_engine::Stats;
+
+use crate::server::IoStats;
+
+/// Gauges read when the scrape is answered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    /// Open transport connections.
+    pub connections: usize,
+    /// Seconds since the router started.
+    pub uptime_seconds: f64,
+}
+
+/// The metrics page.
+pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
+    let mut page = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        // Writing into a String cannot fail.
+        let _ = write!(
+            page,
+            "# HELP kreisel_{name} {help}\n# TYPE kreisel_{name} {kind}\nkreisel_{name} {value}\n"
+        );
+    };
+    let (gauge, counter) = ("gauge", "counter");
+    let count = |n: u64| n as f64;
+    metric(
+        "connections",
+        gauge,
+        "Open transport connections.",
+        gauges.connections as f64,
+    );
+    metric(
+        "sessions",
+        gauge,
+        "WAMP sessions joined to a realm.",
+        count(engine.sessions_active),
+    );
+    metric(
+        "uptime_seconds",
+        gauge,
+        "Seconds since the router started.",
+        gauges.uptime_seconds,
+    );
+    for (name, help, value) in [
+        ("connections_accepted_total", "Transport connections accepted.", io.accepted),
+        (
+            "connections_refused_total",
+            "Connections refused for limits.connections_max.",
+            io.refused_over_limit,
+        ),
+        ("sessions_joined_total", "Sessions that joined a realm (WELCOME sent).", engine.sessions_joined),
+        ("aborts_total", "ABORT messages sent.", engine.aborts_sent),
+        (
+            "protocol_violations_total",
+            "Sessions ended for a protocol violation (malformed or unexpected messages).",
+            engine.protocol_violations,
+        ),
+        ("publications_total", "PUBLISH messages routed.", engine.publications),
+        ("events_total", "EVENT messages sent.", engine.events_sent),
+        ("calls_total", "CALL messages routed.", engine.calls),
+        ("errors_total", "ERROR messages sent.", engine.errors_sent),
+        (
+            "limits_hit_total",
+            "Requests and joins refused for a per-realm or per-session limit.",
+            engine.limits_hit,
+        ),
+        (
+            "retained_evicted_total",
+            "Retained events dropped for a realm's retention limits.",
+            engine.retained_evicted,
+        ),
+        ("auth_failures_total", "Failed authentication attempts.", engine.auth_failures),
+        ("not_authorized_total", "Requests refused by authorization.", engine.not_authorized),
+        (
+            "slow_consumers_total",
+            "Connections closed because their outbox exceeded limits.outbox_max.",
+            io.slow_consumers,
+        ),
+        (
+            "events_dropped_total",
+            "EVENTs dropped for a full outbox (slow_consumer = \"drop\").",
+            io.events_dropped,
+        ),
+        (
+            "producer_stalls_total",
+            "Times a producer's input was paused because a recipient's outbox passed 3/4 of its limit.",
+            io.producer_stalls,
+        ),
+        (
+            "handshake_timeouts_total",
+            "Connections closed for no transport handshake and HELLO within limits.handshake_timeout_ms.",
+            io.handshake_timeouts,
+        ),
+        (
+            "idle_timeouts_total",
+            "Connections closed for silence beyond limits.idle_timeout_ms.",
+            io.idle_timeouts,
+        ),
+        ("transport_errors_total", "Connections ended by a socket error.", io.transport_errors),
+    ] {
+        metric(name, counter, help, count(value));
+    }
+    page
+}
+
+/// The HTTP response carrying `page`.
+pub fn response(page: &str) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        page.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(page.as_bytes());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_has_help_and_type_and_the_values_are_the_counters() {
+        let engine = Stats {
+            sessions_joined: 7,
+            sessions_active: 3,
+            events_sent: 12345678901,
+            ..Stats::default()
+        };
+        let io = IoStats {
+            accepted: 9,
+            slow_consumers: 2,
+            ..IoStats::default()
+        };
+        let gauges = Gauges {
+            connections: 4,
+            uptime_seconds: 1.5,
+        };
+        let page = render(&engine, &io, &gauges);
+        let samples: Vec<(&str, &str)> = page
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.split_once(' ').expect("name value"))
+            .collect();
+        for (name, value) in [
+            ("kreisel_sessions_joined_total", "7"),
+            ("kreisel_sessions", "3"),
+            ("kreisel_events_total", "12345678901"),
+            ("kreisel_connections_accepted_total", "9"),
+            ("kreisel_slow_consumers_total", "2"),
+            ("kreisel_connections", "4"),
+            ("kreisel_uptime_seconds", "1.5"),
+            ("kreisel_calls_total", "0"),
+        ] {
+            assert!(
+                samples.contains(&(name, value)),
+                "{name} {value} in\n{page}"
+            );
+        }
+        for (name, _) in &samples {
+            let bare = name.trim_start_matches("kreisel_");
+            assert!(page.contains(&format!("# HELP {name} ")), "{bare}");
+            assert!(page.contains(&format!("# TYPE {name} ")), "{bare}");
+        }
+        let names: std::collections::HashSet<_> = samples.iter().map(|(name, _)| name).collect();
+        assert_eq!(names.len(), samples.len(), "no metric twice");
+        let response = response(&page);
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(response.ends_with(page.as_bytes()));
+    }
+}
