@@ -5,9 +5,10 @@
 //! rules. The rule that decides is the one that would win as a registration (exact, else the longest prefix,
 //! else the most specific wildcard); a URI no rule matches is denied. The decision is a lookup in the role's URI
 //! trie (a hash-map probe for exact rules, a walk along the URI's components for patterns), remembered per role
-//! and URI: the steady state of a session publishing to the same topics is one hash-map probe. Rules never
-//! change while the router runs (there is no config reload), so remembered decisions never go stale; the memory
-//! is bounded (`CACHE_MAX` URIs per role, then it starts over).
+//! and URI: the steady state of a session publishing to the same topics is one hash-map probe. The remembered
+//! decisions live in the roles themselves, so a configuration reload, which builds a new `Authorizer`, drops them
+//! with the old rules (`Router::handle_auth_reload`); the memory is bounded (`CACHE_MAX` URIs per role, then it
+//! starts over).
 
 use std::collections::HashMap;
 
@@ -97,6 +98,8 @@ pub struct RoleIndex(u32);
 
 impl RoleIndex {
     pub const OPEN: RoleIndex = RoleIndex(u32::MAX);
+    /// A role the realm does not have (a reload removed it): nothing is allowed.
+    pub const NONE: RoleIndex = RoleIndex(u32::MAX - 1);
 }
 
 impl Authorizer {

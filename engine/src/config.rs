@@ -52,7 +52,7 @@ impl Default for EngineLimits {
 }
 
 /// One realm.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RealmConfig {
     pub name: String,
     /// URI rule for topics and procedures in this realm.

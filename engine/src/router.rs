@@ -122,6 +122,17 @@ struct Realm {
     authz: Authorizer,
 }
 
+/// What [`Router::handle_auth_reload`] did to a realm's sessions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthReload {
+    /// Joined sessions whose permissions now come from the new roles.
+    pub sessions: usize,
+    /// Of those, the sessions whose role the realm no longer has: they may do nothing.
+    pub sessions_without_role: usize,
+    /// Authentication attempts aborted.
+    pub attempts_aborted: usize,
+}
+
 /// The sans-IO WAMP router. See the crate documentation for the order of calls.
 #[derive(Debug)]
 pub struct Router {

@@ -532,3 +532,100 @@ fn meta_api_needs_permissions_and_reports_authentication() {
     assert_eq!(details["authmethod"], "ticket");
     assert_eq!(details["authprovider"], "static");
 }
+
+/// A configuration reload replaces principals and roles: joined sessions keep their identity and get the new
+/// role's permissions (none when the role is gone, all when the realm drops roles); remembered decisions go with
+/// the old roles; attempts in progress are aborted; new principals can authenticate.
+#[test]
+fn reload_replaces_principals_and_roles() {
+    let mut h = Harness::with_config(config());
+    let (alice, _) = join_alice(&mut h);
+    let publish = |h: &mut Harness, request: u64| {
+        h.send(
+            alice,
+            &json!([16, request, {"acknowledge": true}, "com.app.chat", []]).to_string(),
+        );
+        h.take_one(alice)
+    };
+    assert_eq!(
+        publish(&mut h, 1)[0],
+        17,
+        "PUBLISHED: user may publish to com.app.chat"
+    );
+    // An attempt in progress when the reload comes.
+    let (pending, challenge) = hello(
+        &mut h,
+        json!({"authmethods": ["ticket"], "authid": "alice"}),
+    );
+    assert_eq!(challenge[0], 4);
+
+    // `user` loses publishing; a new principal `eve` (ticket) appears; `alice` is gone from the principals.
+    let mut reloaded = config().realms.pop().unwrap().auth;
+    reloaded.principals.retain(|p| p.authid != "alice");
+    reloaded.principals.push(PrincipalConfig {
+        ticket: Some("eves ticket".into()),
+        ..principal("eve", "user")
+    });
+    let roles = reloaded.roles.as_mut().unwrap();
+    roles[0]
+        .permissions
+        .retain(|rule| rule.uri != "com.app.chat");
+    let report = h
+        .router
+        .handle_auth_reload("secure", &reloaded, &mut h.out)
+        .unwrap();
+    assert_eq!(report.sessions, 1);
+    assert_eq!(report.sessions_without_role, 0);
+    assert_eq!(report.attempts_aborted, 1);
+    assert_abort(&h.take_one(pending), "wamp.error.authentication_failed");
+
+    // The remembered "allowed" is gone with the old role: alice (still joined) is refused now.
+    let refused = publish(&mut h, 2);
+    assert_eq!(refused[0], 8, "{refused}");
+    assert_eq!(refused[4], "wamp.error.not_authorized");
+    // alice can no longer authenticate; eve can.
+    let (conn, _) = hello(
+        &mut h,
+        json!({"authmethods": ["ticket"], "authid": "alice"}),
+    );
+    assert_abort(
+        &authenticate(&mut h, conn, "open sesame"),
+        "wamp.error.authentication_failed",
+    );
+    let (conn, _) = hello(&mut h, json!({"authmethods": ["ticket"], "authid": "eve"}));
+    assert_welcome(
+        &authenticate(&mut h, conn, "eves ticket"),
+        "eve",
+        "user",
+        "ticket",
+    );
+
+    // The role itself removed: its sessions may do nothing.
+    let mut without_user = reloaded.clone();
+    without_user
+        .roles
+        .as_mut()
+        .unwrap()
+        .retain(|role| role.name != "user");
+    let report = h
+        .router
+        .handle_auth_reload("secure", &without_user, &mut h.out)
+        .unwrap();
+    assert_eq!((report.sessions, report.sessions_without_role), (2, 2));
+    h.send(alice, &json!([32, 3, {}, "com.app.news"]).to_string());
+    assert_eq!(h.take_one(alice)[4], "wamp.error.not_authorized");
+
+    // No roles at all: everything is allowed again.
+    let open = AuthConfig {
+        roles: None,
+        ..without_user
+    };
+    h.router
+        .handle_auth_reload("secure", &open, &mut h.out)
+        .unwrap();
+    assert_eq!(publish(&mut h, 4)[0], 17, "PUBLISHED");
+    assert!(h
+        .router
+        .handle_auth_reload("nowhere", &open, &mut h.out)
+        .is_none());
+}

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         .with_writer(|| LogWriter(std::io::stderr()))
         .with_ansi(ansi)
         .init();
-    match run(config) {
+    match run(config, cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -105,9 +105,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut server = Server::bind(config, kreisel_io::random_seed())?;
     server.handle_signals()?;
+    server.reload_on_sighup(path)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "kreisel starting");
     server.run()?;
     Ok(())

@@ -29,6 +29,7 @@ use crate::{rawsocket, websocket};
 const LISTENER_BASE: usize = 1 << 40;
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const RELOAD: Token = Token(usize::MAX - 3);
 /// Bytes read from one connection per loop turn before others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// The loop's shared read buffer: every read lands here first.
@@ -111,6 +112,8 @@ pub struct Server {
     next_generation: u32,
     start: Instant,
     signals: Option<UnixStream>,
+    /// SIGHUP's pipe and the configuration file it reloads (see [`Server::reload_on_sighup`]).
+    reload: Option<(UnixStream, Option<std::path::PathBuf>)>,
     shutdown_deadline: Option<Instant>,
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
@@ -365,6 +368,7 @@ impl Server {
             next_generation: 0,
             start: Instant::now(),
             signals: None,
+            reload: None,
             shutdown_deadline: None,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
@@ -402,6 +406,110 @@ impl Server {
         Ok(())
     }
 
+    /// Reloads `path` on SIGHUP (see [`Server::reload`]). Without a file (embedded defaults), SIGHUP is logged
+    /// and ignored rather than ending the process as it would by default.
+    pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, writer)?;
+        let mut reader = UnixStream::from_std(reader);
+        self.poll
+            .registry()
+            .register(&mut reader, RELOAD, Interest::READABLE)?;
+        self.reload = Some((reader, path));
+        Ok(())
+    }
+
+    fn on_reload_signal(&mut self) {
+        let Some((pipe, path)) = &mut self.reload else {
+            return;
+        };
+        let mut drain = [0u8; 64];
+        while matches!(pipe.read(&mut drain), Ok(n) if n > 0) {}
+        let Some(path) = path.clone() else {
+            warn!("SIGHUP: started without --config, nothing to reload");
+            return;
+        };
+        match Config::load(&path) {
+            Ok(config) => {
+                self.reload(&config);
+            }
+            Err(e) => {
+                warn!(error = %e, "SIGHUP: configuration not reloaded; the running one stays")
+            }
+        }
+    }
+
+    /// Applies what a new configuration changes in the principals, roles and anonymous access of realms this
+    /// router has (see [`Router::handle_auth_reload`]: joined sessions get the new role's permissions, attempts in
+    /// progress are aborted). Everything else needs a restart: each such difference is logged and returned, and
+    /// the running value stays.
+    pub fn reload(&mut self, new: &Config) -> Vec<String> {
+        let mut ignored = Vec::new();
+        let names = |config: &Config| -> Vec<String> {
+            let mut names: Vec<String> = config.realms.iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            names
+        };
+        if names(new) != names(&self.config) {
+            ignored.push("the set of realms".to_owned());
+        }
+        if new.listeners != self.config.listeners {
+            ignored.push("listeners".to_owned());
+        }
+        if new.limits != self.config.limits {
+            ignored.push("limits".to_owned());
+        }
+        if new.log != self.config.log {
+            ignored.push("log".to_owned());
+        }
+        let engine_new = new.router_config(0);
+        let engine_old = self.config.router_config(0);
+        for (fresh, realm_new) in new.realms.iter().zip(&engine_new.realms) {
+            let Some(index) = self.config.realms.iter().position(|r| r.name == fresh.name) else {
+                continue;
+            };
+            let realm_old = &engine_old.realms[index];
+            let others_changed = kreisel_engine::RealmConfig {
+                auth: realm_old.auth.clone(),
+                ..realm_new.clone()
+            } != *realm_old;
+            if others_changed {
+                ignored.push(format!(
+                    "realm '{}': settings other than principals, roles and anonymous access",
+                    fresh.name
+                ));
+            }
+            if realm_new.auth == realm_old.auth {
+                continue;
+            }
+            let report = self.with_sink(|router, sink| {
+                router.handle_auth_reload(&fresh.name, &realm_new.auth, sink)
+            });
+            if let Some(report) = report {
+                info!(
+                    realm = %fresh.name,
+                    sessions = report.sessions,
+                    sessions_without_role = report.sessions_without_role,
+                    attempts_aborted = report.attempts_aborted,
+                    "reloaded principals and roles"
+                );
+            }
+            let current = &mut self.config.realms[index];
+            current.anonymous = fresh.anonymous;
+            current.anonymous_role = fresh.anonymous_role.clone();
+            current.principals = fresh.principals.clone();
+            current.roles = fresh.roles.clone();
+        }
+        for what in &ignored {
+            warn!(changed = %what, "not reloaded: takes effect after a restart");
+        }
+        info!(ignored = ignored.len(), "configuration reloaded");
+        self.settle();
+        ignored
+    }
+
     /// A handle to stop this server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
@@ -432,6 +540,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => self.on_signal(),
+                    RELOAD => self.on_reload_signal(),
                     WAKER => {
                         if self.stop.swap(false, Ordering::SeqCst)
                             && self.shutdown_deadline.is_none()

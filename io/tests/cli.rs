@@ -147,10 +147,13 @@ impl Drop for Running {
 }
 
 fn start(config: &str) -> Running {
-    let path = temp_file("run.toml", config);
+    start_file(&temp_file("run.toml", config))
+}
+
+fn start_file(path: &std::path::Path) -> Running {
     let mut child = Command::new(KREISEL)
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -334,4 +337,113 @@ fn a_closed_stderr_does_not_take_the_router_down() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// Waits until the router's log has `count` lines containing `text`.
+fn wait_for_log(router: &Running, text: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while router.log().matches(text).count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "no {count}x '{text}' in the log:\n{}",
+            router.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sighup(router: &Running) {
+    // SAFETY: kill(2) on our own child's PID with a valid signal number.
+    let rc = unsafe { libc::kill(router.child.id() as libc::pid_t, libc::SIGHUP) };
+    assert_eq!(rc, 0);
+}
+
+const RELOAD_BEFORE: &str = r#"
+[[realms]]
+name = "realm1"
+anonymous = true
+
+[[realms.roles]]
+name = "anonymous"
+permissions = [{ uri = "com.example.", match = "prefix", allow = ["publish", "subscribe"] }]
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["rawsocket"]
+"#;
+
+/// SIGHUP reloads principals and roles from the file: a joined session's permissions change at once, a new
+/// principal can authenticate; a broken file changes nothing; what needs a restart is logged as such.
+#[test]
+fn sighup_reloads_principals_and_roles() {
+    let path = temp_file("reload.toml", RELOAD_BEFORE);
+    let router = start_file(&path);
+    let addr = router.addresses[0];
+    let mut anonymous = rawsocket_json(addr);
+    send(
+        &mut anonymous,
+        r#"[1, "realm1", {"roles": {"publisher": {}}}]"#,
+    );
+    assert_eq!(recv(&mut anonymous)[0], 2, "WELCOME");
+    let mut publish = |request: u32| {
+        send(
+            &mut anonymous,
+            &format!(r#"[16, {request}, {{"acknowledge": true}}, "com.example.news", []]"#),
+        );
+        recv(&mut anonymous)
+    };
+    assert_eq!(publish(1)[0], 17, "PUBLISHED");
+    let eve = || {
+        let mut eve = rawsocket_json(addr);
+        send(
+            &mut eve,
+            r#"[1, "realm1", {"roles": {"publisher": {}}, "authmethods": ["ticket"], "authid": "eve"}]"#,
+        );
+        let reply = recv(&mut eve);
+        if reply[0] != 4 {
+            return reply; // no CHALLENGE
+        }
+        send(&mut eve, r#"[5, "eves ticket", {}]"#);
+        recv(&mut eve)
+    };
+    let refused = eve();
+    assert_eq!(
+        refused[0], 3,
+        "ABORT: no principals, no ticket method yet: {refused}"
+    );
+
+    // Anonymous sessions may only subscribe now; eve appears (the same port: listeners are unchanged).
+    let after = RELOAD_BEFORE
+        .replace(r#"allow = ["publish", "subscribe"]"#, r#"allow = ["subscribe"]"#)
+        .replace(
+            "[[listeners]]",
+            "[[realms.principals]]\nauthid = \"eve\"\nrole = \"anonymous\"\nticket = \"eves ticket\"\n\n[[listeners]]",
+        );
+    std::fs::write(&path, &after).unwrap();
+    sighup(&router);
+    wait_for_log(&router, "configuration reloaded", 1);
+    let refused = publish(2);
+    assert_eq!(refused[0], 8, "{refused}");
+    assert_eq!(refused[4], "wamp.error.not_authorized");
+    assert_eq!(eve()[0], 2, "WELCOME for eve");
+
+    // A broken file: logged, and the running configuration stays.
+    std::fs::write(&path, "[[realms]]\nname = 5\n").unwrap();
+    sighup(&router);
+    wait_for_log(&router, "configuration not reloaded", 1);
+    assert_eq!(eve()[0], 2, "eve still welcome");
+
+    // A change that needs a restart is named in the log and not applied.
+    let limits = format!("{after}\n[limits]\nconnections_max = 5\n");
+    std::fs::write(&path, limits).unwrap();
+    sighup(&router);
+    wait_for_log(&router, "configuration reloaded", 2);
+    assert!(
+        router
+            .log()
+            .contains("not reloaded: takes effect after a restart"),
+        "{}",
+        router.log()
+    );
+    assert_eq!(publish(3)[4], "wamp.error.not_authorized");
 }

@@ -2,7 +2,7 @@
 //! authentication timeout. The credentials themselves are checked in [`crate::auth`].
 
 use super::*;
-use crate::auth::{self, Choice, Method, Pending};
+use crate::auth::{self, AuthConfig, Choice, Method, Pending};
 use crate::session::Authenticating;
 
 impl Router {
@@ -254,6 +254,52 @@ impl Router {
             attempt.features,
             sink,
         );
+    }
+
+    /// Replaces the principals, roles and anonymous access of realm `realm` (a configuration reload). Returns
+    /// `None` for a realm this router does not have.
+    ///
+    /// - Joined sessions keep their authid and authrole. From now on they may do what the new role of that name
+    ///   allows: nothing if the realm no longer has that role, everything if the realm no longer has roles.
+    /// - Authorization decisions remembered for the old roles go with them.
+    /// - Authentication attempts in progress in the realm are aborted with `wamp.error.authentication_failed`:
+    ///   their challenge was made for the old principals. The client may authenticate again.
+    pub fn handle_auth_reload(
+        &mut self,
+        realm: &str,
+        auth: &AuthConfig,
+        sink: &mut impl Sink,
+    ) -> Option<AuthReload> {
+        let &index = self.realm_index.get(realm)?;
+        let attempts: Vec<SessionHandle> = (self.sessions.iter())
+            .filter(|(_, s)| matches!(&s.phase, Phase::Authenticating(a) if a.realm == index))
+            .map(|(_, s)| s.peer.session)
+            .collect();
+        let text = "the router's authentication configuration changed: authenticate again";
+        for &handle in &attempts {
+            self.abort(handle, AUTHENTICATION_FAILED, text, sink);
+        }
+        let realm = &mut self.realms[index];
+        realm.principals = Principals::new(auth, &self.auth_key);
+        realm.authz = Authorizer::new(auth.roles.as_deref());
+        let mut report = AuthReload {
+            attempts_aborted: attempts.len(),
+            ..AuthReload::default()
+        };
+        for (_, session) in self.sessions.iter_mut() {
+            let Phase::Established(joined) = &mut session.phase else {
+                continue;
+            };
+            if joined.realm != index {
+                continue;
+            }
+            joined.role = realm.authz.role(&joined.authrole).unwrap_or_else(|| {
+                report.sessions_without_role += 1;
+                RoleIndex::NONE
+            });
+            report.sessions += 1;
+        }
+        Some(report)
     }
 
     /// Ends the authentication attempts whose time is up: ABORT `wamp.error.authentication_failed`.
