@@ -624,7 +624,8 @@ const HELLO_STRICT: &str = r#"[1,"strict",{"roles":{"caller":{},"callee":{"featu
 /// * `(control >> 2) & 3`: 0 and 1 (two codes, so that the opening control `0xC1` has the spelling `0xC5`)
 ///   deliver `bytes` as a message (decoded in the slot's serializer; an
 ///   undecodable one is skipped, or reported as a protocol violation if bit 4 is set), 2 closes the slot's
-///   transport, 3 advances the clock by `bytes[0] * 100` ms and calls `handle_timeout`;
+///   transport, 3 advances the clock by `bytes[0] * 100` ms and calls `handle_timeout`, or with bit 4 set
+///   reloads the `secure` realm's principals and roles (bits 5..=6 pick one of four variants);
 /// * when the slot has no connection, one is opened first: bits 5..=6 pick its serializer (JSON, MessagePack,
 ///   CBOR, JSON) and bit 7 makes it send a HELLO before anything else, to `realm1` or, if bit 4 is set, to
 ///   `strict`.
@@ -666,6 +667,8 @@ pub fn engine_stats(data: &[u8]) -> Stats {
 
 struct EngineFuzz {
     router: Router,
+    /// The `secure` realm's authentication settings as configured (the base of the reload variants).
+    secure: kreisel_engine::AuthConfig,
     sink: CheckingSink,
     slots: [Option<(ConnId, SessionHandle, Serializer)>; SLOTS],
     next_conn: u64,
@@ -738,8 +741,10 @@ impl EngineFuzz {
             disclose_publisher: true,
             ..RealmConfig::new("strict")
         });
+        let secure = config.realms[1].auth.clone();
         EngineFuzz {
             router: Router::new(config),
+            secure,
             sink: CheckingSink::default(),
             slots: [None; SLOTS],
             next_conn: 1,
@@ -751,6 +756,13 @@ impl EngineFuzz {
         let slot = usize::from(control & 3);
         match (control >> 2) & 3 {
             2 => self.close(slot),
+            3 if control & 0x10 != 0 => {
+                let auth = self.reload_variant(control >> 5);
+                let report = self
+                    .router
+                    .handle_auth_reload("secure", &auth, &mut self.sink);
+                assert!(report.is_some(), "the realm exists");
+            }
             3 => {
                 let advance = u64::from(bytes.first().copied().unwrap_or(1)) * 100;
                 self.now_ms += advance;
@@ -779,6 +791,27 @@ impl EngineFuzz {
             }
         }
         self.carry_out_closes();
+    }
+
+    /// The `secure` realm's settings after a reload: as configured (0), without role `g` and with another ticket
+    /// for `a` (1), without roles (2), without principals and anonymous access (3).
+    fn reload_variant(&self, variant: u8) -> kreisel_engine::AuthConfig {
+        let mut auth = self.secure.clone();
+        match variant & 3 {
+            1 => {
+                if let Some(roles) = &mut auth.roles {
+                    roles.retain(|role| role.name != "g");
+                }
+                auth.principals[0].ticket = Some("u".into());
+            }
+            2 => auth.roles = None,
+            3 => {
+                auth.principals.clear();
+                auth.anonymous_role = None;
+            }
+            _ => {}
+        }
+        auth
     }
 
     /// The slot's session, opening a connection (and sending HELLO) if it has none.

@@ -72,14 +72,20 @@ fn engine_message() -> impl Strategy<Value = String> {
     )
 }
 
-/// Control octet bits of an engine step: deliver (0), close (2) or advance the clock (3).
-fn engine_step() -> impl Strategy<Value = (u8, u8, String)> {
+/// An engine step: the slot, the action (deliver 0, close 2, advance the clock 3, or 4: reload the `secure`
+/// realm's principals and roles, which is action 3 with bit 4 set), a reload variant, and the message.
+fn engine_step() -> impl Strategy<Value = (u8, u8, u8, String)> {
     (
         0u8..4,
-        prop::sample::select(vec![0u8, 0, 0, 0, 0, 0, 2, 3]),
+        prop::sample::select(vec![0u8, 0, 0, 0, 0, 0, 2, 3, 4]),
+        0u8..4,
         engine_message(),
     )
 }
+
+/// Slot 3 joins realm `secure` anonymously (role `g`), so that reloads have a session to rebind.
+const HELLO_SECURE: &str =
+    r#"[1, "secure", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#;
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -106,20 +112,33 @@ proptest! {
         checks::rawsocket(&input);
     }
 
-    /// Engine: a workload of four sessions (serializer by slot), every session joined with a HELLO first.
+    /// Engine: a workload of four sessions (serializer by slot), every session joined with a HELLO first (slots
+    /// 0 to 2 to `realm1`, slot 3 to `secure`), with reloads of `secure`'s principals and roles in between.
     #[test]
     fn engine_workloads(steps in proptest::collection::vec(engine_step(), 1..60), shutdown in any::<bool>()) {
         let mut input = Vec::new();
-        for (slot, action, json) in steps {
+        let mut secure_open = false;
+        for (slot, action, variant, json) in steps {
             let ser_bits = slot % 3;
             let ser = Serializer::ALL[usize::from(ser_bits)];
             if !input.is_empty() {
                 input.push(checks::CHUNK_SEPARATOR);
             }
-            input.push(0x80 | ser_bits << 5 | action << 2 | slot);
+            let hello_first = if slot == 3 { 0 } else { 0x80 };
             match action {
-                3 => input.push(1),
+                4 => input.push(0x10 | variant << 5 | 3 << 2 | slot),
+                _ => input.push(hello_first | ser_bits << 5 | action << 2 | slot),
+            }
+            match action {
+                3 | 4 => input.push(1),
+                2 => secure_open &= slot != 3,
                 _ => {
+                    let json = if slot == 3 && !secure_open {
+                        secure_open = true;
+                        HELLO_SECURE
+                    } else {
+                        json.as_str()
+                    };
                     let msg = Serializer::Json.decode(json.as_bytes()).expect("valid JSON message");
                     ser.encode(&msg, &mut input);
                 }
