@@ -29,5 +29,7 @@ pub mod uri;
 pub use auth::{AuthConfig, PrincipalConfig, Salt, WampCraSecret};
 pub use authz::{PermissionConfig, Perms, RoleConfig};
 pub use config::{EngineLimits, RealmConfig, RouterConfig};
-pub use router::{errors, AuthReload, ConnId, Peer, Recipients, Router, SessionInfo, Sink, Stats};
+pub use router::{
+    errors, AuthReload, ConnId, Peer, RealmGauges, Recipients, Router, SessionInfo, Sink, Stats,
+};
 pub use session::SessionHandle;

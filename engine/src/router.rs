@@ -122,6 +122,20 @@ struct Realm {
     authz: Authorizer,
 }
 
+/// How much one realm holds right now (for the metrics endpoint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealmGauges<'r> {
+    pub name: &'r str,
+    /// Sessions joined to the realm.
+    pub sessions: usize,
+    /// Subscriptions (one per topic and match policy, however many subscribers).
+    pub subscriptions: usize,
+    /// Registrations (one per procedure and match policy, however many callees).
+    pub registrations: usize,
+    /// Retained events.
+    pub retained: usize,
+}
+
 /// What [`Router::handle_auth_reload`] did to a realm's sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuthReload {
@@ -257,6 +271,22 @@ impl Router {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// What each realm holds, in configuration order.
+    pub fn realm_gauges(&self) -> impl Iterator<Item = RealmGauges<'_>> {
+        self.realms.iter().map(|realm| RealmGauges {
+            name: &realm.name,
+            sessions: realm.sessions,
+            subscriptions: realm.broker.subscriptions.len(),
+            registrations: realm.dealer.registrations.len(),
+            retained: realm.retained.len(),
+        })
+    }
+
+    /// Calls waiting for their callee's answer, over all realms.
+    pub fn calls_pending(&self) -> usize {
+        self.calls.len()
     }
 
     /// The WAMP session joined over `handle`, if any.

@@ -4,17 +4,21 @@
 
 use std::fmt::Write as _;
 
-use kreisel_engine::Stats;
+use kreisel_engine::{RealmGauges, Stats};
 
 use crate::server::IoStats;
 
 /// Gauges read when the scrape is answered.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Gauges {
+#[derive(Clone, Debug, Default)]
+pub struct Gauges<'r> {
     /// Open transport connections.
     pub connections: usize,
     /// Seconds since the router started.
     pub uptime_seconds: f64,
+    /// Calls waiting for their callee's answer.
+    pub calls_pending: usize,
+    /// Per realm: sessions, subscriptions, registrations, retained events.
+    pub realms: Vec<RealmGauges<'r>>,
 }
 
 /// The metrics page.
@@ -106,7 +110,56 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
     ] {
         metric(name, counter, help, count(value));
     }
+    metric(
+        "calls_pending",
+        gauge,
+        "Calls waiting for their callee's answer.",
+        gauges.calls_pending as f64,
+    );
+    type Field = fn(&RealmGauges<'_>) -> usize;
+    let per_realm: [(&str, &str, Field); 4] = [
+        ("realm_sessions", "Sessions joined to the realm.", |r| {
+            r.sessions
+        }),
+        (
+            "realm_subscriptions",
+            "Subscriptions in the realm (one per topic and match policy).",
+            |r| r.subscriptions,
+        ),
+        (
+            "realm_registrations",
+            "Registrations in the realm (one per procedure and match policy).",
+            |r| r.registrations,
+        ),
+        (
+            "realm_retained_events",
+            "Retained events in the realm.",
+            |r| r.retained,
+        ),
+    ];
+    for (name, help, field) in per_realm {
+        let _ = write!(
+            page,
+            "# HELP kreisel_{name} {help}\n# TYPE kreisel_{name} gauge\n"
+        );
+        for realm in &gauges.realms {
+            let _ = writeln!(
+                page,
+                "kreisel_{name}{{realm=\"{}\"}} {}",
+                label_value(realm.name),
+                field(realm)
+            );
+        }
+    }
     page
+}
+
+/// A label value as the text format writes it: `\`, `"` and line feeds escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The HTTP response carrying `page`.
@@ -141,6 +194,23 @@ mod tests {
         let gauges = Gauges {
             connections: 4,
             uptime_seconds: 1.5,
+            calls_pending: 2,
+            realms: vec![
+                RealmGauges {
+                    name: "realm1",
+                    sessions: 3,
+                    subscriptions: 5,
+                    registrations: 1,
+                    retained: 0,
+                },
+                RealmGauges {
+                    name: "odd\"name\\",
+                    sessions: 0,
+                    subscriptions: 0,
+                    registrations: 0,
+                    retained: 7,
+                },
+            ],
         };
         let page = render(&engine, &io, &gauges);
         let samples: Vec<(&str, &str)> = page
@@ -157,16 +227,23 @@ mod tests {
             ("kreisel_connections", "4"),
             ("kreisel_uptime_seconds", "1.5"),
             ("kreisel_calls_total", "0"),
+            ("kreisel_calls_pending", "2"),
+            ("kreisel_realm_sessions{realm=\"realm1\"}", "3"),
+            ("kreisel_realm_subscriptions{realm=\"realm1\"}", "5"),
+            (
+                "kreisel_realm_retained_events{realm=\"odd\\\"name\\\\\"}",
+                "7",
+            ),
         ] {
             assert!(
                 samples.contains(&(name, value)),
                 "{name} {value} in\n{page}"
             );
         }
-        for (name, _) in &samples {
-            let bare = name.trim_start_matches("kreisel_");
-            assert!(page.contains(&format!("# HELP {name} ")), "{bare}");
-            assert!(page.contains(&format!("# TYPE {name} ")), "{bare}");
+        for (sample, _) in &samples {
+            let name = sample.split('{').next().unwrap_or(sample);
+            assert!(page.contains(&format!("# HELP {name} ")), "{name}");
+            assert!(page.contains(&format!("# TYPE {name} ")), "{name}");
         }
         let names: std::collections::HashSet<_> = samples.iter().map(|(name, _)| name).collect();
         assert_eq!(names.len(), samples.len(), "no metric twice");

@@ -1008,6 +1008,8 @@ impl Server {
                 let gauges = metrics::Gauges {
                     connections: self.conns.len(),
                     uptime_seconds: self.start.elapsed().as_secs_f64(),
+                    calls_pending: self.router.calls_pending(),
+                    realms: self.router.realm_gauges().collect(),
                 };
                 let page = metrics::render(&self.router.stats(), &self.stats, &gauges);
                 debug!(peer = %self.conns[index].peer, "metrics scraped");

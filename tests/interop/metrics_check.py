@@ -22,6 +22,7 @@ def scrape():
 
 async def main(check):
     session, _ = await connect(WS_URL, "json")
+    await session.subscribe(lambda *args, **kwargs: None, "com.example.watched")
     await session.publish("com.example.metrics", 1, options=PublishOptions(acknowledge=True))
     status, content_type, text = await asyncio.get_running_loop().run_in_executor(None, scrape)
     check.eq("HTTP status", status, 200)
@@ -41,6 +42,15 @@ async def main(check):
     check.eq("one session is joined", value("kreisel_sessions"), 1)
     check.eq("one session joined so far", value("kreisel_sessions_joined"), 1)
     check.true("the session's and the scrape's connections are open", value("kreisel_connections") >= 2)
+    by_realm = {
+        (family.name, sample.labels.get("realm")): sample.value
+        for family in families.values()
+        for sample in family.samples
+        if family.name.startswith("kreisel_realm_")
+    }
+    check.eq("realm1 has the session", by_realm[("kreisel_realm_sessions", "realm1")], 1)
+    check.eq("realm1 has the subscription", by_realm[("kreisel_realm_subscriptions", "realm1")], 1)
+    check.eq("realm1 has no registration", by_realm[("kreisel_realm_registrations", "realm1")], 0)
     await close(session)
 
 
