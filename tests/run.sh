@@ -35,6 +35,8 @@ cargo fmt "${rust_client[0]}" "${rust_client[1]}" -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy "${rust_client[@]}" --all-targets --quiet -- -D warnings
+echo "== cargo doc (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== cargo test"
 cargo test --workspace
 cargo test "${rust_client[@]}"

@@ -378,7 +378,7 @@ impl<T: Copy> UriTrie<T> {
 
     /// The one pattern that wins for `uri` by the spec's precedence for registrations: the exact entry, else the
     /// longest matching prefix pattern, else the most specific matching wildcard pattern (see
-    /// [`wildcard_more_specific`]). `pattern(value)` gives the pattern a value was stored under. Allocates nothing.
+    /// `wildcard_more_specific`). `pattern(value)` gives the pattern a value was stored under. Allocates nothing.
     pub fn best_match<'p>(&self, uri: &str, pattern: impl Fn(T) -> &'p str) -> Option<T> {
         if let Some(value) = self.exact.get(uri) {
             return Some(*value);

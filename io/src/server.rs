@@ -2,7 +2,7 @@
 //!
 //! One loop turn: wait for readiness (or the next deadline); accept; read each readable connection until
 //! `WouldBlock` or its per-turn budget, deframe in place and hand every message to the engine, whose output the
-//! [`Outbound`] sink encodes (once per serializer for a multicast) and queues; then flush every connection that
+//! `Outbound` sink encodes (once per serializer for a multicast) and queues; then flush every connection that
 //! got output, once, with `writev`; then fire due timers.
 
 use std::cmp::Reverse;
