@@ -120,3 +120,16 @@ fn engine_auth_seed_reaches_authentication_and_authorization() {
     assert_eq!(stats.auth_failures, 2, "{stats:?}");
     assert_eq!(stats.not_authorized, 1, "{stats:?}");
 }
+
+/// The reload seed: an anonymous session in `secure` (role `g`) subscribes; a reload removes `g`, so its next
+/// SUBSCRIBE is refused; a reload without roles lets its PUBLISH through; a reload without principals aborts a
+/// ticket attempt between CHALLENGE and AUTHENTICATE.
+#[test]
+fn engine_reload_seed_rebinds_sessions_and_aborts_attempts() {
+    let path = fuzz_dir().join("seeds/engine/auth_reload_rebinds_and_aborts");
+    let stats = checks::engine_stats(&std::fs::read(path).expect("read seed"));
+    assert_eq!(stats.sessions_joined, 1, "{stats:?}");
+    assert_eq!(stats.not_authorized, 1, "{stats:?}");
+    assert_eq!(stats.publications, 1, "{stats:?}");
+    assert_eq!(stats.aborts_sent, 1, "{stats:?}");
+}
