@@ -74,7 +74,10 @@ fn counters_follow_what_happened() {
     assert_eq!(sample(&after, "kreisel_sessions_joined_total"), 1.0);
     assert_eq!(sample(&after, "kreisel_publications_total"), 1.0);
     assert_eq!(sample(&after, "kreisel_protocol_violations_total"), 1.0);
-    assert_eq!(sample(&after, r#"kreisel_realm_sessions{realm="realm1"}"#), 1.0);
+    assert_eq!(
+        sample(&after, r#"kreisel_realm_sessions{realm="realm1"}"#),
+        1.0
+    );
     assert_eq!(sample(&after, "kreisel_calls_pending"), 0.0);
     assert!(sample(&after, "kreisel_connections_accepted_total") >= 4.0);
     assert!(sample(&after, "kreisel_connections") >= 2.0, "{after}");
