@@ -319,6 +319,56 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
     }
 }
 
+/// Replays the validated value at the start of `v` into `w` in one pass and returns what follows it: definite
+/// containers with their length, indefinite ones closed at their break ([`crate::raw::DeferredWriter`]). ([`walk`]
+/// splits every element off, and counts indefinite containers, before descending, which reads nested bytes once
+/// per level.)
+pub(crate) fn walk_one_pass<'v, W: crate::raw::DeferredWriter>(v: &'v [u8], w: &mut W) -> &'v [u8] {
+    // Recursion is bounded: the value passed the walker, so it nests at most `DEPTH_MAX` deep.
+    let (len, map, pos) = match item(v) {
+        Some((Head::Array(len), pos)) => (len, false, pos),
+        Some((Head::Map(len), pos)) => (len, true, pos),
+        _ => {
+            let mut rest = v;
+            walk(next_value(&mut rest), w);
+            return rest;
+        }
+    };
+    let mark = match len {
+        Some(len) if map => {
+            w.map(len);
+            None
+        }
+        Some(len) => {
+            w.array(len);
+            None
+        }
+        None => Some(w.open_container(map)),
+    };
+    let mut rest = &v[pos..];
+    let mut count = 0;
+    loop {
+        match len {
+            Some(len) if count == len => break,
+            None if rest.first().is_none_or(|&b| b == BREAK) => {
+                rest = rest.get(1..).unwrap_or_default();
+                break;
+            }
+            _ => {}
+        }
+        if map {
+            // A validated key is a text string; "" keeps the writer's counts right regardless.
+            w.key(&as_str(next_value(&mut rest)).unwrap_or_default());
+        }
+        rest = walk_one_pass(rest, w);
+        count += 1;
+    }
+    if let Some(mark) = mark {
+        w.close_container(mark, count, map);
+    }
+    rest
+}
+
 /// Streaming writer (see `crate::raw::Writer`): preferred (shortest) heads, definite lengths only, floats as
 /// doubles. CBOR containers are length-prefixed, so the writer keeps no state beyond `out`.
 pub struct Writer<'o> {
@@ -373,7 +423,7 @@ fn head_bytes(major: Major, n: u64) -> ([u8; HEAD_MAX], usize) {
 }
 
 impl crate::raw::DeferredWriter for Writer<'_> {
-    fn open_container(&mut self) -> usize {
+    fn open_container(&mut self, _map: bool) -> usize {
         let mark = self.out.len();
         self.out.extend_from_slice(&[0; HEAD_MAX]);
         mark

@@ -258,7 +258,7 @@ pub(crate) fn walk_one_pass<'v, W: crate::raw::DeferredWriter>(v: &'v [u8], w: &
         }
     };
     let close = if map { b'}' } else { b']' };
-    let mark = w.open_container();
+    let mark = w.open_container(map);
     let mut rest = &v[1..];
     let mut len = 0;
     loop {
@@ -363,9 +363,37 @@ impl<'o> Writer<'o> {
     }
 }
 
+impl crate::raw::DeferredWriter for Writer<'_> {
+    fn open_container(&mut self, map: bool) -> usize {
+        self.before_value();
+        self.out.push(if map { b'{' } else { b'[' });
+        // Never counted down to zero: `close_container` closes it.
+        self.open.push(Open {
+            remaining: usize::MAX,
+            object: map,
+            started: false,
+        });
+        0
+    }
+
+    fn close_container(&mut self, _mark: usize, _len: usize, map: bool) {
+        debug_assert!(
+            self.open.last().is_some_and(|top| top.object == map),
+            "closing the container opened last"
+        );
+        self.open.pop();
+        self.out.push(if map { b'}' } else { b']' });
+        self.after_value();
+    }
+}
+
 impl crate::raw::Writer for Writer<'_> {
     fn serializer(&self) -> Serializer {
         Serializer::Json
+    }
+
+    fn raw(&mut self, v: crate::RawValue<'_>) {
+        crate::raw::raw_deferred(self, v);
     }
 
     fn array(&mut self, len: usize) {

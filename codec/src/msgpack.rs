@@ -202,6 +202,37 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
     }
 }
 
+/// Replays the validated value at the start of `v` into `w` in one pass and returns what follows it. ([`walk`]
+/// splits every element off before descending into it, which reads nested bytes once per level: a deeply nested
+/// value from a peer would cost the router a multiple of its size.)
+pub(crate) fn walk_one_pass<'v, W: crate::raw::Writer>(v: &'v [u8], w: &mut W) -> &'v [u8] {
+    // Recursion is bounded: the value passed the walker, so it nests at most `DEPTH_MAX` deep.
+    let mut c = Cursor { bytes: v, pos: 0 };
+    let (len, map) = match c.head() {
+        Ok(Head::Array(len)) => (len, false),
+        Ok(Head::Map(len)) => (len, true),
+        _ => {
+            let mut rest = v;
+            walk(next_value(&mut rest), w);
+            return rest;
+        }
+    };
+    if map {
+        w.map(len);
+    } else {
+        w.array(len);
+    }
+    let mut rest = &v[c.pos..];
+    for _ in 0..len {
+        if map {
+            // A validated key is a string; "" keeps the writer's counts right regardless.
+            w.key(&as_str(next_value(&mut rest)).unwrap_or_default());
+        }
+        rest = walk_one_pass(rest, w);
+    }
+    rest
+}
+
 /// Streaming writer (see `crate::raw::Writer`): the most compact encoding of each value. MessagePack containers
 /// are length-prefixed, so the writer keeps no state beyond `out`.
 pub struct Writer<'o> {
@@ -296,7 +327,7 @@ impl crate::raw::Writer for Writer<'_> {
 const CONTAINER_HEAD_MAX: usize = 5;
 
 impl crate::raw::DeferredWriter for Writer<'_> {
-    fn open_container(&mut self) -> usize {
+    fn open_container(&mut self, _map: bool) -> usize {
         let mark = self.out.len();
         self.out.extend_from_slice(&[0; CONTAINER_HEAD_MAX]);
         mark

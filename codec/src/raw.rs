@@ -271,13 +271,14 @@ pub(crate) trait Writer {
 }
 
 /// A [`Writer`] that can take containers whose length is known only when they end (MessagePack and CBOR, which
-/// prefix containers with their length, reserve room for the longest head and shorten it at the end). With it,
-/// JSON transcodes in one pass ([`crate::json::walk_one_pass`]) instead of counting each container's elements
-/// before writing them, which scans nested values once per level.
+/// prefix containers with their length, reserve room for the longest head and shorten it at the end; JSON just
+/// closes the bracket). With it, every source transcodes in one pass (`walk_one_pass` of each codec): JSON and
+/// CBOR's indefinite-length containers need not be counted before they are written, and no container's elements
+/// are skipped over to find their ends before they are walked, which reads nested bytes once per level.
 pub(crate) trait DeferredWriter: Writer {
     /// Opens an array (`map: false`) or map whose length is not known yet; returns a mark for
     /// [`DeferredWriter::close_container`].
-    fn open_container(&mut self) -> usize;
+    fn open_container(&mut self, map: bool) -> usize;
     /// Closes the container opened at `mark`, after its `len` elements (map entries) were written.
     fn close_container(&mut self, mark: usize, len: usize, map: bool);
 }
@@ -294,16 +295,17 @@ pub(crate) fn patch_head<const RESERVED: usize>(out: &mut Vec<u8>, mark: usize, 
     out[mark..mark + head.len()].copy_from_slice(head);
 }
 
-/// [`Writer::raw`] for a [`DeferredWriter`]: copied when serializers match, JSON transcoded in one pass, the rest
-/// (length-prefixed already) walked.
+/// [`Writer::raw`] for a [`DeferredWriter`]: copied when serializers match, transcoded in one pass otherwise.
 pub(crate) fn raw_deferred<W: DeferredWriter>(w: &mut W, v: RawValue<'_>) {
     if v.ser == w.serializer() {
         w.encoded(v.bytes);
-    } else if v.ser == Serializer::Json {
-        json::walk_one_pass(v.bytes, w);
-    } else {
-        walk(v, w);
+        return;
     }
+    match v.ser {
+        Serializer::Json => json::walk_one_pass(v.bytes, w),
+        Serializer::MsgPack => msgpack::walk_one_pass(v.bytes, w),
+        Serializer::Cbor => cbor::walk_one_pass(v.bytes, w),
+    };
 }
 
 /// Replays a raw value into a writer of any serializer (the transcoder).
@@ -469,6 +471,61 @@ mod tests {
         [msgpack, (counted, one_pass)]
     }
 
+    /// From MessagePack and CBOR (made from `json`) into the other two serializers: the old walk and the one-pass
+    /// walk give the same bytes.
+    fn both_walks_from_binary(json: &str) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let v = RawValue::parse(Serializer::Json, json.as_bytes()).expect("valid JSON");
+        let mut pairs = Vec::new();
+        for from in [Serializer::MsgPack, Serializer::Cbor] {
+            let mut src = Vec::new();
+            transcode(v, from, &mut src);
+            pairs.extend(walks_from(from, &src));
+        }
+        pairs
+    }
+
+    /// `src` (a valid value in `from`) into every other serializer by the old walk and by the one-pass walk.
+    fn walks_from(from: Serializer, src: &[u8]) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let v = RawValue::parse(from, src).expect("valid value");
+        let mut pairs = Vec::new();
+        for to in Serializer::ALL.into_iter().filter(|&to| to != from) {
+            let (mut old, mut new) = (Vec::new(), Vec::new());
+            match to {
+                Serializer::Json => walk(v, &mut json::Writer::new(&mut old)),
+                Serializer::MsgPack => walk(v, &mut msgpack::Writer::new(&mut old)),
+                Serializer::Cbor => walk(v, &mut cbor::Writer::new(&mut old)),
+            }
+            match to {
+                Serializer::Json => raw_deferred(&mut json::Writer::new(&mut new), v),
+                Serializer::MsgPack => raw_deferred(&mut msgpack::Writer::new(&mut new), v),
+                Serializer::Cbor => raw_deferred(&mut cbor::Writer::new(&mut new), v),
+            }
+            pairs.push((format!("{from:?} -> {to:?}"), old, new));
+        }
+        pairs
+    }
+
+    #[test]
+    fn one_pass_from_cbor_indefinite_lengths_and_tags() {
+        // [_ 1, [_ 2, 3], {_ "a": [_ ], "b": 24(h'01')}, 1(0)]; an indefinite map with a tagged key; chunked
+        // text and byte strings in an indefinite array.
+        let cases: [&[u8]; 3] = [
+            &[
+                0x9f, 0x01, 0x9f, 0x02, 0x03, 0xff, 0xbf, 0x61, b'a', 0x9f, 0xff, 0x61, b'b', 0xd8,
+                0x18, 0x41, 0x01, 0xff, 0xc1, 0x00, 0xff,
+            ],
+            &[0xbf, 0xc0, 0x61, b'k', 0x82, 0x9f, 0xff, 0xa0, 0xff],
+            &[
+                0x9f, 0x7f, 0x61, b'a', 0x61, b'b', 0xff, 0x5f, 0x41, 0x01, 0xff, 0xff,
+            ],
+        ];
+        for src in cases {
+            for (what, old, new) in walks_from(Serializer::Cbor, src) {
+                assert_eq!(old, new, "{what}: {src:02x?}");
+            }
+        }
+    }
+
     #[test]
     fn one_pass_heads_at_every_length_boundary() {
         // MessagePack: fixarray/fixmap below 16, 16-bit up to 65535, 32-bit beyond; CBOR: immediate below 24, then
@@ -494,6 +551,13 @@ mod tests {
                         &json[..json.len().min(40)]
                     );
                 }
+                for (what, old, new) in both_walks_from_binary(&json) {
+                    assert!(
+                        old == new,
+                        "{what} {len}: {:?}",
+                        &json[..json.len().min(40)]
+                    );
+                }
             }
         }
     }
@@ -503,6 +567,9 @@ mod tests {
         fn one_pass_transcoding_equals_the_counting_walk(json in json_text()) {
             for (counted, one_pass) in both_walks(&json) {
                 prop_assert_eq!(counted, one_pass, "{}", json);
+            }
+            for (what, old, new) in both_walks_from_binary(&json) {
+                prop_assert_eq!(old, new, "{}: {}", what, json);
             }
         }
     }
