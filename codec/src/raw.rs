@@ -150,10 +150,10 @@ impl<'a> RawValue<'a> {
         self.dict()?.find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// An owned copy.
+    /// An owned copy (one pass over the bytes, whatever the nesting: see [`walk_one_pass`]).
     pub fn to_value(&self) -> Value {
         let mut builder = ValueBuilder::default();
-        walk(*self, &mut builder);
+        walk_one_pass(*self, &mut builder);
         builder.finish()
     }
 }
@@ -299,8 +299,14 @@ pub(crate) fn patch_head<const RESERVED: usize>(out: &mut Vec<u8>, mark: usize, 
 pub(crate) fn raw_deferred<W: DeferredWriter>(w: &mut W, v: RawValue<'_>) {
     if v.ser == w.serializer() {
         w.encoded(v.bytes);
-        return;
+    } else {
+        walk_one_pass(v, w);
     }
+}
+
+/// Replays a raw value into a writer in one pass over its bytes (each codec's `walk_one_pass`), so that the cost
+/// is linear in its size at any nesting depth.
+pub(crate) fn walk_one_pass<W: DeferredWriter>(v: RawValue<'_>, w: &mut W) {
     match v.ser {
         Serializer::Json => json::walk_one_pass(v.bytes, w),
         Serializer::MsgPack => msgpack::walk_one_pass(v.bytes, w),
@@ -375,6 +381,25 @@ impl ValueBuilder {
     }
 }
 
+impl DeferredWriter for ValueBuilder {
+    fn open_container(&mut self, map: bool) -> usize {
+        let container = if map {
+            Value::Dict(Vec::new())
+        } else {
+            Value::List(Vec::new())
+        };
+        // Never full: `close_container` completes it.
+        self.stack.push((container, usize::MAX, None));
+        0
+    }
+
+    fn close_container(&mut self, _mark: usize, _len: usize, _map: bool) {
+        if let Some((complete, _, _)) = self.stack.pop() {
+            self.push(complete);
+        }
+    }
+}
+
 impl Writer for ValueBuilder {
     fn serializer(&self) -> Serializer {
         // The builder has no serializer of its own. It claims MessagePack so that `encoded` has a defined input
@@ -383,7 +408,7 @@ impl Writer for ValueBuilder {
     }
     fn raw(&mut self, v: RawValue<'_>) {
         // Always replay, whatever the source serializer: a builder never copies bytes.
-        walk(v, self)
+        walk_one_pass(v, self)
     }
     fn array(&mut self, len: usize) {
         self.open(Value::List(Vec::with_capacity(len.min(64))), len);
@@ -419,7 +444,7 @@ impl Writer for ValueBuilder {
     }
     /// Bytes in this writer's serializer, i.e. MessagePack (see `serializer`). Nothing calls this: `raw` walks.
     fn encoded(&mut self, bytes: &[u8]) {
-        walk(RawValue::new(Serializer::MsgPack, bytes), self)
+        walk_one_pass(RawValue::new(Serializer::MsgPack, bytes), self)
     }
 }
 
@@ -505,6 +530,23 @@ mod tests {
         pairs
     }
 
+    /// `to_value` (one pass) builds what the old walk built, from every serializer.
+    fn values_agree(json: &str) -> Result<(), String> {
+        let v = RawValue::parse(Serializer::Json, json.as_bytes()).expect("valid JSON");
+        for ser in Serializer::ALL {
+            let mut src = Vec::new();
+            transcode(v, ser, &mut src);
+            let raw = RawValue::parse(ser, &src).expect("valid");
+            let mut old = ValueBuilder::default();
+            walk(raw, &mut old);
+            let old = old.finish();
+            if raw.to_value() != old {
+                return Err(format!("{ser:?}: {json}"));
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn one_pass_from_cbor_indefinite_lengths_and_tags() {
         // [_ 1, [_ 2, 3], {_ "a": [_ ], "b": 24(h'01')}, 1(0)]; an indefinite map with a tagged key; chunked
@@ -523,6 +565,10 @@ mod tests {
             for (what, old, new) in walks_from(Serializer::Cbor, src) {
                 assert_eq!(old, new, "{what}: {src:02x?}");
             }
+            let raw = RawValue::parse(Serializer::Cbor, src).expect("valid");
+            let mut old = ValueBuilder::default();
+            walk(raw, &mut old);
+            assert_eq!(raw.to_value(), old.finish(), "{src:02x?}");
         }
     }
 
@@ -571,6 +617,7 @@ mod tests {
             for (what, old, new) in both_walks_from_binary(&json) {
                 prop_assert_eq!(old, new, "{}: {}", what, json);
             }
+            prop_assert_eq!(values_agree(&json), Ok(()));
         }
     }
 }
