@@ -150,7 +150,7 @@ impl<'a> RawValue<'a> {
         self.dict()?.find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// An owned copy (one pass over the bytes, whatever the nesting: see [`walk_one_pass`]).
+    /// An owned copy (one pass over the bytes, whatever the nesting: see `walk_one_pass`).
     pub fn to_value(&self) -> Value {
         let mut builder = ValueBuilder::default();
         walk_one_pass(*self, &mut builder);
