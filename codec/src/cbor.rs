@@ -320,10 +320,10 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
 }
 
 /// Replays the validated value at the start of `v` into `w` in one pass and returns what follows it: definite
-/// containers with their length, indefinite ones closed at their break ([`crate::raw::DeferredWriter`]). ([`walk`]
+/// containers with their length, indefinite ones closed at their break (`Writer::open_container`). ([`walk`]
 /// splits every element off, and counts indefinite containers, before descending, which reads nested bytes once
 /// per level.)
-pub(crate) fn walk_one_pass<'v, W: crate::raw::DeferredWriter>(v: &'v [u8], w: &mut W) -> &'v [u8] {
+pub(crate) fn walk_one_pass<'v, W: crate::raw::Writer>(v: &'v [u8], w: &mut W) -> &'v [u8] {
     // Recursion is bounded: the value passed the walker, so it nests at most `DEPTH_MAX` deep.
     let (len, map, pos) = match item(v) {
         Some((Head::Array(len), pos)) => (len, false, pos),
@@ -422,11 +422,9 @@ fn head_bytes(major: Major, n: u64) -> ([u8; HEAD_MAX], usize) {
     (head, len)
 }
 
-impl crate::raw::DeferredWriter for Writer<'_> {
+impl crate::raw::Writer for Writer<'_> {
     fn open_container(&mut self, _map: bool) -> usize {
-        let mark = self.out.len();
-        self.out.extend_from_slice(&[0; HEAD_MAX]);
-        mark
+        crate::raw::reserve_head::<HEAD_MAX>(self.out)
     }
 
     fn close_container(&mut self, mark: usize, len: usize, map: bool) {
@@ -434,15 +432,9 @@ impl crate::raw::DeferredWriter for Writer<'_> {
         let (head, head_len) = head_bytes(major, len as u64);
         crate::raw::patch_head::<HEAD_MAX>(self.out, mark, &head[..head_len]);
     }
-}
 
-impl crate::raw::Writer for Writer<'_> {
     fn serializer(&self) -> Serializer {
         Serializer::Cbor
-    }
-
-    fn raw(&mut self, v: crate::RawValue<'_>) {
-        crate::raw::raw_deferred(self, v);
     }
 
     fn array(&mut self, len: usize) {

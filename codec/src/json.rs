@@ -245,7 +245,7 @@ pub(crate) fn walk<W: crate::raw::Writer>(v: &[u8], w: &mut W) {
 
 /// Transcodes the validated JSON value at the start of `v` into `w` in one pass over its bytes: containers are
 /// written as they are read and get their length when they close. Returns what follows the value.
-pub(crate) fn walk_one_pass<'v, W: crate::raw::DeferredWriter>(v: &'v [u8], w: &mut W) -> &'v [u8] {
+pub(crate) fn walk_one_pass<'v, W: crate::raw::Writer>(v: &'v [u8], w: &mut W) -> &'v [u8] {
     // Recursion is bounded: the value passed the scanner, so it nests at most `DEPTH_MAX` deep.
     let v = v.trim_ascii_start();
     let map = match v.first() {
@@ -363,7 +363,7 @@ impl<'o> Writer<'o> {
     }
 }
 
-impl crate::raw::DeferredWriter for Writer<'_> {
+impl crate::raw::Writer for Writer<'_> {
     fn open_container(&mut self, map: bool) -> usize {
         self.before_value();
         self.out.push(if map { b'{' } else { b'[' });
@@ -385,15 +385,9 @@ impl crate::raw::DeferredWriter for Writer<'_> {
         self.out.push(if map { b'}' } else { b']' });
         self.after_value();
     }
-}
 
-impl crate::raw::Writer for Writer<'_> {
     fn serializer(&self) -> Serializer {
         Serializer::Json
-    }
-
-    fn raw(&mut self, v: crate::RawValue<'_>) {
-        crate::raw::raw_deferred(self, v);
     }
 
     fn array(&mut self, len: usize) {

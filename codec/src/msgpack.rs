@@ -247,6 +247,28 @@ impl<'o> Writer<'o> {
 
 // Every `rmp::encode` call below writes into a `Vec<u8>`, which cannot fail: the results are ignored on purpose.
 impl crate::raw::Writer for Writer<'_> {
+    fn open_container(&mut self, _map: bool) -> usize {
+        crate::raw::reserve_head::<CONTAINER_HEAD_MAX>(self.out)
+    }
+
+    fn close_container(&mut self, mark: usize, len: usize, map: bool) {
+        let len = len32(len);
+        let mut head = [0u8; CONTAINER_HEAD_MAX];
+        let head_len = if len < 16 {
+            head[0] = if map { 0x80 } else { 0x90 } | len as u8;
+            1
+        } else if let Ok(len) = u16::try_from(len) {
+            head[0] = if map { 0xde } else { 0xdc };
+            head[1..3].copy_from_slice(&len.to_be_bytes());
+            3
+        } else {
+            head[0] = if map { 0xdf } else { 0xdd };
+            head[1..5].copy_from_slice(&len.to_be_bytes());
+            5
+        };
+        crate::raw::patch_head::<CONTAINER_HEAD_MAX>(self.out, mark, &head[..head_len]);
+    }
+
     fn serializer(&self) -> Serializer {
         Serializer::MsgPack
     }
@@ -317,40 +339,10 @@ impl crate::raw::Writer for Writer<'_> {
     fn encoded(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
     }
-
-    fn raw(&mut self, v: crate::RawValue<'_>) {
-        crate::raw::raw_deferred(self, v);
-    }
 }
 
 /// The longest container head: `array 32` / `map 32`, a marker and a 4-octet length.
 const CONTAINER_HEAD_MAX: usize = 5;
-
-impl crate::raw::DeferredWriter for Writer<'_> {
-    fn open_container(&mut self, _map: bool) -> usize {
-        let mark = self.out.len();
-        self.out.extend_from_slice(&[0; CONTAINER_HEAD_MAX]);
-        mark
-    }
-
-    fn close_container(&mut self, mark: usize, len: usize, map: bool) {
-        let len = len32(len);
-        let mut head = [0u8; CONTAINER_HEAD_MAX];
-        let head_len = if len < 16 {
-            head[0] = if map { 0x80 } else { 0x90 } | len as u8;
-            1
-        } else if let Ok(len) = u16::try_from(len) {
-            head[0] = if map { 0xde } else { 0xdc };
-            head[1..3].copy_from_slice(&len.to_be_bytes());
-            3
-        } else {
-            head[0] = if map { 0xdf } else { 0xdd };
-            head[1..5].copy_from_slice(&len.to_be_bytes());
-            5
-        };
-        crate::raw::patch_head::<CONTAINER_HEAD_MAX>(self.out, mark, &head[..head_len]);
-    }
-}
 
 /// A container length as MessagePack encodes it. More than 2^32 - 1 elements cannot be encoded (nor held in a
 /// frame); such a length would be a bug of ours, so it is asserted in debug builds.

@@ -256,8 +256,17 @@ pub(crate) trait Writer {
     }
     /// An already-encoded value in this writer's serializer, copied verbatim.
     fn encoded(&mut self, bytes: &[u8]);
+    /// Opens an array (`map: false`) or map whose length is known only when it ends; returns a mark for
+    /// [`Writer::close_container`]. MessagePack and CBOR reserve room for the longest length head and shorten it
+    /// at the end; JSON just closes the bracket. With these, every source transcodes in one pass (`walk_one_pass`
+    /// of each codec): JSON and CBOR's indefinite-length containers need not be counted before they are written,
+    /// and no container's elements are skipped over to find their ends before they are walked, which would read
+    /// nested bytes once per level.
+    fn open_container(&mut self, map: bool) -> usize;
+    /// Closes the container opened at `mark`, after its `len` elements (map entries) were written.
+    fn close_container(&mut self, mark: usize, len: usize, map: bool);
 
-    /// Any raw value: copied when serializers match, transcoded otherwise.
+    /// Any raw value: copied when serializers match, transcoded in one pass otherwise.
     fn raw(&mut self, v: RawValue<'_>)
     where
         Self: Sized,
@@ -265,22 +274,17 @@ pub(crate) trait Writer {
         if v.ser == self.serializer() {
             self.encoded(v.bytes);
         } else {
-            walk(v, self);
+            walk_one_pass(v, self);
         }
     }
 }
 
-/// A [`Writer`] that can take containers whose length is known only when they end (MessagePack and CBOR, which
-/// prefix containers with their length, reserve room for the longest head and shorten it at the end; JSON just
-/// closes the bracket). With it, every source transcodes in one pass (`walk_one_pass` of each codec): JSON and
-/// CBOR's indefinite-length containers need not be counted before they are written, and no container's elements
-/// are skipped over to find their ends before they are walked, which reads nested bytes once per level.
-pub(crate) trait DeferredWriter: Writer {
-    /// Opens an array (`map: false`) or map whose length is not known yet; returns a mark for
-    /// [`DeferredWriter::close_container`].
-    fn open_container(&mut self, map: bool) -> usize;
-    /// Closes the container opened at `mark`, after its `len` elements (map entries) were written.
-    fn close_container(&mut self, mark: usize, len: usize, map: bool);
+/// Reserves `RESERVED` octets for a container head whose length is not known yet; returns the mark for
+/// [`patch_head`].
+pub(crate) fn reserve_head<const RESERVED: usize>(out: &mut Vec<u8>) -> usize {
+    let mark = out.len();
+    out.extend_from_slice(&[0; RESERVED]);
+    mark
 }
 
 /// Writes a container's head (`head[..head_len]`) where `RESERVED` octets were held for it at `mark`, moving the
@@ -295,18 +299,9 @@ pub(crate) fn patch_head<const RESERVED: usize>(out: &mut Vec<u8>, mark: usize, 
     out[mark..mark + head.len()].copy_from_slice(head);
 }
 
-/// [`Writer::raw`] for a [`DeferredWriter`]: copied when serializers match, transcoded in one pass otherwise.
-pub(crate) fn raw_deferred<W: DeferredWriter>(w: &mut W, v: RawValue<'_>) {
-    if v.ser == w.serializer() {
-        w.encoded(v.bytes);
-    } else {
-        walk_one_pass(v, w);
-    }
-}
-
 /// Replays a raw value into a writer in one pass over its bytes (each codec's `walk_one_pass`), so that the cost
 /// is linear in its size at any nesting depth.
-pub(crate) fn walk_one_pass<W: DeferredWriter>(v: RawValue<'_>, w: &mut W) {
+pub(crate) fn walk_one_pass<W: Writer>(v: RawValue<'_>, w: &mut W) {
     match v.ser {
         Serializer::Json => json::walk_one_pass(v.bytes, w),
         Serializer::MsgPack => msgpack::walk_one_pass(v.bytes, w),
@@ -314,7 +309,9 @@ pub(crate) fn walk_one_pass<W: DeferredWriter>(v: RawValue<'_>, w: &mut W) {
     };
 }
 
-/// Replays a raw value into a writer of any serializer (the transcoder).
+/// Replays a raw value into a writer of any serializer, splitting every element off before walking it. The
+/// routing code uses [`walk_one_pass`]; this is the reference the one-pass walks are tested against.
+#[cfg(test)]
 pub(crate) fn walk<W: Writer>(v: RawValue<'_>, w: &mut W) {
     match v.ser {
         Serializer::Json => json::walk(v.bytes, w),
@@ -381,7 +378,7 @@ impl ValueBuilder {
     }
 }
 
-impl DeferredWriter for ValueBuilder {
+impl Writer for ValueBuilder {
     fn open_container(&mut self, map: bool) -> usize {
         let container = if map {
             Value::Dict(Vec::new())
@@ -398,9 +395,7 @@ impl DeferredWriter for ValueBuilder {
             self.push(complete);
         }
     }
-}
 
-impl Writer for ValueBuilder {
     fn serializer(&self) -> Serializer {
         // The builder has no serializer of its own. It claims MessagePack so that `encoded` has a defined input
         // format; `raw` is overridden below and never relies on it.
@@ -521,9 +516,9 @@ mod tests {
                 Serializer::Cbor => walk(v, &mut cbor::Writer::new(&mut old)),
             }
             match to {
-                Serializer::Json => raw_deferred(&mut json::Writer::new(&mut new), v),
-                Serializer::MsgPack => raw_deferred(&mut msgpack::Writer::new(&mut new), v),
-                Serializer::Cbor => raw_deferred(&mut cbor::Writer::new(&mut new), v),
+                Serializer::Json => json::Writer::new(&mut new).raw(v),
+                Serializer::MsgPack => msgpack::Writer::new(&mut new).raw(v),
+                Serializer::Cbor => cbor::Writer::new(&mut new).raw(v),
             }
             pairs.push((format!("{from:?} -> {to:?}"), old, new));
         }
