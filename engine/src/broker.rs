@@ -17,10 +17,45 @@ pub(crate) struct Subscription {
     pub topic: Box<str>,
     pub policy: MatchPolicy,
     pub subscribers: Vec<Peer>,
+    /// Per subscriber (same positions as `subscribers`): [`SubscriberFlags`].
+    pub flags: Vec<SubscriberFlags>,
+    /// How many subscribers have each flag (so a publication checks the flags only when some are set).
+    pub disclosing: usize,
+    pub restricted: usize,
     /// When the subscription was created (engine milliseconds; the meta API reports it).
     pub created_ms: u64,
-    /// Subscribers that asked for the publisher's identity (SUBSCRIBE `disclose_publisher`); usually empty.
-    pub disclosing: Vec<SessionHandle>,
+}
+
+/// What sets one subscriber of a subscription apart from the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SubscriberFlags {
+    /// It asked for the publisher's identity (SUBSCRIBE `disclose_publisher`).
+    pub disclose_publisher: bool,
+    /// Its role may subscribe to only some of the URIs the subscription matches: each publication's topic is
+    /// checked for it at delivery.
+    pub restricted: bool,
+}
+
+impl Subscription {
+    fn set_flags(&mut self, position: usize, flags: SubscriberFlags) {
+        let old = std::mem::replace(&mut self.flags[position], flags);
+        self.disclosing = self.disclosing + usize::from(flags.disclose_publisher)
+            - usize::from(old.disclose_publisher);
+        self.restricted =
+            self.restricted + usize::from(flags.restricted) - usize::from(old.restricted);
+    }
+
+    /// The position of `session` among the subscribers.
+    pub fn position(&self, session: SessionHandle) -> Option<usize> {
+        self.subscribers.iter().position(|p| p.session == session)
+    }
+
+    /// Replaces the flags of subscriber `session` (a reload reclassifies subscribers).
+    pub fn update(&mut self, session: SessionHandle, flags: SubscriberFlags) {
+        if let Some(position) = self.position(session) {
+            self.set_flags(position, flags);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -45,15 +80,15 @@ pub(crate) struct Subscribed {
 
 impl Broker {
     /// Subscribes `peer` to (topic, policy), creating the subscription if it does not exist with the ID and
-    /// creation time (engine milliseconds) `new_id()` returns.
+    /// creation time (engine milliseconds) `new_id()` returns. A repeated SUBSCRIBE replaces the subscriber's
+    /// flags.
     /// `held` are the subscriptions the session already has (its own short list: checking it is O(its
     /// subscriptions), where scanning the subscribers would be O(everyone's)).
     pub fn subscribe(
         &mut self,
-        topic: &str,
-        policy: MatchPolicy,
+        (topic, policy): (&str, MatchPolicy),
         peer: Peer,
-        disclose_publisher: bool,
+        flags: SubscriberFlags,
         held: &[usize],
         new_id: impl FnOnce() -> (Id, u64),
     ) -> Subscribed {
@@ -67,8 +102,10 @@ impl Broker {
                     topic: topic.into(),
                     policy,
                     subscribers: Vec::with_capacity(1),
+                    flags: Vec::with_capacity(1),
+                    disclosing: 0,
+                    restricted: 0,
                     created_ms: now_ms,
-                    disclosing: Vec::new(),
                 });
                 self.trie.insert(topic, policy, index);
                 self.by_id.insert(id, index);
@@ -80,28 +117,15 @@ impl Broker {
         };
         let subscription = &mut self.subscriptions[index];
         let added = !held.contains(&index);
-        debug_assert_eq!(
-            added,
-            !subscription
-                .subscribers
-                .iter()
-                .any(|p| p.session == peer.session)
-        );
-        if added {
+        debug_assert_eq!(added, subscription.position(peer.session).is_none());
+        let position = if added {
             subscription.subscribers.push(peer);
-        }
-        // A repeated SUBSCRIBE's options replace the earlier ones.
-        let position = subscription
-            .disclosing
-            .iter()
-            .position(|&s| s == peer.session);
-        match (disclose_publisher, position) {
-            (true, None) => subscription.disclosing.push(peer.session),
-            (false, Some(position)) => {
-                subscription.disclosing.swap_remove(position);
-            }
-            _ => {}
-        }
+            subscription.flags.push(SubscriberFlags::default());
+            subscription.subscribers.len() - 1
+        } else {
+            subscription.position(peer.session).unwrap_or_default()
+        };
+        subscription.set_flags(position, flags);
         Subscribed {
             index,
             id: subscription.id,
@@ -114,12 +138,10 @@ impl Broker {
     /// empty and was deleted.
     pub fn unsubscribe(&mut self, index: usize, session: SessionHandle) -> Option<Id> {
         let subscription = self.subscriptions.get_mut(index)?;
-        let position = subscription
-            .subscribers
-            .iter()
-            .position(|p| p.session == session)?;
+        let position = subscription.position(session)?;
+        subscription.set_flags(position, SubscriberFlags::default());
         subscription.subscribers.swap_remove(position);
-        subscription.disclosing.retain(|&s| s != session);
+        subscription.flags.swap_remove(position);
         if !subscription.subscribers.is_empty() {
             return None;
         }

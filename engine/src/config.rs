@@ -33,9 +33,21 @@ pub struct EngineLimits {
     /// Time between CHALLENGE and AUTHENTICATE, in milliseconds; beyond it: ABORT
     /// `wamp.error.authentication_failed`.
     pub auth_timeout_ms: u64,
-    /// Testaments one session may hold (each at most one message's size); `wamp.session.add_testament` beyond
-    /// it gets ERROR `kreisel.error.limit_exceeded`.
+    /// Testaments one session may hold; `wamp.session.add_testament` beyond it gets ERROR
+    /// `kreisel.error.limit_exceeded`.
     pub testaments_per_session_max: usize,
+    /// Bytes the testaments of one session may hold together (topic, arguments and options as they arrived);
+    /// beyond it, `wamp.session.add_testament` gets ERROR `kreisel.error.limit_exceeded`.
+    pub testament_bytes_per_session_max: usize,
+    /// Longest topic or procedure URI (or pattern) accepted from a peer, in bytes; longer ones get ERROR
+    /// `wamp.error.invalid_uri` before any lookup.
+    pub uri_max: usize,
+    /// Most components a URI (or pattern) from a peer may have; more get ERROR `wamp.error.invalid_uri`.
+    pub uri_components_max: usize,
+    /// What the subscriptions and registrations of one session may make the router hold, in bytes (each costs
+    /// [`crate::uri::footprint`] of its URI); SUBSCRIBE or REGISTER beyond it gets ERROR
+    /// `kreisel.error.limit_exceeded`.
+    pub uri_bytes_per_session_max: usize,
 }
 
 impl Default for EngineLimits {
@@ -47,6 +59,10 @@ impl Default for EngineLimits {
             registrations_per_session_max: 1_000,
             auth_timeout_ms: 10_000,
             testaments_per_session_max: 64,
+            testament_bytes_per_session_max: 64 << 10,
+            uri_max: 1024,
+            uri_components_max: 64,
+            uri_bytes_per_session_max: 4 << 20,
         }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Registration {
     pub created_ms: u64,
     /// Round-robin cursor into `callees`.
     next: usize,
+    /// Callees with `restricted` set.
+    restricted: usize,
 }
 
 /// One callee of a registration.
@@ -66,6 +68,9 @@ pub(crate) struct Callee {
     pub peer: Peer,
     /// REGISTER `disclose_caller`: INVOCATIONs carry the caller's identity.
     pub disclose_caller: bool,
+    /// The callee's role may register only some of the procedures the registration matches: each CALL's
+    /// procedure is checked for it, and a call it may not take goes elsewhere, as if it had not registered.
+    pub restricted: bool,
 }
 
 /// What [`Dealer::register`] did.
@@ -85,6 +90,8 @@ pub(crate) struct Dealer {
     pub registrations: Slab<Registration>,
     pub trie: UriTrie<usize>,
     pub by_id: HashMap<Id, usize>,
+    /// Restricted callees over all registrations: while there are none, routing checks no permission.
+    restricted: usize,
 }
 
 impl Dealer {
@@ -112,6 +119,8 @@ impl Dealer {
                 return Registered::DifferentPolicy(registration.invoke);
             }
             registration.callees.push(callee);
+            registration.restricted += usize::from(callee.restricted);
+            self.restricted += usize::from(callee.restricted);
             return Registered::Joined(index);
         }
         let id = new_id();
@@ -123,7 +132,9 @@ impl Dealer {
             callees: vec![callee],
             created_ms: now_ms,
             next: 0,
+            restricted: usize::from(callee.restricted),
         });
+        self.restricted += usize::from(callee.restricted);
         self.trie.insert(procedure, policy, index);
         self.by_id.insert(id, index);
         Registered::Created(index)
@@ -137,7 +148,9 @@ impl Dealer {
             .callees
             .iter()
             .position(|c| c.peer.session == session)?;
-        registration.callees.remove(position);
+        let callee = registration.callees.remove(position);
+        registration.restricted -= usize::from(callee.restricted);
+        self.restricted -= usize::from(callee.restricted);
         if position < registration.next {
             registration.next -= 1;
         }
@@ -151,31 +164,112 @@ impl Dealer {
         Some(registration.id)
     }
 
-    /// The callee of registration `index` that gets the next call, by its invocation policy. `random(n)` draws a
-    /// number below `n` (the engine's seeded generator).
-    pub fn pick(&mut self, index: usize, random: impl FnOnce(usize) -> usize) -> Callee {
+    /// Sets whether callee `session` of registration `index` is restricted (a reload reclassifies callees).
+    pub fn set_restricted(&mut self, index: usize, session: SessionHandle, restricted: bool) {
+        let Some(registration) = self.registrations.get_mut(index) else {
+            return;
+        };
+        if let Some(callee) = (registration.callees.iter_mut()).find(|c| c.peer.session == session)
+        {
+            let was = std::mem::replace(&mut callee.restricted, restricted);
+            registration.restricted =
+                registration.restricted + usize::from(restricted) - usize::from(was);
+            self.restricted = self.restricted + usize::from(restricted) - usize::from(was);
+        }
+    }
+
+    /// Forgets callee `session`'s request to be told its callers on registration `index` (its role lost the
+    /// permission on a reload).
+    pub fn stop_disclosing(&mut self, index: usize, session: SessionHandle) {
+        if let Some(registration) = self.registrations.get_mut(index) {
+            (registration.callees.iter_mut())
+                .filter(|c| c.peer.session == session)
+                .for_each(|c| c.disclose_caller = false);
+        }
+    }
+
+    /// The registration and callee a CALL to `procedure` goes to: the registration by the spec's precedence
+    /// (an exact registration; else the longest matching prefix; else the most specific wildcard, comparing
+    /// components left to right), the callee by its invocation policy. `random(n)` draws a number below `n`
+    /// (the engine's seeded generator).
+    ///
+    /// A restricted callee takes the call only if `admit(callee)` says its role may register `procedure`; a
+    /// registration without such a callee is passed over as if it did not match. Without restricted callees
+    /// (the rule) this is one trie lookup and no permission check.
+    pub fn route(
+        &mut self,
+        procedure: &str,
+        mut admit: impl FnMut(&Callee) -> bool,
+        random: impl FnOnce(usize) -> usize,
+    ) -> Option<(usize, Callee)> {
+        let registrations = &self.registrations;
+        let index = if self.restricted == 0 {
+            self.trie
+                .best_match(procedure, |index| &registrations[index].procedure)?
+        } else {
+            self.trie.best_match_where(
+                procedure,
+                |index| &registrations[index].procedure,
+                |index| {
+                    let registration = &registrations[index];
+                    registration.restricted == 0
+                        || (registration.callees.iter()).any(|c| !c.restricted || admit(c))
+                },
+            )?
+        };
+        let callee = self.pick(index, admit, random)?;
+        Some((index, callee))
+    }
+
+    /// The callee of registration `index` that gets the next call, by its invocation policy, among those
+    /// `admit` lets take it (see [`Dealer::route`]).
+    fn pick(
+        &mut self,
+        index: usize,
+        mut admit: impl FnMut(&Callee) -> bool,
+        random: impl FnOnce(usize) -> usize,
+    ) -> Option<Callee> {
         let registration = &mut self.registrations[index];
         let callees = &registration.callees;
         debug_assert!(
             !callees.is_empty(),
             "a registration without callees is deleted"
         );
+        if registration.restricted == 0 {
+            let chosen = match registration.invoke {
+                Invoke::Single | Invoke::First => 0,
+                Invoke::Last => callees.len() - 1,
+                Invoke::Random => random(callees.len()),
+                Invoke::RoundRobin => {
+                    let chosen = registration.next % callees.len();
+                    registration.next = chosen + 1;
+                    chosen
+                }
+            };
+            return callees.get(chosen).copied();
+        }
+        let admitted: smallvec::SmallVec<[usize; 8]> = (callees.iter().enumerate())
+            .filter(|(_, c)| !c.restricted || admit(c))
+            .map(|(position, _)| position)
+            .collect();
         let chosen = match registration.invoke {
-            Invoke::Single | Invoke::First => 0,
-            Invoke::Last => callees.len() - 1,
-            Invoke::Random => random(callees.len()),
+            Invoke::Single | Invoke::First => *admitted.first()?,
+            Invoke::Last => *admitted.last()?,
+            Invoke::Random => *admitted.get(random(admitted.len().max(1)))?,
             Invoke::RoundRobin => {
-                let chosen = registration.next % callees.len();
+                let cursor = registration.next % callees.len();
+                let chosen = (admitted.iter().copied())
+                    .find(|&position| position >= cursor)
+                    .or_else(|| admitted.first().copied())?;
                 registration.next = chosen + 1;
                 chosen
             }
         };
-        callees[chosen]
+        callees.get(chosen).copied()
     }
 
-    /// The registration a CALL to `procedure` goes to, by the spec's precedence: an exact registration; else the
-    /// longest matching prefix registration; else the most specific wildcard registration (comparing components
-    /// left to right, a literal component beats a wildcard at the first position where they differ).
+    /// The registration a CALL to `procedure` would go to, without checking callees' permissions (the meta
+    /// API's `wamp.registration.match`).
     pub fn lookup(&self, procedure: &str) -> Option<usize> {
         self.trie
             .best_match(procedure, |index| &self.registrations[index].procedure)

@@ -11,8 +11,8 @@ use slab::Slab;
 use tracing::{debug, info};
 
 use crate::auth::{Nonces, Principals};
-use crate::authz::{Authorizer, Perms, RoleIndex};
-use crate::broker::Broker;
+use crate::authz::{self, Authorizer, Perms, RoleIndex};
+use crate::broker::{self, Broker};
 use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
@@ -22,7 +22,7 @@ use crate::options::{
 };
 use crate::retention::{Retained, RetainedEvents};
 use crate::session::{Joined, Phase, RequestKey, RouterKeyMap, Session, SessionHandle};
-use crate::uri::{self, MatchPolicy, UriCheck};
+use crate::uri::{self, MatchPolicy, UriRules};
 use meta::session_details;
 
 mod authn;
@@ -110,7 +110,8 @@ pub struct Stats {
 #[derive(Debug)]
 struct Realm {
     name: String,
-    uri_check: UriCheck,
+    /// The URI rule and size bounds for URIs from peers.
+    uri_rules: UriRules,
     /// Disclose every caller to callees / every publisher to subscribers, whatever the request says.
     disclose_caller: bool,
     disclose_publisher: bool,
@@ -145,6 +146,9 @@ pub struct AuthReload {
     pub sessions_without_role: usize,
     /// Authentication attempts aborted.
     pub attempts_aborted: usize,
+    /// Subscriptions and registrations of the realm's sessions whose role now allows them only in part (or not
+    /// at all): each concrete URI is checked at delivery.
+    pub memberships_restricted: usize,
 }
 
 /// The sans-IO WAMP router. See the crate documentation for the order of calls.
@@ -232,7 +236,11 @@ impl Router {
             realm_index.insert(realm.name.clone(), realms.len());
             realms.push(Realm {
                 name: realm.name.clone(),
-                uri_check: realm.uri_check,
+                uri_rules: UriRules {
+                    check: realm.uri_check,
+                    bytes_max: config.limits.uri_max,
+                    components_max: config.limits.uri_components_max,
+                },
                 disclose_caller: realm.disclose_caller,
                 disclose_publisher: realm.disclose_publisher,
                 broker: Broker::default(),
@@ -395,9 +403,7 @@ impl Router {
     }
 
     fn session(&self, handle: SessionHandle) -> Option<&Session> {
-        self.sessions
-            .get(handle.index as usize)
-            .filter(|s| s.generation == handle.generation)
+        session_in(&self.sessions, handle)
     }
 
     fn session_mut(&mut self, handle: SessionHandle) -> Option<&mut Session> {
@@ -443,7 +449,7 @@ impl Router {
             return Err("not joined".into());
         };
         if joined.role == RoleIndex::OPEN {
-            return Ok(Perms::ACTIONS);
+            return Ok(Perms::OPEN);
         }
         let (realm, role) = (joined.realm, joined.role);
         let perms = self.realms[realm].authz.permissions(role, uri);
@@ -454,13 +460,83 @@ impl Router {
             return Err("not joined".into());
         };
         let text = format!(
-            "role '{}' is not authorized to {} '{uri}'",
+            "role '{}' is not authorized to {} '{}'",
             joined.authrole,
-            action.verb()
+            action.verb(),
+            uri::shown(uri)
         );
-        debug!(session = joined.id.get(), uri, "not authorized");
+        debug!(session = joined.id.get(), uri = %uri::shown(uri), "not authorized");
         self.stats.not_authorized += 1;
         Err(text)
+    }
+
+    /// SUBSCRIBE and REGISTER: whether the session's role may do `action` on what `(uri, policy)` can reach.
+    /// `Ok(false)`: allowed on every URI it can match; `Ok(true)`: allowed on some only, so each concrete URI is
+    /// checked at delivery (the session is *restricted* on this subscription or registration); `Err`: allowed on
+    /// none (`wamp.error.not_authorized`), or `identify` (the request to be told publishers or callers, if made)
+    /// is not allowed everywhere the pattern reaches (`wamp.error.option_not_allowed`). Refusals are counted.
+    fn authorize_pattern(
+        &mut self,
+        handle: SessionHandle,
+        (uri, policy): (&str, MatchPolicy),
+        action: Perms,
+        identify: Option<Perms>,
+    ) -> Result<bool, (&'static str, String)> {
+        let Some(joined) = self.joined(handle) else {
+            return Err((NOT_AUTHORIZED, "not joined".into()));
+        };
+        if joined.role == RoleIndex::OPEN {
+            return Ok(false);
+        }
+        let (realm, role) = (joined.realm, joined.role);
+        let reach = match policy {
+            MatchPolicy::Exact => {
+                let perms = self.realms[realm].authz.permissions(role, uri);
+                authz::Reach {
+                    everywhere: perms,
+                    somewhere: perms,
+                }
+            }
+            _ => self.realms[realm].authz.reach(role, uri, policy),
+        };
+        let refusal = if !reach.somewhere.contains(action) {
+            Some((NOT_AUTHORIZED, action))
+        } else {
+            identify
+                .filter(|&identify| !reach.everywhere.contains(identify))
+                .map(|identify| (OPTION_NOT_ALLOWED, identify))
+        };
+        let Some((error, denied)) = refusal else {
+            return Ok(!reach.everywhere.contains(action));
+        };
+        let Some(joined) = self.joined(handle) else {
+            return Err((NOT_AUTHORIZED, "not joined".into()));
+        };
+        let pattern = match policy {
+            MatchPolicy::Exact => String::new(),
+            _ => format!(" (match {})", policy.name()),
+        };
+        let text = format!(
+            "role '{}' is not authorized to {} '{}'{pattern}",
+            joined.authrole,
+            denied.verb(),
+            uri::shown(uri),
+        );
+        debug!(session = joined.id.get(), uri = %uri::shown(uri), "not authorized");
+        self.stats.not_authorized += 1;
+        Err((error, text))
+    }
+
+    /// Whether `handle`'s role may do `action` on the concrete `uri`, decided afresh (the checks at delivery for
+    /// restricted subscribers and callees; see [`Router::authorize_pattern`]).
+    fn allowed_at_delivery(&self, handle: SessionHandle, uri: &str, action: Perms) -> bool {
+        self.joined(handle).is_some_and(|joined| {
+            joined.role == RoleIndex::OPEN
+                || self.realms[joined.realm]
+                    .authz
+                    .decide(joined.role, uri)
+                    .contains(action)
+        })
     }
 
     /// The identity a joined session discloses (caller/publisher identification).
@@ -584,11 +660,12 @@ impl Router {
         );
     }
 
-    /// Checks a topic/procedure and its `match` option. On failure returns the error URI and text.
+    /// Checks a topic/procedure (`what` names it in the error text) and its `match` option. On failure returns
+    /// the error URI and text.
     fn check_uri(
         &self,
         realm: usize,
-        uri: &str,
+        (what, uri): (&str, &str),
         options: &Dict<'_>,
         unsupported: &[&str],
     ) -> Result<MatchPolicy, (&'static str, String)> {
@@ -614,13 +691,22 @@ impl Router {
                 }
             },
         };
-        if !uri::is_valid(uri, self.realms[realm].uri_check, policy) {
-            return Err((
-                INVALID_URI,
-                format!("'{uri}' is not a valid URI for match '{}'", policy.name()),
-            ));
-        }
+        self.check_concrete_uri(realm, what, uri, policy)?;
         Ok(policy)
+    }
+
+    /// Checks a URI (or pattern, by `policy`) from a peer against the realm's rule and size bounds.
+    fn check_concrete_uri(
+        &self,
+        realm: usize,
+        what: &str,
+        uri: &str,
+        policy: MatchPolicy,
+    ) -> Result<(), (&'static str, String)> {
+        self.realms[realm]
+            .uri_rules
+            .validate(uri, policy)
+            .map_err(|error| (INVALID_URI, error.describe(what, uri, policy)))
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -654,6 +740,31 @@ impl Router {
                 self.session_ids.get(&joined.id),
                 Some(&session.peer.session)
             );
+            let held: usize = (joined.subscriptions.iter())
+                .map(|&s| &realm.broker.subscriptions[s])
+                .map(|s| uri::footprint(&s.topic, s.policy))
+                .chain(
+                    (joined.registrations.iter())
+                        .map(|&r| &realm.dealer.registrations[r])
+                        .map(|r| uri::footprint(&r.procedure, r.policy)),
+                )
+                .sum();
+            assert_eq!(
+                joined.uri_bytes, held,
+                "uri_bytes is what the session holds"
+            );
+            let testaments: usize = joined.testaments.iter().map(|t| t.bytes()).sum();
+            assert_eq!(joined.testament_bytes, testaments);
+        }
+        for realm in &self.realms {
+            for (_, subscription) in &realm.broker.subscriptions {
+                assert_eq!(subscription.flags.len(), subscription.subscribers.len());
+                let count = |f: fn(&broker::SubscriberFlags) -> bool| {
+                    subscription.flags.iter().filter(|flags| f(flags)).count()
+                };
+                assert_eq!(subscription.disclosing, count(|f| f.disclose_publisher));
+                assert_eq!(subscription.restricted, count(|f| f.restricted));
+            }
         }
         let listed: usize = self
             .realms
@@ -685,6 +796,19 @@ impl Router {
         }
         assert_eq!(self.invocations.len(), self.calls.len());
     }
+}
+
+/// The session `handle` points at in `sessions`, unless the slot was freed or reused since (for code that holds
+/// other parts of the router mutably).
+fn session_in(sessions: &Slab<Session>, handle: SessionHandle) -> Option<&Session> {
+    sessions
+        .get(handle.index as usize)
+        .filter(|s| s.generation == handle.generation)
+}
+
+/// The joined session `handle` points at in `sessions` (see [`session_in`]).
+fn joined_in(sessions: &Slab<Session>, handle: SessionHandle) -> Option<&Joined> {
+    session_in(sessions, handle).and_then(Session::joined)
 }
 
 fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {

@@ -1,6 +1,6 @@
 //! Sessions: one slot per transport connection, holding the WAMP session joined over it, if any.
 
-use kreisel_codec::{Id, Value};
+use kreisel_codec::{Id, Serializer};
 use smallvec::SmallVec;
 
 use crate::auth::{Method, Pending};
@@ -130,6 +130,11 @@ pub(crate) struct Joined {
     pub ended_streams: Vec<Id>,
     /// Events to publish when the session leaves (`wamp.session.add_testament`), in the order added.
     pub testaments: Vec<Testament>,
+    /// What `testaments` hold, in bytes (bounded by `limits.testament_bytes_per_session_max`).
+    pub testament_bytes: usize,
+    /// What this session's subscriptions and registrations make the router hold, in bytes (the sum of
+    /// [`crate::uri::footprint`] of each; bounded by `limits.uri_bytes_per_session_max`).
+    pub uri_bytes: usize,
 }
 
 /// When a testament is published. Without session resumption both happen when the session leaves, `detached`
@@ -140,15 +145,26 @@ pub(crate) enum TestamentScope {
     Destroyed,
 }
 
-/// A testament: a publication stored with the session (owned: its CALL's frame is gone when it is published).
+/// A testament: a publication stored with the session. Its parts are kept as the bytes they arrived as (in the
+/// session's serializer), since its CALL's frame is gone when it is published: memory equal to its size on the
+/// wire, not a tree of values.
 #[derive(Debug)]
 pub(crate) struct Testament {
     pub scope: TestamentScope,
     pub topic: Box<str>,
-    pub args: Option<Value>,
-    pub kwargs: Option<Value>,
-    /// The publish options, a dictionary.
-    pub options: Value,
+    pub serializer: Serializer,
+    pub args: Option<Box<[u8]>>,
+    pub kwargs: Option<Box<[u8]>>,
+    /// The publish options, a dictionary (absent: none).
+    pub options: Option<Box<[u8]>>,
+}
+
+impl Testament {
+    /// The bytes it holds (counted against `limits.testament_bytes_per_session_max`).
+    pub fn bytes(&self) -> usize {
+        let part = |part: &Option<Box<[u8]>>| part.as_ref().map_or(0, |bytes| bytes.len());
+        self.topic.len() + part(&self.args) + part(&self.kwargs) + part(&self.options)
+    }
 }
 
 #[derive(Debug)]

@@ -100,6 +100,20 @@ impl UriError {
     }
 }
 
+/// What one subscription or registration of `uri` (with `policy`) may make the router hold, in bytes, counted
+/// against `limits.uri_bytes_per_session_max`: the URI twice (the subscription and its index), the fixed
+/// structures (subscription, map slots, the session's list), and for a wildcard pattern one tree node per
+/// component. An estimate from above, so the budget holds however the allocator rounds.
+pub fn footprint(uri: &str, policy: MatchPolicy) -> usize {
+    const FIXED: usize = 320;
+    const PER_WILDCARD_COMPONENT: usize = 256;
+    let nodes = match policy {
+        MatchPolicy::Wildcard => uri.bytes().filter(|&b| b == b'.').count() + 1,
+        _ => 0,
+    };
+    2 * uri.len() + FIXED + nodes * PER_WILDCARD_COMPONENT
+}
+
 /// At most the first 64 characters of a URI, for error texts and logs (a peer's URI may be long).
 pub fn shown(uri: &str) -> std::borrow::Cow<'_, str> {
     const SHOWN_MAX: usize = 64;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::auth::{self, AuthConfig, Choice, Method, Pending};
+use crate::broker::SubscriberFlags;
 use crate::session::Authenticating;
 
 impl Router {
@@ -299,7 +300,65 @@ impl Router {
             });
             report.sessions += 1;
         }
+        report.memberships_restricted = self.reclassify_members(index);
         Some(report)
+    }
+
+    /// After new roles: each subscriber and callee of `realm` is restricted (checked per URI at delivery) unless
+    /// its role may subscribe to / register everything its pattern can reach, and its request to be told
+    /// publishers or callers is dropped unless its role allows that everywhere. Returns the number of restricted
+    /// memberships.
+    fn reclassify_members(&mut self, realm: usize) -> usize {
+        let members: Vec<(SessionHandle, RoleIndex, Vec<usize>, Vec<usize>)> =
+            (self.sessions.iter())
+                .filter_map(|(_, session)| {
+                    let joined = session.joined().filter(|joined| joined.realm == realm)?;
+                    Some((
+                        session.peer.session,
+                        joined.role,
+                        joined.subscriptions.to_vec(),
+                        joined.registrations.to_vec(),
+                    ))
+                })
+                .collect();
+        let Realm {
+            broker,
+            dealer,
+            authz,
+            ..
+        } = &mut self.realms[realm];
+        let mut restricted = 0;
+        for (handle, role, subscriptions, registrations) in members {
+            for index in subscriptions {
+                let Some(subscription) = broker.subscriptions.get_mut(index) else {
+                    continue;
+                };
+                let reach = authz.reach(role, &subscription.topic, subscription.policy);
+                let Some(position) = subscription.position(handle) else {
+                    continue;
+                };
+                let flags = SubscriberFlags {
+                    disclose_publisher: subscription.flags[position].disclose_publisher
+                        && reach.everywhere.contains(Perms::IDENTIFY_PUBLISHER),
+                    restricted: !reach.everywhere.contains(Perms::SUBSCRIBE),
+                };
+                restricted += usize::from(flags.restricted);
+                subscription.update(handle, flags);
+            }
+            for index in registrations {
+                let Some(registration) = dealer.registrations.get(index) else {
+                    continue;
+                };
+                let reach = authz.reach(role, &registration.procedure, registration.policy);
+                let is_restricted = !reach.everywhere.contains(Perms::REGISTER);
+                restricted += usize::from(is_restricted);
+                dealer.set_restricted(index, handle, is_restricted);
+                if !reach.everywhere.contains(Perms::IDENTIFY_CALLER) {
+                    dealer.stop_disclosing(index, handle);
+                }
+            }
+        }
+        restricted
     }
 
     /// Ends the authentication attempts whose time is up: ABORT `wamp.error.authentication_failed`.
@@ -359,6 +418,8 @@ impl Router {
             features,
             ended_streams: Vec::new(),
             testaments: Vec::new(),
+            testament_bytes: 0,
+            uri_bytes: 0,
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);

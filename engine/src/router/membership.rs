@@ -95,11 +95,13 @@ impl Router {
             let text = format!("this session has no {} {id}", kind.name());
             return self.send_error(sink, peer, kind.removal(), request, kind.no_such(), &text);
         };
+        let footprint = self.footprint(realm, kind, index);
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             match kind {
                 Membership::Subscription => joined.subscriptions.swap_remove(position),
                 Membership::Registration => joined.registrations.swap_remove(position),
             };
+            joined.uri_bytes -= footprint;
         }
         let announced = self.announced(realm, kind, index);
         let deleted = self.detach(realm, kind, index, handle);
@@ -117,6 +119,19 @@ impl Router {
         if announced {
             self.announce_removal(realm, kind, session, (id, deleted), sink);
         }
+    }
+
+    /// What subscription or registration `index` counts against each member's `limits.uri_bytes_per_session_max`.
+    fn footprint(&self, realm: usize, kind: Membership, index: usize) -> usize {
+        let realm = &self.realms[realm];
+        let uri = match kind {
+            Membership::Subscription => {
+                (realm.broker.subscriptions.get(index)).map(|s| uri::footprint(&s.topic, s.policy))
+            }
+            Membership::Registration => (realm.dealer.registrations.get(index))
+                .map(|r| uri::footprint(&r.procedure, r.policy)),
+        };
+        uri.unwrap_or(0)
     }
 
     /// Whether changes of subscription or registration `index` are announced by meta events: not for the meta

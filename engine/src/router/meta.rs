@@ -210,7 +210,9 @@ impl Router {
         let reason = match keyword(payload, "reason") {
             None => Cow::Borrowed(KILLED),
             Some(reason) => match reason.as_str() {
-                Some(reason) if uri::is_valid(&reason, UriCheck::Loose, MatchPolicy::Exact) => {
+                Some(reason)
+                    if uri::is_valid(&reason, uri::UriCheck::Loose, MatchPolicy::Exact) =>
+                {
                     reason
                 }
                 _ => {
@@ -332,6 +334,7 @@ impl Router {
                 },
             },
         };
+        self.check_concrete_uri(realm, kind.name(), &uri, policy)?;
         let realm = &self.realms[realm];
         let id = match kind {
             Membership::Subscription => (realm.broker.trie.get(&uri, policy))
@@ -350,6 +353,7 @@ impl Router {
         payload: &Payload<'_>,
     ) -> Result<Vec<Value>, Refusal> {
         let topic = uri_argument(payload, Membership::Subscription)?;
+        self.check_concrete_uri(realm, "topic", &topic, MatchPolicy::Exact)?;
         let broker = &self.realms[realm].broker;
         let mut ids = Vec::new();
         broker.trie.for_each_match(&topic, |_, index| {
@@ -370,6 +374,7 @@ impl Router {
         payload: &Payload<'_>,
     ) -> Result<Vec<Value>, Refusal> {
         let procedure = uri_argument(payload, Membership::Registration)?;
+        self.check_concrete_uri(realm, "procedure", &procedure, MatchPolicy::Exact)?;
         let dealer = &self.realms[realm].dealer;
         let id = (dealer.lookup(&procedure)).map(|index| dealer.registrations[index].id);
         Ok(vec![id.map_or(Value::Null, Value::from)])
@@ -468,13 +473,13 @@ impl Router {
             .and_then(|topic| topic.as_str())
             .ok_or_else(|| invalid("the first argument must be the topic"))?;
         let args = match positional.next() {
-            Some(args) if args.kind() == Kind::List => Some(args.to_value()),
+            Some(args) if args.kind() == Kind::List => Some(args),
             Some(args) if args.is_null() => None,
             None => None,
             Some(_) => return Err(invalid("the second argument (args) must be a list")),
         };
         let kwargs = match positional.next() {
-            Some(kwargs) if kwargs.kind() == Kind::Dict => Some(kwargs.to_value()),
+            Some(kwargs) if kwargs.kind() == Kind::Dict => Some(kwargs),
             Some(kwargs) if kwargs.is_null() => None,
             None => None,
             Some(_) => return Err(invalid("the third argument (kwargs) must be a dictionary")),
@@ -482,44 +487,69 @@ impl Router {
         let keywords = payload.kwargs.as_ref().and_then(Field::as_raw);
         let scope = scope_of(keywords).map_err(|text| invalid(&text))?;
         let options = match keywords.and_then(|k| k.get("publish_options")) {
-            None => Value::dict(),
-            Some(options) if options.kind() == Kind::Dict => options.to_value(),
+            None => None,
+            Some(options) if options.is_null() => None,
+            Some(options) if options.kind() == Kind::Dict => Some(options),
             Some(_) => return Err(invalid("publish_options must be a dictionary")),
         };
-        let parsed = RequestOptions::parse(&Dict::Value(&options), UNSUPPORTED_PUBLISH);
-        if let Some(name) = parsed.unsupported.or(parsed.invalid) {
-            return Err((
-                OPTION_NOT_ALLOWED,
-                format!("publish_options: option '{name}' is not accepted"),
-            ));
+        if let Some(options) = options {
+            let parsed = RequestOptions::parse(&Dict::Raw(options), UNSUPPORTED_PUBLISH);
+            if let Some(name) = parsed.unsupported.or(parsed.invalid) {
+                return Err((
+                    OPTION_NOT_ALLOWED,
+                    format!("publish_options: option '{name}' is not accepted"),
+                ));
+            }
         }
-        if !uri::is_valid(
-            &topic,
-            self.realms[joined.realm].uri_check,
-            MatchPolicy::Exact,
-        ) || uri::is_reserved(&topic)
-        {
-            return Err((
-                INVALID_URI,
-                format!("'{topic}' is not a valid topic URI for a testament"),
-            ));
+        let realm = joined.realm;
+        self.check_concrete_uri(realm, "testament topic", &topic, MatchPolicy::Exact)?;
+        if uri::is_reserved(&topic) {
+            let text = format!(
+                "'{}': topics under 'wamp.' are reserved",
+                uri::shown(&topic)
+            );
+            return Err((INVALID_URI, text));
         }
-        let limit = self.limits.testaments_per_session_max;
-        if joined.testaments.len() >= limit {
-            self.stats.limits_hit += 1;
-            return Err((
-                LIMIT_EXCEEDED,
-                format!("this session already has {limit} testaments"),
-            ));
-        }
+        // The testament is a publication: the session needs the right to publish it.
+        self.authorize(handle, &topic, Perms::PUBLISH)
+            .map_err(|text| (NOT_AUTHORIZED, format!("testament: {text}")))?;
+        let Some(joined) = self.joined(handle) else {
+            return Ok(());
+        };
+        let owned = |raw: Option<RawValue<'_>>| raw.map(|raw| Box::<[u8]>::from(raw.bytes()));
         let testament = Testament {
             scope,
             topic: topic.into(),
-            args,
-            kwargs,
-            options,
+            serializer: args
+                .or(kwargs)
+                .or(options)
+                .map_or(Serializer::Json, |raw| raw.serializer()),
+            args: owned(args),
+            kwargs: owned(kwargs),
+            options: owned(options),
         };
+        let (count_max, bytes_max) = (
+            self.limits.testaments_per_session_max,
+            self.limits.testament_bytes_per_session_max,
+        );
+        let refusal = if joined.testaments.len() >= count_max {
+            Some(format!(
+                "this session already has {count_max} testaments (limits.testaments_per_session_max)"
+            ))
+        } else if joined.testament_bytes + testament.bytes() > bytes_max {
+            Some(format!(
+                "this session's testaments would hold more than {bytes_max} bytes \
+                 (limits.testament_bytes_per_session_max)"
+            ))
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
+            self.stats.limits_hit += 1;
+            return Err((LIMIT_EXCEEDED, text));
+        }
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
+            joined.testament_bytes += testament.bytes();
             joined.testaments.push(testament);
         }
         Ok(())
@@ -540,6 +570,7 @@ impl Router {
         })?;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.testaments.retain(|t| t.scope != scope);
+            joined.testament_bytes = joined.testaments.iter().map(Testament::bytes).sum();
         }
         Ok(())
     }
@@ -547,7 +578,9 @@ impl Router {
     /// Publishes the testaments of a session that left `realm`: the `detached` ones, then the `destroyed` ones
     /// (without session resumption a session is detached and destroyed at once), each in the order added, as
     /// publications of the departed session with their publish options (`acknowledge` and `exclude_me` mean
-    /// nothing here).
+    /// nothing here). Each is authorized again with the session's role as it is now (a reload may have changed
+    /// it): one its role may no longer publish is dropped (counted, logged); the role's rules may disclose the
+    /// publisher, as for a PUBLISH.
     pub(super) fn publish_testaments(
         &mut self,
         realm: usize,
@@ -562,10 +595,31 @@ impl Router {
         let mut scratch = std::mem::take(&mut self.scratch);
         for scope in [TestamentScope::Detached, TestamentScope::Destroyed] {
             for testament in joined.testaments.iter().filter(|t| t.scope == scope) {
-                let options = RequestOptions::parse(&Dict::Value(&testament.options), &[]);
+                let perms = match joined.role {
+                    RoleIndex::OPEN => Perms::OPEN,
+                    role => self.realms[realm].authz.permissions(role, &testament.topic),
+                };
+                if !perms.contains(Perms::PUBLISH) {
+                    self.stats.not_authorized += 1;
+                    debug!(
+                        session = joined.id.get(),
+                        topic = %uri::shown(&testament.topic),
+                        "testament dropped: the role may not publish it"
+                    );
+                    continue;
+                }
+                let serializer = testament.serializer;
+                let options = stored(serializer, testament.options.as_deref());
+                let mut options = match &options {
+                    Some(options) => RequestOptions::parse(&Dict::Raw(*options), &[]),
+                    None => RequestOptions::parse(&Dict::EMPTY, &[]),
+                };
+                options.disclose_me |= perms.contains(Perms::DISCLOSE_PUBLISHER);
+                let args = stored(serializer, testament.args.as_deref());
+                let kwargs = stored(serializer, testament.kwargs.as_deref());
                 let payload = Payload {
-                    args: testament.args.as_ref().map(Field::Value),
-                    kwargs: testament.kwargs.as_ref().map(Field::Value),
+                    args: args.map(Field::Raw),
+                    kwargs: kwargs.map(Field::Raw),
                 };
                 let id = self.ids.random_id();
                 self.stats.publications += 1;
@@ -590,6 +644,11 @@ impl Router {
         }
         self.scratch = scratch;
     }
+}
+
+/// A part of a testament as it was stored (validated when it arrived, so parsing it again succeeds).
+fn stored(serializer: Serializer, bytes: Option<&[u8]>) -> Option<RawValue<'_>> {
+    bytes.and_then(|bytes| RawValue::parse(serializer, bytes).ok())
 }
 
 /// What the meta API tells about a session (`wamp.session.on_join`, `wamp.session.get`).

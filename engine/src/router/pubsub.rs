@@ -1,6 +1,7 @@
 //! The broker's messages: SUBSCRIBE, UNSUBSCRIBE, PUBLISH.
 
 use super::*;
+use crate::broker::SubscriberFlags;
 
 /// One publication on its way to subscribers (from a PUBLISH, or a testament of a session that left).
 pub(super) struct Publication<'p> {
@@ -30,36 +31,49 @@ impl Router {
         let Some(peer) = self.peer(handle) else {
             return;
         };
-        let policy = match self.check_uri(realm, topic, options, UNSUPPORTED_SUBSCRIBE) {
+        let checked = self.check_uri(realm, ("topic", topic), options, UNSUPPORTED_SUBSCRIBE);
+        let policy = match checked {
             Ok(policy) => policy,
             Err((uri, text)) => {
                 return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
             }
         };
-        if let Err(text) = self.authorize(handle, topic, Perms::SUBSCRIBE) {
-            let kind = MessageType::Subscribe;
-            return self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
-        }
         let flag = |name| options.get(name).and_then(|v| v.as_bool()) == Some(true);
         let (disclose_publisher, get_retained) = (flag("disclose_publisher"), flag("get_retained"));
+        let identify = disclose_publisher.then_some(Perms::IDENTIFY_PUBLISHER);
+        let restricted =
+            match self.authorize_pattern(handle, (topic, policy), Perms::SUBSCRIBE, identify) {
+                Ok(restricted) => restricted,
+                Err((uri, text)) => {
+                    return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
+                }
+            };
         let existing = self.realms[realm].broker.trie.get(topic, policy);
-        let held = self
-            .joined(handle)
-            .map_or(&[][..], |joined| &joined.subscriptions[..]);
-        let limit = self.limits.subscriptions_per_session_max;
-        if !existing.is_some_and(|index| held.contains(&index)) && held.len() >= limit {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let already = existing.is_some_and(|index| joined.subscriptions.contains(&index));
+        let footprint = uri::footprint(topic, policy);
+        let refusal = if already {
+            None
+        } else if joined.subscriptions.len() >= self.limits.subscriptions_per_session_max {
+            Some(format!(
+                "this session already holds {} subscriptions (limits.subscriptions_per_session_max)",
+                self.limits.subscriptions_per_session_max
+            ))
+        } else if joined.uri_bytes + footprint > self.limits.uri_bytes_per_session_max {
+            Some(format!(
+                "this session's subscriptions and registrations would hold more than {} bytes \
+                 (limits.uri_bytes_per_session_max)",
+                self.limits.uri_bytes_per_session_max
+            ))
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
             self.stats.limits_hit += 1;
-            let text = format!(
-                "this session already holds {limit} subscriptions (limits.subscriptions_per_session_max)"
-            );
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Subscribe,
-                request,
-                LIMIT_EXCEEDED,
-                &text,
-            );
+            let kind = MessageType::Subscribe;
+            return self.send_error(sink, peer, kind, request, LIMIT_EXCEEDED, &text);
         }
         let Router {
             ids,
@@ -73,15 +87,19 @@ impl Router {
             .and_then(Session::joined)
             .map_or(&[][..], |joined| &joined.subscriptions[..]);
         let now_ms = self.now_ms;
-        let subscribed =
-            realms[realm]
-                .broker
-                .subscribe(topic, policy, peer, disclose_publisher, held, || {
-                    (new_router_id(ids, router_ids), now_ms)
-                });
+        let flags = SubscriberFlags {
+            disclose_publisher,
+            restricted,
+        };
+        let subscribed = realms[realm]
+            .broker
+            .subscribe((topic, policy), peer, flags, held, || {
+                (new_router_id(ids, router_ids), now_ms)
+            });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
                 joined.subscriptions.push(subscribed.index);
+                joined.uri_bytes += footprint;
             }
         }
         sink.send(
@@ -93,7 +111,7 @@ impl Router {
         );
         if get_retained {
             let subscription = (subscribed.id, topic, policy);
-            self.send_retained(handle, subscription, disclose_publisher, sink);
+            self.send_retained(handle, subscription, flags, sink);
         }
         if subscribed.added {
             let added = (
@@ -137,12 +155,17 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
             ))
-        } else if !uri::is_valid(topic, self.realms[realm].uri_check, MatchPolicy::Exact) {
-            Some((INVALID_URI, format!("'{topic}' is not a valid topic URI")))
+        } else if let Err(refusal) =
+            self.check_concrete_uri(realm, "topic", topic, MatchPolicy::Exact)
+        {
+            Some(refusal)
         } else if uri::is_reserved(topic) {
             Some((
                 INVALID_URI,
-                format!("'{topic}': topics under 'wamp.' are reserved for the router"),
+                format!(
+                    "'{}': topics under 'wamp.' are reserved for the router",
+                    uri::shown(topic)
+                ),
             ))
         } else {
             None
@@ -252,14 +275,17 @@ impl Router {
         &self,
         handle: SessionHandle,
         (subscription, topic, policy): (Id, &str, MatchPolicy),
-        disclose_publisher: bool,
+        flags: SubscriberFlags,
         sink: &mut impl Sink,
     ) {
         let (Some(joined), Some(peer)) = (self.joined(handle), self.peer(handle)) else {
             return;
         };
+        let disclose_publisher = flags.disclose_publisher;
         for (event_topic, event) in self.realms[joined.realm].retained.matching(topic, policy) {
             let admitted = event.excluded != Some(joined.id)
+                && (!flags.restricted
+                    || self.allowed_at_delivery(handle, event_topic, Perms::SUBSCRIBE))
                 && Filter::from_value(&event.filter).admits(
                     joined.id,
                     &joined.authid,
@@ -332,8 +358,9 @@ impl Router {
                 if let Some(publisher) = &publication.publisher {
                     details.identity(&PUBLISHER_KEYS, publisher);
                 }
-                let split = !disclose && !subscription.disclosing.is_empty();
-                if filter.is_none() && !split {
+                let split = !disclose && subscription.disclosing > 0;
+                let restricted = subscription.restricted > 0;
+                if filter.is_none() && !split && !restricted {
                     let recipients = Recipients {
                         peers: &subscription.subscribers,
                         exclude: publication.exclude,
@@ -348,13 +375,19 @@ impl Router {
                 let [told, rest] = scratch;
                 told.clear();
                 rest.clear();
-                for peer in &subscription.subscribers {
+                for (peer, flags) in subscription.subscribers.iter().zip(&subscription.flags) {
                     if Some(peer.session) == publication.exclude
                         || filter.is_some_and(|filter| !self.admits(&filter, peer.session))
+                        || (flags.restricted
+                            && !self.allowed_at_delivery(
+                                peer.session,
+                                publication.topic,
+                                Perms::SUBSCRIBE,
+                            ))
                     {
                         continue;
                     }
-                    if split && subscription.disclosing.contains(&peer.session) {
+                    if split && flags.disclose_publisher {
                         told.push(*peer);
                     } else {
                         rest.push(*peer);

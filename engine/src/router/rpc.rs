@@ -57,10 +57,18 @@ impl Router {
         let Some(peer) = self.peer(handle) else {
             return;
         };
-        let policy = match self.check_uri(realm, procedure, options, UNSUPPORTED_REGISTER) {
+        let checked = self.check_uri(
+            realm,
+            ("procedure", procedure),
+            options,
+            UNSUPPORTED_REGISTER,
+        );
+        let policy = match checked {
             Ok(_) if uri::is_reserved(procedure) => {
-                let text =
-                    format!("'{procedure}': procedures under 'wamp.' are reserved for the router");
+                let text = format!(
+                    "'{}': procedures under 'wamp.' are reserved for the router",
+                    uri::shown(procedure)
+                );
                 return self.send_error(
                     sink,
                     peer,
@@ -75,10 +83,18 @@ impl Router {
                 return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
             }
         };
-        if let Err(text) = self.authorize(handle, procedure, Perms::REGISTER) {
-            let kind = MessageType::Register;
-            return self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
-        }
+        let disclose_caller = options
+            .get("disclose_caller")
+            .is_some_and(|value| value.as_bool() == Some(true));
+        let identify = disclose_caller.then_some(Perms::IDENTIFY_CALLER);
+        let restricted =
+            match self.authorize_pattern(handle, (procedure, policy), Perms::REGISTER, identify) {
+                Ok(restricted) => restricted,
+                Err((uri, text)) => {
+                    let kind = MessageType::Register;
+                    return self.send_error(sink, peer, kind, request, uri, &text);
+                }
+            };
         let invoke = match options.get("invoke") {
             None => Invoke::Single,
             Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
@@ -96,29 +112,33 @@ impl Router {
                 }
             },
         };
-        let limit = self.limits.registrations_per_session_max;
-        if self
-            .joined(handle)
-            .is_some_and(|joined| joined.registrations.len() >= limit)
-        {
+        let Some(joined) = self.joined(handle) else {
+            return;
+        };
+        let footprint = uri::footprint(procedure, policy);
+        let refusal = if joined.registrations.len() >= self.limits.registrations_per_session_max {
+            Some(format!(
+                "this session already holds {} registrations (limits.registrations_per_session_max)",
+                self.limits.registrations_per_session_max
+            ))
+        } else if joined.uri_bytes + footprint > self.limits.uri_bytes_per_session_max {
+            Some(format!(
+                "this session's subscriptions and registrations would hold more than {} bytes \
+                 (limits.uri_bytes_per_session_max)",
+                self.limits.uri_bytes_per_session_max
+            ))
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
             self.stats.limits_hit += 1;
-            let text = format!(
-                "this session already holds {limit} registrations (limits.registrations_per_session_max)"
-            );
-            return self.send_error(
-                sink,
-                peer,
-                MessageType::Register,
-                request,
-                LIMIT_EXCEEDED,
-                &text,
-            );
+            let kind = MessageType::Register;
+            return self.send_error(sink, peer, kind, request, LIMIT_EXCEEDED, &text);
         }
         let callee = Callee {
             peer,
-            disclose_caller: options
-                .get("disclose_caller")
-                .is_some_and(|value| value.as_bool() == Some(true)),
+            disclose_caller,
+            restricted,
         };
         let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
         let outcome = self.realms[realm].dealer.register(
@@ -165,6 +185,7 @@ impl Router {
         let id = self.realms[realm].dealer.registrations[index].id;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.registrations.push(index);
+            joined.uri_bytes += footprint;
         }
         sink.send(
             peer,
@@ -233,11 +254,10 @@ impl Router {
                 OPTION_NOT_ALLOWED,
                 format!("option '{name}' has a value of the wrong type"),
             ))
-        } else if !uri::is_valid(procedure, self.realms[realm].uri_check, MatchPolicy::Exact) {
-            Some((
-                INVALID_URI,
-                format!("'{procedure}' is not a valid procedure URI"),
-            ))
+        } else if let Err(refusal) =
+            self.check_concrete_uri(realm, "procedure", procedure, MatchPolicy::Exact)
+        {
+            Some(refusal)
         } else if pending.is_some() {
             Some((
                 INVALID_ARGUMENT,
@@ -281,10 +301,22 @@ impl Router {
             }
             return self.on_meta_call(handle, request, procedure, payload, sink);
         }
-        let ids = &mut self.ids;
-        let dealer = &mut self.realms[realm].dealer;
-        let Some(index) = dealer.lookup(procedure) else {
-            let text = format!("no callee registered procedure '{procedure}'");
+        let Router {
+            ids,
+            realms,
+            sessions,
+            ..
+        } = self;
+        let Realm { dealer, authz, .. } = &mut realms[realm];
+        let admit = |callee: &Callee| {
+            joined_in(sessions, callee.peer.session).is_some_and(|joined| {
+                authz
+                    .decide(joined.role, procedure)
+                    .contains(Perms::REGISTER)
+            })
+        };
+        let Some((index, callee)) = dealer.route(procedure, admit, |n| ids.below(n)) else {
+            let text = format!("no callee registered procedure '{}'", uri::shown(procedure));
             return self.refuse_call(
                 handle,
                 request,
@@ -297,7 +329,8 @@ impl Router {
         let Callee {
             peer: callee,
             disclose_caller,
-        } = dealer.pick(index, |n| ids.below(n));
+            ..
+        } = callee;
         let registration = &dealer.registrations[index];
         let (registration_id, pattern) =
             (registration.id, registration.policy != MatchPolicy::Exact);

@@ -82,6 +82,29 @@ impl Harness {
         conn
     }
 
+    /// Opens a connection speaking `serializer`; returns its index.
+    pub fn open_with(&mut self, serializer: Serializer) -> usize {
+        let conn = self.handles.len();
+        let handle = self.router.handle_open(ConnId(conn as u64), serializer);
+        self.handles.push(handle);
+        conn
+    }
+
+    /// Sends `message` (written as JSON) encoded in `serializer`, as a peer speaking it would.
+    pub fn send_as(&mut self, conn: usize, serializer: Serializer, message: &Value) {
+        let text = message.to_string();
+        let msg = Serializer::Json
+            .decode(text.as_bytes())
+            .unwrap_or_else(|e| panic!("test message {text} decodes: {e}"));
+        let mut bytes = Vec::new();
+        serializer.encode(&msg, &mut bytes);
+        let msg = serializer
+            .decode(&bytes)
+            .expect("the codec reads what it wrote");
+        self.router
+            .handle_message(self.handles[conn], &msg, self.now_ms, &mut self.out);
+    }
+
     pub fn send(&mut self, conn: usize, json_text: &str) {
         let msg = Serializer::Json
             .decode(json_text.as_bytes())
