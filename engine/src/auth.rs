@@ -3,9 +3,15 @@
 //!
 //! Cost to the router of an attempt: HELLO costs a table lookup and one HMAC (the nonce); nothing expensive
 //! happens before the client has answered the challenge, and the answer costs one HMAC (ticket, WAMP-CRA) or one
-//! Ed25519 verification (cryptosign). Secrets are compared in constant time (`ring::hmac::verify`). A HELLO for
-//! an unknown `authid` gets a challenge like any other (ticket, WAMP-CRA: with a salt derived from the authid if
-//! the realm salts its secrets) and fails only at AUTHENTICATE, so an attacker cannot list principals.
+//! Ed25519 verification (cryptosign). Secrets are compared in constant time (`ring::hmac::verify`).
+//!
+//! Nobody can list the principals: a HELLO for an unknown `authid` (or an unknown cryptosign key) gets a
+//! challenge like any other and fails only at AUTHENTICATE, after the same work a known one costs (it is checked
+//! against a decoy principal). A WAMP-CRA challenge names no role, and its salt (or the absence of one) for an
+//! unknown authid is one of the realm's own presentations, picked by a keyed hash of the authid: with a mix of
+//! salted and unsalted principals, an unknown authid looks salted or unsalted as often as known ones do, with a
+//! salt of the same length, alphabet, iterations and key length as a real one, the same at every attempt and
+//! across restarts (the key is derived from the realm's secrets).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -128,8 +134,13 @@ pub(crate) struct Principals {
     by_authid: HashMap<Box<str>, usize>,
     by_pubkey: HashMap<[u8; 32], usize>,
     anonymous_role: Option<Box<str>>,
-    /// Salt parameters to show an unknown authid when the realm salts WAMP-CRA secrets.
-    decoy_salt: Option<(u32, u32)>,
+    /// How WAMP-CRA challenges look in this realm: each WAMP-CRA principal's salt (`None`: unsalted). An authid
+    /// that is not a WAMP-CRA principal is shown one of them (see [`Principals::salt`]).
+    shapes: Vec<Option<Salt>>,
+    /// Key of the decoys, derived from the realm's secrets: stable across restarts, unknown to outsiders.
+    decoy_key: hmac::Key,
+    /// What an unknown authid or key is checked against, so that a refusal costs what an acceptance does.
+    decoy: Principal,
     /// Whether any principal has a ticket / a WAMP-CRA secret (decided once, not per HELLO).
     tickets: bool,
     wampcra: bool,
@@ -167,12 +178,35 @@ pub(crate) struct Authenticated<'a> {
 impl Principals {
     /// Compiles `config`; `key` is the router's secret key (for ticket tags).
     pub fn new(config: &AuthConfig, key: &hmac::Key) -> Principals {
+        let decoy_key = decoy_key(config);
+        let decoy_secret = hmac::sign(&decoy_key, b"decoy principal");
+        let decoy_pubkey =
+            ring::signature::Ed25519KeyPair::from_seed_unchecked(&decoy_secret.as_ref()[..32])
+                .map(|pair| {
+                    let mut key = [0u8; 32];
+                    key.copy_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
+                    key
+                })
+                .unwrap_or([0; 32]);
         let mut principals = Principals {
             list: Vec::new(),
             by_authid: HashMap::new(),
             by_pubkey: HashMap::new(),
             anonymous_role: config.anonymous_role.as_deref().map(Into::into),
-            decoy_salt: None,
+            shapes: (config.principals.iter())
+                .filter_map(|p| p.wampcra.as_ref().map(|w| w.salt.clone()))
+                .collect(),
+            decoy: Principal {
+                authid: "".into(),
+                role: "".into(),
+                ticket: Some(hmac::sign(key, decoy_secret.as_ref())),
+                wampcra: Some((
+                    hmac::Key::new(hmac::HMAC_SHA256, decoy_secret.as_ref()),
+                    None,
+                )),
+                pubkeys: vec![decoy_pubkey],
+            },
+            decoy_key,
             tickets: config.principals.iter().any(|p| p.ticket.is_some()),
             wampcra: config.principals.iter().any(|p| p.wampcra.is_some()),
         };
@@ -181,11 +215,6 @@ impl Principals {
             principals.by_authid.insert(p.authid.as_str().into(), index);
             for key in &p.cryptosign {
                 principals.by_pubkey.insert(*key, index);
-            }
-            if let Some(salt) = p.wampcra.as_ref().and_then(|w| w.salt.as_ref()) {
-                principals
-                    .decoy_salt
-                    .get_or_insert((salt.iterations, salt.keylen));
             }
             principals.list.push(Principal {
                 authid: p.authid.as_str().into(),
@@ -261,17 +290,15 @@ impl Principals {
                     return Some(Choice::Challenge { method, principal });
                 }
                 Method::Cryptosign => {
-                    let Some(key) = pubkey else { continue };
-                    let Some(&index) = self.by_pubkey.get(&key) else {
-                        continue;
-                    };
-                    if authid.is_some_and(|a| *self.list[index].authid != *a) {
+                    if pubkey.is_none() || !self.offers(method) {
                         continue;
                     }
-                    return Some(Choice::Challenge {
-                        method,
-                        principal: Some(index),
-                    });
+                    // An unknown key, or one of another principal than `authid`: a challenge all the same
+                    // (it fails at AUTHENTICATE), so keys cannot be probed.
+                    let principal = pubkey
+                        .and_then(|key| self.by_pubkey.get(&key).copied())
+                        .filter(|&index| authid.is_none_or(|a| *self.list[index].authid == *a));
+                    return Some(Choice::Challenge { method, principal });
                 }
             }
         }
@@ -286,29 +313,26 @@ impl Principals {
         }
     }
 
-    /// The role a challenge names (WAMP-CRA puts it into the challenge string). An unknown authid gets a
-    /// plausible one.
-    pub fn role(&self, principal: Option<usize>) -> &str {
-        match principal {
-            Some(index) => &self.list[index].role,
-            None => "user",
-        }
-    }
-
-    /// WAMP-CRA salt parameters to send: the principal's, or, for an unknown authid in a realm with salted
-    /// secrets, a decoy salt derived from the authid (stable across attempts, so it looks real).
-    pub fn salt(&self, principal: Option<usize>, authid: &str, key: &hmac::Key) -> Option<Salt> {
-        match principal {
-            Some(index) => self.list[index].wampcra.as_ref()?.1.clone(),
-            None => {
-                let (iterations, keylen) = self.decoy_salt?;
-                let tag = hmac::sign(key, authid.as_bytes());
+    /// WAMP-CRA salt parameters to send: the principal's; for any other authid one of the realm's
+    /// presentations (unsalted, or a salt shaped like one of the real ones), picked and filled by a keyed hash of
+    /// the authid, so it is the same at every attempt. The decoy is computed in every case, so a known authid
+    /// costs what an unknown one does.
+    pub fn salt(&self, principal: Option<usize>, authid: &str) -> Option<Salt> {
+        let tag = hmac::sign(&self.decoy_key, authid.as_bytes());
+        let decoy = (!self.shapes.is_empty())
+            .then(|| {
+                let pick = u64::from_le_bytes(tag.as_ref()[..8].try_into().unwrap_or_default());
+                let shape = self.shapes[(pick % self.shapes.len() as u64) as usize].as_ref()?;
                 Some(Salt {
-                    salt: hex(&tag.as_ref()[..8]),
-                    iterations,
-                    keylen,
+                    salt: mimic(&shape.salt, &self.decoy_key, tag.as_ref()),
+                    iterations: shape.iterations,
+                    keylen: shape.keylen,
                 })
-            }
+            })
+            .flatten();
+        match principal.and_then(|index| self.list[index].wampcra.as_ref()) {
+            Some((_, salt)) => salt.clone(),
+            None => decoy,
         }
     }
 
@@ -319,8 +343,12 @@ impl Principals {
         signature: &str,
         key: &hmac::Key,
     ) -> Option<Authenticated<'_>> {
-        let principal = &self.list[pending.principal?];
-        let ok = match pending.method {
+        // An unknown authid is checked against the decoy, which nothing matches: the same work, the same answer.
+        let (principal, known) = match pending.principal {
+            Some(index) => (&self.list[index], true),
+            None => (&self.decoy, false),
+        };
+        let verified = match pending.method {
             Method::Anonymous => false,
             Method::Ticket => principal
                 .ticket
@@ -339,7 +367,7 @@ impl Principals {
                 verify_cryptosign(&principal.pubkeys, &pending.challenge, signature)
             }
         };
-        ok.then_some(Authenticated {
+        (known && verified).then_some(Authenticated {
             authid: &principal.authid,
             role: &principal.role,
         })
@@ -389,19 +417,51 @@ impl Nonces {
     }
 }
 
-/// The WAMP-CRA challenge string: a JSON object (keys in a fixed order; values escaped as JSON strings).
-pub(crate) fn wampcra_challenge(
-    authid: &str,
-    authrole: &str,
-    nonce: &[u8],
-    unix_ms: u64,
-    session: u64,
-) -> String {
+/// The key of a realm's decoys: a hash of its secrets (so it is the same after a restart and nobody without the
+/// configuration can compute it).
+fn decoy_key(config: &AuthConfig) -> hmac::Key {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    digest.update(b"kreisel decoys\0");
+    for p in &config.principals {
+        for part in [
+            p.authid.as_str(),
+            p.ticket.as_deref().unwrap_or(""),
+            p.wampcra.as_ref().map_or("", |w| w.secret.as_str()),
+        ] {
+            digest.update(&(part.len() as u64).to_le_bytes());
+            digest.update(part.as_bytes());
+        }
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, digest.finish().as_ref())
+}
+
+/// A string as long as `template`, of characters drawn from `template`'s own, filled from a keyed stream seeded
+/// with `seed` (a decoy salt shaped like a real one).
+fn mimic(template: &str, key: &hmac::Key, seed: &[u8]) -> String {
+    let mut alphabet: Vec<char> = template.chars().collect();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    let len = template.chars().count();
+    let mut out = String::with_capacity(template.len());
+    let mut block = 0u32;
+    while out.chars().count() < len && !alphabet.is_empty() {
+        let mut input = seed.to_vec();
+        input.extend_from_slice(&block.to_le_bytes());
+        let bytes = hmac::sign(key, &input);
+        for &b in bytes.as_ref().iter().take(len - out.chars().count()) {
+            out.push(alphabet[usize::from(b) % alphabet.len()]);
+        }
+        block += 1;
+    }
+    out
+}
+
+/// The WAMP-CRA challenge string: a JSON object (keys in a fixed order; values escaped as JSON strings). It names
+/// no role: the role is revealed only in WELCOME.
+pub(crate) fn wampcra_challenge(authid: &str, nonce: &[u8], unix_ms: u64, session: u64) -> String {
     let mut out = String::with_capacity(192);
     out.push_str("{\"authid\":");
     json_string(&mut out, authid);
-    out.push_str(",\"authrole\":");
-    json_string(&mut out, authrole);
     out.push_str(",\"authmethod\":\"wampcra\",\"authprovider\":\"static\",\"nonce\":\"");
     out.push_str(&base64::engine::general_purpose::STANDARD.encode(nonce));
     out.push_str("\",\"timestamp\":\"");
@@ -491,9 +551,13 @@ mod tests {
 
     #[test]
     fn challenge_is_json() {
-        let text = wampcra_challenge("pe\"ter", "user", &[1, 2, 3], 0, 42);
+        let text = wampcra_challenge("pe\"ter", &[1, 2, 3], 0, 42);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["authid"], "pe\"ter");
+        assert!(
+            value.get("authrole").is_none(),
+            "the role is told only in WELCOME"
+        );
         assert_eq!(value["authmethod"], "wampcra");
         assert_eq!(value["session"], 42);
         assert_eq!(value["nonce"], "AQID");
@@ -602,7 +666,8 @@ mod tests {
                 principal: None
             })
         ));
-        // Cryptosign by key, with or without the matching authid; an unknown key skips to the next method.
+        // Cryptosign by key, with or without the matching authid; an unknown key, or the key of another
+        // principal than the authid, gets a challenge all the same (it fails at AUTHENTICATE).
         assert!(matches!(
             p.choose(methods(&["cryptosign"]), None, Some([9; 32])),
             Some(Choice::Challenge {
@@ -610,15 +675,18 @@ mod tests {
                 principal: Some(1)
             })
         ));
-        assert!(p
-            .choose(methods(&["cryptosign"]), Some("alice"), Some([9; 32]))
-            .is_none());
+        for (authid, key) in [(Some("alice"), [9; 32]), (None, [8; 32])] {
+            assert!(matches!(
+                p.choose(methods(&["cryptosign", "ticket"]), authid, Some(key)),
+                Some(Choice::Challenge {
+                    method: Method::Cryptosign,
+                    principal: None
+                })
+            ));
+        }
+        // Without a key, cryptosign is skipped.
         assert!(matches!(
-            p.choose(
-                methods(&["cryptosign", "ticket"]),
-                Some("alice"),
-                Some([8; 32])
-            ),
+            p.choose(methods(&["cryptosign", "ticket"]), Some("alice"), None),
             Some(Choice::Challenge {
                 method: Method::Ticket,
                 ..
@@ -646,7 +714,7 @@ mod tests {
         assert!(p
             .verify(&pending(Method::Ticket, None, b""), "open sesame", &k)
             .is_none());
-        let challenge = wampcra_challenge("bob", "admin", b"nonce", 0, 1);
+        let challenge = wampcra_challenge("bob", b"nonce", 0, 1);
         let derived = derive_key(
             "hunter2",
             &Salt {
@@ -666,7 +734,7 @@ mod tests {
             &k,
         );
         assert_eq!(ok.map(|a| (a.authid, a.role)), Some(("bob", "admin")));
-        let other = wampcra_challenge("bob", "admin", b"other", 0, 1);
+        let other = wampcra_challenge("bob", b"other", 0, 1);
         assert!(p
             .verify(
                 &pending(Method::WampCra, Some(1), other.as_bytes()),
@@ -674,11 +742,75 @@ mod tests {
                 &k
             )
             .is_none());
-        // The decoy salt for an unknown authid is stable and looks like a salt.
-        let decoy = p.salt(None, "mallory", &k).unwrap();
-        assert_eq!(decoy, p.salt(None, "mallory", &k).unwrap());
-        assert_eq!((decoy.iterations, decoy.keylen), (100, 32));
-        assert_ne!(decoy.salt, p.salt(None, "eve", &k).unwrap().salt);
+        // A wrong signature for an unknown authid is refused after the same checks (against the decoy).
+        assert!(p
+            .verify(
+                &pending(Method::WampCra, None, challenge.as_bytes()),
+                &signature,
+                &k
+            )
+            .is_none());
+    }
+
+    /// A realm with one salted and one unsalted WAMP-CRA principal: unknown authids look salted about as often as
+    /// not, with salts shaped like the real one, the same at every attempt and after a restart (another router
+    /// key).
+    #[test]
+    fn unknown_authids_look_like_known_ones() {
+        let salted = |authid: &str, salt: &str| PrincipalConfig {
+            authid: authid.into(),
+            role: "backend".into(),
+            ticket: None,
+            wampcra: Some(WampCraSecret {
+                secret: "derived".into(),
+                salt: (!salt.is_empty()).then(|| Salt {
+                    salt: salt.into(),
+                    iterations: 1000,
+                    keylen: 32,
+                }),
+            }),
+            cryptosign: vec![],
+        };
+        let config = AuthConfig {
+            principals: vec![salted("carol", ""), salted("bob", "q7ZtVb3kLp0xWn2R")],
+            ..AuthConfig::default()
+        };
+        let mixed = Principals::new(&config, &key());
+        let restarted = Principals::new(&config, &hmac::Key::new(hmac::HMAC_SHA256, b"other"));
+        assert_eq!(mixed.salt(Some(0), "carol"), None);
+        let real = mixed.salt(Some(1), "bob").unwrap();
+        let alphabet = |s: &str| {
+            let mut chars: Vec<char> = s.chars().collect();
+            chars.sort_unstable();
+            chars.dedup();
+            chars
+        };
+        let mut shown_salted = 0;
+        for i in 0..200 {
+            let authid = format!("user{i}");
+            let decoy = mixed.salt(None, &authid);
+            assert_eq!(decoy, mixed.salt(None, &authid), "stable");
+            assert_eq!(
+                decoy,
+                restarted.salt(None, &authid),
+                "the same after a restart"
+            );
+            if let Some(decoy) = decoy {
+                shown_salted += 1;
+                assert_eq!(
+                    (decoy.iterations, decoy.keylen),
+                    (real.iterations, real.keylen)
+                );
+                assert_eq!(decoy.salt.len(), real.salt.len());
+                assert!(alphabet(&decoy.salt)
+                    .iter()
+                    .all(|c| alphabet(&real.salt).contains(c)));
+            }
+        }
+        assert!(
+            (60..=140).contains(&shown_salted),
+            "{shown_salted} of 200 salted"
+        );
     }
 
     #[test]

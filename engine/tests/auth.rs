@@ -210,7 +210,10 @@ fn wampcra_authentication() {
     let text = challenge[2]["challenge"].as_str().unwrap();
     let fields: Value = serde_json::from_str(text).unwrap();
     assert_eq!(fields["authid"], "carol");
-    assert_eq!(fields["authrole"], "backend");
+    assert!(
+        fields.get("authrole").is_none(),
+        "the role is told in WELCOME only"
+    );
     assert_eq!(fields["authmethod"], "wampcra");
     assert_eq!(fields["timestamp"], "2014-06-22T16:36:41.000Z");
     let signature = wampcra_signature(b"carols secret", text);
@@ -268,23 +271,36 @@ fn wampcra_salted_secret() {
         "backend",
         "wampcra",
     );
-    // An unknown authid gets a decoy salt (stable per authid) and fails later.
-    let (_, first) = hello(
-        &mut h,
-        json!({"authmethods": ["wampcra"], "authid": "nobody"}),
-    );
-    let (conn, again) = hello(
-        &mut h,
-        json!({"authmethods": ["wampcra"], "authid": "nobody"}),
-    );
-    assert_eq!(first[2]["salt"], again[2]["salt"]);
-    assert_eq!(again[2]["iterations"], 100);
-    let key = derive_key("guess", &salt());
-    let signature = wampcra_signature(key.as_bytes(), again[2]["challenge"].as_str().unwrap());
-    assert_abort(
-        &authenticate(&mut h, conn, &signature),
-        "wamp.error.authentication_failed",
-    );
+    // An unknown authid gets one of the realm's presentations (carol's: unsalted, bob's: salted), the same at
+    // every attempt, and fails later.
+    let mut presentations = std::collections::HashSet::new();
+    for i in 0..40 {
+        let authid = format!("nobody{i}");
+        let (_, first) = hello(
+            &mut h,
+            json!({"authmethods": ["wampcra"], "authid": authid}),
+        );
+        let (conn, again) = hello(
+            &mut h,
+            json!({"authmethods": ["wampcra"], "authid": authid}),
+        );
+        for field in ["salt", "iterations", "keylen"] {
+            assert_eq!(first[2][field], again[2][field]);
+        }
+        if again[2].get("salt").is_some() {
+            assert_eq!(again[2]["iterations"], 100);
+            assert_eq!(again[2]["keylen"], 32);
+            assert_eq!(again[2]["salt"].as_str().unwrap().len(), "salt123".len());
+        }
+        presentations.insert(again[2].get("salt").is_some());
+        let key = derive_key("guess", &salt());
+        let signature = wampcra_signature(key.as_bytes(), again[2]["challenge"].as_str().unwrap());
+        assert_abort(
+            &authenticate(&mut h, conn, &signature),
+            "wamp.error.authentication_failed",
+        );
+    }
+    assert_eq!(presentations.len(), 2, "both presentations occur");
 }
 
 #[test]
@@ -322,17 +338,22 @@ fn cryptosign_authentication() {
     );
     assert_eq!(bytes.len(), 32);
 
-    // An unknown key, or a key that is not the named authid's: no method left.
-    let (_, reply) = hello(
-        &mut h,
+    // An unknown key, or a key that is not the named authid's: a challenge like any other (keys cannot be
+    // probed), and even a signature by that key fails.
+    for details in [
         json!({"authmethods": ["cryptosign"], "authextra": {"pubkey": "00".repeat(32)}}),
-    );
-    assert_abort(&reply, "wamp.error.no_auth_method");
-    let (_, reply) = hello(
-        &mut h,
         json!({"authmethods": ["cryptosign"], "authid": "alice", "authextra": {"pubkey": pubkey}}),
-    );
-    assert_abort(&reply, "wamp.error.no_auth_method");
+    ] {
+        let (conn, challenge) = hello(&mut h, details);
+        assert_eq!(challenge[1], "cryptosign", "{challenge}");
+        let bytes = unhex(challenge[2]["challenge"].as_str().unwrap()).unwrap();
+        assert_eq!(bytes.len(), 32);
+        let signature = pair.sign(&bytes);
+        assert_abort(
+            &authenticate(&mut h, conn, &hex(signature.as_ref())),
+            "wamp.error.authentication_failed",
+        );
+    }
 }
 
 #[test]

@@ -141,8 +141,7 @@ impl Router {
         let (text, challenge): (String, Box<[u8]>) = match method {
             Method::WampCra => {
                 let unix_ms = self.epoch_unix_ms.saturating_add(self.now_ms);
-                let role = principals.role(principal);
-                let text = auth::wampcra_challenge(authid, role, &nonce[..16], unix_ms, id.get());
+                let text = auth::wampcra_challenge(authid, &nonce[..16], unix_ms, id.get());
                 let bytes = text.as_bytes().into();
                 (text, bytes)
             }
@@ -150,7 +149,7 @@ impl Router {
             Method::Ticket | Method::Anonymous => (String::new(), Box::default()),
         };
         let salt = match method {
-            Method::WampCra => principals.salt(principal, authid, &self.auth_key),
+            Method::WampCra => principals.salt(principal, authid),
             _ => None,
         };
         let mut extra = Details::new();
