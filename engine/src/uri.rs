@@ -106,7 +106,7 @@ impl UriError {
 /// component. An estimate from above, so the budget holds however the allocator rounds.
 pub fn footprint(uri: &str, policy: MatchPolicy) -> usize {
     const FIXED: usize = 320;
-    const PER_WILDCARD_COMPONENT: usize = 256;
+    const PER_WILDCARD_COMPONENT: usize = 384;
     let nodes = match policy {
         MatchPolicy::Wildcard => uri.bytes().filter(|&b| b == b'.').count() + 1,
         _ => 0,

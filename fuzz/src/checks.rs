@@ -686,6 +686,10 @@ impl EngineFuzz {
                 registrations_per_session_max: 4,
                 auth_timeout_ms: 500,
                 testaments_per_session_max: 2,
+                testament_bytes_per_session_max: 512,
+                uri_max: 96,
+                uri_components_max: 8,
+                uri_bytes_per_session_max: 2048,
             },
             ..RouterConfig::default()
         };

@@ -54,6 +54,11 @@ pub struct Permission {
     /// Any of "caller", "publisher": disclose this role's identity on these URIs to callees / subscribers.
     #[serde(default)]
     pub disclose: Vec<Disclose>,
+    /// Any of "caller", "publisher": this role may ask to be told who calls its procedures (REGISTER
+    /// `disclose_caller`) / who publishes (SUBSCRIBE `disclose_publisher`) on these URIs. Without it, such a
+    /// request is refused with `wamp.error.option_not_allowed`; a pattern needs it on every URI it can match.
+    #[serde(default)]
+    pub identify: Vec<Disclose>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -235,6 +240,10 @@ pub fn engine_config(
                                 .chain(rule.disclose.iter().map(|d| match d {
                                     Disclose::Caller => Perms::DISCLOSE_CALLER,
                                     Disclose::Publisher => Perms::DISCLOSE_PUBLISHER,
+                                }))
+                                .chain(rule.identify.iter().map(|d| match d {
+                                    Disclose::Caller => Perms::IDENTIFY_CALLER,
+                                    Disclose::Publisher => Perms::IDENTIFY_PUBLISHER,
                                 }))
                                 .fold(Perms::NONE, |all, p| all | p),
                         })

@@ -114,6 +114,12 @@ pub struct Listener {
     /// or otherwise protected listener.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Web origins allowed to open a WebSocket here, e.g. `["https://app.example.com", "https://*.example.com"]`
+    /// (a `*` stands for one or more DNS labels of the host). A browser's handshake whose `Origin` header is not
+    /// listed gets HTTP 403; a client that sends no `Origin` (not a browser) is not affected; the origin `null`
+    /// (sandboxed pages, local files) is refused unless listed. Unset (the default): every origin is allowed.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// `[listeners.tls]`: PEM files.
@@ -186,9 +192,39 @@ pub struct Limits {
     /// Time between CHALLENGE and AUTHENTICATE, in milliseconds (default 10000); beyond it: ABORT
     /// `wamp.error.authentication_failed`.
     pub auth_timeout_ms: u64,
-    /// Testaments one session may hold (default 64; each at most one message's size); beyond:
-    /// `wamp.session.add_testament` gets ERROR `kreisel.error.limit_exceeded`.
+    /// Testaments one session may hold (default 64); beyond: `wamp.session.add_testament` gets ERROR
+    /// `kreisel.error.limit_exceeded`.
     pub testaments_per_session_max: usize,
+    /// Bytes the testaments of one session may hold together (default 64 KiB); beyond:
+    /// `wamp.session.add_testament` gets ERROR `kreisel.error.limit_exceeded`.
+    pub testament_bytes_per_session_max: usize,
+    /// Longest topic or procedure URI (or pattern) accepted, in bytes (default 1024); longer: ERROR
+    /// `wamp.error.invalid_uri`, before any lookup.
+    pub uri_max: usize,
+    /// Most components of a URI (default 64); more: ERROR `wamp.error.invalid_uri`.
+    pub uri_components_max: usize,
+    /// What one session's subscriptions and registrations may make the router hold, in bytes (default 4 MiB;
+    /// each costs about twice its URI plus 320 bytes, plus 384 per component of a wildcard pattern); beyond:
+    /// ERROR `kreisel.error.limit_exceeded`.
+    pub uri_bytes_per_session_max: usize,
+    /// Largest message accepted from a connection that has not joined a realm yet (HELLO, AUTHENTICATE), in
+    /// bytes (default 64 KiB; at most `message_max` applies). Larger: RawSocket protocol violation, WebSocket
+    /// close 1009.
+    pub unjoined_message_max: usize,
+    /// Bytes all connections together may hold in incomplete frames and fragmented messages (default 64 MiB).
+    /// A connection whose input would take the total past it is closed (logged, counted).
+    pub partial_frames_max: usize,
+    /// Time a frame (or a fragmented WebSocket message) may take from its first byte to its last, in
+    /// milliseconds (default 60000); slower: the connection is closed (logged, counted). It must allow a
+    /// `message_max` message at the slowest link rate you serve.
+    pub frame_timeout_ms: u64,
+    /// Bytes all outboxes together may hold (default 512 MiB: queued frames plus 48 bytes per queue entry).
+    /// When it is reached, the connections with the largest outboxes are disconnected first until the total is
+    /// under it again (logged, counted as slow consumers).
+    pub memory_max: usize,
+    /// Open connections from one IP address (default 0: no limit). Beyond it, a new connection is closed at once
+    /// (logged at debug, counted). Unix socket connections are not counted.
+    pub connections_per_ip_max: usize,
 }
 
 /// See [`Limits::slow_consumer`].
@@ -242,6 +278,7 @@ impl Default for Config {
                     serializers: default_serializers(),
                     tls: None,
                     metrics: None,
+                    allowed_origins: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
@@ -250,6 +287,7 @@ impl Default for Config {
                     serializers: default_serializers(),
                     tls: None,
                     metrics: None,
+                    allowed_origins: None,
                 },
             ],
             limits: Limits::default(),
@@ -260,6 +298,7 @@ impl Default for Config {
 
 impl Default for Limits {
     fn default() -> Limits {
+        let engine = kreisel_engine::EngineLimits::default();
         Limits {
             message_max: 1 << 20,
             connections_max: 10_000,
@@ -275,6 +314,15 @@ impl Default for Limits {
             registrations_per_session_max: 1_000,
             auth_timeout_ms: 10_000,
             testaments_per_session_max: 64,
+            testament_bytes_per_session_max: engine.testament_bytes_per_session_max,
+            uri_max: engine.uri_max,
+            uri_components_max: engine.uri_components_max,
+            uri_bytes_per_session_max: engine.uri_bytes_per_session_max,
+            unjoined_message_max: 64 << 10,
+            partial_frames_max: 64 << 20,
+            frame_timeout_ms: 60_000,
+            memory_max: 512 << 20,
+            connections_per_ip_max: 0,
         }
     }
 }
@@ -393,6 +441,18 @@ impl Config {
                     ));
                 }
             }
+            if let Some(origins) = &listener.allowed_origins {
+                if !listener.speaks(Transport::Websocket) {
+                    return fail(format!(
+                        "{which}: allowed_origins restricts WebSocket handshakes: the listener needs the \
+                         \"websocket\" transport"
+                    ));
+                }
+                for origin in origins {
+                    crate::websocket::OriginPattern::parse(origin)
+                        .map_err(|e| ConfigError(format!("{which}: allowed_origins: {e}")))?;
+                }
+            }
             if let Some(tls) = &listener.tls {
                 if matches!(address, Address::Unix(_)) {
                     return fail(format!("{which}: TLS is for TCP listeners"));
@@ -432,10 +492,42 @@ impl Config {
                 "testaments_per_session_max",
                 limits.testaments_per_session_max,
             ),
+            (
+                "testament_bytes_per_session_max",
+                limits.testament_bytes_per_session_max,
+            ),
+            ("uri_max", limits.uri_max),
+            ("uri_components_max", limits.uri_components_max),
+            (
+                "uri_bytes_per_session_max",
+                limits.uri_bytes_per_session_max,
+            ),
+            ("frame_timeout_ms", limits.frame_timeout_ms as usize),
         ] {
             if value == 0 {
                 return fail(format!("limits.{name} must be at least 1"));
             }
+        }
+        if limits.unjoined_message_max < 512 {
+            return fail(format!(
+                "limits.unjoined_message_max = {} is below 512 (a HELLO must fit; above message_max it is \
+                 message_max)",
+                limits.unjoined_message_max
+            ));
+        }
+        let frame_max = limits.message_max + crate::websocket::HEADER_LEN_MAX;
+        if limits.partial_frames_max < frame_max {
+            return fail(format!(
+                "limits.partial_frames_max = {} must be at least one maximal frame ({frame_max}: message_max plus \
+                 a frame header)",
+                limits.partial_frames_max
+            ));
+        }
+        if limits.memory_max < limits.outbox_max {
+            return fail(format!(
+                "limits.memory_max = {} must be at least limits.outbox_max = {} (one full outbox must fit)",
+                limits.memory_max, limits.outbox_max
+            ));
         }
         if limits.handshake_timeout_ms == 0 {
             return fail("limits.handshake_timeout_ms must be at least 1".into());
@@ -477,6 +569,10 @@ impl Config {
                 registrations_per_session_max: self.limits.registrations_per_session_max,
                 auth_timeout_ms: self.limits.auth_timeout_ms,
                 testaments_per_session_max: self.limits.testaments_per_session_max,
+                testament_bytes_per_session_max: self.limits.testament_bytes_per_session_max,
+                uri_max: self.limits.uri_max,
+                uri_components_max: self.limits.uri_components_max,
+                uri_bytes_per_session_max: self.limits.uri_bytes_per_session_max,
             },
             ..RouterConfig::default()
         }
@@ -548,6 +644,7 @@ serializers = ["json", "msgpack", "cbor"]
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
 # metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
+# allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 
 [[listeners]]
 listen = "127.0.0.1:8081"
@@ -568,6 +665,15 @@ subscriptions_per_session_max = 10000
 registrations_per_session_max = 1000
 auth_timeout_ms = 10000      # CHALLENGE to AUTHENTICATE
 testaments_per_session_max = 64       # wamp.session.add_testament per session
+testament_bytes_per_session_max = 65536  # bytes those testaments may hold
+uri_max = 1024               # longest topic/procedure URI, bytes
+uri_components_max = 64      # most components of a URI
+uri_bytes_per_session_max = 4194304   # what one session's subscriptions and registrations may hold, bytes
+unjoined_message_max = 65536 # largest message before WELCOME (HELLO, AUTHENTICATE)
+partial_frames_max = 67108864 # bytes all incomplete frames may hold together
+frame_timeout_ms = 60000     # a frame must complete this soon after its first byte
+memory_max = 536870912       # bytes all outboxes may hold together; the largest are cut first
+connections_per_ip_max = 0   # open connections per IP address (0: no limit)
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides

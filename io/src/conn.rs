@@ -102,6 +102,16 @@ pub enum Transport {
     Closed,
 }
 
+impl Transport {
+    /// Bytes held for a fragmented message being assembled, and whether one is open.
+    pub fn assembly(&self) -> (usize, bool) {
+        match self {
+            Transport::WebSocket { reader, .. } => (reader.held_bytes(), reader.assembling()),
+            _ => (0, false),
+        }
+    }
+}
+
 /// How WAMP messages to this connection are framed, once its transport handshake is done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -136,6 +146,14 @@ pub enum CloseCause {
     IdleTimeout,
     /// A plain HTTP request (the metrics endpoint) was answered.
     Served,
+    /// It had not joined a realm when `limits.connections_max` was reached, and was the oldest such.
+    Evicted,
+    /// A frame did not complete within `limits.frame_timeout_ms`.
+    FrameTimeout,
+    /// Its input would have taken all incomplete frames past `limits.partial_frames_max`.
+    InputBudget,
+    /// All outboxes together reached `limits.memory_max`, and its was the largest.
+    MemoryBudget,
 }
 
 #[derive(Debug)]
@@ -170,6 +188,14 @@ pub struct Conn {
     /// Close code and reason of the WebSocket Close frame sent when the connection closes.
     pub ws_close: (u16, &'static str),
     pub peer: String,
+    /// The peer's IP address (TCP and TLS), for `limits.connections_per_ip_max`.
+    pub ip: Option<std::net::IpAddr>,
+    /// Since when (loop milliseconds) the connection holds an incomplete frame or fragmented message.
+    pub input_since_ms: Option<u64>,
+    /// A message or control frame was completed by the current read.
+    pub progressed: bool,
+    /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
+    pub held_input: usize,
 }
 
 impl Conn {
@@ -177,7 +203,7 @@ impl Conn {
         stream: Stream,
         listener: usize,
         generation: u32,
-        peer: String,
+        (peer, ip): (String, Option<std::net::IpAddr>),
         over_limit: bool,
     ) -> Conn {
         Conn {
@@ -200,6 +226,10 @@ impl Conn {
             framing: Framing::None,
             ws_close: (crate::websocket::CLOSE_NORMAL, ""),
             peer,
+            ip,
+            input_since_ms: None,
+            progressed: false,
+            held_input: 0,
         }
     }
 

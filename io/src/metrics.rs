@@ -19,6 +19,10 @@ pub struct Gauges<'r> {
     pub calls_pending: usize,
     /// Per realm: sessions, subscriptions, registrations, retained events.
     pub realms: Vec<RealmGauges<'r>>,
+    /// What all outboxes hold (bounded by `limits.memory_max`).
+    pub outbox_bytes: usize,
+    /// What all incomplete frames hold (bounded by `limits.partial_frames_max`).
+    pub partial_frame_bytes: usize,
 }
 
 /// The metrics page.
@@ -107,6 +111,36 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
             io.idle_timeouts,
         ),
         ("transport_errors_total", "Connections ended by a socket error.", io.transport_errors),
+        (
+            "origins_refused_total",
+            "WebSocket handshakes refused for an Origin not in the listener's allowed_origins.",
+            io.origins_refused,
+        ),
+        (
+            "evicted_unjoined_total",
+            "Connections without a joined session closed, oldest first, to make room at limits.connections_max.",
+            io.evicted_unjoined,
+        ),
+        (
+            "refused_per_ip_total",
+            "Connections closed at once for limits.connections_per_ip_max.",
+            io.refused_per_ip,
+        ),
+        (
+            "frame_timeouts_total",
+            "Connections closed for a frame not complete within limits.frame_timeout_ms.",
+            io.frame_timeouts,
+        ),
+        (
+            "partial_frames_refused_total",
+            "Connections closed because incomplete frames would pass limits.partial_frames_max.",
+            io.partial_frames_refused,
+        ),
+        (
+            "memory_cuts_total",
+            "Connections with the largest outboxes closed because all outboxes reached limits.memory_max.",
+            io.memory_cuts,
+        ),
     ] {
         metric(name, counter, help, count(value));
     }
@@ -115,6 +149,18 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
         gauge,
         "Calls waiting for their callee's answer.",
         gauges.calls_pending as f64,
+    );
+    metric(
+        "outbox_bytes",
+        gauge,
+        "Bytes all outboxes hold (queued frames, each once, plus queue entries).",
+        gauges.outbox_bytes as f64,
+    );
+    metric(
+        "partial_frame_bytes",
+        gauge,
+        "Bytes held for incomplete frames and fragmented messages.",
+        gauges.partial_frame_bytes as f64,
     );
     type Field = fn(&RealmGauges<'_>) -> usize;
     let per_realm: [(&str, &str, Field); 4] = [
@@ -195,6 +241,8 @@ mod tests {
             connections: 4,
             uptime_seconds: 1.5,
             calls_pending: 2,
+            outbox_bytes: 4096,
+            partial_frame_bytes: 12,
             realms: vec![
                 RealmGauges {
                     name: "realm1",

@@ -21,24 +21,86 @@ struct Frame {
     refs: u32,
 }
 
-/// Reference-counted encoded messages with a pool of reusable buffers.
-#[derive(Debug, Default)]
-pub struct FrameStore {
-    frames: Slab<Frame>,
-    pool: Vec<Vec<u8>>,
+/// Reusable byte buffers, bounded by count, by each buffer's capacity and by their capacity together: after a
+/// burst, a pool keeps at most `bytes_max`.
+#[derive(Debug)]
+pub struct BufferPool {
+    buffers: Vec<Vec<u8>>,
+    /// Capacity of the pooled buffers together.
+    bytes: usize,
+    len_max: usize,
+    buffer_max: usize,
+    bytes_max: usize,
 }
 
-/// Pooled buffers larger than this are freed instead of kept (so one huge message does not pin memory).
-const POOL_BUFFER_MAX: usize = 64 * 1024;
-/// Buffers kept in the pool at most.
-const POOL_LEN_MAX: usize = 4096;
+impl BufferPool {
+    pub const fn new(len_max: usize, buffer_max: usize, bytes_max: usize) -> BufferPool {
+        BufferPool {
+            buffers: Vec::new(),
+            bytes: 0,
+            len_max,
+            buffer_max,
+            bytes_max,
+        }
+    }
+
+    /// A buffer from the pool (empty, with whatever capacity it has), or a new one.
+    pub fn take(&mut self) -> Vec<u8> {
+        let mut buffer = self.buffers.pop().unwrap_or_default();
+        self.bytes -= buffer.capacity();
+        buffer.clear();
+        buffer
+    }
+
+    /// Returns a buffer; it is freed instead when it is too big or the pool is full.
+    pub fn give(&mut self, buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity <= self.buffer_max
+            && self.buffers.len() < self.len_max
+            && self.bytes + capacity <= self.bytes_max
+        {
+            self.bytes += capacity;
+            self.buffers.push(buffer);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+}
+
+/// Reference-counted encoded messages with a pool of reusable buffers.
+#[derive(Debug)]
+pub struct FrameStore {
+    frames: Slab<Frame>,
+    pool: BufferPool,
+    /// Bytes of the frames some queue references.
+    queued_bytes: usize,
+    /// References held, i.e. queue entries over all outboxes.
+    refs: usize,
+}
+
+/// What one queue entry costs besides its frame: the entry itself, rounded up for the queue's spare capacity.
+pub const ENTRY_COST: usize = 48;
+
+impl Default for FrameStore {
+    fn default() -> FrameStore {
+        FrameStore {
+            frames: Slab::new(),
+            // Buffers up to 64 KiB are kept (so one huge message does not pin memory), 4096 of them, 16 MiB in
+            // all.
+            pool: BufferPool::new(4096, 64 << 10, 16 << 20),
+            queued_bytes: 0,
+            refs: 0,
+        }
+    }
+}
 
 impl FrameStore {
     /// A new frame with zero references; fill it with [`FrameStore::bytes_mut`], then [`FrameStore::retain`] it
     /// once per queue entry. A frame never retained must be [`FrameStore::discard`]ed.
     pub fn alloc(&mut self) -> FrameId {
-        let mut bytes = self.pool.pop().unwrap_or_default();
-        bytes.clear();
+        let bytes = self.pool.take();
         FrameId(self.frames.insert(Frame { bytes, refs: 0 }) as u32)
     }
 
@@ -56,7 +118,12 @@ impl FrameStore {
     }
 
     pub fn retain(&mut self, id: FrameId) {
-        self.frames[id.0 as usize].refs += 1;
+        let frame = &mut self.frames[id.0 as usize];
+        if frame.refs == 0 {
+            self.queued_bytes += frame.bytes.len();
+        }
+        frame.refs += 1;
+        self.refs += 1;
     }
 
     /// Drops one reference; the last one returns the buffer to the pool.
@@ -64,18 +131,24 @@ impl FrameStore {
         let frame = &mut self.frames[id.0 as usize];
         debug_assert!(frame.refs > 0, "release of an unreferenced frame");
         frame.refs -= 1;
+        self.refs -= 1;
         if frame.refs == 0 {
+            self.queued_bytes -= frame.bytes.len();
             self.discard(id);
         }
+    }
+
+    /// What all outboxes hold together, in bytes: the frames they reference (each once, however many share
+    /// it) plus [`ENTRY_COST`] per queue entry. Bounded by `limits.memory_max`.
+    pub fn memory(&self) -> usize {
+        self.queued_bytes + self.refs * ENTRY_COST
     }
 
     /// Frees a frame nobody references.
     pub fn discard(&mut self, id: FrameId) {
         let frame = self.frames.remove(id.0 as usize);
         debug_assert_eq!(frame.refs, 0);
-        if frame.bytes.capacity() <= POOL_BUFFER_MAX && self.pool.len() < POOL_LEN_MAX {
-            self.pool.push(frame.bytes);
-        }
+        self.pool.give(frame.bytes);
     }
 
     /// Frames alive (for tests and metrics).
@@ -243,6 +316,8 @@ mod tests {
         }
         b.push(&mut store, &[0xCC], shared);
         assert_eq!(a.queued_bytes(), 100 * (2 + 2 + 1 + 13));
+        // The shared frame counts once, every entry its cost.
+        assert_eq!(store.memory(), 100 * 2 + 13 + 201 * ENTRY_COST);
         let mut socket = Trickle {
             out: Vec::new(),
             chunk: 7,
@@ -266,8 +341,10 @@ mod tests {
             1,
             "only the frame still queued for b is alive"
         );
+        assert_eq!(store.memory(), 13 + ENTRY_COST);
         b.clear(&mut store);
         assert_eq!(store.live(), 0);
+        assert_eq!(store.memory(), 0);
         assert!(!store.pool.is_empty(), "buffers return to the pool");
     }
 }

@@ -6,8 +6,9 @@
 //! got output, once, with `writev`; then fire due timers.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Address, Config, SlowConsumer, Transport as TransportName};
 use crate::conn::{CloseCause, Conn, Framing, Stream, Transport};
 use crate::metrics;
-use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
+use crate::outbox::{BufferPool, FrameId, FrameStore, HEADER_MAX};
 use crate::{rawsocket, websocket};
 
 const LISTENER_BASE: usize = 1 << 40;
@@ -37,10 +38,9 @@ const SCRATCH_LEN: usize = 64 * 1024;
 /// Initial size of a connection's own read buffer (used only while it holds an incomplete frame); it grows up to
 /// one maximal frame.
 const RBUF_INITIAL: usize = 4 * 1024;
-/// Own read buffers up to this size go back to the pool when emptied; larger ones are freed.
-const RBUF_POOLED_MAX: usize = 64 * 1024;
-/// Own read buffers kept in the pool at most.
-const RBUF_POOL_LEN: usize = 1024;
+/// The pool of connections' own read buffers: buffers up to 64 KiB go back to it when emptied (larger ones are
+/// freed), 1024 of them, 8 MiB in all.
+const RBUF_POOL: BufferPool = BufferPool::new(1024, 64 << 10, 8 << 20);
 /// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
 const OVER_LIMIT_SLACK: usize = 64;
 /// How long a producer's input is paused when a message it sent pushed a recipient's outbox past 3/4 of
@@ -85,6 +85,19 @@ pub struct IoStats {
     pub events_dropped: u64,
     pub idle_timeouts: u64,
     pub transport_errors: u64,
+    /// WebSocket handshakes refused (403) for an `Origin` the listener's `allowed_origins` does not list.
+    pub origins_refused: u64,
+    /// Connections that had not joined a realm, closed (oldest first) to make room at `connections_max`.
+    pub evicted_unjoined: u64,
+    /// Connections closed at once for `limits.connections_per_ip_max`.
+    pub refused_per_ip: u64,
+    /// Connections closed because a frame did not complete within `limits.frame_timeout_ms`.
+    pub frame_timeouts: u64,
+    /// Connections closed because their input would have taken all incomplete frames past
+    /// `limits.partial_frames_max`.
+    pub partial_frames_refused: u64,
+    /// Connections closed because all outboxes together reached `limits.memory_max` (largest first).
+    pub memory_cuts: u64,
 }
 
 /// A running router on one event loop.
@@ -105,7 +118,7 @@ pub struct Server {
     /// Next sweep for silent connections (auto-ping, idle timeout), if either is configured.
     next_sweep: Option<Instant>,
     /// Connection read buffers not in use.
-    rbuf_pool: Vec<Vec<u8>>,
+    rbuf_pool: BufferPool,
     /// Connections whose input was not drained this turn (budget or paused and resumed).
     pending_read: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
@@ -118,6 +131,13 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
     stats: IoStats,
+    /// Connections in the order they were accepted, while they may not have joined a realm (entries of
+    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`.
+    unjoined: VecDeque<(usize, u32)>,
+    /// Open connections per peer IP address (only with `limits.connections_per_ip_max`).
+    per_ip: HashMap<IpAddr, u32>,
+    /// Bytes all connections hold in incomplete frames and fragmented messages (`limits.partial_frames_max`).
+    partial_bytes: usize,
 }
 
 /// Stops a [`Server`] running on another thread (graceful shutdown, as on SIGTERM).
@@ -317,6 +337,12 @@ impl Server {
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
+                // Validated with the configuration: a pattern that does not parse was refused there.
+                upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
+                    (origins.iter())
+                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
+                        .collect()
+                });
                 upgrade
             });
             let tls = match &listener.tls {
@@ -362,7 +388,7 @@ impl Server {
             scratch: vec![0; SCRATCH_LEN],
             pressure: false,
             next_sweep: None,
-            rbuf_pool: Vec::new(),
+            rbuf_pool: RBUF_POOL,
             pending_read: Vec::new(),
             timers: BinaryHeap::new(),
             next_generation: 0,
@@ -373,6 +399,9 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             stats: IoStats::default(),
+            unjoined: VecDeque::new(),
+            per_ip: HashMap::new(),
+            partial_bytes: 0,
         })
     }
 
@@ -626,14 +655,15 @@ impl Server {
                         )?)),
                         None => Stream::Tcp(stream),
                     };
-                    Ok((stream, addr.to_string()))
+                    Ok((stream, addr.to_string(), Some(addr.ip())))
                 }),
-                Some(ListenerSocket::Unix(s, path)) => s
-                    .accept()
-                    .map(|(stream, _)| (Stream::Unix(stream), format!("unix:{}", path.display()))),
+                Some(ListenerSocket::Unix(s, path)) => s.accept().map(|(stream, _)| {
+                    let peer = format!("unix:{}", path.display());
+                    (Stream::Unix(stream), peer, None)
+                }),
                 None => return,
             };
-            let (stream, peer) = match accepted {
+            let (stream, peer, ip) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -644,10 +674,22 @@ impl Server {
                 }
             };
             self.stats.accepted += 1;
-            let over_limit = self.conns.len() >= self.config.limits.connections_max;
-            if over_limit
-                && self.conns.len() >= self.config.limits.connections_max + OVER_LIMIT_SLACK
-            {
+            let per_ip_max = self.config.limits.connections_per_ip_max;
+            if let Some(ip) = ip.filter(|_| per_ip_max > 0) {
+                if self
+                    .per_ip
+                    .get(&ip)
+                    .is_some_and(|&n| n as usize >= per_ip_max)
+                {
+                    self.stats.refused_per_ip += 1;
+                    debug!(%peer, limit = per_ip_max, "limits.connections_per_ip_max reached; closing");
+                    drop(stream);
+                    continue;
+                }
+            }
+            let connections_max = self.config.limits.connections_max;
+            let over_limit = self.conns.len() >= connections_max && !self.evict_unjoined();
+            if over_limit && self.conns.len() >= connections_max + OVER_LIMIT_SLACK {
                 self.stats.refused_over_limit += 1;
                 drop(stream);
                 continue;
@@ -657,7 +699,13 @@ impl Server {
             let entry = self.conns.vacant_entry();
             let index = entry.key();
             let now_ms = self.start.elapsed().as_millis() as u64;
-            let conn = entry.insert(Conn::new(stream, listener, generation, peer, over_limit));
+            let conn = entry.insert(Conn::new(
+                stream,
+                listener,
+                generation,
+                (peer, ip.filter(|_| per_ip_max > 0)),
+                over_limit,
+            ));
             conn.last_rx_ms = now_ms;
             let registered = self.poll.registry().register(
                 conn.stream.source(),
@@ -669,12 +717,36 @@ impl Server {
                 self.conns.remove(index);
                 continue;
             }
+            if let Some(ip) = self.conns[index].ip {
+                *self.per_ip.entry(ip).or_default() += 1;
+            }
+            self.unjoined.push_back((index, generation));
+            if self.unjoined.len() > 2 * self.conns.len() + 64 {
+                let (conns, router) = (&self.conns, &self.router);
+                self.unjoined
+                    .retain(|&(index, generation)| unjoined(conns, router, index, generation));
+            }
             debug!(peer = %self.conns[index].peer, index, "connection accepted");
             let deadline =
                 Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
             self.timers
                 .push(Reverse((deadline, index, generation, TimerKind::Handshake)));
         }
+    }
+
+    /// At `connections_max`: closes the oldest connection that has not joined a realm, to make room for a new
+    /// one (a peer holding sockets that never handshake cannot lock others out). Returns whether it closed one.
+    fn evict_unjoined(&mut self) -> bool {
+        while let Some((index, generation)) = self.unjoined.pop_front() {
+            if !unjoined(&self.conns, &self.router, index, generation) {
+                continue;
+            }
+            self.stats.evicted_unjoined += 1;
+            debug!(peer = %self.conns[index].peer, "connections_max reached: closing the oldest connection that has not joined");
+            self.remove(index, Some(CloseCause::Evicted));
+            return true;
+        }
+        false
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -723,6 +795,7 @@ impl Server {
                     if let Some(conn) = self.conns.get_mut(index) {
                         conn.last_rx_ms = now_ms;
                     }
+                    self.account_input(index, now_ms);
                     let Some(conn) = self.conns.get(index) else {
                         return;
                     };
@@ -762,6 +835,38 @@ impl Server {
         }
     }
 
+    /// After a read: counts what connection `index` holds for incomplete input against `partial_frames_max`
+    /// (closing it if that total would pass the limit), and notes since when its current frame has been
+    /// incomplete (for `frame_timeout_ms`: the time restarts whenever a message or control frame completes).
+    fn account_input(&mut self, index: usize, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        let (assembly_bytes, assembling) = conn.transport.assembly();
+        let own = if conn.filled > 0 { conn.rbuf.len() } else { 0 };
+        let held = own + assembly_bytes;
+        self.partial_bytes = self.partial_bytes - conn.held_input + held;
+        conn.held_input = held;
+        let incomplete = conn.filled > 0 || assembling;
+        conn.input_since_ms = match conn.input_since_ms {
+            _ if !incomplete => None,
+            Some(since) if !conn.progressed => Some(since),
+            _ => Some(now_ms),
+        };
+        conn.progressed = false;
+        if self.partial_bytes > self.config.limits.partial_frames_max && conn.closing.is_none() {
+            self.stats.partial_frames_refused += 1;
+            warn!(
+                peer = %conn.peer,
+                held,
+                total = self.partial_bytes,
+                limit = self.config.limits.partial_frames_max,
+                "incomplete frames over limits.partial_frames_max; closing this connection"
+            );
+            self.abandon(index, CloseCause::InputBudget);
+        }
+    }
+
     /// One read into the shared buffer; frames handled in place, an incomplete tail kept by the connection.
     fn read_shared(&mut self, index: usize) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut self.scratch);
@@ -771,7 +876,7 @@ impl Server {
                 let consumed = self.process_input(index, &mut buf[..n]);
                 if consumed < n && self.conns[index].closing.is_none() {
                     let tail = &buf[consumed..n];
-                    let mut own = self.rbuf_pool.pop().unwrap_or_default();
+                    let mut own = self.rbuf_pool.take();
                     own.resize(tail.len().max(RBUF_INITIAL), 0);
                     own[..tail.len()].copy_from_slice(tail);
                     let conn = &mut self.conns[index];
@@ -797,6 +902,19 @@ impl Server {
                     .push((index, conn.generation, CloseCause::Protocol));
                 return Err(io::ErrorKind::WouldBlock.into());
             }
+            let total = self.partial_bytes + (grown - conn.rbuf.len());
+            if total > self.config.limits.partial_frames_max {
+                self.stats.partial_frames_refused += 1;
+                warn!(
+                    peer = %conn.peer,
+                    total,
+                    limit = self.config.limits.partial_frames_max,
+                    "incomplete frames over limits.partial_frames_max; closing this connection"
+                );
+                self.doomed
+                    .push((index, conn.generation, CloseCause::InputBudget));
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             conn.rbuf.resize(grown, 0);
         }
         let filled = conn.filled;
@@ -813,9 +931,9 @@ impl Server {
         conn.filled = left;
         if left > 0 {
             conn.rbuf = buf;
-        } else if buf.len() <= RBUF_POOLED_MAX && self.rbuf_pool.len() < RBUF_POOL_LEN {
+        } else {
             // Emptied: the buffer goes back to the pool (a buffer grown for a big message is freed).
-            self.rbuf_pool.push(buf);
+            self.rbuf_pool.give(buf);
         }
         Ok(n)
     }
@@ -996,9 +1114,11 @@ impl Server {
                 self.conns[index].framing = Framing::WebSocket {
                     text: serializer.is_text(),
                 };
+                // Until the session joins, messages are held to the smaller limit (see `websocket_frame`).
+                let before_welcome = self.config.limits.unjoined_message_max.min(message_max);
                 *transport = Transport::WebSocket {
                     serializer,
-                    reader: websocket::FrameReader::new(message_max),
+                    reader: websocket::FrameReader::new(before_welcome),
                 };
                 self.open_session(index, serializer);
                 debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
@@ -1006,6 +1126,8 @@ impl Server {
             }
             websocket::UpgradeOutcome::Metrics { .. } => {
                 let gauges = metrics::Gauges {
+                    outbox_bytes: self.frames.memory(),
+                    partial_frame_bytes: self.partial_bytes,
                     connections: self.conns.len(),
                     uptime_seconds: self.start.elapsed().as_secs_f64(),
                     calls_pending: self.router.calls_pending(),
@@ -1022,6 +1144,9 @@ impl Server {
                 response,
                 reason,
             } => {
+                if status == 403 {
+                    self.stats.origins_refused += 1;
+                }
                 info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
                 self.send_raw(index, &[], &response);
                 self.conns[index].closing = Some(CloseCause::Handshake);
@@ -1038,7 +1163,12 @@ impl Server {
         message_max: usize,
         now_ms: u64,
     ) -> Option<usize> {
-        let our_max = rawsocket::max_len(self.rawsocket_exponent).min(message_max.max(512));
+        let limit = if self.joined(index) {
+            message_max
+        } else {
+            self.config.limits.unjoined_message_max.min(message_max)
+        };
+        let our_max = rawsocket::max_len(self.rawsocket_exponent).min(limit.max(512));
         let frame = match rawsocket::parse_frame(input, our_max) {
             Ok(Some(frame)) => frame,
             Ok(None) => return None,
@@ -1049,6 +1179,7 @@ impl Server {
         };
         let consumed = frame.payload.end;
         let payload = &input[frame.payload.clone()];
+        self.conns[index].progressed = true;
         match frame.kind {
             rawsocket::FrameKind::Message => self.deliver(index, serializer, payload, now_ms),
             rawsocket::FrameKind::Ping => {
@@ -1068,6 +1199,10 @@ impl Server {
         reader: &mut websocket::FrameReader,
         now_ms: u64,
     ) -> Option<usize> {
+        let message_max = self.config.limits.message_max;
+        if reader.message_max() < message_max && self.joined(index) {
+            reader.set_message_max(message_max);
+        }
         let (consumed, event) = match reader.read(input) {
             Ok(Some(read)) => read,
             Ok(None) => return None,
@@ -1078,6 +1213,9 @@ impl Server {
                 return None;
             }
         };
+        if !matches!(event, websocket::Event::Fragment) {
+            self.conns[index].progressed = true;
+        }
         match event {
             websocket::Event::Message { data, .. } => self.deliver(index, serializer, data, now_ms),
             websocket::Event::Ping(payload) => {
@@ -1096,6 +1234,13 @@ impl Server {
             }
         }
         Some(consumed)
+    }
+
+    /// Whether connection `index` carries a session joined to a realm.
+    fn joined(&self, index: usize) -> bool {
+        (self.conns.get(index))
+            .and_then(|conn| conn.session)
+            .is_some_and(|handle| self.router.session_info(handle).is_some())
     }
 
     /// A complete WAMP message from connection `index`: decode it and hand it to the engine.
@@ -1137,6 +1282,9 @@ impl Server {
     /// Closes doomed connections and flushes every connection with output, until nothing changes.
     fn settle(&mut self) {
         loop {
+            if self.frames.memory() > self.config.limits.memory_max {
+                self.cut_largest_outboxes();
+            }
             while let Some((index, generation, cause)) = self.doomed.pop() {
                 if self
                     .conns
@@ -1158,6 +1306,31 @@ impl Server {
             if self.dirty.is_empty() {
                 self.dirty = dirty;
             }
+        }
+    }
+
+    /// All outboxes together hold more than `limits.memory_max`: disconnects the connections with the largest
+    /// outboxes until they hold less (each logged and counted; a frame other outboxes share stays until they
+    /// are done with it).
+    fn cut_largest_outboxes(&mut self) {
+        let memory_max = self.config.limits.memory_max;
+        while self.frames.memory() > memory_max {
+            let largest = (self.conns.iter())
+                .map(|(index, conn)| (conn.outbox.queued_bytes(), index))
+                .filter(|&(queued, _)| queued > 0)
+                .max();
+            let Some((queued, index)) = largest else {
+                break;
+            };
+            self.stats.memory_cuts += 1;
+            warn!(
+                peer = %self.conns[index].peer,
+                queued,
+                memory = self.frames.memory(),
+                limit = memory_max,
+                "outboxes over limits.memory_max: disconnecting the largest"
+            );
+            self.remove(index, Some(CloseCause::MemoryBudget));
         }
     }
 
@@ -1239,6 +1412,15 @@ impl Server {
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
+        self.partial_bytes -= conn.held_input;
+        if let Some(ip) = conn.ip {
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
         debug!(peer = %conn.peer, ?cause, "connection closed");
         if let Some(handle) = conn.session {
             self.with_sink(|router, sink| router.handle_close(handle, sink));
@@ -1286,24 +1468,41 @@ impl Server {
     /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
     fn sweep_period(&self) -> Option<Duration> {
         let limits = &self.config.limits;
-        let shortest = [limits.auto_ping_ms, limits.idle_timeout_ms]
-            .into_iter()
-            .filter(|&ms| ms > 0)
-            .min()?;
+        let shortest = [
+            limits.auto_ping_ms,
+            limits.idle_timeout_ms,
+            limits.frame_timeout_ms,
+        ]
+        .into_iter()
+        .filter(|&ms| ms > 0)
+        .min()?;
         Some(Duration::from_millis((shortest / 4).max(10)))
     }
 
-    /// Pings connections silent for `auto_ping_ms` and closes those silent for `idle_timeout_ms`.
+    /// Pings connections silent for `auto_ping_ms`, closes those silent for `idle_timeout_ms` and those whose
+    /// current frame has been incomplete for `frame_timeout_ms`.
     fn sweep(&mut self) {
         let now_ms = self.now_ms();
-        let (ping_ms, idle_ms) = (
+        let (ping_ms, idle_ms, frame_ms) = (
             self.config.limits.auto_ping_ms,
             self.config.limits.idle_timeout_ms,
+            self.config.limits.frame_timeout_ms,
         );
         let mut idle = Vec::new();
         let mut ping = Vec::new();
+        let mut trickling = Vec::new();
         for (index, conn) in &self.conns {
-            if conn.closing.is_some() || conn.framing == Framing::None {
+            if conn.closing.is_some() {
+                continue;
+            }
+            if conn
+                .input_since_ms
+                .is_some_and(|since| now_ms.saturating_sub(since) >= frame_ms)
+            {
+                trickling.push(index);
+                continue;
+            }
+            if conn.framing == Framing::None {
                 continue;
             }
             let silent = now_ms.saturating_sub(conn.last_rx_ms);
@@ -1314,6 +1513,15 @@ impl Server {
                 && now_ms.saturating_sub(conn.last_ping_ms) >= ping_ms
             {
                 ping.push(index);
+            }
+        }
+        for index in trickling {
+            self.stats.frame_timeouts += 1;
+            let conn = &mut self.conns[index];
+            info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
+            conn.ws_close = (websocket::CLOSE_POLICY_VIOLATION, "frame timeout");
+            if begin_close(conn, &mut self.frames, CloseCause::FrameTimeout) {
+                self.dirty.push(index);
             }
         }
         for index in idle {
@@ -1386,6 +1594,17 @@ impl Server {
         }
         info!("shutdown complete");
     }
+}
+
+/// Whether connection `index` (of `generation`) is open, not closing, and has no session joined to a realm.
+fn unjoined(conns: &Slab<Conn>, router: &Router, index: usize, generation: u32) -> bool {
+    conns.get(index).is_some_and(|conn| {
+        conn.generation == generation
+            && conn.closing.is_none()
+            && conn
+                .session
+                .is_none_or(|h| router.session_info(h).is_none())
+    })
 }
 
 /// Marks `conn` as closing once its outbox is flushed; a WebSocket connection gets its Close frame (with the

@@ -35,6 +35,9 @@ pub struct UpgradeConfig {
     /// Path of the metrics endpoint on this listener, if any: a plain `GET` of it is answered with the router's
     /// counters ([`UpgradeOutcome::Metrics`]) instead of a WebSocket upgrade.
     pub metrics_path: Option<String>,
+    /// Origins a browser may open a WebSocket from (`None`: any). A request without an `Origin` header (not a
+    /// browser) is not affected; one with an origin not listed gets 403.
+    pub allowed_origins: Option<Vec<OriginPattern>>,
 }
 
 impl UpgradeConfig {
@@ -45,8 +48,106 @@ impl UpgradeConfig {
             serializers,
             head_max: HEAD_MAX_DEFAULT,
             metrics_path: None,
+            allowed_origins: None,
         }
     }
+}
+
+/// One entry of a listener's `allowed_origins`: `scheme://host[:port]`, where the host may start with `*.` (one
+/// or more DNS labels), or `null`. Compared case-insensitively, with the scheme's default port implied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginPattern {
+    Null,
+    Origin {
+        scheme: String,
+        /// The host, or with `wildcard` the domain every matching host must be a subdomain of.
+        host: String,
+        wildcard: bool,
+        port: Option<u16>,
+    },
+}
+
+impl OriginPattern {
+    pub fn parse(text: &str) -> Result<OriginPattern, String> {
+        if text == "null" {
+            return Ok(OriginPattern::Null);
+        }
+        let (scheme, host, port) = split_origin(text).ok_or_else(|| {
+            format!("'{text}' is not an origin (scheme://host[:port], e.g. https://app.example.com, or null)")
+        })?;
+        let (host, wildcard) = match host.strip_prefix("*.") {
+            Some(domain) => (domain, true),
+            None => (host, false),
+        };
+        if host.is_empty() || host.contains('*') {
+            return Err(format!(
+                "'{text}': a wildcard may only stand for the leading labels of the host (https://*.example.com)"
+            ));
+        }
+        Ok(OriginPattern::Origin {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase(),
+            wildcard,
+            port,
+        })
+    }
+
+    /// Whether a request's `Origin` header value is allowed by this pattern.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
+        match self {
+            OriginPattern::Null => origin == "null",
+            OriginPattern::Origin {
+                scheme,
+                host,
+                wildcard,
+                port,
+            } => {
+                let Some((their_scheme, their_host, their_port)) = split_origin(origin) else {
+                    return false;
+                };
+                let default_port = |scheme: &str| match scheme {
+                    "https" | "wss" => Some(443),
+                    "http" | "ws" => Some(80),
+                    _ => None,
+                };
+                let their_scheme = their_scheme.to_ascii_lowercase();
+                let their_host = their_host.to_ascii_lowercase();
+                let host_matches = if *wildcard {
+                    their_host
+                        .strip_suffix(host.as_str())
+                        .is_some_and(|labels| labels.len() > 1 && labels.ends_with('.'))
+                } else {
+                    their_host == *host
+                };
+                their_scheme == *scheme
+                    && host_matches
+                    && port.or(default_port(scheme)) == their_port.or(default_port(&their_scheme))
+            }
+        }
+    }
+}
+
+/// `scheme://host[:port]` split into its parts (no path, no user info).
+fn split_origin(text: &str) -> Option<(&str, &str, Option<u16>)> {
+    let (scheme, rest) = text.split_once("://")?;
+    let valid_scheme = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !valid_scheme || rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    // An IPv6 literal keeps its colons inside brackets.
+    let (host, port) = match rest.rfind(':') {
+        Some(colon) if !rest[colon..].contains(']') => {
+            (&rest[..colon], Some(rest[colon + 1..].parse().ok()?))
+        }
+        _ => (rest, None),
+    };
+    (!host.is_empty()).then_some((scheme, host, port))
 }
 
 /// Result of [`handle_upgrade`].
@@ -157,6 +258,20 @@ fn check_request<'b>(
     let key = single(headers, "sec-websocket-key")
         .filter(|key| is_base64_of_16_octets(key))
         .ok_or_else(|| (400, "missing or malformed Sec-WebSocket-Key".to_owned()))?;
+    if let Some(allowed) = &cfg.allowed_origins {
+        // Browsers always send Origin; other clients usually do not, and they are not what the check is for.
+        let mut origins = values(headers, "origin");
+        if let Some(origin) = origins.next() {
+            let origin = origin.trim_ascii();
+            if origins.next().is_some() || !allowed.iter().any(|pattern| pattern.allows(origin)) {
+                let shown = String::from_utf8_lossy(&origin[..origin.len().min(128)]).into_owned();
+                return Err((
+                    403,
+                    format!("origin '{shown}' is not allowed to connect here"),
+                ));
+            }
+        }
+    }
     let serializer = tokens(headers, "sec-websocket-protocol")
         .filter_map(|t| {
             std::str::from_utf8(t)
@@ -242,6 +357,7 @@ fn accept_response(key: &[u8], serializer: Serializer) -> Vec<u8> {
 
 fn reject(status: u16, reason: String) -> UpgradeOutcome {
     let (phrase, extra_headers) = match status {
+        403 => ("Forbidden", ""),
         404 => ("Not Found", ""),
         405 => ("Method Not Allowed", "Allow: GET\r\n"),
         426 => (
@@ -452,6 +568,21 @@ impl FrameReader {
     /// The message size limit.
     pub fn message_max(&self) -> usize {
         self.message_max
+    }
+
+    /// Changes the message size limit (a session that joined may send larger messages than one that has not).
+    pub fn set_message_max(&mut self, message_max: usize) {
+        self.message_max = message_max;
+    }
+
+    /// Whether a fragmented message is open (started, not complete).
+    pub fn assembling(&self) -> bool {
+        matches!(self.assembly, Assembly::Open { .. })
+    }
+
+    /// Bytes the reader holds for fragmented messages (its assembly buffer's capacity).
+    pub fn held_bytes(&self) -> usize {
+        self.assembled.capacity()
     }
 
     /// Reads the first frame in `buf` (the unread bytes).
@@ -943,6 +1074,102 @@ mod tests {
                 "\r\n\r\nno supported WAMP subprotocol offered (this router speaks: wamp.2.json, wamp.2.msgpack)\n"
             ));
         }
+    }
+
+    #[test]
+    fn origins_are_checked_when_listed() {
+        let patterns = [
+            "https://app.example.com",
+            "https://*.example.org",
+            "http://localhost:3000",
+        ];
+        let cfg = UpgradeConfig {
+            allowed_origins: Some(
+                patterns
+                    .iter()
+                    .map(|p| OriginPattern::parse(p).unwrap())
+                    .collect(),
+            ),
+            ..config()
+        };
+        let with_origin = |origin: Option<&str>| {
+            let header = origin.map(|o| format!("Origin: {o}"));
+            let mut extra = vec!["Sec-WebSocket-Protocol: wamp.2.json"];
+            extra.extend(header.as_deref());
+            handle_upgrade(&upgrade_request("GET /ws HTTP/1.1", &extra), &cfg)
+        };
+        for allowed in [
+            None,
+            Some("https://app.example.com"),
+            Some("HTTPS://App.Example.com:443"),
+            Some("https://a.example.org"),
+            Some("https://a.b.example.org"),
+            Some("http://localhost:3000"),
+        ] {
+            accepted(with_origin(allowed));
+        }
+        for refused in [
+            "https://evil.com",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+            "https://example.org",
+            "https://xexample.org",
+            "https://app.example.com.evil.com",
+            "http://localhost:3001",
+            "null",
+            "not an origin",
+        ] {
+            let (status, response) = rejected(with_origin(Some(refused)));
+            assert_eq!(status, 403, "{refused}");
+            assert!(response.contains("is not allowed"), "{response}");
+        }
+        // Two Origin headers: refused.
+        let request = upgrade_request(
+            "GET /ws HTTP/1.1",
+            &[
+                "Sec-WebSocket-Protocol: wamp.2.json",
+                "Origin: https://app.example.com",
+                "Origin: https://evil.com",
+            ],
+        );
+        assert_eq!(rejected(handle_upgrade(&request, &cfg)).0, 403);
+        // "null" only when listed.
+        let cfg = UpgradeConfig {
+            allowed_origins: Some(vec![OriginPattern::parse("null").unwrap()]),
+            ..config()
+        };
+        let request = |origin: &str| {
+            let header = format!("Origin: {origin}");
+            upgrade_request(
+                "GET /ws HTTP/1.1",
+                &["Sec-WebSocket-Protocol: wamp.2.json", &header],
+            )
+        };
+        accepted(handle_upgrade(&request("null"), &cfg));
+        assert_eq!(
+            rejected(handle_upgrade(&request("https://a.com"), &cfg)).0,
+            403
+        );
+        // Without a list, any origin.
+        accepted(handle_upgrade(&request("https://evil.com"), &config()));
+    }
+
+    #[test]
+    fn origin_patterns_are_validated() {
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a.com/path",
+            "https://a.*.com",
+            "https://*",
+            "https://a.com:x",
+        ] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad}");
+        }
+        assert!(OriginPattern::parse("https://[::1]:8443").is_ok());
+        assert!(OriginPattern::parse("https://[::1]:8443")
+            .unwrap()
+            .allows(b"https://[::1]:8443"));
     }
 
     #[test]

@@ -1,20 +1,14 @@
 //! The `kreisel` binary itself: command line, configuration checking, a shared RawSocket/WebSocket port, and
 //! graceful shutdown on SIGTERM (GOODBYE `wamp.close.system_shutdown`, then exit 0).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KREISEL: &str = env!("CARGO_BIN_EXE_kreisel");
-
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kreisel-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use common::*;
 
 #[test]
 fn help_and_print_config() {
@@ -123,103 +117,6 @@ fn check_explains_mistakes() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
-}
-
-/// A running binary; killed on drop if still running.
-struct Running {
-    child: Child,
-    addresses: Vec<SocketAddr>,
-    /// Everything the router wrote to stderr so far (drained for the whole run, so it never blocks on a pipe).
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &str) -> Running {
-    start_file(&temp_file("run.toml", config))
-}
-
-fn start_file(path: &std::path::Path) -> Running {
-    let mut child = Command::new(KREISEL)
-        .arg("--config")
-        .arg(path)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            keep.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    // Constructed first, so that the child is killed even if the checks below fail.
-    let mut running = Running {
-        child,
-        addresses: Vec::new(),
-        log,
-    };
-    let addresses = &mut running.addresses;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        if let Some(address) = line.split("address=").nth(1) {
-            addresses.push(address.trim().parse().expect("a TCP address"));
-        }
-        if line.contains("kreisel starting") || addresses.len() == 1 {
-            // The "listening" lines come first; one listener is configured in these tests.
-            if !addresses.is_empty() {
-                break;
-            }
-        }
-    }
-    assert!(!addresses.is_empty(), "the router logs where it listens");
-    running
-}
-
-fn rawsocket_json(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(&[0x7F, 0xF1, 0, 0]).unwrap();
-    let mut reply = [0u8; 4];
-    stream.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[0], 0x7F);
-    assert_eq!(reply[1] & 0x0F, 1);
-    stream
-}
-
-fn send(stream: &mut TcpStream, json: &str) {
-    let mut frame = (json.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(json.as_bytes());
-    stream.write_all(&frame).unwrap();
-}
-
-fn recv(stream: &mut TcpStream) -> serde_json::Value {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).unwrap();
-    let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    serde_json::from_slice(&payload).unwrap()
 }
 
 const SHARED_PORT: &str = r#"
@@ -337,19 +234,6 @@ fn a_closed_stderr_does_not_take_the_router_down() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
-}
-
-/// Waits until the router's log has `count` lines containing `text`.
-fn wait_for_log(router: &Running, text: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while router.log().matches(text).count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "no {count}x '{text}' in the log:\n{}",
-            router.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn sighup(router: &Running) {

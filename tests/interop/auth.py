@@ -88,7 +88,8 @@ async def main(check):
     )
     welcome(check, "cryptosign", details, "dev", "backend", "cryptosign")
     stranger = CryptosignKey.from_bytes(bytes(range(32)))
-    await refused(check, "cryptosign unknown key", "wamp.error.no_auth_method",
+    # An unknown key gets a challenge like a known one (keys cannot be probed) and fails when it answers.
+    await refused(check, "cryptosign unknown key", "wamp.error.authentication_failed",
                   authmethods=["cryptosign"], authextra={"pubkey": stranger.public_key(binary=False)},
                   on_challenge=lambda challenge: stranger.sign_challenge(challenge))
 
