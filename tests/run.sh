@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== nothing refers outside the repository"
+tests/self_contained.sh
+
 venv=tests/.venv
 requirements=tests/interop/requirements.txt
 stamp="$venv/.installed"
