@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Fails, naming file and line, when a file of the repository refers to something outside it that another machine
-# would not have: a sibling folder of the checkout (`../shared`) or an absolute path under a home or work directory
-# of the machine it was written on (`/work/`, `/root/`, `/home/`, `/Users/`).
+# would not have: the folder `shared` beside the checkout (a relative path climbing out of the repository into it),
+# or an absolute path under the home directories (root's, those under /home and /Users) or the work directory
+# (/work) of the machine it was written on.
 #
 # What it reads: every git-tracked file (the working-tree content), or, outside a git checkout, every file but
 # build outputs and installed dependencies. Skipped: lock files (Cargo.lock, package-lock.json: generated, and they
-# name registry URLs only), binary files, and this script, which has to spell the patterns out.
+# name registry URLs only) and binary files. This script is checked like any other file: its patterns are put
+# together from pieces so that it does not match them itself.
 #
 # Not flagged: paths under /tmp. Every Unix machine has /tmp, so such a path is not tied to one machine; the tests
 # create their own temporary directories (std::env::temp_dir, mktemp) and remove them, and the fixed /tmp paths in
@@ -16,17 +18,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-self=tests/self_contained.sh
 # A path starts at the beginning of a line or after a character that cannot be part of a longer path or URL
-# (so https://example.com/home/ is not taken for /home/).
-pattern='(\.\./shared)|((^|[^A-Za-z0-9_.~/-])/(work|root|home|Users)/)'
+# (so a URL such as https://example.com/home/ is not taken for a home directory).
+up='\.\./'
+roots='work|root|home|Users'
+pattern="(${up}shared)|((^|[^A-Za-z0-9_.~/-])/(${roots})/)"
 
 # Prints file:line:text for every offending line of the files named on stdin (NUL-separated); 0 when none.
 scan() {
   local hits=0 file
   while IFS= read -r -d '' file; do
     case "$file" in
-      "$self" | *Cargo.lock | *package-lock.json) continue ;;
+      *Cargo.lock | *package-lock.json) continue ;;
     esac
     [ -f "$file" ] || continue
     # -I: binary files have no lines to cite.
@@ -40,9 +43,9 @@ scan() {
 # The check itself must be able to fail: a planted reference is found, and a harmless line is not.
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
-printf 'see ../shared/data\n' >"$probe/bad1"
-printf 'path = "/home/someone/x"\n' >"$probe/bad2"
-printf 'https://example.com/home/ and /tmp/k.sock and /usr/bin/chromium\n' >"$probe/good"
+printf 'see ../%s/data\n' shared >"$probe/bad1"
+printf 'path = "/%s/someone/x"\n' home >"$probe/bad2"
+printf 'https://example.com/%s/ and /tmp/k.sock and /usr/bin/chromium\n' home >"$probe/good"
 for planted in bad1 bad2; do
   if printf '%s\0' "$probe/$planted" | scan >/dev/null; then
     echo "self_contained.sh is broken: it did not flag $planted" >&2
