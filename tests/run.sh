@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI, autobahn-js
-# into tests/interop-js/node_modules from npm), then runs formatting and lint gates and every test of the workspace.
+# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI; autobahn-js,
+# the autobahn-js browser bundle and playwright-core from npm into the node_modules folders of tests/interop-js,
+# examples/node, examples/browser and tests/browser; Debian's chromium with apt-get when it is missing), then runs
+# formatting and lint gates and every test of the workspace, the examples included.
 # Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== nothing refers outside the repository"
+tests/self_contained.sh
 
 venv=tests/.venv
 requirements=tests/interop/requirements.txt
@@ -16,27 +21,59 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 
-# autobahn-js and everything it needs, exactly as in package-lock.json (Node.js >= 20 and npm on PATH).
-js=tests/interop-js
-js_stamp="$js/node_modules/.installed"
-if [ ! -d "$js/node_modules/autobahn" ] || ! cmp -s "$js/package-lock.json" "$js_stamp"; then
-  echo "== installing autobahn-js into $js/node_modules"
-  rm -rf "$js/node_modules"
-  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
-  cp "$js/package-lock.json" "$js_stamp"
+# npm packages, exactly as in each folder's package-lock.json (Node.js >= 20 and npm on PATH); installed again when
+# the lock file changes.
+npm_ci() {
+  local dir=$1 stamp="$1/node_modules/.installed"
+  if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "== installing $dir/node_modules (npm ci)"
+    rm -rf "$dir/node_modules"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+}
+npm_ci tests/interop-js   # autobahn-js: interop tests
+npm_ci examples/node      # autobahn-js: the Node.js example
+npm_ci examples/browser   # the autobahn-js browser bundle: the browser example
+npm_ci tests/browser      # playwright-core (no browser download): drives chromium for the browser example
+
+# The browser example's test runs Debian's chromium (CHROMIUM=/path/to/chromium to use another build).
+chromium=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$chromium" ]; then
+  if [ -n "${CHROMIUM:-}" ]; then
+    echo "CHROMIUM=$CHROMIUM is not an executable" >&2
+    exit 1
+  elif ! command -v apt-get >/dev/null; then
+    echo "chromium is missing and apt-get is not available: install Chromium, then run CHROMIUM=/path/to/chromium tests/run.sh" >&2
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "installing chromium needs root (apt-get install chromium)" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "== installing chromium (apt-get)"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 
-# Interop with a Rust WAMP client from crates.io lives in a crate of its own (see tests/rust-client/Cargo.toml).
+# Interop with a Rust WAMP client from crates.io lives in a crate of its own (see tests/rust-client/Cargo.toml), and
+# so does the Rust example (examples/rust), with the same client; both build into target/.
 rust_client=(--manifest-path tests/rust-client/Cargo.toml --target-dir target)
+rust_example=(--manifest-path examples/rust/Cargo.toml --target-dir target)
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt "${rust_client[0]}" "${rust_client[1]}" -- --check
+cargo fmt "${rust_example[0]}" "${rust_example[1]}" -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy "${rust_client[@]}" --all-targets --quiet -- -D warnings
+cargo clippy "${rust_example[@]}" --all-targets --quiet -- -D warnings
 echo "== cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== cargo test"
+# tests/tests/examples.rs runs the Rust example's binary (target/debug/kreisel-example-rust): build it first.
+cargo build "${rust_example[@]}" --quiet
 cargo test --workspace
 cargo test "${rust_client[@]}"

@@ -1,5 +1,6 @@
-//! Codec benchmarks: decode and encode per serializer, payload transcoding, and the JSON parser comparison that
-//! ARCHITECTURE.md asks for (the codec's span scanner against serde_json and simd-json on real WAMP messages).
+//! Codec benchmarks: decode and encode per serializer, payload transcoding, and the JSON parser comparison behind
+//! the codec's choice of parser (its span scanner against serde_json and simd-json on real WAMP messages; see
+//! `docs/PERFORMANCE.md`).
 //!
 //! Run: `cargo bench -p kreisel-benches --bench codec`.
 use std::hint::black_box;

@@ -1,4 +1,4 @@
-//! The public WAMP test vectors (`shared/wamp-test-vectors`, see its README): every JSON, MessagePack and CBOR
+//! The public WAMP test vectors (`codec/tests/wamp-test-vectors`, see its README): every JSON, MessagePack and CBOR
 //! encoding of every sample is decoded, checked against `expected_attributes` and an independent `serde_json`
 //! reading of the sample, re-encoded in every serializer (byte-exact against the vectors) and decoded again.
 mod common;
@@ -9,10 +9,7 @@ use common::{encode, from_json, hex, model, normalize, whole};
 use kreisel_codec::{DecodeError, Message, Serializer, Value};
 use serde_json::Value as Json;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/wamp-test-vectors"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wamp-test-vectors");
 
 /// Code of the autobahn-python EVENT_RECEIVED extension: not standard WAMP.
 const EVENT_RECEIVED: u64 = 337;
@@ -35,7 +32,7 @@ fn vector_files() -> Vec<PathBuf> {
     let root = Path::new(VECTORS);
     assert!(
         root.join("README.md").is_file(),
-        "WAMP test vectors missing: expected them at {} (shared/wamp-test-vectors beside the repository)",
+        "WAMP test vectors missing: expected them at {} (part of the repository)",
         root.display()
     );
     let mut files = Vec::new();

@@ -6,7 +6,7 @@
 //! and `tests/tests/fuzz_regressions.rs` includes it with `#[path]` to replay committed inputs under
 //! `cargo test`. It may therefore use only std, kreisel-codec, kreisel-engine and kreisel-io.
 //!
-//! The three properties of STYLE.md rule 12, per decoder:
+//! The three properties every decoder of untrusted input must have, checked per decoder:
 //! * never panic, on any input;
 //! * round trip: what decodes, encodes, and the encoding decodes to the same thing;
 //! * split: a streaming decoder fed a prefix of the input and then the whole of it yields exactly what it yields
