@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI, autobahn-js
-# into tests/interop-js/node_modules from npm), then runs formatting and lint gates and every test of the workspace.
+# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv and crossbar.io into
+# tests/.venv-crossbar from PyPI, autobahn-js into tests/interop-js/node_modules from npm), then runs formatting and
+# lint gates and every test of the workspace.
 # Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,19 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$stamp"
+fi
+
+# crossbar.io (tests/tests/import_crossbar.rs imports its configurations and runs it beside kreisel), in a venv of its
+# own: it pins other versions of autobahn and its dependencies than tests/.venv. About a minute to install.
+cb_venv=tests/.venv-crossbar
+cb_requirements=tests/interop/crossbar-requirements.txt
+cb_stamp="$cb_venv/.installed"
+if [ ! -x "$cb_venv/bin/crossbar" ] || ! cmp -s "$cb_requirements" "$cb_stamp"; then
+  echo "== installing crossbar into $cb_venv"
+  rm -rf "$cb_venv"
+  python3 -m venv "$cb_venv"
+  "$cb_venv/bin/pip" install --quiet --disable-pip-version-check -r "$cb_requirements"
+  cp "$cb_requirements" "$cb_stamp"
 fi
 
 # autobahn-js and everything it needs, exactly as in package-lock.json (Node.js >= 20 and npm on PATH).
