@@ -1685,6 +1685,14 @@ impl Importer {
             );
             return;
         }
+        if let Some(realm) = &principal.realm {
+            let text = format!(
+                "principal '{}': crossbar puts it into realm '{realm}' whatever realm its HELLO names; kreisel \
+                 lets it into '{realm}' only, when it asks for that realm",
+                principal.authid
+            );
+            self.warn_top(context, text);
+        }
         let Some(existing) = merged
             .principals
             .iter_mut()
@@ -2354,6 +2362,10 @@ mod tests {
             get(other, "elsewhere").unwrap().cryptosign_pubkeys,
             ["aa".repeat(32)]
         );
+        warned(
+            &imported,
+            &["principal 'elsewhere'", "whatever realm its HELLO names"],
+        );
         // "other" has no role "user" or "guest": those principals and anonymous access are not there.
         assert!(get(other, "alice").is_none());
         warned(
@@ -2802,6 +2814,76 @@ mod tests {
         // Realm "s" (of worker 2): no roles in crossbar, so only the anonymous role (built in, allowing nothing).
         assert_eq!(role(&config.realms[1], "anonymous"), []);
         assert_eq!(config.realms[1].uri_check, crate::config::UriRule::Loose);
+    }
+
+    #[test]
+    fn the_rest_of_the_mappings() {
+        let key = "cc".repeat(32);
+        let auth = json!({
+            "ticket": {"type": "static", "default-role": "user", "principals": {"dora": {"ticket": "t"}}},
+            "cryptosign": {"type": "static", "principals": {
+                "k1": {"authorized_keys": [key], "role": "user"},
+                "k2": {"authorized_keys": [key], "role": "user"}
+            }}
+        });
+        let doc = node(
+            json!([{"name": "r", "roles": [open_role("user")]}]),
+            json!([
+                {"type": "universal", "endpoint": {"type": "tcp", "port": 9000, "version": 6},
+                 "rawsocket": {"auth": auth.clone()},
+                 "web": {"paths": {"app": {"type": "path", "paths": {"/": {"type": "websocket", "auth": auth,
+                     "options": {"auto_ping_interval": 1000, "auto_ping_timeout": 500,
+                                 "max_message_size": 4096}}}}}}},
+                {"type": "websocket", "endpoint": {"type": "tcp", "port": 9001},
+                 "options": {"auto_ping_interval": 2000, "max_message_size": 8192}, "auth": auth.clone()}
+            ]),
+        );
+        let (config, imported) = import_ok(doc);
+        let realm = &config.realms[0];
+        let dora = realm
+            .principals
+            .iter()
+            .find(|p| p.authid == "dora")
+            .unwrap();
+        assert_eq!(dora.role, "user", "the ticket configuration's default-role");
+        let keys: Vec<usize> = realm
+            .principals
+            .iter()
+            .map(|p| p.cryptosign_pubkeys.len())
+            .collect();
+        assert_eq!(keys, [0, 1], "k2 has no key left: {:?}", realm.principals);
+        warned(
+            &imported,
+            &[
+                "realm 'r'",
+                "principal 'k2': a cryptosign key that an earlier principal has too",
+            ],
+        );
+        let universal = &config.listeners[0];
+        assert_eq!(universal.listen, "[::]:9000");
+        assert_eq!(universal.path, "/app");
+        use crate::config::Transport::*;
+        assert_eq!(universal.transports, [Rawsocket, Websocket]);
+        // The first WebSocket that pings sets the limits; the largest message size wins.
+        assert_eq!(
+            (config.limits.auto_ping_ms, config.limits.idle_timeout_ms),
+            (1000, 1500)
+        );
+        warned(
+            &imported,
+            &[
+                "transport 2 (websocket)",
+                "auto_ping_interval = 2000, auto_ping_timeout = 0",
+            ],
+        );
+        assert_eq!(config.limits.message_max, 8192);
+        warned(
+            &imported,
+            &[
+                "transport 2 (websocket)",
+                "max_message_size = 4096 of an earlier transport",
+            ],
+        );
     }
 
     #[test]
