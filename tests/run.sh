@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv from PyPI; autobahn-js,
-# the autobahn-js browser bundle and playwright-core from npm into the node_modules folders of tests/interop-js,
-# examples/node, examples/browser and tests/browser; Debian's chromium with apt-get when it is missing), then runs
-# formatting and lint gates and every test of the workspace, the examples included.
+# kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv and crossbar.io into
+# tests/.venv-crossbar from PyPI; autobahn-js, the autobahn-js browser bundle and playwright-core from npm into the
+# node_modules folders of tests/interop-js, examples/node, examples/browser and tests/browser; Debian's chromium
+# with apt-get when it is missing), then runs formatting and lint gates and every test of the workspace, the
+# examples included.
 # Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,19 @@ if [ ! -x "$chromium" ]; then
   echo "== installing chromium (apt-get)"
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+
+# crossbar.io (tests/tests/import_crossbar.rs imports its configurations and runs it beside kreisel), in a venv of its
+# own: it pins other versions of autobahn and its dependencies than tests/.venv. About a minute to install.
+cb_venv=tests/.venv-crossbar
+cb_requirements=tests/interop/crossbar-requirements.txt
+cb_stamp="$cb_venv/.installed"
+if [ ! -x "$cb_venv/bin/crossbar" ] || ! cmp -s "$cb_requirements" "$cb_stamp"; then
+  echo "== installing crossbar into $cb_venv"
+  rm -rf "$cb_venv"
+  python3 -m venv "$cb_venv"
+  "$cb_venv/bin/pip" install --quiet --disable-pip-version-check -r "$cb_requirements"
+  cp "$cb_requirements" "$cb_stamp"
 fi
 
 # Interop with a Rust WAMP client from crates.io lives in a crate of its own (see tests/rust-client/Cargo.toml), and

@@ -28,6 +28,14 @@ struct Cli {
     /// clients derive it): the value for a principal's `wampcra_secret` next to `wampcra_salt = SALT`.
     #[arg(long, value_name = "SALT", conflicts_with_all = ["config", "check", "print_config"])]
     derive_key: Option<String>,
+    /// Print a kreisel configuration equivalent to this crossbar.io node configuration (`.crossbar/config.json`
+    /// or `config.yaml`) and exit: realms, roles and permissions, static ticket, WAMP-CRA and cryptosign principals,
+    /// anonymous access, WebSocket/RawSocket listeners on TCP or Unix sockets with their serializers and TLS files.
+    /// What kreisel cannot take over (dynamic authenticators and authorizers, components, other workers, HTTP
+    /// services, MQTT, router links, options kreisel lacks) is a `# not carried over:` comment in the output and a
+    /// warning on stderr.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "check", "print_config", "derive_key"])]
+    import_crossbar: Option<PathBuf>,
     /// PBKDF2 iterations for --derive-key (the principal's `wampcra_iterations`).
     #[arg(long, default_value_t = 1000, requires = "derive_key")]
     iterations: u32,
@@ -41,6 +49,9 @@ fn main() -> ExitCode {
     if cli.print_config {
         print!("{}", config::EXAMPLE);
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = cli.import_crossbar {
+        return import_crossbar(&path);
     }
     if let Some(salt) = cli.derive_key {
         if cli.iterations == 0 || !(1..=64).contains(&cli.keylen) {
@@ -100,6 +111,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--import-crossbar`: the configuration on stdout, the warnings on stderr; fails if the result would not load.
+fn import_crossbar(path: &std::path::Path) -> ExitCode {
+    let imported = match kreisel_io::import_crossbar::import_file(path) {
+        Ok(imported) => imported,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", imported.toml);
+    for warning in &imported.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match kreisel_io::import_crossbar::check(&imported.toml) {
+        Ok(problems) => {
+            for problem in problems {
+                eprintln!("warning: {problem}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

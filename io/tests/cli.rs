@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,122 @@ fn check_explains_mistakes() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// A crossbar node configuration in YAML, as `kreisel --import-crossbar` reads it (PORT to fill in).
+const CROSSBAR_YAML: &str = r#"
+version: 2
+workers:
+  - type: router
+    components:
+      - {type: class, classname: app.Backend, realm: app}
+    realms:
+      - name: app
+        roles:
+          - name: user
+            permissions:
+              - {uri: "com.app.*", allow: {subscribe: true}}
+    transports:
+      - type: rawsocket
+        endpoint: {type: tcp, interface: 127.0.0.1, port: PORT}
+        serializers: [json]
+        auth:
+          ticket:
+            type: static
+            principals:
+              alice: {ticket: "open sesame", role: user}
+"#;
+
+/// `--import-crossbar`: the configuration on stdout (which `--check` accepts and the binary runs: a ticket
+/// principal of the crossbar configuration joins with its role's permissions), warnings on stderr, and clear
+/// failures for files that cannot be imported.
+#[test]
+fn import_crossbar_prints_a_configuration_the_binary_runs() {
+    let help = Command::new(KREISEL).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--import-crossbar"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let crossbar = temp_file(
+        "config.yaml",
+        &CROSSBAR_YAML.replace("PORT", &port.to_string()),
+    );
+    let out = Command::new(KREISEL)
+        .arg("--import-crossbar")
+        .arg(&crossbar)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "warning: worker 1: 1 router component(s) (kreisel runs no components)"
+    );
+    assert!(stdout.contains("# not carried over: worker 1: 1 router component(s)"));
+    let imported = temp_file("imported.toml", &stdout);
+    let check = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{check:?}
+{stdout}"
+    );
+
+    let router = start_file(&imported);
+    assert_eq!(router.addresses, [SocketAddr::from(([127, 0, 0, 1], port))]);
+    let mut alice = rawsocket_json(router.addresses[0]);
+    send(
+        &mut alice,
+        r#"[1, "app", {"roles": {"subscriber": {}}, "authmethods": ["ticket"], "authid": "alice"}]"#,
+    );
+    assert_eq!(recv(&mut alice)[0], 4, "CHALLENGE");
+    send(&mut alice, r#"[5, "open sesame", {}]"#);
+    let welcome = recv(&mut alice);
+    assert_eq!(
+        (welcome[0].as_u64(), welcome[2]["authrole"].as_str()),
+        (Some(2), Some("user"))
+    );
+    send(&mut alice, r#"[32, 1, {}, "com.app.news"]"#);
+    assert_eq!(recv(&mut alice)[0], 33, "SUBSCRIBED under com.app.");
+    send(&mut alice, r#"[32, 2, {}, "org.other"]"#);
+    let denied = recv(&mut alice);
+    assert_eq!(
+        (denied[0].as_u64(), denied[4].as_str()),
+        (Some(8), Some("wamp.error.not_authorized"))
+    );
+    drop(router);
+
+    for (name, text, expected) in [
+        ("broken.json", "{", "not valid JSON"),
+        ("broken.yaml", "workers: [", "not valid YAML"),
+        ("empty.json", "{\"version\": 2}", "no router realm"),
+    ] {
+        let path = temp_file(name, text);
+        let out = Command::new(KREISEL)
+            .arg("--import-crossbar")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} must be refused");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{name}: {out:?}"
+        );
+    }
+    let missing = Command::new(KREISEL)
+        .args(["--import-crossbar", "/nonexistent/config.json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+    assert!(!missing.status.success());
 }
 
 const SHARED_PORT: &str = r#"

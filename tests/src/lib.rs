@@ -88,13 +88,29 @@ transports = ["rawsocket"]
                 .try_init();
         }
         let config = Config::from_toml(&toml).expect("test config is valid");
+        TestRouter::start_config(config, dir, unix)
+    }
+
+    /// A router on a whole configuration (e.g. an imported one). `ws` and `rs` are the first TCP listeners that
+    /// speak WebSocket and RawSocket (the unspecified address when there is none); `dir` is removed when the
+    /// router stops.
+    pub fn start_config(config: Config, dir: TempDir, unix: PathBuf) -> TestRouter {
+        use kreisel_io::config::Transport;
+        let first = |transport: Transport| {
+            config
+                .listeners
+                .iter()
+                .position(|l| l.speaks(transport) && matches!(l.address(), Ok(Address::Tcp(_))))
+        };
+        let (ws_index, rs_index) = (first(Transport::Websocket), first(Transport::Rawsocket));
         let server = Server::bind(config, 42).expect("bind");
         let addresses = server.local_addresses();
-        let tcp = |i: usize| match &addresses[i] {
-            Address::Tcp(addr) => *addr,
-            other => panic!("listener {i} is {other}"),
+        let tcp = |i: Option<usize>| match i.map(|i| &addresses[i]) {
+            Some(Address::Tcp(addr)) => *addr,
+            Some(other) => panic!("listener is {other}"),
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let (ws, rs) = (tcp(0), tcp(1));
+        let (ws, rs) = (tcp(ws_index), tcp(rs_index));
         let stop = server.stop_handle();
         let thread = std::thread::Builder::new()
             .name("kreisel".into())
