@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kreisel_benches::engine::{
-    decode, fanout_router, fanout_router_with, rpc_round_trip, rpc_router, yield_frame,
+    decode, fanout_router, fanout_router_with, join, rpc_round_trip, rpc_router, yield_frame,
     CountingSink, EncodingSink, SinkCount, CALL, PUBLISH_ACK,
 };
 use kreisel_benches::{criterion as config, elements, encode_as, is_bench_mode, PUBLISH_SMALL};
@@ -180,9 +180,61 @@ fn authorization(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cost of delivering to subscribers whose role allows a pattern only in part: 100 subscribers of a prefix
+/// subscription their role may use everywhere (`com.myapp.sensor.`: no check at delivery) against 100 of one it
+/// may use only in part (`com.myapp.`, whose `com.myapp.admin.` is off limits: each publication's topic is
+/// checked for each of them, a trie walk per subscriber).
+fn restricted_delivery(c: &mut Criterion) {
+    use kreisel_engine::uri::MatchPolicy::*;
+    use kreisel_engine::{PermissionConfig, Perms, RoleConfig};
+    const SUBSCRIBERS: usize = 100;
+    let mut group = c.benchmark_group("engine/authz_delivery");
+    group.throughput(elements(SUBSCRIBERS));
+    let rule = |uri: &str, policy, allow| PermissionConfig {
+        uri: uri.into(),
+        policy,
+        allow,
+    };
+    let plain = decode(PUBLISH_SMALL);
+    for (name, pattern) in [
+        ("everywhere", "com.myapp.sensor."),
+        ("in_part", "com.myapp."),
+    ] {
+        let mut config = RouterConfig::default();
+        config.limits.sessions_per_realm_max = SUBSCRIBERS + 1;
+        config.realms[0].auth.roles = Some(vec![RoleConfig {
+            name: "anonymous".into(),
+            permissions: vec![
+                rule("com.myapp.", Prefix, Perms::PUBLISH | Perms::SUBSCRIBE),
+                rule("com.myapp.admin.", Prefix, Perms::NONE),
+            ],
+        }]);
+        let mut router = Router::new(config);
+        let mut sink = CountingSink::default();
+        let subscribe = format!(r#"[32, 1, {{"match": "prefix"}}, "{pattern}"]"#);
+        let subscribe = decode(&subscribe);
+        for i in 0..SUBSCRIBERS {
+            let handle = join(&mut router, &mut sink, i as u64, Serializer::Json);
+            router.handle_message(handle, &subscribe, 0, &mut sink);
+        }
+        let publisher = join(&mut router, &mut sink, SUBSCRIBERS as u64, Serializer::Json);
+        let mut fixture = (router, publisher);
+        let id = format!("publish/{name}/{SUBSCRIBERS}");
+        bench_publish(
+            &mut group,
+            id,
+            &mut fixture,
+            &mut sink,
+            &plain,
+            SUBSCRIBERS as u64,
+        );
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = publish, rpc, authorization
+    targets = publish, rpc, authorization, restricted_delivery
 }
 criterion_main!(benches);

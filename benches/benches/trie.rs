@@ -187,6 +187,60 @@ fn by_depth(c: &mut Criterion) {
     group.finish();
 }
 
+/// The worst case a peer can make of one match against the typical case, within the default URI bounds (1024
+/// bytes, 64 components): a typical 4-component topic; one 1020-byte component under prefix patterns that share
+/// its first bytes (the walk compares each byte once, where a lookup per string prefix would hash 1020 prefixes);
+/// and a 64-component URI against wildcard patterns that all match it plus dead ends that diverge only at the last
+/// component (the walk visits each tree node once, iteratively). Each trie also holds 1000 unrelated entries.
+fn worst_case(c: &mut Criterion) {
+    let mut group = c.benchmark_group("trie/worst_case");
+    let mut trie = UriTrie::new();
+    for i in 0..1000u32 {
+        trie.insert(&sensor(i as usize), MatchPolicy::Exact, i);
+    }
+    let long = format!("com.{}", "a".repeat(1020));
+    let deep = vec!["a"; 64].join(".");
+    let patterns = [
+        ("com.app.", MatchPolicy::Prefix),
+        ("com.app..temp", MatchPolicy::Wildcard),
+        ("com.", MatchPolicy::Prefix),
+        ("com.aaaaaaaa", MatchPolicy::Prefix),
+        (&long[..512], MatchPolicy::Prefix),
+        (&deep, MatchPolicy::Wildcard),
+    ];
+    let mut value = 1000u32;
+    for (pattern, policy) in patterns {
+        trie.insert(pattern, policy, value);
+        value += 1;
+    }
+    // Wildcard patterns of 64 components with every other component a wildcard, matching `deep`, and dead ends
+    // that share 63 components with it and differ in the last.
+    for shift in 0..2 {
+        let pattern: Vec<&str> = (0..64)
+            .map(|i| if (i + shift) % 2 == 0 { "" } else { "a" })
+            .collect();
+        trie.insert(&pattern.join("."), MatchPolicy::Wildcard, value);
+        value += 1;
+    }
+    for last in 0..32 {
+        let mut pattern = vec!["a"; 63].join(".");
+        pattern.push_str(&format!(".b{last}"));
+        trie.insert(&pattern, MatchPolicy::Wildcard, value);
+        value += 1;
+    }
+    for (id, uri, matches) in [
+        ("typical", "com.app.sensor.temp".to_owned(), 3),
+        ("long_component", long, 3),
+        ("deep", deep, 3),
+    ] {
+        let mut found = 0;
+        trie.for_each_match(&uri, |_, _| found += 1);
+        assert_eq!(found, matches, "{id}: fixture sanity");
+        group.bench_function(id, |b| b.iter(|| count_matches(&trie, black_box(&uri))));
+    }
+    group.finish();
+}
+
 /// Subscribe/unsubscribe churn: insert a new entry into a filled trie and remove it again, per policy.
 fn churn(c: &mut Criterion) {
     let mut group = c.benchmark_group("trie/churn");
@@ -229,6 +283,6 @@ fn churn(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = by_size, by_depth, churn
+    targets = by_size, by_depth, worst_case, churn
 }
 criterion_main!(benches);

@@ -278,6 +278,10 @@ impl<'a> Filter<'a> {
     }
 }
 
+/// Longest value of a passthru attribute, in bytes: longer ones are refused like malformed ones
+/// (`wamp.error.option_not_allowed`).
+pub(crate) const PASSTHRU_VALUE_MAX: usize = 256;
+
 /// Payload passthru mode attributes: the spec's `ppt_*` and crossbar's payload transparency `enc_*`. The router
 /// forwards the present ones from CALL/PUBLISH/YIELD/ERROR into INVOCATION/EVENT/RESULT/ERROR details untouched.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -339,8 +343,10 @@ impl<'a> Passthru<'a> {
         for (slot, value) in self.values.iter().enumerate() {
             if let Some(value) = value {
                 match value.as_str() {
-                    Some(s) => text[slot] = Some(s),
-                    None => return Some(Self::NAMES[slot]),
+                    // A key ID or scheme name is short; a long one would only be copied into every INVOCATION
+                    // of a progressive call and kept with the call while it is pending.
+                    Some(s) if s.len() <= PASSTHRU_VALUE_MAX => text[slot] = Some(s),
+                    _ => return Some(Self::NAMES[slot]),
                 }
             }
         }

@@ -477,6 +477,14 @@ fn payload_passthru_calls_forward_attributes_and_payload_untouched() {
         h.take_one(caller),
         json!([50, 1, {"ppt_scheme": "x_mine", "ppt_keyid": "k2"}, ["\u{0}BAU="]])
     );
+    // A passthru attribute is a short name: one over 256 bytes is refused (it would be kept with a progressive
+    // call while it is pending and copied into each of its INVOCATIONs).
+    let long = "k".repeat(257);
+    h.send(
+        caller,
+        &format!(r#"[48, 9, {{"ppt_scheme": "x_mine", "ppt_keyid": "{long}"}}, "com.secret", ["\u0000AQID"]]"#),
+    );
+    assert_eq!(h.take_one(caller)[4], "wamp.error.option_not_allowed");
     // autobahn's form (payload transparency): the binary in place of the arguments list.
     let enc = r#"{"enc_algo": "x_test", "enc_serializer": "json"}"#;
     h.send(

@@ -141,6 +141,29 @@ const RETAIN: &[(u8, &str)] = &[
     (1, r#"[34,2,1]"#),
 ];
 
+/// Long and deep URIs and patterns around the engine target's bounds (96 bytes, 8 components): deep wildcard
+/// patterns that all match one publication, a prefix pattern inside a long component, and URIs just past each
+/// bound (refused with `wamp.error.invalid_uri`).
+const DEEP_URIS: &[(u8, &str)] = &[
+    (0, r#"[32,1,{"match":"wildcard"},"a.a.a.a.a.a.a.a"]"#),
+    (0, r#"[32,2,{"match":"wildcard"},"......."]"#),
+    (0, r#"[32,3,{"match":"wildcard"},"a.......a"]"#),
+    (2, r#"[32,1,{"match":"prefix"},"com.aaaa"]"#),
+    (2, r#"[64,2,{"match":"prefix"},"com.aaaaaaaa"]"#),
+    (1, r#"[16,1,{"acknowledge":true},"a.a.a.a.a.a.a.a",[1]]"#),
+    (1, r#"[16,2,{"acknowledge":true},"a.a.a.a.a.a.a.a.a",[1]]"#),
+    (
+        1,
+        r#"[16,3,{"acknowledge":true},"com.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",[1]]"#,
+    ),
+    (
+        1,
+        r#"[48,4,{},"com.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",[1]]"#,
+    ),
+    (1, r#"[48,5,{},"com.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",[1]]"#),
+    (0, r#"[32,4,{"match":"wildcard"},"........"]"#),
+];
+
 /// `ser_bits` flag of [`engine_input`]: HELLO to the strict realm (control bit 4).
 const STRICT: u8 = 0x10;
 
@@ -197,6 +220,11 @@ fn main() {
         &engine,
         "retain_strict",
         &engine_input(RETAIN, STRICT, Serializer::Json, 1),
+    );
+    write(
+        &engine,
+        "deep_uris",
+        &engine_input(DEEP_URIS, 1, Serializer::MsgPack, 1),
     );
     let mut timeout = engine_input(RPC, 0, Serializer::Json, 0);
     timeout.extend([CHUNK_SEPARATOR, 0b1100, 5]);

@@ -689,7 +689,7 @@ impl EngineFuzz {
                 testament_bytes_per_session_max: 512,
                 uri_max: 96,
                 uri_components_max: 8,
-                uri_bytes_per_session_max: 2048,
+                uri_bytes_per_session_max: 12288,
             },
             ..RouterConfig::default()
         };

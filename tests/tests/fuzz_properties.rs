@@ -33,9 +33,24 @@ fn rawsocket_frame() -> impl Strategy<Value = Vec<u8>> {
 
 /// One engine step as JSON: a message a client might send, with small request IDs (so answers, YIELDs and
 /// INVOCATION ERRORs hit live requests) and URIs from a small set (so publications and calls find their
-/// subscribers and callees).
+/// subscribers and callees), some of them long or deep: at and just past the engine target's URI bounds (96
+/// bytes, 8 components), and deep wildcard patterns.
 fn engine_message() -> impl Strategy<Value = String> {
-    let uri = prop::sample::select(vec!["com.a", "com.a.b", "com", "com..b", "com.", "x y"]);
+    let long = |len: usize| format!("com.{}", "a".repeat(len - 4));
+    let uri = prop::sample::select(vec![
+        "com.a".to_owned(),
+        "com.a.b".to_owned(),
+        "com".to_owned(),
+        "com..b".to_owned(),
+        "com.".to_owned(),
+        "x y".to_owned(),
+        long(96),
+        long(97),
+        "com.a.a.a.a.a.a.a".to_owned(),
+        "com.a.a.a.a.a.a.a.a".to_owned(),
+        ".......".to_owned(),
+        "com.......".to_owned(),
+    ]);
     let matching = prop::sample::select(vec![
         r#"{}"#,
         r#"{"match":"prefix"}"#,

@@ -133,3 +133,19 @@ fn engine_reload_seed_rebinds_sessions_and_aborts_attempts() {
     assert_eq!(stats.publications, 1, "{stats:?}");
     assert_eq!(stats.aborts_sent, 1, "{stats:?}");
 }
+
+/// The long and deep URIs seed (`DEEP_URIS` in fuzz/examples/make_seeds.rs): deep wildcard patterns and a long
+/// prefix match and get their events and calls, and each URI past a bound (the 9-component publication, the
+/// 98-byte call, the 9-component pattern) is refused, acknowledged with `wamp.error.invalid_uri`.
+#[test]
+fn engine_deep_uri_seed_reaches_matching_and_the_bounds() {
+    let path = fuzz_dir().join("seeds/engine/deep_uris");
+    let stats = checks::engine_stats(&std::fs::read(path).expect("read seed"));
+    assert_eq!(stats.sessions_joined, 3, "{stats:?}");
+    // a.a.a.a.a.a.a.a matches three wildcard patterns; com.aaaa… matches the prefix subscription.
+    assert_eq!(stats.events_sent, 4, "{stats:?}");
+    assert_eq!(stats.calls, 2, "{stats:?}");
+    // Refused: the 9-component publication, the 98-byte call, the 9-component pattern; and the call its callee
+    // never answered ends with wamp.error.canceled when the callee's transport closes.
+    assert_eq!(stats.errors_sent, 4, "{stats:?}");
+}
