@@ -107,6 +107,16 @@ impl Serializer {
     }
 }
 
+/// Appends one value, `field`, encoded in `ser` to `out` (for values the router builds itself and hands on as a
+/// [`RawValue`], such as the arguments of its meta events when they go to another shard).
+pub fn encode_field(ser: Serializer, field: &Field<'_>, out: &mut Vec<u8>) {
+    match ser {
+        Serializer::Json => field.write(&mut json::Writer::new(out)),
+        Serializer::MsgPack => field.write(&mut msgpack::Writer::new(out)),
+        Serializer::Cbor => field.write(&mut cbor::Writer::new(out)),
+    }
+}
+
 /// Appends `value` re-encoded in serializer `to` to `out` (a plain copy when the serializers match). JSON binary
 /// strings (`"\u0000" + base64`) become MessagePack `bin` / CBOR byte strings and back, as the spec's binary
 /// conversion demands.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use kreisel_codec::Id;
 use slab::Slab;
 
+use crate::link::{ShardId, ShardSet};
 use crate::router::Peer;
 use crate::session::SessionHandle;
 use crate::uri::{self, MatchPolicy, UriTrie};
@@ -22,6 +23,10 @@ pub(crate) struct Subscription {
     /// How many subscribers have each flag (so a publication checks the flags only when some are set).
     pub disclosing: usize,
     pub restricted: usize,
+    /// Subscribers on other shards: (shard, session ID), and the shards they are on (a publication goes to each
+    /// of those once).
+    pub remote: Vec<(ShardId, Id)>,
+    pub remote_shards: ShardSet,
     /// When the subscription was created (engine milliseconds; the meta API reports it).
     pub created_ms: u64,
 }
@@ -50,6 +55,11 @@ impl Subscription {
         self.subscribers.iter().position(|p| p.session == session)
     }
 
+    /// Whether nobody subscribes any more, on any shard.
+    pub fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.remote.is_empty()
+    }
+
     /// Replaces the flags of subscriber `session` (a reload reclassifies subscribers).
     pub fn update(&mut self, session: SessionHandle, flags: SubscriberFlags) {
         if let Some(position) = self.position(session) {
@@ -76,6 +86,9 @@ pub(crate) struct Subscribed {
     pub added: bool,
     /// The subscription was created for this SUBSCRIBE.
     pub created: bool,
+    /// The session is the subscription's first subscriber on this shard (the other shards learn that this shard
+    /// wants its publications).
+    pub first_here: bool,
 }
 
 impl Broker {
@@ -92,30 +105,9 @@ impl Broker {
         held: &[usize],
         new_id: impl FnOnce() -> (Id, u64),
     ) -> Subscribed {
-        let existing = self.trie.get(topic, policy);
-        let index = match existing {
-            Some(index) => index,
-            None => {
-                let (id, now_ms) = new_id();
-                let index = self.subscriptions.insert(Subscription {
-                    id,
-                    topic: topic.into(),
-                    policy,
-                    subscribers: Vec::with_capacity(1),
-                    flags: Vec::with_capacity(1),
-                    disclosing: 0,
-                    restricted: 0,
-                    created_ms: now_ms,
-                });
-                self.trie.insert(topic, policy, index);
-                self.by_id.insert(id, index);
-                if uri::may_match_reserved(topic, policy) {
-                    self.reserved += 1;
-                }
-                index
-            }
-        };
+        let (index, created) = self.find_or_create(topic, policy, new_id);
         let subscription = &mut self.subscriptions[index];
+        let first_here = subscription.subscribers.is_empty();
         let added = !held.contains(&index);
         debug_assert_eq!(added, subscription.position(peer.session).is_none());
         let position = if added {
@@ -130,8 +122,89 @@ impl Broker {
             index,
             id: subscription.id,
             added,
-            created: existing.is_none(),
+            created,
+            first_here,
         }
+    }
+
+    /// The subscription for (topic, policy), created with the ID and time `new_id()` gives if there is none;
+    /// returns its index and whether it was created.
+    fn find_or_create(
+        &mut self,
+        topic: &str,
+        policy: MatchPolicy,
+        new_id: impl FnOnce() -> (Id, u64),
+    ) -> (usize, bool) {
+        if let Some(index) = self.trie.get(topic, policy) {
+            return (index, false);
+        }
+        let (id, now_ms) = new_id();
+        let index = self.subscriptions.insert(Subscription {
+            id,
+            topic: topic.into(),
+            policy,
+            subscribers: Vec::with_capacity(1),
+            flags: Vec::with_capacity(1),
+            disclosing: 0,
+            restricted: 0,
+            remote: Vec::new(),
+            remote_shards: ShardSet::EMPTY,
+            created_ms: now_ms,
+        });
+        self.trie.insert(topic, policy, index);
+        self.by_id.insert(id, index);
+        if uri::may_match_reserved(topic, policy) {
+            self.reserved += 1;
+        }
+        (index, true)
+    }
+
+    /// A session of another shard subscribed to (topic, policy). Returns the subscription's index and whether it
+    /// was created.
+    pub fn add_remote(
+        &mut self,
+        (topic, policy): (&str, MatchPolicy),
+        (shard, session): (ShardId, Id),
+        new_id: impl FnOnce() -> (Id, u64),
+    ) -> (usize, bool) {
+        let (index, created) = self.find_or_create(topic, policy, new_id);
+        let subscription = &mut self.subscriptions[index];
+        if !subscription.remote.contains(&(shard, session)) {
+            subscription.remote.push((shard, session));
+            subscription.remote_shards.insert(shard);
+        }
+        (index, created)
+    }
+
+    /// A session of another shard left subscription (topic, policy). Returns the subscription's ID if that
+    /// deleted it.
+    pub fn remove_remote(
+        &mut self,
+        (topic, policy): (&str, MatchPolicy),
+        (shard, session): (ShardId, Id),
+    ) -> Option<Id> {
+        let index = self.trie.get(topic, policy)?;
+        let subscription = &mut self.subscriptions[index];
+        let position = (subscription.remote.iter()).position(|&entry| entry == (shard, session))?;
+        subscription.remote.swap_remove(position);
+        if !subscription.remote.iter().any(|&(s, _)| s == shard) {
+            subscription.remote_shards.remove(shard);
+        }
+        self.delete_if_empty(index)
+    }
+
+    /// Deletes subscription `index` if nobody subscribes any more; returns its ID then.
+    fn delete_if_empty(&mut self, index: usize) -> Option<Id> {
+        if !self.subscriptions[index].is_empty() {
+            return None;
+        }
+        let subscription = self.subscriptions.remove(index);
+        self.trie.remove(&subscription.topic, subscription.policy);
+        self.by_id.remove(&subscription.id);
+        if uri::may_match_reserved(&subscription.topic, subscription.policy) {
+            self.reserved -= 1;
+        }
+        Some(subscription.id)
     }
 
     /// Removes `session` from subscription `index`. Returns the subscription's ID if the subscription became
@@ -142,15 +215,6 @@ impl Broker {
         subscription.set_flags(position, SubscriberFlags::default());
         subscription.subscribers.swap_remove(position);
         subscription.flags.swap_remove(position);
-        if !subscription.subscribers.is_empty() {
-            return None;
-        }
-        let subscription = self.subscriptions.remove(index);
-        self.trie.remove(&subscription.topic, subscription.policy);
-        self.by_id.remove(&subscription.id);
-        if uri::may_match_reserved(&subscription.topic, subscription.policy) {
-            self.reserved -= 1;
-        }
-        Some(subscription.id)
+        self.delete_if_empty(index)
     }
 }

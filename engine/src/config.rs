@@ -13,6 +13,10 @@ pub struct RouterConfig {
     /// Secret key material for authentication challenges and ticket comparison (the binary draws it from the
     /// OS; tests fix it).
     pub secret_seed: [u8; 32],
+    /// This engine's shard, and how many shards the router has (each shard is a `Router` of its own, linked to the
+    /// others through [`crate::link`]; see [`crate::Router::handle_peer`]). One shard: a router on its own.
+    pub shard: crate::link::ShardId,
+    pub shards: usize,
     /// Wall-clock time (Unix milliseconds) at engine time 0, for the creation times the meta API reports and the
     /// WAMP-CRA challenge timestamp (the
     /// engine reads no clock: `io` sets this when it starts; tests leave it 0).
@@ -109,6 +113,8 @@ impl Default for RouterConfig {
             agent: agent(),
             limits: EngineLimits::default(),
             secret_seed: [0x5a; 32],
+            shard: 0,
+            shards: 1,
             epoch_unix_ms: 0,
         }
     }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use kreisel_codec::Id;
 use slab::Slab;
 
+use crate::authz::RoleIndex;
+use crate::link::ShardId;
 use crate::router::Peer;
 use crate::session::SessionHandle;
 use crate::uri::{MatchPolicy, UriTrie};
@@ -33,6 +35,29 @@ impl Invoke {
             "last" => Invoke::Last,
             _ => return None,
         })
+    }
+
+    /// The policy's number on the link between shards.
+    pub fn code(self) -> u8 {
+        match self {
+            Invoke::Single => 0,
+            Invoke::RoundRobin => 1,
+            Invoke::Random => 2,
+            Invoke::First => 3,
+            Invoke::Last => 4,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Invoke> {
+        [
+            Invoke::Single,
+            Invoke::RoundRobin,
+            Invoke::Random,
+            Invoke::First,
+            Invoke::Last,
+        ]
+        .into_iter()
+        .find(|invoke| invoke.code() == code)
     }
 
     pub fn name(self) -> &'static str {
@@ -65,12 +90,36 @@ pub(crate) struct Registration {
 /// One callee of a registration.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Callee {
-    pub peer: Peer,
+    pub at: CalleeAt,
+    /// Its session ID (a callee is the same on every shard's copy of the registration).
+    pub session: Id,
     /// REGISTER `disclose_caller`: INVOCATIONs carry the caller's identity.
     pub disclose_caller: bool,
     /// The callee's role may register only some of the procedures the registration matches: each CALL's
     /// procedure is checked for it, and a call it may not take goes elsewhere, as if it had not registered.
     pub restricted: bool,
+    /// Its role in this shard's copy of the realm's roles (for the check a restricted callee needs).
+    pub role: RoleIndex,
+}
+
+/// Where a callee is: a session of this shard, or of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CalleeAt {
+    Local(Peer),
+    Remote {
+        shard: ShardId,
+        handle: SessionHandle,
+    },
+}
+
+impl Callee {
+    /// The callee's peer, if it is a session of this shard.
+    pub fn local(&self) -> Option<Peer> {
+        match self.at {
+            CalleeAt::Local(peer) => Some(peer),
+            CalleeAt::Remote { .. } => None,
+        }
+    }
 }
 
 /// What [`Dealer::register`] did.
@@ -111,7 +160,7 @@ impl Dealer {
                 || registration
                     .callees
                     .iter()
-                    .any(|c| c.peer.session == callee.peer.session)
+                    .any(|c| c.session == callee.session)
             {
                 return Registered::Exists;
             }
@@ -140,14 +189,61 @@ impl Dealer {
         Registered::Created(index)
     }
 
+    /// Another shard's owner decided registration `id` (creating it, or adding `callee` to it): this shard's
+    /// copy follows. Returns its index and whether it was created here.
+    pub fn install(
+        &mut self,
+        (id, procedure, policy): (Id, &str, MatchPolicy),
+        invoke: Invoke,
+        created_ms: u64,
+        callee: Callee,
+    ) -> (usize, bool) {
+        let (index, created) = match self.by_id.get(&id) {
+            Some(&index) => (index, false),
+            None => {
+                // A copy of an older registration of the same URI whose removal has not arrived yet gives way.
+                if let Some(stale) = self.trie.get(procedure, policy) {
+                    let stale = self.registrations.remove(stale);
+                    self.trie.remove(procedure, policy);
+                    self.by_id.remove(&stale.id);
+                    self.restricted -= stale.restricted;
+                }
+                let index = self.registrations.insert(Registration {
+                    id,
+                    procedure: procedure.into(),
+                    policy,
+                    invoke,
+                    callees: Vec::new(),
+                    created_ms,
+                    next: 0,
+                    restricted: 0,
+                });
+                self.trie.insert(procedure, policy, index);
+                self.by_id.insert(id, index);
+                (index, true)
+            }
+        };
+        let registration = &mut self.registrations[index];
+        if !registration
+            .callees
+            .iter()
+            .any(|c| c.session == callee.session)
+        {
+            registration.callees.push(callee);
+            registration.restricted += usize::from(callee.restricted);
+            self.restricted += usize::from(callee.restricted);
+        }
+        (index, created)
+    }
+
     /// Removes `session` as a callee of registration `index`. Returns the registration's ID if it has no callee
     /// left and was deleted.
-    pub fn unregister(&mut self, index: usize, session: SessionHandle) -> Option<Id> {
+    pub fn unregister(&mut self, index: usize, session: Id) -> Option<Id> {
         let registration = self.registrations.get_mut(index)?;
         let position = registration
             .callees
             .iter()
-            .position(|c| c.peer.session == session)?;
+            .position(|c| c.session == session)?;
         let callee = registration.callees.remove(position);
         registration.restricted -= usize::from(callee.restricted);
         self.restricted -= usize::from(callee.restricted);
@@ -164,13 +260,14 @@ impl Dealer {
         Some(registration.id)
     }
 
-    /// Sets whether callee `session` of registration `index` is restricted (a reload reclassifies callees).
-    pub fn set_restricted(&mut self, index: usize, session: SessionHandle, restricted: bool) {
+    /// Sets whether callee `session` of registration `index` is restricted, and its role (a reload reclassifies
+    /// callees).
+    pub fn set_restricted(&mut self, index: usize, session: Id, role: RoleIndex, restricted: bool) {
         let Some(registration) = self.registrations.get_mut(index) else {
             return;
         };
-        if let Some(callee) = (registration.callees.iter_mut()).find(|c| c.peer.session == session)
-        {
+        if let Some(callee) = (registration.callees.iter_mut()).find(|c| c.session == session) {
+            callee.role = role;
             let was = std::mem::replace(&mut callee.restricted, restricted);
             registration.restricted =
                 registration.restricted + usize::from(restricted) - usize::from(was);
@@ -180,10 +277,10 @@ impl Dealer {
 
     /// Forgets callee `session`'s request to be told its callers on registration `index` (its role lost the
     /// permission on a reload).
-    pub fn stop_disclosing(&mut self, index: usize, session: SessionHandle) {
+    pub fn stop_disclosing(&mut self, index: usize, session: Id) {
         if let Some(registration) = self.registrations.get_mut(index) {
             (registration.callees.iter_mut())
-                .filter(|c| c.peer.session == session)
+                .filter(|c| c.session == session)
                 .for_each(|c| c.disclose_caller = false);
         }
     }

@@ -59,6 +59,35 @@ impl ClientFeatures {
         }
     }
 
+    /// The flags as bits, for another shard ([`ClientFeatures::from_bits`]).
+    pub fn to_bits(self) -> u16 {
+        [
+            self.callee_call_canceling,
+            self.callee_call_timeout,
+            self.callee_progressive_call_invocations,
+            self.caller_progressive_call_invocations,
+            self.caller_passthru,
+            self.callee_passthru,
+            self.publisher_passthru,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0, |bits, (i, &on)| bits | u16::from(on) << i)
+    }
+
+    pub fn from_bits(bits: u16) -> ClientFeatures {
+        let on = |i: u32| bits & (1 << i) != 0;
+        ClientFeatures {
+            callee_call_canceling: on(0),
+            callee_call_timeout: on(1),
+            callee_progressive_call_invocations: on(2),
+            caller_progressive_call_invocations: on(3),
+            caller_passthru: on(4),
+            callee_passthru: on(5),
+            publisher_passthru: on(6),
+        }
+    }
+
     /// Whether a callee can take progressive call invocations: the feature plus call canceling (a callee without
     /// canceling "shall be considered as not supporting progressive call invocations").
     pub fn callee_takes_progressive_calls(&self) -> bool {

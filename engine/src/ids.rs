@@ -15,7 +15,7 @@ impl IdGenerator {
         IdGenerator { state: seed }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -34,6 +34,52 @@ impl IdGenerator {
         // 53 random bits plus one lie in 1..=2^53 by construction.
         Id::new(value).unwrap_or(Id::FIRST)
     }
+}
+
+/// Session IDs unique across the shards of a router by construction, yet spread over `1..=2^53` as if drawn at
+/// random: the `n`-th ID of shard `s` of `shards` is a keyed permutation of the 53-bit number `n * shards + s`.
+/// No two shards can hand out the same ID, and no shard repeats one (until it has handed out `2^53 / shards`).
+#[derive(Clone, Debug)]
+pub struct SessionIds {
+    next: u64,
+    shard: u64,
+    shards: u64,
+    keys: [u64; 4],
+}
+
+const ID_BITS_MASK: u64 = (1 << 53) - 1;
+
+impl SessionIds {
+    pub fn new(seed: u64, shard: u16, shards: usize) -> SessionIds {
+        let mut keys = IdGenerator::new(seed ^ 0x5e55_1015);
+        SessionIds {
+            next: 0,
+            shard: u64::from(shard),
+            shards: shards.max(1) as u64,
+            // Odd multipliers keep each step a bijection of the 53-bit numbers.
+            keys: [0; 4].map(|_| keys.next_u64() | 1),
+        }
+    }
+
+    pub fn next_id(&mut self) -> Id {
+        let n = self.next.wrapping_mul(self.shards).wrapping_add(self.shard) & ID_BITS_MASK;
+        self.next += 1;
+        let value = permute(n, &self.keys) + 1;
+        // A permutation of 0..2^53, plus one, lies in 1..=2^53.
+        Id::new(value).unwrap_or(Id::FIRST)
+    }
+}
+
+/// A keyed bijection of `0..2^53`: additions, xor-shifts and multiplications by odd numbers, each a bijection
+/// modulo 2^53.
+fn permute(mut x: u64, keys: &[u64; 4]) -> u64 {
+    for &key in keys {
+        x = x.wrapping_add(key) & ID_BITS_MASK;
+        x ^= x >> 29;
+        x = x.wrapping_mul(key) & ID_BITS_MASK;
+        x ^= x >> 23;
+    }
+    x
 }
 
 #[cfg(test)]
@@ -60,5 +106,40 @@ mod tests {
             .filter(|_| gen.random_id().get() > ID_MAX / 2)
             .count();
         assert!((400..600).contains(&high), "{high} of 1000 above 2^52");
+    }
+
+    #[test]
+    fn session_ids_are_unique_across_shards_and_spread_out() {
+        let mut seen = std::collections::HashSet::new();
+        let mut high = 0;
+        for shard in 0..4u16 {
+            let mut ids = SessionIds::new(42, shard, 4);
+            for _ in 0..20_000 {
+                let id = ids.next_id().get();
+                assert!((1..=ID_MAX).contains(&id));
+                assert!(seen.insert(id), "{id} handed out twice");
+                high += u32::from(id > ID_MAX / 2);
+            }
+        }
+        assert!(
+            (38_000..42_000).contains(&high),
+            "{high} of 80000 above 2^52"
+        );
+        // Another seed, other IDs.
+        assert_ne!(
+            SessionIds::new(43, 0, 4).next_id(),
+            SessionIds::new(42, 0, 4).next_id()
+        );
+    }
+
+    #[test]
+    fn the_permutation_is_a_bijection() {
+        // On a sample: distinct inputs give distinct outputs (a bijection of 2^53 numbers cannot be checked
+        // exhaustively; each step is one by construction).
+        let keys = [3, 5, 7, 11];
+        let outputs: std::collections::HashSet<u64> =
+            (0..100_000).map(|x| permute(x, &keys)).collect();
+        assert_eq!(outputs.len(), 100_000);
+        assert!(outputs.iter().all(|&y| y <= ID_BITS_MASK));
     }
 }

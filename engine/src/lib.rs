@@ -20,6 +20,7 @@ mod config;
 mod dealer;
 mod features;
 pub mod ids;
+pub mod link;
 mod options;
 mod retention;
 mod router;

@@ -16,7 +16,8 @@ use crate::broker::{self, Broker};
 use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Callee, Dealer, Invoke, Registered};
 use crate::features::{router_roles, ClientFeatures};
-use crate::ids::IdGenerator;
+use crate::ids::{IdGenerator, SessionIds};
+use crate::link::{PeerMessage, ShardId, ShardSet};
 use crate::options::{
     self, Details, Filter, Identity, Passthru, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
@@ -29,7 +30,9 @@ mod authn;
 mod lifecycle;
 mod membership;
 mod meta;
+mod peer;
 mod pubsub;
+mod registry;
 mod rpc;
 
 use membership::Membership;
@@ -74,6 +77,13 @@ pub trait Sink {
     /// Close `to`'s transport once what is queued for it has been written. `io` then calls
     /// [`Router::handle_close`].
     fn close(&mut self, to: Peer);
+    /// Send `msg` to each shard in `to` (never this one), in order per destination: the receivers hand it to
+    /// [`Router::handle_peer`]. Only a router of several shards calls it; a sink of a router on its own need not
+    /// implement it.
+    fn peer(&mut self, to: ShardSet, msg: &PeerMessage<'_>) {
+        let _ = (to, msg);
+        debug_assert!(false, "a single-shard router sends no peer messages");
+    }
 }
 
 /// Who a joined session is ([`Router::session_info`]).
@@ -105,6 +115,10 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Requests refused by authorization.
     pub not_authorized: u64,
+    /// Messages from other shards handled, and those that did not decode or referred to nothing (a bug, or a
+    /// race with a session that just left).
+    pub peer_messages: u64,
+    pub peer_messages_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -118,7 +132,9 @@ struct Realm {
     broker: Broker,
     retained: RetainedEvents,
     dealer: Dealer,
+    /// Sessions joined on this shard, and on the others (the directory).
     sessions: usize,
+    remote_sessions: usize,
     principals: Principals,
     authz: Authorizer,
 }
@@ -174,8 +190,8 @@ pub struct Router {
     epoch_unix_ms: u64,
     /// The time of the current input (milliseconds, monotonic; from `handle_message`/`handle_timeout`).
     now_ms: u64,
-    /// Call deadlines: (deadline, caller, CALL request), earliest first; stale entries are skipped.
-    deadlines: BinaryHeap<Reverse<(u64, SessionHandle, Id)>>,
+    /// Call deadlines: (deadline, call, its serial), earliest first; stale entries are skipped.
+    deadlines: BinaryHeap<Reverse<(u64, usize, u64)>>,
     /// Reused buffers for the recipients of filtered publications (black/white lists, per-subscriber disclosure).
     scratch: [Vec<Peer>; 2],
     /// Pending calls that have a deadline (the heap also holds stale entries of calls that ended).
@@ -187,6 +203,61 @@ pub struct Router {
     /// Key for comparing tickets (as HMAC tags) and deriving decoy salts.
     auth_key: ring::hmac::Key,
     stats: Stats,
+    /// This shard and the number of shards (see [`crate::link`]).
+    shard: ShardId,
+    shards: usize,
+    session_id_gen: SessionIds,
+    /// Seed of the subscription IDs, the same on every shard: a subscription has one ID router-wide.
+    id_seed: u64,
+    /// The sessions joined on other shards, by ID.
+    remote_sessions: HashMap<Id, RemoteSession>,
+    /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
+    /// token.
+    pending_acks: HashMap<u64, PendingAck>,
+    next_token: u64,
+    /// Calls this shard owns whose caller is on another shard: (caller's shard, relay) → call.
+    remote_callers: HashMap<(ShardId, u64), usize>,
+    /// Serial numbers of calls, so that a relay ID names one call even after its slot is reused.
+    next_call_serial: u64,
+}
+
+/// A session of another shard, as the directory knows it.
+#[derive(Debug)]
+struct RemoteSession {
+    realm: usize,
+    shard: ShardId,
+    handle: SessionHandle,
+    authid: Box<str>,
+    authrole: Box<str>,
+    authmethod: Box<str>,
+}
+
+/// What to do when every shard acknowledged a change.
+#[derive(Debug)]
+struct PendingAck {
+    remaining: usize,
+    then: AfterAck,
+}
+
+#[derive(Debug)]
+enum AfterAck {
+    /// SUBSCRIBED (and then the retained events it asked for).
+    Subscribed {
+        handle: SessionHandle,
+        request: Id,
+        subscription: Id,
+        topic: Box<str>,
+        policy: MatchPolicy,
+        flags: broker::SubscriberFlags,
+        get_retained: bool,
+    },
+    /// REGISTERED, once the owner decided and every shard installed the registration.
+    Registered {
+        handle: SessionHandle,
+        request: Id,
+        registration: Option<Id>,
+        footprint: usize,
+    },
 }
 
 /// Error URIs the router sends (the spec's URI reference).
@@ -247,16 +318,21 @@ impl Router {
                 retained: RetainedEvents::new(realm.retained_max, realm.retained_bytes_max),
                 dealer: Dealer::default(),
                 sessions: 0,
+                remote_sessions: 0,
                 principals: Principals::new(&realm.auth, &auth_key),
                 authz: Authorizer::new(realm.auth.roles.as_deref()),
             });
         }
+        let shards = config.shards.clamp(1, crate::link::SHARDS_MAX);
         Router {
             realms,
             realm_index,
             sessions: Slab::new(),
             next_generation: 0,
-            ids: IdGenerator::new(config.seed),
+            // Publication IDs: random, a different stream on each shard.
+            ids: IdGenerator::new(
+                config.seed ^ u64::from(config.shard).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             session_ids: HashMap::new(),
             router_ids: HashSet::new(),
             calls: Slab::new(),
@@ -274,7 +350,39 @@ impl Router {
             auth_key,
             scratch: Default::default(),
             stats: Stats::default(),
+            shard: config.shard,
+            shards,
+            session_id_gen: SessionIds::new(config.seed, config.shard, shards),
+            id_seed: config.seed,
+            remote_sessions: HashMap::new(),
+            pending_acks: HashMap::new(),
+            next_token: 0,
+            remote_callers: HashMap::new(),
+            next_call_serial: 0,
         }
+    }
+
+    /// Every other shard of the router (empty for a router on its own).
+    fn others(&self) -> ShardSet {
+        if self.shards == 1 {
+            ShardSet::EMPTY
+        } else {
+            ShardSet::all_but(self.shards, self.shard)
+        }
+    }
+
+    /// Tells every other shard `msg`, if there are any.
+    fn broadcast(&self, msg: &PeerMessage<'_>, sink: &mut impl Sink) {
+        let others = self.others();
+        if !others.is_empty() {
+            sink.peer(others, msg);
+        }
+    }
+
+    /// A token for a change that waits for acknowledgments (unique per shard: the shard is in its low bits).
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token << 8 | u64::from(self.shard)
     }
 
     pub fn stats(&self) -> Stats {
@@ -734,7 +842,7 @@ impl Router {
                 assert!(realm.dealer.registrations[reg]
                     .callees
                     .iter()
-                    .any(|c| c.peer.session == session.peer.session));
+                    .any(|c| c.local().is_some_and(|p| p.session == session.peer.session)));
             }
             assert_eq!(
                 self.session_ids.get(&joined.id),
@@ -750,7 +858,8 @@ impl Router {
                 )
                 .sum();
             assert_eq!(
-                joined.uri_bytes, held,
+                joined.uri_bytes,
+                held + joined.uri_bytes_pending,
                 "uri_bytes is what the session holds"
             );
             let testaments: usize = joined.testaments.iter().map(|t| t.bytes()).sum();
@@ -776,25 +885,40 @@ impl Router {
             subscriptions, listed,
             "every subscriber is in its session's list and back"
         );
+        let (mut local_callees, mut local_callers) = (0, 0);
         for (index, call) in &self.calls {
-            assert!(self
-                .session(call.caller.session)
-                .is_some_and(|s| s.joined().is_some()));
-            assert!(self
-                .session(call.callee.session)
-                .is_some_and(|s| s.joined().is_some()));
-            assert_eq!(
-                self.invocations
-                    .get(&RequestKey::new(call.callee.session, call.invocation)),
-                Some(&index)
-            );
-            assert_eq!(
-                self.caller_requests
-                    .get(&RequestKey::new(call.caller.session, call.caller_request)),
-                Some(&index)
-            );
+            match call.caller {
+                rpc::CallerEnd::Local(caller) => {
+                    local_callers += 1;
+                    assert!(self
+                        .session(caller.session)
+                        .is_some_and(|s| s.joined().is_some()));
+                    assert_eq!(
+                        self.caller_requests
+                            .get(&RequestKey::new(caller.session, call.caller_request)),
+                        Some(&index)
+                    );
+                }
+                rpc::CallerEnd::Remote { shard, relay, .. } => {
+                    assert_eq!(self.remote_callers.get(&(shard, relay)), Some(&index));
+                }
+            }
+            if let rpc::CalleeEnd::Local(callee) = call.callee {
+                local_callees += 1;
+                assert!(self
+                    .session(callee.session)
+                    .is_some_and(|s| s.joined().is_some()));
+                assert_eq!(
+                    self.invocations
+                        .get(&RequestKey::new(callee.session, call.invocation)),
+                    Some(&index)
+                );
+            }
         }
-        assert_eq!(self.invocations.len(), self.calls.len());
+        assert_eq!(self.invocations.len(), local_callees);
+        assert_eq!(self.caller_requests.len(), local_callers);
+        // Every call has its caller here or is owned here for a caller elsewhere.
+        assert_eq!(self.remote_callers.len() + local_callers, self.calls.len());
     }
 }
 
@@ -809,6 +933,32 @@ fn session_in(sessions: &Slab<Session>, handle: SessionHandle) -> Option<&Sessio
 /// The joined session `handle` points at in `sessions` (see [`session_in`]).
 fn joined_in(sessions: &Slab<Session>, handle: SessionHandle) -> Option<&Joined> {
     session_in(sessions, handle).and_then(Session::joined)
+}
+
+/// The ID of subscription (policy, topic) of a realm: the same on every shard (a hash of the realm, the policy and
+/// the topic under the router's seed), so that all of them name it alike; another ID already in use on this shard
+/// moves it to the next candidate (a 53-bit hash collision: practically never).
+fn subscription_id(
+    seed: u64,
+    (realm, policy, topic): (usize, MatchPolicy, &str),
+    live: &mut HashSet<Id>,
+) -> Id {
+    for attempt in 0u64.. {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        digest.update(&seed.to_le_bytes());
+        digest.update(&attempt.to_le_bytes());
+        digest.update(&(realm as u64).to_le_bytes());
+        digest.update(policy.name().as_bytes());
+        digest.update(topic.as_bytes());
+        let hash = digest.finish();
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&hash.as_ref()[..8]);
+        let value = (u64::from_le_bytes(word) & (kreisel_codec::ID_MAX - 1)) + 1;
+        if let Some(id) = Id::new(value).filter(|id| live.insert(*id)) {
+            return id;
+        }
+    }
+    unreachable!("an unbounded loop returns")
 }
 
 fn new_router_id(ids: &mut IdGenerator, live: &mut HashSet<Id>) -> Id {

@@ -133,8 +133,11 @@ pub(crate) struct Joined {
     /// What `testaments` hold, in bytes (bounded by `limits.testament_bytes_per_session_max`).
     pub testament_bytes: usize,
     /// What this session's subscriptions and registrations make the router hold, in bytes (the sum of
-    /// [`crate::uri::footprint`] of each; bounded by `limits.uri_bytes_per_session_max`).
+    /// [`crate::uri::footprint`] of each, including REGISTERs another shard has yet to decide; bounded by
+    /// `limits.uri_bytes_per_session_max`).
     pub uri_bytes: usize,
+    /// The part of `uri_bytes` charged for REGISTERs waiting for another shard's decision.
+    pub uri_bytes_pending: usize,
 }
 
 /// When a testament is published. Without session resumption both happen when the session leaves, `detached`

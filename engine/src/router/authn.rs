@@ -100,7 +100,7 @@ impl Router {
     /// Why a realm takes no more sessions, if it does not.
     fn realm_full(&mut self, realm: usize) -> Option<String> {
         let realm = &self.realms[realm];
-        if realm.sessions < self.limits.sessions_per_realm_max {
+        if realm.sessions + realm.remote_sessions < self.limits.sessions_per_realm_max {
             return None;
         }
         self.stats.limits_hit += 1;
@@ -110,13 +110,9 @@ impl Router {
         ))
     }
 
+    /// A session ID no session of any shard has (unique by construction, see [`SessionIds`]).
     fn new_session_id(&mut self) -> Id {
-        loop {
-            let id = self.ids.random_id();
-            if !self.session_ids.contains_key(&id) {
-                return id;
-            }
-        }
+        self.session_id_gen.next_id()
     }
 
     /// Sends CHALLENGE and waits for AUTHENTICATE (until the authentication timeout).
@@ -308,18 +304,19 @@ impl Router {
     /// publishers or callers is dropped unless its role allows that everywhere. Returns the number of restricted
     /// memberships.
     fn reclassify_members(&mut self, realm: usize) -> usize {
-        let members: Vec<(SessionHandle, RoleIndex, Vec<usize>, Vec<usize>)> =
-            (self.sessions.iter())
-                .filter_map(|(_, session)| {
-                    let joined = session.joined().filter(|joined| joined.realm == realm)?;
-                    Some((
-                        session.peer.session,
-                        joined.role,
-                        joined.subscriptions.to_vec(),
-                        joined.registrations.to_vec(),
-                    ))
-                })
-                .collect();
+        type Member = (SessionHandle, Id, RoleIndex, Vec<usize>, Vec<usize>);
+        let members: Vec<Member> = (self.sessions.iter())
+            .filter_map(|(_, session)| {
+                let joined = session.joined().filter(|joined| joined.realm == realm)?;
+                Some((
+                    session.peer.session,
+                    joined.id,
+                    joined.role,
+                    joined.subscriptions.to_vec(),
+                    joined.registrations.to_vec(),
+                ))
+            })
+            .collect();
         let Realm {
             broker,
             dealer,
@@ -327,7 +324,32 @@ impl Router {
             ..
         } = &mut self.realms[realm];
         let mut restricted = 0;
-        for (handle, role, subscriptions, registrations) in members {
+        let mut pending_remote = Vec::new();
+        // Callees of other shards: their roles by name in the new roles (their own shard reclassifies the
+        // rest of them; this copy decides which calls they may take from here).
+        for (index, registration) in dealer.registrations.iter() {
+            let remote: Vec<(Id, RoleIndex, bool)> = (registration.callees.iter())
+                .filter(|callee| callee.local().is_none())
+                .map(|callee| {
+                    let role = (self.remote_sessions.get(&callee.session))
+                        .and_then(|remote| authz.role(&remote.authrole))
+                        .unwrap_or(RoleIndex::NONE);
+                    let reach = authz.reach(role, &registration.procedure, registration.policy);
+                    (
+                        callee.session,
+                        role,
+                        !reach.everywhere.contains(Perms::REGISTER),
+                    )
+                })
+                .collect();
+            for (session, role, is_restricted) in remote {
+                pending_remote.push((index, session, role, is_restricted));
+            }
+        }
+        for (index, session, role, is_restricted) in pending_remote {
+            dealer.set_restricted(index, session, role, is_restricted);
+        }
+        for (handle, session, role, subscriptions, registrations) in members {
             for index in subscriptions {
                 let Some(subscription) = broker.subscriptions.get_mut(index) else {
                     continue;
@@ -351,9 +373,9 @@ impl Router {
                 let reach = authz.reach(role, &registration.procedure, registration.policy);
                 let is_restricted = !reach.everywhere.contains(Perms::REGISTER);
                 restricted += usize::from(is_restricted);
-                dealer.set_restricted(index, handle, is_restricted);
+                dealer.set_restricted(index, session, role, is_restricted);
                 if !reach.everywhere.contains(Perms::IDENTIFY_CALLER) {
-                    dealer.stop_disclosing(index, handle);
+                    dealer.stop_disclosing(index, session);
                 }
             }
         }
@@ -419,6 +441,7 @@ impl Router {
             testaments: Vec::new(),
             testament_bytes: 0,
             uri_bytes: 0,
+            uri_bytes_pending: 0,
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);
@@ -450,6 +473,19 @@ impl Router {
                 session: id,
                 details: Dict::Fields(&details),
             },
+        );
+        self.broadcast(
+            &PeerMessage::SessionJoined {
+                realm: realm_index as u16,
+                handle,
+                who: crate::link::Who {
+                    id,
+                    authid,
+                    authrole,
+                },
+                authmethod: authmethod.name(),
+            },
+            sink,
         );
         if self.meta_wanted(realm_index) {
             if let Some(details) = self.joined(handle).map(session_details) {

@@ -146,13 +146,18 @@ impl Router {
                 Membership::Registration => self.realms[realm].dealer.registrations[index].id,
             };
             let announced = announce && self.announced(realm, kind, index);
-            let deleted = self.detach(realm, kind, index, handle);
+            let deleted = self.detach(realm, (kind, index), (handle, joined.id), sink);
             if announced {
                 removed.push((kind, id, deleted));
             }
         }
         self.realms[realm].sessions -= 1;
         self.session_ids.remove(&joined.id);
+        let left = PeerMessage::SessionLeft {
+            realm: realm as u16,
+            session: joined.id,
+        };
+        self.broadcast(&left, sink);
         self.stats.sessions_active -= 1;
         debug!(session = joined.id.get(), "session left");
         if !joined.testaments.is_empty() {

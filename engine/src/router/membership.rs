@@ -104,7 +104,7 @@ impl Router {
             joined.uri_bytes -= footprint;
         }
         let announced = self.announced(realm, kind, index);
-        let deleted = self.detach(realm, kind, index, handle);
+        let deleted = self.detach(realm, (kind, index), (handle, session), sink);
         let reply = match kind {
             Membership::Subscription => Message::Unsubscribed {
                 request,
@@ -146,18 +146,34 @@ impl Router {
     }
 
     /// Removes `handle` from subscription or registration `index`; returns whether that deleted it (it had no
-    /// other member). Does not touch the session's own list.
+    /// other member). Does not touch the session's own list. The other shards are told.
     pub(super) fn detach(
         &mut self,
         realm: usize,
-        kind: Membership,
-        index: usize,
-        handle: SessionHandle,
+        (kind, index): (Membership, usize),
+        (handle, session): (SessionHandle, Id),
+        sink: &mut impl Sink,
     ) -> bool {
-        let realm = &mut self.realms[realm];
         let deleted = match kind {
-            Membership::Subscription => realm.broker.unsubscribe(index, handle),
-            Membership::Registration => realm.dealer.unregister(index, handle),
+            Membership::Subscription => {
+                let r = &self.realms[realm];
+                if let Some(subscription) = r.broker.subscriptions.get(index) {
+                    if self.shards > 1 {
+                        let msg = PeerMessage::Unsubscribed {
+                            realm: realm as u16,
+                            policy: subscription.policy,
+                            topic: &subscription.topic,
+                            session,
+                        };
+                        let others = ShardSet::all_but(self.shards, self.shard);
+                        sink.peer(others, &msg);
+                    }
+                }
+                self.realms[realm].broker.unsubscribe(index, handle)
+            }
+            Membership::Registration => {
+                self.unregister_callee(realm, index, (handle, session), sink)
+            }
         };
         if let Some(id) = deleted {
             self.router_ids.remove(&id);

@@ -14,6 +14,13 @@ use crate::session::{Testament, TestamentScope};
 /// A meta procedure's refusal: (error URI, text).
 type Refusal = (&'static str, String);
 
+/// A session a meta procedure names: of this shard, or of another (its ID, shard and handle there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Local(SessionHandle),
+    Remote(Id, ShardId, SessionHandle),
+}
+
 /// Close reason of a killed session when the caller names none (crossbar, xconn and Thruway send it; the spec's
 /// text says `wamp.close.normal`, which is not in its URI list).
 const KILLED: &str = "wamp.close.killed";
@@ -37,8 +44,17 @@ impl Router {
             return;
         }
         let options = RequestOptions::default();
+        // Other shards take the arguments as an encoded value (a meta event is no hot path).
+        let mut encoded = Vec::new();
+        let list = Field::List(args);
+        let args = if self.shards > 1 {
+            kreisel_codec::encode_field(Serializer::Json, &list, &mut encoded);
+            Field::Raw(RawValue::trusted(Serializer::Json, &encoded))
+        } else {
+            list
+        };
         let payload = Payload {
-            args: Some(Field::List(args)),
+            args: Some(args),
             kwargs: None,
         };
         let publication = Publication {
@@ -47,10 +63,11 @@ impl Router {
             publisher: None,
             exclude: None,
             options: &options,
+            raw_options: None,
             payload: &payload,
         };
         let mut scratch = std::mem::take(&mut self.scratch);
-        let events = self.fan_out(realm, &publication, &mut scratch, sink);
+        let events = self.route_publication(realm, &publication, false, &mut scratch, sink);
         self.scratch = scratch;
         self.stats.events_sent += events;
     }
@@ -151,25 +168,43 @@ impl Router {
                 }
             },
         };
-        let admitted = |joined: &&Joined| {
-            joined.realm == realm
+        let admitted = |in_realm: usize, authrole: &str| {
+            in_realm == realm
                 && filter
                     .as_ref()
-                    .is_none_or(|roles| roles.iter().any(|r| **r == *joined.authrole))
+                    .is_none_or(|roles| roles.iter().any(|r| **r == *authrole))
         };
-        Ok((self.sessions.iter())
+        let local = (self.sessions.iter())
             .filter_map(|(_, session)| session.joined())
-            .filter(admitted)
-            .map(|joined| joined.id)
-            .collect())
+            .filter(|joined| admitted(joined.realm, &joined.authrole))
+            .map(|joined| joined.id);
+        // The sessions of the other shards, from the directory.
+        let remote = (self.remote_sessions.iter())
+            .filter(|(_, remote)| admitted(remote.realm, &remote.authrole))
+            .map(|(&id, _)| id);
+        Ok(local.chain(remote).collect())
     }
 
     /// `wamp.session.get(session)`: the session's details, as `wamp.session.on_join` announced them.
     fn session_get(&self, handle: SessionHandle, payload: &Payload<'_>) -> Result<Value, Refusal> {
-        let target = self.other_session(handle, payload, "wamp.session.get")?;
-        self.joined(target)
-            .map(session_details)
-            .ok_or_else(|| no_such_session(None))
+        match self.other_session(handle, payload, "wamp.session.get")? {
+            Target::Local(target) => self
+                .joined(target)
+                .map(session_details)
+                .ok_or_else(|| no_such_session(None)),
+            Target::Remote(id, _, _) => self
+                .remote_sessions
+                .get(&id)
+                .map(|remote| {
+                    Value::dict()
+                        .with("session", id)
+                        .with("authid", &*remote.authid)
+                        .with("authrole", &*remote.authrole)
+                        .with("authmethod", &*remote.authmethod)
+                        .with("authprovider", "static")
+                })
+                .ok_or_else(|| no_such_session(Some(id))),
+        }
     }
 
     /// The session named by the first argument, in the caller's realm (`wamp.error.no_such_session` otherwise;
@@ -179,7 +214,7 @@ impl Router {
         handle: SessionHandle,
         payload: &Payload<'_>,
         procedure: &str,
-    ) -> Result<SessionHandle, Refusal> {
+    ) -> Result<Target, Refusal> {
         let id = argument(payload, 0)
             .and_then(|id| id.as_u64())
             .and_then(Id::new)
@@ -190,10 +225,16 @@ impl Router {
                 )
             })?;
         let realm = self.joined(handle).map(|joined| joined.realm);
-        self.session_ids
-            .get(&id)
-            .copied()
+        let local = (self.session_ids.get(&id).copied())
             .filter(|&target| self.joined(target).map(|joined| joined.realm) == realm)
+            .map(Target::Local);
+        let remote = || {
+            (self.remote_sessions.get(&id))
+                .filter(|remote| Some(remote.realm) == realm)
+                .map(|remote| Target::Remote(id, remote.shard, remote.handle))
+        };
+        local
+            .or_else(remote)
             .ok_or_else(|| no_such_session(Some(id)))
     }
 
@@ -235,10 +276,10 @@ impl Router {
             return Ok(Vec::new());
         };
         let realm = caller.realm;
-        let targets: Vec<SessionHandle> = if procedure == "wamp.session.kill" {
+        let targets: Vec<Target> = if procedure == "wamp.session.kill" {
             // "no *other* session with that ID exists" when it is the caller's own.
             let target = self.other_session(handle, payload, procedure)?;
-            if target == handle {
+            if target == Target::Local(handle) {
                 return Err(no_such_session(self.joined(handle).map(|joined| joined.id)));
             }
             vec![target]
@@ -254,23 +295,35 @@ impl Router {
                 },
             };
             let by_authid = procedure == "wamp.session.kill_by_authid";
-            (self.sessions.iter())
+            let chosen = |in_realm: usize, authid: &str, authrole: &str| {
+                let named = if by_authid { authid } else { authrole };
+                in_realm == realm && wanted.as_deref().is_none_or(|wanted| named == wanted)
+            };
+            let local = (self.sessions.iter())
                 .filter_map(|(_, session)| Some((session.peer.session, session.joined()?)))
                 .filter(|(target, joined)| {
-                    let named = if by_authid {
-                        &joined.authid
-                    } else {
-                        &joined.authrole
-                    };
-                    *target != handle
-                        && joined.realm == realm
-                        && wanted.as_deref().is_none_or(|wanted| **named == *wanted)
+                    *target != handle && chosen(joined.realm, &joined.authid, &joined.authrole)
                 })
-                .map(|(target, _)| target)
-                .collect()
+                .map(|(target, _)| Target::Local(target));
+            let remote = (self.remote_sessions.iter())
+                .filter(|(_, r)| chosen(r.realm, &r.authid, &r.authrole))
+                .map(|(&id, r)| Target::Remote(id, r.shard, r.handle));
+            local.chain(remote).collect()
         };
         for &target in &targets {
-            self.goodbye_from_router(target, &reason, message.as_deref(), sink);
+            match target {
+                Target::Local(target) => {
+                    self.goodbye_from_router(target, &reason, message.as_deref(), sink)
+                }
+                Target::Remote(_, shard, handle) => {
+                    let kill = PeerMessage::Kill {
+                        handle,
+                        reason: &reason,
+                        message: message.as_deref(),
+                    };
+                    sink.peer(ShardSet::one(shard), &kill);
+                }
+            }
         }
         Ok(if procedure == "wamp.session.kill" {
             Vec::new()
@@ -403,20 +456,23 @@ impl Router {
     ) -> Result<Vec<Value>, Refusal> {
         let index = self.member_index(realm, kind, payload)?;
         let realm = &self.realms[realm];
-        let sessions: Vec<SessionHandle> = match kind {
-            Membership::Subscription => (realm.broker.subscriptions[index].subscribers.iter())
-                .map(|peer| peer.session)
-                .collect(),
+        // The members on every shard (this shard's copy knows the others').
+        let sessions: Vec<Id> = match kind {
+            Membership::Subscription => {
+                let subscription = &realm.broker.subscriptions[index];
+                (subscription.subscribers.iter())
+                    .filter_map(|peer| self.joined(peer.session).map(|joined| joined.id))
+                    .chain(subscription.remote.iter().map(|&(_, session)| session))
+                    .collect()
+            }
             Membership::Registration => (realm.dealer.registrations[index].callees.iter())
-                .map(|callee| callee.peer.session)
+                .map(|callee| callee.session)
                 .collect(),
         };
         if count {
             return Ok(vec![Value::UInt(sessions.len() as u64)]);
         }
-        let ids = (sessions.into_iter())
-            .filter_map(|session| self.joined(session).map(|joined| Value::from(joined.id)))
-            .collect::<Vec<_>>();
+        let ids = sessions.into_iter().map(Value::from).collect::<Vec<_>>();
         Ok(vec![Value::List(ids)])
     }
 
@@ -629,9 +685,11 @@ impl Router {
                     publisher: Some(publisher),
                     exclude: None,
                     options: &options,
+                    raw_options: stored(serializer, testament.options.as_deref()),
                     payload: &payload,
                 };
-                let events = self.fan_out(realm, &publication, &mut scratch, sink);
+                let events =
+                    self.route_publication(realm, &publication, options.retain, &mut scratch, sink);
                 let retained = options
                     .retain
                     .then(|| self.retained_event(realm, &publication))

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::broker::SubscriberFlags;
+use crate::link::Who;
 
 /// One publication on its way to subscribers (from a PUBLISH, or a testament of a session that left).
 pub(super) struct Publication<'p> {
@@ -12,6 +13,8 @@ pub(super) struct Publication<'p> {
     /// The publisher's session, when `exclude_me` keeps the event from it.
     pub exclude: Option<SessionHandle>,
     pub options: &'p RequestOptions<'p>,
+    /// The options as the publisher sent them, for other shards (none for the router's meta events).
+    pub raw_options: Option<RawValue<'p>>,
     pub payload: &'p Payload<'p>,
 }
 
@@ -75,11 +78,12 @@ impl Router {
             let kind = MessageType::Subscribe;
             return self.send_error(sink, peer, kind, request, LIMIT_EXCEEDED, &text);
         }
+        let session = joined.id;
         let Router {
-            ids,
             router_ids,
             realms,
             sessions,
+            id_seed,
             ..
         } = self;
         let held = sessions
@@ -94,7 +98,8 @@ impl Router {
         let subscribed = realms[realm]
             .broker
             .subscribe((topic, policy), peer, flags, held, || {
-                (new_router_id(ids, router_ids), now_ms)
+                let id = subscription_id(*id_seed, (realm, policy, topic), router_ids);
+                (id, now_ms)
             });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
@@ -102,16 +107,43 @@ impl Router {
                 joined.uri_bytes += footprint;
             }
         }
-        sink.send(
-            peer,
-            &Message::Subscribed {
+        // The other shards learn of every subscriber (the meta API lists them); when this is the first one here,
+        // they must also start sending this shard the subscription's publications, and SUBSCRIBED waits until
+        // each of them has: no publication that follows SUBSCRIBED can miss the new subscriber.
+        let wait = subscribed.added && subscribed.first_here && self.shards > 1;
+        if subscribed.added && self.shards > 1 {
+            let ack = if wait { self.token() } else { 0 };
+            let msg = PeerMessage::Subscribed {
+                realm: realm as u16,
+                policy,
+                topic,
+                session,
+                ack,
+            };
+            self.broadcast(&msg, sink);
+            if wait {
+                let then = AfterAck::Subscribed {
+                    handle,
+                    request,
+                    subscription: subscribed.id,
+                    topic: topic.into(),
+                    policy,
+                    flags,
+                    get_retained,
+                };
+                let remaining = self.shards - 1;
+                self.pending_acks
+                    .insert(ack, PendingAck { remaining, then });
+            }
+        }
+        if !wait {
+            self.answer_subscribe(
+                handle,
                 request,
-                subscription: subscribed.id,
-            },
-        );
-        if get_retained {
-            let subscription = (subscribed.id, topic, policy);
-            self.send_retained(handle, subscription, flags, sink);
+                (subscribed.id, topic, policy),
+                (flags, get_retained),
+                sink,
+            );
         }
         if subscribed.added {
             let added = (
@@ -120,6 +152,30 @@ impl Router {
                 subscribed.created,
             );
             self.announce_addition(handle, realm, added, sink);
+        }
+    }
+
+    /// SUBSCRIBED, then the retained events the SUBSCRIBE asked for.
+    pub(super) fn answer_subscribe(
+        &mut self,
+        handle: SessionHandle,
+        request: Id,
+        subscription: (Id, &str, MatchPolicy),
+        (flags, get_retained): (SubscriberFlags, bool),
+        sink: &mut impl Sink,
+    ) {
+        let Some(peer) = self.peer(handle) else {
+            return;
+        };
+        sink.send(
+            peer,
+            &Message::Subscribed {
+                request,
+                subscription: subscription.0,
+            },
+        );
+        if get_retained {
+            self.send_retained(handle, subscription, flags, sink);
         }
     }
 
@@ -199,9 +255,11 @@ impl Router {
                     publisher: Some(publisher),
                     exclude: parsed.exclude_me.then_some(handle),
                     options: &parsed,
+                    raw_options: raw_dict(options),
                     payload,
                 };
-                let events = self.fan_out(realm, &publication, &mut scratch, sink);
+                let events =
+                    self.route_publication(realm, &publication, parsed.retain, &mut scratch, sink);
                 let retained = parsed
                     .retain
                     .then(|| self.retained_event(realm, &publication))
@@ -332,23 +390,30 @@ impl Router {
     /// subscriber list goes to the sink as it is. Otherwise the admitted subscribers are collected into `scratch`
     /// (reused buffers: no allocation once they have grown), split into those that get the publisher's identity
     /// and the rest.
+    /// Also returns the other shards with subscribers of a matching subscription (this shard's own subscribers
+    /// are the only ones it sends to).
     pub(super) fn fan_out(
         &self,
         realm: usize,
         publication: &Publication<'_>,
         scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
-    ) -> u64 {
+    ) -> (u64, ShardSet) {
         let realm = &self.realms[realm];
         let disclose = publication.options.disclose_me || realm.disclose_publisher;
         let filter = publication.options.filter();
         let passthru = publication.options.passthru();
         let broker = &realm.broker;
         let mut events = 0u64;
+        let mut remote = ShardSet::EMPTY;
         broker
             .trie
             .for_each_match(publication.topic, |policy, index| {
                 let subscription = &broker.subscriptions[index];
+                remote = remote | subscription.remote_shards;
+                if subscription.subscribers.is_empty() {
+                    return;
+                }
                 let mut details = Details::new();
                 if policy != MatchPolicy::Exact {
                     details.push("topic", Field::Str(publication.topic));
@@ -415,6 +480,40 @@ impl Router {
                     sink,
                 );
             });
+        (events, remote)
+    }
+
+    /// A publication of this shard: to its own subscribers, and once to each other shard with a subscriber of a
+    /// matching subscription (to every other shard when the event is to be retained, since each keeps the
+    /// retained events). Returns the EVENTs sent here. The payload must be raw values (as decoded, or as stored).
+    pub(super) fn route_publication(
+        &self,
+        realm: usize,
+        publication: &Publication<'_>,
+        retain: bool,
+        scratch: &mut [Vec<Peer>; 2],
+        sink: &mut impl Sink,
+    ) -> u64 {
+        let (events, remote) = self.fan_out(realm, publication, scratch, sink);
+        let to = if retain { self.others() } else { remote };
+        if !to.is_empty() {
+            let msg = PeerMessage::Publish {
+                realm: realm as u16,
+                publication: publication.id,
+                topic: publication.topic,
+                publisher: publication.publisher.map(|p| Who {
+                    id: p.id,
+                    authid: p.authid,
+                    authrole: p.authrole,
+                }),
+                disclose: publication.options.disclose_me,
+                retain,
+                options: publication.raw_options,
+                args: publication.payload.args.as_ref().and_then(Field::as_raw),
+                kwargs: publication.payload.kwargs.as_ref().and_then(Field::as_raw),
+            };
+            sink.peer(to, &msg);
+        }
         events
     }
 
@@ -444,5 +543,13 @@ impl Router {
     pub(super) fn admits(&self, filter: &Filter<'_>, session: SessionHandle) -> bool {
         self.joined(session)
             .is_some_and(|joined| filter.admits(joined.id, &joined.authid, &joined.authrole))
+    }
+}
+
+/// The raw form of a dictionary as decoded (none for dictionaries the router builds).
+pub(super) fn raw_dict<'a>(dict: &Dict<'a>) -> Option<RawValue<'a>> {
+    match dict {
+        Dict::Raw(raw) => Some(*raw),
+        _ => None,
     }
 }

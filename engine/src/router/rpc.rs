@@ -1,15 +1,26 @@
-//! The dealer's messages: REGISTER, UNREGISTER, CALL, CANCEL, YIELD, ERROR for an INVOCATION; call timeouts and the
-//! bookkeeping of pending calls.
+//! The dealer's messages: CALL, CANCEL, YIELD, ERROR for an INVOCATION; call timeouts and the bookkeeping of
+//! pending calls (REGISTER and UNREGISTER are in [`super::registry`]).
+//!
+//! A call is owned by the shard of its callee, which keeps its state (INVOCATION ID, deadline, cancel mode,
+//! progressive chunks) and answers the caller. When the caller is on another shard, its shard holds a *relay*: a
+//! pending call whose callee end is remote. The relay forwards what the caller adds (chunks of a progressive
+//! call, CANCEL, its leaving) and hands the answers (`ToCaller`) to the caller.
 
 use super::*;
+use crate::dealer::CalleeAt;
+use crate::features::ClientFeatures;
+use crate::link::Who;
 
 /// A call in flight from `caller` to `callee`. Calls are linked into two intrusive lists (the caller's and the
-/// callee's), so that a leaving session finds its calls without a scan and without allocating.
+/// callee's, for the ends on this shard), so that a leaving session finds its calls without a scan and without
+/// allocating.
 #[derive(Debug)]
 pub(super) struct Call {
-    pub caller: Peer,
+    pub caller: CallerEnd,
+    /// The caller's CALL request ID (a caller on this shard).
     pub caller_request: Id,
-    pub callee: Peer,
+    pub callee: CalleeEnd,
+    /// The INVOCATION request ID (a callee on this shard).
     pub invocation: Id,
     /// The registration's ID (every INVOCATION of a progressive call names it).
     pub registration: Id,
@@ -22,8 +33,60 @@ pub(super) struct Call {
     pub streaming: bool,
     /// The INVOCATION details of a progressive call's first CALL, repeated in every further INVOCATION.
     pub frozen: Option<Box<Value>>,
+    /// Distinguishes this call from earlier ones in the same slot (relay IDs and deadlines carry it).
+    pub serial: u64,
     pub caller_links: Links,
     pub callee_links: Links,
+}
+
+/// Who made a call: a session of this shard, or of another (its shard names the call by `relay`).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum CallerEnd {
+    Local(Peer),
+    Remote {
+        shard: ShardId,
+        relay: u64,
+        features: ClientFeatures,
+    },
+}
+
+/// Who serves a call: a session of this shard, or of another (this call is then a relay).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum CalleeEnd {
+    Local(Peer),
+    Remote(ShardId),
+}
+
+/// What a caller is told.
+#[derive(Clone, Copy)]
+pub(super) enum Answer<'a> {
+    /// RESULT, with the passthru attributes of the callee's YIELD `options`.
+    Result {
+        progress: bool,
+        options: Option<RawValue<'a>>,
+        payload: Payload<'a>,
+    },
+    /// The callee's ERROR, with the passthru attributes of its `details`.
+    CalleeError {
+        uri: &'a str,
+        details: Option<RawValue<'a>>,
+        payload: Payload<'a>,
+    },
+    /// The router's own ERROR.
+    RouterError { uri: &'a str, text: &'a str },
+}
+
+/// CANCEL modes on the link.
+const SKIP: u8 = 0;
+const KILL: u8 = 1;
+const KILLNOWAIT: u8 = 2;
+
+fn mode_name(mode: u8) -> &'static str {
+    match mode {
+        SKIP => "skip",
+        KILL => "kill",
+        _ => "killnowait",
+    }
 }
 
 /// Progressive calls that ended before their final chunk, remembered per caller so that further chunks are dropped.
@@ -41,166 +104,12 @@ pub(super) enum Side {
     Callee,
 }
 
-impl Router {
-    pub(super) fn on_register(
-        &mut self,
-        handle: SessionHandle,
-        request: Id,
-        options: &Dict<'_>,
-        procedure: &str,
-        sink: &mut impl Sink,
-    ) {
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let realm = joined.realm;
-        let Some(peer) = self.peer(handle) else {
-            return;
-        };
-        let checked = self.check_uri(
-            realm,
-            ("procedure", procedure),
-            options,
-            UNSUPPORTED_REGISTER,
-        );
-        let policy = match checked {
-            Ok(_) if uri::is_reserved(procedure) => {
-                let text = format!(
-                    "'{}': procedures under 'wamp.' are reserved for the router",
-                    uri::shown(procedure)
-                );
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    INVALID_URI,
-                    &text,
-                );
-            }
-            Ok(policy) => policy,
-            Err((uri, text)) => {
-                return self.send_error(sink, peer, MessageType::Register, request, uri, &text)
-            }
-        };
-        let disclose_caller = options
-            .get("disclose_caller")
-            .is_some_and(|value| value.as_bool() == Some(true));
-        let identify = disclose_caller.then_some(Perms::IDENTIFY_CALLER);
-        let restricted =
-            match self.authorize_pattern(handle, (procedure, policy), Perms::REGISTER, identify) {
-                Ok(restricted) => restricted,
-                Err((uri, text)) => {
-                    let kind = MessageType::Register;
-                    return self.send_error(sink, peer, kind, request, uri, &text);
-                }
-            };
-        let invoke = match options.get("invoke") {
-            None => Invoke::Single,
-            Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {
-                Some(invoke) => invoke,
-                None => {
-                    let text = "option 'invoke' must be single, roundrobin, random, first or last";
-                    return self.send_error(
-                        sink,
-                        peer,
-                        MessageType::Register,
-                        request,
-                        OPTION_NOT_ALLOWED,
-                        text,
-                    );
-                }
-            },
-        };
-        let Some(joined) = self.joined(handle) else {
-            return;
-        };
-        let footprint = uri::footprint(procedure, policy);
-        let refusal = if joined.registrations.len() >= self.limits.registrations_per_session_max {
-            Some(format!(
-                "this session already holds {} registrations (limits.registrations_per_session_max)",
-                self.limits.registrations_per_session_max
-            ))
-        } else if joined.uri_bytes + footprint > self.limits.uri_bytes_per_session_max {
-            Some(format!(
-                "this session's subscriptions and registrations would hold more than {} bytes \
-                 (limits.uri_bytes_per_session_max)",
-                self.limits.uri_bytes_per_session_max
-            ))
-        } else {
-            None
-        };
-        if let Some(text) = refusal {
-            self.stats.limits_hit += 1;
-            let kind = MessageType::Register;
-            return self.send_error(sink, peer, kind, request, LIMIT_EXCEEDED, &text);
-        }
-        let callee = Callee {
-            peer,
-            disclose_caller,
-            restricted,
-        };
-        let (ids, router_ids) = (&mut self.ids, &mut self.router_ids);
-        let outcome = self.realms[realm].dealer.register(
-            procedure,
-            policy,
-            invoke,
-            callee,
-            self.now_ms,
-            || new_router_id(ids, router_ids),
-        );
-        let (index, created) = match outcome {
-            Registered::Created(index) => (index, true),
-            Registered::Joined(index) => (index, false),
-            Registered::Exists => {
-                let text = format!(
-                    "procedure '{procedure}' (match '{}') is already registered",
-                    policy.name()
-                );
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    PROCEDURE_ALREADY_EXISTS,
-                    &text,
-                );
-            }
-            Registered::DifferentPolicy(existing) => {
-                let text = format!(
-                    "procedure '{procedure}' is registered with invocation policy '{}', not '{}'",
-                    existing.name(),
-                    invoke.name()
-                );
-                return self.send_error(
-                    sink,
-                    peer,
-                    MessageType::Register,
-                    request,
-                    PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY,
-                    &text,
-                );
-            }
-        };
-        let id = self.realms[realm].dealer.registrations[index].id;
-        if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.push(index);
-            joined.uri_bytes += footprint;
-        }
-        sink.send(
-            peer,
-            &Message::Registered {
-                request,
-                registration: id,
-            },
-        );
-        let added = (Membership::Registration, index, created);
-        self.announce_addition(handle, realm, added, sink);
-    }
+/// The relay ID of call `index` with `serial`: the other shard names the call by it.
+fn relay_of(index: usize, serial: u64) -> u64 {
+    serial << 32 | index as u64
+}
 
-    /// CALL. A CALL reusing the request ID of a progressive call in flight is its next chunk (progressive call
-    /// invocations); otherwise the call is checked, routed by the registration's invocation policy, and becomes a
-    /// pending call.
+impl Router {
     pub(super) fn on_call(
         &mut self,
         handle: SessionHandle,
@@ -309,11 +218,15 @@ impl Router {
         } = self;
         let Realm { dealer, authz, .. } = &mut realms[realm];
         let admit = |callee: &Callee| {
-            joined_in(sessions, callee.peer.session).is_some_and(|joined| {
-                authz
-                    .decide(joined.role, procedure)
-                    .contains(Perms::REGISTER)
-            })
+            // A restricted callee's role decides on the concrete procedure (its role in this shard's copy of the
+            // realm's roles, for a callee of another shard too).
+            let role = match callee.at {
+                CalleeAt::Local(peer) => {
+                    joined_in(sessions, peer.session).map(|joined| joined.role)
+                }
+                CalleeAt::Remote { .. } => Some(callee.role),
+            };
+            role.is_some_and(|role| authz.decide(role, procedure).contains(Perms::REGISTER))
         };
         let Some((index, callee)) = dealer.route(procedure, admit, |n| ids.below(n)) else {
             let text = format!("no callee registered procedure '{}'", uri::shown(procedure));
@@ -326,27 +239,110 @@ impl Router {
                 sink,
             );
         };
-        let Callee {
-            peer: callee,
-            disclose_caller,
-            ..
-        } = callee;
-        let registration = &dealer.registrations[index];
-        let (registration_id, pattern) =
-            (registration.id, registration.policy != MatchPolicy::Exact);
+        let registration = &self.realms[realm].dealer.registrations[index];
+        let (registration, pattern) = (registration.id, registration.policy != MatchPolicy::Exact);
+        let disclose = parsed.disclose_me
+            || callee.disclose_caller
+            || self.realms[realm].disclose_caller
+            || perms.contains(Perms::DISCLOSE_CALLER);
+        match callee.at {
+            CalleeAt::Local(callee_peer) => {
+                let invoked = self.invoke(
+                    (CallerEnd::Local(caller), request, None),
+                    (registration, pattern, procedure),
+                    callee_peer,
+                    (&parsed, disclose),
+                    payload,
+                    sink,
+                );
+                if let Err((uri, text)) = invoked {
+                    self.refuse_call(handle, request, parsed.progress, uri, text, sink);
+                }
+            }
+            CalleeAt::Remote {
+                shard,
+                handle: callee_handle,
+            } => {
+                let serial = self.next_serial();
+                let call = self.calls.insert(Call {
+                    caller: CallerEnd::Local(caller),
+                    caller_request: request,
+                    callee: CalleeEnd::Remote(shard),
+                    invocation: Id::FIRST,
+                    registration,
+                    receive_progress: parsed.receive_progress,
+                    deadline: None,
+                    interrupted: false,
+                    streaming: parsed.progress,
+                    frozen: None,
+                    serial,
+                    caller_links: Links::default(),
+                    callee_links: Links::default(),
+                });
+                self.link(call, Side::Caller, handle);
+                self.caller_requests
+                    .insert(RequestKey::new(handle, request), call);
+                let Some(who) = self.identity(handle) else {
+                    return;
+                };
+                let msg = PeerMessage::Call {
+                    realm: realm as u16,
+                    relay: relay_of(call, serial),
+                    caller: Who {
+                        id: who.id,
+                        authid: who.authid,
+                        authrole: who.authrole,
+                    },
+                    caller_features: features.to_bits(),
+                    callee: callee_handle,
+                    registration,
+                    procedure,
+                    disclose,
+                    options: pubsub::raw_dict(options),
+                    args: payload.args.as_ref().and_then(Field::as_raw),
+                    kwargs: payload.kwargs.as_ref().and_then(Field::as_raw),
+                };
+                sink.peer(ShardSet::one(shard), &msg);
+            }
+        }
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.next_call_serial += 1;
+        self.next_call_serial
+    }
+
+    /// Starts a call on this shard's callee `callee`: the pending call, its deadline, and the INVOCATION. The
+    /// caller is `(end, CALL request ID, identity)`: the identity is looked up for a caller of this shard, given
+    /// by the link for another's. Refused (before anything is kept) when the callee lacks a feature the call
+    /// needs.
+    #[allow(clippy::too_many_arguments)]
+    fn invoke(
+        &mut self,
+        (caller, caller_request, who): (CallerEnd, Id, Option<Who<'_>>),
+        (registration, pattern, procedure): (Id, bool, &str),
+        callee: Peer,
+        (parsed, disclose): (&RequestOptions<'_>, bool),
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) -> Result<(), (&'static str, &'static str)> {
         let Some(callee_features) = self.joined(callee.session).map(|joined| joined.features)
         else {
-            return;
+            return Err((CANCELED, "the callee left"));
         };
         if parsed.progress && !callee_features.callee_takes_progressive_calls() {
-            let text =
-                "the callee does not support progressive call invocations (with call canceling)";
-            return self.refuse_call(handle, request, true, FEATURE_NOT_SUPPORTED, text, sink);
+            return Err((
+                FEATURE_NOT_SUPPORTED,
+                "the callee does not support progressive call invocations (with call canceling)",
+            ));
         }
+        let attributes = parsed.passthru();
+        let passthru = attributes.is_some_and(|attributes| attributes.is_active());
         if passthru && !callee_features.callee_passthru {
-            let text = "the callee does not support payload passthru mode";
-            let progress = parsed.progress;
-            return self.refuse_call(handle, request, progress, FEATURE_NOT_SUPPORTED, text, sink);
+            return Err((
+                FEATURE_NOT_SUPPORTED,
+                "the callee does not support payload passthru mode",
+            ));
         }
         let timeout_ms = parsed.timeout_ms;
         let deadline = (timeout_ms > 0).then(|| self.now_ms.saturating_add(timeout_ms));
@@ -354,32 +350,41 @@ impl Router {
             .session_mut(callee.session)
             .and_then(Session::joined_mut)
         else {
-            return;
+            return Err((CANCELED, "the callee left"));
         };
         let invocation = callee_joined.next_invocation;
         callee_joined.next_invocation = invocation.next();
+        let serial = self.next_serial();
         let call = self.calls.insert(Call {
             caller,
-            caller_request: request,
-            callee,
+            caller_request,
+            callee: CalleeEnd::Local(callee),
             invocation,
-            registration: registration_id,
+            registration,
             receive_progress: parsed.receive_progress,
             deadline,
             interrupted: false,
             streaming: parsed.progress,
             frozen: None,
+            serial,
             caller_links: Links::default(),
             callee_links: Links::default(),
         });
-        self.link(call, Side::Caller, handle);
+        match caller {
+            CallerEnd::Local(peer) => {
+                self.link(call, Side::Caller, peer.session);
+                self.caller_requests
+                    .insert(RequestKey::new(peer.session, caller_request), call);
+            }
+            CallerEnd::Remote { shard, relay, .. } => {
+                self.remote_callers.insert((shard, relay), call);
+            }
+        }
         self.link(call, Side::Callee, callee.session);
         self.invocations
             .insert(RequestKey::new(callee.session, invocation), call);
-        self.caller_requests
-            .insert(RequestKey::new(handle, request), call);
         if let Some(deadline) = deadline {
-            self.push_deadline(deadline, handle, request);
+            self.push_deadline(deadline, call, serial);
         }
         let mut details = Details::new();
         if pattern {
@@ -394,13 +399,17 @@ impl Router {
         if timeout_ms > 0 && callee_features.callee_call_timeout {
             details.push("timeout", Field::UInt(timeout_ms));
         }
-        let disclose = parsed.disclose_me
-            || disclose_caller
-            || self.realms[realm].disclose_caller
-            || perms.contains(Perms::DISCLOSE_CALLER);
-        let who = self.identity(handle);
-        if let Some(who) = who.as_ref().filter(|_| disclose) {
-            details.identity(&CALLER_KEYS, who);
+        let local = match caller {
+            CallerEnd::Local(peer) => self.identity(peer.session),
+            CallerEnd::Remote { .. } => None,
+        };
+        let who = who.map(|who| Identity {
+            id: who.id,
+            authid: who.authid,
+            authrole: who.authrole,
+        });
+        if let Some(who) = who.or(local).filter(|_| disclose) {
+            details.identity(&CALLER_KEYS, &who);
         }
         // Every further INVOCATION of a progressive call carries the first CALL's details ("freezing of options").
         let frozen = parsed.progress.then(|| details.dict().to_value());
@@ -411,7 +420,7 @@ impl Router {
             callee,
             &Message::Invocation {
                 request: invocation,
-                registration: registration_id,
+                registration,
                 details: details.dict(),
                 payload: *payload,
             },
@@ -419,6 +428,252 @@ impl Router {
         drop(details);
         if let Some(frozen) = frozen {
             self.calls[call].frozen = Some(Box::new(frozen));
+        }
+        Ok(())
+    }
+
+    /// A call from another shard's caller for a callee of this shard (see [`crate::link`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_peer_call(
+        &mut self,
+        (from, realm, relay): (ShardId, usize, u64),
+        (caller, caller_features): (Who<'_>, u16),
+        (callee, registration, procedure): (SessionHandle, Id, &str),
+        disclose: bool,
+        options: Option<RawValue<'_>>,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let end = CallerEnd::Remote {
+            shard: from,
+            relay,
+            features: ClientFeatures::from_bits(caller_features),
+        };
+        let dealer = &self.realms[realm].dealer;
+        let held = (self.joined(callee))
+            .filter(|joined| joined.realm == realm)
+            .zip(
+                dealer
+                    .by_id
+                    .get(&registration)
+                    .map(|&i| &dealer.registrations[i]),
+            )
+            .filter(|(joined, registration)| {
+                registration.callees.iter().any(|c| c.session == joined.id)
+            })
+            .map(|(_, registration)| registration.policy != MatchPolicy::Exact);
+        let (Some(pattern), Some(peer)) = (held, self.peer(callee)) else {
+            // The callee left or unregistered while the call was on its way.
+            let answer = Answer::RouterError {
+                uri: NO_SUCH_PROCEDURE,
+                text: "the callee no longer serves this procedure",
+            };
+            return self.answer(end, Id::FIRST, answer, true, sink);
+        };
+        let dict = options.map_or(Dict::EMPTY, Dict::Raw);
+        let parsed = RequestOptions::parse(&dict, &[]);
+        let invoked = self.invoke(
+            (end, Id::FIRST, Some(caller)),
+            (registration, pattern, procedure),
+            peer,
+            (&parsed, disclose),
+            payload,
+            sink,
+        );
+        if let Err((uri, text)) = invoked {
+            self.answer(
+                end,
+                Id::FIRST,
+                Answer::RouterError { uri, text },
+                true,
+                sink,
+            );
+        }
+    }
+
+    /// Tells `caller` `answer` for its CALL `request` (a caller of another shard: through the link). `last`: the
+    /// call ends with it.
+    pub(super) fn answer(
+        &mut self,
+        caller: CallerEnd,
+        request: Id,
+        answer: Answer<'_>,
+        last: bool,
+        sink: &mut impl Sink,
+    ) {
+        match caller {
+            CallerEnd::Local(peer) => self.deliver_answer(peer, request, answer, sink),
+            CallerEnd::Remote { shard, relay, .. } => {
+                let (progress, error, text, options, payload) = match answer {
+                    Answer::Result {
+                        progress,
+                        options,
+                        payload,
+                    } => (progress, "", "", options, payload),
+                    Answer::CalleeError {
+                        uri,
+                        details,
+                        payload,
+                    } => (false, uri, "", details, payload),
+                    Answer::RouterError { uri, text } => (false, uri, text, None, Payload::EMPTY),
+                };
+                let msg = PeerMessage::ToCaller {
+                    relay,
+                    last,
+                    progress,
+                    error,
+                    text,
+                    options,
+                    args: payload.args.as_ref().and_then(Field::as_raw),
+                    kwargs: payload.kwargs.as_ref().and_then(Field::as_raw),
+                };
+                sink.peer(ShardSet::one(shard), &msg);
+            }
+        }
+    }
+
+    /// `answer` as the RESULT or ERROR a caller of this shard gets.
+    fn deliver_answer(
+        &mut self,
+        peer: Peer,
+        request: Id,
+        answer: Answer<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let mut details = Details::new();
+        match answer {
+            Answer::Result {
+                progress,
+                options,
+                payload,
+            } => {
+                let options = options.map_or(Dict::EMPTY, Dict::Raw);
+                let passthru = Passthru::from_dict(&options);
+                details.passthru(Some(&passthru));
+                if progress {
+                    details.push("progress", Field::Bool(true));
+                }
+                sink.send(
+                    peer,
+                    &Message::Result {
+                        request,
+                        details: details.dict(),
+                        payload,
+                    },
+                );
+            }
+            Answer::CalleeError {
+                uri,
+                details: forwarded,
+                payload,
+            } => {
+                self.stats.errors_sent += 1;
+                let forwarded = forwarded.map_or(Dict::EMPTY, Dict::Raw);
+                details.passthru(Some(&Passthru::from_dict(&forwarded)));
+                sink.send(
+                    peer,
+                    &Message::Error {
+                        request_type: MessageType::Call.code(),
+                        request,
+                        details: details.dict(),
+                        error: Cow::Borrowed(uri),
+                        payload,
+                    },
+                );
+            }
+            Answer::RouterError { uri, text } => {
+                self.send_error(sink, peer, MessageType::Call, request, uri, text)
+            }
+        }
+    }
+
+    /// At a relay's shard: an answer from the shard that owns the call, for a caller of this shard.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_to_caller(
+        &mut self,
+        relay: u64,
+        (last, progress): (bool, bool),
+        (error, text): (&str, &str),
+        options: Option<RawValue<'_>>,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(index) = self.call_by_relay(relay) else {
+            self.stats.peer_messages_dropped += 1;
+            return;
+        };
+        let call = &self.calls[index];
+        let (CallerEnd::Local(peer), request) = (call.caller, call.caller_request) else {
+            return;
+        };
+        let answer = if !text.is_empty() {
+            Answer::RouterError { uri: error, text }
+        } else if error.is_empty() {
+            // A progressive result the caller did not ask for is dropped.
+            if progress && !call.receive_progress {
+                return;
+            }
+            Answer::Result {
+                progress,
+                options,
+                payload: *payload,
+            }
+        } else {
+            Answer::CalleeError {
+                uri: error,
+                details: options,
+                payload: *payload,
+            }
+        };
+        if last {
+            self.remove_call(index);
+        }
+        self.deliver_answer(peer, request, answer, sink);
+    }
+
+    /// The call a relay ID names, if it is still pending on this shard.
+    fn call_by_relay(&self, relay: u64) -> Option<usize> {
+        let index = (relay & 0xFFFF_FFFF) as usize;
+        self.calls
+            .get(index)
+            .filter(|call| call.serial & 0xFFFF_FFFF == relay >> 32)
+            .map(|_| index)
+    }
+
+    /// The call another shard's relay names (a call this shard owns).
+    fn call_of_remote(&self, from: ShardId, relay: u64) -> Option<usize> {
+        self.remote_callers.get(&(from, relay)).copied()
+    }
+
+    /// A caller on another shard sent the next chunk of its progressive call.
+    pub(super) fn on_peer_call_chunk(
+        &mut self,
+        (from, relay): (ShardId, u64),
+        progress: bool,
+        payload: &Payload<'_>,
+        sink: &mut impl Sink,
+    ) {
+        match self.call_of_remote(from, relay) {
+            Some(index) if self.calls[index].streaming => {
+                self.continue_progressive_call(index, progress, payload, sink)
+            }
+            _ => self.stats.peer_messages_dropped += 1,
+        }
+    }
+
+    /// A caller on another shard canceled (`mode` already checked there) or left (`gone`).
+    pub(super) fn on_peer_cancel(
+        &mut self,
+        (from, relay): (ShardId, u64),
+        mode: Option<u8>,
+        sink: &mut impl Sink,
+    ) {
+        let Some(index) = self.call_of_remote(from, relay) else {
+            return;
+        };
+        match mode {
+            Some(mode) => self.cancel_call(index, mode, sink),
+            None => self.end_for_departed_caller(index, sink),
         }
     }
 
@@ -442,7 +697,8 @@ impl Router {
     }
 
     /// The next chunk of a progressive call: an INVOCATION with the same request ID and the first CALL's details,
-    /// `progress: true` unless it is the final chunk. Chunks after a `kill` CANCEL are dropped.
+    /// `progress: true` unless it is the final chunk. Chunks after a `kill` CANCEL are dropped. A relay passes
+    /// the chunk on to the callee's shard.
     fn continue_progressive_call(
         &mut self,
         index: usize,
@@ -458,6 +714,18 @@ impl Router {
             call.frozen.take()
         };
         let call = &self.calls[index];
+        let callee = match call.callee {
+            CalleeEnd::Remote(shard) => {
+                let msg = PeerMessage::CallChunk {
+                    relay: relay_of(index, call.serial),
+                    progress,
+                    args: payload.args.as_ref().and_then(Field::as_raw),
+                    kwargs: payload.kwargs.as_ref().and_then(Field::as_raw),
+                };
+                return sink.peer(ShardSet::one(shard), &msg);
+            }
+            CalleeEnd::Local(callee) => callee,
+        };
         if call.interrupted {
             return;
         }
@@ -469,7 +737,7 @@ impl Router {
             details.push("progress", Field::Bool(true));
         }
         sink.send(
-            call.callee,
+            callee,
             &Message::Invocation {
                 request: call.invocation,
                 registration: call.registration,
@@ -509,7 +777,7 @@ impl Router {
     /// INTERRUPTs the callee and relays whatever it answers; `killnowait` (the default: the spec names none; it is
     /// what crossbar does for a CANCEL without `mode`, and the caller gets its answer even from a callee that never
     /// answers the INTERRUPT) does both at once. A callee that did not announce `call_canceling` is treated as
-    /// `skip`, as the spec says.
+    /// `skip`, as the spec says. For a relay the CANCEL goes on to the callee's shard, which decides.
     pub(super) fn on_cancel(
         &mut self,
         handle: SessionHandle,
@@ -521,11 +789,11 @@ impl Router {
             return;
         };
         let mode = match options.get("mode") {
-            None => "killnowait",
+            None => KILLNOWAIT,
             Some(value) => match value.as_str().as_deref() {
-                Some("skip") => "skip",
-                Some("kill") => "kill",
-                Some("killnowait") => "killnowait",
+                Some("skip") => SKIP,
+                Some("kill") => KILL,
+                Some("killnowait") => KILLNOWAIT,
                 _ => {
                     let text = "option 'mode' must be skip, kill or killnowait";
                     return self.send_error(
@@ -544,49 +812,61 @@ impl Router {
             return;
         };
         let call = &self.calls[index];
+        if let CalleeEnd::Remote(shard) = call.callee {
+            let msg = PeerMessage::Cancel {
+                relay: relay_of(index, call.serial),
+                mode,
+            };
+            return sink.peer(ShardSet::one(shard), &msg);
+        }
+        self.cancel_call(index, mode, sink);
+    }
+
+    /// Cancels call `index` (its callee is on this shard) in `mode`.
+    fn cancel_call(&mut self, index: usize, mode: u8, sink: &mut impl Sink) {
+        let call = &self.calls[index];
+        let CalleeEnd::Local(callee) = call.callee else {
+            return;
+        };
         let interruptible = self
-            .joined(call.callee.session)
+            .joined(callee.session)
             .is_some_and(|joined| joined.features.callee_call_canceling);
-        let mode = if interruptible { mode } else { "skip" };
-        if mode == "kill" {
+        let mode = if interruptible { mode } else { SKIP };
+        if mode == KILL {
             let call = &mut self.calls[index];
             if !call.interrupted {
                 call.interrupted = true;
-                let (callee, invocation) = (call.callee, call.invocation);
-                interrupt(sink, callee, invocation, mode, CANCELED);
+                let invocation = call.invocation;
+                interrupt(sink, callee, invocation, mode_name(mode), CANCELED);
             }
             return;
         }
         let call = self.remove_call(index);
-        self.send_error(
-            sink,
-            caller,
-            MessageType::Call,
-            request,
-            CANCELED,
-            "the call was canceled",
-        );
+        let answer = Answer::RouterError {
+            uri: CANCELED,
+            text: "the call was canceled",
+        };
+        self.answer(call.caller, call.caller_request, answer, true, sink);
         // A call already canceled in `kill` mode has had its INTERRUPT: a second CANCEL (killnowait) answers the
         // caller but does not interrupt the callee again.
-        if mode == "killnowait" && !call.interrupted {
-            interrupt(sink, call.callee, call.invocation, mode, CANCELED);
+        if mode == KILLNOWAIT && !call.interrupted {
+            interrupt(sink, callee, call.invocation, mode_name(mode), CANCELED);
         }
     }
 
     /// Adds a call deadline. Deadlines of calls that ended in time stay in the heap until they come due; when
     /// they outnumber the live ones (many quick calls with long timeouts), the heap is rebuilt with the live ones
     /// only, so its size stays within twice the number of pending calls with a timeout.
-    fn push_deadline(&mut self, deadline: u64, caller: SessionHandle, request: Id) {
-        self.deadlines.push(Reverse((deadline, caller, request)));
+    fn push_deadline(&mut self, deadline: u64, call: usize, serial: u64) {
+        self.deadlines.push(Reverse((deadline, call, serial)));
         self.deadlines_live += 1;
         if self.deadlines.len() > 2 * self.deadlines_live + 64 {
-            let (calls, caller_requests) = (&self.calls, &self.caller_requests);
-            self.deadlines
-                .retain(|Reverse((deadline, caller, request))| {
-                    caller_requests
-                        .get(&RequestKey::new(*caller, *request))
-                        .is_some_and(|&index| calls[index].deadline == Some(*deadline))
-                });
+            let calls = &self.calls;
+            self.deadlines.retain(|Reverse((deadline, call, serial))| {
+                calls
+                    .get(*call)
+                    .is_some_and(|c| c.serial == *serial && c.deadline == Some(*deadline))
+            });
         }
     }
 
@@ -600,34 +880,32 @@ impl Router {
     /// Ends every call whose deadline passed: ERROR `wamp.error.timeout` to the caller, INTERRUPT to a callee that
     /// supports canceling (its late answer is discarded).
     pub(super) fn expire_calls(&mut self, now_ms: u64, sink: &mut impl Sink) {
-        while let Some(&Reverse((deadline, caller, request))) = self.deadlines.peek() {
+        while let Some(&Reverse((deadline, index, serial))) = self.deadlines.peek() {
             if deadline > now_ms {
                 break;
             }
             self.deadlines.pop();
-            let Some(&index) = self.caller_requests.get(&RequestKey::new(caller, request)) else {
+            let live = (self.calls.get(index))
+                .is_some_and(|call| call.serial == serial && call.deadline == Some(deadline));
+            if !live {
                 continue; // answered or canceled in time
-            };
-            if self.calls[index].deadline != Some(deadline) {
-                continue; // a later call reusing the request ID
             }
             let call = self.remove_call(index);
+            let CalleeEnd::Local(callee) = call.callee else {
+                continue;
+            };
             // A call canceled in `kill` mode has had its INTERRUPT already.
             let interruptible = !call.interrupted
                 && self
-                    .joined(call.callee.session)
+                    .joined(callee.session)
                     .is_some_and(|joined| joined.features.callee_call_canceling);
-            let text = "the call timed out (CALL.Options.timeout)";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                TIMEOUT,
-                text,
-            );
+            let answer = Answer::RouterError {
+                uri: TIMEOUT,
+                text: "the call timed out (CALL.Options.timeout)",
+            };
+            self.answer(call.caller, call.caller_request, answer, true, sink);
             if interruptible {
-                interrupt(sink, call.callee, call.invocation, "killnowait", TIMEOUT);
+                interrupt(sink, callee, call.invocation, "killnowait", TIMEOUT);
             }
         }
     }
@@ -651,16 +929,22 @@ impl Router {
         let parsed = RequestOptions::parse(options, &[]);
         let attributes = parsed.passthru();
         if attributes.is_some_and(|attributes| attributes.is_active()) {
-            let features = |session| self.joined(session).map(|joined| joined.features);
-            if !features(handle).is_some_and(|f| f.callee_passthru) {
+            let callee_passthru = self
+                .joined(handle)
+                .is_some_and(|joined| joined.features.callee_passthru);
+            if !callee_passthru {
                 let text = "YIELD in payload passthru mode from a callee that did not announce payload_passthru_mode";
                 return self.abort(handle, PROTOCOL_VIOLATION, text, sink);
             }
+            let caller_passthru = match self.calls[index].caller {
+                CallerEnd::Local(peer) => self
+                    .joined(peer.session)
+                    .is_some_and(|joined| joined.features.caller_passthru),
+                CallerEnd::Remote { features, .. } => features.caller_passthru,
+            };
             let refusal = match attributes.and_then(|attributes| attributes.invalid()) {
                 Some(name) => Some((OPTION_NOT_ALLOWED, format!("option '{name}' is not valid"))),
-                None if !features(self.calls[index].caller.session)
-                    .is_some_and(|f| f.caller_passthru) =>
-                {
+                None if !caller_passthru => {
                     let text = "the caller does not support payload passthru mode";
                     Some((FEATURE_NOT_SUPPORTED, text.to_owned()))
                 }
@@ -672,30 +956,22 @@ impl Router {
         }
         let call = &self.calls[index];
         let (caller, caller_request) = (call.caller, call.caller_request);
-        let mut details = Details::new();
-        details.passthru(attributes.as_ref());
+        let answer = Answer::Result {
+            progress: parsed.progress,
+            options: pubsub::raw_dict(options),
+            payload: *payload,
+        };
         if parsed.progress {
-            if call.receive_progress {
-                details.push("progress", Field::Bool(true));
-                let result = Message::Result {
-                    request: caller_request,
-                    details: details.dict(),
-                    payload: *payload,
-                };
-                sink.send(caller, &result);
+            // A progressive result the caller did not ask for is dropped (the relay checks for a caller of another
+            // shard); the final YIELD still completes it.
+            let wanted = call.receive_progress || matches!(caller, CallerEnd::Remote { .. });
+            if wanted {
+                self.answer(caller, caller_request, answer, false, sink);
             }
-            // A progressive result the caller did not ask for is dropped; the final YIELD still completes it.
             return;
         }
         self.remove_call(index);
-        sink.send(
-            caller,
-            &Message::Result {
-                request: caller_request,
-                details: details.dict(),
-                payload: *payload,
-            },
-        );
+        self.answer(caller, caller_request, answer, true, sink);
     }
 
     /// A YIELD the router cannot pass on: ERROR to the callee (for its YIELD) and to the caller (the call ends).
@@ -712,8 +988,8 @@ impl Router {
         if let Some(peer) = self.peer(callee) {
             self.send_error(sink, peer, MessageType::Yield, request, uri, text);
         }
-        let (caller, caller_request) = (call.caller, call.caller_request);
-        self.send_error(sink, caller, MessageType::Call, caller_request, uri, text);
+        let answer = Answer::RouterError { uri, text };
+        self.answer(call.caller, call.caller_request, answer, true, sink);
     }
 
     pub(super) fn on_invocation_error(
@@ -729,45 +1005,55 @@ impl Router {
             return;
         };
         let call = self.remove_call(index);
-        self.stats.errors_sent += 1;
-        let mut forwarded = Details::new();
-        forwarded.passthru(Some(&Passthru::from_dict(details)));
-        let error = Message::Error {
-            request_type: MessageType::Call.code(),
-            request: call.caller_request,
-            details: forwarded.dict(),
-            error: Cow::Borrowed(error),
+        let answer = Answer::CalleeError {
+            uri: error,
+            details: pubsub::raw_dict(details),
             payload: *payload,
         };
-        sink.send(call.caller, &error);
+        self.answer(call.caller, call.caller_request, answer, true, sink);
     }
 
     /// Ends the pending calls of a session that leaves. Calls it made: a callee that supports canceling gets
-    /// INTERRUPT (`killnowait`), and any late answer finds nothing and is discarded. Calls it was serving: the
-    /// callers get ERROR `wamp.error.canceled`.
+    /// INTERRUPT (`killnowait`), and any late answer finds nothing and is discarded; a relay tells the callee's
+    /// shard. Calls it was serving: the callers get ERROR `wamp.error.canceled`.
     pub(super) fn end_calls_of(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
         while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
-            let call = self.remove_call(index);
-            let interruptible = call.callee.session != handle
-                && !call.interrupted
-                && self
-                    .joined(call.callee.session)
-                    .is_some_and(|joined| joined.features.callee_call_canceling);
-            if interruptible {
-                interrupt(sink, call.callee, call.invocation, "killnowait", CANCELED);
+            if let CalleeEnd::Remote(shard) = self.calls[index].callee {
+                let relay = relay_of(index, self.calls[index].serial);
+                self.remove_call(index);
+                sink.peer(ShardSet::one(shard), &PeerMessage::CallerGone { relay });
+                continue;
             }
+            self.end_for_departed_caller(index, sink);
         }
         while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
             let call = self.remove_call(index);
-            let text = "the callee left before answering";
-            self.send_error(
-                sink,
-                call.caller,
-                MessageType::Call,
-                call.caller_request,
-                CANCELED,
-                text,
-            );
+            let answer = Answer::RouterError {
+                uri: CANCELED,
+                text: "the callee left before answering",
+            };
+            self.answer(call.caller, call.caller_request, answer, true, sink);
+        }
+    }
+
+    /// Call `index` (its callee on this shard) ends because its caller left: a callee that supports canceling
+    /// gets INTERRUPT (`killnowait`).
+    fn end_for_departed_caller(&mut self, index: usize, sink: &mut impl Sink) {
+        let call = self.remove_call(index);
+        let CalleeEnd::Local(callee) = call.callee else {
+            return;
+        };
+        let caller_session = match call.caller {
+            CallerEnd::Local(peer) => Some(peer.session),
+            CallerEnd::Remote { .. } => None,
+        };
+        let interruptible = Some(callee.session) != caller_session
+            && !call.interrupted
+            && self
+                .joined(callee.session)
+                .is_some_and(|joined| joined.features.callee_call_canceling);
+        if interruptible {
+            interrupt(sink, callee, call.invocation, "killnowait", CANCELED);
         }
     }
 
@@ -835,23 +1121,33 @@ impl Router {
     }
 
     pub(super) fn remove_call(&mut self, index: usize) -> Call {
-        let (caller, callee) = (
-            self.calls[index].caller.session,
-            self.calls[index].callee.session,
-        );
-        self.unlink(index, Side::Caller, caller);
-        self.unlink(index, Side::Callee, callee);
+        let (caller, callee) = (self.calls[index].caller, self.calls[index].callee);
+        if let CallerEnd::Local(peer) = caller {
+            self.unlink(index, Side::Caller, peer.session);
+        }
+        if let CalleeEnd::Local(peer) = callee {
+            self.unlink(index, Side::Callee, peer.session);
+        }
         let call = self.calls.remove(index);
         if call.deadline.is_some() {
             self.deadlines_live -= 1;
         }
-        if call.streaming {
-            self.remember_ended_stream(caller, call.caller_request);
+        match caller {
+            CallerEnd::Local(peer) => {
+                if call.streaming {
+                    self.remember_ended_stream(peer.session, call.caller_request);
+                }
+                self.caller_requests
+                    .remove(&RequestKey::new(peer.session, call.caller_request));
+            }
+            CallerEnd::Remote { shard, relay, .. } => {
+                self.remote_callers.remove(&(shard, relay));
+            }
         }
-        self.invocations
-            .remove(&RequestKey::new(callee, call.invocation));
-        self.caller_requests
-            .remove(&RequestKey::new(caller, call.caller_request));
+        if let CalleeEnd::Local(peer) = callee {
+            self.invocations
+                .remove(&RequestKey::new(peer.session, call.invocation));
+        }
         call
     }
 }
