@@ -23,6 +23,7 @@ pub mod ids;
 mod options;
 mod retention;
 mod router;
+pub mod scram;
 mod session;
 pub mod uri;
 
