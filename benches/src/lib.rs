@@ -8,6 +8,8 @@
 //!   scanner against serde_json and simd-json).
 //! * `trie`: `UriTrie` matching by size (10 .. 1M entries), hit/miss, prefix, wildcard, depth, and churn.
 //! * `engine`: in-memory fan-out of one publication to 1 .. 10k subscribers, and an RPC round trip.
+//! * `scram`: a WAMP-SCRAM attempt (HELLO to CHALLENGE, AUTHENTICATE right, wrong, unknown authid), a decoy, and
+//!   deriving a credential with autobahn's Argon2id parameters.
 pub mod engine;
 
 use std::fmt::Write as _;

@@ -24,6 +24,7 @@ pub mod link;
 mod options;
 mod retention;
 mod router;
+pub mod scram;
 mod session;
 pub mod uri;
 
