@@ -91,3 +91,8 @@ echo "== cargo test"
 cargo build "${rust_example[@]}" --quiet
 cargo test --workspace
 cargo test "${rust_client[@]}"
+# The end-to-end suite again against routers of 4 shards (on any machine), so that sessions of one test sit on
+# different shards and every feature crosses them. (The binary's own tests run it with one shard per core.)
+echo "== cargo test, routers of 4 shards"
+KREISEL_TEST_SHARDS=4 cargo test -p kreisel-tests
+KREISEL_TEST_SHARDS=4 cargo test "${rust_client[@]}"

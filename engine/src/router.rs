@@ -121,6 +121,42 @@ pub struct Stats {
     pub peer_messages_dropped: u64,
 }
 
+impl std::ops::AddAssign for Stats {
+    /// Sums two shards' counters (`sessions_active` too: each shard counts its own sessions).
+    fn add_assign(&mut self, other: Stats) {
+        let Stats {
+            sessions_joined,
+            sessions_active,
+            aborts_sent,
+            protocol_violations,
+            publications,
+            events_sent,
+            calls,
+            errors_sent,
+            limits_hit,
+            retained_evicted,
+            auth_failures,
+            not_authorized,
+            peer_messages,
+            peer_messages_dropped,
+        } = other;
+        self.sessions_joined += sessions_joined;
+        self.sessions_active += sessions_active;
+        self.aborts_sent += aborts_sent;
+        self.protocol_violations += protocol_violations;
+        self.publications += publications;
+        self.events_sent += events_sent;
+        self.calls += calls;
+        self.errors_sent += errors_sent;
+        self.limits_hit += limits_hit;
+        self.retained_evicted += retained_evicted;
+        self.auth_failures += auth_failures;
+        self.not_authorized += not_authorized;
+        self.peer_messages += peer_messages;
+        self.peer_messages_dropped += peer_messages_dropped;
+    }
+}
+
 #[derive(Debug)]
 struct Realm {
     name: String,

@@ -17,6 +17,7 @@ pub use crate::auth_config::{Permission, Principal, Role};
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub router: RouterSection,
     pub realms: Vec<Realm>,
     pub listeners: Vec<Listener>,
     pub limits: Limits,
@@ -153,6 +154,15 @@ impl SerializerName {
     }
 }
 
+/// The `[router]` table: how the router runs.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSection {
+    /// Shards: event-loop threads, each serving its share of the connections (default 0: one per available
+    /// CPU core; 1: everything on one thread). Range 0 ..= 64.
+    pub shards: usize,
+}
+
 /// Resource limits. Each one bounds what a single peer (or all of them) can make the router hold.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -258,6 +268,7 @@ fn default_serializers() -> Vec<SerializerName> {
 impl Default for Config {
     fn default() -> Config {
         Config {
+            router: RouterSection::default(),
             realms: vec![Realm {
                 name: "realm1".into(),
                 uri_check: UriRule::Loose,
@@ -382,6 +393,13 @@ impl Config {
         let fail = |text: String| Err(ConfigError(text));
         if self.realms.is_empty() {
             return fail("at least one [[realms]] entry is needed".into());
+        }
+        if self.router.shards > kreisel_engine::link::SHARDS_MAX {
+            return fail(format!(
+                "router.shards = {} is more than {} (0 runs one shard per CPU core)",
+                self.router.shards,
+                kreisel_engine::link::SHARDS_MAX
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for realm in &self.realms {
@@ -538,6 +556,15 @@ impl Config {
         Ok(())
     }
 
+    /// How many shards to run: `router.shards`, or one per available CPU core when it is 0.
+    pub fn shards(&self) -> usize {
+        match self.router.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(kreisel_engine::link::SHARDS_MAX)
+    }
+
     /// The engine's part of the configuration.
     pub fn router_config(&self, seed: u64) -> RouterConfig {
         RouterConfig {
@@ -616,6 +643,9 @@ impl Listener {
 
 /// An annotated example configuration equal to the embedded defaults (printed by `kreisel --print-config`).
 pub const EXAMPLE: &str = r#"# kreisel configuration (every key is optional; these are the defaults)
+
+[router]
+shards = 0                   # event-loop threads; 0: one per CPU core, 1: a single thread
 
 [[realms]]
 name = "realm1"

@@ -6,9 +6,10 @@ use kreisel_codec::Serializer;
 use kreisel_engine::SessionHandle;
 use mio::net::{TcpStream, UnixStream};
 
+pub use crate::framer::Framing;
+use crate::framer::{AnyFramer, Framer};
 use crate::outbox::Outbox;
 use crate::tls::TlsStream;
-use crate::websocket::FrameReader;
 
 /// A connected socket of either family, or TLS over TCP.
 #[derive(Debug)]
@@ -88,15 +89,10 @@ pub enum Transport {
     RawSocketHandshake,
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
-    /// RawSocket framing. `peer_max_len`: longest frame the peer accepts.
-    RawSocket {
+    /// Handshake done: WAMP messages in `serializer` through the transport's framer.
+    Framed {
         serializer: Serializer,
-        peer_max_len: usize,
-    },
-    /// WebSocket framing.
-    WebSocket {
-        serializer: Serializer,
-        reader: FrameReader,
+        framer: AnyFramer,
     },
     /// Closing: no more input is processed.
     Closed,
@@ -106,21 +102,10 @@ impl Transport {
     /// Bytes held for a fragmented message being assembled, and whether one is open.
     pub fn assembly(&self) -> (usize, bool) {
         match self {
-            Transport::WebSocket { reader, .. } => (reader.held_bytes(), reader.assembling()),
+            Transport::Framed { framer, .. } => framer.assembly(),
             _ => (0, false),
         }
     }
-}
-
-/// How WAMP messages to this connection are framed, once its transport handshake is done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// Handshake not done: only raw bytes (handshake replies) are sent.
-    None,
-    /// RawSocket frames no longer than `peer_max_len`.
-    RawSocket { peer_max_len: usize },
-    /// WebSocket text (JSON) or binary frames.
-    WebSocket { text: bool },
 }
 
 /// Why the router closes a connection (for the log).
@@ -235,9 +220,7 @@ impl Conn {
 
     pub fn serializer(&self) -> Option<Serializer> {
         match &self.transport {
-            Transport::RawSocket { serializer, .. } | Transport::WebSocket { serializer, .. } => {
-                Some(*serializer)
-            }
+            Transport::Framed { serializer, .. } => Some(*serializer),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@
 pub mod auth_config;
 pub mod config;
 pub mod conn;
+pub mod framer;
 pub mod import_crossbar;
 pub mod metrics;
 pub mod outbox;

@@ -23,6 +23,21 @@ pub struct Gauges<'r> {
     pub outbox_bytes: usize,
     /// What all incomplete frames hold (bounded by `limits.partial_frames_max`).
     pub partial_frame_bytes: usize,
+    /// Per shard (empty: not shown).
+    pub shards: Vec<ShardGauges>,
+}
+
+/// One shard's share.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShardGauges {
+    pub shard: u16,
+    pub connections: usize,
+    pub sessions: u64,
+    pub outbox_bytes: usize,
+    /// Messages to other shards waiting for room in their mailboxes.
+    pub link_backlog: usize,
+    /// Messages from other shards handled.
+    pub peer_messages: u64,
 }
 
 /// The metrics page.
@@ -141,6 +156,26 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
             "Connections with the largest outboxes closed because all outboxes reached limits.memory_max.",
             io.memory_cuts,
         ),
+        (
+            "peer_messages_total",
+            "Messages between shards handled (subscriptions, publications, calls and their answers crossing shards).",
+            engine.peer_messages,
+        ),
+        (
+            "peer_messages_dropped_total",
+            "Messages between shards about something already gone (a session that just left, a call that just ended).",
+            engine.peer_messages_dropped,
+        ),
+        (
+            "mailbox_full_total",
+            "Messages to another shard that found its mailbox full and waited in the sender's backlog.",
+            io.mailbox_full,
+        ),
+        (
+            "link_stalls_total",
+            "Times a shard stopped reading a connection because messages to other shards were waiting.",
+            io.link_stalls,
+        ),
     ] {
         metric(name, counter, help, count(value));
     }
@@ -197,6 +232,53 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
             );
         }
     }
+    type ShardField = fn(&ShardGauges) -> f64;
+    let per_shard: [(&str, &str, ShardField); 5] = [
+        (
+            "shard_connections",
+            "Open connections served by the shard.",
+            |s| s.connections as f64,
+        ),
+        ("shard_sessions", "Sessions joined on the shard.", |s| {
+            s.sessions as f64
+        }),
+        (
+            "shard_outbox_bytes",
+            "Bytes the shard's outboxes hold.",
+            |s| s.outbox_bytes as f64,
+        ),
+        (
+            "shard_link_backlog",
+            "Messages from the shard to other shards waiting for room in their mailboxes.",
+            |s| s.link_backlog as f64,
+        ),
+        (
+            "shard_peer_messages_total",
+            "Messages from other shards the shard handled.",
+            |s| s.peer_messages as f64,
+        ),
+    ];
+    if !gauges.shards.is_empty() {
+        for (name, help, field) in per_shard {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = write!(
+                page,
+                "# HELP kreisel_{name} {help}\n# TYPE kreisel_{name} {kind}\n"
+            );
+            for shard in &gauges.shards {
+                let _ = writeln!(
+                    page,
+                    "kreisel_{name}{{shard=\"{}\"}} {}",
+                    shard.shard,
+                    field(shard)
+                );
+            }
+        }
+    }
     page
 }
 
@@ -243,6 +325,21 @@ mod tests {
             calls_pending: 2,
             outbox_bytes: 4096,
             partial_frame_bytes: 12,
+            shards: vec![
+                ShardGauges {
+                    shard: 0,
+                    connections: 3,
+                    sessions: 2,
+                    ..ShardGauges::default()
+                },
+                ShardGauges {
+                    shard: 1,
+                    connections: 1,
+                    sessions: 1,
+                    peer_messages: 17,
+                    ..ShardGauges::default()
+                },
+            ],
             realms: vec![
                 RealmGauges {
                     name: "realm1",
@@ -277,6 +374,9 @@ mod tests {
             ("kreisel_calls_total", "0"),
             ("kreisel_calls_pending", "2"),
             ("kreisel_realm_sessions{realm=\"realm1\"}", "3"),
+            ("kreisel_shard_connections{shard=\"0\"}", "3"),
+            ("kreisel_shard_sessions{shard=\"1\"}", "1"),
+            ("kreisel_shard_peer_messages_total{shard=\"1\"}", "17"),
             ("kreisel_realm_subscriptions{realm=\"realm1\"}", "5"),
             (
                 "kreisel_realm_retained_events{realm=\"odd\\\"name\\\\\"}",

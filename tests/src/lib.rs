@@ -34,6 +34,16 @@ pub struct TestRouter {
     _dir: TempDir,
 }
 
+/// Shards of the routers tests start when their configuration does not say: `KREISEL_TEST_SHARDS` (the test
+/// command runs the suite with 1 and with 4), else 1.
+pub fn test_shards() -> usize {
+    std::env::var("KREISEL_TEST_SHARDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -94,8 +104,11 @@ transports = ["rawsocket"]
     /// A router on a whole configuration (e.g. an imported one). `ws` and `rs` are the first TCP listeners that
     /// speak WebSocket and RawSocket (the unspecified address when there is none); `dir` is removed when the
     /// router stops.
-    pub fn start_config(config: Config, dir: TempDir, unix: PathBuf) -> TestRouter {
+    pub fn start_config(mut config: Config, dir: TempDir, unix: PathBuf) -> TestRouter {
         use kreisel_io::config::Transport;
+        if config.router.shards == 0 {
+            config.router.shards = test_shards();
+        }
         let first = |transport: Transport| {
             config
                 .listeners

@@ -1,0 +1,142 @@
+//! Transport handshakes: the RawSocket hello and the HTTP upgrade (or a metrics request) on WebSocket listeners.
+
+use kreisel_codec::Serializer;
+use tracing::{debug, info};
+
+use super::shard::Shard;
+use crate::conn::{CloseCause, Framing, Transport};
+use crate::framer::{AnyFramer, RawSocketFramer, WebSocketFramer};
+use crate::{rawsocket, websocket};
+
+impl Shard {
+    fn open_session(&mut self, index: usize, serializer: Serializer) {
+        let conn = &self.conns[index];
+        let handle = self
+            .router
+            .handle_open(super::conn_id(index, conn.generation), serializer);
+        self.conns[index].session = Some(handle);
+    }
+
+    /// The longest message a connection may send before its session joins a realm.
+    fn before_welcome(&self) -> usize {
+        let limits = &self.config.limits;
+        limits.unjoined_message_max.min(limits.message_max)
+    }
+
+    pub(super) fn rawsocket_handshake(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        transport: &mut Transport,
+    ) -> Option<usize> {
+        let hello: [u8; 4] = input.get(..4)?.try_into().ok()?;
+        if self.conns[index].over_limit {
+            self.stats.refused_over_limit += 1;
+            info!(peer = %self.conns[index].peer, "connection limit reached; refusing RawSocket client");
+            self.send_raw(
+                index,
+                &[],
+                &rawsocket::reject_reply(rawsocket::ERROR_CONNECTION_LIMIT),
+            );
+            self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+            return None;
+        }
+        let listener = &self.shared.listeners[self.conns[index].listener];
+        match rawsocket::handle_handshake(hello, &listener.serializers, self.rawsocket_exponent) {
+            rawsocket::HandshakeOutcome::Accept {
+                serializer,
+                peer_max_len,
+                reply,
+            } => {
+                self.send_raw(index, &[], &reply);
+                self.conns[index].framing = Framing::RawSocket { peer_max_len };
+                let framer = RawSocketFramer::new(
+                    rawsocket::max_len(self.rawsocket_exponent),
+                    self.before_welcome(),
+                );
+                *transport = Transport::Framed {
+                    serializer,
+                    framer: AnyFramer::RawSocket(framer),
+                };
+                self.open_session(index, serializer);
+                debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "RawSocket open");
+                Some(4)
+            }
+            rawsocket::HandshakeOutcome::Reject { reply, reason } => {
+                info!(peer = %self.conns[index].peer, %reason, "RawSocket handshake refused");
+                self.send_raw(index, &[], &reply);
+                self.conns[index].closing = Some(CloseCause::Handshake);
+                None
+            }
+            rawsocket::HandshakeOutcome::NotRawSocket => {
+                self.abandon(index, CloseCause::Handshake);
+                None
+            }
+        }
+    }
+
+    pub(super) fn http_upgrade(
+        &mut self,
+        index: usize,
+        input: &mut [u8],
+        transport: &mut Transport,
+    ) -> Option<usize> {
+        let shared = self.shared.clone();
+        let upgrade = shared.listeners[self.conns[index].listener]
+            .websocket
+            .as_ref()?;
+        match websocket::handle_upgrade(input, upgrade) {
+            websocket::UpgradeOutcome::Incomplete => None,
+            websocket::UpgradeOutcome::Accept {
+                serializer,
+                consumed,
+                response,
+            } => {
+                if self.conns[index].over_limit {
+                    self.stats.refused_over_limit += 1;
+                    info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
+                    let body = "connection limit reached\n";
+                    let response = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    self.send_raw(index, &[], response.as_bytes());
+                    self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+                    return None;
+                }
+                self.send_raw(index, &[], &response);
+                self.conns[index].framing = Framing::WebSocket {
+                    text: serializer.is_text(),
+                };
+                // Until the session joins, messages are held to the smaller limit (see `Shard::framed`).
+                *transport = Transport::Framed {
+                    serializer,
+                    framer: AnyFramer::WebSocket(WebSocketFramer::new(self.before_welcome())),
+                };
+                self.open_session(index, serializer);
+                debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
+                Some(consumed)
+            }
+            websocket::UpgradeOutcome::Metrics { .. } => {
+                // No more input from this connection: it gets the page, then is closed.
+                *transport = Transport::Closed;
+                self.scrape(index);
+                None
+            }
+            websocket::UpgradeOutcome::Reject {
+                status,
+                response,
+                reason,
+            } => {
+                if status == 403 {
+                    self.stats.origins_refused += 1;
+                }
+                info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
+                self.send_raw(index, &[], &response);
+                self.conns[index].closing = Some(CloseCause::Handshake);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The event loops: one shard per thread, each with its own mio `Poll`, connections, frames and engine.
+//!
+//! A [`Server`] binds the listeners and builds `[router] shards` shards ([`shard`]). Shard 0 owns the listening
+//! sockets: it accepts and hands each connection to the next shard in turn ([`accept`]); from then on the
+//! connection lives on that shard alone. The shards' engines are one router to every client: they talk through
+//! bounded mailboxes ([`link`]) carrying the engine's [`kreisel_engine::link::PeerMessage`]s, and nothing on the
+//! message path is shared behind a lock.
+//!
+//! One loop turn of a shard: wait for readiness (or the next deadline); accept (shard 0); take what other shards
+//! sent (connections, peer messages); read each readable connection until `WouldBlock` or its per-turn budget,
+//! deframe in place and hand every message to the engine ([`input`], [`handshake`]), whose output the
+//! `Outbound` sink encodes (once per serializer for a multicast) and queues ([`output`]); then flush every
+//! connection that got output, once, with `writev`, and ring the other shards that got mail; then fire due timers
+//! ([`timers`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kreisel_codec::Serializer;
+use kreisel_engine::link::{ShardId, SHARDS_MAX};
+use kreisel_engine::{ConnId, Router};
+use mio::net::{TcpListener, UnixListener, UnixStream};
+use mio::{Interest, Poll, Token};
+use tracing::{error, info};
+
+use crate::config::{Address, Config, Transport as TransportName};
+use crate::websocket;
+
+mod accept;
+mod handshake;
+mod input;
+mod link;
+mod output;
+mod scrape;
+mod shard;
+mod timers;
+
+use link::{Doorbell, Link};
+use shard::Shard;
+
+const LISTENER_BASE: usize = 1 << 40;
+const SIGNAL: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+const RELOAD: Token = Token(usize::MAX - 3);
+/// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
+const OVER_LIMIT_SLACK: usize = 64;
+
+enum ListenerSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+/// A bound listener (shard 0 owns them).
+struct ListenerState {
+    socket: Option<ListenerSocket>,
+}
+
+/// What every shard needs to know about a listener for the connections it accepted.
+struct ListenerInfo {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    serializers: Vec<Serializer>,
+    websocket: Option<websocket::UpgradeConfig>,
+    rawsocket: bool,
+}
+
+/// Counters of the I/O layer (per shard; the metrics endpoint sums them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoStats {
+    pub accepted: u64,
+    pub refused_over_limit: u64,
+    pub slow_consumers: u64,
+    pub handshake_timeouts: u64,
+    /// Times a producer's input was paused because a recipient's outbox passed 3/4 of its limit.
+    pub producer_stalls: u64,
+    /// EVENTs dropped for full outboxes (`slow_consumer = "drop"`).
+    pub events_dropped: u64,
+    pub idle_timeouts: u64,
+    pub transport_errors: u64,
+    /// WebSocket handshakes refused (403) for an `Origin` the listener's `allowed_origins` does not list.
+    pub origins_refused: u64,
+    /// Connections that had not joined a realm, closed (oldest first) to make room at `connections_max`.
+    pub evicted_unjoined: u64,
+    /// Connections closed at once for `limits.connections_per_ip_max`.
+    pub refused_per_ip: u64,
+    /// Connections closed because a frame did not complete within `limits.frame_timeout_ms`.
+    pub frame_timeouts: u64,
+    /// Connections closed because their input would have taken all incomplete frames past
+    /// `limits.partial_frames_max`.
+    pub partial_frames_refused: u64,
+    /// Connections closed because all outboxes together reached `limits.memory_max` (largest first).
+    pub memory_cuts: u64,
+    /// Messages to another shard that found its mailbox full and waited in this shard's backlog.
+    pub mailbox_full: u64,
+    /// Times a producer's input was paused because messages to other shards were waiting in the backlog.
+    pub link_stalls: u64,
+}
+
+impl std::ops::AddAssign for IoStats {
+    fn add_assign(&mut self, other: IoStats) {
+        let IoStats {
+            accepted,
+            refused_over_limit,
+            slow_consumers,
+            handshake_timeouts,
+            producer_stalls,
+            events_dropped,
+            idle_timeouts,
+            transport_errors,
+            origins_refused,
+            evicted_unjoined,
+            refused_per_ip,
+            frame_timeouts,
+            partial_frames_refused,
+            memory_cuts,
+            mailbox_full,
+            link_stalls,
+        } = other;
+        self.accepted += accepted;
+        self.refused_over_limit += refused_over_limit;
+        self.slow_consumers += slow_consumers;
+        self.handshake_timeouts += handshake_timeouts;
+        self.producer_stalls += producer_stalls;
+        self.events_dropped += events_dropped;
+        self.idle_timeouts += idle_timeouts;
+        self.transport_errors += transport_errors;
+        self.origins_refused += origins_refused;
+        self.evicted_unjoined += evicted_unjoined;
+        self.refused_per_ip += refused_per_ip;
+        self.frame_timeouts += frame_timeouts;
+        self.partial_frames_refused += partial_frames_refused;
+        self.memory_cuts += memory_cuts;
+        self.mailbox_full += mailbox_full;
+        self.link_stalls += link_stalls;
+    }
+}
+
+/// What the shards of one server share: read-mostly facts, the doorbells, and the few counters that must be
+/// router-wide (touched when a connection opens or closes, never per message).
+struct Shared {
+    listeners: Vec<ListenerInfo>,
+    doorbells: Vec<Doorbell>,
+    /// Open connections, all shards together (`limits.connections_max`).
+    connections: AtomicUsize,
+    /// Per shard: what its outboxes held at its last look (`limits.memory_max` is for all of them together).
+    outbox_bytes: Vec<AtomicUsize>,
+    /// Open connections per peer IP address (only with `limits.connections_per_ip_max`).
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Graceful shutdown requested (SIGTERM, [`StopHandle::stop`]); every shard says GOODBYE.
+    stop: AtomicBool,
+    /// A second signal: every shard closes what it has at once.
+    exit_now: AtomicBool,
+    /// A shard ended with an error or a panic.
+    failed: AtomicBool,
+    /// Engine time 0 of every shard (so times carried between shards mean the same everywhere).
+    start: Instant,
+}
+
+impl Shared {
+    /// Rings every shard (to see a changed flag).
+    fn ring_all(&self) {
+        for doorbell in &self.doorbells {
+            doorbell.ring();
+        }
+    }
+
+    /// One connection from `ip` fewer.
+    fn release_ip(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A running router: its shards, before [`Server::run`] starts them.
+pub struct Server {
+    shards: Vec<Shard>,
+    shared: Arc<Shared>,
+    addresses: Vec<Address>,
+}
+
+/// Stops a [`Server`] running on other threads (graceful shutdown, as on SIGTERM).
+#[derive(Clone)]
+pub struct StopHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle").finish_non_exhaustive()
+    }
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.ring_all();
+    }
+}
+
+pub fn conn_id(index: usize, generation: u32) -> ConnId {
+    ConnId((index as u64) | (u64::from(generation) << 32))
+}
+
+fn conn_index(id: ConnId) -> (usize, u32) {
+    ((id.0 & 0xFFFF_FFFF) as usize, (id.0 >> 32) as u32)
+}
+
+impl Server {
+    /// Binds every listener and builds the shards. Errors name the listener that failed.
+    pub fn bind(config: Config, seed: u64) -> anyhow::Result<Server> {
+        let shard_count = config.shards().clamp(1, SHARDS_MAX);
+        let polls = (0..shard_count)
+            .map(|_| Poll::new())
+            .collect::<io::Result<Vec<Poll>>>()?;
+        let mut sockets = Vec::new();
+        let mut infos = Vec::new();
+        let mut addresses = Vec::new();
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let address = listener.address().map_err(anyhow::Error::msg)?;
+            let token = Token(LISTENER_BASE + index);
+            let registry = polls[0].registry();
+            let socket = match &address {
+                Address::Tcp(addr) => {
+                    let mut socket = TcpListener::bind(*addr)
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                    registry.register(&mut socket, token, Interest::READABLE)?;
+                    addresses.push(socket.local_addr().map_or(address.clone(), Address::Tcp));
+                    ListenerSocket::Tcp(socket)
+                }
+                Address::Unix(path) => {
+                    remove_stale_socket(path)?;
+                    let mut socket = UnixListener::bind(path).map_err(|e| {
+                        anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
+                    })?;
+                    registry.register(&mut socket, token, Interest::READABLE)?;
+                    addresses.push(address.clone());
+                    ListenerSocket::Unix(socket, path.clone())
+                }
+            };
+            let serializers = listener.serializers();
+            let websocket = listener.speaks(TransportName::Websocket).then(|| {
+                let mut upgrade =
+                    websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
+                upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
+                upgrade.metrics_path = listener.metrics.clone();
+                // Validated with the configuration: a pattern that does not parse was refused there.
+                upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
+                    (origins.iter())
+                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
+                        .collect()
+                });
+                upgrade
+            });
+            let tls = match &listener.tls {
+                Some(tls) => Some(
+                    crate::tls::server_config(&tls.certificate, &tls.key, tls.client_ca.as_deref())
+                        .map_err(|e| anyhow::anyhow!("listener {}: {e}", listener.listen))?,
+                ),
+                None => None,
+            };
+            sockets.push(ListenerState {
+                socket: Some(socket),
+            });
+            infos.push(ListenerInfo {
+                tls,
+                serializers,
+                websocket,
+                rawsocket: listener.speaks(TransportName::Rawsocket),
+            });
+        }
+        let mut router_config = config.router_config(seed);
+        // Challenges and ticket comparison need secret randomness; the ID seed is not secret enough. Every shard
+        // has the same secrets (a ticket or a decoy salt must not depend on the shard a client lands on); each
+        // derives its own challenge nonces from them.
+        ring::rand::SecureRandom::fill(
+            &ring::rand::SystemRandom::new(),
+            &mut router_config.secret_seed,
+        )
+        .map_err(|_| anyhow::anyhow!("the operating system's random number generator failed"))?;
+        let start = Instant::now();
+        // Engine time 0 is `start` (the same instant, give or take this call).
+        router_config.epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        router_config.shards = shard_count;
+        let doorbells = polls
+            .iter()
+            .map(|poll| Doorbell::new(poll.registry(), WAKER))
+            .collect::<io::Result<Vec<Doorbell>>>()?;
+        let shared = Arc::new(Shared {
+            listeners: infos,
+            doorbells,
+            connections: AtomicUsize::new(0),
+            outbox_bytes: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
+            per_ip: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            exit_now: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            start,
+        });
+        let mut links = Link::mesh(shard_count);
+        let mut shards = Vec::with_capacity(shard_count);
+        let mut sockets = Some(sockets);
+        for (index, poll) in polls.into_iter().enumerate() {
+            let id = index as ShardId;
+            let router = Router::new(kreisel_engine::RouterConfig {
+                shard: id,
+                ..router_config.clone()
+            });
+            let listeners = if index == 0 {
+                sockets.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            shards.push(Shard::new(
+                id,
+                poll,
+                listeners,
+                router,
+                config.clone(),
+                links.remove(0),
+                shared.clone(),
+            ));
+        }
+        Ok(Server {
+            shards,
+            shared,
+            addresses,
+        })
+    }
+
+    /// The bound addresses (with the actual port for listeners configured with port 0).
+    pub fn local_addresses(&self) -> Vec<Address> {
+        self.addresses.clone()
+    }
+
+    /// How many shards (threads) this server runs.
+    pub fn shards(&self) -> usize {
+        self.shared.doorbells.len()
+    }
+
+    /// Shuts down gracefully when SIGINT or SIGTERM arrives (a second one: at once).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
+        }
+        if let Some(first) = self.shards.first_mut() {
+            first.watch_signals(UnixStream::from_std(reader))?;
+        }
+        Ok(())
+    }
+
+    /// Reloads `path` on SIGHUP (see [`Shard::reload`]). Without a file (embedded defaults), SIGHUP is logged and
+    /// ignored rather than ending the process as it would by default.
+    pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, writer)?;
+        if let Some(first) = self.shards.first_mut() {
+            first.watch_reload(UnixStream::from_std(reader), path)?;
+        }
+        Ok(())
+    }
+
+    /// A handle to stop this server from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs every shard (shard 0 on this thread, the others on threads of their own) until shutdown completes.
+    /// A shard that fails or panics stops the others at once.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut shards = std::mem::take(&mut self.shards).into_iter();
+        let Some(first) = shards.next() else {
+            return Ok(());
+        };
+        for address in &self.addresses {
+            info!(%address, "listening");
+        }
+        info!(shards = self.shared.doorbells.len(), "starting");
+        let mut threads = Vec::new();
+        for shard in shards {
+            let name = format!("kreisel-shard-{}", shard.id());
+            let shared = self.shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run_guarded(shard, &shared))?;
+            threads.push(thread);
+        }
+        let mut result = run_guarded(first, &self.shared);
+        for thread in threads {
+            let ended = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a shard thread panicked")));
+            if result.is_ok() {
+                result = ended;
+            }
+        }
+        result
+    }
+}
+
+/// Runs one shard; when it fails or panics, every other shard is told to close at once and the error is
+/// returned (a panic as an error, so the process exits with a message rather than hanging on the others).
+fn run_guarded(shard: Shard, shared: &Shared) -> io::Result<()> {
+    let id = shard.id();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut shard = shard;
+        shard.run()
+    }));
+    let result = match outcome {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::other(format!("shard {id} panicked"))),
+    };
+    if let Err(e) = &result {
+        error!(shard = id, error = %e, "shard failed; stopping the router");
+        shared.failed.store(true, Ordering::SeqCst);
+        shared.stop.store(true, Ordering::SeqCst);
+        shared.exit_now.store(true, Ordering::SeqCst);
+        shared.ring_all();
+    }
+    result
+}
+
+/// A Unix socket path left behind by an earlier run is removed; any other file there is an error.
+fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path)?;
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!("{} exists and is not a socket", path.display()),
+        Err(_) => Ok(()),
+    }
+}
+
+/// How long a closing connection gets to flush its outbox.
+const LINGER: Duration = Duration::from_secs(5);

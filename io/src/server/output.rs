@@ -1,0 +1,362 @@
+//! Output: the engine's sink (encode once per serializer, frame, queue), flushing with backpressure, closing.
+
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use kreisel_codec::{Message, Serializer};
+use kreisel_engine::link::{PeerMessage, ShardSet};
+use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
+use slab::Slab;
+use tracing::{debug, warn};
+
+use super::link::Link;
+use super::shard::Shard;
+use super::timers::TimerKind;
+use super::{conn_index, LINGER};
+use crate::config::SlowConsumer;
+use crate::conn::{CloseCause, Conn, Framing};
+use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
+use crate::websocket;
+
+/// The engine's sink over the connections of one shard, and its link to the others.
+pub(super) struct Outbound<'s> {
+    policy: SlowConsumer,
+    events_dropped: &'s mut u64,
+    conns: &'s mut Slab<Conn>,
+    frames: &'s mut FrameStore,
+    dirty: &'s mut Vec<usize>,
+    doomed: &'s mut Vec<(usize, u32, CloseCause)>,
+    outbox_max: usize,
+    /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
+    pressure: &'s mut bool,
+    link: &'s mut Link,
+}
+
+impl Outbound<'_> {
+    fn encode(&mut self, serializer: Serializer, msg: &Message<'_>) -> FrameId {
+        let frame = self.frames.alloc();
+        serializer.encode(msg, self.frames.bytes_mut(frame));
+        frame
+    }
+
+    /// Queues `frame` as a WAMP message for connection `id`. A `droppable` message (an EVENT) is dropped instead
+    /// of disconnecting the recipient when the policy is `slow_consumer = "drop"`.
+    fn enqueue(&mut self, id: ConnId, frame: FrameId, droppable: bool) {
+        let len = self.frames.bytes(frame).len();
+        let outbox_max = self.outbox_max;
+        let (index, generation) = conn_index(id);
+        let Some(conn) = self
+            .conns
+            .get_mut(index)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        if conn.closing.is_some() || conn.framing == Framing::None {
+            return;
+        }
+        let mut header = [0u8; HEADER_MAX];
+        let header_len = match conn.framing.message_header(len, &mut header) {
+            Ok(n) => n,
+            Err(too_long) => {
+                warn!(peer = %conn.peer, len, max = too_long.max, "message longer than the peer accepts; closing");
+                self.doomed
+                    .push((index, generation, CloseCause::TooLongForPeer));
+                return;
+            }
+        };
+        if conn.outbox.queued_bytes() > outbox_max {
+            // Already over the limit and doomed: queue nothing more.
+            return;
+        }
+        if droppable
+            && self.policy == SlowConsumer::Drop
+            && conn.outbox.queued_bytes() + header_len + len > outbox_max
+        {
+            *self.events_dropped += 1;
+            if !conn.dropping {
+                conn.dropping = true;
+                warn!(peer = %conn.peer, queued = conn.outbox.queued_bytes(), "slow consumer: dropping events");
+            }
+            return;
+        }
+        let was_empty = conn.outbox.is_empty();
+        conn.outbox.push(self.frames, &header[..header_len], frame);
+        let queued = conn.outbox.queued_bytes();
+        if queued > outbox_max {
+            self.doomed
+                .push((index, generation, CloseCause::SlowConsumer));
+            return;
+        }
+        if queued > outbox_max / 4 * 3 {
+            *self.pressure = true;
+        }
+        if was_empty {
+            self.dirty.push(index);
+        }
+    }
+
+    fn finish(&mut self, frame: FrameId) {
+        // A frame nobody queued (all recipients gone) goes straight back to the pool.
+        if self.frames.refs(frame) == 0 {
+            self.frames.discard(frame);
+        }
+    }
+}
+
+impl Sink for Outbound<'_> {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        let frame = self.encode(to.serializer, msg);
+        self.enqueue(to.conn, frame, false);
+        self.finish(frame);
+    }
+
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        // One encoding per serializer, shared by every recipient speaking it.
+        let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        for peer in to.iter() {
+            let slot = peer.serializer as usize;
+            let frame = match frames[slot] {
+                Some(frame) => frame,
+                None => {
+                    let frame = self.encode(peer.serializer, msg);
+                    frames[slot] = Some(frame);
+                    frame
+                }
+            };
+            self.enqueue(peer.conn, frame, true);
+        }
+        for frame in frames.into_iter().flatten() {
+            self.finish(frame);
+        }
+    }
+
+    fn close(&mut self, to: Peer) {
+        let (index, generation) = conn_index(to.conn);
+        if let Some(conn) = self
+            .conns
+            .get_mut(index)
+            .filter(|c| c.generation == generation)
+        {
+            if begin_close(conn, self.frames, CloseCause::Engine) {
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    fn peer(&mut self, to: ShardSet, msg: &PeerMessage<'_>) {
+        self.link
+            .send_peer(to, |buffer| kreisel_engine::link::encode(msg, buffer));
+    }
+}
+
+impl Shard {
+    pub(super) fn with_sink<R>(
+        &mut self,
+        f: impl FnOnce(&mut Router, &mut Outbound<'_>) -> R,
+    ) -> R {
+        let mut sink = Outbound {
+            policy: self.config.limits.slow_consumer,
+            events_dropped: &mut self.stats.events_dropped,
+            conns: &mut self.conns,
+            frames: &mut self.frames,
+            dirty: &mut self.dirty,
+            doomed: &mut self.doomed,
+            outbox_max: self.config.limits.outbox_max,
+            pressure: &mut self.pressure,
+            link: &mut self.link,
+        };
+        f(&mut self.router, &mut sink)
+    }
+
+    /// Queues raw bytes (handshake replies, HTTP responses, control frames) for a connection.
+    pub(super) fn send_raw(&mut self, index: usize, header: &[u8], bytes: &[u8]) {
+        let frame = self.frames.alloc();
+        self.frames.bytes_mut(frame).extend_from_slice(bytes);
+        let conn = &mut self.conns[index];
+        let was_empty = conn.outbox.is_empty();
+        conn.outbox.push(&mut self.frames, header, frame);
+        if was_empty {
+            self.dirty.push(index);
+        }
+        if self.frames.refs(frame) == 0 {
+            self.frames.discard(frame);
+        }
+    }
+
+    /// Closes doomed connections and flushes every connection with output, until nothing changes; then sends
+    /// what waits for other shards and rings them.
+    pub(super) fn settle(&mut self) {
+        loop {
+            if self.frames.memory() > self.memory_share {
+                self.cut_largest_outboxes();
+            }
+            while let Some((index, generation, cause)) = self.doomed.pop() {
+                if self
+                    .conns
+                    .get(index)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.close_now(index, cause);
+                }
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            if dirty.is_empty() {
+                break;
+            }
+            for index in dirty.iter().copied() {
+                self.flush(index);
+            }
+            let mut dirty = dirty;
+            dirty.clear();
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+        }
+        self.shared.outbox_bytes[usize::from(self.id)]
+            .store(self.frames.memory(), Ordering::Relaxed);
+        self.link.flush(&self.shared.doorbells);
+        if !self.link.congested() && !self.link_paused.is_empty() {
+            self.pending_read.append(&mut self.link_paused);
+        }
+    }
+
+    /// This shard's outboxes hold more than its share of `limits.memory_max`: if all shards' outboxes together
+    /// (as the others last published) pass the limit, disconnects the connections with the largest outboxes here
+    /// until this shard is within its share or the total within the limit (each logged and counted; a frame
+    /// other outboxes share stays until they are done with it). With one shard: the largest outboxes until the
+    /// total is within the limit.
+    fn cut_largest_outboxes(&mut self) {
+        let memory_max = self.config.limits.memory_max;
+        let me = usize::from(self.id);
+        let others: usize = (self.shared.outbox_bytes.iter().enumerate())
+            .filter(|&(shard, _)| shard != me)
+            .map(|(_, bytes)| bytes.load(Ordering::Relaxed))
+            .sum();
+        while self.frames.memory() > self.memory_share && self.frames.memory() + others > memory_max
+        {
+            let largest = (self.conns.iter())
+                .map(|(index, conn)| (conn.outbox.queued_bytes(), index))
+                .filter(|&(queued, _)| queued > 0)
+                .max();
+            let Some((queued, index)) = largest else {
+                break;
+            };
+            self.stats.memory_cuts += 1;
+            warn!(
+                peer = %self.conns[index].peer,
+                queued,
+                memory = self.frames.memory(),
+                limit = memory_max,
+                "outboxes over limits.memory_max: disconnecting the largest"
+            );
+            self.remove(index, Some(CloseCause::MemoryBudget));
+        }
+    }
+
+    fn flush(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        if conn.write_blocked {
+            return;
+        }
+        let flushed = conn
+            .outbox
+            .flush(&mut self.frames, &mut conn.stream)
+            .and_then(|empty| {
+                if empty {
+                    conn.stream.flush_pending()
+                } else {
+                    Ok(false)
+                }
+            });
+        match flushed {
+            Ok(true) => {
+                conn.dropping = false;
+                if let Some(cause) = conn.closing {
+                    self.remove(index, Some(cause));
+                } else if conn.read_paused {
+                    self.pending_read.push(index);
+                }
+            }
+            Ok(false) => {
+                conn.write_blocked = true;
+                if conn.closing.is_some() {
+                    let generation = conn.generation;
+                    self.timers.push(Reverse((
+                        Instant::now() + LINGER,
+                        index,
+                        generation,
+                        TimerKind::Linger,
+                    )));
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "write failed");
+                self.remove(index, None);
+            }
+        }
+    }
+
+    /// Marks a connection to be closed without flushing at the end of this turn. Used while its input is being
+    /// processed, where it must stay in the slab.
+    pub(super) fn abandon(&mut self, index: usize, cause: CloseCause) {
+        let conn = &mut self.conns[index];
+        if conn.closing.is_none() {
+            conn.closing = Some(cause);
+        }
+        let generation = conn.generation;
+        self.doomed.push((index, generation, cause));
+    }
+
+    /// Closes a connection without flushing (slow consumer, limits), telling the engine.
+    fn close_now(&mut self, index: usize, cause: CloseCause) {
+        if cause == CloseCause::SlowConsumer {
+            self.stats.slow_consumers += 1;
+            let conn = &self.conns[index];
+            warn!(
+                peer = %conn.peer,
+                queued = conn.outbox.queued_bytes(),
+                limit = self.config.limits.outbox_max,
+                "slow consumer: outbox over limits.outbox_max; disconnecting"
+            );
+        }
+        self.remove(index, Some(cause));
+    }
+
+    pub(super) fn remove(&mut self, index: usize, cause: Option<CloseCause>) {
+        let Some(mut conn) = self.conns.try_remove(index) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(conn.stream.source());
+        conn.stream.shutdown();
+        conn.outbox.clear(&mut self.frames);
+        self.partial_bytes -= conn.held_input;
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ip) = conn.ip {
+            self.shared.release_ip(ip);
+        }
+        debug!(peer = %conn.peer, ?cause, "connection closed");
+        if let Some(handle) = conn.session {
+            self.with_sink(|router, sink| router.handle_close(handle, sink));
+        }
+    }
+}
+
+/// Marks `conn` as closing once its outbox is flushed; a WebSocket connection gets its Close frame (with the
+/// code in `conn.ws_close`) queued last. Returns whether the connection was not closing before.
+pub(super) fn begin_close(conn: &mut Conn, frames: &mut FrameStore, cause: CloseCause) -> bool {
+    if conn.closing.is_some() {
+        return false;
+    }
+    conn.closing = Some(cause);
+    if matches!(conn.framing, Framing::WebSocket { .. }) {
+        let frame = frames.alloc();
+        let (code, reason) = conn.ws_close;
+        websocket::close_frame(code, reason, frames.bytes_mut(frame));
+        conn.outbox.push(frames, &[], frame);
+    }
+    true
+}

@@ -1,0 +1,523 @@
+//! One shard: a thread's event loop, its connections, frames and engine.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kreisel_engine::link::ShardId;
+use kreisel_engine::Router;
+use mio::net::UnixStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tracing::{debug, info, warn};
+
+use super::link::{Envelope, Link, INBOX_BATCH};
+use super::scrape::{PendingScrape, Snapshot};
+use super::timers::TimerKind;
+use super::{IoStats, ListenerState, Shared, LISTENER_BASE, RELOAD, SIGNAL, WAKER};
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::outbox::{BufferPool, FrameStore};
+
+/// The shard's shared read buffer: every read lands here first.
+pub(super) const SCRATCH_LEN: usize = 64 * 1024;
+/// The pool of connections' own read buffers: buffers up to 64 KiB go back to it when emptied (larger ones are
+/// freed), 1024 of them, 8 MiB in all (per shard).
+const RBUF_POOL: BufferPool = BufferPool::new(1024, 64 << 10, 8 << 20);
+/// How often a shard whose messages to other shards wait in its backlog retries (it is not woken when room
+/// frees up).
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+
+pub(super) struct Shard {
+    pub(super) id: ShardId,
+    pub(super) poll: Poll,
+    /// Listening sockets (shard 0 only).
+    pub(super) listeners: Vec<ListenerState>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) frames: FrameStore,
+    pub(super) router: Router,
+    pub(super) config: Config,
+    pub(super) rawsocket_exponent: u8,
+    /// This shard's fair share of `limits.memory_max` (the limit over the shards): when all outboxes together
+    /// pass the limit, the shards holding more than their share cut their largest.
+    pub(super) memory_share: usize,
+    /// This shard's share of `limits.partial_frames_max` (the limit over the shards).
+    pub(super) partial_frames_max: usize,
+    pub(super) dirty: Vec<usize>,
+    pub(super) doomed: Vec<(usize, u32, crate::conn::CloseCause)>,
+    /// Shared read buffer (see [`Shard::read`]).
+    pub(super) scratch: Vec<u8>,
+    /// A recipient's outbox passed 3/4 of its limit while the current input was handled (see
+    /// [`super::input::STALL`]).
+    pub(super) pressure: bool,
+    /// Next sweep for silent connections (auto-ping, idle timeout), if either is configured.
+    pub(super) next_sweep: Option<Instant>,
+    /// Connection read buffers not in use.
+    pub(super) rbuf_pool: BufferPool,
+    /// Connections whose input was not drained this turn (budget or paused and resumed).
+    pub(super) pending_read: Vec<usize>,
+    /// Connections not read because messages to other shards wait in the backlog; read once it drained.
+    pub(super) link_paused: Vec<usize>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
+    pub(super) next_generation: u32,
+    pub(super) signals: Option<UnixStream>,
+    /// SIGHUP's pipe and the configuration file it reloads (see [`Shard::reload`]).
+    pub(super) reload: Option<(UnixStream, Option<std::path::PathBuf>)>,
+    pub(super) shutdown_deadline: Option<Instant>,
+    pub(super) stats: IoStats,
+    /// Connections in the order they were accepted, while they may not have joined a realm (entries of
+    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`.
+    pub(super) unjoined: VecDeque<(usize, u32)>,
+    /// Bytes this shard's connections hold in incomplete frames and fragmented messages.
+    pub(super) partial_bytes: usize,
+    pub(super) link: Link,
+    pub(super) shared: Arc<Shared>,
+    /// The shard the next accepted connection goes to (shard 0).
+    pub(super) next_target: usize,
+    /// The inbox was not emptied last turn, or is not read until then because a message from it filled a
+    /// recipient's outbox (the senders then back up and stall their producers).
+    pub(super) inbox_more: bool,
+    pub(super) inbox_stalled_until: Option<Instant>,
+    pub(super) scrapes: Vec<PendingScrape>,
+    pub(super) next_scrape: u64,
+}
+
+impl Shard {
+    pub(super) fn new(
+        id: ShardId,
+        poll: Poll,
+        listeners: Vec<ListenerState>,
+        router: Router,
+        config: Config,
+        link: Link,
+        shared: Arc<Shared>,
+    ) -> Shard {
+        let shards = shared.doorbells.len().max(1);
+        Shard {
+            id,
+            poll,
+            listeners,
+            conns: Slab::new(),
+            frames: FrameStore::default(),
+            router,
+            rawsocket_exponent: config.rawsocket_exponent(),
+            memory_share: config.limits.memory_max / shards,
+            partial_frames_max: config.limits.partial_frames_max / shards,
+            config,
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            scratch: vec![0; SCRATCH_LEN],
+            pressure: false,
+            next_sweep: None,
+            rbuf_pool: RBUF_POOL,
+            pending_read: Vec::new(),
+            link_paused: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_generation: 0,
+            signals: None,
+            reload: None,
+            shutdown_deadline: None,
+            stats: IoStats::default(),
+            unjoined: VecDeque::new(),
+            partial_bytes: 0,
+            link,
+            shared,
+            next_target: 0,
+            inbox_more: false,
+            inbox_stalled_until: None,
+            scrapes: Vec::new(),
+            next_scrape: 0,
+        }
+    }
+
+    pub(super) fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub(super) fn shards(&self) -> usize {
+        self.shared.doorbells.len()
+    }
+
+    pub(super) fn watch_signals(&mut self, mut pipe: UnixStream) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut pipe, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(pipe);
+        Ok(())
+    }
+
+    pub(super) fn watch_reload(
+        &mut self,
+        mut pipe: UnixStream,
+        path: Option<std::path::PathBuf>,
+    ) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut pipe, RELOAD, Interest::READABLE)?;
+        self.reload = Some((pipe, path));
+        Ok(())
+    }
+
+    /// Runs until shutdown completes.
+    pub(super) fn run(&mut self) -> io::Result<()> {
+        self.next_sweep = self.sweep_period().map(|period| Instant::now() + period);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // News from other shards: the doorbell is answered before the inbox and the flags are read, so
+            // anything sent after this rings again.
+            self.shared.doorbells[usize::from(self.id)].answer();
+            self.check_flags();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => self.on_signal(),
+                    RELOAD => self.on_reload_signal(),
+                    WAKER => {}
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(index) => {
+                        if event.is_writable() {
+                            if let Some(conn) = self.conns.get_mut(index) {
+                                conn.write_blocked = false;
+                                self.dirty.push(index);
+                            }
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(index);
+                        }
+                    }
+                }
+            }
+            self.drain_inbox();
+            for index in std::mem::take(&mut self.pending_read) {
+                self.read(index);
+            }
+            self.settle();
+            self.fire_timers();
+            if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
+                self.sweep();
+            }
+            let now_ms = self.now_ms();
+            if self
+                .router
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now_ms)
+            {
+                // Calls past their CALL.Options.timeout.
+                self.with_sink(|router, sink| router.handle_timeout(now_ms, sink));
+                self.settle();
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    self.finish_shutdown();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Acts on the router-wide flags: stop (say GOODBYE to every session), exit now.
+    fn check_flags(&mut self) {
+        if self.shared.exit_now.load(Ordering::SeqCst) {
+            if self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            self.shutdown_deadline = Some(Instant::now());
+        } else if self.shared.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        self.shared.start.elapsed().as_millis() as u64
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending_read.is_empty() || !self.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        if self.inbox_more && self.inbox_stalled_until.is_none() {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let mut sooner = |at: Instant| deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
+        if let Some(sweep) = self.next_sweep {
+            sooner(sweep);
+        }
+        if let Some(call) = self.router.poll_timeout() {
+            sooner(self.shared.start + Duration::from_millis(call));
+        }
+        if let Some(shutdown) = self.shutdown_deadline {
+            sooner(shutdown);
+        }
+        if let Some(stall) = self.inbox_stalled_until {
+            sooner(stall);
+        }
+        if self.link.congested() {
+            sooner(Instant::now() + BACKLOG_RETRY);
+        }
+        deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Handles what other shards sent, up to [`INBOX_BATCH`] envelopes.
+    fn drain_inbox(&mut self) {
+        if let Some(until) = self.inbox_stalled_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.inbox_stalled_until = None;
+        }
+        self.inbox_more = false;
+        for _ in 0..INBOX_BATCH {
+            let Some(envelope) = self.link.receive() else {
+                return;
+            };
+            self.pressure = false;
+            match envelope {
+                Envelope::Peer { from, frame } => {
+                    let now_ms = self.now_ms();
+                    match kreisel_engine::link::decode(&frame, true) {
+                        Ok(msg) => self
+                            .with_sink(|router, sink| router.handle_peer(from, &msg, now_ms, sink)),
+                        // Only this process encodes peer messages: this is a bug, not an attack.
+                        Err(e) => {
+                            warn!(from, error = %e.0, "undecodable message from another shard")
+                        }
+                    }
+                    self.link.handled(from, frame.len());
+                }
+                Envelope::Conn(handoff) => self.adopt(*handoff),
+                Envelope::Reload(config) => {
+                    self.reload(&config);
+                }
+                Envelope::Scrape { from, token } => {
+                    let snapshot = Box::new(self.snapshot());
+                    let _ = self.link.post(from, Envelope::Scraped { token, snapshot });
+                }
+                Envelope::Scraped { token, snapshot } => self.on_scraped(token, *snapshot),
+            }
+            if self.pressure {
+                // A message from another shard filled a recipient's outbox here: stop taking more for a moment,
+                // so the senders' backlogs fill and their producers pause.
+                self.stats.producer_stalls += 1;
+                self.inbox_stalled_until = Some(Instant::now() + super::input::STALL);
+                self.inbox_more = true;
+                return;
+            }
+        }
+        self.inbox_more = true;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Signals, reload, metrics
+
+    fn on_signal(&mut self) {
+        if let Some(signals) = &mut self.signals {
+            let mut drain = [0u8; 64];
+            while matches!(signals.read(&mut drain), Ok(n) if n > 0) {}
+        }
+        if self.shared.stop.swap(true, Ordering::SeqCst) {
+            info!("second signal: exiting now");
+            self.shared.exit_now.store(true, Ordering::SeqCst);
+        }
+        self.shared.ring_all();
+        self.check_flags();
+    }
+
+    fn on_reload_signal(&mut self) {
+        let Some((pipe, path)) = &mut self.reload else {
+            return;
+        };
+        let mut drain = [0u8; 64];
+        while matches!(pipe.read(&mut drain), Ok(n) if n > 0) {}
+        let Some(path) = path.clone() else {
+            warn!("SIGHUP: started without --config, nothing to reload");
+            return;
+        };
+        match Config::load(&path) {
+            Ok(config) => {
+                self.reload(&config);
+                let config = Arc::new(config);
+                for shard in 0..self.shards() {
+                    if shard != usize::from(self.id) {
+                        let _ = self
+                            .link
+                            .post(shard as ShardId, Envelope::Reload(config.clone()));
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "SIGHUP: configuration not reloaded; the running one stays")
+            }
+        }
+    }
+
+    /// Applies what a new configuration changes in the principals, roles and anonymous access of realms this
+    /// router has (see [`Router::handle_auth_reload`]: joined sessions get the new role's permissions, attempts in
+    /// progress are aborted). Everything else needs a restart: each such difference is logged (by shard 0) and
+    /// returned, and the running value stays.
+    pub(super) fn reload(&mut self, new: &Config) -> Vec<String> {
+        let mut ignored = Vec::new();
+        let names = |config: &Config| -> Vec<String> {
+            let mut names: Vec<String> = config.realms.iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            names
+        };
+        if names(new) != names(&self.config) {
+            ignored.push("the set of realms".to_owned());
+        }
+        if new.router != self.config.router {
+            ignored.push("router".to_owned());
+        }
+        if new.listeners != self.config.listeners {
+            ignored.push("listeners".to_owned());
+        }
+        if new.limits != self.config.limits {
+            ignored.push("limits".to_owned());
+        }
+        if new.log != self.config.log {
+            ignored.push("log".to_owned());
+        }
+        let speak = self.id == 0;
+        let engine_new = new.router_config(0);
+        let engine_old = self.config.router_config(0);
+        for (fresh, realm_new) in new.realms.iter().zip(&engine_new.realms) {
+            let Some(index) = self.config.realms.iter().position(|r| r.name == fresh.name) else {
+                continue;
+            };
+            let realm_old = &engine_old.realms[index];
+            let others_changed = kreisel_engine::RealmConfig {
+                auth: realm_old.auth.clone(),
+                ..realm_new.clone()
+            } != *realm_old;
+            if others_changed {
+                ignored.push(format!(
+                    "realm '{}': settings other than principals, roles and anonymous access",
+                    fresh.name
+                ));
+            }
+            if realm_new.auth == realm_old.auth {
+                continue;
+            }
+            let report = self.with_sink(|router, sink| {
+                router.handle_auth_reload(&fresh.name, &realm_new.auth, sink)
+            });
+            if let Some(report) = report {
+                info!(
+                    realm = %fresh.name,
+                    shard = self.id,
+                    sessions = report.sessions,
+                    sessions_without_role = report.sessions_without_role,
+                    attempts_aborted = report.attempts_aborted,
+                    "reloaded principals and roles"
+                );
+            }
+            let current = &mut self.config.realms[index];
+            current.anonymous = fresh.anonymous;
+            current.anonymous_role = fresh.anonymous_role.clone();
+            current.principals = fresh.principals.clone();
+            current.roles = fresh.roles.clone();
+        }
+        if speak {
+            for what in &ignored {
+                warn!(changed = %what, "not reloaded: takes effect after a restart");
+            }
+            info!(ignored = ignored.len(), "configuration reloaded");
+        }
+        self.settle();
+        ignored
+    }
+
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let mut io = self.stats;
+        io.mailbox_full = self.link.mailbox_full;
+        Snapshot {
+            shard: self.id,
+            engine: self.router.stats(),
+            io,
+            connections: self.conns.len(),
+            outbox_bytes: self.frames.memory(),
+            partial_frame_bytes: self.partial_bytes,
+            calls_pending: self.router.calls_pending(),
+            link_backlog: self.link.backlog(),
+            realms: self
+                .router
+                .realm_gauges()
+                .map(|r| [r.sessions, r.subscriptions, r.registrations, r.retained])
+                .collect(),
+        }
+    }
+
+    /// A metrics request on connection `index`: answered at once on a router of one shard, else once every
+    /// other shard sent its figures.
+    pub(super) fn scrape(&mut self, index: usize) {
+        let generation = self.conns[index].generation;
+        let token = self.next_scrape;
+        self.next_scrape += 1;
+        self.scrapes.push(PendingScrape {
+            token,
+            index,
+            generation,
+            snapshots: vec![self.snapshot()],
+        });
+        for shard in 0..self.shards() {
+            if shard != usize::from(self.id) {
+                let envelope = Envelope::Scrape {
+                    from: self.id,
+                    token,
+                };
+                if self.link.post(shard as ShardId, envelope).is_err() {
+                    // A shard that has ended (shutdown) contributes nothing.
+                    if let Some(pending) = self.scrapes.last_mut() {
+                        pending.snapshots.push(Snapshot {
+                            shard: shard as ShardId,
+                            ..Snapshot::default()
+                        });
+                    }
+                }
+            }
+        }
+        self.on_scraped_complete(token);
+    }
+
+    fn on_scraped(&mut self, token: u64, snapshot: Snapshot) {
+        if let Some(pending) = self.scrapes.iter_mut().find(|p| p.token == token) {
+            pending.snapshots.push(snapshot);
+        }
+        self.on_scraped_complete(token);
+    }
+
+    /// Answers scrape `token` if every shard has sent its figures.
+    fn on_scraped_complete(&mut self, token: u64) {
+        let shards = self.shards();
+        let Some(position) = self
+            .scrapes
+            .iter()
+            .position(|p| p.token == token && p.snapshots.len() >= shards)
+        else {
+            return;
+        };
+        let pending = self.scrapes.swap_remove(position);
+        let open = self
+            .conns
+            .get(pending.index)
+            .is_some_and(|c| c.generation == pending.generation);
+        if !open {
+            return;
+        }
+        let names: Vec<&str> = self.config.realms.iter().map(|r| r.name.as_str()).collect();
+        let uptime = self.shared.start.elapsed().as_secs_f64();
+        let page = super::scrape::render(&pending.snapshots, &names, uptime);
+        debug!(peer = %self.conns[pending.index].peer, "metrics scraped");
+        self.send_raw(pending.index, &[], &crate::metrics::response(&page));
+        self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
+    }
+}

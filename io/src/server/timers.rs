@@ -1,0 +1,173 @@
+//! Timers (handshake deadline, linger, end of a producer stall), the sweep for silent and trickling
+//! connections, and shutdown.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::output::begin_close;
+use super::shard::Shard;
+use super::ListenerSocket;
+use crate::conn::{CloseCause, Framing};
+use crate::framer::Control;
+use crate::websocket;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerKind {
+    Handshake,
+    Linger,
+    /// End of a producer stall (see [`super::input::STALL`]).
+    Resume,
+}
+
+impl Shard {
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, index, generation, kind))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else {
+                continue;
+            };
+            match kind {
+                TimerKind::Handshake => {
+                    let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
+                    if !hello && conn.closing.is_none() {
+                        self.stats.handshake_timeouts += 1;
+                        info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
+                        self.remove(index, Some(CloseCause::HandshakeTimeout));
+                    }
+                }
+                TimerKind::Linger => {
+                    if conn.closing.is_some() {
+                        self.remove(index, conn.closing);
+                    }
+                }
+                TimerKind::Resume => {
+                    if conn.stalled_until.is_some_and(|until| until <= now) {
+                        self.conns[index].stalled_until = None;
+                        self.read(index);
+                    }
+                }
+            }
+        }
+        self.settle();
+    }
+
+    /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
+    pub(super) fn sweep_period(&self) -> Option<Duration> {
+        let limits = &self.config.limits;
+        let shortest = [
+            limits.auto_ping_ms,
+            limits.idle_timeout_ms,
+            limits.frame_timeout_ms,
+        ]
+        .into_iter()
+        .filter(|&ms| ms > 0)
+        .min()?;
+        Some(Duration::from_millis((shortest / 4).max(10)))
+    }
+
+    /// Pings connections silent for `auto_ping_ms`, closes those silent for `idle_timeout_ms` and those whose
+    /// current frame has been incomplete for `frame_timeout_ms`.
+    pub(super) fn sweep(&mut self) {
+        let now_ms = self.now_ms();
+        let (ping_ms, idle_ms, frame_ms) = (
+            self.config.limits.auto_ping_ms,
+            self.config.limits.idle_timeout_ms,
+            self.config.limits.frame_timeout_ms,
+        );
+        let mut idle = Vec::new();
+        let mut ping = Vec::new();
+        let mut trickling = Vec::new();
+        for (index, conn) in &self.conns {
+            if conn.closing.is_some() {
+                continue;
+            }
+            if conn
+                .input_since_ms
+                .is_some_and(|since| now_ms.saturating_sub(since) >= frame_ms)
+            {
+                trickling.push(index);
+                continue;
+            }
+            if conn.framing == Framing::None {
+                continue;
+            }
+            let silent = now_ms.saturating_sub(conn.last_rx_ms);
+            if idle_ms > 0 && silent >= idle_ms {
+                idle.push(index);
+            } else if ping_ms > 0
+                && silent >= ping_ms
+                && now_ms.saturating_sub(conn.last_ping_ms) >= ping_ms
+            {
+                ping.push(index);
+            }
+        }
+        for index in trickling {
+            self.stats.frame_timeouts += 1;
+            let conn = &mut self.conns[index];
+            info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
+            conn.ws_close = (websocket::CLOSE_POLICY_VIOLATION, "frame timeout");
+            if begin_close(conn, &mut self.frames, CloseCause::FrameTimeout) {
+                self.dirty.push(index);
+            }
+        }
+        for index in idle {
+            self.stats.idle_timeouts += 1;
+            let conn = &mut self.conns[index];
+            info!(peer = %conn.peer, "idle timeout; closing");
+            conn.ws_close = (websocket::CLOSE_GOING_AWAY, "idle timeout");
+            if begin_close(conn, &mut self.frames, CloseCause::IdleTimeout) {
+                self.dirty.push(index);
+            }
+        }
+        let mut frame = Vec::new();
+        for index in ping {
+            self.conns[index].last_ping_ms = now_ms;
+            frame.clear();
+            self.conns[index]
+                .framing
+                .control(Control::Ping, &now_ms.to_be_bytes(), &mut frame);
+            self.send_raw(index, &[], &frame);
+        }
+        self.next_sweep = self.sweep_period().map(|period| Instant::now() + period);
+        self.settle();
+    }
+
+    /// Stops accepting, says GOODBYE (`wamp.close.system_shutdown`) to every session of this shard and gives
+    /// them `limits.shutdown_grace_ms` to answer and drain.
+    pub(super) fn begin_shutdown(&mut self) {
+        info!(
+            shard = self.id,
+            connections = self.conns.len(),
+            "shutting down"
+        );
+        for listener in &mut self.listeners {
+            if let Some(mut socket) = listener.socket.take() {
+                let _ = match &mut socket {
+                    ListenerSocket::Tcp(s) => self.poll.registry().deregister(s),
+                    ListenerSocket::Unix(s, _) => self.poll.registry().deregister(s),
+                };
+                if let ListenerSocket::Unix(_, path) = &socket {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        self.with_sink(|router, sink| router.handle_shutdown(sink));
+        self.shutdown_deadline =
+            Some(Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms));
+        self.settle();
+    }
+
+    pub(super) fn finish_shutdown(&mut self) {
+        let left: Vec<usize> = self.conns.iter().map(|(index, _)| index).collect();
+        for index in left {
+            self.remove(index, Some(CloseCause::Shutdown));
+        }
+        info!(shard = self.id, "shutdown complete");
+    }
+}
