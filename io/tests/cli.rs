@@ -98,6 +98,63 @@ fn check_explains_mistakes() {
             "HOST:PORT",
         ),
         ("bad-syntax.toml", "[[realms]\nname = \"x\"\n", "realms"),
+        (
+            "port-range.toml",
+            "[[listeners]]\nlisten = \"127.0.0.1:70000\"\ntransports = [\"websocket\"]\n",
+            "listener 1 ('127.0.0.1:70000'): port 70000 is out of range 0..=65535",
+        ),
+        (
+            "hostname.toml",
+            "[[listeners]]\nlisten = \"localhost:8080\"\ntransports = [\"websocket\"]\n",
+            "'localhost' is a host name, which kreisel does not resolve: use a numeric IP such as 127.0.0.1:8080",
+        ),
+        (
+            "strict-rule.toml",
+            "[[realms]]\nname = \"app\"\nuri_check = \"strict\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"app.getUser\", allow = [\"call\"] }]\n",
+            "realm 'app', role 'anonymous': 'app.getUser' is not a valid URI pattern for match 'exact': component 2 \
+             ('getUser') contains the uppercase letter 'U' (uri_check = \"strict\": lowercase letters, digits and \
+             '_' only)",
+        ),
+        (
+            "starred-prefix.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com.example.*\", allow = [\"call\"] }]\n",
+            "realm 'app', role 'anonymous': 'com.example.*' (match 'exact'): kreisel has no `*` in URIs: use match \
+             = \"prefix\" with uri = \"com.example.\"",
+        ),
+        (
+            "starred-wildcard.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com.*.x\", allow = [\"call\"] }]\n",
+            "use match = \"wildcard\" with an empty component for each `*` (uri = \"com..x\")",
+        ),
+        (
+            "empty-component.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com..x\", allow = [\"call\"] }]\n",
+            "'com..x' is not a valid URI pattern for match 'exact': component 2 is empty (two dots in a row): a URI \
+             has no empty components (valid with match = \"wildcard\"",
+        ),
+        (
+            "realm-name.toml",
+            "[[realms]]\nname = \"my realm\"\n",
+            "realm name 'my realm' is not a valid URI: component 1 ('my realm') contains whitespace",
+        ),
+        (
+            "origin-path.toml",
+            "[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"websocket\"]\n\
+             allowed_origins = [\"https://app.example.com/\"]\n",
+            "allowed_origins: 'https://app.example.com/' is not an origin: a browser's Origin has no path, query or \
+             fragment: write 'https://app.example.com'",
+        ),
+        (
+            "anonymous-role.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"public\"\n",
+            "realm 'app': role 'anonymous' (of anonymous sessions: anonymous_role) is not among the realm's \
+             [[realms.roles]] (defined: 'public'); a realm without principals admits anonymous sessions unless \
+             anonymous = false",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = temp_file(name, text);
