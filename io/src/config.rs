@@ -62,6 +62,55 @@ impl Realm {
         let anonymous = self.anonymous.unwrap_or(self.principals.is_empty());
         anonymous.then_some(self.anonymous_role.as_str())
     }
+
+    /// What is valid in this realm's access settings but probably not meant (see [`Config::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        let which = format!("realm '{}'", self.name);
+        if self.anonymous == Some(false) && self.principals.is_empty() {
+            return vec![format!(
+                "{which}: nobody can join: it has no [[realms.principals]] and anonymous = false; add principals, \
+                 or set anonymous = true to admit anonymous sessions (with role '{}', the anonymous_role)",
+                self.anonymous_role
+            )];
+        }
+        let mut warnings = Vec::new();
+        // Anonymous access is off because the realm has principals, not because the file says so.
+        let implicitly_off = self.anonymous.is_none() && !self.principals.is_empty();
+        let custom_role = self.anonymous_role != default_anonymous_role();
+        if implicitly_off && custom_role {
+            warnings.push(format!(
+                "{which}: anonymous_role = '{}' has no effect: a realm with principals admits anonymous sessions \
+                 only with anonymous = true",
+                self.anonymous_role
+            ));
+        }
+        let anonymous = self.anonymous_role();
+        for role in self.roles.iter().flatten() {
+            let used = self.principals.iter().any(|p| p.role == role.name)
+                || anonymous == Some(role.name.as_str());
+            if used {
+                continue;
+            }
+            if role.name == self.anonymous_role {
+                // With anonymous = false the role waits for anonymous access to be turned on; with a custom
+                // anonymous_role the warning above says it.
+                if implicitly_off && !custom_role {
+                    warnings.push(format!(
+                        "{which}: role '{}' is given to nobody: it is the anonymous_role, but a realm with \
+                         principals admits anonymous sessions only with anonymous = true",
+                        role.name
+                    ));
+                }
+                continue;
+            }
+            warnings.push(format!(
+                "{which}: role '{}' is given to no principal and not to anonymous sessions: nobody gets its \
+                 permissions",
+                role.name
+            ));
+        }
+        warnings
+    }
 }
 
 fn default_anonymous_role() -> String {
@@ -552,6 +601,15 @@ impl Config {
         Ok(())
     }
 
+    /// What is valid but probably not meant, one line each: a realm nobody can join (no principals and
+    /// `anonymous = false`), an `anonymous_role` without effect (principals, and `anonymous` unset), a role given to
+    /// nobody. They are warnings, not errors, because each can be meant (a realm closed to newcomers by a SIGHUP
+    /// reload, a role prepared for principals still to come): `kreisel --check` prints them and exits 0, the
+    /// router logs them at startup.
+    pub fn warnings(&self) -> Vec<String> {
+        self.realms.iter().flat_map(Realm::warnings).collect()
+    }
+
     /// The engine's part of the configuration.
     pub fn router_config(&self, seed: u64) -> RouterConfig {
         RouterConfig {
@@ -986,6 +1044,69 @@ mod tests {
             ))
             .unwrap();
         }
+    }
+
+    /// Valid but suspicious access settings are warnings, each naming the realm and what to do.
+    #[test]
+    fn suspicious_access_settings_are_warnings() {
+        let warnings = |realm: &str| {
+            Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{realm}"))
+                .unwrap()
+                .warnings()
+        };
+        let principal = "[[realms.principals]]\nauthid = \"a\"\nrole = \"u\"\nticket = \"t\"\n";
+        let role = |name: &str| format!("[[realms.roles]]\nname = \"{name}\"\n");
+        assert_eq!(Config::default().warnings(), Vec::<String>::new());
+        let example = Config::from_toml(include_str!("../../examples/auth.toml")).unwrap();
+        assert_eq!(example.warnings(), Vec::<String>::new());
+        assert_eq!(
+            warnings(&format!("{principal}{}", role("u"))),
+            Vec::<String>::new()
+        );
+        // Nobody can join: no principals and anonymous = false (with or without roles); said once.
+        let nobody = "realm 'r': nobody can join: it has no [[realms.principals]] and anonymous = false; add \
+                      principals, or set anonymous = true to admit anonymous sessions (with role 'anonymous', the \
+                      anonymous_role)";
+        assert_eq!(warnings("anonymous = false\n"), [nobody]);
+        assert_eq!(
+            warnings(&format!("anonymous = false\n{}{}", role("u"), role("v"))),
+            [nobody]
+        );
+        // anonymous_role set, but the realm has principals and `anonymous` is unset: no anonymous sessions.
+        assert_eq!(
+            warnings(&format!("anonymous_role = \"guest\"\n{principal}")),
+            ["realm 'r': anonymous_role = 'guest' has no effect: a realm with principals admits anonymous \
+              sessions only with anonymous = true"]
+        );
+        assert_eq!(
+            warnings(&format!(
+                "anonymous = true\nanonymous_role = \"guest\"\n{principal}{}{}",
+                role("u"),
+                role("guest")
+            )),
+            Vec::<String>::new()
+        );
+        // With anonymous = false said explicitly, the anonymous_role is kept on purpose.
+        assert_eq!(
+            warnings(&format!(
+                "anonymous = false\nanonymous_role = \"guest\"\n{principal}{}{}",
+                role("u"),
+                role("guest")
+            )),
+            Vec::<String>::new()
+        );
+        // The default anonymous_role defined as a role, in a realm with principals.
+        assert_eq!(
+            warnings(&format!("{principal}{}{}", role("u"), role("anonymous"))),
+            ["realm 'r': role 'anonymous' is given to nobody: it is the anonymous_role, but a realm with \
+              principals admits anonymous sessions only with anonymous = true"]
+        );
+        // A role nobody has.
+        assert_eq!(
+            warnings(&format!("{principal}{}{}", role("u"), role("admin"))),
+            ["realm 'r': role 'admin' is given to no principal and not to anonymous sessions: nobody gets its \
+              permissions"]
+        );
     }
 
     #[test]

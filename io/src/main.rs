@@ -75,11 +75,16 @@ fn main() -> ExitCode {
     if let Some(path) = cli.check {
         return match Config::load(&path) {
             Ok(config) => {
+                let warnings = config.warnings();
+                for warning in &warnings {
+                    eprintln!("warning: {}: {warning}", path.display());
+                }
                 println!(
-                    "{}: valid ({} realms, {} listeners)",
+                    "{}: valid ({} realms, {} listeners, {} warnings)",
                     path.display(),
                     config.realms.len(),
-                    config.listeners.len()
+                    config.listeners.len(),
+                    warnings.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -107,6 +112,9 @@ fn main() -> ExitCode {
         .with_writer(|| LogWriter(std::io::stderr()))
         .with_ansi(ansi)
         .init();
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     match run(config, cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

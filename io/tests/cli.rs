@@ -176,6 +176,77 @@ fn check_explains_mistakes() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
 
+/// A valid but suspicious file passes `--check` (exit 0) with `warning:` lines on stderr, and the router logs the
+/// same warnings when it starts; a file without anything suspicious gets no warning.
+#[test]
+fn check_warns_about_realms_nobody_can_join() {
+    let text = "[[realms]]\nname = \"closed\"\nanonymous = false\n\n[[realms]]\nname = \"app\"\n\
+                anonymous_role = \"guest\"\n[[realms.principals]]\nauthid = \"a\"\nrole = \"user\"\nticket = \"t\"\n\
+                \n[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"rawsocket\"]\n";
+    let path = temp_file("suspicious.toml", text);
+    let out = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let file = path.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "warning: {file}: realm 'closed': nobody can join: it has no [[realms.principals]] and anonymous = \
+                 false; add principals, or set anonymous = true to admit anonymous sessions (with role 'anonymous', \
+                 the anonymous_role)"
+            ),
+            format!(
+                "warning: {file}: realm 'app': anonymous_role = 'guest' has no effect: a realm with principals \
+                 admits anonymous sessions only with anonymous = true"
+            )
+        ]
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("{file}: valid (2 realms, 1 listeners, 2 warnings)")
+    );
+    let router = start_file(&path);
+    wait_for_log(&router, "realm 'closed': nobody can join", 1);
+    wait_for_log(
+        &router,
+        "realm 'app': anonymous_role = 'guest' has no effect",
+        1,
+    );
+    let mut client = rawsocket_json(router.addresses[0]);
+    send(
+        &mut client,
+        r#"[1, "closed", {"roles": {"subscriber": {}}}]"#,
+    );
+    assert_eq!(recv(&mut client)[0], 3, "ABORT: nobody can join 'closed'");
+    drop(router);
+
+    let fine = temp_file(
+        "fine.toml",
+        &text
+            .replace("anonymous = false", "anonymous = true")
+            .replace(
+                "anonymous_role = \"guest\"\n",
+                "anonymous = true\nanonymous_role = \"guest\"\n",
+            ),
+    );
+    let out = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&fine)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 warnings"));
+}
+
 /// A crossbar node configuration in YAML, as `kreisel --import-crossbar` reads it (PORT to fill in).
 const CROSSBAR_YAML: &str = r#"
 version: 2
