@@ -774,12 +774,12 @@ listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
 transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
-# [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener
+# metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
+# allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
+# [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
-# metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
-# allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 
 [[listeners]]
 listen = "127.0.0.1:8081"

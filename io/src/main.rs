@@ -10,10 +10,14 @@ use tracing_subscriber::EnvFilter;
 /// kreisel: a fast WAMP v2 router (broker and dealer) over WebSocket and RawSocket.
 ///
 /// Without --config it runs the embedded defaults: realm `realm1` open to anonymous clients, WebSocket on
-/// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081. SIGINT/SIGTERM end every session with GOODBYE
-/// `wamp.close.system_shutdown` and exit 0.
+/// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081.
+///
+/// Signals: SIGINT/SIGTERM end every session with GOODBYE `wamp.close.system_shutdown` and exit 0 (a second one
+/// exits at once). SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`,
+/// `anonymous_role`) of the running realms without dropping anyone; other changes are logged as needing a restart,
+/// and a file that does not load changes nothing.
 #[derive(Parser, Debug)]
-#[command(name = "kreisel", version, about, long_about)]
+#[command(name = "kreisel", version)]
 struct Cli {
     /// Run with this TOML configuration file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["check", "print_config"])]

@@ -10,6 +10,38 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `-h` starts with kreisel's own one-line description (not the package's); `--help` also explains the signals.
+#[test]
+fn short_and_long_help() {
+    let help = |flag: &str| {
+        let out = Command::new(KREISEL).arg(flag).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let short = help("-h");
+    let mut lines = short.lines();
+    let about = lines.next().unwrap_or_default();
+    assert!(
+        about.starts_with("kreisel: ") && about.contains("WAMP v2 router"),
+        "{short}"
+    );
+    assert_ne!(about, env!("CARGO_PKG_DESCRIPTION"));
+    assert_eq!(lines.next(), Some(""), "one line, then the usage: {short}");
+    assert!(lines
+        .next()
+        .is_some_and(|l| l.starts_with("Usage: kreisel")));
+    assert!(!short.contains("SIGHUP"), "the details are for --help");
+    let long = help("--help");
+    assert!(long.starts_with(about), "{long}");
+    for text in [
+        "SIGINT/SIGTERM end every session with GOODBYE",
+        "SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`, \
+         `anonymous_role`)",
+    ] {
+        assert!(long.replace('\n', " ").contains(text), "{text}: {long}");
+    }
+}
+
 #[test]
 fn help_and_print_config() {
     let help = Command::new(KREISEL).arg("--help").output().unwrap();
@@ -245,6 +277,132 @@ fn check_warns_about_realms_nobody_can_join() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 warnings"));
+}
+
+/// `--print-config` comments out optional keys and tables. Uncommenting one (a commented table with its keys counts
+/// as one) must give a file that loads, where that makes sense alone, and uncommenting them together must too: each
+/// key must sit in the table it belongs to.
+#[test]
+fn print_config_commented_keys_can_be_uncommented() {
+    let printed = Command::new(KREISEL)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    // Commented TOML (a key or a table header; prose does not parse), grouped: a commented table header with the
+    // commented keys after it, or a lone commented key. Each group is named by its first line's key or header.
+    fn code(line: &str) -> Option<&str> {
+        line.strip_prefix("# ")
+            .filter(|rest| toml::from_str::<toml::Table>(rest).is_ok())
+    }
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut in_table = false;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(code) = code(line) else {
+            in_table = false;
+            continue;
+        };
+        let header = code.starts_with('[');
+        if in_table && !header {
+            groups.last_mut().unwrap().1.push(index);
+            continue;
+        }
+        let name = code.split([' ', '=']).next().unwrap().to_string();
+        groups.push((name, vec![index]));
+        in_table = header;
+    }
+    let names: Vec<&str> = groups.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "anonymous",
+            "[[realms.principals]]",
+            "[[realms.roles]]",
+            "metrics",
+            "allowed_origins",
+            "[listeners.tls]"
+        ],
+        "the commented keys, grouped by the commented table they fall into when uncommented (a listener key after \
+         `# [listeners.tls]` would fall into it); a new one: say here what uncommenting it gives"
+    );
+    // The TLS files of the commented [listeners.tls], relative to the working directory.
+    let dir = temp_file("tls-dir", "").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(
+        {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+        },
+        rcgen::KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let check = |uncomment: &[&str]| {
+        let mut text = String::new();
+        for (index, line) in lines.iter().enumerate() {
+            let group = groups.iter().find(|(_, at)| at.contains(&index));
+            match group {
+                Some((name, _)) if uncomment.contains(&name.as_str()) => {
+                    text.push_str(&line[2..]);
+                }
+                _ => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        let path = temp_file("uncommented.toml", &text);
+        let out = Command::new(KREISEL)
+            .arg("--check")
+            .arg(&path)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr, text)
+    };
+    for name in &names {
+        let (ok, stderr, text) = check(&[name]);
+        if *name == "[[realms.roles]]" {
+            // Roles without principals: anonymous sessions need a role of their own.
+            assert!(!ok, "{text}");
+            assert!(
+                stderr.contains(
+                    "role 'anonymous' (of anonymous sessions: anonymous_role) is not among"
+                ),
+                "{stderr}"
+            );
+        } else {
+            assert!(ok && stderr.is_empty(), "{name}: {stderr}\n{text}");
+        }
+    }
+    // Together: the principal has the role; the listener's keys stay out of [listeners.tls].
+    let all: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| *n != "anonymous")
+        .collect();
+    let (ok, stderr, text) = check(&all);
+    assert!(ok && stderr.is_empty(), "{stderr}\n{text}");
+    let config: toml::Table = toml::from_str(&text).unwrap();
+    let listener = &config["listeners"][0];
+    assert_eq!(listener["metrics"].as_str(), Some("/metrics"));
+    assert!(listener["allowed_origins"].is_array());
+    assert_eq!(listener["tls"]["certificate"].as_str(), Some("cert.pem"));
+    // With anonymous = true as well, the anonymous sessions' role must be defined too: said as such.
+    let (ok, stderr, _) = check(&names);
+    assert!(!ok);
+    assert!(
+        stderr.contains("role 'anonymous' (of anonymous sessions: anonymous_role)"),
+        "{stderr}"
+    );
 }
 
 /// A crossbar node configuration in YAML, as `kreisel --import-crossbar` reads it (PORT to fill in).
