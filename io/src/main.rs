@@ -22,7 +22,8 @@ struct Cli {
     /// Run with this TOML configuration file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["check", "print_config"])]
     config: Option<PathBuf>,
-    /// Validate this configuration file, explain what is wrong, and exit (0 when valid).
+    /// Validate this configuration file, explain what is wrong, and exit (0 when valid; what is valid but probably
+    /// not meant, such as a realm nobody can join, is a `warning:` line on stderr).
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
     /// Print an annotated configuration with every default and exit.

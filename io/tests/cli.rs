@@ -35,6 +35,7 @@ fn short_and_long_help() {
     assert!(long.starts_with(about), "{long}");
     for text in [
         "SIGINT/SIGTERM end every session with GOODBYE",
+        "is a `warning:` line on stderr",
         "SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`, \
          `anonymous_role`)",
     ] {
