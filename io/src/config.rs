@@ -63,6 +63,55 @@ impl Realm {
         let anonymous = self.anonymous.unwrap_or(self.principals.is_empty());
         anonymous.then_some(self.anonymous_role.as_str())
     }
+
+    /// What is valid in this realm's access settings but probably not meant (see [`Config::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        let which = format!("realm '{}'", self.name);
+        if self.anonymous == Some(false) && self.principals.is_empty() {
+            return vec![format!(
+                "{which}: nobody can join: it has no [[realms.principals]] and anonymous = false; add principals, \
+                 or set anonymous = true to admit anonymous sessions (with role '{}', the anonymous_role)",
+                self.anonymous_role
+            )];
+        }
+        let mut warnings = Vec::new();
+        // Anonymous access is off because the realm has principals, not because the file says so.
+        let implicitly_off = self.anonymous.is_none() && !self.principals.is_empty();
+        let custom_role = self.anonymous_role != default_anonymous_role();
+        if implicitly_off && custom_role {
+            warnings.push(format!(
+                "{which}: anonymous_role = '{}' has no effect: a realm with principals admits anonymous sessions \
+                 only with anonymous = true",
+                self.anonymous_role
+            ));
+        }
+        let anonymous = self.anonymous_role();
+        for role in self.roles.iter().flatten() {
+            let used = self.principals.iter().any(|p| p.role == role.name)
+                || anonymous == Some(role.name.as_str());
+            if used {
+                continue;
+            }
+            if role.name == self.anonymous_role {
+                // With anonymous = false the role waits for anonymous access to be turned on; with a custom
+                // anonymous_role the warning above says it.
+                if implicitly_off && !custom_role {
+                    warnings.push(format!(
+                        "{which}: role '{}' is given to nobody: it is the anonymous_role, but a realm with \
+                         principals admits anonymous sessions only with anonymous = true",
+                        role.name
+                    ));
+                }
+                continue;
+            }
+            warnings.push(format!(
+                "{which}: role '{}' is given to no principal and not to anonymous sessions: nobody gets its \
+                 permissions",
+                role.name
+            ));
+        }
+        warnings
+    }
 }
 
 fn default_anonymous_role() -> String {
@@ -83,6 +132,16 @@ pub enum UriRule {
     #[default]
     Loose,
     Strict,
+}
+
+impl UriRule {
+    /// The engine's form of the rule.
+    pub fn check(self) -> UriCheck {
+        match self {
+            UriRule::Loose => UriCheck::Loose,
+            UriRule::Strict => UriCheck::Strict,
+        }
+    }
 }
 
 /// Which transports a listener speaks. With both, one port serves RawSocket and WebSocket: a RawSocket client's
@@ -403,18 +462,22 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for realm in &self.realms {
-            if !kreisel_engine::uri::is_valid(
+            if let Some(problem) = crate::auth_config::uri_problem(
                 &realm.name,
                 UriCheck::Loose,
                 kreisel_engine::uri::MatchPolicy::Exact,
             ) {
-                return fail(format!("realm name '{}' is not a valid URI", realm.name));
+                return fail(format!(
+                    "realm name '{}' is not a valid URI: {problem}",
+                    kreisel_engine::uri::shown(&realm.name)
+                ));
             }
             if !names.insert(&realm.name) {
                 return fail(format!("realm '{}' is defined twice", realm.name));
             }
             crate::auth_config::validate(
                 &realm.name,
+                realm.uri_check.check(),
                 realm.anonymous_role(),
                 &realm.principals,
                 realm.roles.as_deref(),
@@ -565,6 +628,15 @@ impl Config {
         .min(kreisel_engine::link::SHARDS_MAX)
     }
 
+    /// What is valid but probably not meant, one line each: a realm nobody can join (no principals and
+    /// `anonymous = false`), an `anonymous_role` without effect (principals, and `anonymous` unset), a role given to
+    /// nobody. They are warnings, not errors, because each can be meant (a realm closed to newcomers by a SIGHUP
+    /// reload, a role prepared for principals still to come): `kreisel --check` prints them and exits 0, the
+    /// router logs them at startup.
+    pub fn warnings(&self) -> Vec<String> {
+        self.realms.iter().flat_map(Realm::warnings).collect()
+    }
+
     /// The engine's part of the configuration.
     pub fn router_config(&self, seed: u64) -> RouterConfig {
         RouterConfig {
@@ -572,10 +644,7 @@ impl Config {
                 .realms
                 .iter()
                 .map(|realm| RealmConfig {
-                    uri_check: match realm.uri_check {
-                        UriRule::Loose => UriCheck::Loose,
-                        UriRule::Strict => UriCheck::Strict,
-                    },
+                    uri_check: realm.uri_check.check(),
                     disclose_caller: realm.disclose_caller,
                     disclose_publisher: realm.disclose_publisher,
                     retained_max: realm.retained_max,
@@ -626,10 +695,7 @@ impl Listener {
         self.listen
             .parse::<SocketAddr>()
             .map(Address::Tcp)
-            .map_err(|_| {
-                "listen must be HOST:PORT with a numeric IP (e.g. 127.0.0.1:8080) or unix:PATH"
-                    .into()
-            })
+            .map_err(|_| listen_problem(&self.listen))
     }
 
     pub fn serializers(&self) -> Vec<Serializer> {
@@ -638,6 +704,75 @@ impl Listener {
 
     pub fn speaks(&self, transport: Transport) -> bool {
         self.transports.contains(&transport)
+    }
+}
+
+/// What is wrong with a `listen` value that is not a socket address (the most specific reason found).
+fn listen_problem(listen: &str) -> String {
+    use std::net::{IpAddr, Ipv6Addr};
+    const FORM: &str =
+        "listen is HOST:PORT with a numeric IP, e.g. 127.0.0.1:8080 (0.0.0.0: every interface), or unix:PATH";
+    if listen.trim() != listen {
+        return format!("'{listen}': remove the spaces around the address ({FORM})");
+    }
+    let split = listen.rsplit_once(':');
+    match listen.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => return format!("'{listen}' has no port: {ip}:8080, say ({FORM})"),
+        Ok(IpAddr::V6(_)) => {
+            let example = match split {
+                Some((host, port))
+                    if host.parse::<Ipv6Addr>().is_ok() && port.parse::<u16>().is_ok() =>
+                {
+                    format!("[{host}]:{port}")
+                }
+                _ => format!("[{listen}]:8080"),
+            };
+            return format!(
+                "'{listen}': an IPv6 address goes in brackets, followed by the port: {example}"
+            );
+        }
+        Err(_) => {}
+    }
+    let Some((host, port)) = split else {
+        return format!("'{listen}' has no port ({FORM})");
+    };
+    let mut problems = Vec::new();
+    let port_shown = port
+        .parse::<u16>()
+        .map_or("8080".to_string(), |p| p.to_string());
+    if host.is_empty() {
+        problems.push(format!(
+            "the host is missing: 0.0.0.0:{port_shown} for every interface, 127.0.0.1:{port_shown} for loopback"
+        ));
+    } else if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        if inner.parse::<Ipv6Addr>().is_err() {
+            problems.push(format!(
+                "'{inner}' in brackets is not a numeric IPv6 address"
+            ));
+        }
+    } else if host.parse::<Ipv6Addr>().is_ok() {
+        problems.push(format!(
+            "an IPv6 address goes in brackets: [{host}]:{port_shown}"
+        ));
+    } else if host.parse::<IpAddr>().is_err() {
+        let example = match host {
+            "localhost" => format!("127.0.0.1:{port_shown} (or [::1]:{port_shown})"),
+            _ => format!("127.0.0.1:{port_shown}, or 0.0.0.0:{port_shown} for every interface"),
+        };
+        problems.push(format!(
+            "'{host}' is a host name, which kreisel does not resolve: use a numeric IP such as {example}"
+        ));
+    }
+    if port.is_empty() {
+        problems.push("the port is missing after ':'".into());
+    } else if !port.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(format!("port '{port}' is not a number"));
+    } else if port.parse::<u16>().is_err() {
+        problems.push(format!("port {port} is out of range 0..=65535"));
+    }
+    match problems.is_empty() {
+        true => format!("'{listen}' is not a socket address ({FORM})"),
+        false => problems.join("; "),
     }
 }
 
@@ -669,12 +804,12 @@ listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket
 transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
-# [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener
+# metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
+# allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
+# [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
-# metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
-# allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 
 [[listeners]]
 listen = "127.0.0.1:8081"
@@ -792,13 +927,23 @@ mod tests {
         let ok = format!("{}{roles}", principal("ticket = \"t\""));
         let config = Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{ok}")).unwrap();
         assert_eq!(config.realms[0].anonymous_role(), None);
-        assert!(err(&format!("anonymous = true\n{ok}"))
-            .contains("role 'anonymous' (of anonymous sessions)"));
+        assert!(err(&format!("anonymous = true\n{ok}")).contains(
+            "realm 'r': role 'anonymous' (of anonymous sessions: anonymous_role) is not among the realm's \
+             [[realms.roles]] (defined: 'u'); define the role, set anonymous_role to one of the roles, or set \
+             anonymous = false"
+        ));
+        // Without principals anonymous access is on by default: the message says so.
+        assert!(err(roles).contains(
+            "(defined: 'u'); a realm without principals admits anonymous sessions unless anonymous = false"
+        ));
         assert!(err(&format!(
             "{}{roles}",
             principal("ticket = \"t\"").replace("\"u\"", "\"v\"")
         ))
-        .contains("role 'v' (of principal 'a')"));
+        .contains(
+            "role 'v' (of principal 'a') is not among the realm's [[realms.roles]] (defined: 'u'); define the \
+             role or give the principal one of the roles"
+        ));
         let bad_rule = "permissions = [{ uri = \"a..b\", allow = [\"call\"] }]";
         assert!(
             err(&format!("{ok}{bad_rule}")).contains("not a valid URI pattern for match 'exact'")
@@ -809,6 +954,189 @@ mod tests {
             .unwrap_err()
             .0
             .contains("auth_timeout_ms"));
+    }
+
+    /// A role rule follows the realm's URI rule: the strict one in a strict realm; the error names the realm, the
+    /// role, the rule's URI and what is wrong with it.
+    #[test]
+    fn role_rules_follow_the_realms_uri_rule() {
+        let realm = |check: &str, uri: &str, policy: &str| {
+            Config::from_toml(&format!(
+                "[[realms]]\nname = \"app\"\nuri_check = \"{check}\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+                 permissions = [{{ uri = \"{uri}\", match = \"{policy}\", allow = [\"call\"] }}]\n"
+            ))
+        };
+        for (uri, policy, why) in [
+            (
+                "app.getUser",
+                "exact",
+                "component 2 ('getUser') contains the uppercase letter 'U'",
+            ),
+            (
+                "app.my-topic.",
+                "prefix",
+                "component 2 ('my-topic') contains '-'",
+            ),
+            (
+                "app..Get",
+                "wildcard",
+                "component 3 ('Get') contains the uppercase letter 'G'",
+            ),
+        ] {
+            let err = realm("strict", uri, policy).unwrap_err().0;
+            assert!(
+                err.starts_with(&format!(
+                    "realm 'app', role 'anonymous': '{uri}' is not a valid URI pattern for match '{policy}': {why} \
+                     (uri_check = \"strict\": lowercase letters, digits and '_' only)"
+                )),
+                "{err}"
+            );
+            // The loose rule allows them.
+            realm("loose", uri, policy).unwrap();
+        }
+        let err = realm("loose", "app.*", "exact").unwrap_err().0;
+        assert_eq!(
+            err,
+            "realm 'app', role 'anonymous': 'app.*' (match 'exact'): kreisel has no `*` in URIs: use match = \
+             \"prefix\" with uri = \"app.\""
+        );
+        let err = realm("strict", "app.*.get", "exact").unwrap_err().0;
+        assert!(
+            err.ends_with("use match = \"wildcard\" with an empty component for each `*` (uri = \"app..get\")"),
+            "{err}"
+        );
+        let err = realm("loose", "app..get", "exact").unwrap_err().0;
+        assert!(
+            err.contains("component 2 is empty (two dots in a row): a URI has no empty components (valid with match = \"wildcard\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn realm_names_and_addresses_say_what_is_wrong() {
+        let err = |text: &str| Config::from_toml(text).unwrap_err().0;
+        let realm = |name: &str| err(&format!("[[realms]]\nname = \"{name}\"\n"));
+        assert_eq!(
+            realm("my realm"),
+            "realm name 'my realm' is not a valid URI: component 1 ('my realm') contains whitespace (no whitespace, \
+             '.' or '#' in a component)"
+        );
+        assert!(realm("app.").contains("component 2 is empty (it ends with '.')"));
+        assert!(realm("").contains("it is empty"));
+        assert!(realm("app.#1").contains("component 2 ('#1') contains '#'"));
+        let listen = |address: &str| {
+            let text = err(&format!(
+                "[[listeners]]\nlisten = \"{address}\"\ntransports = [\"websocket\"]\n"
+            ));
+            let prefix = format!("listener 1 ('{address}'): ");
+            assert!(text.starts_with(&prefix), "{text}");
+            text[prefix.len()..].to_string()
+        };
+        for (address, expected) in [
+            ("127.0.0.1:70000", "port 70000 is out of range 0..=65535"),
+            (
+                "localhost:8080",
+                "'localhost' is a host name, which kreisel does not resolve: use a numeric IP such as \
+                 127.0.0.1:8080 (or [::1]:8080)",
+            ),
+            (
+                "example.com:99999",
+                "'example.com' is a host name, which kreisel does not resolve: use a numeric IP such as \
+                 127.0.0.1:8080, or 0.0.0.0:8080 for every interface; port 99999 is out of range 0..=65535",
+            ),
+            ("127.0.0.1:http", "port 'http' is not a number"),
+            ("127.0.0.1:", "the port is missing after ':'"),
+            (
+                ":8080",
+                "the host is missing: 0.0.0.0:8080 for every interface, 127.0.0.1:8080 for loopback",
+            ),
+            (
+                "::1:8080",
+                "'::1:8080': an IPv6 address goes in brackets, followed by the port: [::1]:8080",
+            ),
+            ("[foo]:80", "'foo' in brackets is not a numeric IPv6 address"),
+            ("127.0.0.1", "'127.0.0.1' has no port: 127.0.0.1:8080, say (listen is HOST:PORT"),
+            ("localhost", "'localhost' has no port (listen is HOST:PORT with a numeric IP"),
+            (" 127.0.0.1:80", "' 127.0.0.1:80': remove the spaces around the address"),
+        ] {
+            let text = listen(address);
+            assert!(text.starts_with(expected), "{address}: {text}");
+        }
+        // What is valid stays valid.
+        for address in [
+            "0.0.0.0:8080",
+            "[::1]:0",
+            "127.0.0.1:65535",
+            "unix:/run/k.sock",
+        ] {
+            Config::from_toml(&format!(
+                "[[listeners]]\nlisten = \"{address}\"\ntransports = [\"websocket\"]\n"
+            ))
+            .unwrap();
+        }
+    }
+
+    /// Valid but suspicious access settings are warnings, each naming the realm and what to do.
+    #[test]
+    fn suspicious_access_settings_are_warnings() {
+        let warnings = |realm: &str| {
+            Config::from_toml(&format!("[[realms]]\nname = \"r\"\n{realm}"))
+                .unwrap()
+                .warnings()
+        };
+        let principal = "[[realms.principals]]\nauthid = \"a\"\nrole = \"u\"\nticket = \"t\"\n";
+        let role = |name: &str| format!("[[realms.roles]]\nname = \"{name}\"\n");
+        assert_eq!(Config::default().warnings(), Vec::<String>::new());
+        let example = Config::from_toml(include_str!("../../examples/auth.toml")).unwrap();
+        assert_eq!(example.warnings(), Vec::<String>::new());
+        assert_eq!(
+            warnings(&format!("{principal}{}", role("u"))),
+            Vec::<String>::new()
+        );
+        // Nobody can join: no principals and anonymous = false (with or without roles); said once.
+        let nobody = "realm 'r': nobody can join: it has no [[realms.principals]] and anonymous = false; add \
+                      principals, or set anonymous = true to admit anonymous sessions (with role 'anonymous', the \
+                      anonymous_role)";
+        assert_eq!(warnings("anonymous = false\n"), [nobody]);
+        assert_eq!(
+            warnings(&format!("anonymous = false\n{}{}", role("u"), role("v"))),
+            [nobody]
+        );
+        // anonymous_role set, but the realm has principals and `anonymous` is unset: no anonymous sessions.
+        assert_eq!(
+            warnings(&format!("anonymous_role = \"guest\"\n{principal}")),
+            ["realm 'r': anonymous_role = 'guest' has no effect: a realm with principals admits anonymous \
+              sessions only with anonymous = true"]
+        );
+        assert_eq!(
+            warnings(&format!(
+                "anonymous = true\nanonymous_role = \"guest\"\n{principal}{}{}",
+                role("u"),
+                role("guest")
+            )),
+            Vec::<String>::new()
+        );
+        // With anonymous = false said explicitly, the anonymous_role is kept on purpose.
+        assert_eq!(
+            warnings(&format!(
+                "anonymous = false\nanonymous_role = \"guest\"\n{principal}{}{}",
+                role("u"),
+                role("guest")
+            )),
+            Vec::<String>::new()
+        );
+        // The default anonymous_role defined as a role, in a realm with principals.
+        assert_eq!(
+            warnings(&format!("{principal}{}{}", role("u"), role("anonymous"))),
+            ["realm 'r': role 'anonymous' is given to nobody: it is the anonymous_role, but a realm with \
+              principals admits anonymous sessions only with anonymous = true"]
+        );
+        // A role nobody has.
+        assert_eq!(
+            warnings(&format!("{principal}{}{}", role("u"), role("admin"))),
+            ["realm 'r': role 'admin' is given to no principal and not to anonymous sessions: nobody gets its \
+              permissions"]
+        );
     }
 
     #[test]

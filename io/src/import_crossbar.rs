@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use kreisel_engine::uri::{self, MatchPolicy, UriCheck};
 use serde_json::{Map, Value};
 
+use crate::auth_config::{rule_problem, starred};
+
 /// The result of an import: the kreisel configuration and what could not be carried over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
@@ -439,7 +441,11 @@ impl Importer {
             let role = role
                 .as_object()
                 .ok_or_else(|| format!("{context}: every role must be an object"))?;
-            let out = self.role(&context, role)?;
+            let check = match uri_check {
+                Some("strict") => UriCheck::Strict,
+                _ => UriCheck::Loose,
+            };
+            let out = self.role(&context, role, check)?;
             // crossbar keeps the last role of a name.
             if let Some(at) = roles.iter().position(|r| r.name == out.name) {
                 let name = out.name.clone();
@@ -528,7 +534,12 @@ impl Importer {
         Ok(())
     }
 
-    fn role(&mut self, context: &str, role: &Map<String, Value>) -> Result<RoleOut, String> {
+    fn role(
+        &mut self,
+        context: &str,
+        role: &Map<String, Value>,
+        check: UriCheck,
+    ) -> Result<RoleOut, String> {
         let name = role
             .get("name")
             .and_then(Value::as_str)
@@ -562,7 +573,7 @@ impl Importer {
             let Some(permission) = permission.as_object() else {
                 return Err(format!("{context}: every permission must be an object"));
             };
-            let Some(rule) = self.permission(&context, &mut notes, permission) else {
+            let Some(rule) = self.permission(&context, &mut notes, permission, check) else {
                 continue;
             };
             let key = crossbar_key(&rule);
@@ -589,6 +600,7 @@ impl Importer {
         context: &str,
         notes: &mut Vec<String>,
         permission: &Map<String, Value>,
+        check: UriCheck,
     ) -> Option<RuleOut> {
         let Some(uri) = permission.get("uri").and_then(Value::as_str) else {
             self.warn(notes, context, "a permission without \"uri\"".into());
@@ -624,13 +636,13 @@ impl Importer {
             self.out.warnings.push(format!("{context}: {text}"));
             note = Some(format!("not carried over: {text}"));
         }
-        let everything = uri.is_empty() && policy == MatchPolicy::Prefix;
-        if !everything && !uri::is_valid(&uri, UriCheck::Loose, policy) {
+        if let Some(problem) = rule_problem(&uri, policy, check) {
             self.warn(
                 notes,
                 context,
                 format!(
-                    "the rule for '{uri}' ({}): not a URI pattern kreisel accepts (a URI no rule matches is denied)",
+                    "the rule for '{uri}' ({}): not a URI pattern kreisel accepts: {problem} (a URI no rule \
+                     matches is denied)",
                     policy.name()
                 ),
             );
@@ -1791,18 +1803,6 @@ fn builtin_role(name: &str) -> RoleOut {
     }
 }
 
-/// crossbar's starred URIs (a permission without `match`): `a.b.*` is a prefix, other stars are wildcards.
-fn starred(uri: &str) -> (String, MatchPolicy) {
-    let stars = uri.matches('*').count();
-    if stars == 0 {
-        (uri.to_string(), MatchPolicy::Exact)
-    } else if stars == 1 && uri.ends_with('*') {
-        (uri[..uri.len() - 1].to_string(), MatchPolicy::Prefix)
-    } else {
-        (uri.replace('*', ""), MatchPolicy::Wildcard)
-    }
-}
-
 /// What crossbar keys a permission by: the URI for exact and prefix rules (one trie), the part before the first
 /// `..` for wildcard rules (another trie).
 fn crossbar_key(rule: &RuleOut) -> (bool, &str) {
@@ -2167,6 +2167,8 @@ mod tests {
                     {"uri": "com.app..x", "match": "wildcard", "allow": {"register": true},
                      "validate": {"call": "foo"}},
                     {"uri": "bad uri", "match": "exact", "allow": {"call": true}},
+                    {"uri": "com.App.x", "match": "exact", "allow": {"call": true}},
+                    {"uri": "com.stars.*", "match": "prefix", "allow": {"call": true}},
                     {"uri": "com.app.news", "match": "regex"}
                 ]},
                 {"name": "dyn", "authorizer": "com.app.authorize"},
@@ -2224,6 +2226,23 @@ mod tests {
             &[
                 "role 'user'",
                 "the rule for 'bad uri' (exact): not a URI pattern",
+            ],
+        );
+        // The realm's strict URI rule applies to the rules; a star with an explicit match is no pattern.
+        warned(
+            &imported,
+            &[
+                "role 'user'",
+                "the rule for 'com.App.x' (exact)",
+                "component 2 ('App') contains the uppercase letter 'A'",
+            ],
+        );
+        warned(
+            &imported,
+            &[
+                "role 'user'",
+                "the rule for 'com.stars.*' (prefix)",
+                "kreisel has no `*` in URIs: use match = \"prefix\" with uri = \"com.stars.\"",
             ],
         );
         warned(&imported, &["role 'user'", "match \"regex\""]);

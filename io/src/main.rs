@@ -10,15 +10,20 @@ use tracing_subscriber::EnvFilter;
 /// kreisel: a fast WAMP v2 router (broker and dealer) over WebSocket and RawSocket.
 ///
 /// Without --config it runs the embedded defaults: realm `realm1` open to anonymous clients, WebSocket on
-/// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081. SIGINT/SIGTERM end every session with GOODBYE
-/// `wamp.close.system_shutdown` and exit 0.
+/// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081.
+///
+/// Signals: SIGINT/SIGTERM end every session with GOODBYE `wamp.close.system_shutdown` and exit 0 (a second one
+/// exits at once). SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`,
+/// `anonymous_role`) of the running realms without dropping anyone; other changes are logged as needing a restart,
+/// and a file that does not load changes nothing.
 #[derive(Parser, Debug)]
-#[command(name = "kreisel", version, about, long_about)]
+#[command(name = "kreisel", version)]
 struct Cli {
     /// Run with this TOML configuration file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["check", "print_config"])]
     config: Option<PathBuf>,
-    /// Validate this configuration file, explain what is wrong, and exit (0 when valid).
+    /// Validate this configuration file, explain what is wrong, and exit (0 when valid; what is valid but probably
+    /// not meant, such as a realm nobody can join, is a `warning:` line on stderr).
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
     /// Print an annotated configuration with every default and exit.
@@ -75,11 +80,16 @@ fn main() -> ExitCode {
     if let Some(path) = cli.check {
         return match Config::load(&path) {
             Ok(config) => {
+                let warnings = config.warnings();
+                for warning in &warnings {
+                    eprintln!("warning: {}: {warning}", path.display());
+                }
                 println!(
-                    "{}: valid ({} realms, {} listeners)",
+                    "{}: valid ({} realms, {} listeners, {} warnings)",
                     path.display(),
                     config.realms.len(),
-                    config.listeners.len()
+                    config.listeners.len(),
+                    warnings.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -107,6 +117,9 @@ fn main() -> ExitCode {
         .with_writer(|| LogWriter(std::io::stderr()))
         .with_ansi(ansi)
         .init();
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     match run(config, cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -73,7 +73,11 @@ impl OriginPattern {
             return Ok(OriginPattern::Null);
         }
         let (scheme, host, port) = split_origin(text).ok_or_else(|| {
-            format!("'{text}' is not an origin (scheme://host[:port], e.g. https://app.example.com, or null)")
+            format!(
+                "'{text}' is not an origin: {} (an origin is scheme://host[:port], e.g. https://app.example.com, \
+                 or null)",
+                origin_problem(text)
+            )
         })?;
         let (host, wildcard) = match host.strip_prefix("*.") {
             Some(domain) => (domain, true),
@@ -127,6 +131,46 @@ impl OriginPattern {
                     && port.or(default_port(scheme)) == their_port.or(default_port(&their_scheme))
             }
         }
+    }
+}
+
+/// Why `split_origin` refuses `text`, for the configuration's error message.
+fn origin_problem(text: &str) -> String {
+    if text == "*" {
+        return "to allow every origin, leave allowed_origins unset".into();
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return format!("it has no scheme (https://{text}, say)");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return format!("'{scheme}' is not a scheme");
+    }
+    if let Some(at) = rest.find(['/', '?', '#']).filter(|&at| at > 0) {
+        return format!(
+            "a browser's Origin has no path, query or fragment: write '{scheme}://{}'",
+            &rest[..at]
+        );
+    }
+    if rest.contains('@') {
+        return "a browser's Origin has no user name".into();
+    }
+    if rest.is_empty() || rest.starts_with([':', '/', '?', '#']) {
+        return "the host is missing".into();
+    }
+    match rest.rfind(':') {
+        Some(colon) if !rest[colon..].contains(']') => {
+            let port = &rest[colon + 1..];
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                format!("port {port} is out of range 0..=65535")
+            } else {
+                format!("port '{port}' is not a number")
+            }
+        }
+        _ => "it does not have the form scheme://host[:port]".into(),
     }
 }
 
@@ -1156,15 +1200,31 @@ mod tests {
 
     #[test]
     fn origin_patterns_are_validated() {
-        for bad in [
-            "example.com",
-            "https://",
-            "https://a.com/path",
-            "https://a.*.com",
-            "https://*",
-            "https://a.com:x",
+        for (bad, why) in [
+            ("example.com", "it has no scheme (https://example.com, say)"),
+            ("*", "leave allowed_origins unset"),
+            ("https://", "the host is missing"),
+            ("https://:443", "the host is missing"),
+            ("https:///x", "the host is missing"),
+            (
+                "https://a.com/path",
+                "has no path, query or fragment: write 'https://a.com'",
+            ),
+            ("https://a.com/", "write 'https://a.com'"),
+            ("https://a.com?q", "write 'https://a.com'"),
+            ("https://user@a.com", "no user name"),
+            ("ht tp://a.com", "'ht tp' is not a scheme"),
+            ("https://a.*.com", "leading labels"),
+            ("https://*", "leading labels"),
+            ("https://a.com:x", "port 'x' is not a number"),
+            ("https://a.com:", "port '' is not a number"),
+            (
+                "https://a.com:70000",
+                "port 70000 is out of range 0..=65535",
+            ),
         ] {
-            assert!(OriginPattern::parse(bad).is_err(), "{bad}");
+            let err = OriginPattern::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
         }
         assert!(OriginPattern::parse("https://[::1]:8443").is_ok());
         assert!(OriginPattern::parse("https://[::1]:8443")

@@ -10,6 +10,39 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `-h` starts with kreisel's own one-line description (not the package's); `--help` also explains the signals.
+#[test]
+fn short_and_long_help() {
+    let help = |flag: &str| {
+        let out = Command::new(KREISEL).arg(flag).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let short = help("-h");
+    let mut lines = short.lines();
+    let about = lines.next().unwrap_or_default();
+    assert!(
+        about.starts_with("kreisel: ") && about.contains("WAMP v2 router"),
+        "{short}"
+    );
+    assert_ne!(about, env!("CARGO_PKG_DESCRIPTION"));
+    assert_eq!(lines.next(), Some(""), "one line, then the usage: {short}");
+    assert!(lines
+        .next()
+        .is_some_and(|l| l.starts_with("Usage: kreisel")));
+    assert!(!short.contains("SIGHUP"), "the details are for --help");
+    let long = help("--help");
+    assert!(long.starts_with(about), "{long}");
+    for text in [
+        "SIGINT/SIGTERM end every session with GOODBYE",
+        "is a `warning:` line on stderr",
+        "SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`, \
+         `anonymous_role`)",
+    ] {
+        assert!(long.replace('\n', " ").contains(text), "{text}: {long}");
+    }
+}
+
 #[test]
 fn help_and_print_config() {
     let help = Command::new(KREISEL).arg("--help").output().unwrap();
@@ -98,6 +131,63 @@ fn check_explains_mistakes() {
             "HOST:PORT",
         ),
         ("bad-syntax.toml", "[[realms]\nname = \"x\"\n", "realms"),
+        (
+            "port-range.toml",
+            "[[listeners]]\nlisten = \"127.0.0.1:70000\"\ntransports = [\"websocket\"]\n",
+            "listener 1 ('127.0.0.1:70000'): port 70000 is out of range 0..=65535",
+        ),
+        (
+            "hostname.toml",
+            "[[listeners]]\nlisten = \"localhost:8080\"\ntransports = [\"websocket\"]\n",
+            "'localhost' is a host name, which kreisel does not resolve: use a numeric IP such as 127.0.0.1:8080",
+        ),
+        (
+            "strict-rule.toml",
+            "[[realms]]\nname = \"app\"\nuri_check = \"strict\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"app.getUser\", allow = [\"call\"] }]\n",
+            "realm 'app', role 'anonymous': 'app.getUser' is not a valid URI pattern for match 'exact': component 2 \
+             ('getUser') contains the uppercase letter 'U' (uri_check = \"strict\": lowercase letters, digits and \
+             '_' only)",
+        ),
+        (
+            "starred-prefix.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com.example.*\", allow = [\"call\"] }]\n",
+            "realm 'app', role 'anonymous': 'com.example.*' (match 'exact'): kreisel has no `*` in URIs: use match \
+             = \"prefix\" with uri = \"com.example.\"",
+        ),
+        (
+            "starred-wildcard.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com.*.x\", allow = [\"call\"] }]\n",
+            "use match = \"wildcard\" with an empty component for each `*` (uri = \"com..x\")",
+        ),
+        (
+            "empty-component.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"anonymous\"\n\
+             permissions = [{ uri = \"com..x\", allow = [\"call\"] }]\n",
+            "'com..x' is not a valid URI pattern for match 'exact': component 2 is empty (two dots in a row): a URI \
+             has no empty components (valid with match = \"wildcard\"",
+        ),
+        (
+            "realm-name.toml",
+            "[[realms]]\nname = \"my realm\"\n",
+            "realm name 'my realm' is not a valid URI: component 1 ('my realm') contains whitespace",
+        ),
+        (
+            "origin-path.toml",
+            "[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"websocket\"]\n\
+             allowed_origins = [\"https://app.example.com/\"]\n",
+            "allowed_origins: 'https://app.example.com/' is not an origin: a browser's Origin has no path, query or \
+             fragment: write 'https://app.example.com'",
+        ),
+        (
+            "anonymous-role.toml",
+            "[[realms]]\nname = \"app\"\n[[realms.roles]]\nname = \"public\"\n",
+            "realm 'app': role 'anonymous' (of anonymous sessions: anonymous_role) is not among the realm's \
+             [[realms.roles]] (defined: 'public'); a realm without principals admits anonymous sessions unless \
+             anonymous = false",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = temp_file(name, text);
@@ -117,6 +207,203 @@ fn check_explains_mistakes() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// A valid but suspicious file passes `--check` (exit 0) with `warning:` lines on stderr, and the router logs the
+/// same warnings when it starts; a file without anything suspicious gets no warning.
+#[test]
+fn check_warns_about_realms_nobody_can_join() {
+    let text = "[[realms]]\nname = \"closed\"\nanonymous = false\n\n[[realms]]\nname = \"app\"\n\
+                anonymous_role = \"guest\"\n[[realms.principals]]\nauthid = \"a\"\nrole = \"user\"\nticket = \"t\"\n\
+                \n[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"rawsocket\"]\n";
+    let path = temp_file("suspicious.toml", text);
+    let out = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let file = path.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "warning: {file}: realm 'closed': nobody can join: it has no [[realms.principals]] and anonymous = \
+                 false; add principals, or set anonymous = true to admit anonymous sessions (with role 'anonymous', \
+                 the anonymous_role)"
+            ),
+            format!(
+                "warning: {file}: realm 'app': anonymous_role = 'guest' has no effect: a realm with principals \
+                 admits anonymous sessions only with anonymous = true"
+            )
+        ]
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("{file}: valid (2 realms, 1 listeners, 2 warnings)")
+    );
+    let router = start_file(&path);
+    wait_for_log(&router, "realm 'closed': nobody can join", 1);
+    wait_for_log(
+        &router,
+        "realm 'app': anonymous_role = 'guest' has no effect",
+        1,
+    );
+    let mut client = rawsocket_json(router.addresses[0]);
+    send(
+        &mut client,
+        r#"[1, "closed", {"roles": {"subscriber": {}}}]"#,
+    );
+    assert_eq!(recv(&mut client)[0], 3, "ABORT: nobody can join 'closed'");
+    drop(router);
+
+    let fine = temp_file(
+        "fine.toml",
+        &text
+            .replace("anonymous = false", "anonymous = true")
+            .replace(
+                "anonymous_role = \"guest\"\n",
+                "anonymous = true\nanonymous_role = \"guest\"\n",
+            ),
+    );
+    let out = Command::new(KREISEL)
+        .arg("--check")
+        .arg(&fine)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 warnings"));
+}
+
+/// `--print-config` comments out optional keys and tables. Uncommenting one (a commented table with its keys counts
+/// as one) must give a file that loads, where that makes sense alone, and uncommenting them together must too: each
+/// key must sit in the table it belongs to.
+#[test]
+fn print_config_commented_keys_can_be_uncommented() {
+    let printed = Command::new(KREISEL)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    // Commented TOML (a key or a table header; prose does not parse), grouped: a commented table header with the
+    // commented keys after it, or a lone commented key. Each group is named by its first line's key or header.
+    fn code(line: &str) -> Option<&str> {
+        line.strip_prefix("# ")
+            .filter(|rest| toml::from_str::<toml::Table>(rest).is_ok())
+    }
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut in_table = false;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(code) = code(line) else {
+            in_table = false;
+            continue;
+        };
+        let header = code.starts_with('[');
+        if in_table && !header {
+            groups.last_mut().unwrap().1.push(index);
+            continue;
+        }
+        let name = code.split([' ', '=']).next().unwrap().to_string();
+        groups.push((name, vec![index]));
+        in_table = header;
+    }
+    let names: Vec<&str> = groups.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "anonymous",
+            "[[realms.principals]]",
+            "[[realms.roles]]",
+            "metrics",
+            "allowed_origins",
+            "[listeners.tls]"
+        ],
+        "the commented keys, grouped by the commented table they fall into when uncommented (a listener key after \
+         `# [listeners.tls]` would fall into it); a new one: say here what uncommenting it gives"
+    );
+    // The TLS files of the commented [listeners.tls], relative to the working directory.
+    let dir = temp_file("tls-dir", "").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(
+        {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+        },
+        rcgen::KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let check = |uncomment: &[&str]| {
+        let mut text = String::new();
+        for (index, line) in lines.iter().enumerate() {
+            let group = groups.iter().find(|(_, at)| at.contains(&index));
+            match group {
+                Some((name, _)) if uncomment.contains(&name.as_str()) => {
+                    text.push_str(&line[2..]);
+                }
+                _ => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        let path = temp_file("uncommented.toml", &text);
+        let out = Command::new(KREISEL)
+            .arg("--check")
+            .arg(&path)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr, text)
+    };
+    for name in &names {
+        let (ok, stderr, text) = check(&[name]);
+        if *name == "[[realms.roles]]" {
+            // Roles without principals: anonymous sessions need a role of their own.
+            assert!(!ok, "{text}");
+            assert!(
+                stderr.contains(
+                    "role 'anonymous' (of anonymous sessions: anonymous_role) is not among"
+                ),
+                "{stderr}"
+            );
+        } else {
+            assert!(ok && stderr.is_empty(), "{name}: {stderr}\n{text}");
+        }
+    }
+    // Together: the principal has the role; the listener's keys stay out of [listeners.tls].
+    let all: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| *n != "anonymous")
+        .collect();
+    let (ok, stderr, text) = check(&all);
+    assert!(ok && stderr.is_empty(), "{stderr}\n{text}");
+    let config: toml::Table = toml::from_str(&text).unwrap();
+    let listener = &config["listeners"][0];
+    assert_eq!(listener["metrics"].as_str(), Some("/metrics"));
+    assert!(listener["allowed_origins"].is_array());
+    assert_eq!(listener["tls"]["certificate"].as_str(), Some("cert.pem"));
+    // With anonymous = true as well, the anonymous sessions' role must be defined too: said as such.
+    let (ok, stderr, _) = check(&names);
+    assert!(!ok);
+    assert!(
+        stderr.contains("role 'anonymous' (of anonymous sessions: anonymous_role)"),
+        "{stderr}"
+    );
 }
 
 /// A crossbar node configuration in YAML, as `kreisel --import-crossbar` reads it (PORT to fill in).
