@@ -408,6 +408,11 @@ impl Nonces {
         }
     }
 
+    /// Continues from `counter` (when it is ahead).
+    pub fn skip_to(&mut self, counter: u64) {
+        self.counter = self.counter.max(counter);
+    }
+
     pub fn next(&mut self) -> [u8; 32] {
         self.counter += 1;
         let tag = hmac::sign(&self.key, &self.counter.to_le_bytes());

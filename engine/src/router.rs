@@ -338,7 +338,11 @@ impl Router {
         let mut realms = Vec::new();
         let mut realm_index = HashMap::new();
         let mut nonces = Nonces::new(&config.secret_seed);
+        // The same on every shard (principals' derived secrets, decoys)...
         let auth_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &nonces.next());
+        // ...while challenges differ: each shard draws its nonces from a range of the counter of its own, so no
+        // two shards (which share the secret seed) ever issue the same challenge.
+        nonces.skip_to(u64::from(config.shard) << 48);
         for realm in &config.realms {
             realm_index.insert(realm.name.clone(), realms.len());
             realms.push(Realm {

@@ -650,3 +650,28 @@ fn reload_replaces_principals_and_roles() {
         .handle_auth_reload("nowhere", &open, &mut h.out)
         .is_none());
 }
+
+/// Shards share the secret seed (a ticket check or a decoy must not depend on the shard a client lands on), but
+/// never issue the same challenge: a signature captured on one shard cannot be replayed on another.
+#[test]
+fn shards_sharing_secrets_issue_different_challenges() {
+    let pubkey = hex(keypair().public_key().as_ref());
+    let mut challenges = Vec::new();
+    for shard in 0..3u16 {
+        let mut h = Harness::with_config(RouterConfig {
+            shard,
+            shards: 3,
+            ..config()
+        });
+        for _ in 0..2 {
+            let (_, challenge) = hello(
+                &mut h,
+                json!({"authmethods": ["cryptosign"], "authextra": {"pubkey": pubkey}}),
+            );
+            assert_eq!(challenge[0], 4, "{challenge}");
+            challenges.push(challenge[2]["challenge"].as_str().unwrap().to_owned());
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = challenges.iter().collect();
+    assert_eq!(distinct.len(), challenges.len(), "{challenges:?}");
+}
