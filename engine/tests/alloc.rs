@@ -1,12 +1,17 @@
 //! The steady-state publish and call paths allocate nothing: decode (codec) → route (engine) → encode once per
-//! serializer (codec, into reused buffers, as the io layer does with its frame pool).
+//! serializer (codec, into reused buffers, as the io layer does with its frame pool). Across shards too: a
+//! publication or a call from a session on one shard to sessions on another goes through the peer-message
+//! encoding into reused buffers (as the io layer's pooled link buffers) and the receiving shard's engine.
 //!
 //! A counting global allocator counts allocations made by this thread while `COUNTING` is set.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use std::collections::VecDeque;
+
 use kreisel_codec::{Message, Serializer};
+use kreisel_engine::link::{self, PeerMessage, ShardSet};
 use kreisel_engine::{
     ConnId, Peer, PermissionConfig, Perms, Recipients, RoleConfig, Router, RouterConfig,
     SessionHandle, Sink,
@@ -358,4 +363,205 @@ fn yield_message(serializer: Serializer, request: u64, out: &mut [u8; 64]) -> us
         }
     }
     cursor.position() as usize
+}
+
+/// One shard's sink: WAMP messages as [`EncodingSink`], peer messages encoded into reused buffers, queued for the
+/// other shard.
+#[derive(Default)]
+struct ShardSink {
+    wamp: EncodingSink,
+    queue: VecDeque<Vec<u8>>,
+    free: Vec<Vec<u8>>,
+}
+
+impl Sink for ShardSink {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        self.wamp.send(to, msg);
+    }
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        self.wamp.send_many(to, msg);
+    }
+    fn close(&mut self, to: Peer) {
+        self.wamp.close(to);
+    }
+    fn peer(&mut self, to: ShardSet, msg: &PeerMessage<'_>) {
+        assert_eq!(to.len(), 1, "two shards: only the other one");
+        let mut buffer = self.free.pop().unwrap_or_default();
+        buffer.clear();
+        link::encode(msg, &mut buffer);
+        self.queue.push_back(buffer);
+    }
+}
+
+/// Two shards of one router.
+fn two_shards(config: &RouterConfig) -> ([Router; 2], [ShardSink; 2]) {
+    let shard = |id| {
+        Router::new(RouterConfig {
+            shard: id,
+            shards: 2,
+            ..config.clone()
+        })
+    };
+    ([shard(0), shard(1)], Default::default())
+}
+
+/// Delivers peer messages between the two shards until none is left.
+fn pump(routers: &mut [Router; 2], sinks: &mut [ShardSink; 2]) {
+    loop {
+        let mut moved = false;
+        for from in 0..2 {
+            let to = 1 - from;
+            while let Some(buffer) = sinks[from].queue.pop_front() {
+                moved = true;
+                let msg = link::decode(&buffer, true).expect("a peer message");
+                routers[to].handle_peer(from as u16, &msg, 0, &mut sinks[to]);
+                sinks[from].free.push(buffer);
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// A session of shard `shard`, joined and known to the other shard.
+fn join_on(
+    routers: &mut [Router; 2],
+    sinks: &mut [ShardSink; 2],
+    shard: usize,
+    conn: u64,
+    serializer: Serializer,
+) -> SessionHandle {
+    let handle = routers[shard].handle_open(ConnId(conn), serializer);
+    let hello = encode(
+        serializer,
+        r#"[1, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}]"#,
+    );
+    let msg = serializer.decode(&hello).unwrap();
+    routers[shard].handle_message(handle, &msg, 0, &mut sinks[shard]);
+    pump(routers, sinks);
+    handle
+}
+
+fn deliver_on(
+    routers: &mut [Router; 2],
+    sinks: &mut [ShardSink; 2],
+    shard: usize,
+    (handle, serializer): (SessionHandle, Serializer),
+    frame: &[u8],
+) {
+    let msg = serializer.decode(frame).expect("valid frame");
+    routers[shard].handle_message(handle, &msg, 0, &mut sinks[shard]);
+    pump(routers, sinks);
+}
+
+#[test]
+fn steady_state_publish_to_another_shard_allocates_nothing() {
+    for (publisher_serializer, config) in Serializer::ALL
+        .into_iter()
+        .flat_map(|s| configs().map(|c| (s, c)))
+    {
+        let (mut routers, mut sinks) = two_shards(&config);
+        for i in 0..100 {
+            let serializer = Serializer::ALL[i % Serializer::ALL.len()];
+            let handle = join_on(&mut routers, &mut sinks, 1, i as u64, serializer);
+            deliver_on(
+                &mut routers,
+                &mut sinks,
+                1,
+                (handle, serializer),
+                &encode(serializer, r#"[32, 1, {}, "com.sensor.temp"]"#),
+            );
+        }
+        let publisher = join_on(&mut routers, &mut sinks, 0, 1000, publisher_serializer);
+        let publish = encode(
+            publisher_serializer,
+            r#"[16, 2, {"acknowledge": true}, "com.sensor.temp", [21.5, "celsius", "\u0000AQID"], {"id": 7}]"#,
+        );
+        let mut publish_once = |routers: &mut [Router; 2], sinks: &mut [ShardSink; 2]| {
+            deliver_on(
+                routers,
+                sinks,
+                0,
+                (publisher, publisher_serializer),
+                &publish,
+            );
+        };
+        for _ in 0..10 {
+            publish_once(&mut routers, &mut sinks);
+        }
+        let (events, published) = (sinks[1].wamp.delivered, sinks[0].wamp.delivered);
+        let count = allocations(|| {
+            for _ in 0..1000 {
+                publish_once(&mut routers, &mut sinks);
+            }
+        });
+        assert_eq!(
+            sinks[1].wamp.delivered - events,
+            1000 * 100,
+            "events on shard 1"
+        );
+        assert_eq!(
+            sinks[0].wamp.delivered - published,
+            1000,
+            "PUBLISHED on shard 0"
+        );
+        assert_eq!(
+            count,
+            0,
+            "{}: allocations on the steady-state publish path across shards",
+            publisher_serializer.name()
+        );
+    }
+}
+
+#[test]
+fn steady_state_call_to_another_shard_allocates_nothing() {
+    for (serializer, config) in Serializer::ALL
+        .into_iter()
+        .flat_map(|s| configs().map(|c| (s, c)))
+    {
+        let (mut routers, mut sinks) = two_shards(&config);
+        let callee = join_on(&mut routers, &mut sinks, 1, 1, serializer);
+        let caller = join_on(&mut routers, &mut sinks, 0, 2, serializer);
+        deliver_on(
+            &mut routers,
+            &mut sinks,
+            1,
+            (callee, serializer),
+            &encode(serializer, r#"[64, 1, {}, "com.echo"]"#),
+        );
+        let call = encode(
+            serializer,
+            r#"[48, 7, {}, "com.echo", [1, "two"], {"three": 3}]"#,
+        );
+        let round_trip = |routers: &mut [Router; 2], sinks: &mut [ShardSink; 2]| {
+            deliver_on(routers, sinks, 0, (caller, serializer), &call);
+            let invocation = serializer.decode(&sinks[1].wamp.last).expect("INVOCATION");
+            let Message::Invocation { request, .. } = invocation else {
+                panic!("expected INVOCATION on shard 1")
+            };
+            let mut yield_frame = [0u8; 64];
+            let len = yield_message(serializer, request.get(), &mut yield_frame);
+            deliver_on(routers, sinks, 1, (callee, serializer), &yield_frame[..len]);
+            assert!(matches!(
+                serializer.decode(&sinks[0].wamp.last),
+                Ok(Message::Result { .. })
+            ));
+        };
+        for _ in 0..10 {
+            round_trip(&mut routers, &mut sinks);
+        }
+        let count = allocations(|| {
+            for _ in 0..1000 {
+                round_trip(&mut routers, &mut sinks);
+            }
+        });
+        assert_eq!(
+            count,
+            0,
+            "{}: allocations on the steady-state call path across shards",
+            serializer.name()
+        );
+    }
 }

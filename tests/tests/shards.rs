@@ -147,7 +147,10 @@ fn subscribers_on_every_shard_get_every_event_in_order_right_after_subscribed() 
     for (i, subscriber) in subscribers.iter_mut().enumerate() {
         subscriber.send(&format!(r#"[32, {}, {{}}, "com.shards.same"]"#, 500 + i));
     }
-    let ids: Vec<Value> = subscribers.iter_mut().map(|s| s.expect()[2].clone()).collect();
+    let ids: Vec<Value> = subscribers
+        .iter_mut()
+        .map(|s| s.expect()[2].clone())
+        .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
 }
 
@@ -203,7 +206,10 @@ fn calls_cross_shards_in_order_with_round_robin_and_one_single_registration() {
     b.send(r#"[64, 3, {"invoke": "roundrobin"}, "com.shards.rr"]"#);
     assert_eq!(b.expect()[0], 65);
     for round in 0..6u64 {
-        caller.send(&format!(r#"[48, {}, {{}}, "com.shards.rr", []]"#, 20 + round));
+        caller.send(&format!(
+            r#"[48, {}, {{}}, "com.shards.rr", []]"#,
+            20 + round
+        ));
         let callee = if round % 2 == 0 { &mut a } else { &mut b };
         answer(callee, 0);
         let result = caller.expect();
@@ -249,7 +255,9 @@ fn the_meta_api_sees_sessions_on_every_shard() {
     }
     // Kill a session on shard 2 from shard 0.
     let (_, victim) = joined[2];
-    asker.send(&format!(r#"[48, 4, {{}}, "wamp.session.kill", [{victim}]]"#));
+    asker.send(&format!(
+        r#"[48, 4, {{}}, "wamp.session.kill", [{victim}]]"#
+    ));
     assert_eq!(asker.expect()[0], 50);
     let mut joined = joined;
     let goodbye = joined[2].0.expect();
