@@ -28,9 +28,11 @@ use crate::conn::Stream;
 pub(super) const INBOX_CAPACITY: usize = 8192;
 /// Envelopes a shard takes from its inbox in one loop turn at most (connections get their turn in between).
 pub(super) const INBOX_BATCH: usize = 4096;
-/// Buffers a shard keeps for its peer messages, and the largest it keeps (a bigger one is freed after use).
+/// Buffers a shard keeps for its peer messages, the largest it keeps (a bigger one is freed after use), and the
+/// capacity they may hold together.
 const POOL_MAX: usize = 4096;
 const POOL_BUFFER_MAX: usize = 64 << 10;
+const POOL_BYTES_MAX: usize = 4 << 20;
 /// Bytes of peer messages one shard may have sent and not yet seen handled (a message for several shards counts
 /// once per destination): past it, the shard stops reading from its connections until receivers catch up. The
 /// mailboxes bound messages by count; this bounds them by size (a few large publications must not pile up
@@ -93,6 +95,8 @@ pub(super) struct Link {
     outlets: Vec<Outlet>,
     /// Buffers of peer messages sent, oldest first: reused once every receiver dropped its reference.
     pool: VecDeque<Arc<Vec<u8>>>,
+    /// Their capacity together (bounded by [`POOL_BYTES_MAX`]).
+    pool_bytes: usize,
     /// Destinations sent to since the last [`Link::flush`] (to ring then).
     to_ring: ShardSet,
     /// Envelopes waiting in the outlets' backlogs.
@@ -128,6 +132,7 @@ impl Link {
                     })
                     .collect(),
                 pool: VecDeque::new(),
+                pool_bytes: 0,
                 to_ring: ShardSet::EMPTY,
                 backlog: 0,
                 mailbox_full: 0,
@@ -159,7 +164,12 @@ impl Link {
                 self.forget(envelope);
             }
         }
-        if self.pool.len() < POOL_MAX && frame.capacity() <= POOL_BUFFER_MAX {
+        let capacity = frame.capacity();
+        if self.pool.len() < POOL_MAX
+            && capacity <= POOL_BUFFER_MAX
+            && self.pool_bytes + capacity <= POOL_BYTES_MAX
+        {
+            self.pool_bytes += capacity;
             self.pool.push_back(frame);
         }
     }
@@ -172,6 +182,7 @@ impl Link {
             .is_some_and(|front| Arc::get_mut(front).is_some());
         if reusable {
             if let Some(mut frame) = self.pool.pop_front() {
+                self.pool_bytes -= frame.capacity();
                 if let Some(buffer) = Arc::get_mut(&mut frame) {
                     buffer.clear();
                 }
