@@ -478,7 +478,7 @@ fn steady_state_publish_to_another_shard_allocates_nothing() {
             publisher_serializer,
             r#"[16, 2, {"acknowledge": true}, "com.sensor.temp", [21.5, "celsius", "\u0000AQID"], {"id": 7}]"#,
         );
-        let mut publish_once = |routers: &mut [Router; 2], sinks: &mut [ShardSink; 2]| {
+        let publish_once = |routers: &mut [Router; 2], sinks: &mut [ShardSink; 2]| {
             deliver_on(
                 routers,
                 sinks,
