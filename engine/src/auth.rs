@@ -1,5 +1,6 @@
-//! Authentication: anonymous, ticket, WAMP-CRA (with salted secrets) and cryptosign (Ed25519) against static
-//! principals from the config.
+//! Authentication: anonymous, ticket, WAMP-CRA (with salted secrets), cryptosign (Ed25519) and WAMP-SCRAM
+//! ([`crate::scram`]) against static principals from the config. Dynamic authenticators (procedures the router
+//! calls) are configured here ([`AuthenticatorConfig`]) and driven by the router (`router/dynamic.rs`).
 //!
 //! Cost to the router of an attempt: HELLO costs a table lookup and one HMAC (the nonce); nothing expensive
 //! happens before the client has answered the challenge, and the answer costs one HMAC (ticket, WAMP-CRA) or one
@@ -21,6 +22,7 @@ use ring::hmac;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
 use crate::authz::RoleConfig;
+use crate::scram;
 
 /// A realm's authentication and authorization settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +32,31 @@ pub struct AuthConfig {
     pub principals: Vec<PrincipalConfig>,
     /// `None`: no authorization, every session may do everything.
     pub roles: Option<Vec<RoleConfig>>,
+    /// Procedures that authenticate (`[[realms.authenticators]]`): a method handled by one of them is not
+    /// checked against `principals`.
+    pub authenticators: Vec<AuthenticatorConfig>,
+}
+
+/// A dynamic authenticator: a procedure the router calls, as crossbar.io does, to authenticate each HELLO that
+/// chose one of `methods` (see [`crate::dynamic`] for the contract).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatorConfig {
+    /// The methods it handles (no method twice in a realm; `scram` and `wamp-scram` count as one).
+    pub methods: Vec<Method>,
+    /// The procedure URI.
+    pub procedure: String,
+    /// The realm it is registered in (`None`: the realm being joined).
+    pub realm: Option<String>,
+    /// How long the router waits for its answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Authentications waiting for its answer at once (on each shard); beyond, a HELLO is refused at once.
+    pub concurrency_max: usize,
+}
+
+impl AuthenticatorConfig {
+    /// `timeout_ms` and `concurrency_max` defaults.
+    pub const TIMEOUT_MS: u64 = 5_000;
+    pub const CONCURRENCY_MAX: usize = 1_000;
 }
 
 impl Default for AuthConfig {
@@ -39,6 +66,7 @@ impl Default for AuthConfig {
             anonymous_role: Some("anonymous".into()),
             principals: Vec::new(),
             roles: None,
+            authenticators: Vec::new(),
         }
     }
 }
@@ -52,6 +80,8 @@ pub struct PrincipalConfig {
     pub wampcra: Option<WampCraSecret>,
     /// Ed25519 public keys (cryptosign).
     pub cryptosign: Vec<[u8; 32]>,
+    /// WAMP-SCRAM (`wamp-scram` and crossbar's `scram`): the salted stored credential.
+    pub scram: Option<scram::Credential>,
 }
 
 /// A WAMP-CRA secret. Without `salt` the client signs with the secret itself; with it, `secret` is the derived
@@ -93,15 +123,31 @@ pub enum Method {
     Ticket,
     WampCra,
     Cryptosign,
+    /// WAMP-SCRAM as the spec defines it (`wamp-scram`).
+    WampScram,
+    /// WAMP-SCRAM as crossbar.io and autobahn speak it (`scram`; see [`crate::scram::Dialect`]).
+    Scram,
 }
 
 impl Method {
+    /// Every method, in the order error texts list them.
+    pub const ALL: [Method; 6] = [
+        Method::Anonymous,
+        Method::Ticket,
+        Method::WampCra,
+        Method::Cryptosign,
+        Method::WampScram,
+        Method::Scram,
+    ];
+
     pub fn from_name(name: &str) -> Option<Method> {
         match name {
             "anonymous" => Some(Method::Anonymous),
             "ticket" => Some(Method::Ticket),
             "wampcra" => Some(Method::WampCra),
             "cryptosign" => Some(Method::Cryptosign),
+            "wamp-scram" => Some(Method::WampScram),
+            "scram" => Some(Method::Scram),
             _ => None,
         }
     }
@@ -112,6 +158,17 @@ impl Method {
             Method::Ticket => "ticket",
             Method::WampCra => "wampcra",
             Method::Cryptosign => "cryptosign",
+            Method::WampScram => "wamp-scram",
+            Method::Scram => "scram",
+        }
+    }
+
+    /// The SCRAM dialect of a SCRAM method.
+    pub fn scram_dialect(self) -> Option<scram::Dialect> {
+        match self {
+            Method::WampScram => Some(scram::Dialect::Spec),
+            Method::Scram => Some(scram::Dialect::Crossbar),
+            _ => None,
         }
     }
 }
@@ -125,6 +182,7 @@ struct Principal {
     ticket: Option<hmac::Tag>,
     wampcra: Option<(hmac::Key, Option<Salt>)>,
     pubkeys: Vec<[u8; 32]>,
+    scram: Option<scram::Credential>,
 }
 
 /// A realm's principals, compiled for lookups.
@@ -141,9 +199,16 @@ pub(crate) struct Principals {
     decoy_key: hmac::Key,
     /// What an unknown authid or key is checked against, so that a refusal costs what an acceptance does.
     decoy: Principal,
-    /// Whether any principal has a ticket / a WAMP-CRA secret (decided once, not per HELLO).
+    /// What the realm's SCRAM credentials look like, for decoys ([`scram::Credential::decoy`]).
+    scram_shapes: Vec<scram::Shape>,
+    /// Key of the SCRAM decoys (derived from the realm's secrets, like `decoy_key`).
+    scram_decoy_key: [u8; 32],
+    /// Whether any principal has a ticket / a WAMP-CRA secret / a SCRAM credential (decided once, not per HELLO).
     tickets: bool,
     wampcra: bool,
+    scram: bool,
+    /// The methods a dynamic authenticator handles: (method, index into the realm's authenticators).
+    dynamic: Vec<(Method, usize)>,
 }
 
 /// What HELLO leads to.
@@ -157,6 +222,11 @@ pub(crate) enum Choice {
         method: Method,
         principal: Option<usize>,
     },
+    /// A dynamic authenticator (index into the realm's authenticators) handles `method`.
+    Dynamic {
+        method: Method,
+        authenticator: usize,
+    },
 }
 
 /// A session waiting for its AUTHENTICATE.
@@ -167,6 +237,10 @@ pub(crate) struct Pending {
     pub authid: Box<str>,
     /// WAMP-CRA: the challenge string; cryptosign: the 32 challenge bytes; ticket: empty.
     pub challenge: Box<[u8]>,
+    /// WAMP-SCRAM: the exchange under way.
+    pub scram: Option<Box<scram::Pending>>,
+    /// Set when a dynamic authenticator handles the attempt: what it said (nothing yet for a ticket).
+    pub dynamic: Option<Box<crate::dynamic::Assigned>>,
 }
 
 /// The result of a successful authentication.
@@ -178,7 +252,8 @@ pub(crate) struct Authenticated<'a> {
 impl Principals {
     /// Compiles `config`; `key` is the router's secret key (for ticket tags).
     pub fn new(config: &AuthConfig, key: &hmac::Key) -> Principals {
-        let decoy_key = decoy_key(config);
+        let decoy_seed = decoy_seed(config);
+        let decoy_key = hmac::Key::new(hmac::HMAC_SHA256, &decoy_seed);
         let decoy_secret = hmac::sign(&decoy_key, b"decoy principal");
         let decoy_pubkey =
             ring::signature::Ed25519KeyPair::from_seed_unchecked(&decoy_secret.as_ref()[..32])
@@ -205,10 +280,27 @@ impl Principals {
                     None,
                 )),
                 pubkeys: vec![decoy_pubkey],
+                scram: None,
             },
             decoy_key,
+            scram_shapes: (config.principals.iter())
+                .filter_map(|p| p.scram.as_ref().map(scram::Credential::shape))
+                .collect(),
+            scram_decoy_key: {
+                let tag = hmac::sign(
+                    &hmac::Key::new(hmac::HMAC_SHA256, &decoy_seed),
+                    b"scram decoys",
+                );
+                let mut key = [0u8; 32];
+                key.copy_from_slice(tag.as_ref());
+                key
+            },
             tickets: config.principals.iter().any(|p| p.ticket.is_some()),
             wampcra: config.principals.iter().any(|p| p.wampcra.is_some()),
+            scram: config.principals.iter().any(|p| p.scram.is_some()),
+            dynamic: (config.authenticators.iter().enumerate())
+                .flat_map(|(index, a)| a.methods.iter().map(move |&m| (m, index)))
+                .collect(),
         };
         for p in &config.principals {
             let index = principals.list.len();
@@ -227,29 +319,36 @@ impl Principals {
                     )
                 }),
                 pubkeys: p.cryptosign.clone(),
+                scram: p.scram.clone(),
             });
         }
         principals
     }
 
+    /// The dynamic authenticator handling `method`, if any (index into the realm's authenticators).
+    fn authenticator(&self, method: Method) -> Option<usize> {
+        let same = |m: Method| {
+            m == method || (m.scram_dialect().is_some() && method.scram_dialect().is_some())
+        };
+        (self.dynamic.iter())
+            .find(|(m, _)| same(*m))
+            .map(|&(_, index)| index)
+    }
+
     fn offers(&self, method: Method) -> bool {
-        match method {
-            Method::Anonymous => self.anonymous_role.is_some(),
-            Method::Ticket => self.tickets,
-            Method::WampCra => self.wampcra,
-            Method::Cryptosign => !self.by_pubkey.is_empty(),
-        }
+        self.authenticator(method).is_some()
+            || match method {
+                Method::Anonymous => self.anonymous_role.is_some(),
+                Method::Ticket => self.tickets,
+                Method::WampCra => self.wampcra,
+                Method::Cryptosign => !self.by_pubkey.is_empty(),
+                Method::WampScram | Method::Scram => self.scram,
+            }
     }
 
     /// The methods this realm accepts, for error texts.
     pub fn available(&self) -> String {
-        let methods = [
-            Method::Anonymous,
-            Method::Ticket,
-            Method::WampCra,
-            Method::Cryptosign,
-        ];
-        let names: Vec<&str> = methods
+        let names: Vec<&str> = Method::ALL
             .into_iter()
             .filter(|&m| self.offers(m))
             .map(Method::name)
@@ -271,6 +370,16 @@ impl Principals {
         pubkey: Option<[u8; 32]>,
     ) -> Option<Choice> {
         for method in offered {
+            if let Some(authenticator) = self.authenticator(method) {
+                // WAMP-SCRAM needs an authid to put into its exchange, whoever checks it.
+                if method.scram_dialect().is_some() && authid.is_none() {
+                    continue;
+                }
+                return Some(Choice::Dynamic {
+                    method,
+                    authenticator,
+                });
+            }
             match method {
                 Method::Anonymous => {
                     if let Some(role) = &self.anonymous_role {
@@ -287,6 +396,14 @@ impl Principals {
                             _ => self.list[i].wampcra.is_some(),
                         },
                     );
+                    return Some(Choice::Challenge { method, principal });
+                }
+                Method::WampScram | Method::Scram => {
+                    if authid.is_none() || !self.offers(method) {
+                        continue;
+                    }
+                    let principal = (authid.and_then(|a| self.by_authid.get(a).copied()))
+                        .filter(|&i| self.list[i].scram.is_some());
                     return Some(Choice::Challenge { method, principal });
                 }
                 Method::Cryptosign => {
@@ -336,6 +453,30 @@ impl Principals {
         }
     }
 
+    /// The SCRAM credential to challenge `authid` with: the principal's (`true`: known), or a decoy shaped like
+    /// the realm's credentials, the same at every attempt (`false`). The decoy is computed in every case, so a
+    /// known authid costs what an unknown one does.
+    pub fn scram_credential(
+        &self,
+        principal: Option<usize>,
+        authid: &str,
+    ) -> (scram::Credential, bool) {
+        let decoy = scram::Credential::decoy(&self.scram_decoy_key, authid, &self.scram_shapes);
+        match principal.and_then(|index| self.list[index].scram.as_ref()) {
+            Some(credential) => (credential.clone(), true),
+            None => (decoy, false),
+        }
+    }
+
+    /// Who principal `index` is (a SCRAM attempt verified by [`scram::Pending::verify`]).
+    pub fn principal(&self, index: usize) -> Authenticated<'_> {
+        let p = &self.list[index];
+        Authenticated {
+            authid: &p.authid,
+            role: &p.role,
+        }
+    }
+
     /// Checks AUTHENTICATE's `signature` against the pending challenge.
     pub fn verify(
         &self,
@@ -366,6 +507,8 @@ impl Principals {
             Method::Cryptosign => {
                 verify_cryptosign(&principal.pubkeys, &pending.challenge, signature)
             }
+            // Checked with the exchange's own state (`scram::Pending::verify`), never here.
+            Method::WampScram | Method::Scram => false,
         };
         (known && verified).then_some(Authenticated {
             authid: &principal.authid,
@@ -376,7 +519,7 @@ impl Principals {
 
 /// `signature` is the hex of the 64-byte Ed25519 signature over the challenge, followed (as the spec requires,
 /// autobahn does it) by the 32 challenge bytes; the signature alone is accepted too.
-fn verify_cryptosign(pubkeys: &[[u8; 32]], challenge: &[u8], signature: &str) -> bool {
+pub(crate) fn verify_cryptosign(pubkeys: &[[u8; 32]], challenge: &[u8], signature: &str) -> bool {
     let Some(bytes) = unhex(signature) else {
         return false;
     };
@@ -424,7 +567,7 @@ impl Nonces {
 
 /// The key of a realm's decoys: a hash of its secrets (so it is the same after a restart and nobody without the
 /// configuration can compute it).
-fn decoy_key(config: &AuthConfig) -> hmac::Key {
+fn decoy_seed(config: &AuthConfig) -> [u8; 32] {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     digest.update(b"kreisel decoys\0");
     for p in &config.principals {
@@ -436,8 +579,17 @@ fn decoy_key(config: &AuthConfig) -> hmac::Key {
             digest.update(&(part.len() as u64).to_le_bytes());
             digest.update(part.as_bytes());
         }
+        // SCRAM keys only when present, so realms without SCRAM keep the decoys they had.
+        if let Some(credential) = &p.scram {
+            for part in [credential.stored_key_hex(), credential.server_key_hex()] {
+                digest.update(&(part.len() as u64).to_le_bytes());
+                digest.update(part.as_bytes());
+            }
+        }
     }
-    hmac::Key::new(hmac::HMAC_SHA256, digest.finish().as_ref())
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(digest.finish().as_ref());
+    seed
 }
 
 /// A string as long as `template`, of characters drawn from `template`'s own, filled from a keyed stream seeded
@@ -613,6 +765,7 @@ mod tests {
                         ticket: Some("open sesame".into()),
                         wampcra: None,
                         cryptosign: vec![],
+                        scram: None,
                     },
                     PrincipalConfig {
                         authid: "bob".into(),
@@ -634,9 +787,11 @@ mod tests {
                             }),
                         }),
                         cryptosign: vec![[9; 32]],
+                        scram: None,
                     },
                 ],
                 roles: None,
+                authenticators: Vec::new(),
             },
             &key(),
         )
@@ -708,6 +863,8 @@ mod tests {
             principal,
             authid: "x".into(),
             challenge: challenge.into(),
+            scram: None,
+            dynamic: None,
         };
         let k = key();
         assert!(p
@@ -775,6 +932,7 @@ mod tests {
                 }),
             }),
             cryptosign: vec![],
+            scram: None,
         };
         let config = AuthConfig {
             principals: vec![salted("carol", ""), salted("bob", "q7ZtVb3kLp0xWn2R")],

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 
+use crate::dynamic::AuthorizerConfig;
 use crate::uri::{matches, MatchPolicy, UriTrie};
 
 /// What a rule allows, as a bit set.
@@ -106,11 +107,13 @@ pub struct PermissionConfig {
     pub allow: Perms,
 }
 
-/// A role, as configured.
+/// A role, as configured: static permissions, or (with `authorizer`) a procedure that decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleConfig {
     pub name: String,
     pub permissions: Vec<PermissionConfig>,
+    /// A dynamic authorizer decides this role's requests (`permissions` is then ignored).
+    pub authorizer: Option<AuthorizerConfig>,
 }
 
 #[derive(Debug)]
@@ -148,12 +151,49 @@ fn cache_cost(uri: &str) -> usize {
 pub struct Authorizer {
     /// `None`: the realm has no roles, everything is allowed.
     roles: Option<Vec<Role>>,
-    by_name: HashMap<Box<str>, u32>,
+    by_name: HashMap<Box<str>, RoleIndex>,
     /// What the roles' caches hold together, in bytes.
     cache_bytes: usize,
+    /// Roles whose requests a dynamic authorizer decides.
+    dynamic: Vec<DynamicRole>,
+    /// What those authorizers let the router remember.
+    decisions: Decisions,
 }
 
-/// A session's role in its realm: an index into the realm's [`Authorizer`], or `OPEN` (the realm has no roles).
+#[derive(Debug)]
+struct DynamicRole {
+    config: AuthorizerConfig,
+    /// Requests waiting for the authorizer's answer on this shard.
+    in_flight: usize,
+}
+
+/// Decisions of dynamic authorizers answered with `cache: true`, per [`DecisionKey`] and URI, bounded in bytes
+/// ([`CACHE_BYTES_MAX`] per realm; beyond, it starts over).
+#[derive(Debug, Default)]
+struct Decisions {
+    maps: HashMap<u64, HashMap<Box<str>, Perms>>,
+    bytes: usize,
+}
+
+/// Whom and what a remembered dynamic decision is for: a role (every session of it) or one session (by its
+/// serial), an action and the match policy of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionKey(u64);
+
+impl DecisionKey {
+    /// `scope`: the role's [`RoleIndex::number`], or (`session` true) the session's serial.
+    pub fn new(scope: u64, session: bool, action: Perms, policy: MatchPolicy) -> DecisionKey {
+        let policy = match policy {
+            MatchPolicy::Exact => 0,
+            MatchPolicy::Prefix => 1,
+            MatchPolicy::Wildcard => 2,
+        };
+        DecisionKey(scope << 8 | u64::from(session) << 7 | policy << 4 | u64::from(action.0 & 15))
+    }
+}
+
+/// A session's role in its realm: an index into the realm's [`Authorizer`] (static or dynamic), or `OPEN` (the
+/// realm has no roles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoleIndex(u32);
 
@@ -161,6 +201,18 @@ impl RoleIndex {
     pub const OPEN: RoleIndex = RoleIndex(u32::MAX);
     /// A role the realm does not have (a reload removed it): nothing is allowed.
     pub const NONE: RoleIndex = RoleIndex(u32::MAX - 1);
+    /// The bit that marks a role decided by a dynamic authorizer.
+    const DYNAMIC: u32 = 1 << 30;
+
+    /// Whether a dynamic authorizer decides this role's requests.
+    pub fn is_dynamic(self) -> bool {
+        self.0 & RoleIndex::DYNAMIC != 0 && self.0 < RoleIndex::NONE.0
+    }
+
+    /// The number the role is known by in [`DecisionKey`]s.
+    pub fn number(self) -> u64 {
+        u64::from(self.0)
+    }
 }
 
 impl Authorizer {
@@ -171,7 +223,17 @@ impl Authorizer {
         };
         let mut by_name = HashMap::new();
         let mut compiled = Vec::with_capacity(configs.len());
+        let mut dynamic = Vec::new();
         for config in configs {
+            if let Some(authorizer) = &config.authorizer {
+                let index = RoleIndex(RoleIndex::DYNAMIC | dynamic.len() as u32);
+                by_name.insert(config.name.as_str().into(), index);
+                dynamic.push(DynamicRole {
+                    config: authorizer.clone(),
+                    in_flight: 0,
+                });
+                continue;
+            }
             let mut role = Role {
                 trie: UriTrie::new(),
                 rules: Vec::new(),
@@ -200,14 +262,78 @@ impl Authorizer {
                     }
                 }
             }
-            by_name.insert(config.name.as_str().into(), compiled.len() as u32);
+            by_name.insert(
+                config.name.as_str().into(),
+                RoleIndex(compiled.len() as u32),
+            );
             compiled.push(role);
         }
         Authorizer {
             roles: Some(compiled),
             by_name,
             cache_bytes: 0,
+            dynamic,
+            decisions: Decisions::default(),
         }
+    }
+
+    /// The authorizer of a dynamic role.
+    pub fn authorizer(&self, role: RoleIndex) -> Option<&AuthorizerConfig> {
+        self.dynamic_role(role).map(|d| &d.config)
+    }
+
+    fn dynamic_role(&self, role: RoleIndex) -> Option<&DynamicRole> {
+        role.is_dynamic()
+            .then(|| self.dynamic.get((role.0 & !RoleIndex::DYNAMIC) as usize))
+            .flatten()
+    }
+
+    /// Counts a request waiting for `role`'s authorizer; `false` (nothing counted) when its `concurrency_max`
+    /// requests are waiting already.
+    pub fn begin_asking(&mut self, role: RoleIndex) -> bool {
+        let index = (role.0 & !RoleIndex::DYNAMIC) as usize;
+        match self.dynamic.get_mut(index).filter(|_| role.is_dynamic()) {
+            Some(d) if d.in_flight < d.config.concurrency_max => {
+                d.in_flight += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A request counted by [`Authorizer::begin_asking`] got its answer (or gave up).
+    pub fn end_asking(&mut self, role: RoleIndex) {
+        let index = (role.0 & !RoleIndex::DYNAMIC) as usize;
+        if let Some(d) = self.dynamic.get_mut(index).filter(|_| role.is_dynamic()) {
+            d.in_flight = d.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A dynamic decision remembered for `key` and `uri` (allocates nothing).
+    pub fn remembered(&self, key: DecisionKey, uri: &str) -> Option<Perms> {
+        self.decisions.maps.get(&key.0)?.get(uri).copied()
+    }
+
+    /// Remembers a dynamic decision (bounded: over [`CACHE_BYTES_MAX`], everything remembered is forgotten first).
+    pub fn remember(&mut self, key: DecisionKey, uri: &str, perms: Perms) {
+        let cost = cache_cost(uri) + 16;
+        if cost > CACHE_ROLE_BYTES_MAX {
+            return;
+        }
+        let decisions = &mut self.decisions;
+        if decisions.bytes + cost > CACHE_BYTES_MAX {
+            decisions.maps.clear();
+            decisions.bytes = 0;
+        }
+        let map = decisions.maps.entry(key.0).or_default();
+        if map.insert(uri.into(), perms).is_none() {
+            decisions.bytes += cost;
+        }
+    }
+
+    /// Bytes the remembered dynamic decisions hold.
+    pub fn dynamic_cache_bytes(&self) -> usize {
+        self.decisions.bytes
     }
 
     /// Whether the realm checks permissions at all.
@@ -219,7 +345,7 @@ impl Authorizer {
     pub fn role(&self, name: &str) -> Option<RoleIndex> {
         match &self.roles {
             None => Some(RoleIndex::OPEN),
-            Some(_) => self.by_name.get(name).map(|&index| RoleIndex(index)),
+            Some(_) => self.by_name.get(name).copied(),
         }
     }
 
@@ -230,6 +356,7 @@ impl Authorizer {
             return Perms::OPEN;
         };
         let index = role.0 as usize;
+        // A dynamic role's index is past every static one: nothing here (its authorizer decides).
         let Some(role) = roles.get_mut(index) else {
             return Perms::NONE;
         };
@@ -267,7 +394,12 @@ impl Authorizer {
     }
 
     /// What `role` may do on the URIs `pattern` (with `policy`) can match: see [`Reach`].
+    ///
+    /// A dynamic role's memberships were granted by its authorizer for all a pattern reaches: everywhere.
     pub fn reach(&self, role: RoleIndex, pattern: &str, policy: MatchPolicy) -> Reach {
+        if role.is_dynamic() {
+            return Reach::of(Perms::OPEN);
+        }
         match &self.roles {
             None => Reach::of(Perms::OPEN),
             Some(roles) => roles
@@ -485,14 +617,17 @@ mod tests {
                     rule("com.app.chat", Exact, Perms::PUBLISH),
                     rule("com.app.chat", Exact, Perms::DISCLOSE_PUBLISHER),
                 ],
+                authorizer: None,
             },
             RoleConfig {
                 name: "backend".into(),
                 permissions: vec![rule("", Prefix, Perms::ACTIONS)],
+                authorizer: None,
             },
             RoleConfig {
                 name: "nobody".into(),
                 permissions: vec![],
+                authorizer: None,
             },
         ]))
     }
@@ -527,6 +662,7 @@ mod tests {
         let mut authz = Authorizer::new(Some(&[RoleConfig {
             name: "r".into(),
             permissions: vec![rule("a..c", Wildcard, Perms::PUBLISH)],
+            authorizer: None,
         }]));
         let r = authz.role("r").unwrap();
         assert_eq!(authz.permissions(r, "a.b.c"), Perms::PUBLISH);
@@ -566,6 +702,7 @@ mod tests {
             .map(|i| RoleConfig {
                 name: format!("r{i}"),
                 permissions: vec![rule("com.", MatchPolicy::Prefix, Perms::PUBLISH)],
+                authorizer: None,
             })
             .collect();
         let mut authz = Authorizer::new(Some(&roles));
@@ -647,6 +784,7 @@ mod tests {
                 rule("x.y.", Prefix, Perms::NONE),
                 rule(".q", Wildcard, Perms::SUBSCRIBE),
             ],
+            authorizer: None,
         }]));
         let r = authz.role("r").unwrap();
         let parts = ["a", "b", "c", "x", "y", "z", "q", "bc"];
@@ -758,7 +896,7 @@ mod tests {
             rules in proptest::collection::vec(rule_strategy(), 0..8),
             (pattern, policy) in pattern_strategy(),
         ) {
-            let authz = Authorizer::new(Some(&[RoleConfig { name: "r".into(), permissions: rules }]));
+            let authz = Authorizer::new(Some(&[RoleConfig { name: "r".into(), permissions: rules, authorizer: None }]));
             let r = authz.role("r").unwrap();
             let reach = authz.reach(r, &pattern, policy);
             let parts = ["a", "b", "ab", "abc", "c"];

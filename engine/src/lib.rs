@@ -18,6 +18,7 @@ pub mod authz;
 mod broker;
 mod config;
 mod dealer;
+pub mod dynamic;
 mod features;
 pub mod ids;
 pub mod link;
@@ -28,10 +29,11 @@ pub mod scram;
 mod session;
 pub mod uri;
 
-pub use auth::{AuthConfig, PrincipalConfig, Salt, WampCraSecret};
+pub use auth::{AuthConfig, AuthenticatorConfig, Method, PrincipalConfig, Salt, WampCraSecret};
 pub use authz::{PermissionConfig, Perms, RoleConfig};
 pub use config::{EngineLimits, RealmConfig, RouterConfig};
+pub use dynamic::{AuthorizerConfig, CacheScope, Patterns};
 pub use router::{
     errors, AuthReload, ConnId, Peer, RealmGauges, Recipients, Router, SessionInfo, Sink, Stats,
 };
-pub use session::SessionHandle;
+pub use session::{SessionHandle, TransportInfo};

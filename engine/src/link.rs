@@ -117,6 +117,8 @@ pub enum PeerMessage<'a> {
         handle: SessionHandle,
         who: Who<'a>,
         authmethod: &'a str,
+        /// `static` or `dynamic`.
+        authprovider: &'a str,
     },
     SessionLeft {
         realm: u16,
@@ -288,12 +290,14 @@ pub fn encode(msg: &PeerMessage<'_>, out: &mut Vec<u8>) {
             handle,
             who,
             authmethod,
+            authprovider,
         } => {
             w.u8(kind::SESSION_JOINED);
             w.u16(realm);
             w.handle(handle);
             w.who(who);
             w.str(authmethod);
+            w.str(authprovider);
         }
         PeerMessage::SessionLeft { realm, session } => {
             w.u8(kind::SESSION_LEFT);
@@ -502,6 +506,7 @@ pub fn decode(bytes: &[u8], trusted: bool) -> Result<PeerMessage<'_>, LinkError>
             handle: r.handle()?,
             who: r.who()?,
             authmethod: r.str()?,
+            authprovider: r.str()?,
         },
         kind::SESSION_LEFT => PeerMessage::SessionLeft {
             realm: r.u16()?,
@@ -824,6 +829,7 @@ mod tests {
                 handle,
                 who,
                 authmethod: "ticket",
+                authprovider: "dynamic",
             },
             PeerMessage::SessionLeft {
                 realm: 1,

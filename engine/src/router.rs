@@ -10,8 +10,8 @@ use kreisel_codec::{
 use slab::Slab;
 use tracing::{debug, info};
 
-use crate::auth::{Nonces, Principals};
-use crate::authz::{self, Authorizer, Perms, RoleIndex};
+use crate::auth::{AuthenticatorConfig, Nonces, Principals};
+use crate::authz::{self, Authorizer, DecisionKey, Perms, RoleIndex};
 use crate::broker::{self, Broker};
 use crate::config::{EngineLimits, RouterConfig};
 use crate::dealer::{Callee, Dealer, Invoke, Registered};
@@ -22,11 +22,14 @@ use crate::options::{
     self, Details, Filter, Identity, Passthru, RequestOptions, CALLER_KEYS, PUBLISHER_KEYS,
 };
 use crate::retention::{Retained, RetainedEvents};
-use crate::session::{Joined, Phase, RequestKey, RouterKeyMap, Session, SessionHandle};
+use crate::session::{
+    Joined, Phase, Provider, RequestKey, RouterKeyMap, Session, SessionHandle, TransportInfo,
+};
 use crate::uri::{self, MatchPolicy, UriRules};
 use meta::session_details;
 
 mod authn;
+mod dynamic;
 mod lifecycle;
 mod membership;
 mod meta;
@@ -35,6 +38,8 @@ mod pubsub;
 mod registry;
 mod rpc;
 
+pub(crate) use dynamic::Decided;
+use dynamic::{Internal, Question, Settlement};
 use membership::Membership;
 use rpc::Call;
 
@@ -119,6 +124,15 @@ pub struct Stats {
     /// race with a session that just left).
     pub peer_messages: u64,
     pub peer_messages_dropped: u64,
+    /// Calls to dynamic authenticators, and those that failed: not registered, an error other than a refusal,
+    /// a timeout, an answer that is no answer, or the authenticator's `concurrency_max` reached.
+    pub authenticator_calls: u64,
+    pub authenticator_failures: u64,
+    /// Calls to dynamic authorizers, those that failed (as above), and decisions taken from what an authorizer
+    /// let the router remember.
+    pub authorizer_calls: u64,
+    pub authorizer_failures: u64,
+    pub authorizer_cached: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -139,6 +153,11 @@ impl std::ops::AddAssign for Stats {
             not_authorized,
             peer_messages,
             peer_messages_dropped,
+            authenticator_calls,
+            authenticator_failures,
+            authorizer_calls,
+            authorizer_failures,
+            authorizer_cached,
         } = other;
         self.sessions_joined += sessions_joined;
         self.sessions_active += sessions_active;
@@ -154,6 +173,11 @@ impl std::ops::AddAssign for Stats {
         self.not_authorized += not_authorized;
         self.peer_messages += peer_messages;
         self.peer_messages_dropped += peer_messages_dropped;
+        self.authenticator_calls += authenticator_calls;
+        self.authenticator_failures += authenticator_failures;
+        self.authorizer_calls += authorizer_calls;
+        self.authorizer_failures += authorizer_failures;
+        self.authorizer_cached += authorizer_cached;
     }
 }
 
@@ -173,6 +197,19 @@ struct Realm {
     remote_sessions: usize,
     principals: Principals,
     authz: Authorizer,
+    /// The dynamic authenticators of this realm (`principals` knows which methods they handle).
+    authenticators: Vec<Authenticator>,
+    /// Counts configuration reloads of the realm: answers to calls made before one are not taken as they are.
+    generation: u64,
+}
+
+/// A dynamic authenticator of a realm, with the realm its procedure is registered in (resolved at start) and the
+/// authentications waiting for it on this shard.
+#[derive(Debug)]
+struct Authenticator {
+    config: AuthenticatorConfig,
+    realm: Option<usize>,
+    in_flight: usize,
 }
 
 /// How much one realm holds right now (for the metrics endpoint).
@@ -255,6 +292,17 @@ pub struct Router {
     remote_callers: HashMap<(ShardId, u64), usize>,
     /// Serial numbers of calls, so that a relay ID names one call even after its slot is reused.
     next_call_serial: u64,
+    /// Calls the router makes itself (to dynamic authenticators and authorizers), by token.
+    internal: Slab<Internal>,
+    /// Set by a dynamic authorization that has to wait: the message being handled is parked and the question
+    /// asked.
+    question: Option<Box<Question>>,
+    /// Answers to the router's own calls, acted on at the end of the entry point ([`Router::settle`]).
+    settlements: VecDeque<Settlement>,
+    /// The decisions made for the parked message being handled again.
+    resuming: Option<(SessionHandle, Vec<Decided>)>,
+    /// Sessions joined on this shard so far (each gets the next number: [`Joined::serial`]).
+    joins: u64,
 }
 
 /// A session of another shard, as the directory knows it.
@@ -266,6 +314,7 @@ struct RemoteSession {
     authid: Box<str>,
     authrole: Box<str>,
     authmethod: Box<str>,
+    authprovider: Box<str>,
 }
 
 /// What to do when every shard acknowledged a change.
@@ -296,6 +345,33 @@ enum AfterAck {
     },
 }
 
+/// Why a request is not (yet) authorized.
+#[derive(Debug)]
+pub(super) enum Denied {
+    /// Refused: ERROR with this URI and text.
+    Refused(&'static str, String),
+    /// A dynamic authorizer was asked: the request waits for its answer (the message is parked).
+    Pending,
+}
+
+/// The dynamic authenticators of a realm, with the realms their procedures are registered in.
+fn authenticators(
+    auth: &crate::auth::AuthConfig,
+    own: usize,
+    realm_index: &HashMap<String, usize>,
+) -> Vec<Authenticator> {
+    (auth.authenticators.iter())
+        .map(|config| Authenticator {
+            config: config.clone(),
+            realm: match &config.realm {
+                None => Some(own),
+                Some(name) => realm_index.get(name).copied(),
+            },
+            in_flight: 0,
+        })
+        .collect()
+}
+
 /// Error URIs the router sends (the spec's URI reference).
 pub mod errors {
     pub const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
@@ -318,6 +394,12 @@ pub mod errors {
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
     pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
     pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
+    /// A dynamic authorizer could not decide (not registered, failed, timed out, answered nonsense): crossbar's
+    /// URI for it.
+    pub const AUTHORIZATION_FAILED: &str = "wamp.error.authorization_failed";
+    /// crossbar's ABORT reasons when a dynamic authenticator assigns no role, an unknown role, no authid.
+    pub const NO_SUCH_ROLE: &str = "wamp.error.no_such_role";
+    pub const NO_SUCH_PRINCIPAL: &str = "wamp.error.no_such_principal";
     /// kreisel's own URI for a refused request over a per-session limit (the spec has none).
     pub const LIMIT_EXCEEDED: &str = "kreisel.error.limit_exceeded";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
@@ -361,7 +443,12 @@ impl Router {
                 remote_sessions: 0,
                 principals: Principals::new(&realm.auth, &auth_key),
                 authz: Authorizer::new(realm.auth.roles.as_deref()),
+                authenticators: Vec::new(),
+                generation: 0,
             });
+        }
+        for (index, realm) in config.realms.iter().enumerate() {
+            realms[index].authenticators = authenticators(&realm.auth, index, &realm_index);
         }
         let shards = config.shards.clamp(1, crate::link::SHARDS_MAX);
         Router {
@@ -399,6 +486,11 @@ impl Router {
             next_token: 0,
             remote_callers: HashMap::new(),
             next_call_serial: 0,
+            internal: Slab::new(),
+            question: None,
+            settlements: VecDeque::new(),
+            resuming: None,
+            joins: 0,
         }
     }
 
@@ -486,8 +578,18 @@ impl Router {
                 session: handle,
             },
             phase: Phase::Handshake,
+            transport: None,
         });
         handle
+    }
+
+    /// What `io` knows of `handle`'s transport: dynamic authenticators and authorizers are told it (crossbar's
+    /// `transport` details), and WAMP-SCRAM binds to its TLS channel. Call it right after
+    /// [`Router::handle_open`]; without it they are told nothing and no channel binding is offered.
+    pub fn set_transport(&mut self, handle: SessionHandle, transport: TransportInfo) {
+        if let Some(session) = self.session_mut(handle) {
+            session.transport = Some(Box::new(transport));
+        }
     }
 
     /// The transport of `handle` is gone (the peer vanished, or the engine asked for the close). Leaves the realm,
@@ -496,8 +598,10 @@ impl Router {
         if self.session(handle).is_none() {
             return;
         }
+        self.forget_authentication(handle, sink);
         self.leave(handle, sink);
         self.sessions.remove(handle.index as usize);
+        self.settle(sink);
         self.check_invariants();
     }
 
@@ -511,6 +615,7 @@ impl Router {
         if self.session(handle).is_some() {
             self.abort(handle, PROTOCOL_VIOLATION, reason, sink);
         }
+        self.settle(sink);
     }
 
     /// Router shutdown: every joined session gets GOODBYE `wamp.close.system_shutdown`; every other connection is
@@ -521,6 +626,7 @@ impl Router {
         for handle in handles {
             self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, None, sink);
         }
+        self.settle(sink);
     }
 
     /// One decoded message from `handle`'s peer. `now_ms` is a monotonic time in milliseconds (reserved for
@@ -533,13 +639,40 @@ impl Router {
         sink: &mut impl Sink,
     ) {
         self.now_ms = now_ms;
+        self.dispatch(handle, msg, sink);
+        self.settle(sink);
+        self.check_invariants();
+    }
+
+    /// One message from `handle`'s peer, by the phase of its session.
+    fn dispatch(&mut self, handle: SessionHandle, msg: &Message<'_>, sink: &mut impl Sink) {
         let Some(session) = self.session(handle) else {
             return;
         };
         match &session.phase {
             Phase::Handshake => self.on_handshake_message(handle, msg, sink),
             Phase::Authenticating(_) => self.on_authenticating_message(handle, msg, sink),
-            Phase::Established(_) => self.on_session_message(handle, msg, sink),
+            // Requests wait behind one a dynamic authorizer has not decided yet (answers to invocations and ABORT
+            // do not: they need no authorization, and the authorizer's own answer may be among them).
+            Phase::Established(joined)
+                if joined.parked.is_some()
+                    && !matches!(
+                        msg,
+                        Message::Yield { .. } | Message::Error { .. } | Message::Abort { .. }
+                    ) =>
+            {
+                self.park_back(handle, msg, sink)
+            }
+            Phase::Established(_) => {
+                self.on_session_message(handle, msg, sink);
+                if let Some(question) = self.question.take() {
+                    let mut bytes = Vec::new();
+                    session_in(&self.sessions, handle)
+                        .map_or(Serializer::Json, |s| s.peer.serializer)
+                        .encode(msg, &mut bytes);
+                    self.park_front(handle, bytes.into(), Vec::new(), *question, sink);
+                }
+            }
             Phase::Closing => match msg {
                 Message::Goodbye { .. } | Message::Abort { .. } => self.close(handle, sink),
                 // Messages in flight when we said GOODBYE are dropped, as the spec allows.
@@ -547,7 +680,6 @@ impl Router {
             },
             Phase::Closed => {}
         }
-        self.check_invariants();
     }
 
     fn session(&self, handle: SessionHandle) -> Option<&Session> {
@@ -583,29 +715,36 @@ impl Router {
         self.now_ms = now_ms;
         self.expire_calls(now_ms, sink);
         self.expire_authentications(now_ms, sink);
+        self.settle(sink);
         self.check_invariants();
     }
 
-    /// `Err(text)` when the session's role may not do `action` on `uri` (counted).
+    /// What the session's role may do on `uri`, if it may do `action` there; refused (counted), or
+    /// [`Denied::Pending`] when a dynamic authorizer was asked (the message being handled is parked: the caller
+    /// returns without an answer). `options` are the request's, for a dynamic authorizer.
     fn authorize(
         &mut self,
         handle: SessionHandle,
         uri: &str,
         action: Perms,
-    ) -> Result<Perms, String> {
+        options: &Dict<'_>,
+    ) -> Result<Perms, Denied> {
         let Some(joined) = self.joined(handle) else {
-            return Err("not joined".into());
+            return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
         if joined.role == RoleIndex::OPEN {
             return Ok(Perms::OPEN);
         }
         let (realm, role) = (joined.realm, joined.role);
+        if role.is_dynamic() {
+            return self.authorize_dynamic(handle, (uri, MatchPolicy::Exact), action, options);
+        }
         let perms = self.realms[realm].authz.permissions(role, uri);
         if perms.contains(action) {
             return Ok(perms);
         }
         let Some(joined) = self.joined(handle) else {
-            return Err("not joined".into());
+            return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
         let text = format!(
             "role '{}' is not authorized to {} '{}'",
@@ -615,7 +754,7 @@ impl Router {
         );
         debug!(session = joined.id.get(), uri = %uri::shown(uri), "not authorized");
         self.stats.not_authorized += 1;
-        Err(text)
+        Err(Denied::Refused(NOT_AUTHORIZED, text))
     }
 
     /// SUBSCRIBE and REGISTER: whether the session's role may do `action` on what `(uri, policy)` can reach.
@@ -623,20 +762,29 @@ impl Router {
     /// checked at delivery (the session is *restricted* on this subscription or registration); `Err`: allowed on
     /// none (`wamp.error.not_authorized`), or `identify` (the request to be told publishers or callers, if made)
     /// is not allowed everywhere the pattern reaches (`wamp.error.option_not_allowed`). Refusals are counted.
+    ///
+    /// A role with a dynamic authorizer is asked about the pattern itself, `options` included (their `match` says
+    /// it is one); its answer covers everything the pattern reaches, so its memberships are never restricted.
     fn authorize_pattern(
         &mut self,
         handle: SessionHandle,
         (uri, policy): (&str, MatchPolicy),
         action: Perms,
         identify: Option<Perms>,
-    ) -> Result<bool, (&'static str, String)> {
+        options: &Dict<'_>,
+    ) -> Result<bool, Denied> {
         let Some(joined) = self.joined(handle) else {
-            return Err((NOT_AUTHORIZED, "not joined".into()));
+            return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
         if joined.role == RoleIndex::OPEN {
             return Ok(false);
         }
         let (realm, role) = (joined.realm, joined.role);
+        if role.is_dynamic() {
+            return self
+                .authorize_dynamic(handle, (uri, policy), action, options)
+                .map(|_| false);
+        }
         let reach = match policy {
             MatchPolicy::Exact => {
                 let perms = self.realms[realm].authz.permissions(role, uri);
@@ -658,7 +806,7 @@ impl Router {
             return Ok(!reach.everywhere.contains(action));
         };
         let Some(joined) = self.joined(handle) else {
-            return Err((NOT_AUTHORIZED, "not joined".into()));
+            return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
         let pattern = match policy {
             MatchPolicy::Exact => String::new(),
@@ -672,7 +820,7 @@ impl Router {
         );
         debug!(session = joined.id.get(), uri = %uri::shown(uri), "not authorized");
         self.stats.not_authorized += 1;
-        Err((error, text))
+        Err(Denied::Refused(error, text))
     }
 
     /// Whether `handle`'s role may do `action` on the concrete `uri`, decided afresh (the checks at delivery for
@@ -942,6 +1090,7 @@ impl Router {
                 rpc::CallerEnd::Remote { shard, relay, .. } => {
                     assert_eq!(self.remote_callers.get(&(shard, relay)), Some(&index));
                 }
+                rpc::CallerEnd::Internal { .. } => {}
             }
             if let rpc::CalleeEnd::Local(callee) = call.callee {
                 local_callees += 1;
@@ -957,8 +1106,16 @@ impl Router {
         }
         assert_eq!(self.invocations.len(), local_callees);
         assert_eq!(self.caller_requests.len(), local_callers);
-        // Every call has its caller here or is owned here for a caller elsewhere.
-        assert_eq!(self.remote_callers.len() + local_callers, self.calls.len());
+        // Every call has its caller here, is owned here for a caller elsewhere, or is the router's own.
+        let internal = (self.calls.iter())
+            .filter(|(_, call)| matches!(call.caller, rpc::CallerEnd::Internal { .. }))
+            .count();
+        assert_eq!(internal, self.internal_calls());
+        assert!(self.settlements.is_empty() && self.question.is_none());
+        assert_eq!(
+            self.remote_callers.len() + local_callers + internal,
+            self.calls.len()
+        );
     }
 }
 

@@ -91,7 +91,8 @@ pub(crate) enum Phase {
     Closed,
 }
 
-/// A session between CHALLENGE and AUTHENTICATE.
+/// A session between HELLO and WELCOME that did not join at once: challenged, or waiting for a dynamic
+/// authenticator.
 #[derive(Debug)]
 pub(crate) struct Authenticating {
     pub realm: usize,
@@ -101,6 +102,68 @@ pub(crate) struct Authenticating {
     pub pending: Pending,
     /// When the attempt times out (engine milliseconds).
     pub deadline: u64,
+    pub stage: Stage,
+    /// What a dynamic authenticator is told of the HELLO, and what SCRAM needs of it later.
+    pub hello: Option<Box<HelloKept>>,
+    /// The realm's dynamic authenticator handling the attempt (when `pending.method` is a dynamic one).
+    pub authenticator: usize,
+}
+
+/// What the router keeps of a HELLO while a dynamic authenticator is asked.
+#[derive(Debug, Default)]
+pub(crate) struct HelloKept {
+    pub authid: Option<Box<str>>,
+    pub authrole: Option<Box<str>>,
+    /// `authextra` (a dictionary), as MessagePack.
+    pub authextra: Option<Box<[u8]>>,
+    /// WAMP-SCRAM: `authextra.nonce` and `authextra.channel_binding`.
+    pub nonce: Option<Box<str>>,
+    pub channel_binding: Option<Box<str>>,
+}
+
+/// Where an authentication attempt stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// CHALLENGE sent; waiting for AUTHENTICATE.
+    Challenged,
+    /// Waiting for the dynamic authenticator's answer (the router's internal call `token`): after HELLO (it
+    /// provides the credential, or decides) or after AUTHENTICATE (ticket: it checks the ticket).
+    Asking {
+        token: usize,
+        after_authenticate: bool,
+    },
+}
+
+/// Whether a session's identity comes from the configuration or from a dynamic authenticator (WELCOME and meta
+/// API `authprovider`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Provider {
+    #[default]
+    Static,
+    Dynamic,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Static => "static",
+            Provider::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// Messages of a session whose role's authorizer has not yet decided an earlier request, in arrival order, as the
+/// bytes they arrived as (in the session's serializer). They are handled in order once it decides.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    pub messages: std::collections::VecDeque<Box<[u8]>>,
+    /// What `messages` hold, in bytes.
+    pub bytes: usize,
+    /// The internal call waiting for the authorizer (for the first parked message).
+    pub token: Option<usize>,
+    /// The decisions already made for the first parked message (it may need more than one: a testament's CALL
+    /// and its topic).
+    pub decided: Vec<crate::router::Decided>,
 }
 
 /// State of a session joined to a realm.
@@ -111,6 +174,14 @@ pub(crate) struct Joined {
     pub authid: Box<str>,
     pub authrole: Box<str>,
     pub authmethod: Method,
+    pub authprovider: Provider,
+    /// WELCOME `authextra` from a dynamic authenticator (MessagePack; for dynamic authorizers' session details).
+    pub authextra: Option<Box<[u8]>>,
+    /// A number no other session of this shard had (the key of decisions an authorizer lets the router remember
+    /// for one session only).
+    pub serial: u64,
+    /// Requests waiting for a dynamic authorizer's decision (see [`Parked`]).
+    pub parked: Option<Box<Parked>>,
     /// The session's role in its realm's authorizer.
     pub role: RoleIndex,
     /// Subscriptions this session holds (indexes into its realm's broker).
@@ -175,6 +246,24 @@ pub(crate) struct Session {
     pub generation: u32,
     pub peer: Peer,
     pub phase: Phase,
+    /// What `io` said about the transport ([`crate::Router::set_transport`]).
+    pub transport: Option<Box<TransportInfo>>,
+}
+
+/// What the engine is told about a connection's transport: for the details dynamic authenticators and authorizers
+/// get (crossbar's `transport` details), and the channel binding of WAMP-SCRAM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransportInfo {
+    /// `"websocket"` or `"rawsocket"`.
+    pub framing: &'static str,
+    /// `"tcp"`, `"tls"` or `"unix"`.
+    pub channel: &'static str,
+    /// The peer, as crossbar writes it: `tcp4:127.0.0.1:51234`, `tcp6:[::1]:51234`, `unix`.
+    pub peer: String,
+    /// The WebSocket subprotocol, if any.
+    pub websocket_protocol: Option<&'static str>,
+    /// RFC 9266 `tls-exporter` channel binding data (offered on TLS 1.3 connections only).
+    pub tls_exporter: Option<[u8; 32]>,
 }
 
 impl Session {

@@ -144,6 +144,7 @@ fn configs() -> [RouterConfig; 2] {
             rule("com..admin", Wildcard, Perms::NONE),
             rule("com.secret", Exact, Perms::NONE),
         ],
+        authorizer: None,
     }]);
     [RouterConfig::default(), enforced]
 }

@@ -36,6 +36,7 @@ fn principal(authid: &str, role: &str) -> PrincipalConfig {
         ticket: None,
         wampcra: None,
         cryptosign: vec![],
+        scram: None,
     }
 }
 
@@ -97,12 +98,15 @@ fn config() -> RouterConfig {
                             Perms::CALL | Perms::DISCLOSE_CALLER,
                         ),
                     ],
+                    authorizer: None,
                 },
                 RoleConfig {
                     name: "backend".into(),
                     permissions: vec![rule("", MatchPolicy::Prefix, Perms::ACTIONS)],
+                    authorizer: None,
                 },
             ]),
+            authenticators: Vec::new(),
         },
         ..RealmConfig::new("secure")
     });
@@ -511,6 +515,7 @@ fn anonymous_sessions_get_their_role() {
             policy: MatchPolicy::Prefix,
             allow: Perms::SUBSCRIBE,
         }],
+        authorizer: None,
     }]);
     let mut h = Harness::with_config(config);
     let (conn, _) = h.join();

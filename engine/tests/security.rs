@@ -44,6 +44,7 @@ fn roles(frontend_news: Perms) -> Vec<RoleConfig> {
                 rule("dev.status", Exact, Perms::SUBSCRIBE),
                 rule("wamp.session.add_testament", Exact, Perms::CALL),
             ],
+            authorizer: None,
         },
         RoleConfig {
             name: "backend".into(),
@@ -52,6 +53,7 @@ fn roles(frontend_news: Perms) -> Vec<RoleConfig> {
                 Prefix,
                 Perms::ACTIONS | Perms::IDENTIFY_CALLER | Perms::IDENTIFY_PUBLISHER,
             )],
+            authorizer: None,
         },
     ]
 }
@@ -65,8 +67,10 @@ fn auth(frontend_news: Perms) -> AuthConfig {
             ticket: Some("svc-ticket".into()),
             wampcra: None,
             cryptosign: vec![],
+            scram: None,
         }],
         roles: Some(roles(frontend_news)),
+        authenticators: Vec::new(),
     }
 }
 

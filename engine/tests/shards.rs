@@ -797,3 +797,161 @@ fn random_interleavings_answer_every_call_once() {
         }
     }
 }
+
+/// A router of two shards whose realm `app` authenticates tickets with `com.auth` and whose anonymous sessions have
+/// role `dyn`, decided by `com.authz`; both procedures live in realm `realm1`.
+fn dynamic_config() -> RouterConfig {
+    use kreisel_engine::{
+        AuthConfig, AuthenticatorConfig, AuthorizerConfig, CacheScope, Method, Patterns,
+        RealmConfig, RoleConfig,
+    };
+    let mut config = RouterConfig::default();
+    config.realms.push(RealmConfig {
+        auth: AuthConfig {
+            anonymous_role: Some("dyn".into()),
+            principals: vec![],
+            roles: Some(vec![
+                RoleConfig {
+                    name: "dyn".into(),
+                    permissions: vec![],
+                    authorizer: Some(AuthorizerConfig {
+                        procedure: "com.authz".into(),
+                        realm: Some("realm1".into()),
+                        timeout_ms: 1000,
+                        concurrency_max: 10,
+                        cache: CacheScope::Role,
+                        patterns: Patterns::Ask,
+                    }),
+                },
+                RoleConfig {
+                    name: "user".into(),
+                    permissions: vec![],
+                    authorizer: None,
+                },
+            ]),
+            authenticators: vec![AuthenticatorConfig {
+                methods: vec![Method::Ticket],
+                procedure: "com.auth".into(),
+                realm: Some("realm1".into()),
+                timeout_ms: 1000,
+                concurrency_max: 10,
+            }],
+        },
+        ..RealmConfig::new("app")
+    });
+    config
+}
+
+impl Shards {
+    /// Opens a connection on `shard` and sends HELLO to `realm` with `details`; returns it.
+    fn hello(&mut self, shard: usize, realm: &str, mut details: Value) -> u64 {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let handle = self.routers[shard].handle_open(ConnId(conn), Serializer::Json);
+        self.conns.insert(conn, (shard, handle));
+        details["roles"] = serde_json::from_str(FEATURES).unwrap();
+        self.send(conn, &json!([1, realm, details]).to_string());
+        conn
+    }
+}
+
+/// The authenticator and the authorizer are registered on shard 1; the clients they decide about are on shard 0:
+/// the router's calls to them cross shards like any call, and so do their answers, timeouts and departures.
+#[test]
+fn dynamic_authenticators_and_authorizers_on_other_shards() {
+    let mut s = Shards::with_config(2, dynamic_config());
+    let component = s.join(1);
+    assert_eq!(s.register(component, "com.auth", json!({}))[0], 65);
+    assert_eq!(s.register(component, "com.authz", json!({}))[0], 65);
+    // A ticket, checked by the authenticator on the other shard.
+    let client = s.hello(
+        0,
+        "app",
+        json!({"authmethods": ["ticket"], "authid": "joe"}),
+    );
+    assert_eq!(s.take_one(client)[0], 4, "CHALLENGE");
+    s.send(client, r#"[5, "ticket!", {}]"#);
+    assert!(
+        s.take(component).is_empty(),
+        "not there before the link delivers"
+    );
+    s.settle();
+    let invocation = s.take_one(component);
+    assert_eq!(invocation[0], 68);
+    assert_eq!(invocation[4][2]["ticket"], "ticket!");
+    s.send(
+        component,
+        &json!([70, invocation[1], {}, [{"role": "user", "extra": {"k": "v"}}]]).to_string(),
+    );
+    s.settle();
+    let welcome = s.take_one(client);
+    assert_eq!(welcome[0], 2, "{welcome}");
+    assert_eq!(welcome[2]["authprovider"], "dynamic");
+    assert_eq!(welcome[2]["authextra"]["k"], "v");
+    // Its error, across shards.
+    let refused = s.hello(
+        0,
+        "app",
+        json!({"authmethods": ["ticket"], "authid": "joe"}),
+    );
+    s.send(refused, r#"[5, "bad", {}]"#);
+    s.settle();
+    let invocation = s.take_one(component);
+    s.send(
+        component,
+        &json!([8, 68, invocation[1], {}, "com.example.denied", ["go away"]]).to_string(),
+    );
+    s.settle();
+    let abort = s.take(refused).pop().unwrap();
+    assert_eq!(
+        (abort[0].as_u64(), abort[2].as_str()),
+        (Some(3), Some("com.example.denied"))
+    );
+    // No answer: the callee's shard times the call out and the client is refused.
+    let slow = s.hello(
+        0,
+        "app",
+        json!({"authmethods": ["ticket"], "authid": "joe"}),
+    );
+    s.send(slow, r#"[5, "t", {}]"#);
+    s.settle();
+    let _ = s.take_one(component);
+    s.tick(1000);
+    s.settle();
+    let abort = s.take(slow).pop().unwrap();
+    assert_eq!(abort[2], "wamp.error.authentication_failed", "{abort}");
+    assert_eq!(s.take_one(component)[0], 69, "INTERRUPT");
+    // A client that goes away while waiting: its call ends on the other shard too.
+    let gone = s.hello(
+        0,
+        "app",
+        json!({"authmethods": ["ticket"], "authid": "joe"}),
+    );
+    s.send(gone, r#"[5, "t", {}]"#);
+    s.settle();
+    let _ = s.take_one(component);
+    s.close(gone);
+    s.settle();
+    assert_eq!(s.take_one(component)[0], 69, "INTERRUPT");
+
+    // An anonymous session of role `dyn` on shard 0: its requests wait for the authorizer on shard 1.
+    let anonymous = s.hello(0, "app", json!({}));
+    assert_eq!(s.take_one(anonymous)[0], 2);
+    s.send(anonymous, r#"[16, 1, {"acknowledge": true}, "com.x", []]"#);
+    s.send(anonymous, r#"[16, 2, {"acknowledge": true}, "com.x", []]"#);
+    s.settle();
+    let invocation = s.take_one(component);
+    assert_eq!(invocation[4][1], "com.x");
+    assert!(s.take(anonymous).is_empty());
+    s.send(
+        component,
+        &json!([70, invocation[1], {}, [{"allow": true, "cache": true}]]).to_string(),
+    );
+    s.settle();
+    let published = s.take(anonymous);
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert!(published.iter().all(|p| p[0] == 17));
+    for shard in &s.routers {
+        assert_eq!(shard.calls_pending(), 0);
+    }
+}

@@ -82,6 +82,18 @@ impl Router {
         text: &str,
         sink: &mut impl Sink,
     ) {
+        self.abort_with(handle, reason, text, &[], sink)
+    }
+
+    /// Sends ABORT with `extra` details next to the message and closes the transport.
+    pub(super) fn abort_with(
+        &mut self,
+        handle: SessionHandle,
+        reason: &str,
+        text: &str,
+        extra: &[(&str, Field<'_>)],
+        sink: &mut impl Sink,
+    ) {
         let Some(peer) = self.peer(handle) else {
             return;
         };
@@ -96,7 +108,8 @@ impl Router {
         }
         self.stats.aborts_sent += 1;
         self.leave(handle, sink);
-        let details = [("message", Field::Str(text))];
+        let mut details = vec![("message", Field::Str(text))];
+        details.extend_from_slice(extra);
         sink.send(
             peer,
             &Message::Abort {
@@ -108,6 +121,7 @@ impl Router {
     }
 
     pub(super) fn close(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
+        self.forget_authentication(handle, sink);
         self.leave(handle, sink);
         if let Some(session) = self.session_mut(handle) {
             session.phase = Phase::Closed;
@@ -120,8 +134,12 @@ impl Router {
     /// testaments, then the meta events. Afterwards the session is in the handshake phase. Every way out of a
     /// realm (GOODBYE, ABORT, a lost transport, shutdown, kill) goes through here.
     pub(super) fn leave(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        if self.joined(handle).is_none() {
+        let Some(joined) = self.joined(handle) else {
             return;
+        };
+        // A request waiting for an authorizer waits no more.
+        if let Some(token) = joined.parked.as_ref().and_then(|parked| parked.token) {
+            self.cancel_internal(token, sink);
         }
         // Pending calls first, while the session is still joined, so that unlinking keeps both of its lists
         // right (a session may be caller and callee of the same call).

@@ -126,6 +126,10 @@ impl Router {
                 format!("no procedure '{procedure}' on this router"),
             )),
         };
+        if self.question.is_some() {
+            // Waiting for a dynamic authorizer: the CALL is handled again once it decided.
+            return;
+        }
         match outcome {
             Ok(results) => {
                 let results = Value::List(results);
@@ -201,7 +205,7 @@ impl Router {
                         .with("authid", &*remote.authid)
                         .with("authrole", &*remote.authrole)
                         .with("authmethod", &*remote.authmethod)
-                        .with("authprovider", "static")
+                        .with("authprovider", &*remote.authprovider)
                 })
                 .ok_or_else(|| no_such_session(Some(id))),
         }
@@ -567,8 +571,13 @@ impl Router {
             return Err((INVALID_URI, text));
         }
         // The testament is a publication: the session needs the right to publish it.
-        self.authorize(handle, &topic, Perms::PUBLISH)
-            .map_err(|text| (NOT_AUTHORIZED, format!("testament: {text}")))?;
+        let publish_options = options.map_or(Dict::EMPTY, Dict::Raw);
+        match self.authorize(handle, &topic, Perms::PUBLISH, &publish_options) {
+            Ok(_) => {}
+            Err(Denied::Refused(uri, text)) => return Err((uri, format!("testament: {text}"))),
+            // The CALL is parked (and nothing is answered now).
+            Err(Denied::Pending) => return Ok(()),
+        }
         let Some(joined) = self.joined(handle) else {
             return Ok(());
         };
@@ -653,6 +662,8 @@ impl Router {
             for testament in joined.testaments.iter().filter(|t| t.scope == scope) {
                 let perms = match joined.role {
                     RoleIndex::OPEN => Perms::OPEN,
+                    // Its authorizer allowed the testament when it was added (it cannot be asked now).
+                    role if role.is_dynamic() => Perms::PUBLISH,
                     role => self.realms[realm].authz.permissions(role, &testament.topic),
                 };
                 if !perms.contains(Perms::PUBLISH) {
@@ -716,7 +727,7 @@ pub(super) fn session_details(joined: &Joined) -> Value {
         .with("authid", &*joined.authid)
         .with("authrole", &*joined.authrole)
         .with("authmethod", joined.authmethod.name())
-        .with("authprovider", "static")
+        .with("authprovider", joined.authprovider.name())
 }
 
 fn no_such_session(id: Option<Id>) -> Refusal {

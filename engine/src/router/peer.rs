@@ -25,8 +25,10 @@ impl Router {
                 handle,
                 who,
                 authmethod,
-            } => realm_of(realm)
-                .map(|realm| self.on_peer_session_joined(from, realm, handle, who, authmethod)),
+                authprovider,
+            } => realm_of(realm).map(|realm| {
+                self.on_peer_session_joined(from, realm, handle, who, (authmethod, authprovider))
+            }),
             PeerMessage::SessionLeft { realm, session } => realm_of(realm).map(|realm| {
                 if self.remote_sessions.remove(&session).is_some() {
                     self.realms[realm].remote_sessions -= 1;
@@ -238,6 +240,7 @@ impl Router {
         if known.is_none() {
             self.stats.peer_messages_dropped += 1;
         }
+        self.settle(sink);
         self.check_invariants();
     }
 
@@ -247,7 +250,7 @@ impl Router {
         realm: usize,
         handle: SessionHandle,
         who: crate::link::Who<'_>,
-        authmethod: &str,
+        (authmethod, authprovider): (&str, &str),
     ) {
         let remote = RemoteSession {
             realm,
@@ -256,6 +259,7 @@ impl Router {
             authid: who.authid.into(),
             authrole: who.authrole.into(),
             authmethod: authmethod.into(),
+            authprovider: authprovider.into(),
         };
         if self.remote_sessions.insert(who.id, remote).is_none() {
             self.realms[realm].remote_sessions += 1;

@@ -44,13 +44,19 @@ impl Router {
         let flag = |name| options.get(name).and_then(|v| v.as_bool()) == Some(true);
         let (disclose_publisher, get_retained) = (flag("disclose_publisher"), flag("get_retained"));
         let identify = disclose_publisher.then_some(Perms::IDENTIFY_PUBLISHER);
-        let restricted =
-            match self.authorize_pattern(handle, (topic, policy), Perms::SUBSCRIBE, identify) {
-                Ok(restricted) => restricted,
-                Err((uri, text)) => {
-                    return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
-                }
-            };
+        let restricted = match self.authorize_pattern(
+            handle,
+            (topic, policy),
+            Perms::SUBSCRIBE,
+            identify,
+            options,
+        ) {
+            Ok(restricted) => restricted,
+            Err(Denied::Refused(uri, text)) => {
+                return self.send_error(sink, peer, MessageType::Subscribe, request, uri, &text)
+            }
+            Err(Denied::Pending) => return,
+        };
         let existing = self.realms[realm].broker.trie.get(topic, policy);
         let Some(joined) = self.joined(handle) else {
             return;
@@ -233,16 +239,17 @@ impl Router {
             }
             return;
         }
-        match self.authorize(handle, topic, Perms::PUBLISH) {
+        match self.authorize(handle, topic, Perms::PUBLISH, options) {
             // The role's rule may disclose the publisher, as if it had asked.
             Ok(perms) => parsed.disclose_me |= perms.contains(Perms::DISCLOSE_PUBLISHER),
-            Err(text) => {
+            Err(Denied::Refused(uri, text)) => {
                 if acknowledge {
                     let kind = MessageType::Publish;
-                    self.send_error(sink, peer, kind, request, NOT_AUTHORIZED, &text);
+                    self.send_error(sink, peer, kind, request, uri, &text);
                 }
                 return;
             }
+            Err(Denied::Pending) => return,
         }
         let publication = self.ids.random_id();
         self.stats.publications += 1;

@@ -64,11 +64,17 @@ impl Router {
             .get("disclose_caller")
             .is_some_and(|value| value.as_bool() == Some(true));
         let identify = disclose_caller.then_some(Perms::IDENTIFY_CALLER);
-        let restricted =
-            match self.authorize_pattern(handle, (procedure, policy), Perms::REGISTER, identify) {
-                Ok(restricted) => restricted,
-                Err((uri, text)) => return refuse(self, sink, uri, &text),
-            };
+        let restricted = match self.authorize_pattern(
+            handle,
+            (procedure, policy),
+            Perms::REGISTER,
+            identify,
+            options,
+        ) {
+            Ok(restricted) => restricted,
+            Err(Denied::Refused(uri, text)) => return refuse(self, sink, uri, &text),
+            Err(Denied::Pending) => return,
+        };
         let invoke = match options.get("invoke") {
             None => Invoke::Single,
             Some(value) => match value.as_str().as_deref().and_then(Invoke::from_option) {

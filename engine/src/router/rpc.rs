@@ -39,7 +39,8 @@ pub(super) struct Call {
     pub callee_links: Links,
 }
 
-/// Who made a call: a session of this shard, or of another (its shard names the call by `relay`).
+/// Who made a call: a session of this shard, or of another (its shard names the call by `relay`), or the router
+/// itself (a dynamic authenticator or authorizer: `token` names the request in `Router::internal`).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum CallerEnd {
     Local(Peer),
@@ -47,6 +48,10 @@ pub(super) enum CallerEnd {
         shard: ShardId,
         relay: u64,
         features: ClientFeatures,
+    },
+    Internal {
+        token: usize,
+        serial: u64,
     },
 }
 
@@ -187,11 +192,16 @@ impl Router {
         if let Some((uri, text)) = refusal {
             return self.refuse_call(handle, request, parsed.progress, uri, &text, sink);
         }
-        let perms = match self.authorize(handle, procedure, Perms::CALL) {
+        let perms = match self.authorize(handle, procedure, Perms::CALL, options) {
             Ok(perms) => perms,
-            Err(text) => {
+            Err(Denied::Refused(uri, text)) => {
                 let progress = parsed.progress;
-                return self.refuse_call(handle, request, progress, NOT_AUTHORIZED, &text, sink);
+                return self.refuse_call(handle, request, progress, uri, &text, sink);
+            }
+            Err(Denied::Pending) => {
+                // Counted again when it is handled.
+                self.stats.calls -= 1;
+                return;
             }
         };
         if uri::is_reserved(procedure) {
@@ -210,25 +220,7 @@ impl Router {
             }
             return self.on_meta_call(handle, request, procedure, payload, sink);
         }
-        let Router {
-            ids,
-            realms,
-            sessions,
-            ..
-        } = self;
-        let Realm { dealer, authz, .. } = &mut realms[realm];
-        let admit = |callee: &Callee| {
-            // A restricted callee's role decides on the concrete procedure (its role in this shard's copy of the
-            // realm's roles, for a callee of another shard too).
-            let role = match callee.at {
-                CalleeAt::Local(peer) => {
-                    joined_in(sessions, peer.session).map(|joined| joined.role)
-                }
-                CalleeAt::Remote { .. } => Some(callee.role),
-            };
-            role.is_some_and(|role| authz.decide(role, procedure).contains(Perms::REGISTER))
-        };
-        let Some((index, callee)) = dealer.route(procedure, admit, |n| ids.below(n)) else {
+        let Some((index, callee)) = self.route_call(realm, procedure) else {
             let text = format!("no callee registered procedure '{}'", uri::shown(procedure));
             return self.refuse_call(
                 handle,
@@ -307,7 +299,31 @@ impl Router {
         }
     }
 
-    fn next_serial(&mut self) -> u64 {
+    /// The registration of `realm` that takes a call to `procedure` and the callee that gets it (by the
+    /// registration's invocation policy), passing over restricted callees whose role may not register it.
+    pub(super) fn route_call(&mut self, realm: usize, procedure: &str) -> Option<(usize, Callee)> {
+        let Router {
+            ids,
+            realms,
+            sessions,
+            ..
+        } = self;
+        let Realm { dealer, authz, .. } = &mut realms[realm];
+        let admit = |callee: &Callee| {
+            // A restricted callee's role decides on the concrete procedure (its role in this shard's copy of the
+            // realm's roles, for a callee of another shard too).
+            let role = match callee.at {
+                CalleeAt::Local(peer) => {
+                    joined_in(sessions, peer.session).map(|joined| joined.role)
+                }
+                CalleeAt::Remote { .. } => Some(callee.role),
+            };
+            role.is_some_and(|role| authz.decide(role, procedure).contains(Perms::REGISTER))
+        };
+        dealer.route(procedure, admit, |n| ids.below(n))
+    }
+
+    pub(super) fn next_serial(&mut self) -> u64 {
         self.next_call_serial += 1;
         self.next_call_serial
     }
@@ -317,7 +333,7 @@ impl Router {
     /// by the link for another's. Refused (before anything is kept) when the callee lacks a feature the call
     /// needs.
     #[allow(clippy::too_many_arguments)]
-    fn invoke(
+    pub(super) fn invoke(
         &mut self,
         (caller, caller_request, who): (CallerEnd, Id, Option<Who<'_>>),
         (registration, pattern, procedure): (Id, bool, &str),
@@ -379,6 +395,7 @@ impl Router {
             CallerEnd::Remote { shard, relay, .. } => {
                 self.remote_callers.insert((shard, relay), call);
             }
+            CallerEnd::Internal { token, .. } => self.internal_started(token, call),
         }
         self.link(call, Side::Callee, callee.session);
         self.invocations
@@ -401,7 +418,7 @@ impl Router {
         }
         let local = match caller {
             CallerEnd::Local(peer) => self.identity(peer.session),
-            CallerEnd::Remote { .. } => None,
+            CallerEnd::Remote { .. } | CallerEnd::Internal { .. } => None,
         };
         let who = who.map(|who| Identity {
             id: who.id,
@@ -503,6 +520,12 @@ impl Router {
     ) {
         match caller {
             CallerEnd::Local(peer) => self.deliver_answer(peer, request, answer, sink),
+            CallerEnd::Internal { token, serial } => {
+                // The router's own calls take no progressive results.
+                if last {
+                    self.on_internal_answer(token, serial, answer, sink);
+                }
+            }
             CallerEnd::Remote { shard, relay, .. } => {
                 let (progress, error, text, options, payload) = match answer {
                     Answer::Result {
@@ -603,7 +626,30 @@ impl Router {
             return;
         };
         let call = &self.calls[index];
-        let (CallerEnd::Local(peer), request) = (call.caller, call.caller_request) else {
+        let (caller, request) = (call.caller, call.caller_request);
+        if let CallerEnd::Internal { .. } = caller {
+            if !last {
+                return;
+            }
+            self.remove_call(index);
+            let answer = if !text.is_empty() {
+                Answer::RouterError { uri: error, text }
+            } else if error.is_empty() {
+                Answer::Result {
+                    progress,
+                    options,
+                    payload: *payload,
+                }
+            } else {
+                Answer::CalleeError {
+                    uri: error,
+                    details: options,
+                    payload: *payload,
+                }
+            };
+            return self.answer(caller, request, answer, true, sink);
+        }
+        let CallerEnd::Local(peer) = caller else {
             return;
         };
         let answer = if !text.is_empty() {
@@ -632,7 +678,7 @@ impl Router {
     }
 
     /// The call a relay ID names, if it is still pending on this shard.
-    fn call_by_relay(&self, relay: u64) -> Option<usize> {
+    pub(super) fn call_by_relay(&self, relay: u64) -> Option<usize> {
         let index = (relay & 0xFFFF_FFFF) as usize;
         self.calls
             .get(index)
@@ -941,6 +987,7 @@ impl Router {
                     .joined(peer.session)
                     .is_some_and(|joined| joined.features.caller_passthru),
                 CallerEnd::Remote { features, .. } => features.caller_passthru,
+                CallerEnd::Internal { .. } => false,
             };
             let refusal = match attributes.and_then(|attributes| attributes.invalid()) {
                 Some(name) => Some((OPTION_NOT_ALLOWED, format!("option '{name}' is not valid"))),
@@ -1038,14 +1085,14 @@ impl Router {
 
     /// Call `index` (its callee on this shard) ends because its caller left: a callee that supports canceling
     /// gets INTERRUPT (`killnowait`).
-    fn end_for_departed_caller(&mut self, index: usize, sink: &mut impl Sink) {
+    pub(super) fn end_for_departed_caller(&mut self, index: usize, sink: &mut impl Sink) {
         let call = self.remove_call(index);
         let CalleeEnd::Local(callee) = call.callee else {
             return;
         };
         let caller_session = match call.caller {
             CallerEnd::Local(peer) => Some(peer.session),
-            CallerEnd::Remote { .. } => None,
+            CallerEnd::Remote { .. } | CallerEnd::Internal { .. } => None,
         };
         let interruptible = Some(callee.session) != caller_session
             && !call.interrupted
@@ -1120,6 +1167,8 @@ impl Router {
         }
     }
 
+    /// Removes call `index` from every index. The router's own calls keep their entry in `Router::internal`
+    /// until their answer is handled.
     pub(super) fn remove_call(&mut self, index: usize) -> Call {
         let (caller, callee) = (self.calls[index].caller, self.calls[index].callee);
         if let CallerEnd::Local(peer) = caller {
@@ -1143,6 +1192,7 @@ impl Router {
             CallerEnd::Remote { shard, relay, .. } => {
                 self.remote_callers.remove(&(shard, relay));
             }
+            CallerEnd::Internal { .. } => {}
         }
         if let CalleeEnd::Local(peer) = callee {
             self.invocations
