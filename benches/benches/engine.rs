@@ -163,6 +163,7 @@ fn authorization(c: &mut Criterion) {
             rule("com.myapp.sensor.secret", Exact, Perms::NONE),
             rule("com.other", Exact, Perms::CALL),
         ],
+        authorizer: None,
     }]);
     let acknowledged = decode(PUBLISH_ACK);
     for (name, config) in [("open", RouterConfig::default()), ("roles", enforced)] {
@@ -208,6 +209,7 @@ fn restricted_delivery(c: &mut Criterion) {
                 rule("com.myapp.", Prefix, Perms::PUBLISH | Perms::SUBSCRIBE),
                 rule("com.myapp.admin.", Prefix, Perms::NONE),
             ],
+            authorizer: None,
         }]);
         let mut router = Router::new(config);
         let mut sink = CountingSink::default();

@@ -707,6 +707,7 @@ impl EngineFuzz {
                         salt: None,
                     }),
                     cryptosign: vec![[7; 32]],
+                    scram: None,
                 }],
                 roles: Some(vec![
                     kreisel_engine::RoleConfig {
@@ -723,6 +724,7 @@ impl EngineFuzz {
                                 allow: kreisel_engine::Perms::NONE,
                             },
                         ],
+                        authorizer: None,
                     },
                     kreisel_engine::RoleConfig {
                         name: "g".into(),
@@ -731,8 +733,10 @@ impl EngineFuzz {
                             policy: kreisel_engine::uri::MatchPolicy::Prefix,
                             allow: kreisel_engine::Perms::SUBSCRIBE,
                         }],
+                        authorizer: None,
                     },
                 ]),
+                authenticators: Vec::new(),
             },
             ..RealmConfig::new("secure")
         });

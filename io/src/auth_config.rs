@@ -1,12 +1,15 @@
-//! The authentication and authorization part of a realm's configuration: `[[realms.principals]]` and
-//! `[[realms.roles]]` (see the README's "Authentication and authorization").
+//! The authentication and authorization part of a realm's configuration: `[[realms.principals]]`,
+//! `[[realms.roles]]` (static permissions or a dynamic authorizer) and `[[realms.authenticators]]` (see the
+//! README's "Authentication and authorization").
 
 use std::collections::HashSet;
 
 use kreisel_engine::auth::parse_pubkey;
+use kreisel_engine::scram::Credential;
 use kreisel_engine::uri::{self, MatchPolicy, UriCheck};
 use kreisel_engine::{
-    AuthConfig, PermissionConfig, Perms, PrincipalConfig, RoleConfig, Salt, WampCraSecret,
+    AuthConfig, AuthenticatorConfig, AuthorizerConfig, CacheScope, Method, Patterns,
+    PermissionConfig, Perms, PrincipalConfig, RoleConfig, Salt, WampCraSecret,
 };
 use serde::Deserialize;
 
@@ -28,6 +31,156 @@ pub struct Principal {
     /// Cryptosign: Ed25519 public keys, hex (64 digits each).
     #[serde(default)]
     pub cryptosign_pubkeys: Vec<String>,
+    /// WAMP-SCRAM (`wamp-scram`, and crossbar's `scram`): the stored credential `kreisel --derive-scram` prints.
+    /// `scram_kdf` is `argon2id13` (the spec's), `argon2id-13` (autobahn's and crossbar's) or `pbkdf2`;
+    /// `scram_salt`, `scram_stored_key` and `scram_server_key` are hex; `scram_memory` (KiB) is for Argon2 only.
+    pub scram_kdf: Option<String>,
+    pub scram_salt: Option<String>,
+    pub scram_iterations: Option<u32>,
+    pub scram_memory: Option<u32>,
+    pub scram_stored_key: Option<String>,
+    pub scram_server_key: Option<String>,
+}
+
+impl Principal {
+    /// The SCRAM credential, if the principal has one (`Err`: which key is wrong or missing).
+    pub fn scram(&self) -> Result<Option<Credential>, String> {
+        let parts = (
+            &self.scram_kdf,
+            &self.scram_salt,
+            self.scram_iterations,
+            &self.scram_stored_key,
+            &self.scram_server_key,
+        );
+        match parts {
+            (None, None, None, None, None) if self.scram_memory.is_none() => Ok(None),
+            (Some(kdf), Some(salt), Some(iterations), Some(stored), Some(server)) => {
+                Credential::parse(kdf, salt, iterations, self.scram_memory, stored, server)
+                    .map(Some)
+                    .map_err(|e| format!("scram: {e}"))
+            }
+            _ => Err(
+                "scram_kdf, scram_salt, scram_iterations, scram_stored_key and scram_server_key go together \
+                 (and scram_memory with an Argon2 kdf): kreisel --derive-scram prints them"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A dynamic authenticator: a procedure that authenticates the HELLOs choosing one of `methods`, called as
+/// crossbar.io calls it (README, "Dynamic authentication").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Authenticator {
+    /// Any of "anonymous", "ticket", "wampcra", "cryptosign", "scram" ("wamp-scram" is the same: both SCRAM
+    /// dialects go to it).
+    pub methods: Vec<MethodName>,
+    /// The procedure URI.
+    pub procedure: String,
+    /// The realm it is registered in (default: this realm).
+    pub realm: Option<String>,
+    /// How long the router waits for its answer (default 5000 ms).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Authentications waiting for its answer at once, on each shard (default 1000); beyond, refused at once.
+    #[serde(default = "default_concurrency_max")]
+    pub concurrency_max: usize,
+}
+
+/// An authentication method's name in the configuration.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+pub enum MethodName {
+    #[serde(rename = "anonymous")]
+    Anonymous,
+    #[serde(rename = "ticket")]
+    Ticket,
+    #[serde(rename = "wampcra")]
+    WampCra,
+    #[serde(rename = "cryptosign")]
+    Cryptosign,
+    #[serde(rename = "scram", alias = "wamp-scram")]
+    Scram,
+}
+
+impl MethodName {
+    fn method(self) -> Method {
+        match self {
+            MethodName::Anonymous => Method::Anonymous,
+            MethodName::Ticket => Method::Ticket,
+            MethodName::WampCra => Method::WampCra,
+            MethodName::Cryptosign => Method::Cryptosign,
+            MethodName::Scram => Method::Scram,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.method().name()
+    }
+}
+
+/// A role's dynamic authorizer: a procedure that decides the role's requests, called as crossbar.io calls it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Authorizer {
+    /// The procedure URI.
+    pub procedure: String,
+    /// The realm it is registered in (default: the role's realm).
+    pub realm: Option<String>,
+    /// How long a request waits for its answer (default 5000 ms); then it is refused.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Requests waiting for its answer at once, on each shard (default 1000); beyond, refused at once.
+    #[serde(default = "default_concurrency_max")]
+    pub concurrency_max: usize,
+    /// Whom a decision answered with `cache: true` is remembered for: "role" (every session of the role, as
+    /// crossbar does; the default) or "session".
+    #[serde(default)]
+    pub cache: CacheName,
+    /// SUBSCRIBE/REGISTER with `match: prefix|wildcard`: "ask" the authorizer (the default; `options.match` tells
+    /// it, and its answer covers every URI the pattern matches) or "refuse" them.
+    #[serde(default)]
+    pub patterns: PatternsName,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheName {
+    #[default]
+    Role,
+    Session,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PatternsName {
+    #[default]
+    Ask,
+    Refuse,
+}
+
+fn default_timeout_ms() -> u64 {
+    AuthenticatorConfig::TIMEOUT_MS
+}
+
+fn default_concurrency_max() -> usize {
+    AuthenticatorConfig::CONCURRENCY_MAX
+}
+
+/// Why `uri` cannot name a dynamic authenticator's or authorizer's procedure.
+fn procedure_problem(uri: &str) -> Option<String> {
+    if uri.starts_with("wamp.") {
+        return Some(format!(
+            "'{}' is under 'wamp.', the router's own namespace",
+            uri::shown(uri)
+        ));
+    }
+    uri_problem(uri, UriCheck::Loose, MatchPolicy::Exact).map(|problem| {
+        format!(
+            "'{}' is not a valid procedure URI: {problem}",
+            uri::shown(uri)
+        )
+    })
 }
 
 /// A role and its permissions.
@@ -37,6 +190,8 @@ pub struct Role {
     pub name: String,
     #[serde(default)]
     pub permissions: Vec<Permission>,
+    /// A procedure decides this role's requests instead of `permissions`.
+    pub authorizer: Option<Authorizer>,
 }
 
 /// One rule: what a role may do on the URIs a pattern matches. The most specific matching rule decides
@@ -222,15 +377,66 @@ pub fn rule_problem(uri: &str, policy: MatchPolicy, check: UriCheck) -> Option<S
     Some(text)
 }
 
-/// Checks a realm's principals and roles; `Err` explains the first mistake. `check` is the realm's URI rule, which
-/// the roles' URI patterns must follow.
+/// Checks a realm's principals, roles and dynamic authenticators; `Err` explains the first mistake. `check` is the
+/// realm's URI rule, which the roles' URI patterns must follow; `realms` are the names of every realm (an
+/// authenticator or authorizer may be registered in another).
 pub fn validate(
     realm: &str,
     check: UriCheck,
     anonymous_role: Option<&str>,
-    principals: &[Principal],
-    roles: Option<&[Role]>,
+    (principals, roles, authenticators): (&[Principal], Option<&[Role]>, &[Authenticator]),
+    realms: &[&str],
 ) -> Result<(), String> {
+    let mut dynamic = HashSet::new();
+    for (index, authenticator) in authenticators.iter().enumerate() {
+        let which = format!(
+            "realm '{realm}', authenticator {} ('{}')",
+            index + 1,
+            authenticator.procedure
+        );
+        if let Some(problem) = procedure_problem(&authenticator.procedure) {
+            return Err(format!("{which}: {problem}"));
+        }
+        if authenticator.methods.is_empty() {
+            return Err(format!("{which}: methods must name at least one method"));
+        }
+        if let Some(other) = (authenticator.realm.as_deref()).filter(|r| !realms.contains(r)) {
+            return Err(format!("{which}: there is no realm '{other}' (realm = the realm its procedure is registered in)"));
+        }
+        if authenticator.timeout_ms == 0 || authenticator.concurrency_max == 0 {
+            return Err(format!(
+                "{which}: timeout_ms and concurrency_max must be at least 1"
+            ));
+        }
+        for method in &authenticator.methods {
+            if !dynamic.insert(*method) {
+                return Err(format!(
+                    "realm '{realm}': method '{}' has two dynamic authenticators",
+                    method.name()
+                ));
+            }
+            let static_too = match method {
+                MethodName::Anonymous => anonymous_role.is_some(),
+                MethodName::Ticket => principals.iter().any(|p| p.ticket.is_some()),
+                MethodName::WampCra => principals.iter().any(|p| p.wampcra_secret.is_some()),
+                MethodName::Cryptosign => {
+                    principals.iter().any(|p| !p.cryptosign_pubkeys.is_empty())
+                }
+                MethodName::Scram => principals.iter().any(|p| p.scram_kdf.is_some()),
+            };
+            if static_too {
+                let what = match method {
+                    MethodName::Anonymous => "anonymous access (set anonymous = false)".to_string(),
+                    other => format!("principals with {} credentials", other.name()),
+                };
+                return Err(format!(
+                    "realm '{realm}': method '{}' has a dynamic authenticator and {what}: one of them decides \
+                     a method",
+                    method.name()
+                ));
+            }
+        }
+    }
     let mut authids = HashSet::new();
     let mut pubkeys = HashSet::new();
     for p in principals {
@@ -241,9 +447,14 @@ pub fn validate(
         if !authids.insert(&p.authid) {
             return Err(format!("{which}: defined twice"));
         }
-        if p.ticket.is_none() && p.wampcra_secret.is_none() && p.cryptosign_pubkeys.is_empty() {
+        let scram = p.scram().map_err(|e| format!("{which}: {e}"))?;
+        if p.ticket.is_none()
+            && p.wampcra_secret.is_none()
+            && p.cryptosign_pubkeys.is_empty()
+            && scram.is_none()
+        {
             return Err(format!(
-                "{which}: needs a credential (ticket, wampcra_secret or cryptosign_pubkeys)"
+                "{which}: needs a credential (ticket, wampcra_secret, cryptosign_pubkeys or scram_*)"
             ));
         }
         if p.ticket.as_deref() == Some("") || p.wampcra_secret.as_deref() == Some("") {
@@ -294,6 +505,25 @@ pub fn validate(
                 return Err(format!("realm '{realm}', role '{}': {problem}", role.name));
             }
         }
+        if let Some(authorizer) = &role.authorizer {
+            let which = format!("realm '{realm}', role '{}', authorizer", role.name);
+            if !role.permissions.is_empty() {
+                return Err(format!(
+                    "{which}: a role has permissions or an authorizer, not both"
+                ));
+            }
+            if let Some(problem) = procedure_problem(&authorizer.procedure) {
+                return Err(format!("{which}: {problem}"));
+            }
+            if let Some(other) = (authorizer.realm.as_deref()).filter(|r| !realms.contains(r)) {
+                return Err(format!("{which}: there is no realm '{other}'"));
+            }
+            if authorizer.timeout_ms == 0 || authorizer.concurrency_max == 0 {
+                return Err(format!(
+                    "{which}: timeout_ms and concurrency_max must be at least 1"
+                ));
+            }
+        }
     }
     let mut defined: Vec<String> = roles.iter().map(|r| format!("'{}'", r.name)).collect();
     defined.sort();
@@ -331,6 +561,7 @@ pub fn engine_config(
     anonymous_role: Option<&str>,
     principals: &[Principal],
     roles: Option<&[Role]>,
+    authenticators: &[Authenticator],
 ) -> AuthConfig {
     AuthConfig {
         anonymous_role: anonymous_role.map(str::to_owned),
@@ -353,6 +584,7 @@ pub fn engine_config(
                     .iter()
                     .filter_map(|key| parse_pubkey(key))
                     .collect(),
+                scram: p.scram().ok().flatten(),
             })
             .collect(),
         roles: roles.map(|roles| {
@@ -386,9 +618,33 @@ pub fn engine_config(
                                 .fold(Perms::NONE, |all, p| all | p),
                         })
                         .collect(),
+                    authorizer: role.authorizer.as_ref().map(|a| AuthorizerConfig {
+                        procedure: a.procedure.clone(),
+                        realm: a.realm.clone(),
+                        timeout_ms: a.timeout_ms,
+                        concurrency_max: a.concurrency_max,
+                        cache: match a.cache {
+                            CacheName::Role => CacheScope::Role,
+                            CacheName::Session => CacheScope::Session,
+                        },
+                        patterns: match a.patterns {
+                            PatternsName::Ask => Patterns::Ask,
+                            PatternsName::Refuse => Patterns::Refuse,
+                        },
+                    }),
                 })
                 .collect()
         }),
+        authenticators: authenticators
+            .iter()
+            .map(|a| AuthenticatorConfig {
+                methods: a.methods.iter().map(|m| m.method()).collect(),
+                procedure: a.procedure.clone(),
+                realm: a.realm.clone(),
+                timeout_ms: a.timeout_ms,
+                concurrency_max: a.concurrency_max,
+            })
+            .collect(),
     }
 }
 

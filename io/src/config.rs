@@ -11,7 +11,7 @@ use kreisel_engine::uri::UriCheck;
 use kreisel_engine::{RealmConfig, RouterConfig};
 use serde::Deserialize;
 
-pub use crate::auth_config::{Permission, Principal, Role};
+pub use crate::auth_config::{Authenticator, Authorizer, Permission, Principal, Role};
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -43,8 +43,8 @@ pub struct Realm {
     /// Bytes the retained events may hold (estimated; default 16 MiB); the oldest go first.
     #[serde(default = "default_retained_bytes_max")]
     pub retained_bytes_max: usize,
-    /// Accept anonymous sessions (role `anonymous_role`). Default: yes when the realm has no principals, no when
-    /// it has.
+    /// Accept anonymous sessions (role `anonymous_role`). Default: yes when the realm has no principals and no
+    /// dynamic authenticators, no when it has.
     #[serde(default)]
     pub anonymous: Option<bool>,
     #[serde(default = "default_anonymous_role")]
@@ -52,21 +52,32 @@ pub struct Realm {
     /// Static principals for ticket, WAMP-CRA and cryptosign authentication.
     #[serde(default)]
     pub principals: Vec<Principal>,
-    /// Roles with per-URI permissions. Without `roles`, every session may do everything in the realm.
+    /// Roles with per-URI permissions (or a dynamic authorizer). Without `roles`, every session may do everything
+    /// in the realm.
     #[serde(default)]
     pub roles: Option<Vec<Role>>,
+    /// Dynamic authenticators: procedures that authenticate the methods they name.
+    #[serde(default)]
+    pub authenticators: Vec<Authenticator>,
 }
 
 impl Realm {
-    /// The role of anonymous sessions, if the realm accepts them.
+    /// The role of anonymous sessions, if the realm accepts them (by default when it has neither principals nor
+    /// dynamic authenticators).
     pub fn anonymous_role(&self) -> Option<&str> {
-        let anonymous = self.anonymous.unwrap_or(self.principals.is_empty());
+        let anonymous = self
+            .anonymous
+            .unwrap_or(self.principals.is_empty() && self.authenticators.is_empty());
         anonymous.then_some(self.anonymous_role.as_str())
     }
 
     /// What is valid in this realm's access settings but probably not meant (see [`Config::warnings`]).
     pub fn warnings(&self) -> Vec<String> {
         let which = format!("realm '{}'", self.name);
+        if !self.authenticators.is_empty() {
+            // An authenticator gives roles the file does not show: none of the warnings below can tell.
+            return Vec::new();
+        }
         if self.anonymous == Some(false) && self.principals.is_empty() {
             return vec![format!(
                 "{which}: nobody can join: it has no [[realms.principals]] and anonymous = false; add principals, \
@@ -339,6 +350,7 @@ impl Default for Config {
                 anonymous_role: default_anonymous_role(),
                 principals: Vec::new(),
                 roles: None,
+                authenticators: Vec::new(),
             }],
             listeners: vec![
                 Listener {
@@ -461,6 +473,7 @@ impl Config {
             ));
         }
         let mut names = std::collections::HashSet::new();
+        let realm_names: Vec<&str> = self.realms.iter().map(|r| r.name.as_str()).collect();
         for realm in &self.realms {
             if let Some(problem) = crate::auth_config::uri_problem(
                 &realm.name,
@@ -479,8 +492,12 @@ impl Config {
                 &realm.name,
                 realm.uri_check.check(),
                 realm.anonymous_role(),
-                &realm.principals,
-                realm.roles.as_deref(),
+                (
+                    &realm.principals,
+                    realm.roles.as_deref(),
+                    &realm.authenticators,
+                ),
+                &realm_names,
             )
             .map_err(ConfigError)?;
         }
@@ -653,6 +670,7 @@ impl Config {
                         realm.anonymous_role(),
                         &realm.principals,
                         realm.roles.as_deref(),
+                        &realm.authenticators,
                     ),
                     ..RealmConfig::new(&realm.name)
                 })
@@ -789,15 +807,23 @@ disclose_caller = false      # INVOCATIONs name the caller (session, authid, aut
 disclose_publisher = false   # EVENTs name the publisher even unasked
 retained_max = 1000          # retained events (one per topic); the oldest go first (0: no retention)
 retained_bytes_max = 16777216 # bytes they may hold (estimated); the oldest go first
-# anonymous = true           # default: true without principals, false with
+# anonymous = true           # default: true without principals and authenticators, false with
 anonymous_role = "anonymous" # role of anonymous sessions
 # [[realms.principals]]      # static principals (see README: Authentication and authorization)
 # authid = "alice"
 # role = "user"
-# ticket = "..."             # and/or wampcra_secret (+ wampcra_salt, _iterations, _keylen), cryptosign_pubkeys
+# ticket = "..."             # and/or wampcra_secret (+ wampcra_salt, _iterations, _keylen), cryptosign_pubkeys,
+#                            # scram_kdf, _salt, _iterations, _memory, _stored_key, _server_key (--derive-scram)
 # [[realms.roles]]           # without roles, every session may do everything
 # name = "user"
 # permissions = [{ uri = "com.example.", match = "prefix", allow = ["call", "subscribe"] }]
+#                            # or a procedure decides: authorizer = { procedure = "com.example.authorize" }
+# [[realms.authenticators]]  # dynamic authentication: a procedure decides (see README)
+# methods = ["wampcra"]      # anonymous, ticket, wampcra, cryptosign, scram
+# procedure = "com.example.authenticate"
+# timeout_ms = 5000
+# concurrency_max = 1000     # authentications waiting for it at once, per shard
+#                            # realm = "...": where it is registered (default: this realm)
 
 [[listeners]]
 listen = "127.0.0.1:8080"    # HOST:PORT, or unix:/path/to/socket

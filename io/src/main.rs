@@ -33,12 +33,35 @@ struct Cli {
     /// clients derive it): the value for a principal's `wampcra_secret` next to `wampcra_salt = SALT`.
     #[arg(long, value_name = "SALT", conflicts_with_all = ["config", "check", "print_config"])]
     derive_key: Option<String>,
+    /// Print a principal's WAMP-SCRAM credential (the `scram_*` keys of `[[realms.principals]]`) for the
+    /// password read from stdin, with a random salt: by default what autobahn's `derive_scram_credential` makes
+    /// (`argon2id-13`, 4096 passes over 512 KiB), which autobahn-python clients log in with.
+    #[arg(long, conflicts_with_all = ["config", "check", "print_config", "derive_key", "import_crossbar"])]
+    derive_scram: bool,
+    /// --derive-scram: the key derivation function, `argon2id-13` (autobahn's and crossbar's), `argon2id13` (the
+    /// WAMP spec's) or `pbkdf2`.
+    #[arg(
+        long,
+        value_name = "KDF",
+        default_value = "argon2id-13",
+        requires = "derive_scram"
+    )]
+    scram_kdf: String,
+    /// --derive-scram: iterations (Argon2 passes; default 4096 for Argon2, 600000 for PBKDF2).
+    #[arg(long, value_name = "N", requires = "derive_scram")]
+    scram_iterations: Option<u32>,
+    /// --derive-scram: Argon2 memory in KiB (default 512).
+    #[arg(long, value_name = "KIB", requires = "derive_scram")]
+    scram_memory: Option<u32>,
+    /// --derive-scram: the salt, hex (default: 16 random octets).
+    #[arg(long, value_name = "HEX", requires = "derive_scram")]
+    scram_salt: Option<String>,
     /// Print a kreisel configuration equivalent to this crossbar.io node configuration (`.crossbar/config.json`
     /// or `config.yaml`) and exit: realms, roles and permissions, static ticket, WAMP-CRA and cryptosign principals,
     /// anonymous access, WebSocket/RawSocket listeners on TCP or Unix sockets with their serializers and TLS files.
-    /// What kreisel cannot take over (dynamic authenticators and authorizers, components, other workers, HTTP
-    /// services, MQTT, router links, options kreisel lacks) is a `# not carried over:` comment in the output and a
-    /// warning on stderr.
+    /// Dynamic authenticators and authorizers become `[[realms.authenticators]]` and role `authorizer`s. What
+    /// kreisel cannot take over (components, other workers, HTTP services, MQTT, router links, options kreisel
+    /// lacks) is a `# not carried over:` comment in the output and a warning on stderr.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "check", "print_config", "derive_key"])]
     import_crossbar: Option<PathBuf>,
     /// PBKDF2 iterations for --derive-key (the principal's `wampcra_iterations`).
@@ -76,6 +99,9 @@ fn main() -> ExitCode {
         };
         println!("{}", kreisel_engine::auth::derive_key(password, &salt));
         return ExitCode::SUCCESS;
+    }
+    if cli.derive_scram {
+        return derive_scram(&cli);
     }
     if let Some(path) = cli.check {
         return match Config::load(&path) {
@@ -124,6 +150,71 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--derive-scram`: the `scram_*` lines of a principal, for the password on stdin.
+fn derive_scram(cli: &Cli) -> ExitCode {
+    use kreisel_engine::scram::{Credential, Kdf, AUTOBAHN_ITERATIONS, AUTOBAHN_MEMORY};
+    let Some(kdf) = Kdf::from_name(&cli.scram_kdf) else {
+        eprintln!(
+            "--scram-kdf {} is none of argon2id-13, argon2id13, pbkdf2",
+            cli.scram_kdf
+        );
+        return ExitCode::FAILURE;
+    };
+    let iterations = cli.scram_iterations.unwrap_or(match kdf {
+        Kdf::Pbkdf2 => 600_000,
+        _ => AUTOBAHN_ITERATIONS,
+    });
+    let memory = match kdf {
+        Kdf::Pbkdf2 if cli.scram_memory.is_some() => {
+            eprintln!("--scram-memory is for Argon2, not for pbkdf2");
+            return ExitCode::FAILURE;
+        }
+        Kdf::Pbkdf2 => None,
+        _ => Some(cli.scram_memory.unwrap_or(AUTOBAHN_MEMORY)),
+    };
+    let salt = match &cli.scram_salt {
+        Some(hex) => match kreisel_engine::auth::unhex(hex) {
+            Some(salt) => salt,
+            None => {
+                eprintln!("--scram-salt must be hex");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            let mut salt = vec![0u8; 16];
+            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt).is_err()
+            {
+                eprintln!("cannot draw a random salt");
+                return ExitCode::FAILURE;
+            }
+            salt
+        }
+    };
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    match Credential::derive(password, kdf, &salt, iterations, memory) {
+        Ok(credential) => {
+            println!("scram_kdf = \"{}\"", kdf.name());
+            println!("scram_salt = \"{}\"", credential.salt_hex());
+            println!("scram_iterations = {iterations}");
+            if let Some(memory) = memory {
+                println!("scram_memory = {memory}");
+            }
+            println!("scram_stored_key = \"{}\"", credential.stored_key_hex());
+            println!("scram_server_key = \"{}\"", credential.server_key_hex());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

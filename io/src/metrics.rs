@@ -101,6 +101,31 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
         ("auth_failures_total", "Failed authentication attempts.", engine.auth_failures),
         ("not_authorized_total", "Requests refused by authorization.", engine.not_authorized),
         (
+            "authenticator_calls_total",
+            "Calls to dynamic authenticators.",
+            engine.authenticator_calls,
+        ),
+        (
+            "authenticator_failures_total",
+            "Dynamic authenticators not registered, failing, timing out, busy or answering nonsense.",
+            engine.authenticator_failures,
+        ),
+        (
+            "authorizer_calls_total",
+            "Calls to dynamic authorizers.",
+            engine.authorizer_calls,
+        ),
+        (
+            "authorizer_failures_total",
+            "Dynamic authorizers not registered, failing, timing out, busy or answering nonsense.",
+            engine.authorizer_failures,
+        ),
+        (
+            "authorizer_cached_total",
+            "Requests decided by what a dynamic authorizer let the router remember.",
+            engine.authorizer_cached,
+        ),
+        (
             "slow_consumers_total",
             "Connections closed because their outbox exceeded limits.outbox_max.",
             io.slow_consumers,

@@ -103,6 +103,18 @@ impl<S: Read + Write> TlsStream<S> {
         Ok(true)
     }
 
+    /// RFC 9266 `tls-exporter` channel binding data: 32 octets exported with the label `EXPORTER-Channel-Binding`
+    /// and an empty context. Offered on TLS 1.3 only: over TLS 1.2 it is only safe with the extended master
+    /// secret, which rustls does not report.
+    pub fn tls_exporter(&self) -> Option<[u8; 32]> {
+        if self.tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        self.tls
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(&[]))
+            .ok()
+    }
+
     /// Queues a close_notify alert and tries to send it.
     pub fn close_notify(&mut self) {
         self.tls.send_close_notify();

@@ -320,6 +320,7 @@ fn print_config_commented_keys_can_be_uncommented() {
             "anonymous",
             "[[realms.principals]]",
             "[[realms.roles]]",
+            "[[realms.authenticators]]",
             "metrics",
             "allowed_origins",
             "[listeners.tls]"

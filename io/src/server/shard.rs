@@ -400,7 +400,7 @@ impl Shard {
             } != *realm_old;
             if others_changed {
                 ignored.push(format!(
-                    "realm '{}': settings other than principals, roles and anonymous access",
+                    "realm '{}': settings other than principals, roles, authenticators and anonymous access",
                     fresh.name
                 ));
             }
@@ -425,6 +425,7 @@ impl Shard {
             current.anonymous_role = fresh.anonymous_role.clone();
             current.principals = fresh.principals.clone();
             current.roles = fresh.roles.clone();
+            current.authenticators = fresh.authenticators.clone();
         }
         if speak {
             for what in &ignored {
