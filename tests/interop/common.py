@@ -169,10 +169,12 @@ async def connect(url, serializer, realm="realm1"):
     return await connect_auth(url, serializer, realm)
 
 
-async def connect_auth(url, serializer, realm, authmethods=None, authid=None, authextra=None, on_challenge=None):
+async def connect_auth(url, serializer, realm, authmethods=None, authid=None, authextra=None, on_challenge=None,
+                       on_welcome=None):
     """Like `connect`, joining `realm` with the given authentication (none: the client's default, anonymous):
-    `on_challenge(challenge)` returns the signature (or a future of it). Raises `Refused` when the router aborts
-    the join."""
+    `on_challenge(challenge)` returns the signature (or a future of it); `on_welcome(authextra)` may refuse the
+    router's WELCOME by returning a reason (WAMP-SCRAM checks the server signature there). Raises `Refused` when the
+    router aborts the join."""
     loop = asyncio.get_running_loop()
     joined = loop.create_future()
     closed = loop.create_future()
@@ -189,6 +191,9 @@ async def connect_auth(url, serializer, realm, authmethods=None, authid=None, au
             if on_challenge is None:
                 raise RuntimeError(f"unexpected CHALLENGE {challenge.method}")
             return on_challenge(challenge)
+
+        def onWelcome(self, welcome):
+            return on_welcome(welcome.authextra) if on_welcome else None
 
         def onJoin(self, details):
             if not joined.done():
