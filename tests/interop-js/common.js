@@ -170,8 +170,10 @@ function transportOf(url, serializer) {
 }
 
 // Opens a transport to `url` and joins `realm`; resolves to {session, details, connection, closed} where `details`
-// is WELCOME.Details and `closed` resolves (with the close reason) once the transport is gone.
-function connect(url, serializer, realm = 'realm1') {
+// is WELCOME.Details and `closed` resolves (with the close reason) once the transport is gone. `auth` is added to
+// the connection's options (authmethods, authid, authextra, onchallenge). A refused join rejects with an error
+// whose `details` are autobahn-js's close details (`details.reason`: the ABORT's URI).
+function connect(url, serializer, realm = 'realm1', auth = {}) {
   return within(
     new Promise((resolve, reject) => {
       let resolveClosed;
@@ -183,6 +185,7 @@ function connect(url, serializer, realm = 'realm1') {
         realm,
         max_retries: 0,
         retry_if_unreachable: false,
+        ...auth,
       });
       let joined = false;
       connection.onopen = (session, details) => {
@@ -190,7 +193,11 @@ function connect(url, serializer, realm = 'realm1') {
         resolve({ session, details, connection, closed });
       };
       connection.onclose = (reason, details) => {
-        if (!joined) reject(new Error(`${url} (${serializer}) closed before joining: ${reason} ${show(details)}`));
+        if (!joined) {
+          const error = new Error(`${url} (${serializer}) closed before joining: ${reason} ${show(details)}`);
+          error.details = details;
+          reject(error);
+        }
         resolveClosed(reason);
         return true; // no reconnect
       };

@@ -229,6 +229,39 @@ async def connect_auth(url, serializer, realm, authmethods=None, authid=None, au
     return await wait_for(joined, f"WELCOME or ABORT from {url} ({serializer}, {authmethods or 'anonymous'})", 10)
 
 
+async def start_component(url, serializer, realm, component):
+    """Runs an ApplicationSession subclass `component` (as a crossbar component would be written) joined to `realm`
+    over `url`; returns once its onJoin has finished."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    class Started(component):
+        async def onJoin(self, details):
+            try:
+                await super().onJoin(details)
+            except BaseException as error:
+                if not ready.done():
+                    ready.set_exception(error)
+                raise
+            if not ready.done():
+                ready.set_result(self)
+
+        def onLeave(self, details):
+            if not ready.done():
+                ready.set_exception(Refused(details.reason, details.message))
+            super().onLeave(details)
+
+    kind, parsed = transport_of(url)
+    ser = SERIALIZERS[serializer]()
+    make = lambda: Started(ComponentConfig(realm))  # noqa: E731
+    if kind == "websocket":
+        factory = WampWebSocketClientFactory(make, url=parsed.geturl(), serializers=[ser])
+    else:
+        factory = WampRawSocketClientFactory(make, serializer=ser)
+    await loop.create_connection(factory, parsed.hostname, parsed.port)
+    return await wait_for(ready, f"{component.__name__} to join {realm}", 10)
+
+
 async def close(*sessions):
     """GOODBYE from each session, then waits until its transport is closed."""
     for session in sessions:

@@ -1,0 +1,111 @@
+//! Dynamic authentication and authorization end to end: an authenticator and an authorizer written as crossbar.io's
+//! examples write them (tests/interop/dynamic_components.py, autobahn-python) decide about autobahn-python clients
+//! (tests/interop/dynamic_auth.py) and autobahn-js clients (tests/interop-js/dynamic_auth.js) over WebSocket and
+//! RawSocket. The components always join over WebSocket with JSON; with `KREISEL_TEST_SHARDS=4` they and the
+//! clients sit on different shards.
+
+use std::time::Duration;
+
+use kreisel_tests::programs::{node_check, python, python_dir, Check};
+use kreisel_tests::{python_check, TestRouter};
+
+/// Realm `auth` holds the components; realm `dynamic` authenticates every method through them and gives role
+/// `frontend` an authorizer; realm `absent` names an authenticator nobody registers.
+pub const CONFIG: &str = r#"
+[[realms]]
+name = "auth"
+
+[[realms]]
+name = "dynamic"
+
+[[realms.authenticators]]
+methods = ["ticket", "wampcra", "cryptosign", "scram"]
+procedure = "com.example.authenticate"
+realm = "auth"
+timeout_ms = 2000
+
+[[realms.authenticators]]
+methods = ["anonymous"]
+procedure = "com.example.anonymous"
+realm = "auth"
+
+[[realms.roles]]
+name = "frontend"
+authorizer = { procedure = "com.example.authorize", realm = "auth", timeout_ms = 2000 }
+
+[[realms.roles]]
+name = "guest"
+permissions = [{ uri = "com.example.public.", match = "prefix", allow = ["subscribe"] }]
+
+[[realms]]
+name = "absent"
+
+[[realms.authenticators]]
+methods = ["ticket"]
+procedure = "com.example.nobody"
+realm = "auth"
+"#;
+
+/// The components, joined (killed when dropped).
+fn components(router: &TestRouter) -> Check {
+    let mut components = Check::spawn(
+        &python(),
+        &python_dir(),
+        "dynamic_components.py",
+        &[&router.ws_url(), "json"],
+    );
+    components.wait_for_line("ready", Duration::from_secs(20));
+    components
+}
+
+fn autobahn_python(websocket: bool, serializer: &str) {
+    let router = TestRouter::start(CONFIG);
+    let _components = components(&router);
+    let url = if websocket {
+        router.ws_url()
+    } else {
+        router.rs_url()
+    };
+    python_check("dynamic_auth.py", &[&url, serializer]);
+}
+
+fn autobahn_js(websocket: bool) {
+    let router = TestRouter::start(CONFIG);
+    let _components = components(&router);
+    let url = if websocket {
+        router.ws_url()
+    } else {
+        router.rs_url()
+    };
+    node_check("dynamic_auth.js", &[&url, "json"]);
+}
+
+#[test]
+fn autobahn_python_dynamic_websocket_json() {
+    autobahn_python(true, "json");
+}
+
+#[test]
+fn autobahn_python_dynamic_websocket_msgpack() {
+    autobahn_python(true, "msgpack");
+}
+
+#[test]
+fn autobahn_python_dynamic_rawsocket_json() {
+    autobahn_python(false, "json");
+}
+
+#[test]
+fn autobahn_python_dynamic_rawsocket_msgpack() {
+    autobahn_python(false, "msgpack");
+}
+
+#[test]
+fn autobahn_js_dynamic_websocket_json() {
+    autobahn_js(true);
+}
+
+#[test]
+fn autobahn_js_dynamic_rawsocket_json() {
+    autobahn_js(false);
+}
