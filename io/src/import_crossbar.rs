@@ -2,12 +2,13 @@
 //! `config.yaml`) into an equivalent kreisel configuration (TOML text).
 //!
 //! What is carried over: the realms of every router worker with their roles and static permissions (`match`
-//! exact/prefix/wildcard or starred URIs, `allow`, `disclose`), the static principals of the transports'
-//! authentication (ticket, WAMP-CRA plain and salted, cryptosign `authorized_keys`), anonymous access and its
+//! exact/prefix/wildcard or starred URIs, `allow`, `disclose`) or dynamic authorizers, the static principals of
+//! the transports' authentication (ticket, WAMP-CRA plain and salted, cryptosign `authorized_keys`, WAMP-SCRAM
+//! credentials), dynamic authenticators (`type: dynamic`, with `authenticator-realm`), anonymous access and its
 //! role, and the listening transports (WebSocket, RawSocket, universal, the WebSocket paths of Web transports) on
 //! TCP or Unix endpoints with their serializers and TLS files, and the message size and auto-ping options.
 //!
-//! Everything else (dynamic authenticators and authorizers, components, non-router workers, HTTP services, MQTT,
+//! Everything else (function authenticators, components, non-router workers, HTTP services, MQTT,
 //! router-to-router links, options kreisel lacks) becomes a `# not carried over: ...` comment at its place in the
 //! output and a warning, so nothing disappears silently. Where crossbar and kreisel decide differently on the same
 //! configuration, the importer either writes rules that make kreisel decide like crossbar (and says so in a
@@ -66,9 +67,31 @@ pub fn import(doc: &Value, dir: &Path, source: &str) -> Result<Imported, String>
     let top = doc
         .as_object()
         .ok_or("a crossbar configuration is a JSON/YAML object (with \"workers\")")?;
+    // Every realm of every router worker: where a dynamic authenticator may be registered.
+    let realm_names = (top
+        .get("workers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten())
+    .filter(|worker| worker.get("type").and_then(Value::as_str) == Some("router"))
+    .flat_map(|worker| {
+        worker
+            .get("realms")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    })
+    .filter_map(|realm| {
+        realm
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+    .collect();
     let mut importer = Importer {
         dir: dir.to_path_buf(),
         out: Output::default(),
+        realm_names,
     };
     importer.node(top)?;
     let Importer { out, .. } = importer;
@@ -146,7 +169,16 @@ struct RealmOut {
     anonymous_role: Option<String>,
     principals: Vec<PrincipalOut>,
     roles: Vec<RoleOut>,
+    authenticators: Vec<AuthenticatorOut>,
     notes: Vec<String>,
+}
+
+/// A dynamic authenticator: the methods it handles, its procedure and the realm it is registered in.
+#[derive(Clone, Debug, PartialEq)]
+struct AuthenticatorOut {
+    methods: Vec<&'static str>,
+    procedure: String,
+    realm: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,6 +188,7 @@ struct PrincipalOut {
     ticket: Option<String>,
     wampcra: Option<WampCra>,
     pubkeys: Vec<String>,
+    scram: Option<ScramOut>,
     /// The realm the crossbar principal was restricted to (`realm` in its configuration).
     realm: Option<String>,
     notes: Vec<String>,
@@ -168,10 +201,23 @@ struct WampCra {
     salt: Option<(String, u32, u32)>,
 }
 
+/// A WAMP-SCRAM credential, as crossbar stores it (hex salt and keys).
+#[derive(Clone, Debug, PartialEq)]
+struct ScramOut {
+    kdf: String,
+    salt: String,
+    iterations: u32,
+    memory: Option<u32>,
+    stored_key: String,
+    server_key: String,
+}
+
 #[derive(Clone)]
 struct RoleOut {
     name: String,
     rules: Vec<RuleOut>,
+    /// The dynamic authorizer's procedure (instead of `rules`).
+    authorizer: Option<String>,
     notes: Vec<String>,
 }
 
@@ -208,11 +254,13 @@ struct WorkerAuth {
     /// The anonymous role of each transport (`None`: no anonymous access there), while merging.
     anonymous_per_transport: Vec<(String, Option<String>)>,
     principals: Vec<PrincipalOut>,
+    authenticators: Vec<AuthenticatorOut>,
 }
 
 struct Importer {
     dir: PathBuf,
     out: Output,
+    realm_names: Vec<String>,
 }
 
 /// The four actions of crossbar's `allow`, in kreisel's order.
@@ -518,10 +566,26 @@ impl Importer {
             if principal.ticket.is_none()
                 && principal.wampcra.is_none()
                 && principal.pubkeys.is_empty()
+                && principal.scram.is_none()
             {
                 continue;
             }
             principals.push(principal);
+        }
+        let mut authenticators = Vec::new();
+        for authenticator in &auth.authenticators {
+            match &authenticator.realm {
+                Some(other) if !self.realm_names.contains(other) => self.warn(
+                    &mut notes,
+                    &context,
+                    format!(
+                        "the dynamic authenticator {} of realm '{other}', which the configuration does not have \
+                         (crossbar refuses such logins)",
+                        q(&authenticator.procedure)
+                    ),
+                ),
+                _ => authenticators.push(authenticator.clone()),
+            }
         }
         self.out.realms.push(RealmOut {
             name,
@@ -529,6 +593,7 @@ impl Importer {
             anonymous_role,
             principals,
             roles,
+            authenticators,
             notes,
         });
         Ok(())
@@ -549,17 +614,47 @@ impl Importer {
         let mut notes = Vec::new();
         for key in role.keys() {
             match key.as_str() {
-                "name" | "permissions" => {}
-                "authorizer" => self.warn(
-                    &mut notes,
-                    &context,
-                    format!(
-                        "the dynamic authorizer {} (kreisel has static permissions only; the role allows nothing)",
-                        role.get("authorizer").unwrap_or(&Value::Null)
-                    ),
-                ),
+                "name" | "permissions" | "authorizer" => {}
                 other => self.warn(&mut notes, &context, format!("role \"{other}\"")),
             }
+        }
+        if let Some(authorizer) = role.get("authorizer") {
+            let procedure = authorizer.as_str().filter(|uri| {
+                uri::is_valid(uri, UriCheck::Loose, MatchPolicy::Exact) && !uri.starts_with("wamp.")
+            });
+            let Some(procedure) = procedure else {
+                self.warn(
+                    &mut notes,
+                    &context,
+                    format!("the dynamic authorizer {authorizer} (not a procedure URI; the role allows nothing)"),
+                );
+                return Ok(RoleOut {
+                    name,
+                    rules: Vec::new(),
+                    authorizer: None,
+                    notes,
+                });
+            };
+            if role.contains_key("permissions") {
+                self.warn(
+                    &mut notes,
+                    &context,
+                    "its permissions next to the authorizer (crossbar refuses a role with both; the authorizer \
+                     decides)"
+                        .into(),
+                );
+            }
+            notes.push(
+                "crossbar calls the authorizer through the realm's own service session: its procedure is registered \
+                 in this realm"
+                    .into(),
+            );
+            return Ok(RoleOut {
+                name,
+                rules: Vec::new(),
+                authorizer: Some(procedure.to_string()),
+                notes,
+            });
         }
         // crossbar keeps one permission per URI among exact and prefix rules (the last), and one wildcard rule per
         // part before the first "..": the later ones replace the earlier ones.
@@ -592,7 +687,12 @@ impl Importer {
             rules.push(rule);
         }
         self.crossbar_precedence(&context, &mut notes, &mut rules);
-        Ok(RoleOut { name, rules, notes })
+        Ok(RoleOut {
+            name,
+            rules,
+            authorizer: None,
+            notes,
+        })
     }
 
     fn permission(
@@ -1468,15 +1568,17 @@ impl Importer {
             for (method, config) in by_method(auth) {
                 let mcontext = format!("{tcontext}, auth {method}");
                 let kind = config.get("type").and_then(Value::as_str).unwrap_or("");
-                let static_ones = ["anonymous", "ticket", "wampcra", "cryptosign"];
-                if static_ones.contains(&method.as_str()) && kind != "static" {
+                let methods = ["anonymous", "ticket", "wampcra", "cryptosign", "scram"];
+                let known = methods.iter().copied().find(|m| *m == method.as_str());
+                if let (Some(method), "dynamic") = (known, kind) {
+                    self.dynamic(&mcontext, &mut merged, method, config);
+                    continue;
+                }
+                if known.is_some() && kind != "static" {
                     let what = match kind {
-                        "dynamic" => format!(
-                            "the dynamic authenticator {} (kreisel has static principals only)",
-                            config.get("authenticator").unwrap_or(&Value::Null)
-                        ),
                         "function" => {
-                            "the function authenticator (kreisel has static principals only)".into()
+                            "the function authenticator (kreisel calls dynamic authenticators through WAMP only)"
+                                .into()
                         }
                         _ => format!("authentication of type \"{kind}\""),
                     };
@@ -1541,7 +1643,16 @@ impl Importer {
                             self.add_principal(&mcontext, &mut merged, principal);
                         }
                     }
-                    "scram" => self.warn_top(&mcontext, "WAMP-SCRAM principals (kreisel has no SCRAM)".into()),
+                    "scram" => {
+                        for (authid, p) in principals(config, "principals") {
+                            let Some(scram) = self.scram(&mcontext, authid, p) else { continue };
+                            let principal = PrincipalOut {
+                                scram: Some(scram),
+                                ..self.principal(authid, p, default_role)
+                            };
+                            self.add_principal(&mcontext, &mut merged, principal);
+                        }
+                    }
                     "tls" => self.warn_top(&mcontext, "TLS client certificate authentication (kreisel checks client certificates against client_ca, but does not authenticate WAMP sessions with them)".into()),
                     "cookie" => self.warn_top(&mcontext, "cookie authentication".into()),
                     other => self.warn_top(&mcontext, format!("the authentication method \"{other}\"")),
@@ -1552,7 +1663,173 @@ impl Importer {
                 .push((tcontext.clone(), anonymous));
         }
         self.decide_anonymous(context, &mut merged);
+        self.dynamic_over_static(context, &mut merged);
         merged
+    }
+
+    /// A `type: dynamic` authenticator of `method` on a transport.
+    fn dynamic(
+        &mut self,
+        context: &str,
+        merged: &mut WorkerAuth,
+        method: &'static str,
+        config: &Value,
+    ) {
+        let procedure = config.get("authenticator").and_then(Value::as_str);
+        let Some(procedure) = procedure.filter(|uri| {
+            uri::is_valid(uri, UriCheck::Loose, MatchPolicy::Exact) && !uri.starts_with("wamp.")
+        }) else {
+            let what = config.get("authenticator").unwrap_or(&Value::Null);
+            self.warn_top(
+                context,
+                format!("the dynamic authenticator {what} (not a procedure URI)"),
+            );
+            return;
+        };
+        let realm = config
+            .get("authenticator-realm")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(role) = config.get("authenticator-role") {
+            self.warn_top(
+                context,
+                format!(
+                    "authenticator-role {role} (kreisel calls the authenticator as the router itself, not from a \
+                     session with a role)"
+                ),
+            );
+        }
+        if let Some(other) = merged
+            .authenticators
+            .iter()
+            .find(|a| a.methods.contains(&method))
+        {
+            if other.procedure != procedure || other.realm != realm {
+                let text = format!(
+                    "a second dynamic authenticator {} for {method} (kreisel has one per method and realm: {} is \
+                     kept)",
+                    q(procedure),
+                    q(&other.procedure)
+                );
+                self.warn_top(context, text);
+            }
+            return;
+        }
+        match (merged.authenticators.iter_mut())
+            .find(|a| a.procedure == procedure && a.realm == realm)
+        {
+            Some(existing) => existing.methods.push(method),
+            None => merged.authenticators.push(AuthenticatorOut {
+                methods: vec![method],
+                procedure: procedure.to_string(),
+                realm,
+            }),
+        }
+    }
+
+    /// kreisel decides a method one way per realm: where a transport has a dynamic authenticator for a method and
+    /// another static credentials or anonymous access, the authenticator is kept.
+    fn dynamic_over_static(&mut self, context: &str, merged: &mut WorkerAuth) {
+        let dynamic: Vec<&'static str> = (merged.authenticators.iter())
+            .flat_map(|a| a.methods.iter().copied())
+            .collect();
+        let mut dropped = Vec::new();
+        for method in &dynamic {
+            let principals = &mut merged.principals;
+            // Every principal loses the credential (no short cut: `count` visits them all).
+            let had = match *method {
+                "anonymous" => merged.anonymous.take().is_some(),
+                "ticket" => {
+                    principals
+                        .iter_mut()
+                        .filter_map(|p| p.ticket.take())
+                        .count()
+                        > 0
+                }
+                "wampcra" => {
+                    principals
+                        .iter_mut()
+                        .filter_map(|p| p.wampcra.take())
+                        .count()
+                        > 0
+                }
+                "cryptosign" => {
+                    (principals.iter_mut())
+                        .map(|p| std::mem::take(&mut p.pubkeys))
+                        .filter(|keys| !keys.is_empty())
+                        .count()
+                        > 0
+                }
+                _ => principals.iter_mut().filter_map(|p| p.scram.take()).count() > 0,
+            };
+            if had {
+                dropped.push(*method);
+            }
+        }
+        for method in dropped {
+            let what = match method {
+                "anonymous" => "static anonymous access".to_string(),
+                other => format!("the static {other} principals"),
+            };
+            self.warn_top(
+                context,
+                format!(
+                    "{what} of some transports (another has a dynamic authenticator for {method}; kreisel decides a \
+                     method one way per realm and keeps the authenticator)"
+                ),
+            );
+        }
+    }
+
+    /// A static WAMP-SCRAM principal's credential (crossbar: `kdf`, `iterations`, `memory`, hex `salt`,
+    /// `stored-key`, `server-key`).
+    fn scram(&mut self, context: &str, authid: &str, p: &Map<String, Value>) -> Option<ScramOut> {
+        let text = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_string);
+        let number = |key: &str| {
+            p.get(key)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+        };
+        let (Some(kdf), Some(salt), Some(iterations), Some(stored_key), Some(server_key)) = (
+            text("kdf"),
+            text("salt"),
+            number("iterations"),
+            text("stored-key"),
+            text("server-key"),
+        ) else {
+            self.warn_top(
+                context,
+                format!("principal '{authid}': a SCRAM credential without kdf, salt, iterations, stored-key or server-key"),
+            );
+            return None;
+        };
+        let memory = match kdf.as_str() {
+            "pbkdf2" => None,
+            _ => number("memory"),
+        };
+        let parsed = kreisel_engine::scram::Credential::parse(
+            &kdf,
+            &salt,
+            iterations,
+            memory,
+            &stored_key,
+            &server_key,
+        );
+        if let Err(e) = parsed {
+            self.warn_top(
+                context,
+                format!("principal '{authid}': its SCRAM credential ({e})"),
+            );
+            return None;
+        }
+        Some(ScramOut {
+            kdf,
+            salt: salt.to_ascii_lowercase(),
+            iterations,
+            memory,
+            stored_key: stored_key.to_ascii_lowercase(),
+            server_key: server_key.to_ascii_lowercase(),
+        })
     }
 
     /// Anonymous access: kreisel has one anonymous role per realm for all listeners, so it is on only when every
@@ -1604,6 +1881,7 @@ impl Importer {
             ticket: None,
             wampcra: None,
             pubkeys: Vec::new(),
+            scram: None,
             realm: p.get("realm").and_then(Value::as_str).map(str::to_string),
             notes: Vec::new(),
         }
@@ -1730,6 +2008,10 @@ impl Importer {
             clash |= existing.wampcra.as_ref().is_some_and(|w| w != &wampcra);
             existing.wampcra.get_or_insert(wampcra);
         }
+        if let Some(scram) = principal.scram {
+            clash |= existing.scram.as_ref().is_some_and(|s| s != &scram);
+            existing.scram.get_or_insert(scram);
+        }
         for key in principal.pubkeys {
             if !existing.pubkeys.contains(&key) {
                 existing.pubkeys.push(key);
@@ -1787,6 +2069,7 @@ fn builtin_role(name: &str) -> RoleOut {
                 disclose: vec!["caller", "publisher"],
                 note: None,
             }],
+            authorizer: None,
             notes: vec![
                 "crossbar's built-in role 'trusted': everything, caller and publisher disclosed"
                     .into(),
@@ -1796,6 +2079,7 @@ fn builtin_role(name: &str) -> RoleOut {
         RoleOut {
             name: name.into(),
             rules: Vec::new(),
+            authorizer: None,
             notes: vec![format!(
                 "crossbar lets sessions join with role '{name}' although the realm does not define it; they may do nothing"
             )],
@@ -1921,11 +2205,41 @@ impl Output {
                     let keys: Vec<&str> = p.pubkeys.iter().map(String::as_str).collect();
                     let _ = writeln!(out, "cryptosign_pubkeys = {}", q_list(&keys));
                 }
+                if let Some(scram) = &p.scram {
+                    let _ = writeln!(
+                        out,
+                        "scram_kdf = {}\nscram_salt = {}\nscram_iterations = {}",
+                        q(&scram.kdf),
+                        q(&scram.salt),
+                        scram.iterations
+                    );
+                    if let Some(memory) = scram.memory {
+                        let _ = writeln!(out, "scram_memory = {memory}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        "scram_stored_key = {}\nscram_server_key = {}",
+                        q(&scram.stored_key),
+                        q(&scram.server_key)
+                    );
+                }
+            }
+            for a in &realm.authenticators {
+                out.push_str("\n[[realms.authenticators]]\n");
+                let _ = writeln!(out, "methods = {}", q_list(&a.methods));
+                let _ = writeln!(out, "procedure = {}", q(&a.procedure));
+                if let Some(realm) = &a.realm {
+                    let _ = writeln!(out, "realm = {}", q(realm));
+                }
             }
             for role in &realm.roles {
                 out.push_str("\n[[realms.roles]]\n");
                 let _ = writeln!(out, "name = {}", q(&role.name));
                 comments(&mut out, &role.notes, "");
+                if let Some(authorizer) = &role.authorizer {
+                    let _ = writeln!(out, "authorizer = {{ procedure = {} }}", q(authorizer));
+                    continue;
+                }
                 if role.rules.is_empty() {
                     out.push_str("permissions = []\n");
                     continue;
@@ -2011,6 +2325,11 @@ mod tests {
 
     /// Imports `doc` (as if from `/srv/node/.crossbar/config.json`), checks that kreisel loads the result, and
     /// returns the parsed configuration with the import.
+    /// A WAMP-SCRAM credential (pbkdf2, 1000 iterations) in crossbar's hex form.
+    const SCRAM_SALT: &str = "0011223344556677";
+    const SCRAM_STORED: &str = "27fbd860b2c079004b0e8be1ad9ec637df3db2dc4dcf59273f6db6ee7e650a1e";
+    const SCRAM_SERVER: &str = "7c04fe3985271b162e75835aecef29e869a9be4a07e613a3b9c6db6a4444717f";
+
     fn import_ok(doc: Value) -> (Config, Imported) {
         let imported = import(&doc, Path::new("/srv/node/.crossbar"), "config.json")
             .unwrap_or_else(|e| panic!("import failed: {e}"));
@@ -2250,10 +2569,24 @@ mod tests {
             &imported,
             &["wildcard rule 'com.app..x' over the prefix rule 'com.app.'"],
         );
-        assert_eq!(role(realm, "dyn"), []);
-        warned(
-            &imported,
-            &["role 'dyn'", "the dynamic authorizer \"com.app.authorize\""],
+        // A dynamic authorizer, registered in the realm (crossbar calls it from the realm's service session).
+        let dyn_role = realm
+            .roles
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|r| r.name == "dyn")
+            .unwrap();
+        let authorizer = dyn_role.authorizer.as_ref().unwrap();
+        assert_eq!(
+            (authorizer.procedure.as_str(), authorizer.realm.as_deref()),
+            ("com.app.authorize", None)
+        );
+        assert!(dyn_role.permissions.is_empty());
+        assert!(
+            !imported.warnings.iter().any(|w| w.contains("role 'dyn'")),
+            "{:?}",
+            imported.warnings
         );
         // One exact/prefix rule per URI and one wildcard rule per part before "..": the later ones count.
         assert_eq!(
@@ -2305,7 +2638,12 @@ mod tests {
                 "clash": {"authorized_keys": ["bb".repeat(32)], "role": "backend"}
             }},
             "anonymous": {"type": "static", "role": "guest", "authid": "visitor"},
-            "scram": {"type": "static", "principals": {}},
+            "scram": {"type": "static", "principals": {
+                "sam": {"kdf": "pbkdf2", "iterations": 1000, "memory": 512, "salt": SCRAM_SALT,
+                        "stored-key": SCRAM_STORED.to_uppercase(), "server-key": SCRAM_SERVER, "role": "user"},
+                "bad": {"kdf": "md5", "iterations": 1, "memory": 1, "salt": "00", "stored-key": "", "server-key": "",
+                        "role": "user"}
+            }},
             "tls": {"type": "static"},
             "cookie": {}
         });
@@ -2432,7 +2770,27 @@ mod tests {
                 "one role per authid",
             ],
         );
-        warned(&imported, &["auth scram", "WAMP-SCRAM"]);
+        // SCRAM: crossbar's hex credential as it is (pbkdf2 has no memory), a broken one left out.
+        let sam = get(app, "sam").unwrap();
+        assert_eq!(
+            (
+                sam.scram_kdf.as_deref(),
+                sam.scram_iterations,
+                sam.scram_memory
+            ),
+            (Some("pbkdf2"), Some(1000), None)
+        );
+        assert_eq!(sam.scram_stored_key.as_deref(), Some(SCRAM_STORED));
+        assert!(sam.scram().unwrap().is_some());
+        assert!(get(app, "bad").is_none());
+        warned(
+            &imported,
+            &[
+                "auth scram",
+                "principal 'bad': its SCRAM credential",
+                "unknown kdf",
+            ],
+        );
         warned(
             &imported,
             &["auth tls", "TLS client certificate authentication"],
@@ -2460,11 +2818,26 @@ mod tests {
             ]),
         );
         let (config, imported) = import_ok(doc);
+        // The dynamic ticket authenticator of transport 1 decides tickets; transport 2's static ticket principal
+        // is left out (kreisel decides a method one way per realm).
+        for realm in &config.realms {
+            assert_eq!(realm.authenticators.len(), 1);
+            let a = &realm.authenticators[0];
+            assert_eq!(
+                (a.procedure.as_str(), a.realm.as_deref()),
+                ("com.app.authenticate", None)
+            );
+            assert_eq!(
+                a.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+                ["ticket"]
+            );
+            assert!(realm.principals.is_empty());
+        }
         warned(
             &imported,
             &[
-                "auth ticket",
-                "the dynamic authenticator \"com.app.authenticate\"",
+                "worker 1",
+                "the static ticket principals of some transports",
             ],
         );
         warned(&imported, &["auth wampcra", "the function authenticator"]);
@@ -2493,7 +2866,6 @@ mod tests {
             );
             // A principal with role "anonymous" joins in crossbar even where no such role is defined, and may do
             // nothing.
-            assert_eq!(realm.principals[0].authid, "svc");
             assert_eq!(role(realm, "anonymous"), []);
         }
         // A realm without roles: nothing is allowed in crossbar (but for the built-in roles).
@@ -2510,6 +2882,83 @@ mod tests {
         assert_eq!(config.realms[0].roles, Some(Vec::new()));
         assert_eq!(config.realms[0].anonymous_role(), None);
         assert!(imported.toml.contains("roles = []"));
+    }
+
+    /// Dynamic authenticators of every method, in another realm, with an authenticator role kreisel does not need;
+    /// one in a realm the configuration lacks.
+    #[test]
+    fn dynamic_authenticators() {
+        let doc = node(
+            json!([
+                {"name": "app", "roles": [open_role("user")]},
+                {"name": "auth", "roles": [open_role("authenticator")]}
+            ]),
+            json!([
+                rawsocket(
+                    9000,
+                    Some(json!({
+                        "ticket": {"type": "dynamic", "authenticator": "com.auth.ticket",
+                                   "authenticator-realm": "auth", "authenticator-role": "authenticator"},
+                        "wampcra": {"type": "dynamic", "authenticator": "com.auth.ticket",
+                                    "authenticator-realm": "auth"},
+                        "scram": {"type": "dynamic", "authenticator": "com.auth.scram", "authenticator-realm": "auth"},
+                        "anonymous": {"type": "dynamic", "authenticator": "com.auth.anonymous"},
+                        "cryptosign": {"type": "dynamic", "authenticator": "com.auth.cs", "authenticator-realm": "gone"}
+                    }))
+                ),
+                rawsocket(
+                    9001,
+                    Some(json!({
+                        "ticket": {"type": "dynamic", "authenticator": "com.auth.other"}
+                    }))
+                )
+            ]),
+        );
+        let (config, imported) = import_ok(doc);
+        let app = &config.realms[0];
+        let found: Vec<(Vec<&str>, &str, Option<&str>)> = app
+            .authenticators
+            .iter()
+            .map(|a| {
+                (
+                    a.methods.iter().map(|m| m.name()).collect(),
+                    a.procedure.as_str(),
+                    a.realm.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (vec!["anonymous"], "com.auth.anonymous", None),
+                (vec!["ticket", "wampcra"], "com.auth.ticket", Some("auth")),
+                (vec!["scram"], "com.auth.scram", Some("auth")),
+            ]
+        );
+        assert_eq!(
+            app.anonymous_role(),
+            None,
+            "anonymous sessions go to the authenticator"
+        );
+        warned(
+            &imported,
+            &[
+                "auth ticket",
+                "authenticator-role \"authenticator\"",
+                "as the router itself",
+            ],
+        );
+        warned(
+            &imported,
+            &["realm 'app'", "\"com.auth.cs\" of realm 'gone'"],
+        );
+        warned(
+            &imported,
+            &["a second dynamic authenticator \"com.auth.other\" for ticket"],
+        );
+        assert!(imported
+            .toml
+            .contains("[[realms.authenticators]]\nmethods = [\"ticket\", \"wampcra\"]"));
     }
 
     #[test]
