@@ -982,6 +982,118 @@ mod tests {
             .contains("auth_timeout_ms"));
     }
 
+    /// SCRAM principals, dynamic authenticators and authorizers: what `--check` refuses, and why.
+    #[test]
+    fn dynamic_and_scram_settings_are_checked() {
+        let load = |realm: &str| {
+            Config::from_toml(&format!(
+                "[[realms]]\nname = \"auth\"\n[[realms]]\nname = \"r\"\n{realm}"
+            ))
+        };
+        let err = |realm: &str| load(realm).unwrap_err().0;
+        let scram = "scram_kdf = \"pbkdf2\"\nscram_salt = \"0011223344556677\"\nscram_iterations = 1000\n\
+                     scram_stored_key = \"27fbd860b2c079004b0e8be1ad9ec637df3db2dc4dcf59273f6db6ee7e650a1e\"\n\
+                     scram_server_key = \"7c04fe3985271b162e75835aecef29e869a9be4a07e613a3b9c6db6a4444717f\"\n";
+        let principal =
+            |extra: &str| format!("[[realms.principals]]\nauthid = \"a\"\nrole = \"u\"\n{extra}\n");
+        let config = load(&principal(scram)).unwrap();
+        assert!(config.realms[1].principals[0].scram().unwrap().is_some());
+        assert!(err(&principal("scram_kdf = \"pbkdf2\"")).contains("go together"));
+        assert!(
+            err(&principal(&scram.replace("pbkdf2", "md5"))).contains("scram: unknown kdf \"md5\"")
+        );
+        assert!(err(&principal(&format!("{scram}scram_memory = 512\n")))
+            .contains("memory applies to argon2 only"));
+        let authenticator = |fields: &str| format!("[[realms.authenticators]]\n{fields}\n");
+        let good =
+            "methods = [\"ticket\", \"wamp-scram\"]\nprocedure = \"com.auth\"\nrealm = \"auth\"";
+        let config = load(&authenticator(good)).unwrap();
+        let realm = &config.realms[1];
+        assert_eq!(
+            realm.anonymous_role(),
+            None,
+            "a realm with authenticators is closed to anonymous sessions by default"
+        );
+        assert!(realm.warnings().is_empty());
+        assert_eq!(realm.authenticators[0].timeout_ms, 5000);
+        assert_eq!(realm.authenticators[0].concurrency_max, 1000);
+        for (fields, why) in [
+            (
+                "methods = []\nprocedure = \"com.auth\"",
+                "methods must name at least one method",
+            ),
+            (
+                "methods = [\"ticket\"]\nprocedure = \"wamp.auth\"",
+                "under 'wamp.'",
+            ),
+            (
+                "methods = [\"ticket\"]\nprocedure = \"com..auth\"",
+                "not a valid procedure URI",
+            ),
+            (
+                "methods = [\"ticket\"]\nprocedure = \"com.auth\"\nrealm = \"nowhere\"",
+                "there is no realm 'nowhere'",
+            ),
+            (
+                "methods = [\"ticket\"]\nprocedure = \"com.auth\"\ntimeout_ms = 0",
+                "at least 1",
+            ),
+            (
+                "methods = [\"kerberos\"]\nprocedure = \"com.auth\"",
+                "unknown variant",
+            ),
+        ] {
+            let text = err(&authenticator(fields));
+            assert!(text.contains(why), "{fields}: {text}");
+        }
+        let twice = format!(
+            "{}{}",
+            authenticator(good),
+            authenticator(&good.replace("\"ticket\", ", ""))
+        );
+        assert!(err(&twice).contains("method 'scram' has two dynamic authenticators"));
+        let both = format!("{}{}", principal("ticket = \"t\""), authenticator(good));
+        assert!(err(&both).contains(
+            "method 'ticket' has a dynamic authenticator and principals with ticket credentials"
+        ));
+        let anonymous = format!(
+            "anonymous = true\n{}",
+            authenticator("methods = [\"anonymous\"]\nprocedure = \"com.auth\"")
+        );
+        assert!(err(&anonymous).contains("anonymous access (set anonymous = false)"));
+        let role =
+            |fields: &str| format!("anonymous = false\n[[realms.roles]]\nname = \"u\"\n{fields}\n");
+        let authorizer = "authorizer = { procedure = \"com.authz\", realm = \"auth\", cache = \"session\", patterns = \"refuse\" }";
+        let config = load(&role(authorizer)).unwrap();
+        let engine = config.router_config(0);
+        let dynamic = engine.realms[1].auth.roles.as_ref().unwrap()[0]
+            .authorizer
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (dynamic.cache, dynamic.patterns),
+            (
+                kreisel_engine::CacheScope::Session,
+                kreisel_engine::Patterns::Refuse
+            )
+        );
+        let with_rules =
+            format!("{authorizer}\npermissions = [{{ uri = \"a\", allow = [\"call\"] }}]");
+        assert!(err(&role(&with_rules)).contains("permissions or an authorizer, not both"));
+        assert!(err(&role(
+            "authorizer = { procedure = \"com.authz\", realm = \"x\" }"
+        ))
+        .contains("there is no realm 'x'"));
+        assert!(err(&role(
+            "authorizer = { procedure = \"com.authz\", cache = \"forever\" }"
+        ))
+        .contains("unknown variant"));
+        assert!(err(&role(
+            "authorizer = { procedure = \"com.authz\", concurrency_max = 0 }"
+        ))
+        .contains("at least 1"));
+    }
+
     /// A role rule follows the realm's URI rule: the strict one in a strict realm; the error names the realm, the
     /// role, the rule's URI and what is wrong with it.
     #[test]

@@ -69,6 +69,91 @@ fn help_and_print_config() {
     );
 }
 
+/// `--derive-scram` prints the `scram_*` lines of what autobahn's `derive_scram_credential` makes for the same
+/// password and salt (engine/tests/data/scram_vectors.json, made with autobahn's code), reading the password from
+/// stdin; with other KDFs and costs, lines a configuration accepts; a random salt by default.
+#[test]
+fn derive_scram_matches_autobahn_and_its_lines_configure_a_principal() {
+    let derive = |args: &[&str], password: &str| {
+        let mut child = Command::new(KREISEL)
+            .arg("--derive-scram")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kreisel");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write password");
+        let output = child.wait_with_output().expect("wait");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, lines, stderr) = derive(
+        &["--scram-salt", "ff8d9819fc0e12bf0d24892e45987e24"],
+        "correct horse battery staple",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        lines,
+        "scram_kdf = \"argon2id-13\"\nscram_salt = \"ff8d9819fc0e12bf0d24892e45987e24\"\nscram_iterations = 4096\n\
+         scram_memory = 512\n\
+         scram_stored_key = \"857788423379f2280580a589d1a7dd07362c8b27a43cc363c5570f65ec2f2382\"\n\
+         scram_server_key = \"3b1a63c09190382fc8bb53a4ba63af15a0b745f737272ae587592e54eea17b6b\"\n"
+    );
+    for args in [
+        &["--scram-kdf", "pbkdf2", "--scram-iterations", "1000"][..],
+        &[
+            "--scram-kdf",
+            "argon2id13",
+            "--scram-iterations",
+            "2",
+            "--scram-memory",
+            "64",
+        ],
+    ] {
+        let (ok, lines, stderr) = derive(args, "pencil");
+        assert!(ok, "{stderr}");
+        let (_, again, _) = derive(args, "pencil");
+        assert_ne!(lines, again, "a random salt each time");
+        let path = temp_file(
+            "scram.toml",
+            &format!("[[realms]]\nname = \"r\"\n[[realms.principals]]\nauthid = \"a\"\nrole = \"u\"\n{lines}"),
+        );
+        let check = Command::new(KREISEL)
+            .arg("--check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let (ok, _, stderr) = derive(&["--scram-kdf", "md5"], "x");
+    assert!(
+        !ok && stderr.contains("--scram-kdf md5 is none of"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = derive(&["--scram-kdf", "pbkdf2", "--scram-memory", "64"], "x");
+    assert!(
+        !ok && stderr.contains("--scram-memory is for Argon2"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = derive(&["--scram-salt", "abc"], "x");
+    assert!(!ok && stderr.contains("hex"), "{stderr}");
+    let (ok, _, stderr) = derive(&["--scram-salt", "00"], "x");
+    assert!(!ok && stderr.contains("salt"), "{stderr}");
+}
+
 /// `--derive-key` prints what autobahn's `auth.derive_key("hunter2", "salt123", 100, 32)` computes, reading the
 /// password from stdin; the example config passes `--check`.
 #[test]

@@ -226,3 +226,188 @@ fn bad_tls_files_are_explained() {
         .0;
     assert!(swapped.contains("private key"), "{swapped}");
 }
+
+fn send_frame(stream: &mut impl Write, value: serde_json::Value) {
+    let bytes = value.to_string().into_bytes();
+    let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&bytes);
+    stream.write_all(&frame).unwrap();
+}
+
+fn recv_frame(stream: &mut impl Read) -> serde_json::Value {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).unwrap();
+    let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// A router with a TLS RawSocket listener and realm `scram`, whose principal paula's password is "pencil"
+/// (PBKDF2, 4096 iterations).
+fn scram_router(
+    pki: &Pki,
+) -> (
+    SocketAddr,
+    kreisel_io::server::StopHandle,
+    std::thread::JoinHandle<()>,
+) {
+    let credential = kreisel_engine::scram::Credential::derive(
+        "pencil",
+        kreisel_engine::scram::Kdf::Pbkdf2,
+        b"paula's salt",
+        4096,
+        None,
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+[[realms]]
+name = "scram"
+[[realms.principals]]
+authid = "paula"
+role = "user"
+scram_kdf = "pbkdf2"
+scram_salt = "{}"
+scram_iterations = 4096
+scram_stored_key = "{}"
+scram_server_key = "{}"
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["rawsocket"]
+[listeners.tls]
+certificate = "{}"
+key = "{}"
+"#,
+        credential.salt_hex(),
+        credential.stored_key_hex(),
+        credential.server_key_hex(),
+        pki.dir.join("server.pem").display(),
+        pki.dir.join("server.key").display()
+    );
+    let server = Server::bind(Config::from_toml(&toml).unwrap(), 1).expect("bind");
+    let Address::Tcp(addr) = server.local_addresses()[0].clone() else {
+        panic!("TCP listener")
+    };
+    let stop = server.stop_handle();
+    let thread = std::thread::spawn(move || {
+        let mut server = server;
+        server.run().expect("router loop");
+    });
+    (addr, stop, thread)
+}
+
+/// The client side of a `wamp-scram` login bound to `binding` (RFC 9266 `tls-exporter` data), written from the
+/// spec: the proof for the CHALLENGE extra, computed with `password`.
+fn scram_proof(
+    password: &str,
+    client_nonce: &str,
+    extra: &serde_json::Value,
+    binding: &[u8],
+) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = b64.decode(extra["salt"].as_str().unwrap()).unwrap();
+    let iterations = extra["iterations"].as_u64().unwrap() as u32;
+    let mut salted = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let nonce = extra["nonce"].as_str().unwrap();
+    let header = [b"p=tls-exporter,,".as_slice(), binding].concat();
+    let auth_message = format!(
+        "n=paula,r={client_nonce},r={nonce},s={},i={iterations},c={},r={nonce}",
+        extra["salt"].as_str().unwrap(),
+        b64.encode(header)
+    );
+    let hmac = |key: &[u8], data: &[u8]| {
+        ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), data)
+    };
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = ring::digest::digest(&ring::digest::SHA256, client_key.as_ref());
+    let signature = hmac(stored_key.as_ref(), auth_message.as_bytes());
+    let proof: Vec<u8> = (client_key.as_ref().iter())
+        .zip(signature.as_ref())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    b64.encode(proof)
+}
+
+/// WAMP-SCRAM bound to the TLS channel: on TLS 1.3 the router offers `tls-exporter` and a login bound to this
+/// connection succeeds, one bound to another connection (a relayed exchange) fails; on TLS 1.2 the binding is
+/// refused at HELLO, so a client that requires it never gets an unbound session.
+#[test]
+fn scram_binds_to_the_tls_channel() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pki = pki("scram");
+    let (addr, stop, thread) = scram_router(&pki);
+    let exporter = |stream: &StreamOwned<ClientConnection, TcpStream>| {
+        stream
+            .conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(&[]))
+            .unwrap()
+    };
+    const NONCE: &str = "egVDf3DMJh0AAAAAAAAAAA==";
+    let hello = |stream: &mut StreamOwned<ClientConnection, TcpStream>| {
+        stream.write_all(&[0x7F, 0xF1, 0, 0]).unwrap();
+        let mut reply = [0u8; 4];
+        stream.read_exact(&mut reply).unwrap();
+        send_frame(
+            stream,
+            serde_json::json!([1, "scram", {"roles": {"caller": {}}, "authmethods": ["wamp-scram"],
+                "authid": "paula", "authextra": {"nonce": NONCE, "channel_binding": "tls-exporter"}}]),
+        );
+        recv_frame(stream)
+    };
+    let mut good = connect(addr, client_config(&pki, false));
+    let challenge = hello(&mut good);
+    assert_eq!(challenge[0], 4, "{challenge}");
+    let binding = exporter(&good);
+    let proof = scram_proof("pencil", NONCE, &challenge[2], &binding);
+    let extra = serde_json::json!({"nonce": challenge[2]["nonce"], "channel_binding": "tls-exporter",
+        "cbind_data": b64.encode(binding)});
+    send_frame(&mut good, serde_json::json!([5, proof, extra]));
+    let welcome = recv_frame(&mut good);
+    assert_eq!(welcome[0], 2, "{welcome}");
+    assert!(welcome[2]["authextra"]["verifier"].is_string());
+
+    // The exchange relayed onto another connection: its channel's data does not match.
+    let mut first = connect(addr, client_config(&pki, false));
+    let mut second = connect(addr, client_config(&pki, false));
+    let _ = hello(&mut first);
+    let challenge = hello(&mut second);
+    let foreign = exporter(&first);
+    let proof = scram_proof("pencil", NONCE, &challenge[2], &foreign);
+    let extra = serde_json::json!({"nonce": challenge[2]["nonce"], "channel_binding": "tls-exporter",
+        "cbind_data": b64.encode(foreign)});
+    send_frame(&mut second, serde_json::json!([5, proof, extra]));
+    let abort = recv_frame(&mut second);
+    assert_eq!(abort[0], 3, "{abort}");
+    assert_eq!(abort[1]["scram"], "channel-bindings-dont-match");
+
+    // TLS 1.2: no exporter binding is offered.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls12 = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut old = connect(addr, Arc::new(tls12));
+    let abort = hello(&mut old);
+    assert_eq!(abort[0], 3, "{abort}");
+    assert_eq!(abort[2], "wamp.error.authentication_failed");
+    assert_eq!(abort[1]["scram"], "unsupported-channel-binding-type");
+
+    stop.stop();
+    thread.join().unwrap();
+}
