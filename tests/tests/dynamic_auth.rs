@@ -80,6 +80,25 @@ fn autobahn_js(websocket: bool) {
     node_check("dynamic_auth.js", &[&url, "json"]);
 }
 
+/// tests/interop/join_rate.py (the join rate docs/PERFORMANCE.md reports) keeps working: a few joins through the
+/// dynamic authenticator, and through a static principal.
+#[test]
+fn join_rate_script() {
+    let config = format!(
+        "{CONFIG}\n[[realms]]\nname = \"static\"\n[[realms.principals]]\nauthid = \"joe\"\nrole = \"user\"\n\
+         ticket = \"secret!!!\"\n"
+    );
+    let router = TestRouter::start(&config);
+    let _components = components(&router);
+    let address = router.rs.to_string();
+    for realm in ["dynamic", "static"] {
+        python_check(
+            "join_rate.py",
+            &[&address, realm, "joe", "secret!!!", "40", "4"],
+        );
+    }
+}
+
 #[test]
 fn autobahn_python_dynamic_websocket_json() {
     autobahn_python(true, "json");
