@@ -914,7 +914,7 @@ mod tests {
         let config = Config::from_toml(include_str!("../../examples/auth.toml")).unwrap();
         let app = &config.realms[1];
         assert_eq!(app.anonymous_role(), Some("guest"));
-        assert_eq!(app.principals.len(), 4);
+        assert_eq!(app.principals.len(), 5);
         // The salted secret in the example is what `--derive-key` prints for its password.
         let salt = kreisel_engine::Salt {
             salt: "salt-for-reports".into(),

@@ -12,6 +12,8 @@ Usage: example_auth.py URL SERIALIZER   (the router runs the example's realms `p
 - app, billing (WAMP-CRA with a plain secret) and reports (WAMP-CRA salted, password "the password"): role
   backend, everything.
 - app, sensor-0042 (cryptosign): publishes app.telemetry.<id>.reading only, calls app.devices.config.
+- app, analyst (WAMP-SCRAM, password "the analyst password", autobahn's AuthScram): role frontend; autobahn checks
+  the router's signature in WELCOME.
 - Challenges: a WAMP-CRA CHALLENGE names no role, and one for an unknown authid looks like a real one.
 """
 
@@ -88,6 +90,21 @@ async def main(check):
                                  on_challenge=lambda challenge: key.sign_challenge(challenge))
     check.eq("sensor-0042 (cryptosign): role device", (details.authid, details.authrole),
              ("sensor-0042", "device"))
+    scram = auth.AuthScram(authid="analyst", password="the analyst password")
+    verified = []
+
+    class Quiet:
+        class log:
+            info = error = staticmethod(lambda *args, **kwargs: None)
+
+    analyst, details = await connect_auth(
+        URL, SERIALIZER, "app", ["scram"], authid="analyst", authextra=scram.authextra,
+        on_challenge=lambda challenge: scram.on_challenge(None, challenge),
+        on_welcome=lambda authextra: verified.append(scram.on_welcome(Quiet(), authextra)) or verified[-1],
+    )
+    check.eq("analyst (WAMP-SCRAM): role frontend, the router's signature verified",
+             (details.authrole, details.authmethod, verified), ("frontend", "scram", [None]))
+    await close(analyst)
     marker = Marker(backend)
 
     # Retained before anyone subscribes.
