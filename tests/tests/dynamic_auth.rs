@@ -59,7 +59,8 @@ fn components(router: &TestRouter) -> Check {
 }
 
 fn autobahn_python(websocket: bool, serializer: &str) {
-    let router = TestRouter::start(CONFIG);
+    let metrics = "[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"websocket\"]\nmetrics = \"/metrics\"\n";
+    let router = TestRouter::start(&format!("{CONFIG}\n{metrics}"));
     let _components = components(&router);
     let url = if websocket {
         router.ws_url()
@@ -67,6 +68,41 @@ fn autobahn_python(websocket: bool, serializer: &str) {
         router.rs_url()
     };
     python_check("dynamic_auth.py", &[&url, serializer]);
+    // What dynamic_auth.py made the router do, as its metrics tell it (summed over the shards): 14 calls to
+    // authenticators, 4 of them failing (never answering, a number, 100 KB, not registered: the last one counts
+    // as a failure without a call); the authorizer asked at least once per check, two of which failed.
+    let page = scrape(router.tcp_address(3));
+    assert_eq!(
+        sample(&page, "kreisel_authenticator_calls_total"),
+        14.0,
+        "{page}"
+    );
+    assert_eq!(sample(&page, "kreisel_authenticator_failures_total"), 4.0);
+    assert!(sample(&page, "kreisel_authorizer_calls_total") >= 10.0);
+    assert_eq!(sample(&page, "kreisel_authorizer_failures_total"), 2.0);
+}
+
+/// The metrics page of the listener at `addr`.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).expect("the page");
+    page
+}
+
+/// The value of the sample `name` on a metrics page.
+fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in\n{page}"))
+        .parse()
+        .expect("a number")
 }
 
 fn autobahn_js(websocket: bool) {

@@ -515,7 +515,10 @@ impl Router {
         serializer.encode(msg, &mut bytes);
         let full = parked.messages.len() >= PARKED_MESSAGES_MAX
             || parked.bytes + bytes.len() > PARKED_BYTES_MAX;
-        if !full || matches!(msg, Message::Goodbye { .. }) {
+        // A GOODBYE may take one place more, so that a session can always leave in order.
+        let goodbye =
+            matches!(msg, Message::Goodbye { .. }) && parked.messages.len() <= PARKED_MESSAGES_MAX;
+        if !full || goodbye {
             parked.bytes += bytes.len();
             parked.messages.push_back(bytes.into());
             return;
