@@ -645,6 +645,7 @@ impl Router {
     }
 
     /// One message from `handle`'s peer, by the phase of its session.
+    #[inline]
     fn dispatch(&mut self, handle: SessionHandle, msg: &Message<'_>, sink: &mut impl Sink) {
         let Some(session) = self.session(handle) else {
             return;
@@ -665,7 +666,10 @@ impl Router {
             }
             Phase::Established(_) => {
                 self.on_session_message(handle, msg, sink);
-                if let Some(question) = self.question.take() {
+                if self.question.is_some() {
+                    let Some(question) = self.question.take() else {
+                        return;
+                    };
                     let mut bytes = Vec::new();
                     session_in(&self.sessions, handle)
                         .map_or(Serializer::Json, |s| s.peer.serializer)
@@ -722,7 +726,25 @@ impl Router {
     /// What the session's role may do on `uri`, if it may do `action` there; refused (counted), or
     /// [`Denied::Pending`] when a dynamic authorizer was asked (the message being handled is parked: the caller
     /// returns without an answer). `options` are the request's, for a dynamic authorizer.
+    #[inline]
     fn authorize(
+        &mut self,
+        handle: SessionHandle,
+        uri: &str,
+        action: Perms,
+        options: &Dict<'_>,
+    ) -> Result<Perms, Denied> {
+        if self
+            .joined(handle)
+            .is_some_and(|joined| joined.role == RoleIndex::OPEN)
+        {
+            return Ok(Perms::OPEN);
+        }
+        self.authorize_by_role(handle, uri, action, options)
+    }
+
+    /// [`Router::authorize`] in a realm with roles.
+    fn authorize_by_role(
         &mut self,
         handle: SessionHandle,
         uri: &str,
@@ -732,9 +754,6 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
-        if joined.role == RoleIndex::OPEN {
-            return Ok(Perms::OPEN);
-        }
         let (realm, role) = (joined.realm, joined.role);
         if role.is_dynamic() {
             return self.authorize_dynamic(handle, (uri, MatchPolicy::Exact), action, options);

@@ -647,12 +647,14 @@ impl<T: Copy> UriTrie<T> {
     /// longest matching prefix pattern, else the most specific matching wildcard pattern (see
     /// [`wildcard_more_specific`]). `pattern(value)` gives the pattern a value was stored under. Allocates
     /// nothing.
+    #[inline]
     pub fn best_match<'p>(&self, uri: &str, pattern: impl Fn(T) -> &'p str) -> Option<T> {
         self.best_match_where(uri, pattern, |_| true)
     }
 
     /// [`UriTrie::best_match`] among the values `admit` accepts: a value it refuses is passed over as if its
     /// pattern did not match.
+    #[inline]
     pub fn best_match_where<'p>(
         &self,
         uri: &str,

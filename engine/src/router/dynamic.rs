@@ -279,7 +279,15 @@ impl Router {
 
     /// Acts on the answers read during the current entry point (see the module documentation). Every entry point
     /// with a sink ends with it.
+    #[inline]
     pub(super) fn settle(&mut self, sink: &mut impl Sink) {
+        if !self.settlements.is_empty() {
+            self.settle_all(sink);
+        }
+    }
+
+    #[inline(never)]
+    fn settle_all(&mut self, sink: &mut impl Sink) {
         while let Some(settlement) = self.settlements.pop_front() {
             let (token, serial, outcome) = match settlement {
                 Settlement::Resume(handle) => {

@@ -220,7 +220,15 @@ impl Router {
             }
             return self.on_meta_call(handle, request, procedure, payload, sink);
         }
-        let Some((index, callee)) = self.route_call(realm, procedure) else {
+        let Router {
+            ids,
+            realms,
+            sessions,
+            ..
+        } = self;
+        let Realm { dealer, authz, .. } = &mut realms[realm];
+        let admit = |callee: &Callee| admitted(sessions, authz, callee, procedure);
+        let Some((index, callee)) = dealer.route(procedure, admit, |n| ids.below(n)) else {
             let text = format!("no callee registered procedure '{}'", uri::shown(procedure));
             return self.refuse_call(
                 handle,
@@ -309,17 +317,7 @@ impl Router {
             ..
         } = self;
         let Realm { dealer, authz, .. } = &mut realms[realm];
-        let admit = |callee: &Callee| {
-            // A restricted callee's role decides on the concrete procedure (its role in this shard's copy of the
-            // realm's roles, for a callee of another shard too).
-            let role = match callee.at {
-                CalleeAt::Local(peer) => {
-                    joined_in(sessions, peer.session).map(|joined| joined.role)
-                }
-                CalleeAt::Remote { .. } => Some(callee.role),
-            };
-            role.is_some_and(|role| authz.decide(role, procedure).contains(Perms::REGISTER))
-        };
+        let admit = |callee: &Callee| admitted(sessions, authz, callee, procedure);
         dealer.route(procedure, admit, |n| ids.below(n))
     }
 
@@ -1200,6 +1198,21 @@ impl Router {
         }
         call
     }
+}
+
+/// Whether a restricted callee's role may take a call to `procedure` (its role in this shard's copy of the realm's
+/// roles, for a callee of another shard too).
+fn admitted(
+    sessions: &Slab<Session>,
+    authz: &Authorizer,
+    callee: &Callee,
+    procedure: &str,
+) -> bool {
+    let role = match callee.at {
+        CalleeAt::Local(peer) => joined_in(sessions, peer.session).map(|joined| joined.role),
+        CalleeAt::Remote { .. } => Some(callee.role),
+    };
+    role.is_some_and(|role| authz.decide(role, procedure).contains(Perms::REGISTER))
 }
 
 /// INTERRUPT `[69, invocation, {mode, reason}]` to a callee.
