@@ -82,6 +82,12 @@ pub trait Sink {
     /// Close `to`'s transport once what is queued for it has been written. `io` then calls
     /// [`Router::handle_close`].
     fn close(&mut self, to: Peer);
+    /// What `io` knows of `to`'s transport (asked only while a session authenticates with a dynamic authenticator
+    /// or SCRAM channel binding, or asks a dynamic authorizer). `None`, the default: nothing to tell.
+    fn transport(&mut self, to: Peer) -> Option<TransportInfo> {
+        let _ = to;
+        None
+    }
     /// Send `msg` to each shard in `to` (never this one), in order per destination: the receivers hand it to
     /// [`Router::handle_peer`]. Only a router of several shards calls it; a sink of a router on its own need not
     /// implement it.
@@ -301,8 +307,6 @@ pub struct Router {
     settlements: VecDeque<Settlement>,
     /// The decisions made for the parked message being handled again.
     resuming: Option<(SessionHandle, Vec<Decided>)>,
-    /// Sessions joined on this shard so far (each gets the next number: [`Joined::serial`]).
-    joins: u64,
 }
 
 /// A session of another shard, as the directory knows it.
@@ -490,7 +494,6 @@ impl Router {
             question: None,
             settlements: VecDeque::new(),
             resuming: None,
-            joins: 0,
         }
     }
 
@@ -578,18 +581,8 @@ impl Router {
                 session: handle,
             },
             phase: Phase::Handshake,
-            transport: None,
         });
         handle
-    }
-
-    /// What `io` knows of `handle`'s transport: dynamic authenticators and authorizers are told it (crossbar's
-    /// `transport` details), and WAMP-SCRAM binds to its TLS channel. Call it right after
-    /// [`Router::handle_open`]; without it they are told nothing and no channel binding is offered.
-    pub fn set_transport(&mut self, handle: SessionHandle, transport: TransportInfo) {
-        if let Some(session) = self.session_mut(handle) {
-            session.transport = Some(Box::new(transport));
-        }
     }
 
     /// The transport of `handle` is gone (the peer vanished, or the engine asked for the close). Leaves the realm,
@@ -656,7 +649,7 @@ impl Router {
             // Requests wait behind one a dynamic authorizer has not decided yet (answers to invocations and ABORT
             // do not: they need no authorization, and the authorizer's own answer may be among them).
             Phase::Established(joined)
-                if joined.parked.is_some()
+                if joined.waiting()
                     && !matches!(
                         msg,
                         Message::Yield { .. } | Message::Error { .. } | Message::Abort { .. }

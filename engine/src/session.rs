@@ -152,6 +152,34 @@ impl Provider {
     }
 }
 
+/// The parts of a joined session that come with dynamic authentication or authorization.
+#[derive(Debug, Default)]
+pub(crate) struct DynamicSession {
+    pub provider: Provider,
+    /// WELCOME `authextra` from a dynamic authenticator (MessagePack; for dynamic authorizers' session details).
+    pub authextra: Option<Box<[u8]>>,
+    /// Requests waiting for a dynamic authorizer's decision (see [`Parked`]).
+    pub parked: Option<Parked>,
+}
+
+impl Joined {
+    /// Whether requests of the session wait for a dynamic authorizer.
+    #[inline]
+    pub fn waiting(&self) -> bool {
+        self.dynamic.as_ref().is_some_and(|d| d.parked.is_some())
+    }
+
+    pub fn authprovider(&self) -> Provider {
+        self.dynamic
+            .as_ref()
+            .map_or(Provider::Static, |d| d.provider)
+    }
+
+    pub fn parked_mut(&mut self) -> Option<&mut Parked> {
+        self.dynamic.as_mut()?.parked.as_mut()
+    }
+}
+
 /// Messages of a session whose role's authorizer has not yet decided an earlier request, in arrival order, as the
 /// bytes they arrived as (in the session's serializer). They are handled in order once it decides.
 #[derive(Debug, Default)]
@@ -174,14 +202,8 @@ pub(crate) struct Joined {
     pub authid: Box<str>,
     pub authrole: Box<str>,
     pub authmethod: Method,
-    pub authprovider: Provider,
-    /// WELCOME `authextra` from a dynamic authenticator (MessagePack; for dynamic authorizers' session details).
-    pub authextra: Option<Box<[u8]>>,
-    /// A number no other session of this shard had (the key of decisions an authorizer lets the router remember
-    /// for one session only).
-    pub serial: u64,
-    /// Requests waiting for a dynamic authorizer's decision (see [`Parked`]).
-    pub parked: Option<Box<Parked>>,
+    /// What only sessions of dynamic authentication or authorization have (none for the others: nothing held).
+    pub dynamic: Option<Box<DynamicSession>>,
     /// The session's role in its realm's authorizer.
     pub role: RoleIndex,
     /// Subscriptions this session holds (indexes into its realm's broker).
@@ -246,12 +268,11 @@ pub(crate) struct Session {
     pub generation: u32,
     pub peer: Peer,
     pub phase: Phase,
-    /// What `io` said about the transport ([`crate::Router::set_transport`]).
-    pub transport: Option<Box<TransportInfo>>,
 }
 
-/// What the engine is told about a connection's transport: for the details dynamic authenticators and authorizers
-/// get (crossbar's `transport` details), and the channel binding of WAMP-SCRAM.
+/// What `io` tells the engine about a connection's transport when asked ([`crate::Sink::transport`]): for the
+/// details dynamic authenticators and authorizers get (crossbar's `transport` details), and the channel binding of
+/// WAMP-SCRAM. The engine keeps none of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TransportInfo {
     /// `"websocket"` or `"rawsocket"`.

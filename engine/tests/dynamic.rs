@@ -338,8 +338,8 @@ fn scram_channel_binding() {
     let mut h = Harness::with_config(config());
     let exporter = [7u8; 32];
     let conn = h.open();
-    h.router.set_transport(
-        h.handles[conn],
+    h.out.transports.insert(
+        conn as u64,
         TransportInfo {
             framing: "websocket",
             channel: "tls",
@@ -362,8 +362,8 @@ fn scram_channel_binding() {
     assert_eq!(welcome[2]["authextra"]["verifier"], signature);
     // Another channel's binding data: refused.
     let conn = h.open();
-    h.router.set_transport(
-        h.handles[conn],
+    h.out.transports.insert(
+        conn as u64,
         TransportInfo {
             tls_exporter: Some([8; 32]),
             ..TransportInfo::default()
@@ -385,8 +385,8 @@ fn scram_channel_binding() {
     ] {
         let conn = h.open();
         if let Some(exporter) = transport {
-            h.router.set_transport(
-                h.handles[conn],
+            h.out.transports.insert(
+                conn as u64,
                 TransportInfo {
                     tls_exporter: Some(exporter),
                     ..TransportInfo::default()
@@ -438,6 +438,31 @@ fn dynamic_ticket_authenticator() {
         "io said nothing about it"
     );
     assert!(h.take(conn).is_empty(), "the client waits");
+    // What io tells about the transport (when asked), in crossbar's form.
+    let (told, _) = hello(
+        &mut h,
+        "app",
+        json!({"authmethods": ["ticket"], "authid": "joe"}),
+    );
+    h.out.transports.insert(
+        told as u64,
+        TransportInfo {
+            framing: "rawsocket",
+            channel: "tcp",
+            peer: "tcp4:127.0.0.1:5000".into(),
+            websocket_protocol: None,
+            tls_exporter: None,
+        },
+    );
+    h.send(told, r#"[5, "t", {}]"#);
+    let (told_request, told_args) = invocation(&mut h, auth);
+    assert_eq!(
+        told_args[2]["transport"],
+        json!({"channel_type": "tcp", "channel_framing": "rawsocket", "channel_serializer": "json",
+            "peer": "tcp4:127.0.0.1:5000", "is_server": true, "is_secure": false})
+    );
+    answer(&mut h, auth, told_request, json!("user"));
+    assert_eq!(h.take_one(told)[0], 2);
     answer(
         &mut h,
         auth,
@@ -457,7 +482,7 @@ fn dynamic_ticket_authenticator() {
     let stats = h.router.stats();
     assert_eq!(
         (stats.authenticator_calls, stats.authenticator_failures),
-        (1, 0)
+        (2, 0)
     );
 
     // Answers the authenticator may give, and what the client gets.

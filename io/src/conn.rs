@@ -218,6 +218,30 @@ impl Conn {
         }
     }
 
+    /// What the engine asks about the transport (dynamic authentication and authorization, SCRAM channel
+    /// binding), made when asked: nothing of it is kept per connection.
+    pub fn transport_info(&self, serializer: Serializer) -> kreisel_engine::TransportInfo {
+        let websocket = matches!(self.framing, Framing::WebSocket { .. });
+        let (channel, tls_exporter) = match &self.stream {
+            Stream::Tls(tls) => ("tls", tls.tls_exporter()),
+            Stream::Tcp(_) => ("tcp", None),
+            Stream::Unix(_) => ("unix", None),
+        };
+        // crossbar's form of the peer: tcp4:ADDRESS:PORT, tcp6:[ADDRESS]:PORT, unix:PATH.
+        let peer = match self.peer.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.is_ipv4() => format!("tcp4:{addr}"),
+            Ok(addr) => format!("tcp6:{addr}"),
+            Err(_) => self.peer.clone(),
+        };
+        kreisel_engine::TransportInfo {
+            framing: if websocket { "websocket" } else { "rawsocket" },
+            channel,
+            peer,
+            websocket_protocol: websocket.then(|| serializer.subprotocol()),
+            tls_exporter,
+        }
+    }
+
     pub fn serializer(&self) -> Option<Serializer> {
         match &self.transport {
             Transport::Framed { serializer, .. } => Some(*serializer),

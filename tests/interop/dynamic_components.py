@@ -6,7 +6,8 @@ Joins realm `auth` and registers:
 - com.example.authenticate(realm, authid, details): the principals below, by details["authmethod"]: a ticket is
   checked (its role returned as a string, as crossbar's ticket example does; a wrong ticket or an unknown authid
   raises ApplicationError); WAMP-CRA gets the secret (plain, or the password with salt, iterations and keylen),
-  cryptosign the public key, SCRAM what autobahn's derive_scram_credential makes. Some authids misbehave on
+  cryptosign the public key, SCRAM what autobahn's derive_scram_credential makes. It refuses logins whose
+  details lack crossbar's transport details (`peer`, `channel_type`). Some authids misbehave on
   purpose: "slowpoke" never answers in time, "crash" raises a plain exception, "wrongtype" answers a number,
   "huge" an answer of 100 KB, "nobody" a dictionary without a role.
 - com.example.anonymous(realm, authid, details): role "guest" with WELCOME extra.
@@ -63,6 +64,9 @@ class Authenticator(ApplicationSession):
                 return {"role": "frontend", "extra": {"blob": "x" * 100_000}}
             if authid == "nobody":
                 return {"authid": "nobody"}
+            transport = details.get("transport") or {}
+            if not str(transport.get("peer", "")).startswith("tcp4:127.0.0.1:") or transport.get("channel_type") != "tcp":
+                raise ApplicationError("com.example.no_transport", f"transport details missing: {transport}")
             principal = PRINCIPALS.get(authid)
             if principal is None:
                 raise ApplicationError("com.example.no_such_user", f"no principal '{authid}'")

@@ -310,9 +310,7 @@ impl Router {
                     }) => (credential.clone(), true),
                     _ => principals.scram_credential(principal, authid),
                 };
-                let exporter = (self.session(handle))
-                    .and_then(|s| s.transport.as_deref())
-                    .and_then(|t| t.tls_exporter);
+                let exporter = sink.transport(peer).and_then(|t| t.tls_exporter);
                 let bindings = scram::ChannelBindings {
                     tls_exporter: exporter.as_ref().map(|data| &data[..]),
                     ..scram::ChannelBindings::NONE
@@ -434,7 +432,7 @@ impl Router {
         };
         let optional = |value: Option<&str>| value.map_or(Value::Null, Value::from);
         let mut details = Value::dict()
-            .with("transport", self.transport_details(handle))
+            .with("transport", self.transport_details(handle, sink))
             .with("session", attempt.id)
             .with("authmethod", method.name())
             .with("authid", optional(authid))
@@ -1075,21 +1073,24 @@ impl Router {
             );
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         };
-        self.joins += 1;
-        let serial = self.joins;
         let Some(session) = self.session_mut(handle) else {
             return;
         };
+        // Only dynamically authenticated sessions hold anything more than the others.
+        let dynamic = (authprovider == Provider::Dynamic).then(|| {
+            Box::new(crate::session::DynamicSession {
+                provider: authprovider,
+                authextra: authextra.clone(),
+                parked: None,
+            })
+        });
         session.phase = Phase::Established(Joined {
             id,
             realm: realm_index,
             authid: authid.into(),
             authrole: authrole.into(),
             authmethod,
-            authprovider,
-            authextra,
-            serial,
-            parked: None,
+            dynamic,
             role,
             subscriptions: Default::default(),
             registrations: Default::default(),
@@ -1119,9 +1120,8 @@ impl Router {
             conn = peer.conn.0,
             "session joined"
         );
-        let authextra = self
-            .joined(handle)
-            .and_then(|joined| joined.authextra.as_deref())
+        let authextra = authextra
+            .as_deref()
             .map(|bytes| Field::Raw(RawValue::trusted(Serializer::MsgPack, bytes)));
         let mut details = vec![
             ("realm", Field::Str(realm_name)),

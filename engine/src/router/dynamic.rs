@@ -392,12 +392,12 @@ impl Router {
     // ---------------------------------------------------------------------------------------------------------
     // Details for authenticators and authorizers
 
-    /// crossbar's `transport` details of `handle`'s connection (`null` when `io` said nothing).
-    pub(super) fn transport_details(&self, handle: SessionHandle) -> Value {
+    /// crossbar's `transport` details of `handle`'s connection, as `io` tells them (`null` when it says nothing).
+    pub(super) fn transport_details(&self, handle: SessionHandle, sink: &mut impl Sink) -> Value {
         let Some(session) = self.session(handle) else {
             return Value::Null;
         };
-        let Some(transport) = session.transport.as_deref() else {
+        let Some(transport) = sink.transport(session.peer) else {
             return Value::Null;
         };
         let mut details = Value::dict()
@@ -414,21 +414,23 @@ impl Router {
     }
 
     /// A session's details for its authorizer, as crossbar gives them.
-    fn authorizer_details(&self, handle: SessionHandle) -> Value {
+    fn authorizer_details(&self, handle: SessionHandle, sink: &mut impl Sink) -> Value {
         let Some(joined) = self.joined(handle) else {
             return Value::Null;
         };
-        let authextra = joined.authextra.as_deref().map_or(Value::Null, |bytes| {
-            RawValue::trusted(Serializer::MsgPack, bytes).to_value()
-        });
+        let authextra = (joined.dynamic.as_ref())
+            .and_then(|d| d.authextra.as_deref())
+            .map_or(Value::Null, |bytes| {
+                RawValue::trusted(Serializer::MsgPack, bytes).to_value()
+            });
         Value::dict()
             .with("session", joined.id)
             .with("authid", &*joined.authid)
             .with("authrole", &*joined.authrole)
             .with("authmethod", joined.authmethod.name())
-            .with("authprovider", joined.authprovider.name())
+            .with("authprovider", joined.authprovider().name())
             .with("authextra", authextra)
-            .with("transport", self.transport_details(handle))
+            .with("transport", self.transport_details(handle, sink))
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -462,7 +464,7 @@ impl Router {
         let Some(joined) = session_in(&self.sessions, handle).and_then(Session::joined) else {
             return Err(Denied::Refused(NOT_AUTHORIZED, "not joined".into()));
         };
-        let (realm, role, serial) = (joined.realm, joined.role, joined.serial);
+        let (realm, role, session) = (joined.realm, joined.role, joined.id);
         let authz = &self.realms[realm].authz;
         let Some(config) = authz.authorizer(role) else {
             return Err(Denied::Refused(NOT_AUTHORIZED, "no authorizer".into()));
@@ -479,7 +481,8 @@ impl Router {
         }
         let key = match config.cache {
             CacheScope::Role => DecisionKey::new(role.number(), false, action, policy),
-            CacheScope::Session => DecisionKey::new(serial, true, action, policy),
+            // Session IDs are unique for the router's life (a permutation of 1..2^53): never another session's.
+            CacheScope::Session => DecisionKey::new(session.get(), true, action, policy),
         };
         if let Some(perms) = authz.remembered(key, uri) {
             self.stats.authorizer_cached += 1;
@@ -516,7 +519,7 @@ impl Router {
             return;
         };
         let (peer, serializer) = (session.peer, session.peer.serializer);
-        let Some(parked) = session.joined_mut().and_then(|j| j.parked.as_mut()) else {
+        let Some(parked) = session.joined_mut().and_then(Joined::parked_mut) else {
             return;
         };
         let mut bytes = Vec::new();
@@ -569,7 +572,8 @@ impl Router {
         let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) else {
             return;
         };
-        let parked = joined.parked.get_or_insert_with(Default::default);
+        let dynamic = joined.dynamic.get_or_insert_with(Default::default);
+        let parked = dynamic.parked.get_or_insert_with(Default::default);
         parked.bytes += bytes.len();
         parked.messages.push_front(bytes);
         parked.decided = decided;
@@ -605,10 +609,7 @@ impl Router {
     }
 
     fn parked_mut(&mut self, handle: SessionHandle) -> Option<&mut Parked> {
-        self.session_mut(handle)?
-            .joined_mut()?
-            .parked
-            .as_deref_mut()
+        self.session_mut(handle)?.joined_mut()?.parked_mut()
     }
 
     /// Calls the authorizer of `role` about `asked`: `Ok(token)` of the call, or why it could not be asked.
@@ -651,7 +652,7 @@ impl Router {
             _ => "subscribe",
         };
         let args = Value::List(vec![
-            self.authorizer_details(handle),
+            self.authorizer_details(handle, sink),
             Value::from(&*asked.uri),
             Value::from(action),
             options,
@@ -695,7 +696,8 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        if joined.parked.as_ref().and_then(|p| p.token) != Some(token) {
+        let parked = joined.dynamic.as_ref().and_then(|d| d.parked.as_ref());
+        if parked.and_then(|p| p.token) != Some(token) {
             return;
         }
         let (realm, authrole) = (joined.realm, joined.authrole.clone());
@@ -756,17 +758,17 @@ impl Router {
                 return;
             };
             let serializer = session.peer.serializer;
-            let Some(joined) = session.joined_mut() else {
+            let Some(dynamic) = session.joined_mut().and_then(|j| j.dynamic.as_mut()) else {
                 return;
             };
-            let Some(parked) = joined.parked.as_mut() else {
+            let Some(parked) = dynamic.parked.as_mut() else {
                 return;
             };
             if parked.token.is_some() {
                 return;
             }
             let Some(bytes) = parked.messages.pop_front() else {
-                joined.parked = None;
+                dynamic.parked = None;
                 return;
             };
             parked.bytes -= bytes.len();
@@ -778,7 +780,7 @@ impl Router {
                 // The session leaves: what it sent after GOODBYE (a new HELLO, say) is handled as it would have
                 // been without the wait.
                 let rest = std::mem::take(&mut parked.messages);
-                joined.parked = None;
+                dynamic.parked = None;
                 self.on_session_message(handle, &msg, sink);
                 for bytes in rest {
                     if let Ok(msg) = serializer.decode(&bytes) {

@@ -138,7 +138,8 @@ impl Router {
             return;
         };
         // A request waiting for an authorizer waits no more.
-        if let Some(token) = joined.parked.as_ref().and_then(|parked| parked.token) {
+        let parked = joined.dynamic.as_ref().and_then(|d| d.parked.as_ref());
+        if let Some(token) = parked.and_then(|parked| parked.token) {
             self.cancel_internal(token, sink);
         }
         // Pending calls first, while the session is still joined, so that unlinking keeps both of its lists

@@ -727,7 +727,7 @@ pub(super) fn session_details(joined: &Joined) -> Value {
         .with("authid", &*joined.authid)
         .with("authrole", &*joined.authrole)
         .with("authmethod", joined.authmethod.name())
-        .with("authprovider", joined.authprovider.name())
+        .with("authprovider", joined.authprovider().name())
 }
 
 fn no_such_session(id: Option<Id>) -> Refusal {

@@ -15,6 +15,8 @@ pub const PLAIN_ROLES: &str = r#"{"publisher": {}, "subscriber": {}, "caller": {
 pub struct Recorder {
     /// (connection, message as JSON) in send order.
     pub sent: Vec<(u64, Value)>,
+    /// What the sink tells the engine about a connection's transport when asked.
+    pub transports: std::collections::HashMap<u64, kreisel_engine::TransportInfo>,
     pub closed: Vec<u64>,
     /// Number of `send_many` calls (one per subscription reached by a publication, more when filters split it).
     pub multicasts: usize,
@@ -41,6 +43,9 @@ impl Sink for Recorder {
     }
     fn close(&mut self, to: Peer) {
         self.closed.push(to.conn.0);
+    }
+    fn transport(&mut self, to: Peer) -> Option<kreisel_engine::TransportInfo> {
+        self.transports.get(&to.conn.0).cloned()
     }
 }
 

@@ -14,26 +14,6 @@ impl Shard {
         let handle = self
             .router
             .handle_open(super::conn_id(index, conn.generation), serializer);
-        let websocket = matches!(conn.framing, Framing::WebSocket { .. });
-        let (channel, tls_exporter) = match &conn.stream {
-            crate::conn::Stream::Tls(tls) => ("tls", tls.tls_exporter()),
-            crate::conn::Stream::Tcp(_) => ("tcp", None),
-            crate::conn::Stream::Unix(_) => ("unix", None),
-        };
-        // crossbar's form of the peer: tcp4:ADDRESS:PORT, tcp6:[ADDRESS]:PORT, unix:PATH.
-        let peer = match conn.peer.parse::<std::net::SocketAddr>() {
-            Ok(addr) if addr.is_ipv4() => format!("tcp4:{addr}"),
-            Ok(addr) => format!("tcp6:{addr}"),
-            Err(_) => conn.peer.clone(),
-        };
-        let transport = kreisel_engine::TransportInfo {
-            framing: if websocket { "websocket" } else { "rawsocket" },
-            channel,
-            peer,
-            websocket_protocol: websocket.then(|| serializer.subprotocol()),
-            tls_exporter,
-        };
-        self.router.set_transport(handle, transport);
         self.conns[index].session = Some(handle);
     }
 

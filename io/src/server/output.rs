@@ -149,6 +149,15 @@ impl Sink for Outbound<'_> {
         self.link
             .send_peer(to, |buffer| kreisel_engine::link::encode(msg, buffer));
     }
+
+    fn transport(&mut self, to: Peer) -> Option<kreisel_engine::TransportInfo> {
+        let (index, generation) = conn_index(to.conn);
+        let conn = self
+            .conns
+            .get(index)
+            .filter(|c| c.generation == generation)?;
+        Some(conn.transport_info(to.serializer))
+    }
 }
 
 impl Shard {
