@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use kreisel_codec::{
     Dict, Field, Id, Kind, Message, MessageType, Payload, RawValue, Serializer, Value,
@@ -247,6 +248,8 @@ pub struct Router {
     id_seed: u64,
     /// The sessions joined on other shards, by ID.
     remote_sessions: HashMap<Id, RemoteSession>,
+    /// Role and method names, each held once (see [`Router::intern`]).
+    names: HashSet<Arc<str>>,
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
@@ -260,12 +263,41 @@ pub struct Router {
 /// A session of another shard, as the directory knows it.
 #[derive(Debug)]
 struct RemoteSession {
-    realm: usize,
+    realm: u16,
     shard: ShardId,
     handle: SessionHandle,
-    authid: Box<str>,
-    authrole: Box<str>,
-    authmethod: Box<str>,
+    /// `None`: the anonymous authid the router gives, `anonymous-<session ID>` (not stored: the directory holds
+    /// every session of every other shard, so it is kept small).
+    authid: Option<Box<str>>,
+    /// Interned ([`Router::intern`]): a handful of role and method names shared by every entry.
+    authrole: Arc<str>,
+    authmethod: Arc<str>,
+}
+
+impl RemoteSession {
+    fn authid(&self, id: Id) -> Cow<'_, str> {
+        match &self.authid {
+            Some(authid) => Cow::Borrowed(authid),
+            None => Cow::Owned(anonymous_authid(id)),
+        }
+    }
+
+    fn realm(&self) -> usize {
+        usize::from(self.realm)
+    }
+}
+
+/// The authid of an anonymous session.
+pub(crate) fn anonymous_authid(id: Id) -> String {
+    format!("anonymous-{id}")
+}
+
+/// Whether `authid` is the anonymous authid of session `id`.
+fn is_anonymous_authid(authid: &str, id: Id) -> bool {
+    authid
+        .strip_prefix("anonymous-")
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|n| n == id.get())
 }
 
 /// What to do when every shard acknowledged a change.
@@ -367,7 +399,7 @@ impl Router {
         Router {
             realms,
             realm_index,
-            sessions: Slab::new(),
+            sessions: Slab::with_capacity(config.sessions_expected),
             next_generation: 0,
             // Publication IDs: random, a different stream on each shard.
             ids: IdGenerator::new(
@@ -395,11 +427,26 @@ impl Router {
             session_id_gen: SessionIds::new(config.seed, config.shard, shards),
             id_seed: config.seed,
             remote_sessions: HashMap::new(),
+            names: HashSet::new(),
             pending_acks: HashMap::new(),
             next_token: 0,
             remote_callers: HashMap::new(),
             next_call_serial: 0,
         }
+    }
+
+    /// `name` as a shared string: role and method names are few, and every session holds one of each. Names
+    /// nobody holds any more are dropped when the set has grown (a dynamic authenticator may invent roles).
+    pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(held) = self.names.get(name) {
+            return held.clone();
+        }
+        if self.names.len() >= 256 {
+            self.names.retain(|held| Arc::strong_count(held) > 1);
+        }
+        let held: Arc<str> = name.into();
+        self.names.insert(held.clone());
+        held
     }
 
     /// Every other shard of the router (empty for a router on its own).

@@ -109,7 +109,8 @@ pub(crate) struct Joined {
     pub id: Id,
     pub realm: usize,
     pub authid: Box<str>,
-    pub authrole: Box<str>,
+    /// Interned (`Router::intern`): sessions of one role share the name.
+    pub authrole: std::sync::Arc<str>,
     pub authmethod: Method,
     /// The session's role in its realm's authorizer.
     pub role: RoleIndex,

@@ -108,6 +108,45 @@ impl Transport {
     }
 }
 
+/// A peer's address, in 16 bytes and without a heap allocation for IPv4 (kept by every connection for the logs
+/// and `limits.connections_per_ip_max`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerAddr {
+    V4([u8; 4], u16),
+    V6(Box<std::net::SocketAddrV6>),
+    /// A Unix domain socket (its peers have no address).
+    Unix,
+}
+
+impl PeerAddr {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            PeerAddr::V4(ip, _) => Some(std::net::Ipv4Addr::from(*ip).into()),
+            PeerAddr::V6(addr) => Some((*addr.ip()).into()),
+            PeerAddr::Unix => None,
+        }
+    }
+}
+
+impl From<std::net::SocketAddr> for PeerAddr {
+    fn from(addr: std::net::SocketAddr) -> PeerAddr {
+        match addr {
+            std::net::SocketAddr::V4(v4) => PeerAddr::V4(v4.ip().octets(), v4.port()),
+            std::net::SocketAddr::V6(v6) => PeerAddr::V6(Box::new(v6)),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::V4(ip, port) => write!(f, "{}:{port}", std::net::Ipv4Addr::from(*ip)),
+            PeerAddr::V6(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix => f.write_str("unix"),
+        }
+    }
+}
+
 /// Why the router closes a connection (for the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseCause {
@@ -159,24 +198,25 @@ pub struct Conn {
     pub write_blocked: bool,
     /// Input processing is paused because our own replies to this peer pile up unread.
     pub read_paused: bool,
-    /// Input processing is paused until then because this peer's messages filled a recipient's outbox.
-    pub stalled_until: Option<std::time::Instant>,
-    /// When the peer last sent anything, and when we last pinged it (loop milliseconds).
-    pub last_rx_ms: u64,
-    pub last_ping_ms: u64,
+    /// Input processing is paused (until a Resume timer) because this peer's messages filled a recipient's outbox.
+    pub stalled: bool,
+    /// When the peer last sent anything, and when we last pinged it (loop milliseconds, wrapping: compare with
+    /// `wrapping_sub`; elapsed times are exact up to 49 days).
+    pub last_rx_ms: u32,
+    pub last_ping_ms: u32,
     /// Events are being dropped for this connection (`slow_consumer = "drop"`); cleared when its outbox drains.
     pub dropping: bool,
     /// Opened while over the connection limit: refuse at the transport handshake.
     pub over_limit: bool,
     /// How outgoing messages are framed (kept beside `transport`, which is taken out while input is processed).
     pub framing: Framing,
-    /// Close code and reason of the WebSocket Close frame sent when the connection closes.
-    pub ws_close: (u16, &'static str),
-    pub peer: String,
-    /// The peer's IP address (TCP and TLS), for `limits.connections_per_ip_max`.
-    pub ip: Option<std::net::IpAddr>,
-    /// Since when (loop milliseconds) the connection holds an incomplete frame or fragmented message.
-    pub input_since_ms: Option<u64>,
+    /// Close code and reason of the WebSocket Close frame sent when the connection closes (none: 1000, no reason).
+    pub ws_close: Option<Box<(u16, &'static str)>>,
+    pub peer: PeerAddr,
+    /// The peer's IP address is counted in `limits.connections_per_ip_max`.
+    pub ip_counted: bool,
+    /// Since when (loop milliseconds, wrapping) the connection holds an incomplete frame or fragmented message.
+    pub input_since_ms: Option<u32>,
     /// A message or control frame was completed by the current read.
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
@@ -188,7 +228,7 @@ impl Conn {
         stream: Stream,
         listener: usize,
         generation: u32,
-        (peer, ip): (String, Option<std::net::IpAddr>),
+        (peer, ip_counted): (PeerAddr, bool),
         over_limit: bool,
     ) -> Conn {
         Conn {
@@ -203,19 +243,24 @@ impl Conn {
             closing: None,
             write_blocked: false,
             read_paused: false,
-            stalled_until: None,
+            stalled: false,
             last_rx_ms: 0,
             last_ping_ms: 0,
             dropping: false,
             over_limit,
             framing: Framing::None,
-            ws_close: (crate::websocket::CLOSE_NORMAL, ""),
+            ws_close: None,
             peer,
-            ip,
+            ip_counted,
             input_since_ms: None,
             progressed: false,
             held_input: 0,
         }
+    }
+
+    /// The peer IP address counted for `limits.connections_per_ip_max`, if any.
+    pub fn counted_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer.ip().filter(|_| self.ip_counted)
     }
 
     pub fn serializer(&self) -> Option<Serializer> {

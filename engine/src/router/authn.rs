@@ -75,7 +75,7 @@ impl Router {
             }
             Some(Choice::Anonymous { role }) => {
                 let id = self.new_session_id();
-                let authid = format!("anonymous-{id}");
+                let authid = super::anonymous_authid(id);
                 self.join(
                     handle,
                     realm_index,
@@ -420,6 +420,7 @@ impl Router {
             );
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         };
+        let shared_role = self.intern(authrole);
         let Some(session) = self.session_mut(handle) else {
             return;
         };
@@ -427,7 +428,7 @@ impl Router {
             id,
             realm: realm_index,
             authid: authid.into(),
-            authrole: authrole.into(),
+            authrole: shared_role,
             authmethod,
             role,
             subscriptions: Default::default(),

@@ -180,7 +180,7 @@ impl Router {
             .map(|joined| joined.id);
         // The sessions of the other shards, from the directory.
         let remote = (self.remote_sessions.iter())
-            .filter(|(_, remote)| admitted(remote.realm, &remote.authrole))
+            .filter(|(_, remote)| admitted(remote.realm(), &remote.authrole))
             .map(|(&id, _)| id);
         Ok(local.chain(remote).collect())
     }
@@ -198,7 +198,7 @@ impl Router {
                 .map(|remote| {
                     Value::dict()
                         .with("session", id)
-                        .with("authid", &*remote.authid)
+                        .with("authid", &*remote.authid(id))
                         .with("authrole", &*remote.authrole)
                         .with("authmethod", &*remote.authmethod)
                         .with("authprovider", "static")
@@ -230,7 +230,7 @@ impl Router {
             .map(Target::Local);
         let remote = || {
             (self.remote_sessions.get(&id))
-                .filter(|remote| Some(remote.realm) == realm)
+                .filter(|remote| Some(remote.realm()) == realm)
                 .map(|remote| Target::Remote(id, remote.shard, remote.handle))
         };
         local
@@ -306,7 +306,7 @@ impl Router {
                 })
                 .map(|(target, _)| Target::Local(target));
             let remote = (self.remote_sessions.iter())
-                .filter(|(_, r)| chosen(r.realm, &r.authid, &r.authrole))
+                .filter(|(&id, r)| chosen(r.realm(), &r.authid(id), &r.authrole))
                 .map(|(&id, r)| Target::Remote(id, r.shard, r.handle));
             local.chain(remote).collect()
         };

@@ -250,12 +250,12 @@ impl Router {
         authmethod: &str,
     ) {
         let remote = RemoteSession {
-            realm,
+            realm: realm as u16,
             shard,
             handle,
-            authid: who.authid.into(),
-            authrole: who.authrole.into(),
-            authmethod: authmethod.into(),
+            authid: (!is_anonymous_authid(who.authid, who.id)).then(|| who.authid.into()),
+            authrole: self.intern(who.authrole),
+            authmethod: self.intern(authmethod),
         };
         if self.remote_sessions.insert(who.id, remote).is_none() {
             self.realms[realm].remote_sessions += 1;

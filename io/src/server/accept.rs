@@ -15,7 +15,7 @@ use super::link::{Envelope, Handoff};
 use super::shard::Shard;
 use super::timers::TimerKind;
 use super::{ListenerSocket, OVER_LIMIT_SLACK};
-use crate::conn::{CloseCause, Conn, Stream};
+use crate::conn::{CloseCause, Conn, PeerAddr, Stream};
 
 impl Shard {
     /// Accepts what listener `listener` has and hands each connection to the next shard in turn.
@@ -34,15 +34,14 @@ impl Shard {
                         )?)),
                         None => Stream::Tcp(stream),
                     };
-                    Ok((stream, addr.to_string(), Some(addr.ip())))
+                    Ok((stream, PeerAddr::from(addr)))
                 }),
-                Some(ListenerSocket::Unix(s, path)) => s.accept().map(|(stream, _)| {
-                    let peer = format!("unix:{}", path.display());
-                    (Stream::Unix(stream), peer, None)
-                }),
+                Some(ListenerSocket::Unix(s, _)) => s
+                    .accept()
+                    .map(|(stream, _)| (Stream::Unix(stream), PeerAddr::Unix)),
                 None => return,
             };
-            let (stream, peer, ip) = match accepted {
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -54,7 +53,7 @@ impl Shard {
             };
             self.stats.accepted += 1;
             let per_ip_max = self.config.limits.connections_per_ip_max;
-            let ip = ip.filter(|_| per_ip_max > 0);
+            let ip = peer.ip().filter(|_| per_ip_max > 0);
             if let Some(ip) = ip {
                 let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
                 let count = per_ip.entry(ip).or_default();
@@ -82,7 +81,7 @@ impl Shard {
                 stream,
                 listener,
                 peer,
-                ip,
+                ip_counted: ip.is_some(),
             };
             let target = self.next_target;
             self.next_target = (self.next_target + 1) % self.shards();
@@ -106,7 +105,7 @@ impl Shard {
             stream,
             listener,
             peer,
-            ip,
+            ip_counted,
         } = handoff;
         let connections_max = self.config.limits.connections_max;
         let over_limit = self.shared.connections.load(Ordering::SeqCst) > connections_max
@@ -120,10 +119,10 @@ impl Shard {
             stream,
             listener,
             generation,
-            (peer, ip),
+            (peer, ip_counted),
             over_limit,
         ));
-        conn.last_rx_ms = now_ms;
+        conn.last_rx_ms = now_ms as u32;
         let registered = self.poll.registry().register(
             conn.stream.source(),
             Token(index),
@@ -133,7 +132,7 @@ impl Shard {
             warn!(error = %e, "cannot register connection");
             let conn = self.conns.remove(index);
             self.shared.connections.fetch_sub(1, Ordering::SeqCst);
-            if let Some(ip) = conn.ip {
+            if let Some(ip) = conn.counted_ip() {
                 self.shared.release_ip(ip);
             }
             return;

@@ -37,7 +37,7 @@ impl Shard {
         if conn.closing.is_some() {
             return;
         }
-        if conn.stalled_until.is_some() {
+        if conn.stalled {
             // A stalled producer: the Resume timer reads on.
             return;
         }
@@ -70,7 +70,7 @@ impl Shard {
                     budget = budget.saturating_sub(n);
                     let now_ms = self.now_ms();
                     if let Some(conn) = self.conns.get_mut(index) {
-                        conn.last_rx_ms = now_ms;
+                        conn.last_rx_ms = now_ms as u32;
                     }
                     self.account_input(index, now_ms);
                     let Some(conn) = self.conns.get(index) else {
@@ -88,7 +88,7 @@ impl Shard {
                         self.stats.producer_stalls += 1;
                         let generation = conn.generation;
                         let until = Instant::now() + STALL;
-                        self.conns[index].stalled_until = Some(until);
+                        self.conns[index].stalled = true;
                         self.timers
                             .push(Reverse((until, index, generation, TimerKind::Resume)));
                         break;
@@ -135,7 +135,7 @@ impl Shard {
         conn.input_since_ms = match conn.input_since_ms {
             _ if !incomplete => None,
             Some(since) if !conn.progressed => Some(since),
-            _ => Some(now_ms),
+            _ => Some(now_ms as u32),
         };
         conn.progressed = false;
         if self.partial_bytes > self.partial_frames_max && conn.closing.is_none() {
@@ -292,7 +292,7 @@ impl Shard {
             Err(fault) => {
                 if let Some(close) = fault.close {
                     info!(peer = %self.conns[index].peer, %close, "WebSocket protocol error");
-                    self.conns[index].ws_close = (close.code, close.reason);
+                    self.conns[index].ws_close = Some(Box::new((close.code, close.reason)));
                 }
                 self.transport_error(index, &fault.reason);
                 return None;
@@ -314,7 +314,7 @@ impl Shard {
             Inbound::Close(code) => {
                 // Echo the peer's code; the engine then cleans up on removal.
                 let conn = &mut self.conns[index];
-                conn.ws_close = (code, "");
+                conn.ws_close = Some(Box::new((code, "")));
                 if super::output::begin_close(conn, &mut self.frames, CloseCause::Engine) {
                     self.dirty.push(index);
                 }

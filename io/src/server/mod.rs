@@ -232,6 +232,7 @@ impl Server {
                 Address::Tcp(addr) => {
                     let mut socket = TcpListener::bind(*addr)
                         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                    deepen_backlog(&socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
                     addresses.push(socket.local_addr().map_or(address.clone(), Address::Tcp));
                     ListenerSocket::Tcp(socket)
@@ -241,6 +242,7 @@ impl Server {
                     let mut socket = UnixListener::bind(path).map_err(|e| {
                         anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
                     })?;
+                    deepen_backlog(&socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
                     addresses.push(address.clone());
                     ListenerSocket::Unix(socket, path.clone())
@@ -292,6 +294,9 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         router_config.shards = shard_count;
+        // Connections (and so sessions) are spread evenly; a shard reserves room for its share of the limit.
+        let per_shard = config.limits.connections_max.div_ceil(shard_count) + OVER_LIMIT_SLACK;
+        router_config.sessions_expected = per_shard;
         let doorbells = polls
             .iter()
             .map(|poll| Doorbell::new(poll.registry(), WAKER))
@@ -435,6 +440,22 @@ fn run_guarded(shard: Shard, shared: &Shared) -> io::Result<()> {
         shared.ring_all();
     }
     result
+}
+
+/// Connections the kernel queues for a listener before they are accepted. mio (like std) listens with 128: a
+/// reconnect storm of thousands of clients then overflows the queue and the rest retry their SYN after a second.
+/// The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises a bound listener's backlog to [`LISTEN_BACKLOG`] (`listen` again on a listening socket changes only the
+/// backlog). A failure leaves the socket listening with its first backlog.
+fn deepen_backlog(socket: &impl std::os::fd::AsRawFd) {
+    // SAFETY: `listen` takes a file descriptor and an integer and touches no memory of ours; the descriptor belongs
+    // to `socket`, which is borrowed for the duration of the call.
+    let result = unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) };
+    if result != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the listen backlog");
+    }
 }
 
 /// A Unix socket path left behind by an earlier run is removed; any other file there is an error.

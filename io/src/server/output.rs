@@ -335,7 +335,7 @@ impl Shard {
         conn.outbox.clear(&mut self.frames);
         self.partial_bytes -= conn.held_input;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
-        if let Some(ip) = conn.ip {
+        if let Some(ip) = conn.counted_ip() {
             self.shared.release_ip(ip);
         }
         debug!(peer = %conn.peer, ?cause, "connection closed");
@@ -354,7 +354,11 @@ pub(super) fn begin_close(conn: &mut Conn, frames: &mut FrameStore, cause: Close
     conn.closing = Some(cause);
     if matches!(conn.framing, Framing::WebSocket { .. }) {
         let frame = frames.alloc();
-        let (code, reason) = conn.ws_close;
+        let (code, reason) = conn
+            .ws_close
+            .as_deref()
+            .copied()
+            .unwrap_or((websocket::CLOSE_NORMAL, ""));
         websocket::close_frame(code, reason, frames.bytes_mut(frame));
         conn.outbox.push(frames, &[], frame);
     }

@@ -100,7 +100,11 @@ impl Shard {
             id,
             poll,
             listeners,
-            conns: Slab::new(),
+            // Reserved for this shard's share of the connections: pages are used only as connections come, and
+            // the slab never moves (a copy of megabytes) while it stays within.
+            conns: Slab::with_capacity(
+                config.limits.connections_max.div_ceil(shards) + super::OVER_LIMIT_SLACK,
+            ),
             frames: FrameStore::default(),
             router,
             rawsocket_exponent: config.rawsocket_exponent(),

@@ -47,8 +47,8 @@ impl Shard {
                     }
                 }
                 TimerKind::Resume => {
-                    if conn.stalled_until.is_some_and(|until| until <= now) {
-                        self.conns[index].stalled_until = None;
+                    if conn.stalled {
+                        self.conns[index].stalled = false;
                         self.read(index);
                     }
                 }
@@ -83,13 +83,16 @@ impl Shard {
         let mut idle = Vec::new();
         let mut ping = Vec::new();
         let mut trickling = Vec::new();
+        // Connections keep their times as wrapping 32-bit milliseconds.
+        let now32 = now_ms as u32;
+        let since = |then: u32| u64::from(now32.wrapping_sub(then));
         for (index, conn) in &self.conns {
             if conn.closing.is_some() {
                 continue;
             }
             if conn
                 .input_since_ms
-                .is_some_and(|since| now_ms.saturating_sub(since) >= frame_ms)
+                .is_some_and(|start| since(start) >= frame_ms)
             {
                 trickling.push(index);
                 continue;
@@ -97,13 +100,10 @@ impl Shard {
             if conn.framing == Framing::None {
                 continue;
             }
-            let silent = now_ms.saturating_sub(conn.last_rx_ms);
+            let silent = since(conn.last_rx_ms);
             if idle_ms > 0 && silent >= idle_ms {
                 idle.push(index);
-            } else if ping_ms > 0
-                && silent >= ping_ms
-                && now_ms.saturating_sub(conn.last_ping_ms) >= ping_ms
-            {
+            } else if ping_ms > 0 && silent >= ping_ms && since(conn.last_ping_ms) >= ping_ms {
                 ping.push(index);
             }
         }
@@ -111,7 +111,10 @@ impl Shard {
             self.stats.frame_timeouts += 1;
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
-            conn.ws_close = (websocket::CLOSE_POLICY_VIOLATION, "frame timeout");
+            conn.ws_close = Some(Box::new((
+                websocket::CLOSE_POLICY_VIOLATION,
+                "frame timeout",
+            )));
             if begin_close(conn, &mut self.frames, CloseCause::FrameTimeout) {
                 self.dirty.push(index);
             }
@@ -120,14 +123,14 @@ impl Shard {
             self.stats.idle_timeouts += 1;
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, "idle timeout; closing");
-            conn.ws_close = (websocket::CLOSE_GOING_AWAY, "idle timeout");
+            conn.ws_close = Some(Box::new((websocket::CLOSE_GOING_AWAY, "idle timeout")));
             if begin_close(conn, &mut self.frames, CloseCause::IdleTimeout) {
                 self.dirty.push(index);
             }
         }
         let mut frame = Vec::new();
         for index in ping {
-            self.conns[index].last_ping_ms = now_ms;
+            self.conns[index].last_ping_ms = now_ms as u32;
             frame.clear();
             self.conns[index]
                 .framing
