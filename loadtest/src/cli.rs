@@ -8,6 +8,7 @@ use kreisel_codec::Serializer;
 use serde_json::{json, Map, Value as Json};
 
 use crate::endpoint::Endpoint;
+use crate::nats;
 use crate::plan::{Expect, Mode, Plan, RoleSpec, ScenarioKind};
 use crate::run::RunOptions;
 
@@ -60,10 +61,10 @@ impl From<SerializerArg> for Serializer {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Router address: rs://host:port (RawSocket over TCP), ws://host:port/path (WebSocket),
-    /// unix:///path (RawSocket over a Unix socket).
+    /// unix:///path (RawSocket over a Unix socket); or nats://host:port, a NATS server (fanout, fanin).
     #[arg(short, long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
-    /// WAMP serializer.
+    /// WAMP serializer (ignored for NATS).
     #[arg(short, long, value_enum, default_value_t = SerializerArg::Json)]
     pub serializer: SerializerArg,
     /// Realm to join.
@@ -244,6 +245,12 @@ fn base(
     load: Option<&Load>,
 ) -> Result<Invocation, String> {
     let endpoint = Endpoint::parse(&common.url)?;
+    if endpoint.is_nats() && !matches!(scenario, ScenarioKind::Fanout | ScenarioKind::Fanin) {
+        return Err(format!(
+            "{}: a NATS server (nats://) runs the fanout and fanin scenarios only",
+            scenario.name()
+        ));
+    }
     let addr = endpoint.resolve()?;
     positive("threads", common.threads as u64)?;
     positive("connect-concurrency", common.connect_concurrency as u64)?;
@@ -342,6 +349,9 @@ fn fanout(a: &FanoutArgs) -> Result<Invocation, String> {
         ("events", json!(m)),
         ("size", json!(a.load.size)),
     ]);
+    if plan.endpoint.is_nats() {
+        nats::check_plan(plan)?;
+    }
     Ok(inv)
 }
 
@@ -384,6 +394,9 @@ fn fanin(a: &FaninArgs) -> Result<Invocation, String> {
         ("match", json!(if a.exact { "exact" } else { "prefix" })),
         ("size", json!(a.load.size)),
     ]);
+    if plan.endpoint.is_nats() {
+        nats::check_plan(plan)?;
+    }
     Ok(inv)
 }
 
@@ -564,6 +577,26 @@ mod tests {
         assert!(plan_of(&["rpc", "-u", "http://x"]).is_err());
         assert!(plan_of(&["connect", "--timeout", "-1"]).is_err());
         assert!(plan_of(&["churn", "--duration", "0"]).is_err());
+    }
+
+    #[test]
+    fn nats_plans() {
+        let plan = plan_of(&["fanout", "-u", "nats://127.0.0.1:4222", "-n", "5"]).expect("valid");
+        assert!(plan.endpoint.is_nats());
+        assert_eq!(
+            plan.expect.acked, 5,
+            "closed loop: PONGs confirm every publication"
+        );
+        assert!(plan_of(&["fanin", "-u", "nats://127.0.0.1:4222", "--exact"]).is_ok());
+        for args in [
+            &["rpc", "-u", "nats://127.0.0.1:4222"][..],
+            &["connect", "-u", "nats://127.0.0.1:4222"],
+            &["churn", "-u", "nats://127.0.0.1:4222"],
+            &["fanout", "-u", "nats://127.0.0.1:4222", "--topic", "a b"],
+            &["fanout", "-u", "nats://127.0.0.1:4222", "--topic", "a.*"],
+        ] {
+            assert!(plan_of(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]
