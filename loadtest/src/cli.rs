@@ -8,7 +8,6 @@ use kreisel_codec::Serializer;
 use serde_json::{json, Map, Value as Json};
 
 use crate::endpoint::Endpoint;
-use crate::nats;
 use crate::plan::{Expect, Mode, Plan, RoleSpec, ScenarioKind};
 use crate::run::RunOptions;
 
@@ -350,7 +349,7 @@ fn fanout(a: &FanoutArgs) -> Result<Invocation, String> {
         ("size", json!(a.load.size)),
     ]);
     if plan.endpoint.is_nats() {
-        nats::check_plan(plan)?;
+        crate::nats::check_plan(plan)?;
     }
     Ok(inv)
 }
@@ -395,7 +394,7 @@ fn fanin(a: &FaninArgs) -> Result<Invocation, String> {
         ("size", json!(a.load.size)),
     ]);
     if plan.endpoint.is_nats() {
-        nats::check_plan(plan)?;
+        crate::nats::check_plan(plan)?;
     }
     Ok(inv)
 }
@@ -567,19 +566,6 @@ mod tests {
     }
 
     #[test]
-    fn bad_arguments() {
-        assert!(
-            plan_of(&["fanout", "--window", "4", "--rate", "10"]).is_err(),
-            "window and rate conflict"
-        );
-        assert!(plan_of(&["fanout", "--rate", "0"]).is_err());
-        assert!(plan_of(&["fanout", "--subscribers", "0"]).is_err());
-        assert!(plan_of(&["rpc", "-u", "http://x"]).is_err());
-        assert!(plan_of(&["connect", "--timeout", "-1"]).is_err());
-        assert!(plan_of(&["churn", "--duration", "0"]).is_err());
-    }
-
-    #[test]
     fn nats_plans() {
         let plan = plan_of(&["fanout", "-u", "nats://127.0.0.1:4222", "-n", "5"]).expect("valid");
         assert!(plan.endpoint.is_nats());
@@ -597,6 +583,19 @@ mod tests {
         ] {
             assert!(plan_of(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn bad_arguments() {
+        assert!(
+            plan_of(&["fanout", "--window", "4", "--rate", "10"]).is_err(),
+            "window and rate conflict"
+        );
+        assert!(plan_of(&["fanout", "--rate", "0"]).is_err());
+        assert!(plan_of(&["fanout", "--subscribers", "0"]).is_err());
+        assert!(plan_of(&["rpc", "-u", "http://x"]).is_err());
+        assert!(plan_of(&["connect", "--timeout", "-1"]).is_err());
+        assert!(plan_of(&["churn", "--duration", "0"]).is_err());
     }
 
     #[test]
