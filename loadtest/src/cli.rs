@@ -25,9 +25,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// S subscribers on one topic, P publishers sending M events each: every subscriber gets P*M events.
+    ///
+    /// Also against a NATS server: --url nats://host:port (subject = --topic; --serializer and --realm ignored).
     Fanout(FanoutArgs),
     /// N publishers on distinct topics `sensors.<n>.temp` into one subscriber (`match: prefix` on `sensors.`, or N
     /// exact subscriptions with --exact).
+    ///
+    /// Also against a NATS server: --url nats://host:port (subscription `sensors.>`; --serializer and --realm
+    /// ignored).
     Fanin(FaninArgs),
     /// C callers making M calls each to K echo callees (procedures `loadtest.echo.<k>`).
     Rpc(RpcArgs),
@@ -60,10 +65,10 @@ impl From<SerializerArg> for Serializer {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Router address: rs://host:port (RawSocket over TCP), ws://host:port/path (WebSocket),
-    /// unix:///path (RawSocket over a Unix socket); or nats://host:port, a NATS server (fanout, fanin).
+    /// unix:///path (RawSocket over a Unix socket).
     #[arg(short, long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
-    /// WAMP serializer (ignored for NATS).
+    /// WAMP serializer.
     #[arg(short, long, value_enum, default_value_t = SerializerArg::Json)]
     pub serializer: SerializerArg,
     /// Realm to join.
