@@ -946,11 +946,12 @@ impl Router {
                 .sum();
             assert_eq!(
                 joined.uri_bytes,
-                held + joined.uri_bytes_pending,
+                held + joined.extras().uri_bytes_pending,
                 "uri_bytes is what the session holds"
             );
-            let testaments: usize = joined.testaments.iter().map(|t| t.bytes()).sum();
-            assert_eq!(joined.testament_bytes, testaments);
+            let extras = joined.extras();
+            let testaments: usize = extras.testaments.iter().map(|t| t.bytes()).sum();
+            assert_eq!(extras.testament_bytes, testaments);
         }
         for realm in &self.realms {
             for (_, subscription) in &realm.broker.subscriptions {

@@ -127,18 +127,43 @@ pub(crate) struct Joined {
     pub calls_pending: usize,
     /// What the client announced in HELLO that the router acts on.
     pub features: ClientFeatures,
+    /// What this session's subscriptions and registrations make the router hold, in bytes (the sum of
+    /// [`crate::uri::footprint`] of each, including REGISTERs another shard has yet to decide; bounded by
+    /// `limits.uri_bytes_per_session_max`).
+    pub uri_bytes: usize,
+    /// What few sessions use, apart (a session that uses none of it holds 8 bytes for it).
+    pub extras: Option<Box<JoinedExtras>>,
+}
+
+/// The parts of a joined session few sessions use.
+#[derive(Debug, Default)]
+pub(crate) struct JoinedExtras {
     /// Progressive calls of this caller that ended before their final chunk (their further chunks are dropped).
     pub ended_streams: Vec<Id>,
     /// Events to publish when the session leaves (`wamp.session.add_testament`), in the order added.
     pub testaments: Vec<Testament>,
     /// What `testaments` hold, in bytes (bounded by `limits.testament_bytes_per_session_max`).
     pub testament_bytes: usize,
-    /// What this session's subscriptions and registrations make the router hold, in bytes (the sum of
-    /// [`crate::uri::footprint`] of each, including REGISTERs another shard has yet to decide; bounded by
-    /// `limits.uri_bytes_per_session_max`).
-    pub uri_bytes: usize,
     /// The part of `uri_bytes` charged for REGISTERs waiting for another shard's decision.
     pub uri_bytes_pending: usize,
+}
+
+static NO_EXTRAS: JoinedExtras = JoinedExtras {
+    ended_streams: Vec::new(),
+    testaments: Vec::new(),
+    testament_bytes: 0,
+    uri_bytes_pending: 0,
+};
+
+impl Joined {
+    pub fn extras(&self) -> &JoinedExtras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    /// The extras, made on first use.
+    pub fn extras_mut(&mut self) -> &mut JoinedExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
 }
 
 /// When a testament is published. Without session resumption both happen when the session leaves, `detached`

@@ -192,8 +192,8 @@ impl Framer for AnyFramer {
 pub enum Framing {
     /// Handshake not done: only raw bytes (handshake replies) are sent.
     None,
-    /// RawSocket frames no longer than `peer_max_len`.
-    RawSocket { peer_max_len: usize },
+    /// RawSocket frames no longer than `peer_max_len` (at most 2^24).
+    RawSocket { peer_max_len: u32 },
     /// WebSocket text (JSON) or binary frames.
     WebSocket { text: bool },
 }
@@ -221,6 +221,7 @@ impl Framing {
     ) -> Result<usize, TooLong> {
         match self {
             Framing::RawSocket { peer_max_len } => {
+                let peer_max_len = peer_max_len as usize;
                 if len > peer_max_len {
                     return Err(TooLong { max: peer_max_len });
                 }

@@ -438,11 +438,8 @@ impl Router {
             next_invocation: Id::FIRST,
             calls_pending: 0,
             features,
-            ended_streams: Vec::new(),
-            testaments: Vec::new(),
-            testament_bytes: 0,
             uri_bytes: 0,
-            uri_bytes_pending: 0,
+            extras: None,
         });
         let peer = session.peer;
         self.session_ids.insert(id, handle);

@@ -160,7 +160,7 @@ impl Router {
         self.broadcast(&left, sink);
         self.stats.sessions_active -= 1;
         debug!(session = joined.id.get(), "session left");
-        if !joined.testaments.is_empty() {
+        if !joined.extras().testaments.is_empty() {
             self.publish_testaments(realm, &joined, sink);
         }
         for (kind, id, deleted) in removed {

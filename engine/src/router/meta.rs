@@ -588,11 +588,11 @@ impl Router {
             self.limits.testaments_per_session_max,
             self.limits.testament_bytes_per_session_max,
         );
-        let refusal = if joined.testaments.len() >= count_max {
+        let refusal = if joined.extras().testaments.len() >= count_max {
             Some(format!(
                 "this session already has {count_max} testaments (limits.testaments_per_session_max)"
             ))
-        } else if joined.testament_bytes + testament.bytes() > bytes_max {
+        } else if joined.extras().testament_bytes + testament.bytes() > bytes_max {
             Some(format!(
                 "this session's testaments would hold more than {bytes_max} bytes \
                  (limits.testament_bytes_per_session_max)"
@@ -605,8 +605,9 @@ impl Router {
             return Err((LIMIT_EXCEEDED, text));
         }
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.testament_bytes += testament.bytes();
-            joined.testaments.push(testament);
+            let extras = joined.extras_mut();
+            extras.testament_bytes += testament.bytes();
+            extras.testaments.push(testament);
         }
         Ok(())
     }
@@ -625,8 +626,9 @@ impl Router {
             )
         })?;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.testaments.retain(|t| t.scope != scope);
-            joined.testament_bytes = joined.testaments.iter().map(Testament::bytes).sum();
+            let extras = joined.extras_mut();
+            extras.testaments.retain(|t| t.scope != scope);
+            extras.testament_bytes = extras.testaments.iter().map(Testament::bytes).sum();
         }
         Ok(())
     }
@@ -650,7 +652,7 @@ impl Router {
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         for scope in [TestamentScope::Detached, TestamentScope::Destroyed] {
-            for testament in joined.testaments.iter().filter(|t| t.scope == scope) {
+            for testament in (joined.extras().testaments.iter()).filter(|t| t.scope == scope) {
                 let perms = match joined.role {
                     RoleIndex::OPEN => Perms::OPEN,
                     role => self.realms[realm].authz.permissions(role, &testament.topic),

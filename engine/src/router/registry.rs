@@ -107,7 +107,7 @@ impl Router {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.uri_bytes += footprint;
             if remote_owner {
-                joined.uri_bytes_pending += footprint;
+                joined.extras_mut().uri_bytes_pending += footprint;
             }
         }
         let callee = Callee {
@@ -279,7 +279,7 @@ impl Router {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.uri_bytes -= footprint;
             if pending {
-                joined.uri_bytes_pending -= footprint;
+                joined.extras_mut().uri_bytes_pending -= footprint;
             }
         }
     }
@@ -448,7 +448,8 @@ impl Router {
         {
             if !joined.registrations.contains(&index) {
                 joined.registrations.push(index);
-                joined.uri_bytes_pending = joined.uri_bytes_pending.saturating_sub(footprint);
+                let extras = joined.extras_mut();
+                extras.uri_bytes_pending = extras.uri_bytes_pending.saturating_sub(footprint);
             }
         }
         if let Some(PendingAck {

@@ -124,7 +124,7 @@ impl Router {
         };
         let (realm, calls_pending, features) =
             (joined.realm, joined.calls_pending, joined.features);
-        let ended_streams = !joined.ended_streams.is_empty();
+        let ended_streams = !joined.extras().ended_streams.is_empty();
         let Some(caller) = self.peer(handle) else {
             return;
         };
@@ -751,10 +751,11 @@ impl Router {
     /// oldest record goes first).
     fn remember_ended_stream(&mut self, handle: SessionHandle, request: Id) {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            if joined.ended_streams.len() >= ENDED_STREAMS_MAX {
-                joined.ended_streams.remove(0);
+            let extras = joined.extras_mut();
+            if extras.ended_streams.len() >= ENDED_STREAMS_MAX {
+                extras.ended_streams.remove(0);
             }
-            joined.ended_streams.push(request);
+            extras.ended_streams.push(request);
         }
     }
 
@@ -764,11 +765,12 @@ impl Router {
         let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) else {
             return false;
         };
-        let Some(position) = joined.ended_streams.iter().position(|&r| r == request) else {
+        let Some(position) = (joined.extras().ended_streams.iter()).position(|&r| r == request)
+        else {
             return false;
         };
         if !progress {
-            joined.ended_streams.remove(position);
+            joined.extras_mut().ended_streams.remove(position);
         }
         true
     }

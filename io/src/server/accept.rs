@@ -1,9 +1,7 @@
 //! Accepting connections (shard 0) and adopting them (the shard that serves each).
 
-use std::cmp::Reverse;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use kreisel_engine::link::ShardId;
 use kreisel_engine::Router;
@@ -12,8 +10,7 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use super::link::{Envelope, Handoff};
-use super::shard::Shard;
-use super::timers::TimerKind;
+use super::shard::{Shard, Unjoined};
 use super::{ListenerSocket, OVER_LIMIT_SLACK};
 use crate::conn::{CloseCause, Conn, PeerAddr, Stream};
 
@@ -137,26 +134,26 @@ impl Shard {
             }
             return;
         }
-        self.unjoined.push_back((index, generation));
+        self.unjoined.push_back(Unjoined {
+            index: index as u32,
+            generation,
+            accepted_ms: now_ms as u32,
+        });
         if self.unjoined.len() > 2 * self.conns.len() + 64 {
             let (conns, router) = (&self.conns, &self.router);
-            self.unjoined
-                .retain(|&(index, generation)| unjoined(conns, router, index, generation));
+            self.unjoined.retain(|entry| unjoined(conns, router, entry));
         }
         debug!(peer = %self.conns[index].peer, shard = self.id, index, "connection accepted");
-        let deadline =
-            Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
-        self.timers
-            .push(Reverse((deadline, index, generation, TimerKind::Handshake)));
     }
 
     /// At `connections_max`: closes the oldest connection that has not joined a realm, to make room for a new
     /// one (a peer holding sockets that never handshake cannot lock others out). Returns whether it closed one.
     fn evict_unjoined(&mut self) -> bool {
-        while let Some((index, generation)) = self.unjoined.pop_front() {
-            if !unjoined(&self.conns, &self.router, index, generation) {
+        while let Some(entry) = self.unjoined.pop_front() {
+            if !unjoined(&self.conns, &self.router, &entry) {
                 continue;
             }
+            let index = entry.index as usize;
             self.stats.evicted_unjoined += 1;
             debug!(peer = %self.conns[index].peer, "connections_max reached: closing the oldest connection that has not joined");
             self.remove(index, Some(CloseCause::Evicted));
@@ -166,10 +163,10 @@ impl Shard {
     }
 }
 
-/// Whether connection `index` (of `generation`) is open, not closing, and has no session joined to a realm.
-fn unjoined(conns: &Slab<Conn>, router: &Router, index: usize, generation: u32) -> bool {
-    conns.get(index).is_some_and(|conn| {
-        conn.generation == generation
+/// Whether the connection of `entry` is open, not closing, and has no session joined to a realm.
+fn unjoined(conns: &Slab<Conn>, router: &Router, entry: &Unjoined) -> bool {
+    conns.get(entry.index as usize).is_some_and(|conn| {
+        conn.generation == entry.generation
             && conn.closing.is_none()
             && conn
                 .session

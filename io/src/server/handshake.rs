@@ -49,7 +49,10 @@ impl Shard {
                 reply,
             } => {
                 self.send_raw(index, &[], &reply);
-                self.conns[index].framing = Framing::RawSocket { peer_max_len };
+                self.conns[index].framing = Framing::RawSocket {
+                    // At most 2^24 (the RawSocket handshake's largest length).
+                    peer_max_len: peer_max_len.min(rawsocket::LEN_MAX) as u32,
+                };
                 let framer = RawSocketFramer::new(
                     rawsocket::max_len(self.rawsocket_exponent),
                     self.before_welcome(),

@@ -31,6 +31,15 @@ const RBUF_POOL: BufferPool = BufferPool::new(1024, 64 << 10, 8 << 20);
 /// frees up).
 const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 
+/// A connection in [`Shard::unjoined`]: its slot, generation and when it was accepted (loop milliseconds,
+/// wrapping).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Unjoined {
+    pub index: u32,
+    pub generation: u32,
+    pub accepted_ms: u32,
+}
+
 pub(super) struct Shard {
     pub(super) id: ShardId,
     pub(super) poll: Poll,
@@ -69,8 +78,9 @@ pub(super) struct Shard {
     pub(super) shutdown_deadline: Option<Instant>,
     pub(super) stats: IoStats,
     /// Connections in the order they were accepted, while they may not have joined a realm (entries of
-    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`.
-    pub(super) unjoined: VecDeque<(usize, u32)>,
+    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`, and the
+    /// handshake deadlines (all `handshake_timeout_ms` after acceptance, so in this order too).
+    pub(super) unjoined: VecDeque<Unjoined>,
     /// Bytes this shard's connections hold in incomplete frames and fragmented messages.
     pub(super) partial_bytes: usize,
     pub(super) link: Link,
@@ -264,6 +274,12 @@ impl Shard {
         }
         if let Some(stall) = self.inbox_stalled_until {
             sooner(stall);
+        }
+        if let Some(first) = self.unjoined.front() {
+            let now_ms = self.now_ms();
+            let age = u64::from((now_ms as u32).wrapping_sub(first.accepted_ms));
+            let left = self.config.limits.handshake_timeout_ms.saturating_sub(age);
+            sooner(self.shared.start + Duration::from_millis(now_ms + left));
         }
         if self.link.congested() {
             sooner(Instant::now() + BACKLOG_RETRY);

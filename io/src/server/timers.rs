@@ -15,7 +15,6 @@ use crate::websocket;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
-    Handshake,
     Linger,
     /// End of a producer stall (see [`super::input::STALL`]).
     Resume,
@@ -23,6 +22,7 @@ pub(super) enum TimerKind {
 
 impl Shard {
     pub(super) fn fire_timers(&mut self) {
+        self.handshake_deadlines();
         let now = Instant::now();
         while let Some(Reverse((at, index, generation, kind))) = self.timers.peek().copied() {
             if at > now {
@@ -33,14 +33,6 @@ impl Shard {
                 continue;
             };
             match kind {
-                TimerKind::Handshake => {
-                    let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
-                    if !hello && conn.closing.is_none() {
-                        self.stats.handshake_timeouts += 1;
-                        info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
-                        self.remove(index, Some(CloseCause::HandshakeTimeout));
-                    }
-                }
                 TimerKind::Linger => {
                     if conn.closing.is_some() {
                         self.remove(index, conn.closing);
@@ -55,6 +47,33 @@ impl Shard {
             }
         }
         self.settle();
+    }
+
+    /// Closes the connections that have not completed the transport handshake and sent HELLO within
+    /// `handshake_timeout_ms` of their acceptance (the front of [`Shard::unjoined`], oldest first).
+    fn handshake_deadlines(&mut self) {
+        let now32 = self.now_ms() as u32;
+        let timeout = self.config.limits.handshake_timeout_ms;
+        while let Some(&first) = self.unjoined.front() {
+            if u64::from(now32.wrapping_sub(first.accepted_ms)) < timeout {
+                break;
+            }
+            self.unjoined.pop_front();
+            let index = first.index as usize;
+            let Some(conn) = self
+                .conns
+                .get(index)
+                .filter(|c| c.generation == first.generation)
+            else {
+                continue;
+            };
+            let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
+            if !hello && conn.closing.is_none() {
+                self.stats.handshake_timeouts += 1;
+                info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
+                self.remove(index, Some(CloseCause::HandshakeTimeout));
+            }
+        }
     }
 
     /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
