@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod import_crossbar;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbox;
 pub mod rawsocket;
 pub mod server;
