@@ -18,7 +18,10 @@ fn hex(text: &str) -> Vec<u8> {
             _ => b - b'A' + 10,
         })
         .collect();
-    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in {text}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {text}"
+    );
     digits.chunks(2).map(|d| d[0] << 4 | d[1]).collect()
 }
 
