@@ -2,10 +2,14 @@
 //! (see `io/tests/mqtt-vectors/README.md` for how they were made). Every packet must decode to the values the
 //! recording script gave the client, re-encode to exactly the bytes the client sent, and decode the same from
 //! every split point of the stream.
+//!
+//! The other direction: `router-v311.bin` and `router-v5.bin` are what the encoder writes for the router's side
+//! of a session; `paho_reads.py` played them to paho-mqtt, which read every packet as the router meant it (see
+//! the README). The test here keeps the encoder writing exactly those octets.
 
 use kreisel_io::mqtt::{
-    encode, Decoder, Packet, Property, QoS, RetainHandling, SubscriptionOptions, Version,
-    PACKET_SIZE_MAX,
+    encode, Ack, ConnAck, Decoder, Disconnect, Packet, Properties, Property, Publish, QoS,
+    RetainHandling, Side, SubAck, SubscriptionOptions, UnsubAck, Version, PACKET_SIZE_MAX,
 };
 
 fn recording(name: &str) -> Vec<u8> {
@@ -210,4 +214,139 @@ fn versions_are_not_interchangeable() {
     };
     assert_eq!(connect.version, Version::V5);
     assert!(decoder.decode(&stream[n..]).is_err());
+}
+
+/// The router's side of the session `paho_reads.py` plays to paho-mqtt: CONNACK, SUBACK for its SUBSCRIBE
+/// (packet id 1, two filters), three PUBLISHes (QoS 0, 1 retained, 2), the PUBREL of the QoS 2 exchange,
+/// UNSUBACK (packet id 2), PINGRESP, and in MQTT 5 a DISCONNECT.
+fn router_session(version: Version) -> Vec<u8> {
+    let v5 = version == Version::V5;
+    let props = |list| {
+        if v5 {
+            Properties::new(list)
+        } else {
+            Properties::EMPTY
+        }
+    };
+    let connack = [
+        Property::ReceiveMaximum(10),
+        Property::TopicAliasMaximum(4),
+        Property::AssignedClientIdentifier("auto-7f3a"),
+        Property::MaximumPacketSize(1 << 20),
+        Property::ServerKeepAlive(20),
+        Property::RetainAvailable(true),
+        Property::UserProperty("server", "kreisel"),
+    ];
+    let granted = [Property::ReasonString("granted")];
+    let first = [
+        Property::SubscriptionIdentifier(7),
+        Property::UserProperty("unit", "C"),
+        Property::ContentType("application/json"),
+        Property::PayloadFormatIndicator(true),
+        Property::MessageExpiryInterval(30),
+        Property::ResponseTopic("replies/x"),
+        Property::CorrelationData(&[1, 2]),
+    ];
+    let second = [Property::SubscriptionIdentifier(7)];
+    let third = [Property::SubscriptionIdentifier(8), Property::TopicAlias(1)];
+    let bye = [Property::ReasonString("maintenance")];
+    let publish = |qos, retain, topic, packet_id, properties, payload| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload,
+        })
+    };
+    let mut packets = vec![
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: 0,
+            properties: props(&connack),
+        }),
+        Packet::SubAck(SubAck {
+            packet_id: 1,
+            properties: props(&granted),
+            codes: &[1, 2],
+        }),
+        publish(
+            QoS::AtMostOnce,
+            false,
+            "sensors/d1/temp",
+            0,
+            props(&first),
+            &br#"{"t":1}"#[..],
+        ),
+        publish(
+            QoS::AtLeastOnce,
+            true,
+            "sensors/d2/temp",
+            1,
+            props(&second),
+            &br#"{"t":2}"#[..],
+        ),
+        publish(
+            QoS::ExactlyOnce,
+            false,
+            "alerts/fire",
+            2,
+            props(&third),
+            &b"!"[..],
+        ),
+        Packet::PubRel(Ack::success(2)),
+        Packet::UnsubAck(UnsubAck {
+            packet_id: 2,
+            properties: Properties::EMPTY,
+            codes: if v5 { &[0, 0x11] } else { &[] },
+        }),
+        Packet::PingResp,
+    ];
+    if v5 {
+        packets.push(Packet::Disconnect(Disconnect {
+            code: 0x8B,
+            properties: Properties::new(&bye),
+        }));
+    }
+    let mut out = Vec::new();
+    for packet in &packets {
+        encode(packet, version, &mut out).expect("router packet encodes");
+    }
+    out
+}
+
+/// The encoder writes exactly the octets paho-mqtt was shown to read (`paho_reads.py`), and they decode back.
+/// `KREISEL_WRITE_MQTT_VECTORS=1` writes the files instead (then run `paho_reads.py` again).
+#[test]
+fn router_packets_are_the_ones_paho_read() {
+    for (version, name) in [
+        (Version::V311, "router-v311.bin"),
+        (Version::V5, "router-v5.bin"),
+    ] {
+        let bytes = router_session(version);
+        if std::env::var_os("KREISEL_WRITE_MQTT_VECTORS").is_some() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/mqtt-vectors")
+                .join(name);
+            std::fs::write(&path, &bytes).expect("write vector");
+        }
+        assert_eq!(bytes, recording(name), "{name}");
+        let decoder = Decoder {
+            version,
+            from: Side::Server,
+            max_packet_size: PACKET_SIZE_MAX,
+        };
+        let mut pos = 0;
+        let mut count = 0;
+        while pos < bytes.len() {
+            let Ok(Some((n, _))) = decoder.decode(&bytes[pos..]) else {
+                panic!("{name}: octet {pos} does not decode");
+            };
+            pos += n;
+            count += 1;
+        }
+        assert_eq!(count, if version == Version::V5 { 9 } else { 8 });
+    }
 }
