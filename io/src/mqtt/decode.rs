@@ -85,7 +85,11 @@ impl Decoder {
         }
         let allowed = match self.from {
             Side::Client => packet_type.sent_by_client(),
-            Side::Server => packet_type.sent_by_server(),
+            // A 3.1.1 server closes the connection instead of sending DISCONNECT.
+            Side::Server => {
+                packet_type.sent_by_server()
+                    && !(packet_type == PacketType::Disconnect && self.version == Version::V311)
+            }
         };
         if !allowed {
             return Err(

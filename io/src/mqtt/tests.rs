@@ -697,6 +697,15 @@ fn fixed_header_errors() {
             })
         );
     }
+    // A 3.1.1 server never sends DISCONNECT (an MQTT 5 one may).
+    assert_eq!(
+        server_err(V311, "e0 00"),
+        protocol(ProtocolError::UnexpectedPacket(PacketType::Disconnect))
+    );
+    assert_eq!(
+        decoder(V5, Side::Server).decode(&hex("e0 00")),
+        Ok(Some((2, Packet::Disconnect(Disconnect::with_code(0)))))
+    );
     // AUTH does not exist in 3.1.1.
     assert_eq!(
         client_err(V311, "f0 00"),
