@@ -33,7 +33,9 @@
 //!   `connect.version`. `max_packet_size` is the router's limit, which an MQTT 5 CONNACK announces as Maximum
 //!   Packet Size.
 //! * On a [`DecodeError`], follow [`DecodeError::action`]: send the CONNACK or DISCONNECT it names (built with
-//!   [`encode`]) and close. MQTT 5 lets the receiver answer some errors with a negative acknowledgement instead
+//!   [`encode`]) and close. Before a CONNECT was decoded, `error.version` is the caller's guess unless the error
+//!   came from the CONNECT's body (then it is the CONNECT's level): an error in the first packet's fixed header
+//!   (wrong type, flags, size) is best answered by closing without a reply, which MQTT 5 allows. MQTT 5 lets the receiver answer some errors with a negative acknowledgement instead
 //!   (e.g. PUBACK 0x90 for a topic name it refuses); those are policy, decided after a successful decode.
 //! * Handle what depends on state or policy: client identifier rules (3.1.1: an empty id with clean session 0
 //!   is refused with CONNACK 0x02), authentication (CONNECT username/password, MQTT 5 AUTH exchanges with
@@ -51,7 +53,10 @@
 //! * Deliver events: build a [`Publish`] whose topic is the mapped URI and whose payload is the event's bytes
 //!   (the WAMP payload as the session layer chooses to represent it in MQTT), write its header per subscriber
 //!   with [`encode_publish_header`] and queue the shared payload after it, as the outboxes do with WebSocket
-//!   and RawSocket headers.
+//!   and RawSocket headers. A PUBLISH from an MQTT publisher must not be forwarded with its properties as they
+//!   are: its topic alias is the publisher's (and a subscriber gets its own subscription identifiers), so the
+//!   session layer builds a new property list ([`Properties::new`]) from the ones it keeps
+//!   ([`Properties::iter`]). [`Properties::raw`] is there for blocks that may be forwarded verbatim.
 
 mod decode;
 mod encode;
