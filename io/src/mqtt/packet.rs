@@ -1110,11 +1110,12 @@ impl DecodeError {
 
     /// What to do. An unsupported protocol level below 5 (e.g. 3, MQTT 3.1) is answered in the 3.1.1 format
     /// with return code 1, a level above 5 in the MQTT 5 format with 0x84: each client can read the answer of
-    /// the nearest version it could speak. An unknown protocol name is closed without a reply (3.1.1 and 5 both
+    /// the nearest version it could speak. The high bit some bridges set on the level (0x83, 0x84, 0x85) is
+    /// ignored for that choice (such levels are unsupported all the same). An unknown protocol name is closed without a reply (3.1.1 and 5 both
     /// allow it; the peer may not speak MQTT at all).
     pub fn action(&self) -> ErrorAction {
         match (self.kind, self.version) {
-            (ErrorKind::UnsupportedProtocolVersion { level }, _) if level < 5 => {
+            (ErrorKind::UnsupportedProtocolVersion { level }, _) if level & 0x7F < 5 => {
                 ErrorAction::ConnAck {
                     version: Version::V311,
                     code: reason::v311::UNACCEPTABLE_PROTOCOL_VERSION,

@@ -1384,6 +1384,29 @@ fn error_actions() {
                 code: 0x84
             }
         );
+        // A bridge's 3.1.1 level (0x84) gets the 3.1.1 format, an MQTT 5 bridge's (0x85) the MQTT 5 one.
+        assert_eq!(
+            err(
+                ErrorKind::UnsupportedProtocolVersion { level: 0x84 },
+                version
+            )
+            .action(),
+            ErrorAction::ConnAck {
+                version: V311,
+                code: 1
+            }
+        );
+        assert_eq!(
+            err(
+                ErrorKind::UnsupportedProtocolVersion { level: 0x85 },
+                version
+            )
+            .action(),
+            ErrorAction::ConnAck {
+                version: V5,
+                code: 0x84
+            }
+        );
         assert_eq!(
             err(ErrorKind::UnknownProtocolName, version).action(),
             ErrorAction::Close
