@@ -361,7 +361,10 @@ fn connect(body: &[u8], minimal: bool, guessed: Version) -> Result<Packet<'_>, D
         ("MQTT", 5) => Version::V5,
         ("MQTT" | "MQIsdp", level) => {
             return Err(DecodeError::new(
-                ErrorKind::UnsupportedProtocolVersion { level },
+                ErrorKind::UnsupportedProtocolVersion {
+                    level,
+                    mqisdp: name == "MQIsdp",
+                },
                 guessed,
             ))
         }

@@ -995,10 +995,11 @@ pub enum ErrorKind {
     TopicFilterInvalid(TopicError),
     /// A PUBLISH with topic alias 0 (MQTT 5: 0x94 Topic Alias invalid).
     TopicAliasZero,
-    /// CONNECT with protocol name `MQTT` (or `MQIsdp`, MQTT 3.1) and a protocol level this module does not
-    /// speak (anything but 4 and 5): 3.1.1 answers CONNACK 0x01 (unacceptable protocol version), MQTT 5
-    /// CONNACK 0x84 (Unsupported Protocol Version); see [`DecodeError::action`] for which format.
-    UnsupportedProtocolVersion { level: u8 },
+    /// CONNECT with protocol name `MQTT` and a protocol level this module does not speak (anything but 4 and
+    /// 5), or with the MQTT 3.1 name `MQIsdp` (`mqisdp`, whatever its level): 3.1.1 answers CONNACK 0x01
+    /// (unacceptable protocol version), MQTT 5 CONNACK 0x84 (Unsupported Protocol Version); see
+    /// [`DecodeError::action`] for which format.
+    UnsupportedProtocolVersion { level: u8, mqisdp: bool },
     /// CONNECT whose protocol name is not `MQTT` (or `MQIsdp`): not MQTT as this module knows it; close without
     /// a reply.
     UnknownProtocolName,
@@ -1108,14 +1109,16 @@ impl DecodeError {
         }
     }
 
-    /// What to do. An unsupported protocol level below 5 (e.g. 3, MQTT 3.1) is answered in the 3.1.1 format
-    /// with return code 1, a level above 5 in the MQTT 5 format with 0x84: each client can read the answer of
-    /// the nearest version it could speak. The high bit some bridges set on the level (0x83, 0x84, 0x85) is
+    /// What to do. An unsupported protocol level below 5, and every `MQIsdp` (MQTT 3.1) CONNECT, is answered in
+    /// the 3.1.1 format with return code 1, a level above 5 in the MQTT 5 format with 0x84: each client can read
+    /// the answer of the nearest version it could speak. The high bit some bridges set on the level (0x83, 0x84, 0x85) is
     /// ignored for that choice (such levels are unsupported all the same). An unknown protocol name is closed without a reply (3.1.1 and 5 both
     /// allow it; the peer may not speak MQTT at all).
     pub fn action(&self) -> ErrorAction {
         match (self.kind, self.version) {
-            (ErrorKind::UnsupportedProtocolVersion { level }, _) if level & 0x7F < 5 => {
+            (ErrorKind::UnsupportedProtocolVersion { level, mqisdp }, _)
+                if mqisdp || level & 0x7F < 5 =>
+            {
                 ErrorAction::ConnAck {
                     version: Version::V311,
                     code: reason::v311::UNACCEPTABLE_PROTOCOL_VERSION,
@@ -1147,7 +1150,7 @@ impl fmt::Display for DecodeError {
             ErrorKind::TopicNameInvalid(e) => write!(f, "invalid topic name: {e}"),
             ErrorKind::TopicFilterInvalid(e) => write!(f, "invalid topic filter: {e}"),
             ErrorKind::TopicAliasZero => f.write_str("PUBLISH with topic alias 0"),
-            ErrorKind::UnsupportedProtocolVersion { level } => {
+            ErrorKind::UnsupportedProtocolVersion { level, .. } => {
                 write!(f, "unsupported MQTT protocol level {level}")
             }
             ErrorKind::UnknownProtocolName => f.write_str("CONNECT with an unknown protocol name"),

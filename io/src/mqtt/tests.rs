@@ -978,13 +978,38 @@ fn connect_errors() {
             let level_num = hex(level)[0];
             assert_eq!(
                 connect_err(guess, &format!("{level} 02 00 3c 00 00")),
-                ErrorKind::UnsupportedProtocolVersion { level: level_num }
+                ErrorKind::UnsupportedProtocolVersion {
+                    level: level_num,
+                    mqisdp: false
+                }
             );
         }
         let mqisdp = fix_len(&hex("10 00 00 06 4d 51 49 73 64 70 03 02 00 3c 00 00"));
         assert_eq!(
             decode_err(guess, Side::Client, &mqisdp),
-            ErrorKind::UnsupportedProtocolVersion { level: 3 }
+            ErrorKind::UnsupportedProtocolVersion {
+                level: 3,
+                mqisdp: true
+            }
+        );
+        // MQTT 3.1 with a level of 5 (found by the fuzzer): still MQTT 3.1, answered in the 3.1.1 format.
+        let mqisdp_5 = fix_len(&hex("10 00 00 06 4d 51 49 73 64 70 05 02 00 3c 00 00"));
+        let err = decoder(guess, Side::Client)
+            .decode(&mqisdp_5)
+            .expect_err("unsupported");
+        assert_eq!(
+            err.kind,
+            ErrorKind::UnsupportedProtocolVersion {
+                level: 5,
+                mqisdp: true
+            }
+        );
+        assert_eq!(
+            err.action(),
+            ErrorAction::ConnAck {
+                version: V311,
+                code: 1
+            }
         );
         let other = fix_len(&hex("10 00 00 04 4d 51 54 58 04 02 00 3c 00 00"));
         assert_eq!(
@@ -1371,23 +1396,11 @@ fn error_actions() {
     }
     for version in [V311, V5] {
         assert_eq!(
-            err(ErrorKind::UnsupportedProtocolVersion { level: 3 }, version).action(),
-            ErrorAction::ConnAck {
-                version: V311,
-                code: 1
-            }
-        );
-        assert_eq!(
-            err(ErrorKind::UnsupportedProtocolVersion { level: 6 }, version).action(),
-            ErrorAction::ConnAck {
-                version: V5,
-                code: 0x84
-            }
-        );
-        // A bridge's 3.1.1 level (0x84) gets the 3.1.1 format, an MQTT 5 bridge's (0x85) the MQTT 5 one.
-        assert_eq!(
             err(
-                ErrorKind::UnsupportedProtocolVersion { level: 0x84 },
+                ErrorKind::UnsupportedProtocolVersion {
+                    level: 3,
+                    mqisdp: false
+                },
                 version
             )
             .action(),
@@ -1398,7 +1411,39 @@ fn error_actions() {
         );
         assert_eq!(
             err(
-                ErrorKind::UnsupportedProtocolVersion { level: 0x85 },
+                ErrorKind::UnsupportedProtocolVersion {
+                    level: 6,
+                    mqisdp: false
+                },
+                version
+            )
+            .action(),
+            ErrorAction::ConnAck {
+                version: V5,
+                code: 0x84
+            }
+        );
+        // A bridge's 3.1.1 level (0x84) gets the 3.1.1 format, an MQTT 5 bridge's (0x85) the MQTT 5 one.
+        assert_eq!(
+            err(
+                ErrorKind::UnsupportedProtocolVersion {
+                    level: 0x84,
+                    mqisdp: false
+                },
+                version
+            )
+            .action(),
+            ErrorAction::ConnAck {
+                version: V311,
+                code: 1
+            }
+        );
+        assert_eq!(
+            err(
+                ErrorKind::UnsupportedProtocolVersion {
+                    level: 0x85,
+                    mqisdp: false
+                },
                 version
             )
             .action(),
