@@ -53,7 +53,8 @@
 //! * Deliver events: build a [`Publish`] whose topic is the mapped URI and whose payload is the event's bytes
 //!   (the WAMP payload as the session layer chooses to represent it in MQTT), write its header per subscriber
 //!   with [`encode_publish_header`] and queue the shared payload after it, as the outboxes do with WebSocket
-//!   and RawSocket headers. A PUBLISH from an MQTT publisher must not be forwarded with its properties as they
+//!   and RawSocket headers. Subscribers that get the same header (QoS 0, same version, no subscription
+//!   identifier or topic alias of their own) can share one header too. A PUBLISH from an MQTT publisher must not be forwarded with its properties as they
 //!   are: its topic alias is the publisher's (and a subscriber gets its own subscription identifiers), so the
 //!   session layer builds a new property list ([`Properties::new`]) from the ones it keeps
 //!   ([`Properties::iter`]). [`Properties::raw`] is there for blocks that may be forwarded verbatim.
