@@ -105,6 +105,16 @@ impl Decoder {
             };
             remaining_length |= usize::from(byte & 0x7F) << (7 * i);
             if byte & 0x80 == 0 {
+                // MQTT 5 wants the shortest form; a CONNECT is judged by its own level, in `connect`.
+                if i > 0
+                    && byte == 0
+                    && self.version == Version::V5
+                    && packet_type != PacketType::Connect
+                {
+                    return Err(self.error(ErrorKind::Malformed(
+                        Malformed::NonMinimalVariableByteInteger,
+                    )));
+                }
                 let header = FixedHeader {
                     packet_type,
                     flags,
@@ -136,15 +146,10 @@ impl Decoder {
         let Some(body) = buf.get(header.header_len..size) else {
             return Ok(None);
         };
-        let minimal = header.header_len == 1 + vbi_len(header.remaining_length);
         let packet = if header.packet_type == PacketType::Connect {
+            let minimal = header.header_len == 1 + vbi_len(header.remaining_length);
             connect(body, minimal, self.version)?
         } else {
-            if !minimal && self.version == Version::V5 {
-                return Err(self.error(ErrorKind::Malformed(
-                    Malformed::NonMinimalVariableByteInteger,
-                )));
-            }
             self.body(header, body).map_err(|kind| self.error(kind))?
         };
         Ok(Some((size, packet)))

@@ -773,6 +773,15 @@ fn non_minimal_lengths_are_malformed_in_v5_only() {
         client_err(V5, "c0 80 00"),
         malformed(Malformed::NonMinimalVariableByteInteger)
     );
+    // From the fixed header alone, before the body.
+    assert_eq!(
+        client_err(V5, "30 85 80 00"),
+        malformed(Malformed::NonMinimalVariableByteInteger)
+    );
+    assert_eq!(
+        decoder(V311, Side::Client).decode(&hex("30 85 80 00")),
+        Ok(None)
+    );
     // A CONNECT is judged by its own level.
     let connect_v5 = "10 8d 00 | 00 04 4d 51 54 54 | 05 | 02 | 00 3c | 00 | 00 00";
     let connect_v311 = "10 8c 00 | 00 04 4d 51 54 54 | 04 | 02 | 00 3c | 00 00";
