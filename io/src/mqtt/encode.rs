@@ -2,8 +2,9 @@
 //! it writes decodes again (and nothing is written when a check fails).
 //!
 //! Each packet is walked twice by the same code: once through a counter, which checks it and yields the
-//! remaining length (needed first, in the fixed header), then into the buffer. Nothing is allocated besides
-//! what the buffer grows by.
+//! remaining length (needed first, in the fixed header), then into the buffer, skipping the checks that scan
+//! (strings, topics, filters, property blocks, reason code lists) since the first walk passed them. Nothing is
+//! allocated besides what the buffer grows by.
 
 use super::decode::{
     check_codes, check_filter, check_properties, check_string, check_subscription,
@@ -13,18 +14,33 @@ use super::topic;
 
 /// Where the encoder writes: the caller's buffer, or a counter.
 trait Out {
+    /// Whether this walk runs the checks that scan (the counting walk does; the writing walk after it need not).
+    const CHECK: bool;
     fn put(&mut self, bytes: &[u8]);
 }
 
 impl Out for Vec<u8> {
+    const CHECK: bool = false;
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
 }
 
+/// Counts octets and checks the packet.
 struct Count(usize);
 
 impl Out for Count {
+    const CHECK: bool = true;
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+/// Counts octets only (the length of a property block that was checked already).
+struct Len(usize);
+
+impl Out for Len {
+    const CHECK: bool = false;
     fn put(&mut self, bytes: &[u8]) {
         self.0 += bytes.len();
     }
@@ -169,7 +185,7 @@ fn body<O: Out>(packet: &Packet<'_>, version: Version, o: &mut O) -> Result<(), 
                         ProtocolError::EmptyTopicWithoutAlias,
                     )));
                 }
-            } else {
+            } else if O::CHECK {
                 topic::check_name(p.topic).map_err(|e| invalid(ErrorKind::TopicNameInvalid(e)))?;
             }
             string(p.topic, o)?;
@@ -197,7 +213,9 @@ fn body<O: Out>(packet: &Packet<'_>, version: Version, o: &mut O) -> Result<(), 
                     Version::V311 => options.qos as u8,
                     Version::V5 => options.to_byte(),
                 };
-                check_subscription(filter, byte, version).map_err(invalid)?;
+                if O::CHECK {
+                    check_subscription(filter, byte, version).map_err(invalid)?;
+                }
                 string(filter, o)?;
                 o.put(&[byte]);
             }
@@ -207,7 +225,9 @@ fn body<O: Out>(packet: &Packet<'_>, version: Version, o: &mut O) -> Result<(), 
             if v5 {
                 properties(&s.properties, PropertyContext::SubAck, o)?;
             }
-            check_codes(PacketType::SubAck, version, s.codes).map_err(invalid)?;
+            if O::CHECK {
+                check_codes(PacketType::SubAck, version, s.codes).map_err(invalid)?;
+            }
             o.put(s.codes);
         }
         Packet::Unsubscribe(u) => {
@@ -219,7 +239,9 @@ fn body<O: Out>(packet: &Packet<'_>, version: Version, o: &mut O) -> Result<(), 
                 return Err(invalid(ErrorKind::Protocol(ProtocolError::NoTopicFilters)));
             }
             for filter in u.filters.iter() {
-                check_filter(filter, version).map_err(invalid)?;
+                if O::CHECK {
+                    check_filter(filter, version).map_err(invalid)?;
+                }
                 string(filter, o)?;
             }
         }
@@ -227,7 +249,9 @@ fn body<O: Out>(packet: &Packet<'_>, version: Version, o: &mut O) -> Result<(), 
             packet_id(u.packet_id, o)?;
             if v5 {
                 properties(&u.properties, PropertyContext::UnsubAck, o)?;
-                check_codes(PacketType::UnsubAck, version, u.codes).map_err(invalid)?;
+                if O::CHECK {
+                    check_codes(PacketType::UnsubAck, version, u.codes).map_err(invalid)?;
+                }
                 o.put(u.codes);
             }
         }
@@ -284,7 +308,9 @@ fn connect<O: Out>(c: &Connect<'_>, o: &mut O) -> Result<(), EncodeError> {
         if v5 {
             properties(&will.properties, PropertyContext::Will, o)?;
         }
-        topic::check_name(will.topic).map_err(|e| invalid(ErrorKind::TopicNameInvalid(e)))?;
+        if O::CHECK {
+            topic::check_name(will.topic).map_err(|e| invalid(ErrorKind::TopicNameInvalid(e)))?;
+        }
         string(will.topic, o)?;
         binary(will.payload, o)?;
     }
@@ -356,7 +382,9 @@ fn binary<O: Out>(bytes: &[u8], o: &mut O) -> Result<(), EncodeError> {
 }
 
 fn string<O: Out>(s: &str, o: &mut O) -> Result<(), EncodeError> {
-    check_string(s).map_err(invalid)?;
+    if O::CHECK {
+        check_string(s).map_err(invalid)?;
+    }
     binary(s.as_bytes(), o)
 }
 
@@ -366,13 +394,16 @@ fn properties<O: Out>(
     context: PropertyContext,
     o: &mut O,
 ) -> Result<(), EncodeError> {
-    check_properties(props.iter().map(Ok), context).map_err(invalid)?;
+    if O::CHECK {
+        check_properties(props.iter().map(Ok), context).map_err(invalid)?;
+    }
     if let Some(raw) = props.raw() {
         write_vbi(raw.len() as u32, o);
         o.put(raw);
         return Ok(());
     }
-    let mut count = Count(0);
+    // The block was checked above (in the checking walk): measure it without checking its strings again.
+    let mut count = Len(0);
     for property in props.iter() {
         property_value(&property, &mut count)?;
     }
