@@ -14,6 +14,7 @@ pub mod conn;
 pub mod framer;
 pub mod import_crossbar;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbox;
 pub mod rawsocket;
 pub mod server;
