@@ -317,6 +317,7 @@ impl Router {
                 ))
             })
             .collect();
+        let role_names = &self.role_names;
         let Realm {
             broker,
             dealer,
@@ -331,9 +332,13 @@ impl Router {
             let remote: Vec<(Id, RoleIndex, bool)> = (registration.callees.iter())
                 .filter(|callee| callee.local().is_none())
                 .map(|callee| {
-                    let role = (self.remote_sessions.get(&callee.session))
-                        .and_then(|remote| authz.role(&remote.authrole))
-                        .unwrap_or(RoleIndex::NONE);
+                    let name = match callee.at {
+                        crate::dealer::CalleeAt::Remote { authrole, .. } => {
+                            role_names.get(authrole as usize)
+                        }
+                        crate::dealer::CalleeAt::Local(_) => None,
+                    };
+                    let role = (name.and_then(|name| authz.role(name))).unwrap_or(RoleIndex::NONE);
                     let reach = authz.reach(role, &registration.procedure, registration.policy);
                     (
                         callee.session,

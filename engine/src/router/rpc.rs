@@ -262,6 +262,7 @@ impl Router {
             CalleeAt::Remote {
                 shard,
                 handle: callee_handle,
+                ..
             } => {
                 let serial = self.next_serial();
                 let call = self.calls.insert(Call {
