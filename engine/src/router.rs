@@ -213,7 +213,7 @@ pub struct Router {
     sessions: Slab<Session>,
     next_generation: u32,
     ids: IdGenerator,
-    session_ids: HashMap<Id, SessionHandle>,
+
     /// Live router-scope IDs (subscriptions and registrations), unique router-wide.
     router_ids: HashSet<Id>,
     calls: Slab<Call>,
@@ -378,7 +378,6 @@ impl Router {
             ids: IdGenerator::new(
                 config.seed ^ u64::from(config.shard).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
-            session_ids: HashMap::new(),
             router_ids: HashSet::new(),
             calls: Slab::new(),
             invocations: RouterKeyMap::default(),
@@ -916,28 +915,24 @@ impl Router {
             };
             let realm = &self.realms[joined.realm];
             for &sub in &joined.subscriptions {
-                assert!(realm.broker.subscriptions[sub]
+                assert!(realm.broker.subscriptions[sub as usize]
                     .subscribers
                     .iter()
                     .any(|p| p.session == session.peer.session));
                 subscriptions += 1;
             }
             for &reg in &joined.registrations {
-                assert!(realm.dealer.registrations[reg]
+                assert!(realm.dealer.registrations[reg as usize]
                     .callees
                     .iter()
                     .any(|c| c.local().is_some_and(|p| p.session == session.peer.session)));
             }
-            assert_eq!(
-                self.session_ids.get(&joined.id),
-                Some(&session.peer.session)
-            );
             let held: usize = (joined.subscriptions.iter())
-                .map(|&s| &realm.broker.subscriptions[s])
+                .map(|&s| &realm.broker.subscriptions[s as usize])
                 .map(|s| uri::footprint(&s.topic, s.policy))
                 .chain(
                     (joined.registrations.iter())
-                        .map(|&r| &realm.dealer.registrations[r])
+                        .map(|&r| &realm.dealer.registrations[r as usize])
                         .map(|r| uri::footprint(&r.procedure, r.policy)),
                 )
                 .sum();

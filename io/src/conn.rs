@@ -183,13 +183,13 @@ pub enum CloseCause {
 #[derive(Debug)]
 pub struct Conn {
     pub stream: Stream,
-    pub listener: usize,
+    pub listener: u16,
     /// Distinguishes this connection from earlier ones in the same slab slot (timers, engine ConnIds).
     pub generation: u32,
     pub transport: Transport,
     /// Unread input is `rbuf[..filled]`.
     pub rbuf: Vec<u8>,
-    pub filled: usize,
+    pub filled: u32,
     pub outbox: Outbox,
     pub session: Option<SessionHandle>,
     /// Set when the connection is to be closed once its outbox is flushed.
@@ -220,7 +220,7 @@ pub struct Conn {
     /// A message or control frame was completed by the current read.
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
-    pub held_input: usize,
+    pub held_input: u32,
 }
 
 impl Conn {
@@ -233,7 +233,8 @@ impl Conn {
     ) -> Conn {
         Conn {
             stream,
-            listener,
+            // Listeners are numbered by the configuration: far fewer than 65536.
+            listener: listener as u16,
             generation,
             transport: Transport::Detect,
             rbuf: Vec::new(),

@@ -47,16 +47,16 @@ pub trait Framer {
 /// RawSocket framing: a 4-octet header per frame, messages and pings in the same stream.
 #[derive(Debug)]
 pub struct RawSocketFramer {
-    /// The maximum frame length the router announced in its handshake reply.
-    announced_max: usize,
-    message_max: usize,
+    /// The maximum frame length the router announced in its handshake reply (at most 2^24).
+    announced_max: u32,
+    message_max: u32,
 }
 
 impl RawSocketFramer {
     pub fn new(announced_max: usize, message_max: usize) -> RawSocketFramer {
         RawSocketFramer {
-            announced_max,
-            message_max,
+            announced_max: u32::try_from(announced_max).unwrap_or(u32::MAX),
+            message_max: u32::try_from(message_max).unwrap_or(u32::MAX),
         }
     }
 }
@@ -64,7 +64,7 @@ impl RawSocketFramer {
 impl Framer for RawSocketFramer {
     fn read<'b>(&'b mut self, buf: &'b mut [u8]) -> Result<Option<(usize, Inbound<'b>)>, Fault> {
         // Pings may carry up to 512 octets even before the session joined.
-        let max = self.announced_max.min(self.message_max.max(512));
+        let max = self.announced_max.min(self.message_max.max(512)) as usize;
         let frame = match rawsocket::parse_frame(buf, max) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(None),
@@ -86,11 +86,11 @@ impl Framer for RawSocketFramer {
     }
 
     fn message_max(&self) -> usize {
-        self.message_max
+        self.message_max as usize
     }
 
     fn set_message_max(&mut self, message_max: usize) {
-        self.message_max = message_max;
+        self.message_max = u32::try_from(message_max).unwrap_or(u32::MAX);
     }
 
     fn assembly(&self) -> (usize, bool) {

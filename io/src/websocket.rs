@@ -571,7 +571,8 @@ pub enum Event<'b> {
 /// never completes.
 #[derive(Debug)]
 pub struct FrameReader {
-    message_max: usize,
+    /// In 32 bits (messages are at most 16 MiB): every connection holds one.
+    message_max: u32,
     assembly: Assembly,
     /// The payload of a fragmented message so far. Empty and at most [`ASSEMBLY_KEEP`] of capacity when no
     /// fragmented message is open or just delivered.
@@ -603,7 +604,7 @@ impl FrameReader {
     /// A reader refusing messages (assembled or not) longer than `message_max` octets with 1009.
     pub fn new(message_max: usize) -> FrameReader {
         FrameReader {
-            message_max,
+            message_max: u32::try_from(message_max).unwrap_or(u32::MAX),
             assembly: Assembly::Idle,
             assembled: Vec::new(),
         }
@@ -611,12 +612,12 @@ impl FrameReader {
 
     /// The message size limit.
     pub fn message_max(&self) -> usize {
-        self.message_max
+        self.message_max as usize
     }
 
     /// Changes the message size limit (a session that joined may send larger messages than one that has not).
     pub fn set_message_max(&mut self, message_max: usize) {
-        self.message_max = message_max;
+        self.message_max = u32::try_from(message_max).unwrap_or(u32::MAX);
     }
 
     /// Whether a fragmented message is open (started, not complete).
@@ -701,7 +702,7 @@ impl FrameReader {
             // Control frames are at most 125 octets (checked in parse_head), data frames start afresh.
             _ => 0,
         };
-        let room = self.message_max.saturating_sub(already);
+        let room = self.message_max().saturating_sub(already);
         match usize::try_from(head.len) {
             Ok(len) if len <= room || head.opcode.is_control() => Ok(len),
             _ => Err(CloseReason::message_too_big()),
@@ -714,7 +715,10 @@ impl FrameReader {
         let needed = self.assembled.len().saturating_add(payload.len());
         let capacity = self.assembled.capacity();
         if needed > capacity {
-            let target = capacity.saturating_mul(2).min(self.message_max).max(needed);
+            let target = capacity
+                .saturating_mul(2)
+                .min(self.message_max())
+                .max(needed);
             self.assembled
                 .reserve_exact(target.saturating_sub(self.assembled.len()));
         }

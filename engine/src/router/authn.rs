@@ -237,11 +237,8 @@ impl Router {
         if let Some(text) = self.realm_full(attempt.realm) {
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         }
-        let id = if self.session_ids.contains_key(&attempt.id) {
-            self.new_session_id()
-        } else {
-            attempt.id
-        };
+        // The ID the challenge announced; IDs come from a permutation of a counter, so it is nobody else's.
+        let id = attempt.id;
         self.join(
             handle,
             attempt.realm,
@@ -304,7 +301,7 @@ impl Router {
     /// publishers or callers is dropped unless its role allows that everywhere. Returns the number of restricted
     /// memberships.
     fn reclassify_members(&mut self, realm: usize) -> usize {
-        type Member = (SessionHandle, Id, RoleIndex, Vec<usize>, Vec<usize>);
+        type Member = (SessionHandle, Id, RoleIndex, Vec<u32>, Vec<u32>);
         let members: Vec<Member> = (self.sessions.iter())
             .filter_map(|(_, session)| {
                 let joined = session.joined().filter(|joined| joined.realm == realm)?;
@@ -356,7 +353,7 @@ impl Router {
         }
         for (handle, session, role, subscriptions, registrations) in members {
             for index in subscriptions {
-                let Some(subscription) = broker.subscriptions.get_mut(index) else {
+                let Some(subscription) = broker.subscriptions.get_mut(index as usize) else {
                     continue;
                 };
                 let reach = authz.reach(role, &subscription.topic, subscription.policy);
@@ -372,6 +369,7 @@ impl Router {
                 subscription.update(handle, flags);
             }
             for index in registrations {
+                let index = index as usize;
                 let Some(registration) = dealer.registrations.get(index) else {
                     continue;
                 };
@@ -447,7 +445,6 @@ impl Router {
             extras: None,
         });
         let peer = session.peer;
-        self.session_ids.insert(id, handle);
         self.realms[realm_index].sessions += 1;
         self.stats.sessions_joined += 1;
         self.stats.sessions_active += 1;

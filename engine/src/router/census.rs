@@ -354,9 +354,10 @@ impl Router {
 
     /// The details of session `id` if it is one of this shard's in `realm`.
     fn local_details(&self, realm: usize, id: Id) -> Option<Value> {
-        let handle = *self.session_ids.get(&id)?;
-        self.joined(handle)
-            .filter(|joined| joined.realm == realm)
+        // A scan: meta calls are rare, and an index by ID would cost every session memory.
+        (self.sessions.iter())
+            .filter_map(|(_, session)| session.joined())
+            .find(|joined| joined.id == id && joined.realm == realm)
             .map(super::meta::session_details)
     }
 

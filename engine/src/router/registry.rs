@@ -158,7 +158,7 @@ impl Router {
             };
         let id = self.realms[realm].dealer.registrations[index].id;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.push(index);
+            joined.registrations.push(index as u32);
         }
         if self.shards == 1 {
             sink.send(
@@ -446,8 +446,8 @@ impl Router {
             .session_mut(remote.handle)
             .and_then(Session::joined_mut)
         {
-            if !joined.registrations.contains(&index) {
-                joined.registrations.push(index);
+            if !joined.registrations.contains(&(index as u32)) {
+                joined.registrations.push(index as u32);
                 let extras = joined.extras_mut();
                 extras.uri_bytes_pending = extras.uri_bytes_pending.saturating_sub(footprint);
             }

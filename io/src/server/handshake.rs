@@ -41,7 +41,7 @@ impl Shard {
             self.conns[index].closing = Some(CloseCause::ConnectionLimit);
             return None;
         }
-        let listener = &self.shared.listeners[self.conns[index].listener];
+        let listener = &self.shared.listeners[usize::from(self.conns[index].listener)];
         match rawsocket::handle_handshake(hello, &listener.serializers, self.rawsocket_exponent) {
             rawsocket::HandshakeOutcome::Accept {
                 serializer,
@@ -85,7 +85,7 @@ impl Shard {
         transport: &mut Transport,
     ) -> Option<usize> {
         let shared = self.shared.clone();
-        let upgrade = shared.listeners[self.conns[index].listener]
+        let upgrade = shared.listeners[usize::from(self.conns[index].listener)]
             .websocket
             .as_ref()?;
         match websocket::handle_upgrade(input, upgrade) {

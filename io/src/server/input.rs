@@ -129,8 +129,9 @@ impl Shard {
         let (assembly_bytes, assembling) = conn.transport.assembly();
         let own = if conn.filled > 0 { conn.rbuf.len() } else { 0 };
         let held = own + assembly_bytes;
-        self.partial_bytes = self.partial_bytes - conn.held_input + held;
-        conn.held_input = held;
+        self.partial_bytes = self.partial_bytes - conn.held_input as usize + held;
+        // At most one maximal frame plus an assembly buffer: far below 4 GiB.
+        conn.held_input = held as u32;
         let incomplete = conn.filled > 0 || assembling;
         conn.input_since_ms = match conn.input_since_ms {
             _ if !incomplete => None,
@@ -165,7 +166,7 @@ impl Shard {
                     own[..tail.len()].copy_from_slice(tail);
                     let conn = &mut self.conns[index];
                     conn.rbuf = own;
-                    conn.filled = tail.len();
+                    conn.filled = tail.len() as u32;
                 }
             }
         }
@@ -177,7 +178,7 @@ impl Shard {
     fn read_own(&mut self, index: usize) -> io::Result<usize> {
         let limit = self.config.limits.message_max + websocket::HEADER_LEN_MAX + 64;
         let conn = &mut self.conns[index];
-        if conn.filled == conn.rbuf.len() {
+        if conn.filled as usize == conn.rbuf.len() {
             let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
             if grown <= conn.rbuf.len() {
                 // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
@@ -201,7 +202,7 @@ impl Shard {
             }
             conn.rbuf.resize(grown, 0);
         }
-        let filled = conn.filled;
+        let filled = conn.filled as usize;
         let n = conn.stream.read(&mut conn.rbuf[filled..])?;
         if n == 0 {
             return Ok(0);
@@ -212,7 +213,8 @@ impl Shard {
         buf.copy_within(consumed..end, 0);
         let left = end - consumed;
         let conn = &mut self.conns[index];
-        conn.filled = left;
+        // The read buffer holds at most one maximal frame.
+        conn.filled = left as u32;
         if left > 0 {
             conn.rbuf = buf;
         } else {
@@ -235,7 +237,7 @@ impl Shard {
             let input = &mut buf[pos..filled];
             let step = match &mut transport {
                 Transport::Detect => {
-                    let listener = &self.shared.listeners[self.conns[index].listener];
+                    let listener = &self.shared.listeners[usize::from(self.conns[index].listener)];
                     transport = match (
                         input[0] == rawsocket::MAGIC,
                         listener.rawsocket,

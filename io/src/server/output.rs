@@ -333,7 +333,7 @@ impl Shard {
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
-        self.partial_bytes -= conn.held_input;
+        self.partial_bytes -= conn.held_input as usize;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.counted_ip() {
             self.shared.release_ip(ip);
