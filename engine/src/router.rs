@@ -27,6 +27,7 @@ use crate::uri::{self, MatchPolicy, UriRules};
 use meta::session_details;
 
 mod authn;
+mod internal;
 mod lifecycle;
 mod membership;
 mod meta;
