@@ -89,6 +89,8 @@ pub enum Transport {
     RawSocketHandshake,
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
+    /// HTTP requests to the listener's services (the HTTP bridge), one after another on a keep-alive connection.
+    Http(crate::http::request::Reader),
     /// Handshake done: WAMP messages in `serializer` through the transport's framer.
     Framed {
         serializer: Serializer,
@@ -129,7 +131,7 @@ pub enum CloseCause {
     Shutdown,
     /// Silent for longer than `limits.idle_timeout_ms`.
     IdleTimeout,
-    /// A plain HTTP request (the metrics endpoint) was answered.
+    /// A plain HTTP request (the metrics endpoint, an HTTP service without keep-alive) was answered.
     Served,
     /// It had not joined a realm when `limits.connections_max` was reached, and was the oldest such.
     Evicted,
@@ -181,6 +183,8 @@ pub struct Conn {
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
     pub held_input: usize,
+    /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
+    pub http_busy: bool,
 }
 
 impl Conn {
@@ -215,6 +219,7 @@ impl Conn {
             input_since_ms: None,
             progressed: false,
             held_input: 0,
+            http_busy: false,
         }
     }
 

@@ -82,9 +82,16 @@ impl Shard {
         transport: &mut Transport,
     ) -> Option<usize> {
         let shared = self.shared.clone();
-        let upgrade = shared.listeners[self.conns[index].listener]
-            .websocket
-            .as_ref()?;
+        let listener = &shared.listeners[self.conns[index].listener];
+        if let Some(services) = &listener.http {
+            // A request for one of the listener's HTTP services rather than the WebSocket path.
+            let path = crate::http::request::request_path(input)?;
+            if path.is_some_and(|path| services.find(path).is_some()) {
+                *transport = Transport::Http(Default::default());
+                return Some(0);
+            }
+        }
+        let upgrade = listener.websocket.as_ref()?;
         match websocket::handle_upgrade(input, upgrade) {
             websocket::UpgradeOutcome::Incomplete => None,
             websocket::UpgradeOutcome::Accept {

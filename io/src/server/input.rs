@@ -37,8 +37,9 @@ impl Shard {
         if conn.closing.is_some() {
             return;
         }
-        if conn.stalled_until.is_some() {
-            // A stalled producer: the Resume timer reads on.
+        if conn.stalled_until.is_some() || conn.http_busy {
+            // A stalled producer: the Resume timer reads on. An HTTP request waiting for its answer: read on once
+            // it is answered.
             return;
         }
         if conn.outbox.queued_bytes() > pause_at {
@@ -81,6 +82,9 @@ impl Shard {
                     }
                     if conn.outbox.queued_bytes() > pause_at {
                         self.conns[index].read_paused = true;
+                        break;
+                    }
+                    if conn.http_busy {
                         break;
                     }
                     if self.pressure {
@@ -173,9 +177,36 @@ impl Shard {
         result
     }
 
+    /// Handles what connection `index` holds in its own buffer without reading from its socket (an HTTP
+    /// connection's next request, which arrived while the previous one waited for its answer).
+    pub(super) fn reprocess(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        let filled = conn.filled;
+        if filled == 0 || conn.closing.is_some() {
+            return;
+        }
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let consumed = self.process_input(index, &mut buf[..filled]);
+        buf.copy_within(consumed..filled, 0);
+        let left = filled - consumed;
+        let conn = &mut self.conns[index];
+        conn.filled = left;
+        if left > 0 {
+            conn.rbuf = buf;
+        } else {
+            self.rbuf_pool.give(buf);
+        }
+        let now_ms = self.now_ms();
+        self.account_input(index, now_ms);
+    }
+
     /// One read into the connection's own buffer, which holds the start of an incomplete frame.
     fn read_own(&mut self, index: usize) -> io::Result<usize> {
-        let limit = self.config.limits.message_max + websocket::HEADER_LEN_MAX + 64;
+        // One maximal frame, or one HTTP request with its head and chunked framing.
+        let limit = self.config.limits.message_max
+            + (websocket::HEADER_LEN_MAX + 64).max(crate::http::request::INPUT_SLACK);
         let conn = &mut self.conns[index];
         if conn.filled == conn.rbuf.len() {
             let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
@@ -243,6 +274,9 @@ impl Shard {
                     ) {
                         (true, true, _) => Transport::RawSocketHandshake,
                         (false, _, true) => Transport::HttpUpgrade,
+                        (false, _, false) if listener.http.is_some() => {
+                            Transport::Http(Default::default())
+                        }
                         _ => {
                             debug!(peer = %self.conns[index].peer, "unexpected first octet; closing");
                             self.abandon(index, CloseCause::Handshake);
@@ -255,6 +289,7 @@ impl Shard {
                     self.rawsocket_handshake(index, input, &mut transport)
                 }
                 Transport::HttpUpgrade => self.http_upgrade(index, input, &mut transport),
+                Transport::Http(reader) => self.http_request(index, input, reader),
                 Transport::Framed { serializer, framer } => {
                     let serializer = *serializer;
                     self.framed(index, input, serializer, framer, now_ms)

@@ -33,6 +33,7 @@ use crate::websocket;
 
 mod accept;
 mod handshake;
+mod http;
 mod input;
 mod link;
 mod output;
@@ -66,6 +67,10 @@ struct ListenerInfo {
     serializers: Vec<Serializer>,
     websocket: Option<websocket::UpgradeConfig>,
     rawsocket: bool,
+    /// The listener's HTTP services (the HTTP bridge).
+    http: Option<Arc<crate::http::Services>>,
+    /// `allowed_origins`, parsed (`None`: any origin).
+    origins: Option<Vec<websocket::OriginPattern>>,
 }
 
 /// Counters of the I/O layer (per shard; the metrics endpoint sums them).
@@ -223,6 +228,8 @@ impl Server {
             .collect::<io::Result<Vec<Poll>>>()?;
         let mut sockets = Vec::new();
         let mut infos = Vec::new();
+        // Services are numbered router-wide: each has a session of its own on every shard.
+        let mut services = 0;
         let mut addresses = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let address = listener.address().map_err(anyhow::Error::msg)?;
@@ -247,17 +254,24 @@ impl Server {
                 }
             };
             let serializers = listener.serializers();
+            // Validated with the configuration: a pattern that does not parse was refused there.
+            let origins: Option<Vec<websocket::OriginPattern>> =
+                listener.allowed_origins.as_ref().map(|origins| {
+                    (origins.iter())
+                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
+                        .collect()
+                });
+            let http = (!listener.services.is_empty()).then(|| {
+                let compiled = crate::http::Services::new(&listener.services, services);
+                services += listener.services.len();
+                Arc::new(compiled)
+            });
             let websocket = listener.speaks(TransportName::Websocket).then(|| {
                 let mut upgrade =
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
-                // Validated with the configuration: a pattern that does not parse was refused there.
-                upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
-                    (origins.iter())
-                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
-                        .collect()
-                });
+                upgrade.allowed_origins = origins.clone();
                 upgrade
             });
             let tls = match &listener.tls {
@@ -275,6 +289,8 @@ impl Server {
                 serializers,
                 websocket,
                 rawsocket: listener.speaks(TransportName::Rawsocket),
+                http,
+                origins,
             });
         }
         let mut router_config = config.router_config(seed);

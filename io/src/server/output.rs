@@ -10,6 +10,7 @@ use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
 use slab::Slab;
 use tracing::{debug, warn};
 
+use super::http::Mail;
 use super::link::Link;
 use super::shard::Shard;
 use super::timers::TimerKind;
@@ -31,6 +32,8 @@ pub(super) struct Outbound<'s> {
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
     pressure: &'s mut bool,
     link: &'s mut Link,
+    /// Messages to the HTTP services' sessions (see [`super::http`]).
+    bridge_mail: &'s mut Vec<Mail>,
 }
 
 impl Outbound<'_> {
@@ -51,6 +54,10 @@ impl Outbound<'_> {
             .get_mut(index)
             .filter(|c| c.generation == generation)
         else {
+            if let Some(service) = crate::http::service_of(id) {
+                let bytes = self.frames.bytes(frame).to_vec();
+                self.bridge_mail.push(Mail::Message(service, bytes));
+            }
             return;
         };
         if conn.closing.is_some() || conn.framing == Framing::None {
@@ -142,6 +149,8 @@ impl Sink for Outbound<'_> {
             if begin_close(conn, self.frames, CloseCause::Engine) {
                 self.dirty.push(index);
             }
+        } else if let Some(service) = crate::http::service_of(to.conn) {
+            self.bridge_mail.push(Mail::Close(service));
         }
     }
 
@@ -166,6 +175,7 @@ impl Shard {
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
             link: &mut self.link,
+            bridge_mail: &mut self.bridges.mail,
         };
         f(&mut self.router, &mut sink)
     }
@@ -189,6 +199,9 @@ impl Shard {
     /// what waits for other shards and rings them.
     pub(super) fn settle(&mut self) {
         loop {
+            if !self.bridges.mail.is_empty() {
+                self.bridge_mail();
+            }
             if self.frames.memory() > self.memory_share {
                 self.cut_largest_outboxes();
             }
@@ -337,6 +350,9 @@ impl Shard {
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.ip {
             self.shared.release_ip(ip);
+        }
+        if conn.http_busy {
+            self.http_abandoned(index, conn.generation);
         }
         debug!(peer = %conn.peer, ?cause, "connection closed");
         if let Some(handle) = conn.session {

@@ -83,6 +83,8 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// The HTTP services' sessions on this shard.
+    pub(super) bridges: super::http::Bridges,
 }
 
 impl Shard {
@@ -96,6 +98,10 @@ impl Shard {
         shared: Arc<Shared>,
     ) -> Shard {
         let shards = shared.doorbells.len().max(1);
+        let services = (shared.listeners.iter())
+            .filter_map(|l| l.http.as_ref())
+            .map(|s| s.services.len())
+            .sum();
         Shard {
             id,
             poll,
@@ -130,6 +136,7 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            bridges: super::http::Bridges::new(services),
         }
     }
 

@@ -33,6 +33,7 @@ impl Shard {
                 continue;
             };
             match kind {
+                TimerKind::Handshake if self.is_http(index) => self.http_idle(index),
                 TimerKind::Handshake => {
                     let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
                     if !hello && conn.closing.is_none() {
@@ -109,6 +110,13 @@ impl Shard {
         }
         for index in trickling {
             self.stats.frame_timeouts += 1;
+            if self.is_http(index) {
+                let response = crate::http::Response::refusal(
+                    408,
+                    "the request did not complete within limits.frame_timeout_ms",
+                );
+                self.send_raw(index, &[], &response.to_bytes(false, None));
+            }
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
             conn.ws_close = (websocket::CLOSE_POLICY_VIOLATION, "frame timeout");
