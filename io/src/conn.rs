@@ -185,6 +185,8 @@ pub struct Conn {
     pub held_input: usize,
     /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
     pub http_busy: bool,
+    /// permessage-deflate's parameters and (with context takeover) streams, when it was negotiated.
+    pub deflate: Option<Box<crate::deflate::ConnDeflate>>,
 }
 
 impl Conn {
@@ -220,6 +222,7 @@ impl Conn {
             progressed: false,
             held_input: 0,
             http_busy: false,
+            deflate: None,
         }
     }
 

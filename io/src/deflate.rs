@@ -74,7 +74,6 @@ pub struct Params {
 #[derive(Default)]
 struct Offer {
     server_no_context_takeover: bool,
-    client_no_context_takeover: bool,
     server_max_window_bits: Option<u8>,
     client_max_window_bits: Option<Option<u8>>,
 }
@@ -105,8 +104,8 @@ pub fn negotiate<'v>(
             let params = Params {
                 server_no_context_takeover: offer.server_no_context_takeover
                     || !config.server_context_takeover,
-                client_no_context_takeover: offer.client_no_context_takeover
-                    || !config.client_context_takeover,
+                // An offer's client_no_context_takeover is only the client's hint: kreisel decides.
+                client_no_context_takeover: !config.client_context_takeover,
                 server_window_bits: offer.server_max_window_bits.unwrap_or(15),
                 level: config.level,
                 min_size: config.min_size,
@@ -153,7 +152,8 @@ fn parse_offer<'p>(parts: impl Iterator<Item = &'p str>) -> Option<Offer> {
         };
         match (name, value) {
             ("server_no_context_takeover", None) => offer.server_no_context_takeover = true,
-            ("client_no_context_takeover", None) => offer.client_no_context_takeover = true,
+            // The client's hint that it will not keep context: kreisel's configuration decides instead.
+            ("client_no_context_takeover", None) => {}
             ("server_max_window_bits", value) => offer.server_max_window_bits = Some(bits(value)?),
             ("client_max_window_bits", None) => offer.client_max_window_bits = Some(None),
             ("client_max_window_bits", value) => {
@@ -209,8 +209,6 @@ pub struct ShardDeflate {
     /// (level, window bits) → a compressor reset before each message.
     compressors: Vec<((u32, u8), Compress)>,
     decompress: Option<Decompress>,
-    /// The last inflated message.
-    pub inflated: Vec<u8>,
 }
 
 impl std::fmt::Debug for ShardDeflate {
@@ -271,18 +269,19 @@ impl ShardDeflate {
         !out.is_empty()
     }
 
-    /// Inflates one compressed message of a connection into [`ShardDeflate::inflated`], refusing one that would
-    /// inflate to more than `limit` bytes.
+    /// Inflates one compressed message of a connection into `out` (emptied first), refusing one that would
+    /// inflate to more than `limit` bytes. A large `out` is shrunk back before use.
     pub fn inflate(
         &mut self,
         conn: Option<&mut ConnDeflate>,
         compressed: &[u8],
         limit: usize,
-    ) -> Result<&[u8], InflateError> {
-        if self.inflated.capacity() > INFLATED_KEEP {
-            self.inflated = Vec::new();
+        out: &mut Vec<u8>,
+    ) -> Result<(), InflateError> {
+        if out.capacity() > INFLATED_KEEP {
+            *out = Vec::new();
         }
-        self.inflated.clear();
+        out.clear();
         let decompress = match conn.and_then(|c| c.decompress.as_mut()) {
             Some(own) => own,
             None => {
@@ -294,9 +293,9 @@ impl ShardDeflate {
             }
         };
         for input in [compressed, &TAIL[..]] {
-            inflate_into(decompress, input, &mut self.inflated, limit)?;
+            inflate_into(decompress, input, out, limit)?;
         }
-        Ok(&self.inflated)
+        Ok(())
     }
 }
 
@@ -404,11 +403,8 @@ mod tests {
             &takeover,
         )
         .unwrap();
-        assert_eq!(
-            response,
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
-        );
-        assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover");
+        assert!(params.server_no_context_takeover && !params.client_no_context_takeover);
         // server_max_window_bits is honoured and confirmed; 8 is declined for the next offer.
         let (params, response) = negotiated(
             "permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=\"10\"",
@@ -460,8 +456,11 @@ mod tests {
                 assert!(shard.compress(Some(&mut ours), &params, &event, &mut out));
                 assert!(!out.ends_with(&TAIL));
                 sizes.push(out.len());
-                let back = receiver.inflate(Some(&mut theirs), &out, 1 << 20).unwrap();
-                assert_eq!(back, &event[..]);
+                let mut back = Vec::new();
+                receiver
+                    .inflate(Some(&mut theirs), &out, 1 << 20, &mut back)
+                    .unwrap();
+                assert_eq!(back, event);
             }
             assert!(sizes[0] < event.len() / 2, "{sizes:?}");
             if takeover {
@@ -491,23 +490,20 @@ mod tests {
         let mut bomb = Vec::new();
         assert!(shard.compress(None, &params, &zeros, &mut bomb));
         assert!(bomb.len() < 20_000, "{}", bomb.len());
+        let mut out = Vec::new();
         assert_eq!(
-            shard.inflate(None, &bomb, 1 << 20).map(<[u8]>::len),
+            shard.inflate(None, &bomb, 1 << 20, &mut out),
             Err(InflateError::TooBig)
         );
-        assert!(shard.inflated.capacity() <= (1 << 20) * 2 + 4096);
+        assert!(out.capacity() <= (1 << 20) + 4096, "{}", out.capacity());
+        assert_eq!(shard.inflate(None, &bomb, 10 << 20, &mut out), Ok(()));
+        assert_eq!(out.len(), 10 << 20);
         assert_eq!(
-            shard.inflate(None, &bomb, 10 << 20).map(<[u8]>::len),
-            Ok(10 << 20)
-        );
-        assert_eq!(
-            shard
-                .inflate(None, b"\xff\xff\xff garbage", 1 << 20)
-                .map(<[u8]>::len),
+            shard.inflate(None, b"\xff\xff\xff garbage", 1 << 20, &mut out),
             Err(InflateError::Invalid)
         );
         // The buffer is released after a large message.
-        assert_eq!(shard.inflate(None, &[], 1 << 20).map(<[u8]>::len), Ok(0));
-        assert!(shard.inflated.capacity() <= INFLATED_KEEP);
+        assert_eq!(shard.inflate(None, &[], 1 << 20, &mut out), Ok(()));
+        assert!(out.is_empty() && out.capacity() <= INFLATED_KEEP);
     }
 }

@@ -9,8 +9,9 @@ use tracing::{debug, info, warn};
 
 use super::shard::Shard;
 use super::timers::TimerKind;
-use crate::conn::{CloseCause, Transport};
-use crate::framer::{Control, Framer, Inbound};
+use crate::conn::{CloseCause, Framing, Transport};
+use crate::deflate::InflateError;
+use crate::framer::{Batched, Control, Framer, Inbound, AUTOBAHN_SEPARATOR, RECORD_SEPARATOR};
 use crate::{rawsocket, websocket};
 
 /// Bytes read from one connection per loop turn before others get their turn.
@@ -204,10 +205,13 @@ impl Shard {
 
     /// One read into the connection's own buffer, which holds the start of an incomplete frame.
     fn read_own(&mut self, index: usize) -> io::Result<usize> {
-        // One maximal frame, or one HTTP request with its head and chunked framing.
-        let limit = self.config.limits.message_max
-            + (websocket::HEADER_LEN_MAX + 64).max(crate::http::request::INPUT_SLACK);
         let conn = &mut self.conns[index];
+        // One maximal frame, or one HTTP request with its head and chunked framing.
+        let slack = match conn.transport {
+            Transport::Http(_) => crate::http::request::INPUT_SLACK,
+            _ => websocket::HEADER_LEN_MAX + 64,
+        };
+        let limit = self.config.limits.message_max + slack;
         if conn.filled == conn.rbuf.len() {
             let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
             if grown <= conn.rbuf.len() {
@@ -321,6 +325,7 @@ impl Shard {
         if framer.message_max() < message_max && self.joined(index) {
             framer.set_message_max(message_max);
         }
+        let limit = framer.message_max();
         let (consumed, inbound) = match framer.read(input) {
             Ok(Some(read)) => read,
             Ok(None) => return None,
@@ -337,7 +342,16 @@ impl Shard {
             self.conns[index].progressed = true;
         }
         match inbound {
-            Inbound::Message(data) => self.deliver(index, serializer, data, now_ms),
+            Inbound::Message(data) => match self.conns[index].framing {
+                Framing::WebSocket {
+                    batched: Batched::Json { .. } | Batched::Length,
+                    ..
+                } => self.deliver_batch(index, serializer, data, now_ms),
+                _ => self.deliver(index, serializer, data, now_ms),
+            },
+            Inbound::Compressed(data, text) => {
+                self.deliver_compressed(index, serializer, (data, text), limit, now_ms)
+            }
             Inbound::Ping(payload) => {
                 let mut frame = Vec::with_capacity(payload.len() + 10);
                 self.conns[index]
@@ -380,6 +394,96 @@ impl Shard {
                     router.handle_protocol_violation(handle, &text, sink)
                 });
             }
+        }
+    }
+
+    /// A message compressed with permessage-deflate: inflated (bounded by `limit`: a deflate bomb closes the
+    /// connection with 1009), then delivered like any other.
+    fn deliver_compressed(
+        &mut self,
+        index: usize,
+        serializer: Serializer,
+        (data, text): (&[u8], bool),
+        limit: usize,
+        now_ms: u64,
+    ) {
+        let mut inflated = std::mem::take(&mut self.inflated);
+        let conn_deflate = self.conns[index].deflate.as_deref_mut();
+        let fault = match self
+            .deflate
+            .inflate(conn_deflate, data, limit, &mut inflated)
+        {
+            Ok(()) if text && std::str::from_utf8(&inflated).is_err() => Some((
+                websocket::CLOSE_INVALID_PAYLOAD,
+                "text message is not valid UTF-8",
+            )),
+            Ok(()) => None,
+            Err(InflateError::TooBig) => {
+                Some((websocket::CLOSE_MESSAGE_TOO_BIG, "message too big"))
+            }
+            Err(InflateError::Invalid) => Some((
+                websocket::CLOSE_INVALID_PAYLOAD,
+                "invalid permessage-deflate data",
+            )),
+        };
+        match fault {
+            None => match self.conns[index].framing {
+                Framing::WebSocket {
+                    batched: Batched::Json { .. } | Batched::Length,
+                    ..
+                } => self.deliver_batch(index, serializer, &inflated, now_ms),
+                _ => self.deliver(index, serializer, &inflated, now_ms),
+            },
+            Some((code, reason)) => {
+                info!(peer = %self.conns[index].peer, code, reason, limit, "compressed message refused");
+                self.conns[index].ws_close = (code, reason);
+                self.transport_error(index, reason);
+            }
+        }
+        self.inflated = inflated;
+    }
+
+    /// A WebSocket message of a batched subprotocol: each WAMP message in it is delivered in order (JSON:
+    /// separated by 0x1e, or autobahn-python's 0x18, whichever the client uses is what it gets back; MessagePack
+    /// and CBOR: each preceded by its 4-octet length).
+    fn deliver_batch(&mut self, index: usize, serializer: Serializer, data: &[u8], now_ms: u64) {
+        let separated = |b: &u8| *b == RECORD_SEPARATOR || *b == AUTOBAHN_SEPARATOR;
+        if serializer == Serializer::Json {
+            if let Some(&last) = data.last().filter(|b| separated(b)) {
+                if let Framing::WebSocket {
+                    batched: Batched::Json { separator },
+                    ..
+                } = &mut self.conns[index].framing
+                {
+                    *separator = last;
+                }
+            }
+            // A JSON text never holds these control characters unescaped, so splitting is safe.
+            for message in data.split(separated).filter(|m| !m.is_empty()) {
+                if self.conns[index].closing.is_some() {
+                    return;
+                }
+                self.deliver(index, serializer, message, now_ms);
+            }
+            return;
+        }
+        let mut rest = data;
+        while !rest.is_empty() && self.conns[index].closing.is_none() {
+            let message = rest.split_first_chunk::<4>().and_then(|(len, tail)| {
+                let len = u32::from_be_bytes(*len) as usize;
+                Some((tail.get(..len)?, tail.get(len..)?))
+            });
+            let Some((message, tail)) = message else {
+                if let Some(handle) = self.conns[index].session {
+                    let text = "batched message with a length beyond its end";
+                    self.with_sink(|router, sink| {
+                        router.handle_protocol_violation(handle, text, sink)
+                    });
+                }
+                return;
+            };
+            self.deliver(index, serializer, message, now_ms);
+            rest = tail;
         }
     }
 

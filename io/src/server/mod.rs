@@ -272,6 +272,9 @@ impl Server {
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
                 upgrade.allowed_origins = origins.clone();
+                upgrade.deflate = (listener.compression == crate::config::Compression::Deflate)
+                    .then(|| listener.deflate.clone().unwrap_or_default());
+                upgrade.batched = listener.batched;
                 upgrade
             });
             let tls = match &listener.tls {

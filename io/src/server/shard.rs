@@ -85,6 +85,12 @@ pub(super) struct Shard {
     pub(super) next_scrape: u64,
     /// The HTTP services' sessions on this shard.
     pub(super) bridges: super::http::Bridges,
+    /// permessage-deflate: the compressors and inflater shared by this shard's connections.
+    pub(super) deflate: crate::deflate::ShardDeflate,
+    /// See [`super::output::Derived`].
+    pub(super) derived: Vec<super::output::Derived>,
+    /// The last message inflated (permessage-deflate).
+    pub(super) inflated: Vec<u8>,
 }
 
 impl Shard {
@@ -137,6 +143,9 @@ impl Shard {
             scrapes: Vec::new(),
             next_scrape: 0,
             bridges: super::http::Bridges::new(services),
+            deflate: crate::deflate::ShardDeflate::default(),
+            derived: Vec::new(),
+            inflated: Vec::new(),
         }
     }
 
