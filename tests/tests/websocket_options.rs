@@ -272,7 +272,8 @@ fn events_are_compressed_once_and_shared() {
         .collect();
     let mut publisher = Client::websocket(router.ws, Serializer::Json);
     publisher.join();
-    let reading = json!({"sensor": "sensor-17", "t": 21.5, "h": 0.43, "p": 1013.25, "status": "ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok"});
+    // Longer than min_size (512): compressed.
+    let reading = json!({"sensor": "sensor-17", "t": 21.5, "h": 0.43, "p": 1013.25, "log": "ok ".repeat(200)});
     publisher.send(&json!([16, 2, {}, "com.example.telemetry", [reading]]).to_string());
     let frames: Vec<(u8, Vec<u8>)> = subscribers
         .iter_mut()
