@@ -931,10 +931,19 @@ path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
 # metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
+# compression = "deflate"    # permessage-deflate with clients that offer it ([listeners.deflate] tunes it; off by default)
+# batched = true             # also offer wamp.2.json.batched, wamp.2.msgpack.batched, wamp.2.cbor.batched
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
+
+# [[listeners.services]]     # the HTTP bridge (README: "HTTP bridge"); a listener may also speak only "http"
+# path = "/publish"          # POST {"topic", "args", "kwargs", "options"} here publishes; answers {"id": ...}
+# type = "publisher"         # "publisher", "caller" or "webhook"
+# realm = "realm1"
+# role = "user"              # the service session's role: its permissions decide what the service may do
+# principals = [{ key = "app", ticket = "app-ticket" }]  # who may: Authorization: Bearer app-ticket (or secret = ...)
 
 [[listeners]]
 listen = "127.0.0.1:8081"
