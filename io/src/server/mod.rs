@@ -1,17 +1,17 @@
 //! The event loops: one shard per thread, each with its own mio `Poll`, connections, frames and engine.
 //!
-//! A [`Server`] binds the listeners and builds `[router] shards` shards ([`shard`]). Shard 0 owns the listening
-//! sockets: it accepts and hands each connection to the next shard in turn ([`accept`]); from then on the
+//! A [`Server`] binds the listeners and builds `[router] shards` shards (`shard.rs`). Shard 0 owns the listening
+//! sockets: it accepts and hands each connection to the next shard in turn (`accept.rs`); from then on the
 //! connection lives on that shard alone. The shards' engines are one router to every client: they talk through
-//! bounded mailboxes ([`link`]) carrying the engine's [`kreisel_engine::link::PeerMessage`]s, and nothing on the
+//! bounded mailboxes (`link.rs`) carrying the engine's [`kreisel_engine::link::PeerMessage`]s, and nothing on the
 //! message path is shared behind a lock.
 //!
 //! One loop turn of a shard: wait for readiness (or the next deadline); accept (shard 0); take what other shards
 //! sent (connections, peer messages); read each readable connection until `WouldBlock` or its per-turn budget,
-//! deframe in place and hand every message to the engine ([`input`], [`handshake`]), whose output the
-//! `Outbound` sink encodes (once per serializer for a multicast) and queues ([`output`]); then flush every
+//! deframe in place and hand every message to the engine (`input.rs`, `handshake.rs`), whose output the
+//! `Outbound` sink encodes (once per serializer for a multicast) and queues (`output.rs`); then flush every
 //! connection that got output, once, with `writev`, and ring the other shards that got mail; then fire due timers
-//! ([`timers`]).
+//! (`timers.rs`).
 
 use std::collections::HashMap;
 use std::io;
@@ -381,7 +381,7 @@ impl Server {
         Ok(())
     }
 
-    /// Reloads `path` on SIGHUP (see [`Shard::reload`]). Without a file (embedded defaults), SIGHUP is logged and
+    /// Reloads `path` on SIGHUP (see `Shard::reload` in `shard.rs`). Without a file (embedded defaults), SIGHUP is logged and
     /// ignored rather than ending the process as it would by default.
     pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
