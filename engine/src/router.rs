@@ -29,6 +29,7 @@ use meta::session_details;
 
 mod authn;
 mod census;
+mod internal;
 mod lifecycle;
 mod membership;
 mod meta;

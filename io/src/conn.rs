@@ -89,6 +89,8 @@ pub enum Transport {
     RawSocketHandshake,
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
+    /// HTTP requests to the listener's services (the HTTP bridge), one after another on a keep-alive connection.
+    Http(crate::http::request::Reader),
     /// Handshake done: WAMP messages in `serializer` through the transport's framer.
     Framed {
         serializer: Serializer,
@@ -168,7 +170,7 @@ pub enum CloseCause {
     Shutdown,
     /// Silent for longer than `limits.idle_timeout_ms`.
     IdleTimeout,
-    /// A plain HTTP request (the metrics endpoint) was answered.
+    /// A plain HTTP request (the metrics endpoint, an HTTP service without keep-alive) was answered.
     Served,
     /// It had not joined a realm when `limits.connections_max` was reached, and was the oldest such.
     Evicted,
@@ -221,6 +223,10 @@ pub struct Conn {
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
     pub held_input: u32,
+    /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
+    pub http_busy: bool,
+    /// permessage-deflate's parameters and (with context takeover) streams, when it was negotiated.
+    pub deflate: Option<Box<crate::deflate::ConnDeflate>>,
 }
 
 impl Conn {
@@ -256,6 +262,8 @@ impl Conn {
             input_since_ms: None,
             progressed: false,
             held_input: 0,
+            http_busy: false,
+            deflate: None,
         }
     }
 

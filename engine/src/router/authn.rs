@@ -98,7 +98,7 @@ impl Router {
     }
 
     /// Why a realm takes no more sessions, if it does not.
-    fn realm_full(&mut self, realm: usize) -> Option<String> {
+    pub(super) fn realm_full(&mut self, realm: usize) -> Option<String> {
         let realm = &self.realms[realm];
         if realm.sessions + realm.remote_sessions < self.limits.sessions_per_realm_max {
             return None;
@@ -111,7 +111,7 @@ impl Router {
     }
 
     /// A session ID no session of any shard has (unique by construction, see [`SessionIds`]).
-    fn new_session_id(&mut self) -> Id {
+    pub(super) fn new_session_id(&mut self) -> Id {
         self.session_id_gen.next_id()
     }
 
@@ -142,7 +142,7 @@ impl Router {
                 (text, bytes)
             }
             Method::Cryptosign => (auth::hex(&nonce), nonce.into()),
-            Method::Ticket | Method::Anonymous => (String::new(), Box::default()),
+            Method::Ticket | Method::Anonymous | Method::Trusted => (String::new(), Box::default()),
         };
         let salt = match method {
             Method::WampCra => principals.salt(principal, authid),
@@ -407,7 +407,7 @@ impl Router {
     }
 
     /// Joins the realm as (authid, authrole, authmethod) and sends WELCOME.
-    fn join(
+    pub(super) fn join(
         &mut self,
         handle: SessionHandle,
         realm_index: usize,
