@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv and crossbar.io into
 # tests/.venv-crossbar from PyPI; autobahn-js, the autobahn-js browser bundle and playwright-core from npm into the
-# node_modules folders of tests/interop-js, examples/node, examples/browser and tests/browser; Debian's chromium
-# with apt-get when it is missing), then runs formatting and lint gates and every test of the workspace, the
-# examples included.
+# node_modules folders of tests/interop-js, examples/node, examples/browser and tests/browser; Debian's chromium and
+# nats-server with apt-get when they are missing), then runs formatting and lint gates and every test of the
+# workspace, the examples included.
 # Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +56,27 @@ if [ ! -x "$chromium" ]; then
   echo "== installing chromium (apt-get)"
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+
+# The load generator's NATS mode is tested against Debian's nats-server (loadtest/tests/nats.rs;
+# NATS_SERVER=/path/to/nats-server to use another build).
+nats_server=${NATS_SERVER:-/usr/sbin/nats-server}
+if [ ! -x "$nats_server" ]; then
+  if [ -n "${NATS_SERVER:-}" ]; then
+    echo "NATS_SERVER=$NATS_SERVER is not an executable" >&2
+    exit 1
+  elif ! command -v apt-get >/dev/null; then
+    echo "nats-server is missing and apt-get is not available: install nats-server, then run NATS_SERVER=/path/to/nats-server tests/run.sh" >&2
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "installing nats-server needs root (apt-get install nats-server)" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "== installing nats-server (apt-get)"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq nats-server >/dev/null
 fi
 
 # crossbar.io (tests/tests/import_crossbar.rs imports its configurations and runs it beside kreisel), in a venv of its

@@ -1,5 +1,5 @@
 //! Engine benchmarks in memory (no sockets): one publication fanned out to 1, 100 and 10 000 subscribers of one
-//! subscription, and an RPC round trip (CALL → INVOCATION → YIELD → RESULT).
+//! subscription, and an RPC round trip (CALL → INVOCATION → YIELD → RESULT); the same across two shards.
 //!
 //! The fixtures (routers, sessions, the counting and encoding sinks) are in `kreisel_benches::engine`.
 //! Throughput is in events delivered (fan-out) or round trips (RPC).
@@ -9,8 +9,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kreisel_benches::engine::{
-    decode, fanout_router, fanout_router_with, join, rpc_round_trip, rpc_router, yield_frame,
-    CountingSink, EncodingSink, SinkCount, CALL, PUBLISH_ACK,
+    decode, fanout_router, fanout_router_with, join, rpc_round_trip, rpc_router, shard_fanout,
+    shard_rpc, yield_frame, yield_message, CountingSink, EncodingSink, SinkCount, CALL,
+    PUBLISH_ACK,
 };
 use kreisel_benches::{criterion as config, elements, encode_as, is_bench_mode, PUBLISH_SMALL};
 use kreisel_codec::{Message, Serializer};
@@ -234,9 +235,46 @@ fn restricted_delivery(c: &mut Criterion) {
     group.finish();
 }
 
+/// Two shards in memory (peer messages encoded and decoded as the io layer's link does, without the threads):
+/// a publication to subscribers on the publisher's shard against subscribers on the other shard, and an RPC round
+/// trip with the callee on the caller's shard against the other shard. The difference is what crossing costs.
+fn shards(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine/shards");
+    let publish = decode(PUBLISH_SMALL);
+    for n in [1, 100] {
+        group.throughput(elements(n));
+        for (name, on) in [("publish_same_shard", 0), ("publish_other_shard", 1)] {
+            let (mut pair, publisher) = shard_fanout(n, on);
+            let before = pair.delivered();
+            pair.handle(0, publisher, &publish);
+            assert_eq!(
+                pair.delivered() - before,
+                n as u64,
+                "{name}: every subscriber"
+            );
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| pair.handle(0, publisher, black_box(&publish)))
+            });
+        }
+    }
+    group.throughput(elements(1));
+    let call = decode(CALL);
+    for (name, on) in [("rpc_same_shard", 0), ("rpc_other_shard", 1)] {
+        let (mut pair, callee, caller) = shard_rpc(on);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                pair.handle(0, caller, black_box(&call));
+                let request = pair.sinks[on].wamp.invocation.take().expect("INVOCATION");
+                pair.handle(on, callee, &yield_message(request));
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = publish, rpc, authorization, restricted_delivery
+    targets = publish, rpc, authorization, restricted_delivery, shards
 }
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 //! per serializer into reused buffers, as io does before sharing the frame.
 
 use kreisel_codec::{Dict, Field, Id, Message, Payload, Serializer};
+use kreisel_engine::link::{PeerMessage, ShardSet};
 use kreisel_engine::{ConnId, Peer, Recipients, Router, RouterConfig, SessionHandle, Sink};
 
 pub const HELLO: &str =
@@ -181,3 +182,120 @@ pub fn rpc_round_trip(
 }
 
 const YIELD_ARGS: [Field<'static>; 1] = [Field::UInt(1)];
+
+/// One shard's sink in a [`ShardPair`]: WAMP messages as [`EncodingSink`], peer messages encoded into reused
+/// buffers and queued for the other shard (as the io layer's pooled link buffers).
+#[derive(Default)]
+pub struct ShardSink {
+    pub wamp: EncodingSink,
+    queue: std::collections::VecDeque<Vec<u8>>,
+    free: Vec<Vec<u8>>,
+}
+
+impl Sink for ShardSink {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        self.wamp.send(to, msg);
+    }
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        self.wamp.send_many(to, msg);
+    }
+    fn close(&mut self, to: Peer) {
+        self.wamp.close(to);
+    }
+    fn peer(&mut self, _to: ShardSet, msg: &PeerMessage<'_>) {
+        let mut buffer = self.free.pop().unwrap_or_default();
+        buffer.clear();
+        kreisel_engine::link::encode(msg, &mut buffer);
+        self.queue.push_back(buffer);
+    }
+}
+
+/// Two shards of one router, linked in memory: what one shard sends the other is encoded, and delivered by
+/// [`ShardPair::pump`] (decoded and handed to the other engine), as the io layer's link does between threads.
+pub struct ShardPair {
+    pub routers: [Router; 2],
+    pub sinks: [ShardSink; 2],
+}
+
+impl ShardPair {
+    pub fn new(config: RouterConfig) -> ShardPair {
+        let shard = |id| {
+            Router::new(RouterConfig {
+                shard: id,
+                shards: 2,
+                ..config.clone()
+            })
+        };
+        ShardPair {
+            routers: [shard(0), shard(1)],
+            sinks: Default::default(),
+        }
+    }
+
+    /// Delivers the messages between the shards until none is left.
+    pub fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for from in 0..2 {
+                while let Some(buffer) = self.sinks[from].queue.pop_front() {
+                    moved = true;
+                    let msg = kreisel_engine::link::decode(&buffer, true).expect("a peer message");
+                    self.routers[1 - from].handle_peer(
+                        from as u16,
+                        &msg,
+                        0,
+                        &mut self.sinks[1 - from],
+                    );
+                    self.sinks[from].free.push(buffer);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// A joined session on `shard`, known to the other shard.
+    pub fn join(&mut self, shard: usize, conn: u64, serializer: Serializer) -> SessionHandle {
+        let handle = self.routers[shard].handle_open(ConnId(conn), serializer);
+        self.routers[shard].handle_message(handle, &decode(HELLO), 0, &mut self.sinks[shard]);
+        self.pump();
+        handle
+    }
+
+    /// `msg` from `session` on `shard`, then everything it causes on both shards.
+    pub fn handle(&mut self, shard: usize, session: SessionHandle, msg: &Message<'_>) {
+        self.routers[shard].handle_message(session, msg, 0, &mut self.sinks[shard]);
+        self.pump();
+    }
+
+    /// Events and other messages delivered on both shards so far.
+    pub fn delivered(&self) -> u64 {
+        self.sinks[0].wamp.delivered + self.sinks[1].wamp.delivered
+    }
+}
+
+/// Two shards with `subscribers` JSON sessions on one subscription, all on `subscribers_on`, and a JSON publisher
+/// on shard 0.
+pub fn shard_fanout(subscribers: usize, subscribers_on: usize) -> (ShardPair, SessionHandle) {
+    let mut config = RouterConfig::default();
+    config.limits.sessions_per_realm_max =
+        config.limits.sessions_per_realm_max.max(subscribers + 1);
+    let mut pair = ShardPair::new(config);
+    let subscribe = decode(SUBSCRIBE);
+    for i in 0..subscribers {
+        let handle = pair.join(subscribers_on, i as u64, Serializer::Json);
+        pair.handle(subscribers_on, handle, &subscribe);
+    }
+    let publisher = pair.join(0, subscribers as u64, Serializer::Json);
+    (pair, publisher)
+}
+
+/// Two shards with the callee (registered `com.myapp.echo`) on `callee_on` and the caller on shard 0.
+pub fn shard_rpc(callee_on: usize) -> (ShardPair, SessionHandle, SessionHandle) {
+    let mut pair = ShardPair::new(RouterConfig::default());
+    let callee = pair.join(callee_on, 1, Serializer::Json);
+    let caller = pair.join(0, 2, Serializer::Json);
+    pair.handle(callee_on, callee, &decode(REGISTER));
+    (pair, callee, caller)
+}

@@ -127,6 +127,9 @@ pub enum Method {
     WampScram,
     /// WAMP-SCRAM as crossbar.io and autobahn speak it (`scram`; see [`crate::scram::Dialect`]).
     Scram,
+    /// A session the router's own code opens (the HTTP bridge): joined without credentials, never chosen for a
+    /// client ([`Method::from_name`] does not know it).
+    Trusted,
 }
 
 impl Method {
@@ -160,6 +163,7 @@ impl Method {
             Method::Cryptosign => "cryptosign",
             Method::WampScram => "wamp-scram",
             Method::Scram => "scram",
+            Method::Trusted => "trusted",
         }
     }
 
@@ -343,6 +347,7 @@ impl Principals {
                 Method::WampCra => self.wampcra,
                 Method::Cryptosign => !self.by_pubkey.is_empty(),
                 Method::WampScram | Method::Scram => self.scram,
+                Method::Trusted => false,
             }
     }
 
@@ -417,6 +422,7 @@ impl Principals {
                         .filter(|&index| authid.is_none_or(|a| *self.list[index].authid == *a));
                     return Some(Choice::Challenge { method, principal });
                 }
+                Method::Trusted => {}
             }
         }
         None
@@ -490,7 +496,7 @@ impl Principals {
             None => (&self.decoy, false),
         };
         let verified = match pending.method {
-            Method::Anonymous => false,
+            Method::Anonymous | Method::Trusted => false,
             Method::Ticket => principal
                 .ticket
                 .as_ref()

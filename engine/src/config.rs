@@ -21,6 +21,10 @@ pub struct RouterConfig {
     /// WAMP-CRA challenge timestamp (the
     /// engine reads no clock: `io` sets this when it starts; tests leave it 0).
     pub epoch_unix_ms: u64,
+    /// Sessions the router expects on this shard at most: the session table is reserved for them up front
+    /// (address space: memory pages are used only as entries fill, and the table never moves while it stays
+    /// within it). 0: grow as needed.
+    pub sessions_expected: usize,
 }
 
 /// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
@@ -116,6 +120,7 @@ impl Default for RouterConfig {
             shard: 0,
             shards: 1,
             epoch_unix_ms: 0,
+            sessions_expected: 0,
         }
     }
 }

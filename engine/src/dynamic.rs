@@ -181,7 +181,7 @@ pub fn authenticator_answer(
         })
     };
     assigned.credential = match method {
-        Method::Anonymous | Method::Ticket => Credential::None,
+        Method::Anonymous | Method::Ticket | Method::Trusted => Credential::None,
         Method::WampCra => {
             let secret = required(text("secret")?, "secret")?;
             let salt = match (text("salt")?, number("iterations")?, number("keylen")?) {

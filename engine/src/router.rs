@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use kreisel_codec::{
     Dict, Field, Id, Kind, Message, MessageType, Payload, RawValue, Serializer, Value,
@@ -29,7 +30,9 @@ use crate::uri::{self, MatchPolicy, UriRules};
 use meta::session_details;
 
 mod authn;
+mod census;
 mod dynamic;
+mod internal;
 mod lifecycle;
 mod membership;
 mod meta;
@@ -198,7 +201,7 @@ struct Realm {
     broker: Broker,
     retained: RetainedEvents,
     dealer: Dealer,
-    /// Sessions joined on this shard, and on the others (the directory).
+    /// Sessions joined on this shard, and on the others (counted from their `SessionJoined`/`SessionLeft`).
     sessions: usize,
     remote_sessions: usize,
     principals: Principals,
@@ -254,7 +257,7 @@ pub struct Router {
     sessions: Slab<Session>,
     next_generation: u32,
     ids: IdGenerator,
-    session_ids: HashMap<Id, SessionHandle>,
+
     /// Live router-scope IDs (subscriptions and registrations), unique router-wide.
     router_ids: HashSet<Id>,
     calls: Slab<Call>,
@@ -288,8 +291,14 @@ pub struct Router {
     session_id_gen: SessionIds,
     /// Seed of the subscription IDs, the same on every shard: a subscription has one ID router-wide.
     id_seed: u64,
-    /// The sessions joined on other shards, by ID.
-    remote_sessions: HashMap<Id, RemoteSession>,
+    /// Session meta calls waiting for the other shards' answers, by token, and their deadlines in order.
+    gathers: HashMap<u64, census::Gather>,
+    gather_deadlines: VecDeque<(u64, u64)>,
+    /// Role and method names, each held once (see [`Router::intern`]).
+    names: HashSet<Arc<str>>,
+    /// Role names of callees of other shards, by number (see [`Router::role_name_id`]).
+    role_names: Vec<Box<str>>,
+    role_name_ids: HashMap<Box<str>, u32>,
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
@@ -309,16 +318,12 @@ pub struct Router {
     resuming: Option<(SessionHandle, Vec<Decided>)>,
 }
 
-/// A session of another shard, as the directory knows it.
-#[derive(Debug)]
-struct RemoteSession {
-    realm: usize,
-    shard: ShardId,
-    handle: SessionHandle,
-    authid: Box<str>,
-    authrole: Box<str>,
-    authmethod: Box<str>,
-    authprovider: Box<str>,
+/// Distinct role names of remote callees a router numbers (see [`Router::role_name_id`]).
+const ROLE_NAMES_MAX: usize = 4096;
+
+/// The authid of an anonymous session.
+pub(crate) fn anonymous_authid(id: Id) -> String {
+    format!("anonymous-{id}")
 }
 
 /// What to do when every shard acknowledged a change.
@@ -458,13 +463,12 @@ impl Router {
         Router {
             realms,
             realm_index,
-            sessions: Slab::new(),
+            sessions: Slab::with_capacity(config.sessions_expected),
             next_generation: 0,
             // Publication IDs: random, a different stream on each shard.
             ids: IdGenerator::new(
                 config.seed ^ u64::from(config.shard).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
-            session_ids: HashMap::new(),
             router_ids: HashSet::new(),
             calls: Slab::new(),
             invocations: RouterKeyMap::default(),
@@ -485,7 +489,11 @@ impl Router {
             shards,
             session_id_gen: SessionIds::new(config.seed, config.shard, shards),
             id_seed: config.seed,
-            remote_sessions: HashMap::new(),
+            gathers: HashMap::new(),
+            gather_deadlines: VecDeque::new(),
+            names: HashSet::new(),
+            role_names: Vec::new(),
+            role_name_ids: HashMap::new(),
             pending_acks: HashMap::new(),
             next_token: 0,
             remote_callers: HashMap::new(),
@@ -495,6 +503,39 @@ impl Router {
             settlements: VecDeque::new(),
             resuming: None,
         }
+    }
+
+    /// `name` as a shared string: role and method names are few, and every session holds one of each. Names
+    /// nobody holds any more are dropped when the set has grown (a dynamic authenticator may invent roles).
+    pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(held) = self.names.get(name) {
+            return held.clone();
+        }
+        if self.names.len() >= 256 {
+            self.names.retain(|held| Arc::strong_count(held) > 1);
+        }
+        let held: Arc<str> = name.into();
+        self.names.insert(held.clone());
+        held
+    }
+
+    /// A number for role name `name` (kept in a copy of a remote callee). Past [`ROLE_NAMES_MAX`] distinct names
+    /// (only a dynamic authenticator could make that many), new names get `u32::MAX`, which names no role.
+    pub(crate) fn role_name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.role_name_ids.get(name) {
+            return id;
+        }
+        if self.role_names.len() >= ROLE_NAMES_MAX {
+            return u32::MAX;
+        }
+        let id = self.role_names.len() as u32;
+        self.role_names.push(name.into());
+        self.role_name_ids.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn role_name(&self, id: u32) -> &str {
+        self.role_names.get(id as usize).map_or("", |name| name)
     }
 
     /// Every other shard of the router (empty for a router on its own).
@@ -701,17 +742,19 @@ impl Router {
     /// [`Router::handle_timeout`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
         let auth = self.auth_deadlines.front().map(|(deadline, _)| *deadline);
-        match (self.next_call_deadline(), auth) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_call_deadline(), auth, self.next_gather_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Ends every call and authentication attempt whose deadline passed.
+    /// Ends every call and authentication attempt whose deadline passed, and answers the session meta calls
+    /// whose other shards did not answer in time.
     pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
         self.now_ms = now_ms;
         self.expire_calls(now_ms, sink);
         self.expire_authentications(now_ms, sink);
+        self.expire_gathers(now_ms, sink);
         self.settle(sink);
         self.check_invariants();
     }
@@ -1032,38 +1075,35 @@ impl Router {
             };
             let realm = &self.realms[joined.realm];
             for &sub in &joined.subscriptions {
-                assert!(realm.broker.subscriptions[sub]
+                assert!(realm.broker.subscriptions[sub as usize]
                     .subscribers
                     .iter()
                     .any(|p| p.session == session.peer.session));
                 subscriptions += 1;
             }
             for &reg in &joined.registrations {
-                assert!(realm.dealer.registrations[reg]
+                assert!(realm.dealer.registrations[reg as usize]
                     .callees
                     .iter()
                     .any(|c| c.local().is_some_and(|p| p.session == session.peer.session)));
             }
-            assert_eq!(
-                self.session_ids.get(&joined.id),
-                Some(&session.peer.session)
-            );
             let held: usize = (joined.subscriptions.iter())
-                .map(|&s| &realm.broker.subscriptions[s])
+                .map(|&s| &realm.broker.subscriptions[s as usize])
                 .map(|s| uri::footprint(&s.topic, s.policy))
                 .chain(
                     (joined.registrations.iter())
-                        .map(|&r| &realm.dealer.registrations[r])
+                        .map(|&r| &realm.dealer.registrations[r as usize])
                         .map(|r| uri::footprint(&r.procedure, r.policy)),
                 )
                 .sum();
             assert_eq!(
                 joined.uri_bytes,
-                held + joined.uri_bytes_pending,
+                held + joined.extras().uri_bytes_pending,
                 "uri_bytes is what the session holds"
             );
-            let testaments: usize = joined.testaments.iter().map(|t| t.bytes()).sum();
-            assert_eq!(joined.testament_bytes, testaments);
+            let extras = joined.extras();
+            let testaments: usize = extras.testaments.iter().map(|t| t.bytes()).sum();
+            assert_eq!(extras.testament_bytes, testaments);
         }
         for realm in &self.realms {
             for (_, subscription) in &realm.broker.subscriptions {

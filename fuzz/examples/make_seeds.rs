@@ -184,6 +184,7 @@ fn main() {
     }
     write_rawsocket(&seeds.join("rawsocket"));
     write_websocket(&seeds.join("websocket"));
+    write_mqtt(&seeds.join("mqtt"));
     let engine = seeds.join("engine");
     for (ser_bits, ser) in [
         (0, Serializer::Json),
@@ -233,6 +234,116 @@ fn main() {
     violation.extend([CHUNK_SEPARATOR, 0x11, b'[', b'1']);
     violation.extend([CHUNK_SEPARATOR, 0b1000]);
     write(&engine, "pubsub_violation_close", &violation);
+}
+
+/// `mqtt` target parameters: bit 0 MQTT 5, bit 1 sent by the server, bits 2..=4 the packet size limit (7: none).
+const MQTT_V5: u8 = 1;
+const MQTT_FROM_SERVER: u8 = 2;
+const MQTT_UNLIMITED: u8 = 7 << 2;
+
+fn write_mqtt(dir: &Path) {
+    use kreisel_io::mqtt::{self, Packet, Properties, Property, QoS, Version};
+    // Client sessions recorded from paho-mqtt (io/tests/mqtt-vectors/), split inside the CONNECT.
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../io/tests/mqtt-vectors");
+    for (name, file, params) in [
+        ("paho_v311_session", "paho-v311.bin", MQTT_UNLIMITED),
+        ("paho_v5_session", "paho-v5.bin", MQTT_UNLIMITED | MQTT_V5),
+    ] {
+        let mut input = vec![params, 37, 0];
+        input.extend(fs::read(vectors.join(file)).expect("read the paho recording"));
+        write(dir, name, &input);
+    }
+    // What a router sends, in both versions.
+    let connack_props = [
+        Property::ReceiveMaximum(20),
+        Property::MaximumPacketSize(65_536),
+        Property::TopicAliasMaximum(8),
+        Property::AssignedClientIdentifier("auto-1"),
+    ];
+    let publish_props = [
+        Property::SubscriptionIdentifier(7),
+        Property::TopicAlias(1),
+        Property::UserProperty("unit", "C"),
+    ];
+    let reason = [Property::ReasonString("bye")];
+    let auth = [
+        Property::AuthenticationMethod("SCRAM-SHA-256"),
+        Property::AuthenticationData(b"r=nonce"),
+    ];
+    for (version, params, name) in [
+        (
+            Version::V311,
+            MQTT_UNLIMITED | MQTT_FROM_SERVER,
+            "router_v311",
+        ),
+        (
+            Version::V5,
+            MQTT_UNLIMITED | MQTT_FROM_SERVER | MQTT_V5,
+            "router_v5",
+        ),
+    ] {
+        let v5 = version == Version::V5;
+        let props = |list| {
+            if v5 {
+                Properties::new(list)
+            } else {
+                Properties::EMPTY
+            }
+        };
+        let mut packets = vec![
+            Packet::ConnAck(mqtt::ConnAck {
+                session_present: false,
+                code: 0,
+                properties: props(&connack_props),
+            }),
+            Packet::SubAck(mqtt::SubAck {
+                packet_id: 1,
+                properties: Properties::EMPTY,
+                codes: &[0, 1, 0x80],
+            }),
+            Packet::Publish(mqtt::Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                topic: "sensors/d1/temp",
+                packet_id: 1,
+                properties: props(&publish_props),
+                payload: br#"{"t":21.5}"#,
+            }),
+            Packet::PubRel(mqtt::Ack::success(2)),
+            Packet::UnsubAck(mqtt::UnsubAck {
+                packet_id: 3,
+                properties: Properties::EMPTY,
+                codes: if v5 { &[0, 0x11] } else { &[] },
+            }),
+            Packet::PingResp,
+        ];
+        if v5 {
+            packets.push(Packet::Auth(mqtt::Auth {
+                code: 0x18,
+                properties: Properties::new(&auth),
+            }));
+            packets.push(Packet::Disconnect(mqtt::Disconnect {
+                code: 0x8B,
+                properties: Properties::new(&reason),
+            }));
+        }
+        let mut input = vec![params, 11, 0];
+        for packet in &packets {
+            mqtt::encode(packet, version, &mut input).expect("seed packet encodes");
+        }
+        write(dir, name, &input);
+    }
+    // A PUBLISH over a 128-octet limit, refused from its fixed header.
+    let mut input = vec![4 << 2 | MQTT_V5, 3, 0, 0x30, 0x90, 0x01];
+    input.extend([0u8; 20]);
+    write(dir, "too_large", &input);
+    // Good packets, then a duplicate property (MQTT 5 protocol error).
+    let mut input = vec![MQTT_UNLIMITED | MQTT_V5, 5, 0, 0xC0, 0x00];
+    input.extend([
+        0x30, 0x0E, 0x00, 0x01, b't', 0x0A, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1,
+    ]);
+    write(dir, "duplicate_property", &input);
 }
 
 fn transcode(json: &str, to: Serializer) -> Vec<u8> {

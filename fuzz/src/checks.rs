@@ -15,10 +15,12 @@
 use std::collections::HashMap;
 
 use kreisel_codec::{Dict, Message, RawValue, Serializer, Value};
+use kreisel_engine::uri::MatchPolicy;
 use kreisel_engine::{
     ConnId, EngineLimits, Peer, RealmConfig, Recipients, Router, RouterConfig, SessionHandle, Sink,
     Stats,
 };
+use kreisel_io::mqtt;
 use kreisel_io::rawsocket::{self, FrameError, FrameKind, HandshakeOutcome};
 use kreisel_io::websocket::{self, CloseReason, Event, FrameReader, OpCode, UpgradeConfig};
 use kreisel_io::websocket::{UpgradeOutcome, CONTROL_PAYLOAD_MAX};
@@ -168,7 +170,7 @@ enum WsEvent {
 impl WsEvent {
     fn new(event: &Event<'_>) -> WsEvent {
         match *event {
-            Event::Message { data, text } => WsEvent::Message {
+            Event::Message { data, text } | Event::Compressed { data, text } => WsEvent::Message {
                 data: data.to_vec(),
                 text,
             },
@@ -225,6 +227,7 @@ fn check_upgrade(buf: &[u8], cfg: &UpgradeConfig, split: usize) -> Option<usize>
             serializer,
             consumed,
             response,
+            ..
         } => {
             assert!(cfg.serializers.contains(serializer), "{whole:?}");
             assert!(
@@ -357,6 +360,8 @@ fn check_event(event: &Event<'_>, message_max: usize) {
             assert!(reason.len() + 2 <= CONTROL_PAYLOAD_MAX, "{event:?}");
         }
         Event::Fragment => {}
+        // Only from a reader with permessage-deflate, which the fuzz targets do not turn on.
+        Event::Compressed { data, .. } => assert!(data.len() <= message_max),
     }
 }
 
@@ -413,6 +418,212 @@ fn mask_server_frame(server: &[u8]) -> Vec<u8> {
 
 fn client_len(server: &[u8]) -> usize {
     server.len() + MASK.len()
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// MQTT
+
+/// Maximum packet sizes the `mqtt` target chooses from.
+const MQTT_PACKET_MAX: [usize; 8] = [0, 2, 5, 16, 128, 1024, 65_536, mqtt::PACKET_SIZE_MAX];
+
+/// Target `mqtt`. Input: `[params, split_low, split_high, stream...]`. `params` bit 0 picks the version (3.1.1,
+/// 5), bit 1 who sends the stream (client, server), bits 2..=4 the maximum packet size. The stream is decoded
+/// packet by packet with [`mqtt::Decoder`]:
+/// * the fixed header agrees with the packet ([`mqtt::Decoder::header`]); no packet exceeds the maximum;
+/// * round trip: every packet encodes ([`mqtt::encode`], [`mqtt::encoded_len`] agreeing), decodes to the same
+///   packet, and encodes again to the same bytes; a PUBLISH's header ([`mqtt::encode_publish_header`]) is the
+///   packet less its payload;
+/// * topics: a PUBLISH topic that maps to a WAMP URI maps back to itself; a SUBSCRIBE filter that maps gives
+///   patterns the engine accepts (but the empty one) and agree with MQTT matching on the mapped topic;
+/// * an error's action is one the spec allows: MQTT 5 DISCONNECT codes are DISCONNECT (and for a CONNECT,
+///   CONNACK) reason codes; 3.1.1 closes;
+/// * split: decoding a prefix and then the whole gives exactly the packets and the end of decoding the whole.
+pub fn mqtt(data: &[u8]) {
+    let [params, split_low, split_high, stream @ ..] = data else {
+        return;
+    };
+    let version = if params & 1 == 0 {
+        mqtt::Version::V311
+    } else {
+        mqtt::Version::V5
+    };
+    let from = if params & 2 == 0 {
+        mqtt::Side::Client
+    } else {
+        mqtt::Side::Server
+    };
+    let decoder = mqtt::Decoder {
+        version,
+        from,
+        max_packet_size: MQTT_PACKET_MAX[usize::from((params >> 2) & 7)],
+    };
+    let mut whole = Vec::new();
+    let whole_end = mqtt_packets(&decoder, stream, 0, &mut whole);
+
+    let split = split_point(*split_low, *split_high, stream.len());
+    let mut parts = Vec::new();
+    let (consumed, error) = mqtt_packets(&decoder, &stream[..split], 0, &mut parts);
+    let parts_end = match error {
+        Some(_) => (consumed, error),
+        None => mqtt_packets(&decoder, stream, consumed, &mut parts),
+    };
+    assert_eq!(
+        (&parts, parts_end),
+        (&whole, whole_end),
+        "mqtt: split at {split} differs from the whole"
+    );
+}
+
+/// Decodes packets from `buf[pos..]` until one is incomplete or an error, checking each. Returns where it
+/// stopped and the error, if any.
+fn mqtt_packets<'a>(
+    decoder: &mqtt::Decoder,
+    buf: &'a [u8],
+    mut pos: usize,
+    packets: &mut Vec<mqtt::Packet<'a>>,
+) -> (usize, Option<mqtt::DecodeError>) {
+    loop {
+        let rest = &buf[pos..];
+        let header = decoder.header(rest);
+        match decoder.decode(rest) {
+            Ok(Some((consumed, packet))) => {
+                let Ok(Some(header)) = header else {
+                    panic!("decode found {packet:?}, header says {header:?}");
+                };
+                assert_eq!(header.packet_size(), consumed);
+                assert_eq!(header.packet_type, packet.packet_type());
+                assert!(consumed <= decoder.max_packet_size && consumed <= rest.len());
+                check_mqtt_round_trip(decoder, &packet);
+                check_mqtt_topics(&packet);
+                packets.push(packet);
+                pos += consumed;
+            }
+            Ok(None) => {
+                match header {
+                    Ok(None) => assert!(rest.len() < 5, "no header in {} octets", rest.len()),
+                    Ok(Some(header)) => assert!(rest.len() < header.packet_size()),
+                    Err(error) => panic!("decode incomplete, header fails: {error:?}"),
+                }
+                return (pos, None);
+            }
+            Err(error) => {
+                if let Err(header_error) = header {
+                    assert_eq!(header_error, error);
+                }
+                check_mqtt_action(&error, rest.first() == Some(&0x10));
+                return (pos, Some(error));
+            }
+        }
+    }
+}
+
+fn check_mqtt_round_trip(decoder: &mqtt::Decoder, packet: &mqtt::Packet<'_>) {
+    let version = match packet {
+        mqtt::Packet::Connect(connect) => connect.version,
+        _ => decoder.version,
+    };
+    let mut encoded = Vec::new();
+    let written = mqtt::encode(packet, version, &mut encoded)
+        .unwrap_or_else(|e| panic!("{packet:?} decodes but does not encode: {e}"));
+    assert_eq!(written, encoded.len());
+    assert_eq!(mqtt::encoded_len(packet, version), Ok(written));
+    let unbounded = mqtt::Decoder {
+        max_packet_size: usize::MAX,
+        ..*decoder
+    };
+    let again = unbounded.decode(&encoded);
+    let Ok(Some((consumed, again))) = again else {
+        panic!(
+            "{packet:?} encodes to undecodable {}: {again:?}",
+            hex(&encoded)
+        );
+    };
+    assert_eq!(consumed, encoded.len());
+    assert_eq!(&again, packet, "round trip via {}", hex(&encoded));
+    let mut twice = Vec::new();
+    mqtt::encode(&again, version, &mut twice).expect("re-decoded packet encodes");
+    assert_eq!(twice, encoded, "mqtt encoding is not stable");
+    if let mqtt::Packet::Publish(publish) = packet {
+        let mut header = Vec::new();
+        mqtt::encode_publish_header(publish, version, &mut header).expect("header encodes");
+        assert_eq!(encoded.get(..header.len()), Some(&header[..]));
+        assert_eq!(&encoded[header.len()..], publish.payload);
+    }
+}
+
+fn check_mqtt_topics(packet: &mqtt::Packet<'_>) {
+    use kreisel_engine::uri::{is_valid, UriCheck};
+    match packet {
+        mqtt::Packet::Publish(publish) => {
+            if let Ok(uri) = mqtt::topic::name_to_uri(publish.topic) {
+                assert!(is_valid(&uri, UriCheck::Loose, MatchPolicy::Exact), "{uri}");
+                assert_eq!(mqtt::topic::uri_to_name(&uri).as_deref(), Ok(publish.topic));
+            }
+        }
+        mqtt::Packet::Subscribe(subscribe) => {
+            for (filter, _) in subscribe.filters.iter() {
+                let Ok(wamp) = mqtt::topic::filter_to_wamp(filter) else {
+                    continue;
+                };
+                for (pattern, policy) in wamp.subscriptions() {
+                    assert_eq!(
+                        is_valid(pattern, UriCheck::Loose, policy),
+                        !pattern.is_empty(),
+                        "{filter} -> {pattern:?} {policy:?}"
+                    );
+                }
+                // The filter read as a topic name (wildcards as literal levels), where it maps: WAMP matching
+                // of the mapped patterns agrees with MQTT matching.
+                let name = filter.replace(['+', '#'], "x");
+                if let Ok(uri) = mqtt::topic::name_to_uri(&name) {
+                    let hits = wamp
+                        .subscriptions()
+                        .filter(|&(p, policy)| kreisel_engine::uri::matches(p, policy, &uri))
+                        .count();
+                    assert!(hits <= 1, "{filter} matches {name} twice");
+                    assert_eq!(
+                        hits == 1,
+                        mqtt::topic::matches(filter, &name),
+                        "{filter} {name}"
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_mqtt_action(error: &mqtt::DecodeError, connect: bool) {
+    use mqtt::{reason, ErrorAction, ErrorKind, PacketType, Version};
+    match (error.action(), error.kind) {
+        (
+            ErrorAction::ConnAck { version, code },
+            ErrorKind::UnsupportedProtocolVersion { level, mqisdp },
+        ) => {
+            // Levels below 5 and MQTT 3.1 (`MQIsdp`) get the 3.1.1 format (bridges set the high bit).
+            assert!(connect, "{error:?}");
+            assert_eq!(
+                version == Version::V5,
+                !mqisdp && level & 0x7F >= 5,
+                "{error:?}"
+            );
+            assert!(reason::is_valid(PacketType::ConnAck, version, code));
+            assert_ne!(code, 0);
+        }
+        (ErrorAction::Close, ErrorKind::UnknownProtocolName) => assert!(connect),
+        (ErrorAction::Close, _) => assert_eq!(error.version, Version::V311, "{error:?}"),
+        (ErrorAction::Disconnect(code), _) => {
+            assert_eq!(error.version, Version::V5, "{error:?}");
+            assert_eq!(code, error.reason_code());
+            assert!(code >= 0x80);
+            assert!(reason::is_valid(PacketType::Disconnect, Version::V5, code));
+            if connect {
+                assert!(reason::is_valid(PacketType::ConnAck, Version::V5, code));
+            }
+        }
+        (action, _) => panic!("{error:?} has action {action:?}"),
+    }
+    assert!(!error.to_string().is_empty());
 }
 
 // -------------------------------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ pub enum Transport {
     RawSocketHandshake,
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
+    /// HTTP requests to the listener's services (the HTTP bridge), one after another on a keep-alive connection.
+    Http(crate::http::request::Reader),
     /// Handshake done: WAMP messages in `serializer` through the transport's framer.
     Framed {
         serializer: Serializer,
@@ -104,6 +106,45 @@ impl Transport {
         match self {
             Transport::Framed { framer, .. } => framer.assembly(),
             _ => (0, false),
+        }
+    }
+}
+
+/// A peer's address, in 16 bytes and without a heap allocation for IPv4 (kept by every connection for the logs
+/// and `limits.connections_per_ip_max`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerAddr {
+    V4([u8; 4], u16),
+    V6(Box<std::net::SocketAddrV6>),
+    /// A Unix domain socket (its peers have no address).
+    Unix,
+}
+
+impl PeerAddr {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            PeerAddr::V4(ip, _) => Some(std::net::Ipv4Addr::from(*ip).into()),
+            PeerAddr::V6(addr) => Some((*addr.ip()).into()),
+            PeerAddr::Unix => None,
+        }
+    }
+}
+
+impl From<std::net::SocketAddr> for PeerAddr {
+    fn from(addr: std::net::SocketAddr) -> PeerAddr {
+        match addr {
+            std::net::SocketAddr::V4(v4) => PeerAddr::V4(v4.ip().octets(), v4.port()),
+            std::net::SocketAddr::V6(v6) => PeerAddr::V6(Box::new(v6)),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::V4(ip, port) => write!(f, "{}:{port}", std::net::Ipv4Addr::from(*ip)),
+            PeerAddr::V6(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix => f.write_str("unix"),
         }
     }
 }
@@ -129,7 +170,7 @@ pub enum CloseCause {
     Shutdown,
     /// Silent for longer than `limits.idle_timeout_ms`.
     IdleTimeout,
-    /// A plain HTTP request (the metrics endpoint) was answered.
+    /// A plain HTTP request (the metrics endpoint, an HTTP service without keep-alive) was answered.
     Served,
     /// It had not joined a realm when `limits.connections_max` was reached, and was the oldest such.
     Evicted,
@@ -144,13 +185,13 @@ pub enum CloseCause {
 #[derive(Debug)]
 pub struct Conn {
     pub stream: Stream,
-    pub listener: usize,
+    pub listener: u16,
     /// Distinguishes this connection from earlier ones in the same slab slot (timers, engine ConnIds).
     pub generation: u32,
     pub transport: Transport,
     /// Unread input is `rbuf[..filled]`.
     pub rbuf: Vec<u8>,
-    pub filled: usize,
+    pub filled: u32,
     pub outbox: Outbox,
     pub session: Option<SessionHandle>,
     /// Set when the connection is to be closed once its outbox is flushed.
@@ -159,28 +200,33 @@ pub struct Conn {
     pub write_blocked: bool,
     /// Input processing is paused because our own replies to this peer pile up unread.
     pub read_paused: bool,
-    /// Input processing is paused until then because this peer's messages filled a recipient's outbox.
-    pub stalled_until: Option<std::time::Instant>,
-    /// When the peer last sent anything, and when we last pinged it (loop milliseconds).
-    pub last_rx_ms: u64,
-    pub last_ping_ms: u64,
+    /// Input processing is paused (until a Resume timer) because this peer's messages filled a recipient's outbox.
+    pub stalled: bool,
+    /// When the peer last sent anything, and when we last pinged it (loop milliseconds, wrapping: compare with
+    /// `wrapping_sub`; elapsed times are exact up to 49 days).
+    pub last_rx_ms: u32,
+    pub last_ping_ms: u32,
     /// Events are being dropped for this connection (`slow_consumer = "drop"`); cleared when its outbox drains.
     pub dropping: bool,
     /// Opened while over the connection limit: refuse at the transport handshake.
     pub over_limit: bool,
     /// How outgoing messages are framed (kept beside `transport`, which is taken out while input is processed).
     pub framing: Framing,
-    /// Close code and reason of the WebSocket Close frame sent when the connection closes.
-    pub ws_close: (u16, &'static str),
-    pub peer: String,
-    /// The peer's IP address (TCP and TLS), for `limits.connections_per_ip_max`.
-    pub ip: Option<std::net::IpAddr>,
-    /// Since when (loop milliseconds) the connection holds an incomplete frame or fragmented message.
-    pub input_since_ms: Option<u64>,
+    /// Close code and reason of the WebSocket Close frame sent when the connection closes (none: 1000, no reason).
+    pub ws_close: Option<Box<(u16, &'static str)>>,
+    pub peer: PeerAddr,
+    /// The peer's IP address is counted in `limits.connections_per_ip_max`.
+    pub ip_counted: bool,
+    /// Since when (loop milliseconds, wrapping) the connection holds an incomplete frame or fragmented message.
+    pub input_since_ms: Option<u32>,
     /// A message or control frame was completed by the current read.
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
-    pub held_input: usize,
+    pub held_input: u32,
+    /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
+    pub http_busy: bool,
+    /// permessage-deflate's parameters and (with context takeover) streams, when it was negotiated.
+    pub deflate: Option<Box<crate::deflate::ConnDeflate>>,
 }
 
 impl Conn {
@@ -188,12 +234,13 @@ impl Conn {
         stream: Stream,
         listener: usize,
         generation: u32,
-        (peer, ip): (String, Option<std::net::IpAddr>),
+        (peer, ip_counted): (PeerAddr, bool),
         over_limit: bool,
     ) -> Conn {
         Conn {
             stream,
-            listener,
+            // Listeners are numbered by the configuration: far fewer than 65536.
+            listener: listener as u16,
             generation,
             transport: Transport::Detect,
             rbuf: Vec::new(),
@@ -203,18 +250,20 @@ impl Conn {
             closing: None,
             write_blocked: false,
             read_paused: false,
-            stalled_until: None,
+            stalled: false,
             last_rx_ms: 0,
             last_ping_ms: 0,
             dropping: false,
             over_limit,
             framing: Framing::None,
-            ws_close: (crate::websocket::CLOSE_NORMAL, ""),
+            ws_close: None,
             peer,
-            ip,
+            ip_counted,
             input_since_ms: None,
             progressed: false,
             held_input: 0,
+            http_busy: false,
+            deflate: None,
         }
     }
 
@@ -227,11 +276,11 @@ impl Conn {
             Stream::Tcp(_) => ("tcp", None),
             Stream::Unix(_) => ("unix", None),
         };
-        // crossbar's form of the peer: tcp4:ADDRESS:PORT, tcp6:[ADDRESS]:PORT, unix:PATH.
-        let peer = match self.peer.parse::<std::net::SocketAddr>() {
-            Ok(addr) if addr.is_ipv4() => format!("tcp4:{addr}"),
-            Ok(addr) => format!("tcp6:{addr}"),
-            Err(_) => self.peer.clone(),
+        // crossbar's form of the peer: tcp4:ADDRESS:PORT, tcp6:[ADDRESS]:PORT, unix.
+        let peer = match &self.peer {
+            PeerAddr::V4(..) => format!("tcp4:{}", self.peer),
+            PeerAddr::V6(..) => format!("tcp6:{}", self.peer),
+            PeerAddr::Unix => "unix".to_string(),
         };
         kreisel_engine::TransportInfo {
             framing: if websocket { "websocket" } else { "rawsocket" },
@@ -240,6 +289,11 @@ impl Conn {
             websocket_protocol: websocket.then(|| serializer.subprotocol()),
             tls_exporter,
         }
+    }
+
+    /// The peer IP address counted for `limits.connections_per_ip_max`, if any.
+    pub fn counted_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer.ip().filter(|_| self.ip_counted)
     }
 
     pub fn serializer(&self) -> Option<Serializer> {

@@ -11,9 +11,12 @@
 pub mod auth_config;
 pub mod config;
 pub mod conn;
+pub mod deflate;
 pub mod framer;
+pub mod http;
 pub mod import_crossbar;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbox;
 pub mod rawsocket;
 pub mod server;

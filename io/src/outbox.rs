@@ -4,7 +4,8 @@
 //! An EVENT for a subscription is encoded once per serializer into one [`FrameStore`] buffer; every recipient's
 //! [`Outbox`] holds a reference to it plus its own small transport header (RawSocket: 4 octets; WebSocket: 2-10
 //! octets), so fan-out costs one encode and one queue entry per subscriber, never a copy of the payload. Buffers
-//! are pooled: in the steady state nothing is allocated.
+//! are pooled, and so are the queues themselves: a connection with nothing to send holds no queue memory, and in
+//! the steady state nothing is allocated.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -74,6 +75,8 @@ impl BufferPool {
 pub struct FrameStore {
     frames: Slab<Frame>,
     pool: BufferPool,
+    /// Empty queues with capacity, for outboxes that get something to send.
+    queues: Vec<VecDeque<Entry>>,
     /// Bytes of the frames some queue references.
     queued_bytes: usize,
     /// References held, i.e. queue entries over all outboxes.
@@ -90,6 +93,7 @@ impl Default for FrameStore {
             // Buffers up to 64 KiB are kept (so one huge message does not pin memory), 4096 of them, 16 MiB in
             // all.
             pool: BufferPool::new(4096, 64 << 10, 16 << 20),
+            queues: Vec::new(),
             queued_bytes: 0,
             refs: 0,
         }
@@ -151,11 +155,28 @@ impl FrameStore {
         self.pool.give(frame.bytes);
     }
 
+    /// An empty queue, with capacity when the pool has one.
+    fn take_queue(&mut self) -> VecDeque<Entry> {
+        self.queues.pop().unwrap_or_default()
+    }
+
+    /// Takes back an emptied queue (freed when the pool is full or the queue grew large).
+    fn give_queue(&mut self, queue: VecDeque<Entry>) {
+        debug_assert!(queue.is_empty());
+        if queue.capacity() <= QUEUE_KEPT_MAX && self.queues.len() < QUEUES_KEPT {
+            self.queues.push(queue);
+        }
+    }
+
     /// Frames alive (for tests and metrics).
     pub fn live(&self) -> usize {
         self.frames.len()
     }
 }
+
+/// Empty queues a store keeps, and the largest capacity (entries) it keeps: at most 1024 × 256 × 24 bytes.
+const QUEUES_KEPT: usize = 1024;
+const QUEUE_KEPT_MAX: usize = 256;
 
 /// Longest transport header: a WebSocket frame with a 64-bit length.
 pub const HEADER_MAX: usize = 10;
@@ -193,6 +214,9 @@ impl Outbox {
         entry.header[..header.len()].copy_from_slice(header);
         store.retain(frame);
         self.queued += header.len() + store.bytes(frame).len();
+        if self.entries.capacity() == 0 {
+            self.entries = store.take_queue();
+        }
         self.entries.push_back(entry);
     }
 
@@ -234,6 +258,9 @@ impl Outbox {
             };
             self.advance(store, written);
         }
+        if self.entries.capacity() > 0 {
+            store.give_queue(std::mem::take(&mut self.entries));
+        }
         Ok(true)
     }
 
@@ -262,6 +289,9 @@ impl Outbox {
             store.release(entry.frame);
         }
         self.queued = 0;
+        if self.entries.capacity() > 0 {
+            store.give_queue(std::mem::take(&mut self.entries));
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub struct UpgradeConfig {
     /// Origins a browser may open a WebSocket from (`None`: any). A request without an `Origin` header (not a
     /// browser) is not affected; one with an origin not listed gets 403.
     pub allowed_origins: Option<Vec<OriginPattern>>,
+    /// permessage-deflate with clients that offer it (`None`: never negotiated).
+    pub deflate: Option<crate::deflate::DeflateConfig>,
+    /// Also accept the batched subprotocols (`wamp.2.json.batched`, ...) of `serializers`.
+    pub batched: bool,
 }
 
 impl UpgradeConfig {
@@ -49,6 +53,8 @@ impl UpgradeConfig {
             head_max: HEAD_MAX_DEFAULT,
             metrics_path: None,
             allowed_origins: None,
+            deflate: None,
+            batched: false,
         }
     }
 }
@@ -203,6 +209,11 @@ pub enum UpgradeOutcome {
     /// head was `buf[..consumed]`; any bytes after it are already WebSocket frames.
     Accept {
         serializer: Serializer,
+        /// The batched variant of the subprotocol (`wamp.2.json.batched`, ...): several WAMP messages per
+        /// WebSocket message.
+        batched: bool,
+        /// permessage-deflate, when it was negotiated.
+        deflate: Option<crate::deflate::Params>,
         consumed: usize,
         response: Vec<u8>,
     },
@@ -249,21 +260,42 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
     }
     match check_request(&request, cfg) {
-        Ok((serializer, key)) => UpgradeOutcome::Accept {
-            serializer,
-            consumed,
-            response: accept_response(key, serializer),
-        },
+        Ok((serializer, batched, key)) => {
+            let deflate = cfg.deflate.as_ref().and_then(|config| {
+                crate::deflate::negotiate(
+                    values(request.headers, "sec-websocket-extensions"),
+                    config,
+                )
+            });
+            let extension = deflate.as_ref().map(|(_, response)| response.as_str());
+            UpgradeOutcome::Accept {
+                serializer,
+                batched,
+                deflate: deflate.as_ref().map(|(params, _)| *params),
+                consumed,
+                response: accept_response(key, subprotocol(serializer, batched), extension),
+            }
+        }
         Err((status, reason)) => reject(status, reason),
     }
 }
 
-/// Checks a complete request head; returns the negotiated serializer and the `Sec-WebSocket-Key`, or the status
-/// and reason of the refusal.
+/// The subprotocol name of a serializer, batched or not.
+pub fn subprotocol(serializer: Serializer, batched: bool) -> &'static str {
+    match (serializer, batched) {
+        (_, false) => serializer.subprotocol(),
+        (Serializer::Json, true) => "wamp.2.json.batched",
+        (Serializer::MsgPack, true) => "wamp.2.msgpack.batched",
+        (Serializer::Cbor, true) => "wamp.2.cbor.batched",
+    }
+}
+
+/// Checks a complete request head; returns the negotiated serializer, whether it is batched, and the
+/// `Sec-WebSocket-Key`, or the status and reason of the refusal.
 fn check_request<'b>(
     request: &httparse::Request<'_, 'b>,
     cfg: &UpgradeConfig,
-) -> Result<(Serializer, &'b [u8]), (u16, String)> {
+) -> Result<(Serializer, bool, &'b [u8]), (u16, String)> {
     let headers = &*request.headers;
     if request.method != Some("GET") {
         let method = request.method.unwrap_or("");
@@ -316,24 +348,33 @@ fn check_request<'b>(
             }
         }
     }
-    let serializer = tokens(headers, "sec-websocket-protocol")
+    let (serializer, batched) = tokens(headers, "sec-websocket-protocol")
         .filter_map(|t| {
-            std::str::from_utf8(t)
-                .ok()
-                .and_then(Serializer::from_subprotocol)
+            let name = std::str::from_utf8(t).ok()?;
+            match name.strip_suffix(".batched") {
+                Some(base) if cfg.batched => Serializer::from_subprotocol(base).map(|s| (s, true)),
+                Some(_) => None,
+                None => Serializer::from_subprotocol(name).map(|s| (s, false)),
+            }
         })
-        .find(|s| cfg.serializers.contains(s))
-        .ok_or_else(|| (400, no_subprotocol_reason(&cfg.serializers)))?;
-    Ok((serializer, key))
+        .find(|(s, _)| cfg.serializers.contains(s))
+        .ok_or_else(|| (400, no_subprotocol_reason(&cfg.serializers, cfg.batched)))?;
+    Ok((serializer, batched, key))
 }
 
-fn no_subprotocol_reason(serializers: &[Serializer]) -> String {
+fn no_subprotocol_reason(serializers: &[Serializer], batched: bool) -> String {
     let mut reason = "no supported WAMP subprotocol offered (this router speaks: ".to_owned();
     for (i, serializer) in serializers.iter().enumerate() {
         if i > 0 {
             reason.push_str(", ");
         }
         reason.push_str(serializer.subprotocol());
+    }
+    if batched {
+        for serializer in serializers {
+            reason.push_str(", ");
+            reason.push_str(subprotocol(*serializer, true));
+        }
     }
     reason.push(')');
     reason
@@ -384,17 +425,20 @@ fn is_base64_of_16_octets(key: &[u8]) -> bool {
     }
 }
 
-fn accept_response(key: &[u8], serializer: Serializer) -> Vec<u8> {
+fn accept_response(key: &[u8], subprotocol: &str, extension: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key);
+    let extension = extension
+        .map(|value| format!("Sec-WebSocket-Extensions: {value}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\
-         Sec-WebSocket-Protocol: {}\r\n\
+         Sec-WebSocket-Protocol: {subprotocol}\r\n\
+         {extension}\
          Server: kreisel\r\n\
-         \r\n",
-        serializer.subprotocol()
+         \r\n"
     )
     .into_bytes()
 }
@@ -560,6 +604,9 @@ pub enum Event<'b> {
     Close { code: Option<u16>, reason: &'b str },
     /// A non-final fragment of a message was taken into the assembly buffer; nothing to do.
     Fragment,
+    /// A complete message compressed with permessage-deflate (only from a reader with
+    /// [`FrameReader::set_deflate`]): inflate it (`crate::deflate`); a `text` message must be UTF-8 once inflated.
+    Compressed { data: &'b [u8], text: bool },
 }
 
 /// The server side of RFC 6455 framing, in place.
@@ -571,11 +618,14 @@ pub enum Event<'b> {
 /// never completes.
 #[derive(Debug)]
 pub struct FrameReader {
-    message_max: usize,
+    /// In 32 bits (messages are at most 16 MiB): every connection holds one.
+    message_max: u32,
     assembly: Assembly,
     /// The payload of a fragmented message so far. Empty and at most [`ASSEMBLY_KEEP`] of capacity when no
     /// fragmented message is open or just delivered.
     assembled: Vec<u8>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 /// Where the reader stands with fragmented messages.
@@ -583,8 +633,9 @@ pub struct FrameReader {
 enum Assembly {
     /// No fragmented message is open.
     Idle,
-    /// A fragmented text or binary message is open; continuation frames append to it.
-    Open { text: bool },
+    /// A fragmented text or binary message is open (compressed with permessage-deflate, or not); continuation
+    /// frames append to it.
+    Open { text: bool, compressed: bool },
     /// A fragmented message was just returned from the assembly buffer; release it on the next read.
     Delivered,
 }
@@ -597,26 +648,35 @@ struct Head {
     len: u64,
     mask: [u8; 4],
     header_len: usize,
+    /// RSV1: the message is compressed (permessage-deflate).
+    compressed: bool,
 }
 
 impl FrameReader {
     /// A reader refusing messages (assembled or not) longer than `message_max` octets with 1009.
     pub fn new(message_max: usize) -> FrameReader {
         FrameReader {
-            message_max,
+            message_max: u32::try_from(message_max).unwrap_or(u32::MAX),
             assembly: Assembly::Idle,
             assembled: Vec::new(),
+            deflate: false,
         }
+    }
+
+    /// permessage-deflate was negotiated: messages whose first frame has RSV1 set are compressed
+    /// ([`Event::Compressed`]).
+    pub fn set_deflate(&mut self, deflate: bool) {
+        self.deflate = deflate;
     }
 
     /// The message size limit.
     pub fn message_max(&self) -> usize {
-        self.message_max
+        self.message_max as usize
     }
 
     /// Changes the message size limit (a session that joined may send larger messages than one that has not).
     pub fn set_message_max(&mut self, message_max: usize) {
-        self.message_max = message_max;
+        self.message_max = u32::try_from(message_max).unwrap_or(u32::MAX);
     }
 
     /// Whether a fragmented message is open (started, not complete).
@@ -641,7 +701,7 @@ impl FrameReader {
         buf: &'b mut [u8],
     ) -> Result<Option<(usize, Event<'b>)>, CloseReason> {
         self.release_delivered();
-        let Some(head) = parse_head(buf)? else {
+        let Some(head) = parse_head(buf, self.deflate)? else {
             return Ok(None);
         };
         let len = self.check_sequence_and_size(&head)?;
@@ -660,11 +720,19 @@ impl FrameReader {
             OpCode::Close => parse_close(payload)?,
             OpCode::Text | OpCode::Binary if head.fin => {
                 let text = head.opcode == OpCode::Text;
-                message(payload, text)?
+                if head.compressed {
+                    Event::Compressed {
+                        data: payload,
+                        text,
+                    }
+                } else {
+                    message(payload, text)?
+                }
             }
             OpCode::Text | OpCode::Binary => {
                 self.assembly = Assembly::Open {
                     text: head.opcode == OpCode::Text,
+                    compressed: head.compressed,
                 };
                 self.append_fragment(payload);
                 Event::Fragment
@@ -672,7 +740,17 @@ impl FrameReader {
             OpCode::Continuation => {
                 self.append_fragment(payload);
                 match self.assembly {
-                    Assembly::Open { text } if head.fin => {
+                    Assembly::Open {
+                        text,
+                        compressed: true,
+                    } if head.fin => {
+                        self.assembly = Assembly::Delivered;
+                        Event::Compressed {
+                            data: &self.assembled,
+                            text,
+                        }
+                    }
+                    Assembly::Open { text, .. } if head.fin => {
                         self.assembly = Assembly::Delivered;
                         message(&self.assembled, text)?
                     }
@@ -701,7 +779,7 @@ impl FrameReader {
             // Control frames are at most 125 octets (checked in parse_head), data frames start afresh.
             _ => 0,
         };
-        let room = self.message_max.saturating_sub(already);
+        let room = self.message_max().saturating_sub(already);
         match usize::try_from(head.len) {
             Ok(len) if len <= room || head.opcode.is_control() => Ok(len),
             _ => Err(CloseReason::message_too_big()),
@@ -714,7 +792,10 @@ impl FrameReader {
         let needed = self.assembled.len().saturating_add(payload.len());
         let capacity = self.assembled.capacity();
         if needed > capacity {
-            let target = capacity.saturating_mul(2).min(self.message_max).max(needed);
+            let target = capacity
+                .saturating_mul(2)
+                .min(self.message_max())
+                .max(needed);
             self.assembled
                 .reserve_exact(target.saturating_sub(self.assembled.len()));
         }
@@ -733,23 +814,31 @@ impl FrameReader {
 
 const FIN: u8 = 0b1000_0000;
 const RSV: u8 = 0b0111_0000;
+const RSV1: u8 = 0b0100_0000;
+/// The bit of a server frame's first octet that marks a message compressed with permessage-deflate (RSV1).
+pub const COMPRESSED: u8 = RSV1;
 const OPCODE: u8 = 0b0000_1111;
 const MASKED: u8 = 0b1000_0000;
 const LEN_7: u8 = 0b0111_1111;
 
 /// Parses a client frame header at the start of `buf`. `Ok(None)`: not all of the header has arrived. The
 /// checks that need only the first two octets are made as soon as they are there.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, CloseReason> {
+fn parse_head(buf: &[u8], deflate: bool) -> Result<Option<Head>, CloseReason> {
     let Some(&[b0, b1]) = buf.first_chunk::<2>() else {
         return Ok(None);
     };
-    if b0 & RSV != 0 {
-        return Err(CloseReason::protocol_error(
-            "reserved bits set (no extension was negotiated)",
-        ));
-    }
     let opcode =
         OpCode::from_code(b0 & OPCODE).ok_or(CloseReason::protocol_error("unknown opcode"))?;
+    // With permessage-deflate, RSV1 marks the first frame of a compressed message; every other use of a
+    // reserved bit is an error.
+    let compressed = deflate && b0 & RSV1 != 0 && matches!(opcode, OpCode::Text | OpCode::Binary);
+    if b0 & RSV != 0 && !(compressed && b0 & RSV == RSV1) {
+        return Err(CloseReason::protocol_error(if deflate {
+            "reserved bits set (RSV1 only on the first frame of a data message)"
+        } else {
+            "reserved bits set (no extension was negotiated)"
+        }));
+    }
     let fin = b0 & FIN != 0;
     if b1 & MASKED == 0 {
         return Err(CloseReason::protocol_error("client frame not masked"));
@@ -786,6 +875,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, CloseReason> {
         len,
         mask,
         header_len: 2 + len_octets + 4,
+        compressed,
     }))
 }
 
@@ -904,6 +994,7 @@ mod tests {
                 serializer,
                 consumed,
                 response,
+                ..
             } => (serializer, consumed, String::from_utf8(response).unwrap()),
             other => panic!("expected Accept, got {other:?}"),
         }
@@ -1488,7 +1579,9 @@ mod tests {
 
     fn owned(event: Event<'_>) -> Owned {
         match event {
-            Event::Message { data, text } => Owned::Message(data.to_vec(), text),
+            Event::Message { data, text } | Event::Compressed { data, text } => {
+                Owned::Message(data.to_vec(), text)
+            }
             Event::Ping(data) => Owned::Ping(data.to_vec()),
             Event::Pong(data) => Owned::Pong(data.to_vec()),
             Event::Close { code, reason } => Owned::Close(code, reason.to_owned()),

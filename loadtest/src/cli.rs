@@ -25,9 +25,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// S subscribers on one topic, P publishers sending M events each: every subscriber gets P*M events.
+    ///
+    /// Also against a NATS server: --url nats://host:port (subject = --topic; --serializer and --realm ignored).
     Fanout(FanoutArgs),
     /// N publishers on distinct topics `sensors.<n>.temp` into one subscriber (`match: prefix` on `sensors.`, or N
     /// exact subscriptions with --exact).
+    ///
+    /// Also against a NATS server: --url nats://host:port (subscription `sensors.>`; --serializer and --realm
+    /// ignored).
     Fanin(FaninArgs),
     /// C callers making M calls each to K echo callees (procedures `loadtest.echo.<k>`).
     Rpc(RpcArgs),
@@ -244,6 +249,12 @@ fn base(
     load: Option<&Load>,
 ) -> Result<Invocation, String> {
     let endpoint = Endpoint::parse(&common.url)?;
+    if endpoint.is_nats() && !matches!(scenario, ScenarioKind::Fanout | ScenarioKind::Fanin) {
+        return Err(format!(
+            "{}: a NATS server (nats://) runs the fanout and fanin scenarios only",
+            scenario.name()
+        ));
+    }
     let addr = endpoint.resolve()?;
     positive("threads", common.threads as u64)?;
     positive("connect-concurrency", common.connect_concurrency as u64)?;
@@ -342,6 +353,9 @@ fn fanout(a: &FanoutArgs) -> Result<Invocation, String> {
         ("events", json!(m)),
         ("size", json!(a.load.size)),
     ]);
+    if plan.endpoint.is_nats() {
+        crate::nats::check_plan(plan)?;
+    }
     Ok(inv)
 }
 
@@ -384,6 +398,9 @@ fn fanin(a: &FaninArgs) -> Result<Invocation, String> {
         ("match", json!(if a.exact { "exact" } else { "prefix" })),
         ("size", json!(a.load.size)),
     ]);
+    if plan.endpoint.is_nats() {
+        crate::nats::check_plan(plan)?;
+    }
     Ok(inv)
 }
 
@@ -551,6 +568,26 @@ mod tests {
             }
         );
         assert_eq!(plan.roles.len(), 5);
+    }
+
+    #[test]
+    fn nats_plans() {
+        let plan = plan_of(&["fanout", "-u", "nats://127.0.0.1:4222", "-n", "5"]).expect("valid");
+        assert!(plan.endpoint.is_nats());
+        assert_eq!(
+            plan.expect.acked, 5,
+            "closed loop: PONGs confirm every publication"
+        );
+        assert!(plan_of(&["fanin", "-u", "nats://127.0.0.1:4222", "--exact"]).is_ok());
+        for args in [
+            &["rpc", "-u", "nats://127.0.0.1:4222"][..],
+            &["connect", "-u", "nats://127.0.0.1:4222"],
+            &["churn", "-u", "nats://127.0.0.1:4222"],
+            &["fanout", "-u", "nats://127.0.0.1:4222", "--topic", "a b"],
+            &["fanout", "-u", "nats://127.0.0.1:4222", "--topic", "a.*"],
+        ] {
+            assert!(plan_of(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Router addresses: `rs://host:port`, `ws://host:port/path` and `unix:///path`.
+//! Router addresses: `rs://host:port`, `ws://host:port/path`, `unix:///path`, and `nats://host:port` (a NATS
+//! server instead of a WAMP router, see [`crate::nats`]).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,14 +18,18 @@ pub enum Endpoint {
     },
     /// RawSocket over a Unix domain socket.
     RawSocketUnix { path: PathBuf },
+    /// The core NATS protocol over TCP (fanout and fanin only).
+    Nats { host: String, port: u16 },
 }
 
-/// The transport family of an endpoint, as it appears in results (`rawsocket`, `websocket`, `rawsocket-unix`).
+/// The transport family of an endpoint, as it appears in results (`rawsocket`, `websocket`, `rawsocket-unix`,
+/// `nats`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportKind {
     RawSocket,
     WebSocket,
     RawSocketUnix,
+    Nats,
 }
 
 impl TransportKind {
@@ -33,13 +38,14 @@ impl TransportKind {
             TransportKind::RawSocket => "rawsocket",
             TransportKind::WebSocket => "websocket",
             TransportKind::RawSocketUnix => "rawsocket-unix",
+            TransportKind::Nats => "nats",
         }
     }
 }
 
 impl Endpoint {
-    /// Parses `rs://host:port`, `ws://host[:port][/path]` (port 80 and path `/` by default) or `unix:///path`.
-    /// IPv6 hosts are written in brackets: `rs://[::1]:8081`.
+    /// Parses `rs://host:port`, `ws://host[:port][/path]` (port 80 and path `/` by default), `unix:///path` or
+    /// `nats://host[:port]` (port 4222 by default). IPv6 hosts are written in brackets: `rs://[::1]:8081`.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
         let (scheme, rest) = url
             .split_once("://")
@@ -72,9 +78,22 @@ impl Endpoint {
                     path: PathBuf::from(rest),
                 })
             }
+            "nats" => {
+                if rest.contains('/') {
+                    return Err(format!("`{url}`: a NATS URL has no path"));
+                }
+                if rest.contains('@') {
+                    return Err(format!(
+                        "`{url}`: no credentials: the load generator connects anonymously"
+                    ));
+                }
+                let (host, port) = split_host_port(rest, Some(4222))?;
+                Ok(Endpoint::Nats { host, port })
+            }
             "wss" => Err(format!("`{url}`: TLS is not supported; use ws://")),
+            "tls" => Err(format!("`{url}`: TLS is not supported; use nats://")),
             other => Err(format!(
-                "`{url}`: unknown scheme `{other}` (rs, ws or unix)"
+                "`{url}`: unknown scheme `{other}` (rs, ws, unix or nats)"
             )),
         }
     }
@@ -84,15 +103,21 @@ impl Endpoint {
             Endpoint::RawSocketTcp { .. } => TransportKind::RawSocket,
             Endpoint::WebSocket { .. } => TransportKind::WebSocket,
             Endpoint::RawSocketUnix { .. } => TransportKind::RawSocketUnix,
+            Endpoint::Nats { .. } => TransportKind::Nats,
         }
+    }
+
+    /// A NATS server rather than a WAMP router.
+    pub fn is_nats(&self) -> bool {
+        matches!(self, Endpoint::Nats { .. })
     }
 
     /// Resolves a TCP endpoint to its first socket address (`None` for Unix sockets).
     pub fn resolve(&self) -> Result<Option<SocketAddr>, String> {
         let (host, port) = match self {
-            Endpoint::RawSocketTcp { host, port } | Endpoint::WebSocket { host, port, .. } => {
-                (host, *port)
-            }
+            Endpoint::RawSocketTcp { host, port }
+            | Endpoint::WebSocket { host, port, .. }
+            | Endpoint::Nats { host, port } => (host, *port),
             Endpoint::RawSocketUnix { .. } => return Ok(None),
         };
         let mut addrs = (host.as_str(), port)
@@ -113,6 +138,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "ws://{}:{port}{path}", bracket(host))
             }
             Endpoint::RawSocketUnix { path } => write!(f, "unix://{}", path.display()),
+            Endpoint::Nats { host, port } => write!(f, "nats://{}:{port}", bracket(host)),
         }
     }
 }
@@ -228,11 +254,40 @@ mod tests {
     }
 
     #[test]
+    fn nats() {
+        let e = Endpoint::parse("nats://127.0.0.1:4222").expect("valid");
+        assert_eq!(
+            e,
+            Endpoint::Nats {
+                host: "127.0.0.1".into(),
+                port: 4222
+            }
+        );
+        assert!(e.is_nats());
+        assert_eq!(e.kind().name(), "nats");
+        assert_eq!(
+            Endpoint::parse("nats://localhost"),
+            Ok(Endpoint::Nats {
+                host: "localhost".into(),
+                port: 4222
+            })
+        );
+        assert!(!Endpoint::parse("rs://h:1").expect("valid").is_nats());
+        assert!(Endpoint::parse("nats://h:1/x").is_err(), "no path");
+        assert!(
+            Endpoint::parse("nats://user:pw@h:1").is_err(),
+            "no credentials"
+        );
+        assert!(Endpoint::parse("tls://h:4222").is_err());
+    }
+
+    #[test]
     fn display_round_trips() {
         for url in [
             "rs://127.0.0.1:8081",
             "ws://[::1]:80/ws",
             "unix:///tmp/k.sock",
+            "nats://127.0.0.1:4222",
         ] {
             assert_eq!(
                 Endpoint::parse(url).map(|e| e.to_string()),

@@ -9,11 +9,13 @@
 //! Layout, from the wire up: [`endpoint`] (URLs), [`rawsocket`] and [`websocket`] (client framing, pure),
 //! [`transport`] (a connection: stream, handshake, reader, writer), [`session`] (the WAMP session life cycle),
 //! [`roles`] (what each session does), [`worker`] (one thread's event loop), [`run`] (the coordinator and its
-//! phases), [`stats`] (accounting and histograms), [`summary`] and [`report`] (output).
+//! phases), [`stats`] (accounting and histograms), [`summary`] and [`report`] (output). [`nats`] speaks the core
+//! NATS protocol instead of WAMP (`nats://`), to compare a NATS server's fan-out with a router's.
 #![deny(unused_must_use)]
 
 pub mod cli;
 pub mod endpoint;
+pub mod nats;
 pub mod plan;
 pub mod rawsocket;
 pub mod report;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use kreisel_codec::{Dict, Field, Id, Message, Payload, Serializer};
 
+use crate::nats;
 use crate::plan::{Mode, Plan, RoleSpec};
 use crate::stats::{CallTracker, Integrity, Latency, Schedule, SeqTracker};
 use crate::transport::Writer;
@@ -284,30 +285,53 @@ impl Publisher {
     }
 
     fn fill_window(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let first = self.next_seq;
         while self.outstanding < ctx.plan.window() && self.next_seq < ctx.plan.count {
             self.publish(ctx, ctx.now_ns, true)?;
             self.outstanding += 1;
         }
+        if ctx.plan.endpoint.is_nats() && self.next_seq > first {
+            // NATS acknowledges nothing: the PONG to this PING confirms the whole window (`acknowledged`).
+            nats::ping(ctx.out);
+        }
         Ok(())
     }
 
+    /// `n` publications are confirmed: by a PUBLISHED each or, over NATS, all outstanding by the PONG that ends
+    /// the window. Publishes the next window's worth.
+    pub(crate) fn acknowledged(&mut self, ctx: &mut Ctx<'_>, n: u64) -> Result<(), String> {
+        self.outstanding = self.outstanding.saturating_sub(n);
+        ctx.tally.acked += n;
+        self.fill_window(ctx)
+    }
+
+    /// Publications sent and not yet confirmed (closed loop).
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.outstanding
+    }
+
     fn publish(&mut self, ctx: &mut Ctx<'_>, t_ns: u64, acknowledge: bool) -> Result<(), String> {
-        let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);
-        let request = ctx.request();
-        let options = if acknowledge {
-            Dict::Fields(ACKNOWLEDGE)
+        if ctx.plan.endpoint.is_nats() {
+            let load = [self.index as u64, self.next_seq, t_ns];
+            nats::publish(ctx.out, &self.topic, load, &ctx.plan.padding);
         } else {
-            Dict::EMPTY
-        };
-        ctx.send(&Message::Publish {
-            request,
-            options,
-            topic: Cow::Borrowed(&self.topic),
-            payload: Payload {
-                args: Some(Field::List(&args)),
-                kwargs: None,
-            },
-        })?;
+            let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);
+            let request = ctx.request();
+            let options = if acknowledge {
+                Dict::Fields(ACKNOWLEDGE)
+            } else {
+                Dict::EMPTY
+            };
+            ctx.send(&Message::Publish {
+                request,
+                options,
+                topic: Cow::Borrowed(&self.topic),
+                payload: Payload {
+                    args: Some(Field::List(&args)),
+                    kwargs: None,
+                },
+            })?;
+        }
         self.next_seq += 1;
         ctx.tally.sent += 1;
         ctx.tally.last_sent_ns = ctx.now_ns;
@@ -317,9 +341,7 @@ impl Publisher {
     fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
         match msg {
             Message::Published { .. } => {
-                self.outstanding = self.outstanding.saturating_sub(1);
-                ctx.tally.acked += 1;
-                self.fill_window(ctx)?;
+                self.acknowledged(ctx, 1)?;
                 Ok(Step::Continue)
             }
             other => Err(format!(
@@ -404,7 +426,7 @@ impl Subscriber {
                 })
             }
             Message::Event { payload, .. } => {
-                self.handle_event(ctx, &payload);
+                self.handle_event(ctx, parse_load(&payload));
                 Ok(Step::Continue)
             }
             other => Err(format!(
@@ -414,8 +436,10 @@ impl Subscriber {
         }
     }
 
-    fn handle_event(&mut self, ctx: &mut Ctx<'_>, payload: &Payload<'_>) {
-        let Some((index, seq, t_ns)) = parse_load(payload) else {
+    /// One delivery, its payload read as `(sender_index, seq, t_ns)` (`None`: unreadable). NATS deliveries come
+    /// here too ([`crate::nats`]).
+    pub(crate) fn handle_event(&mut self, ctx: &mut Ctx<'_>, load: Option<(u64, u64, u64)>) {
+        let Some((index, seq, t_ns)) = load else {
             self.corrupt += 1;
             return;
         };
@@ -448,6 +472,11 @@ impl Subscriber {
             });
         }
         sum
+    }
+
+    /// The topics it subscribes to, and whether they are prefixes (`match: prefix`).
+    pub(crate) fn subscriptions(&self) -> (&[String], bool) {
+        (&self.topics, self.prefix)
     }
 }
 

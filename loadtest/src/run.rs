@@ -471,7 +471,11 @@ impl<'a> Coordinator<'a> {
             params: plan.params.clone(),
             url: plan.endpoint.to_string(),
             transport: plan.endpoint.kind().name().into(),
-            serializer: plan.ser.name().into(),
+            serializer: if plan.endpoint.is_nats() {
+                "-".into()
+            } else {
+                plan.ser.name().into()
+            },
             threads: plan.threads,
             mode: match (plan.is_paced(), plan.mode) {
                 (false, _) => "-".into(),
@@ -500,7 +504,12 @@ impl<'a> Coordinator<'a> {
             } else {
                 0.0
             },
-            latency_kind: latency_kind.into(),
+            // NATS runs fanout and fanin only, whose deliveries are MSGs.
+            latency_kind: if plan.endpoint.is_nats() {
+                latency_kind.replace("publish to EVENT", "PUB to MSG")
+            } else {
+                latency_kind.into()
+            },
             latency_us: tally.latency.summary(),
             send_lag_us: if open && plan.is_paced() {
                 Some(tally.send_lag.summary())

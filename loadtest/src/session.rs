@@ -139,6 +139,9 @@ impl Session {
     /// Handles readiness: finishes the handshake, reads and handles frames. Reads at most about `budget` bytes;
     /// returns `Ok(true)` when it stopped because of the budget (call again soon: mio is edge-triggered).
     pub fn handle_ready(&mut self, env: &mut Env<'_>, budget: usize) -> Result<bool, String> {
+        if env.plan.endpoint.is_nats() {
+            return crate::nats::handle_ready(self, env, budget);
+        }
         let Session { conn, wamp, .. } = self;
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
@@ -237,6 +240,11 @@ impl Session {
 
     /// The run is over: say GOODBYE if joined, or just close.
     pub fn handle_stop(&mut self, env: &mut Env<'_>) -> Result<(), String> {
+        if env.plan.endpoint.is_nats() {
+            // NATS has no goodbye: closing the connection ends the session.
+            self.wamp.state = State::Closed;
+            return Ok(());
+        }
         match (self.wamp.state, self.conn.as_mut()) {
             (State::Setup | State::Ready, Some(conn)) => self.wamp.leave(&mut conn.writer, env),
             (State::Leaving | State::Closed, _) => Ok(()),

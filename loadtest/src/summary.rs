@@ -98,15 +98,23 @@ impl RunResult {
     pub fn table(&self) -> String {
         let mut t = String::new();
         let mode = match (self.window, self.rate) {
+            (Some(w), _) if self.transport == "nats" => {
+                format!("closed loop, window {w} (PING/PONG per window)")
+            }
             (Some(w), _) => format!("closed loop, window {w}"),
             (_, Some(r)) => format!("open loop, {} msgs/s", group(r as u64)),
             _ => "-".into(),
         };
         let _ = writeln!(t, "kreisel-loadtest {} [{}]", self.case, self.label);
+        let target = if self.transport == "nats" {
+            format!("{} (nats, --serializer ignored)", self.url)
+        } else {
+            format!("{} {} ({})", self.url, self.serializer, self.transport)
+        };
         let _ = writeln!(
             t,
-            "  {:<12}{} {} ({}), {} thread(s), {}",
-            "target", self.url, self.serializer, self.transport, self.threads, mode
+            "  {:<12}{target}, {} thread(s), {}",
+            "target", self.threads, mode
         );
         let _ = writeln!(t, "  {:<12}{:?}", "status", self.status);
         for e in self.errors.iter().take(10) {

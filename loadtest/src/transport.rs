@@ -1,5 +1,6 @@
 //! One client connection: a non-blocking stream (TCP or Unix), the transport handshake (RawSocket or WebSocket),
-//! and the framing of WAMP messages in both directions. Reader and writer are separate fields so that a caller can
+//! and the framing of WAMP messages in both directions (NATS connections only use the stream and the buffers: the
+//! protocol delimits its own messages, see [`crate::nats`]). Reader and writer are separate fields so that a caller can
 //! hold a decoded message (borrowing the reader's buffer) while it writes the answer.
 
 use std::io::{self, Read, Write};
@@ -129,6 +130,8 @@ impl Source for Stream {
 pub enum Framing {
     RawSocket,
     WebSocket,
+    /// No transport framing and no handshake: the NATS protocol reads [`Reader::buffered`] and writes raw bytes.
+    Nats,
 }
 
 /// A frame the reader produced.
@@ -237,6 +240,7 @@ impl Reader {
         match self.framing {
             Framing::RawSocket => self.next_rawsocket(),
             Framing::WebSocket => self.next_websocket(),
+            Framing::Nats => Err("a NATS connection carries no WAMP frames".into()),
         }
     }
 
@@ -393,6 +397,7 @@ impl Writer {
                 let mask = self.next_mask();
                 websocket::write_frame(opcode, &self.scratch, mask, &mut self.data);
             }
+            Framing::Nats => return Err("a NATS connection carries no WAMP messages".into()),
         }
         Ok(())
     }
@@ -409,6 +414,7 @@ impl Writer {
                 let mask = self.next_mask();
                 websocket::write_frame(Opcode::Pong, payload, mask, &mut self.data);
             }
+            Framing::Nats => self.data.extend_from_slice(b"PONG\r\n"),
         }
     }
 
@@ -493,6 +499,7 @@ impl Connection {
         let framing = match endpoint {
             Endpoint::WebSocket { .. } => Framing::WebSocket,
             Endpoint::RawSocketTcp { .. } | Endpoint::RawSocketUnix { .. } => Framing::RawSocket,
+            Endpoint::Nats { .. } => Framing::Nats,
         };
         let mut writer = Writer::new(framing, seed);
         let mut ws_key = String::new();
@@ -510,6 +517,7 @@ impl Connection {
             Endpoint::RawSocketTcp { .. } | Endpoint::RawSocketUnix { .. } => {
                 writer.push_raw(&rawsocket::handshake_request(ser));
             }
+            Endpoint::Nats { .. } => {}
         }
         Ok(Connection {
             stream,
@@ -530,6 +538,10 @@ impl Connection {
                 Ok(false) => return Ok(false),
                 Err(e) => return Err(format!("connect failed: {e}")),
             }
+        }
+        if self.reader.framing == Framing::Nats {
+            // The server speaks first (INFO): that is the protocol's business, not a transport handshake.
+            self.phase = Phase::Open;
         }
         if self.phase == Phase::Open {
             return Ok(true);
@@ -563,6 +575,7 @@ impl Connection {
                 self.writer.peer_len_max = rawsocket::handshake_reply(reply, self.ser)?;
                 self.reader.consume(4);
             }
+            Framing::Nats => {}
             Framing::WebSocket => {
                 match websocket::handshake_response(buffered, &self.ws_key, self.ser.subprotocol())?
                 {

@@ -1,9 +1,10 @@
 //! Property tests (proptest, stable Rust) of the fuzz targets' entry points, through the same checks
-//! (`fuzz/src/checks.rs`): generated RawSocket streams and generated engine workloads, built from valid pieces so
-//! that they reach deeper than random bytes do. The codec and framer proptests live in their crates
+//! (`fuzz/src/checks.rs`): generated RawSocket streams, MQTT streams and engine workloads, built from valid pieces
+//! so that they reach deeper than random bytes do. The codec and framer proptests live in their crates
 //! (`codec/tests/properties.rs`, `io/src/rawsocket.rs`, `io/src/websocket.rs`). See docs/FUZZING.md.
 
 use kreisel_codec::Serializer;
+use kreisel_io::mqtt::{self, Packet, Properties, Property, QoS, SubscriptionOptions, Version};
 use proptest::prelude::*;
 
 #[allow(dead_code)] // Only some of the checks are driven from here.
@@ -29,6 +30,182 @@ fn rawsocket_frame() -> impl Strategy<Value = Vec<u8>> {
             frame.extend(payload);
             frame
         })
+}
+
+/// The pieces of one MQTT packet: its kind, a topic (valid, or one that some rule refuses), a payload, QoS,
+/// packet id, whether it has MQTT 5 properties, and a corruption (0 and 1: none, 2: one octet set to a value, 3:
+/// the remaining length lies, 4: truncated).
+type MqttPiece = (
+    u8,
+    &'static str,
+    Vec<u8>,
+    u8,
+    u16,
+    bool,
+    (u8, prop::sample::Index, u8),
+);
+
+fn mqtt_piece() -> impl Strategy<Value = MqttPiece> {
+    let topic = prop::sample::select(vec![
+        "a/b",
+        "sensors/d1/temp",
+        "a/+/c",
+        "a/#",
+        "#",
+        "+",
+        "$SYS/x",
+        "a//b",
+        "a.b/c",
+        "ü/€",
+        "",
+    ]);
+    (
+        0u8..12,
+        topic,
+        proptest::collection::vec(any::<u8>(), 0..40),
+        0u8..3,
+        1u16..4,
+        any::<bool>(),
+        (0u8..5, any::<prop::sample::Index>(), any::<u8>()),
+    )
+}
+
+const MQTT_PUBLISH_PROPS: &[Property<'static>] = &[
+    Property::UserProperty("k", "v"),
+    Property::MessageExpiryInterval(60),
+    Property::ContentType("json"),
+    Property::TopicAlias(1),
+];
+const MQTT_SERVER_PUBLISH_PROPS: &[Property<'static>] = &[
+    Property::SubscriptionIdentifier(3),
+    Property::SubscriptionIdentifier(300),
+    Property::PayloadFormatIndicator(true),
+];
+const MQTT_CONNECT_PROPS: &[Property<'static>] = &[
+    Property::SessionExpiryInterval(3600),
+    Property::ReceiveMaximum(10),
+    Property::AuthenticationMethod("m"),
+    Property::AuthenticationData(b"d"),
+];
+const MQTT_REASON: &[Property<'static>] = &[
+    Property::ReasonString("why"),
+    Property::UserProperty("a", "b"),
+];
+const MQTT_AUTH: &[Property<'static>] = &[Property::AuthenticationMethod("SCRAM-SHA-1")];
+
+/// Encodes one piece as a packet of `side` (what that side sends) in `version`, then corrupts it. Pieces the
+/// encoder refuses (a topic some rule forbids) give no octets.
+fn mqtt_packet(version: Version, from_server: bool, piece: &MqttPiece) -> Vec<u8> {
+    let (kind, topic, payload, qos, packet_id, with_props, (corruption, at, value)) = piece;
+    let qos = QoS::from_bits(*qos).unwrap_or(QoS::AtMostOnce);
+    let props = |list: &'static [Property<'static>]| {
+        if *with_props {
+            Properties::new(list)
+        } else {
+            Properties::EMPTY
+        }
+    };
+    let ack = |code| mqtt::Ack {
+        packet_id: *packet_id,
+        code: if version == Version::V5 { code } else { 0 },
+        properties: props(MQTT_REASON),
+    };
+    let filters = [
+        (*topic, SubscriptionOptions::qos(qos)),
+        ("a/+", SubscriptionOptions::qos(QoS::AtLeastOnce)),
+    ];
+    let unsub = [*topic, "#"];
+    let publish = Packet::Publish(mqtt::Publish {
+        dup: qos != QoS::AtMostOnce && kind % 2 == 0,
+        qos,
+        retain: kind % 3 == 0,
+        topic,
+        packet_id: if qos == QoS::AtMostOnce {
+            0
+        } else {
+            *packet_id
+        },
+        properties: props(if from_server {
+            MQTT_SERVER_PUBLISH_PROPS
+        } else {
+            MQTT_PUBLISH_PROPS
+        }),
+        payload,
+    });
+    let packet = match (from_server, kind) {
+        (_, 0 | 1) => publish,
+        (_, 2) => Packet::PubAck(ack(0x10)),
+        (_, 3) => Packet::PubRec(ack(0x80)),
+        (_, 4) => Packet::PubRel(ack(0)),
+        (_, 5) => Packet::PubComp(ack(0x92)),
+        (_, 6) if version == Version::V5 => Packet::Auth(mqtt::Auth {
+            code: 0x18,
+            properties: Properties::new(MQTT_AUTH),
+        }),
+        (false, 7) => Packet::Connect(mqtt::Connect {
+            version,
+            clean_start: kind % 2 == 1,
+            keep_alive: 30,
+            properties: props(MQTT_CONNECT_PROPS),
+            client_id: "c1",
+            will: Some(mqtt::Will {
+                qos,
+                retain: true,
+                properties: Properties::EMPTY,
+                topic,
+                payload,
+            }),
+            username: Some("u"),
+            password: Some(b"p"),
+        }),
+        (false, 8) => Packet::Subscribe(mqtt::Subscribe {
+            packet_id: *packet_id,
+            properties: Properties::EMPTY,
+            filters: mqtt::Subscriptions::new(&filters),
+        }),
+        (false, 9) => Packet::Unsubscribe(mqtt::Unsubscribe {
+            packet_id: *packet_id,
+            properties: Properties::EMPTY,
+            filters: mqtt::Filters::new(&unsub),
+        }),
+        (false, 10) => Packet::PingReq,
+        (true, 7) => Packet::ConnAck(mqtt::ConnAck {
+            session_present: qos == QoS::AtLeastOnce,
+            code: 0,
+            properties: props(MQTT_REASON),
+        }),
+        (true, 8) => Packet::SubAck(mqtt::SubAck {
+            packet_id: *packet_id,
+            properties: props(MQTT_REASON),
+            codes: &[0, 1, 2, 0x80],
+        }),
+        (true, 9) => Packet::UnsubAck(mqtt::UnsubAck {
+            packet_id: *packet_id,
+            properties: props(MQTT_REASON),
+            codes: &[0, 0x11],
+        }),
+        (true, 10) => Packet::PingResp,
+        // A 3.1.1 server sends no DISCONNECT.
+        (true, _) if version == Version::V311 => Packet::PingResp,
+        _ => Packet::Disconnect(mqtt::Disconnect {
+            code: 0,
+            properties: props(MQTT_REASON),
+        }),
+    };
+    let mut bytes = Vec::new();
+    if mqtt::encode(&packet, version, &mut bytes).is_err() {
+        return Vec::new();
+    }
+    match corruption {
+        2 => {
+            let i = at.index(bytes.len());
+            bytes[i] = *value;
+        }
+        3 => bytes[1] = bytes[1].wrapping_add(*value % 5).wrapping_sub(2),
+        4 => bytes.truncate(at.index(bytes.len())),
+        _ => {}
+    }
+    bytes
 }
 
 /// One engine step as JSON: a message a client might send, with small request IDs (so answers, YIELDs and
@@ -125,6 +302,38 @@ proptest! {
         input.extend(hello);
         input.extend(frames.concat());
         checks::rawsocket(&input);
+    }
+
+    /// MQTT: a stream of packets of one side and version (some corrupted), decoded whole and split at an
+    /// arbitrary point.
+    #[test]
+    fn mqtt_streams(
+        v5 in any::<bool>(),
+        from_server in any::<bool>(),
+        limit in prop::sample::select(vec![3u8, 4, 5, 6, 7, 7, 7, 7]),
+        split in any::<u16>(),
+        pieces in proptest::collection::vec(mqtt_piece(), 0..8),
+    ) {
+        let version = if v5 { Version::V5 } else { Version::V311 };
+        let params = u8::from(v5) | u8::from(from_server) << 1 | limit << 2;
+        let split = split.to_le_bytes();
+        let mut input = vec![params, split[0], split[1]];
+        for piece in &pieces {
+            input.extend(mqtt_packet(version, from_server, piece));
+        }
+        // Uncorrupted pieces without a size limit form a stream that decodes to its end (so the check below
+        // sees whole packets, not just errors).
+        if limit == 7 && pieces.iter().all(|piece| piece.6 .0 < 2) {
+            let side = if from_server { mqtt::Side::Server } else { mqtt::Side::Client };
+            let decoder = mqtt::Decoder { version, from: side, max_packet_size: mqtt::PACKET_SIZE_MAX };
+            let stream = &input[3..];
+            let mut pos = 0;
+            while let Ok(Some((n, _))) = decoder.decode(&stream[pos..]) {
+                pos += n;
+            }
+            prop_assert_eq!(pos, stream.len());
+        }
+        checks::mqtt(&input);
     }
 
     /// Engine: a workload of four sessions (serializer by slot), every session joined with a HELLO first (slots

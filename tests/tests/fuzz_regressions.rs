@@ -89,6 +89,11 @@ fn engine() {
     replay_target("engine", checks::engine);
 }
 
+#[test]
+fn mqtt() {
+    replay_target("mqtt", checks::mqtt);
+}
+
 /// The engine seeds reach past the handshake: sessions join, and events, calls and timeouts happen (otherwise the
 /// fuzzer would start from inputs that test little).
 #[test]
@@ -148,4 +153,31 @@ fn engine_deep_uri_seed_reaches_matching_and_the_bounds() {
     // Refused: the 9-component publication, the 98-byte call, the 9-component pattern; and the call its callee
     // never answered ends with wamp.error.canceled when the callee's transport closes.
     assert_eq!(stats.errors_sent, 4, "{stats:?}");
+}
+
+/// The MQTT seeds decode to whole sessions: the two paho-mqtt recordings (9 packets each) and the router's
+/// packets (8 in 3.1.1, 10 in MQTT 5), so the fuzzer starts from inputs that reach every packet type.
+#[test]
+fn mqtt_seeds_decode_whole_sessions() {
+    use kreisel_io::mqtt::{Decoder, Side, Version, PACKET_SIZE_MAX};
+    for (seed, version, from, expected) in [
+        ("paho_v311_session", Version::V311, Side::Client, 9),
+        ("paho_v5_session", Version::V5, Side::Client, 9),
+        ("router_v311", Version::V311, Side::Server, 6),
+        ("router_v5", Version::V5, Side::Server, 8),
+    ] {
+        let data = std::fs::read(fuzz_dir().join("seeds/mqtt").join(seed)).expect("read seed");
+        let stream = &data[3..];
+        let decoder = Decoder {
+            version,
+            from,
+            max_packet_size: PACKET_SIZE_MAX,
+        };
+        let (mut pos, mut count) = (0, 0);
+        while let Ok(Some((n, _))) = decoder.decode(&stream[pos..]) {
+            pos += n;
+            count += 1;
+        }
+        assert_eq!((pos, count), (stream.len(), expected), "{seed}");
+    }
 }

@@ -139,7 +139,7 @@ impl Router {
             }
             Some(Choice::Anonymous { role }) => {
                 let id = self.new_session_id();
-                let authid = format!("anonymous-{id}");
+                let authid = super::anonymous_authid(id);
                 self.join(
                     handle,
                     realm_index,
@@ -219,7 +219,7 @@ impl Router {
     }
 
     /// Why a realm takes no more sessions, if it does not.
-    fn realm_full(&mut self, realm: usize) -> Option<String> {
+    pub(super) fn realm_full(&mut self, realm: usize) -> Option<String> {
         let realm = &self.realms[realm];
         if realm.sessions + realm.remote_sessions < self.limits.sessions_per_realm_max {
             return None;
@@ -232,7 +232,7 @@ impl Router {
     }
 
     /// A session ID no session of any shard has (unique by construction, see [`SessionIds`]).
-    fn new_session_id(&mut self) -> Id {
+    pub(super) fn new_session_id(&mut self) -> Id {
         self.session_id_gen.next_id()
     }
 
@@ -672,11 +672,8 @@ impl Router {
                 Some(bytes.into())
             }
         };
-        let id = if self.session_ids.contains_key(&attempt.id) {
-            self.new_session_id()
-        } else {
-            attempt.id
-        };
+        // The ID the challenge announced; IDs come from a permutation of a counter, so it is nobody else's.
+        let id = attempt.id;
         self.join(
             handle,
             realm,
@@ -811,11 +808,8 @@ impl Router {
         if let Some(text) = self.realm_full(attempt.realm) {
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         }
-        let id = if self.session_ids.contains_key(&attempt.id) {
-            self.new_session_id()
-        } else {
-            attempt.id
-        };
+        // The ID the challenge announced; IDs come from a permutation of a counter, so it is nobody else's.
+        let id = attempt.id;
         self.join(
             handle,
             attempt.realm,
@@ -954,7 +948,7 @@ impl Router {
     /// publishers or callers is dropped unless its role allows that everywhere. Returns the number of restricted
     /// memberships.
     fn reclassify_members(&mut self, realm: usize) -> usize {
-        type Member = (SessionHandle, Id, RoleIndex, Vec<usize>, Vec<usize>);
+        type Member = (SessionHandle, Id, RoleIndex, Vec<u32>, Vec<u32>);
         let members: Vec<Member> = (self.sessions.iter())
             .filter_map(|(_, session)| {
                 let joined = session.joined().filter(|joined| joined.realm == realm)?;
@@ -967,6 +961,7 @@ impl Router {
                 ))
             })
             .collect();
+        let role_names = &self.role_names;
         let Realm {
             broker,
             dealer,
@@ -981,9 +976,13 @@ impl Router {
             let remote: Vec<(Id, RoleIndex, bool)> = (registration.callees.iter())
                 .filter(|callee| callee.local().is_none())
                 .map(|callee| {
-                    let role = (self.remote_sessions.get(&callee.session))
-                        .and_then(|remote| authz.role(&remote.authrole))
-                        .unwrap_or(RoleIndex::NONE);
+                    let name = match callee.at {
+                        crate::dealer::CalleeAt::Remote { authrole, .. } => {
+                            role_names.get(authrole as usize)
+                        }
+                        crate::dealer::CalleeAt::Local(_) => None,
+                    };
+                    let role = (name.and_then(|name| authz.role(name))).unwrap_or(RoleIndex::NONE);
                     let reach = authz.reach(role, &registration.procedure, registration.policy);
                     (
                         callee.session,
@@ -1001,7 +1000,7 @@ impl Router {
         }
         for (handle, session, role, subscriptions, registrations) in members {
             for index in subscriptions {
-                let Some(subscription) = broker.subscriptions.get_mut(index) else {
+                let Some(subscription) = broker.subscriptions.get_mut(index as usize) else {
                     continue;
                 };
                 let reach = authz.reach(role, &subscription.topic, subscription.policy);
@@ -1017,6 +1016,7 @@ impl Router {
                 subscription.update(handle, flags);
             }
             for index in registrations {
+                let index = index as usize;
                 let Some(registration) = dealer.registrations.get(index) else {
                     continue;
                 };
@@ -1056,7 +1056,7 @@ impl Router {
     /// Joins the realm as (authid, authrole, authmethod, authprovider) and sends WELCOME (with `authextra`, a
     /// MessagePack dictionary, if given).
     #[allow(clippy::too_many_arguments)]
-    fn join(
+    pub(super) fn join(
         &mut self,
         handle: SessionHandle,
         realm_index: usize,
@@ -1073,6 +1073,7 @@ impl Router {
             );
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         };
+        let shared_role = self.intern(authrole);
         let Some(session) = self.session_mut(handle) else {
             return;
         };
@@ -1088,7 +1089,7 @@ impl Router {
             id,
             realm: realm_index,
             authid: authid.into(),
-            authrole: authrole.into(),
+            authrole: shared_role,
             authmethod,
             dynamic,
             role,
@@ -1099,14 +1100,10 @@ impl Router {
             next_invocation: Id::FIRST,
             calls_pending: 0,
             features,
-            ended_streams: Vec::new(),
-            testaments: Vec::new(),
-            testament_bytes: 0,
             uri_bytes: 0,
-            uri_bytes_pending: 0,
+            extras: None,
         });
         let peer = session.peer;
-        self.session_ids.insert(id, handle);
         self.realms[realm_index].sessions += 1;
         self.stats.sessions_joined += 1;
         self.stats.sessions_active += 1;
@@ -1153,7 +1150,6 @@ impl Router {
                     authrole,
                 },
                 authmethod: authmethod.name(),
-                authprovider: authprovider.name(),
             },
             sink,
         );

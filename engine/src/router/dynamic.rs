@@ -168,6 +168,7 @@ impl Router {
             crate::dealer::CalleeAt::Remote {
                 shard,
                 handle: callee_handle,
+                ..
             } => {
                 let call_serial = self.next_serial();
                 let call = self.calls.insert(Call {

@@ -25,14 +25,15 @@ impl Router {
                 handle,
                 who,
                 authmethod,
-                authprovider,
             } => realm_of(realm).map(|realm| {
-                self.on_peer_session_joined(from, realm, handle, who, (authmethod, authprovider))
+                // Counted (sessions_per_realm_max); the session itself stays its own shard's business.
+                let _ = (from, handle, who, authmethod);
+                self.realms[realm].remote_sessions += 1;
             }),
             PeerMessage::SessionLeft { realm, session } => realm_of(realm).map(|realm| {
-                if self.remote_sessions.remove(&session).is_some() {
-                    self.realms[realm].remote_sessions -= 1;
-                }
+                let _ = session;
+                let count = &mut self.realms[realm].remote_sessions;
+                *count = count.saturating_sub(1);
             }),
             PeerMessage::Subscribed {
                 realm,
@@ -236,34 +237,22 @@ impl Router {
                 }
                 Some(())
             }
+            PeerMessage::SessionQuery {
+                token,
+                realm,
+                query,
+            } => {
+                realm_of(realm).map(|realm| self.on_session_query(from, token, realm, query, sink))
+            }
+            PeerMessage::SessionAnswer { token, answer } => {
+                self.on_session_answer(token, answer, sink).then_some(())
+            }
         };
         if known.is_none() {
             self.stats.peer_messages_dropped += 1;
         }
         self.settle(sink);
         self.check_invariants();
-    }
-
-    fn on_peer_session_joined(
-        &mut self,
-        shard: ShardId,
-        realm: usize,
-        handle: SessionHandle,
-        who: crate::link::Who<'_>,
-        (authmethod, authprovider): (&str, &str),
-    ) {
-        let remote = RemoteSession {
-            realm,
-            shard,
-            handle,
-            authid: who.authid.into(),
-            authrole: who.authrole.into(),
-            authmethod: authmethod.into(),
-            authprovider: authprovider.into(),
-        };
-        if self.remote_sessions.insert(who.id, remote).is_none() {
-            self.realms[realm].remote_sessions += 1;
-        }
     }
 
     /// One acknowledgment of the change `token`: when every shard has acknowledged it, the client is told.

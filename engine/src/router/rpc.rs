@@ -129,7 +129,7 @@ impl Router {
         };
         let (realm, calls_pending, features) =
             (joined.realm, joined.calls_pending, joined.features);
-        let ended_streams = !joined.ended_streams.is_empty();
+        let ended_streams = !joined.extras().ended_streams.is_empty();
         let Some(caller) = self.peer(handle) else {
             return;
         };
@@ -262,6 +262,7 @@ impl Router {
             CalleeAt::Remote {
                 shard,
                 handle: callee_handle,
+                ..
             } => {
                 let serial = self.next_serial();
                 let call = self.calls.insert(Call {
@@ -795,10 +796,11 @@ impl Router {
     /// oldest record goes first).
     fn remember_ended_stream(&mut self, handle: SessionHandle, request: Id) {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            if joined.ended_streams.len() >= ENDED_STREAMS_MAX {
-                joined.ended_streams.remove(0);
+            let extras = joined.extras_mut();
+            if extras.ended_streams.len() >= ENDED_STREAMS_MAX {
+                extras.ended_streams.remove(0);
             }
-            joined.ended_streams.push(request);
+            extras.ended_streams.push(request);
         }
     }
 
@@ -808,11 +810,12 @@ impl Router {
         let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) else {
             return false;
         };
-        let Some(position) = joined.ended_streams.iter().position(|&r| r == request) else {
+        let Some(position) = (joined.extras().ended_streams.iter()).position(|&r| r == request)
+        else {
             return false;
         };
         if !progress {
-            joined.ended_streams.remove(position);
+            joined.extras_mut().ended_streams.remove(position);
         }
         true
     }
@@ -1062,7 +1065,10 @@ impl Router {
     /// INTERRUPT (`killnowait`), and any late answer finds nothing and is discarded; a relay tells the callee's
     /// shard. Calls it was serving: the callers get ERROR `wamp.error.canceled`.
     pub(super) fn end_calls_of(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
+        while let Some(index) = (self.head(handle, Side::Caller))
+            .and_then(|head| *head)
+            .map(|index| index as usize)
+        {
             if let CalleeEnd::Remote(shard) = self.calls[index].callee {
                 let relay = relay_of(index, self.calls[index].serial);
                 self.remove_call(index);
@@ -1071,7 +1077,10 @@ impl Router {
             }
             self.end_for_departed_caller(index, sink);
         }
-        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
+        while let Some(index) = (self.head(handle, Side::Callee))
+            .and_then(|head| *head)
+            .map(|index| index as usize)
+        {
             let call = self.remove_call(index);
             let answer = Answer::RouterError {
                 uri: CANCELED,
@@ -1112,11 +1121,7 @@ impl Router {
         }
     }
 
-    pub(super) fn head(
-        &mut self,
-        session: SessionHandle,
-        side: Side,
-    ) -> Option<&mut Option<usize>> {
+    pub(super) fn head(&mut self, session: SessionHandle, side: Side) -> Option<&mut Option<u32>> {
         let joined = self.session_mut(session)?.joined_mut()?;
         Some(match side {
             Side::Caller => &mut joined.calls_as_caller,
@@ -1134,7 +1139,7 @@ impl Router {
         let Some(head) = self.head(session, side) else {
             return;
         };
-        let old = head.replace(index);
+        let old = head.replace(index as u32).map(|old| old as usize);
         *self.links(index, side) = Links {
             prev: None,
             next: old,
@@ -1156,7 +1161,7 @@ impl Router {
             Some(prev) => self.links(prev, side).next = next,
             None => {
                 if let Some(head) = self.head(session, side) {
-                    *head = next;
+                    *head = next.map(|next| next as u32);
                 }
             }
         }

@@ -1,9 +1,7 @@
 //! Accepting connections (shard 0) and adopting them (the shard that serves each).
 
-use std::cmp::Reverse;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use kreisel_engine::link::ShardId;
 use kreisel_engine::Router;
@@ -12,10 +10,9 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use super::link::{Envelope, Handoff};
-use super::shard::Shard;
-use super::timers::TimerKind;
+use super::shard::{Shard, Unjoined};
 use super::{ListenerSocket, OVER_LIMIT_SLACK};
-use crate::conn::{CloseCause, Conn, Stream};
+use crate::conn::{CloseCause, Conn, PeerAddr, Stream};
 
 impl Shard {
     /// Accepts what listener `listener` has and hands each connection to the next shard in turn.
@@ -34,15 +31,14 @@ impl Shard {
                         )?)),
                         None => Stream::Tcp(stream),
                     };
-                    Ok((stream, addr.to_string(), Some(addr.ip())))
+                    Ok((stream, PeerAddr::from(addr)))
                 }),
-                Some(ListenerSocket::Unix(s, path)) => s.accept().map(|(stream, _)| {
-                    let peer = format!("unix:{}", path.display());
-                    (Stream::Unix(stream), peer, None)
-                }),
+                Some(ListenerSocket::Unix(s, _)) => s
+                    .accept()
+                    .map(|(stream, _)| (Stream::Unix(stream), PeerAddr::Unix)),
                 None => return,
             };
-            let (stream, peer, ip) = match accepted {
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -54,7 +50,7 @@ impl Shard {
             };
             self.stats.accepted += 1;
             let per_ip_max = self.config.limits.connections_per_ip_max;
-            let ip = ip.filter(|_| per_ip_max > 0);
+            let ip = peer.ip().filter(|_| per_ip_max > 0);
             if let Some(ip) = ip {
                 let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
                 let count = per_ip.entry(ip).or_default();
@@ -82,7 +78,7 @@ impl Shard {
                 stream,
                 listener,
                 peer,
-                ip,
+                ip_counted: ip.is_some(),
             };
             let target = self.next_target;
             self.next_target = (self.next_target + 1) % self.shards();
@@ -106,7 +102,7 @@ impl Shard {
             stream,
             listener,
             peer,
-            ip,
+            ip_counted,
         } = handoff;
         let connections_max = self.config.limits.connections_max;
         let over_limit = self.shared.connections.load(Ordering::SeqCst) > connections_max
@@ -120,10 +116,10 @@ impl Shard {
             stream,
             listener,
             generation,
-            (peer, ip),
+            (peer, ip_counted),
             over_limit,
         ));
-        conn.last_rx_ms = now_ms;
+        conn.last_rx_ms = now_ms as u32;
         let registered = self.poll.registry().register(
             conn.stream.source(),
             Token(index),
@@ -133,31 +129,31 @@ impl Shard {
             warn!(error = %e, "cannot register connection");
             let conn = self.conns.remove(index);
             self.shared.connections.fetch_sub(1, Ordering::SeqCst);
-            if let Some(ip) = conn.ip {
+            if let Some(ip) = conn.counted_ip() {
                 self.shared.release_ip(ip);
             }
             return;
         }
-        self.unjoined.push_back((index, generation));
+        self.unjoined.push_back(Unjoined {
+            index: index as u32,
+            generation,
+            accepted_ms: now_ms as u32,
+        });
         if self.unjoined.len() > 2 * self.conns.len() + 64 {
             let (conns, router) = (&self.conns, &self.router);
-            self.unjoined
-                .retain(|&(index, generation)| unjoined(conns, router, index, generation));
+            self.unjoined.retain(|entry| unjoined(conns, router, entry));
         }
         debug!(peer = %self.conns[index].peer, shard = self.id, index, "connection accepted");
-        let deadline =
-            Instant::now() + Duration::from_millis(self.config.limits.handshake_timeout_ms);
-        self.timers
-            .push(Reverse((deadline, index, generation, TimerKind::Handshake)));
     }
 
     /// At `connections_max`: closes the oldest connection that has not joined a realm, to make room for a new
     /// one (a peer holding sockets that never handshake cannot lock others out). Returns whether it closed one.
     fn evict_unjoined(&mut self) -> bool {
-        while let Some((index, generation)) = self.unjoined.pop_front() {
-            if !unjoined(&self.conns, &self.router, index, generation) {
+        while let Some(entry) = self.unjoined.pop_front() {
+            if !unjoined(&self.conns, &self.router, &entry) {
                 continue;
             }
+            let index = entry.index as usize;
             self.stats.evicted_unjoined += 1;
             debug!(peer = %self.conns[index].peer, "connections_max reached: closing the oldest connection that has not joined");
             self.remove(index, Some(CloseCause::Evicted));
@@ -167,10 +163,10 @@ impl Shard {
     }
 }
 
-/// Whether connection `index` (of `generation`) is open, not closing, and has no session joined to a realm.
-fn unjoined(conns: &Slab<Conn>, router: &Router, index: usize, generation: u32) -> bool {
-    conns.get(index).is_some_and(|conn| {
-        conn.generation == generation
+/// Whether the connection of `entry` is open, not closing, and has no session joined to a realm.
+fn unjoined(conns: &Slab<Conn>, router: &Router, entry: &Unjoined) -> bool {
+    conns.get(entry.index as usize).is_some_and(|conn| {
+        conn.generation == entry.generation
             && conn.closing.is_none()
             && conn
                 .session

@@ -30,7 +30,7 @@ pub(super) const INBOX_CAPACITY: usize = 8192;
 pub(super) const INBOX_BATCH: usize = 4096;
 /// Buffers a shard keeps for its peer messages, the largest it keeps (a bigger one is freed after use), and the
 /// capacity they may hold together.
-const POOL_MAX: usize = 4096;
+const POOL_MAX: usize = 1024;
 const POOL_BUFFER_MAX: usize = 64 << 10;
 const POOL_BYTES_MAX: usize = 4 << 20;
 /// Bytes of peer messages one shard may have sent and not yet seen handled (a message for several shards counts
@@ -57,9 +57,9 @@ pub(super) enum Envelope {
 pub(super) struct Handoff {
     pub stream: Stream,
     pub listener: usize,
-    pub peer: String,
-    /// Counted in `Shared::per_ip` (with `limits.connections_per_ip_max`).
-    pub ip: Option<std::net::IpAddr>,
+    pub peer: crate::conn::PeerAddr,
+    /// Its IP address is counted in `Shared::per_ip` (with `limits.connections_per_ip_max`).
+    pub ip_counted: bool,
 }
 
 /// Wakes a shard's loop; rings at most once until the shard answers.

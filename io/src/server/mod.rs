@@ -1,17 +1,17 @@
 //! The event loops: one shard per thread, each with its own mio `Poll`, connections, frames and engine.
 //!
-//! A [`Server`] binds the listeners and builds `[router] shards` shards ([`shard`]). Shard 0 owns the listening
-//! sockets: it accepts and hands each connection to the next shard in turn ([`accept`]); from then on the
+//! A [`Server`] binds the listeners and builds `[router] shards` shards (`shard.rs`). Shard 0 owns the listening
+//! sockets: it accepts and hands each connection to the next shard in turn (`accept.rs`); from then on the
 //! connection lives on that shard alone. The shards' engines are one router to every client: they talk through
-//! bounded mailboxes ([`link`]) carrying the engine's [`kreisel_engine::link::PeerMessage`]s, and nothing on the
+//! bounded mailboxes (`link.rs`) carrying the engine's [`kreisel_engine::link::PeerMessage`]s, and nothing on the
 //! message path is shared behind a lock.
 //!
 //! One loop turn of a shard: wait for readiness (or the next deadline); accept (shard 0); take what other shards
 //! sent (connections, peer messages); read each readable connection until `WouldBlock` or its per-turn budget,
-//! deframe in place and hand every message to the engine ([`input`], [`handshake`]), whose output the
-//! `Outbound` sink encodes (once per serializer for a multicast) and queues ([`output`]); then flush every
+//! deframe in place and hand every message to the engine (`input.rs`, `handshake.rs`), whose output the
+//! `Outbound` sink encodes (once per serializer for a multicast) and queues (`output.rs`); then flush every
 //! connection that got output, once, with `writev`, and ring the other shards that got mail; then fire due timers
-//! ([`timers`]).
+//! (`timers.rs`).
 
 use std::collections::HashMap;
 use std::io;
@@ -33,6 +33,7 @@ use crate::websocket;
 
 mod accept;
 mod handshake;
+mod http;
 mod input;
 mod link;
 mod output;
@@ -66,6 +67,10 @@ struct ListenerInfo {
     serializers: Vec<Serializer>,
     websocket: Option<websocket::UpgradeConfig>,
     rawsocket: bool,
+    /// The listener's HTTP services (the HTTP bridge).
+    http: Option<Arc<crate::http::Services>>,
+    /// `allowed_origins`, parsed (`None`: any origin).
+    origins: Option<Vec<websocket::OriginPattern>>,
 }
 
 /// Counters of the I/O layer (per shard; the metrics endpoint sums them).
@@ -223,6 +228,8 @@ impl Server {
             .collect::<io::Result<Vec<Poll>>>()?;
         let mut sockets = Vec::new();
         let mut infos = Vec::new();
+        // Services are numbered router-wide: each has a session of its own on every shard.
+        let mut services = 0;
         let mut addresses = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let address = listener.address().map_err(anyhow::Error::msg)?;
@@ -232,6 +239,7 @@ impl Server {
                 Address::Tcp(addr) => {
                     let mut socket = TcpListener::bind(*addr)
                         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                    deepen_backlog(&socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
                     addresses.push(socket.local_addr().map_or(address.clone(), Address::Tcp));
                     ListenerSocket::Tcp(socket)
@@ -241,23 +249,34 @@ impl Server {
                     let mut socket = UnixListener::bind(path).map_err(|e| {
                         anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
                     })?;
+                    deepen_backlog(&socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
                     addresses.push(address.clone());
                     ListenerSocket::Unix(socket, path.clone())
                 }
             };
             let serializers = listener.serializers();
+            // Validated with the configuration: a pattern that does not parse was refused there.
+            let origins: Option<Vec<websocket::OriginPattern>> =
+                listener.allowed_origins.as_ref().map(|origins| {
+                    (origins.iter())
+                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
+                        .collect()
+                });
+            let http = (!listener.services.is_empty()).then(|| {
+                let compiled = crate::http::Services::new(&listener.services, services);
+                services += listener.services.len();
+                Arc::new(compiled)
+            });
             let websocket = listener.speaks(TransportName::Websocket).then(|| {
                 let mut upgrade =
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
-                // Validated with the configuration: a pattern that does not parse was refused there.
-                upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
-                    (origins.iter())
-                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
-                        .collect()
-                });
+                upgrade.allowed_origins = origins.clone();
+                upgrade.deflate = (listener.compression == crate::config::Compression::Deflate)
+                    .then(|| listener.deflate.clone().unwrap_or_default());
+                upgrade.batched = listener.batched;
                 upgrade
             });
             let tls = match &listener.tls {
@@ -275,6 +294,8 @@ impl Server {
                 serializers,
                 websocket,
                 rawsocket: listener.speaks(TransportName::Rawsocket),
+                http,
+                origins,
             });
         }
         let mut router_config = config.router_config(seed);
@@ -292,6 +313,9 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         router_config.shards = shard_count;
+        // Connections (and so sessions) are spread evenly; a shard reserves room for its share of the limit.
+        let per_shard = config.limits.connections_max.div_ceil(shard_count) + OVER_LIMIT_SLACK;
+        router_config.sessions_expected = per_shard;
         let doorbells = polls
             .iter()
             .map(|poll| Doorbell::new(poll.registry(), WAKER))
@@ -362,8 +386,8 @@ impl Server {
         Ok(())
     }
 
-    /// Reloads `path` on SIGHUP (see [`Shard::reload`]). Without a file (embedded defaults), SIGHUP is logged and
-    /// ignored rather than ending the process as it would by default.
+    /// Reloads `path` on SIGHUP (see `Shard::reload` in `shard.rs`). Without a file (embedded defaults), SIGHUP is
+    /// logged and ignored rather than ending the process as it would by default.
     pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
@@ -435,6 +459,22 @@ fn run_guarded(shard: Shard, shared: &Shared) -> io::Result<()> {
         shared.ring_all();
     }
     result
+}
+
+/// Connections the kernel queues for a listener before they are accepted. mio (like std) listens with 128: a
+/// reconnect storm of thousands of clients then overflows the queue and the rest retry their SYN after a second.
+/// The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises a bound listener's backlog to [`LISTEN_BACKLOG`] (`listen` again on a listening socket changes only the
+/// backlog). A failure leaves the socket listening with its first backlog.
+fn deepen_backlog(socket: &impl std::os::fd::AsRawFd) {
+    // SAFETY: `listen` takes a file descriptor and an integer and touches no memory of ours; the descriptor belongs
+    // to `socket`, which is borrowed for the duration of the call.
+    let result = unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) };
+    if result != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the listen backlog");
+    }
 }
 
 /// A Unix socket path left behind by an earlier run is removed; any other file there is an error.

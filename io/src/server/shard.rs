@@ -31,6 +31,15 @@ const RBUF_POOL: BufferPool = BufferPool::new(1024, 64 << 10, 8 << 20);
 /// frees up).
 const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 
+/// A connection in [`Shard::unjoined`]: its slot, generation and when it was accepted (loop milliseconds,
+/// wrapping).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Unjoined {
+    pub index: u32,
+    pub generation: u32,
+    pub accepted_ms: u32,
+}
+
 pub(super) struct Shard {
     pub(super) id: ShardId,
     pub(super) poll: Poll,
@@ -69,8 +78,9 @@ pub(super) struct Shard {
     pub(super) shutdown_deadline: Option<Instant>,
     pub(super) stats: IoStats,
     /// Connections in the order they were accepted, while they may not have joined a realm (entries of
-    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`.
-    pub(super) unjoined: VecDeque<(usize, u32)>,
+    /// connections that joined or closed are skipped when met): the eviction order at `connections_max`, and the
+    /// handshake deadlines (all `handshake_timeout_ms` after acceptance, so in this order too).
+    pub(super) unjoined: VecDeque<Unjoined>,
     /// Bytes this shard's connections hold in incomplete frames and fragmented messages.
     pub(super) partial_bytes: usize,
     pub(super) link: Link,
@@ -83,6 +93,14 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// The HTTP services' sessions on this shard.
+    pub(super) bridges: super::http::Bridges,
+    /// permessage-deflate: the compressors and inflater shared by this shard's connections.
+    pub(super) deflate: crate::deflate::ShardDeflate,
+    /// See [`super::output::Derived`].
+    pub(super) derived: Vec<super::output::Derived>,
+    /// The last message inflated (permessage-deflate).
+    pub(super) inflated: Vec<u8>,
 }
 
 impl Shard {
@@ -96,11 +114,19 @@ impl Shard {
         shared: Arc<Shared>,
     ) -> Shard {
         let shards = shared.doorbells.len().max(1);
+        let services = (shared.listeners.iter())
+            .filter_map(|l| l.http.as_ref())
+            .map(|s| s.services.len())
+            .sum();
         Shard {
             id,
             poll,
             listeners,
-            conns: Slab::new(),
+            // Reserved for this shard's share of the connections: pages are used only as connections come, and
+            // the slab never moves (a copy of megabytes) while it stays within.
+            conns: Slab::with_capacity(
+                config.limits.connections_max.div_ceil(shards) + super::OVER_LIMIT_SLACK,
+            ),
             frames: FrameStore::default(),
             router,
             rawsocket_exponent: config.rawsocket_exponent(),
@@ -130,6 +156,10 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            bridges: super::http::Bridges::new(services),
+            deflate: crate::deflate::ShardDeflate::default(),
+            derived: Vec::new(),
+            inflated: Vec::new(),
         }
     }
 
@@ -260,6 +290,12 @@ impl Shard {
         }
         if let Some(stall) = self.inbox_stalled_until {
             sooner(stall);
+        }
+        if let Some(first) = self.unjoined.front() {
+            let now_ms = self.now_ms();
+            let age = u64::from((now_ms as u32).wrapping_sub(first.accepted_ms));
+            let left = self.config.limits.handshake_timeout_ms.saturating_sub(age);
+            sooner(self.shared.start + Duration::from_millis(now_ms + left));
         }
         if self.link.congested() {
             sooner(Instant::now() + BACKLOG_RETRY);

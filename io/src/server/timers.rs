@@ -15,7 +15,8 @@ use crate::websocket;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
-    Handshake,
+    /// An HTTP connection's idle check (see `Shard::http_idle`).
+    HttpIdle,
     Linger,
     /// End of a producer stall (see [`super::input::STALL`]).
     Resume,
@@ -23,6 +24,7 @@ pub(super) enum TimerKind {
 
 impl Shard {
     pub(super) fn fire_timers(&mut self) {
+        self.handshake_deadlines();
         let now = Instant::now();
         while let Some(Reverse((at, index, generation, kind))) = self.timers.peek().copied() {
             if at > now {
@@ -33,28 +35,53 @@ impl Shard {
                 continue;
             };
             match kind {
-                TimerKind::Handshake => {
-                    let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
-                    if !hello && conn.closing.is_none() {
-                        self.stats.handshake_timeouts += 1;
-                        info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
-                        self.remove(index, Some(CloseCause::HandshakeTimeout));
-                    }
-                }
+                TimerKind::HttpIdle => self.http_idle(index),
                 TimerKind::Linger => {
                     if conn.closing.is_some() {
                         self.remove(index, conn.closing);
                     }
                 }
                 TimerKind::Resume => {
-                    if conn.stalled_until.is_some_and(|until| until <= now) {
-                        self.conns[index].stalled_until = None;
+                    if conn.stalled {
+                        self.conns[index].stalled = false;
                         self.read(index);
                     }
                 }
             }
         }
         self.settle();
+    }
+
+    /// Closes the connections that have not completed the transport handshake and sent HELLO within
+    /// `handshake_timeout_ms` of their acceptance (the front of [`Shard::unjoined`], oldest first).
+    fn handshake_deadlines(&mut self) {
+        let now32 = self.now_ms() as u32;
+        let timeout = self.config.limits.handshake_timeout_ms;
+        while let Some(&first) = self.unjoined.front() {
+            if u64::from(now32.wrapping_sub(first.accepted_ms)) < timeout {
+                break;
+            }
+            self.unjoined.pop_front();
+            let index = first.index as usize;
+            let Some(conn) = self
+                .conns
+                .get(index)
+                .filter(|c| c.generation == first.generation)
+            else {
+                continue;
+            };
+            if matches!(conn.transport, crate::conn::Transport::Http(_)) {
+                // An HTTP connection has no HELLO to send: from now on it is closed when idle.
+                self.http_idle(index);
+                continue;
+            }
+            let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
+            if !hello && conn.closing.is_none() {
+                self.stats.handshake_timeouts += 1;
+                info!(peer = %conn.peer, "no handshake and HELLO in time; closing");
+                self.remove(index, Some(CloseCause::HandshakeTimeout));
+            }
+        }
     }
 
     /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
@@ -83,13 +110,16 @@ impl Shard {
         let mut idle = Vec::new();
         let mut ping = Vec::new();
         let mut trickling = Vec::new();
+        // Connections keep their times as wrapping 32-bit milliseconds.
+        let now32 = now_ms as u32;
+        let since = |then: u32| u64::from(now32.wrapping_sub(then));
         for (index, conn) in &self.conns {
             if conn.closing.is_some() {
                 continue;
             }
             if conn
                 .input_since_ms
-                .is_some_and(|since| now_ms.saturating_sub(since) >= frame_ms)
+                .is_some_and(|start| since(start) >= frame_ms)
             {
                 trickling.push(index);
                 continue;
@@ -97,21 +127,28 @@ impl Shard {
             if conn.framing == Framing::None {
                 continue;
             }
-            let silent = now_ms.saturating_sub(conn.last_rx_ms);
+            let silent = since(conn.last_rx_ms);
             if idle_ms > 0 && silent >= idle_ms {
                 idle.push(index);
-            } else if ping_ms > 0
-                && silent >= ping_ms
-                && now_ms.saturating_sub(conn.last_ping_ms) >= ping_ms
-            {
+            } else if ping_ms > 0 && silent >= ping_ms && since(conn.last_ping_ms) >= ping_ms {
                 ping.push(index);
             }
         }
         for index in trickling {
             self.stats.frame_timeouts += 1;
+            if self.is_http(index) {
+                let response = crate::http::Response::refusal(
+                    408,
+                    "the request did not complete within limits.frame_timeout_ms",
+                );
+                self.send_raw(index, &[], &response.to_bytes(false, None));
+            }
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
-            conn.ws_close = (websocket::CLOSE_POLICY_VIOLATION, "frame timeout");
+            conn.ws_close = Some(Box::new((
+                websocket::CLOSE_POLICY_VIOLATION,
+                "frame timeout",
+            )));
             if begin_close(conn, &mut self.frames, CloseCause::FrameTimeout) {
                 self.dirty.push(index);
             }
@@ -120,14 +157,14 @@ impl Shard {
             self.stats.idle_timeouts += 1;
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, "idle timeout; closing");
-            conn.ws_close = (websocket::CLOSE_GOING_AWAY, "idle timeout");
+            conn.ws_close = Some(Box::new((websocket::CLOSE_GOING_AWAY, "idle timeout")));
             if begin_close(conn, &mut self.frames, CloseCause::IdleTimeout) {
                 self.dirty.push(index);
             }
         }
         let mut frame = Vec::new();
         for index in ping {
-            self.conns[index].last_ping_ms = now_ms;
+            self.conns[index].last_ping_ms = now_ms as u32;
             frame.clear();
             self.conns[index]
                 .framing
