@@ -621,3 +621,74 @@ fn lame_duck_drain() {
     }
     assert!(log.contains("lame duck: drain complete"), "{log}");
 }
+
+/// The example unit (`examples/systemd/kreisel.service`) runs this binary as `Type=notify` with a watchdog, in a
+/// sandbox, with room for `connections_max` connections; where `systemd-analyze` is installed, it verifies the unit.
+#[test]
+fn the_example_systemd_unit() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/systemd/kreisel.service"
+    );
+    let unit = std::fs::read_to_string(path).unwrap();
+    let mut service = std::collections::HashMap::new();
+    let mut section = "";
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if let Some((key, value)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            if section == "[Service]" {
+                service.entry(key).or_insert_with(Vec::new).push(value);
+            }
+        }
+    }
+    let one = |key: &str| {
+        let values = service.get(key).unwrap_or_else(|| panic!("no {key}="));
+        values[0]
+    };
+    for (key, value) in [
+        ("Type", "notify"),
+        ("Restart", "on-failure"),
+        ("NoNewPrivileges", "yes"),
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+    ] {
+        assert_eq!(one(key), value, "{key}");
+    }
+    assert!(one("ExecStart").ends_with("kreisel --config /etc/kreisel/kreisel.toml"));
+    assert!(one("ExecStartPre").ends_with("kreisel --check /etc/kreisel/kreisel.toml"));
+    assert!(one("ExecReload").contains("-HUP"));
+    assert!(one("WatchdogSec").ends_with('s'));
+    let files: usize = one("LimitNOFILE").parse().unwrap();
+    let connections = kreisel_io::config::Limits::default().connections_max;
+    assert!(files >= connections + 64 + 256, "LimitNOFILE={files}");
+    let stop: u64 = one("TimeoutStopSec").trim_end_matches('s').parse().unwrap();
+    let limits = kreisel_io::config::Limits::default();
+    assert!(stop * 1000 > limits.shutdown_grace_ms);
+    assert!(
+        unit.contains(&format!("#KillSignal=SIGUSR2\nTimeoutStopSec={stop}s"))
+            && stop * 1000 > limits.lame_duck_ms + limits.shutdown_grace_ms,
+        "with KillSignal=SIGUSR2, a stop drains for lame_duck_ms plus the grace"
+    );
+    // The unit with this build's binary, verified by systemd's own parser where it is installed.
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if analyze.exists() {
+        let dir = temp_file("unit-dir", "").with_extension("d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("kreisel.service");
+        std::fs::write(&copy, unit.replace("/usr/local/bin/kreisel", KREISEL)).unwrap();
+        let out = Command::new(analyze)
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !said.contains("kreisel.service"),
+            "{said}"
+        );
+    }
+}
