@@ -600,17 +600,19 @@ fn lame_duck_drain() {
         times.push(at);
     }
     times.sort();
-    // Spread over the 3 s period (two shards, four sessions each: one every ~375 ms router-wide), not all at once.
+    // Spread over the 3 s period (two shards, four sessions each: one every 750 ms per shard, the shards taking
+    // turns: one every 375 ms router-wide, from 187 to 2812 ms), not all at once; the bounds leave room for a loaded
+    // machine.
     let (first, last) = (times[0], times[sessions - 1]);
     assert!(
-        first >= Duration::from_millis(100) && last <= Duration::from_millis(3500),
+        first >= Duration::from_millis(100) && last <= Duration::from_millis(4500),
         "{times:?}"
     );
     assert!(last - first >= Duration::from_millis(1500), "{times:?}");
     for window in times.windows(sessions / 2) {
         assert!(
-            window[window.len() - 1] - window[0] >= Duration::from_millis(500),
-            "half of the sessions within 500 ms: {times:?}"
+            window[window.len() - 1] - window[0] >= Duration::from_millis(300),
+            "half of the sessions within 300 ms: {times:?}"
         );
     }
     let status = wait_exit(&mut router.child, Duration::from_secs(10));

@@ -4,9 +4,10 @@
 //! The drain: shard 0 closes the listeners that serve no metrics or health probes (those stay, answering them and
 //! refusing new sessions, so `/readyz` answers 503 rather than nothing); every shard then sends its joined sessions
 //! GOODBYE `wamp.close.system_shutdown` one at a time, evenly over `limits.lame_duck_ms` from the drain's start
-//! (shard k's i-th of n sessions at `(i + (k+1)/(N+1)) / n` of the period, so the shards interleave), and closes a
-//! session that has not answered within `limits.shutdown_grace_ms`. At the end of the period, or once no connection
-//! is left, shard 0 starts the shutdown, which says GOODBYE to whoever joined meanwhile and exits.
+//! (shard k's i-th of n sessions at `(i + (k + 1/2) / N) / n` of the period: with the sessions spread evenly over the
+//! N shards, the shards take turns at equal intervals), and closes a session that has not answered within
+//! `limits.shutdown_grace_ms`. At the end of the period, or once no connection is left, shard 0 starts the shutdown,
+//! which says GOODBYE to whoever joined meanwhile and exits.
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
@@ -156,7 +157,7 @@ impl Shard {
             .map(|index| (index, self.conns[index].generation))
             .collect();
         let shards = self.shards();
-        let phase = (f64::from(self.id) + 1.0) / (shards as f64 + 1.0);
+        let phase = (f64::from(self.id) + 0.5) / shards as f64;
         info!(
             shard = self.id,
             sessions = queue.len(),
