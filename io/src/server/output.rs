@@ -8,7 +8,7 @@ use kreisel_codec::{Message, Serializer};
 use kreisel_engine::link::{PeerMessage, ShardSet};
 use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
 use slab::Slab;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::http::Mail;
 use super::link::Link;
@@ -228,6 +228,23 @@ impl Outbound<'_> {
         }
     }
 
+    /// An ABORT (authentication failures, protocol violations, refused joins) is logged with the peer's address,
+    /// which only this layer knows, so that tools such as fail2ban can act on it. (ABORT's `details.message` is the
+    /// field `detail`: a field `message` would clash with the log message's key in JSON logs.)
+    fn log_abort(&self, to: Peer, reason: &str, details: &kreisel_codec::Dict<'_>) {
+        let (index, generation) = conn_index(to.conn);
+        let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else {
+            return;
+        };
+        let message = details.get("message").and_then(|m| m.as_str());
+        info!(
+            peer = %conn.peer,
+            %reason,
+            detail = %message.as_deref().unwrap_or(""),
+            "session aborted"
+        );
+    }
+
     fn finish(&mut self, frame: FrameId) {
         // A frame nobody queued (all recipients gone) goes straight back to the pool.
         if self.frames.refs(frame) == 0 {
@@ -247,6 +264,9 @@ impl Outbound<'_> {
 
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        if let Message::Abort { reason, details } = msg {
+            self.log_abort(to, reason, details);
+        }
         let frame = self.encode(to.serializer, msg);
         self.enqueue(to.conn, frame, false);
         if !self.derived.is_empty() {
