@@ -186,6 +186,11 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
             io.http_stray,
         ),
         (
+            "websocket_deflate_total",
+            "WebSocket connections that negotiated permessage-deflate.",
+            io.deflate_negotiated,
+        ),
+        (
             "log_lines_dropped_total",
             "Log lines dropped because stderr did not keep up (the logging queue was full).",
             gauges.log_lines_dropped,

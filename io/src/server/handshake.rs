@@ -146,6 +146,9 @@ impl Shard {
                     batched,
                     deflate: deflate.is_some(),
                 };
+                if deflate.is_some() {
+                    self.stats.deflate_negotiated += 1;
+                }
                 self.conns[index].deflate =
                     deflate.map(|params| Box::new(ConnDeflate::new(params)));
                 // Until the session joins, messages are held to the smaller limit (see `Shard::framed`).

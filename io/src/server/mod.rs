@@ -123,6 +123,8 @@ pub struct IoStats {
     /// HTTP requests on a WebSocket listener that were neither a WebSocket upgrade of its path nor metrics or
     /// health (wrong path or method, no `Upgrade` header), answered 404, 405 or 426.
     pub http_stray: u64,
+    /// WebSocket connections that negotiated permessage-deflate.
+    pub deflate_negotiated: u64,
 }
 
 impl std::ops::AddAssign for IoStats {
@@ -145,6 +147,7 @@ impl std::ops::AddAssign for IoStats {
             mailbox_full,
             link_stalls,
             http_stray,
+            deflate_negotiated,
         } = other;
         self.accepted += accepted;
         self.refused_over_limit += refused_over_limit;
@@ -163,6 +166,7 @@ impl std::ops::AddAssign for IoStats {
         self.mailbox_full += mailbox_full;
         self.link_stalls += link_stalls;
         self.http_stray += http_stray;
+        self.deflate_negotiated += deflate_negotiated;
     }
 }
 

@@ -22,6 +22,11 @@ use crate::framer::Batched;
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::websocket;
 
+/// How long a recipient above 3/4 of `outbox_max` may stall its producers before it has drained below half of it
+/// again (see `Outbound::enqueue`): a subscriber slightly slower than its publisher catches up within it; one that
+/// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
+const STALL_GRACE_MS: u32 = 500;
+
 /// The engine's sink over the connections of one shard, and its link to the others.
 pub(super) struct Outbound<'s> {
     policy: SlowConsumer,
@@ -33,6 +38,8 @@ pub(super) struct Outbound<'s> {
     outbox_max: usize,
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
     pressure: &'s mut bool,
+    /// Now, in the connections' wrapping loop milliseconds (for [`STALL_GRACE_MS`]).
+    now32: u32,
     link: &'s mut Link,
     /// Messages to the HTTP services' sessions (see [`super::http`]).
     bridge_mail: &'s mut Vec<Mail>,
@@ -221,7 +228,15 @@ impl Outbound<'_> {
             return;
         }
         if queued > outbox_max / 4 * 3 {
-            *self.pressure = true;
+            // Stall the producer only while this recipient's pressure is fresh: one that stays above 3/4 of its
+            // limit for longer is not catching up, and stalling on its account would only delay every other
+            // recipient of the producer until it reaches the limit and is cut off.
+            if conn.pressured_since_ms == 0 {
+                conn.pressured_since_ms = self.now32 | 1;
+            }
+            if self.now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS {
+                *self.pressure = true;
+            }
         }
         if was_empty {
             self.dirty.push(index);
@@ -333,6 +348,7 @@ impl Shard {
             doomed: &mut self.doomed,
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
+            now32: self.shared.start.elapsed().as_millis() as u32,
             link: &mut self.link,
             bridge_mail: &mut self.bridges.mail,
             deflate: &mut self.deflate,
@@ -446,6 +462,10 @@ impl Shard {
                     Ok(false)
                 }
             });
+        if conn.outbox.queued_bytes() < self.config.limits.outbox_max / 2 {
+            // It caught up: the next time it falls behind, its producers are stalled for it again.
+            conn.pressured_since_ms = 0;
+        }
         match flushed {
             Ok(true) => {
                 conn.dropping = false;
@@ -504,6 +524,9 @@ impl Shard {
         let Some(mut conn) = self.conns.try_remove(index) else {
             return;
         };
+        if conn.outbox.queued_bytes() >= super::shard::TRIM_OUTBOX_MIN {
+            self.trim_pending = true;
+        }
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);

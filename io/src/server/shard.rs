@@ -41,6 +41,12 @@ pub(super) struct Unjoined {
     pub accepted_ms: u32,
 }
 
+/// The least time between two returns of freed memory to the operating system.
+const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
+/// An outbox at least this large, when its connection closes, makes the shard return freed memory.
+pub(super) const TRIM_OUTBOX_MIN: usize = 1 << 20;
+
 pub(super) struct Shard {
     pub(super) id: ShardId,
     pub(super) poll: Poll,
@@ -102,6 +108,10 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// A connection with a large outbox closed: give the freed memory back to the operating system (see
+    /// [`Shard::return_memory`]), at most once a second.
+    pub(super) trim_pending: bool,
+    pub(super) last_trim: Option<Instant>,
     /// The HTTP services' sessions on this shard.
     pub(super) bridges: super::http::Bridges,
     /// permessage-deflate: the compressors and inflater shared by this shard's connections.
@@ -169,6 +179,8 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            trim_pending: false,
+            last_trim: None,
             bridges: super::http::Bridges::new(services),
             deflate: crate::deflate::ShardDeflate::default(),
             derived: Vec::new(),
@@ -259,6 +271,7 @@ impl Shard {
             }
             self.settle();
             self.fire_timers();
+            self.return_memory();
             if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
                 self.sweep();
             }
@@ -338,6 +351,12 @@ impl Shard {
             let age = u64::from((now_ms as u32).wrapping_sub(first.accepted_ms));
             let left = self.config.limits.handshake_timeout_ms.saturating_sub(age);
             sooner(self.shared.start + Duration::from_millis(now_ms + left));
+        }
+        if self.trim_pending {
+            sooner(
+                self.last_trim
+                    .map_or_else(Instant::now, |t| t + TRIM_PERIOD),
+            );
         }
         if self.link.congested() {
             sooner(Instant::now() + BACKLOG_RETRY);
@@ -582,5 +601,26 @@ impl Shard {
         debug!(peer = %self.conns[pending.index].peer, "metrics scraped");
         self.send_raw(pending.index, &[], &crate::metrics::response(&page));
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
+    }
+
+    /// After a connection holding a large outbox closed (a slow consumer cut off, outboxes over `memory_max`):
+    /// returns the freed heap to the operating system, at most once a second. glibc keeps it otherwise, and the
+    /// router's RSS would stay at its highest so far.
+    fn return_memory(&mut self) {
+        if !self.trim_pending {
+            return;
+        }
+        let now = Instant::now();
+        if self.last_trim.is_some_and(|last| now < last + TRIM_PERIOD) {
+            return;
+        }
+        self.trim_pending = false;
+        self.last_trim = Some(now);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: `malloc_trim` takes an integer and works on the allocator's own free lists; it has no
+        // preconditions on the caller.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
