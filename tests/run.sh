@@ -38,5 +38,8 @@ cargo clippy "${rust_client[@]}" --all-targets --quiet -- -D warnings
 echo "== cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== cargo test"
+# tests/tests/reliability.rs runs the kreisel binary cargo builds next to the tests: build it first, so it is never
+# older than the sources.
+cargo build -p kreisel-io --quiet
 cargo test --workspace
 cargo test "${rust_client[@]}"

@@ -211,7 +211,8 @@ pub struct Watch {
     /// then ends with exit status 5.
     #[arg(long, value_name = "MIB")]
     pub router_rss_max: Option<u64>,
-    /// Write the router's memory (and, for soak, throughput and p99) over time as an SVG chart.
+    /// Write an SVG chart over time: the router's memory and the p99 latency (soak: also its descriptors and the
+    /// throughput).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 }
@@ -248,8 +249,8 @@ pub struct SlowArgs {
     /// The topic.
     #[arg(long, default_value = "loadtest.slow")]
     pub topic: String,
-    /// The router's configured limit on bytes queued per connection (kreisel: limits.outbox_max), to report the
-    /// memory budget K x outbox_max next to the memory measured.
+    /// The router's configured limit on bytes queued per connection (kreisel: limits.outbox_max): each run's
+    /// highest router RSS is checked against the first run's plus K x this.
     #[arg(long, value_name = "BYTES")]
     pub outbox_max: Option<u64>,
     /// Seconds between two samples of the router.
@@ -289,9 +290,10 @@ pub struct SoakArgs {
     /// (soak..t<x>).
     #[arg(long, default_value_t = 6)]
     pub subscribers: usize,
-    /// Callers and callees (even callees register soak.rpc<k>, odd ones the prefix soak.rpc<k>.).
+    /// Callers, each calling the callees in turn on the open-loop schedule.
     #[arg(long, default_value_t = 2)]
     pub callers: usize,
+    /// Callees: even ones register soak.rpc<k>, odd ones the prefix soak.rpc<k>. (called as soak.rpc<k>.x<n>).
     #[arg(long, default_value_t = 2)]
     pub callees: usize,
     /// Calls per second over all callers.
@@ -306,27 +308,32 @@ pub struct SoakArgs {
     /// Seconds a callee holds a call that is to be canceled before it answers anyway.
     #[arg(long, default_value_t = 1.0)]
     pub hold: f64,
-    /// Sessions that join, subscribe, publish, stay --churn-dwell, and leave (GOODBYE, abrupt close, mid-frame
-    /// close in turn), then pause --churn-pause.
+    /// Sessions that join, subscribe (own topic, and soak..t0), publish to themselves, stay --churn-dwell, and
+    /// leave (GOODBYE, abrupt close, mid-frame close in turn), then pause --churn-pause, again and again.
     #[arg(long, default_value_t = 4)]
     pub churners: usize,
+    /// Seconds a churner waits before it joins again.
     #[arg(long, default_value_t = 0.25)]
     pub churn_pause: f64,
+    /// Seconds a churner stays joined once its own event came back.
     #[arg(long, default_value_t = 0.2)]
     pub churn_dwell: f64,
     /// Slow subscribers to everything (prefix soak.): the first stalls (reads nothing for --stall, then reads
-    /// what is queued), the others read --slow-read-rate bytes per second; each joins again when its session
-    /// ends (1 s later).
+    /// what is queued and leaves), the others read --slow-read-rate bytes per second; each joins again 1 s after
+    /// its session ended (by itself, or cut off by the router).
     #[arg(long, default_value_t = 2)]
     pub slow_subscribers: usize,
+    /// Bytes per second the rate-limited slow subscribers read.
     #[arg(long, value_name = "BYTES", default_value_t = 16384)]
     pub slow_read_rate: u64,
+    /// How long the first slow subscriber reads nothing, each time (at most a quarter of the duration).
     #[arg(long, value_name = "DURATION", default_value = "120s")]
     pub stall: String,
-    /// Reconnect storms: every --storm-every (at most a quarter of the duration), these sessions all drop their
-    /// connections at once and join again.
+    /// Sessions that are joined and subscribed, and at every reconnect storm all drop their connections at once
+    /// and join again.
     #[arg(long, default_value_t = 200)]
     pub storm_sessions: usize,
+    /// Time between reconnect storms (at most a quarter of the duration).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub storm_every: String,
     /// Seconds between two samples of the router.

@@ -885,7 +885,10 @@ impl<'a> Coordinator<'a> {
             timestamp: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            started: self.started,
+            // connect has no run phase: it started once a session joined.
+            started: self.started
+                || (plan.scenario == ScenarioKind::Connect
+                    && self.shared.joined.load(Ordering::Relaxed) > 0),
             error_kinds,
             samples: self.sampler.samples.clone(),
             latency_series: self.soak.latency.clone(),
