@@ -68,6 +68,12 @@ pub fn execute(plan: Plan, opts: &RunOptions) -> RunResult {
     let shared = Arc::new(Shared::new(streams));
     let clock = Clock::new();
     let mut coord = Coordinator::new(plan.clone(), shared.clone(), clock, opts);
+    if plan.soak.is_some() {
+        // The router as it is before any session of this run connects.
+        let _ = coord.sample_now();
+        coord.soak.fds_before = coord.sampler.samples.last().and_then(|s| s.fds);
+        coord.soak.rss_before_kib = coord.sampler.samples.last().and_then(|s| s.rss_kib);
+    }
     let mut wakers = Vec::new();
     let mut handles: Vec<JoinHandle<WorkerReport>> = Vec::new();
     for id in 0..plan.threads {
@@ -338,9 +344,6 @@ impl<'a> Coordinator<'a> {
         let Some(soak) = self.plan.soak.clone() else {
             return Ok(());
         };
-        let _ = self.sample_now();
-        self.soak.fds_before = self.sampler.samples.last().and_then(|s| s.fds);
-        self.soak.rss_before_kib = self.sampler.samples.last().and_then(|s| s.rss_kib);
         let setup = self
             .plan
             .roles
