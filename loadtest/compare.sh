@@ -5,16 +5,17 @@
 # same bounded scenarios against it, stops it (always, also on error or Ctrl-C), and writes the results into a
 # fresh output directory (never over the committed docs unless asked with OUT_DIR=docs).
 #
-# Suites:
+# Suites (each on a freshly started router):
 #   throughput   8 small scenarios x WebSocket/RawSocket x JSON/MessagePack: COMPARISON.md (absolute numbers and
 #                kreisel/crossbar ratios), comparison.svg, compare-results/*.json
-#   reliability  `slow` (10 fast subscribers, 0 then 10 never-reading ones) and a `soak` of SOAK_DURATION, over
-#                RawSocket/MessagePack: reliability/<router>-{slow,soak}.{txt,json,svg}. A router whose resident
-#                memory passes RSS_MAX_MIB is stopped (by the load generator's --router-rss-max, and by a watchdog
-#                here), and that is reported.
+#   slow         `slow`: 10 fast subscribers, then also 10 that never read; 1000 events/s of 1 KiB for 30 s
+#   soak         `soak` for SOAK_DURATION
+#   reliability  slow and soak. Both over RawSocket/MessagePack: reliability/<router>-{slow,soak}.{txt,json,svg}.
+#                A router whose resident memory passes RSS_MAX_MIB is stopped (by the load generator's
+#                --router-rss-max, and by a watchdog here), and that is reported.
 #
 # Usage: loadtest/compare.sh [options]
-#   --suites "LIST"            suites to run [throughput]; e.g. --suites "throughput reliability"
+#   --suites "LIST"            suites to run, in order [throughput]; e.g. --suites "throughput reliability"
 #   --routers "LIST"           routers to run, in this order (the first is the ratios' baseline) [crossbar kreisel]
 #   --out-dir DIR              where everything goes [target/compare/out-<date>-<time>]; OUT_DIR=docs for the docs
 #   --crossbar-ws-port N       crossbar's WebSocket port [18080]
@@ -390,14 +391,14 @@ outbox_args() { # router
     esac
 }
 
-run_reliability() { # router
+run_slow() { # router
     local router=$1 dir=$OUT_DIR/reliability
     mkdir -p "$dir"
     local url="rs://127.0.0.1:$RS_PORT" metrics=()
     if [[ -n "$METRICS_URL" ]]; then
         metrics=(--metrics-url "$METRICS_URL")
     fi
-    start_watchdog "$dir/$router-ceiling.txt"
+    start_watchdog "$dir/$router-slow-ceiling.txt"
     log "$router: slow (10 fast subscribers; 0, then 10 that never read; 1000 events/s of 1 KiB for 30 s)"
     # shellcheck disable=SC2046 # outbox_args is a list of arguments
     run_loadtest "$router" "slow" 600 slow --url "$url" --serializer msgpack --subscribers 10 --slow 0,10 \
@@ -405,16 +406,27 @@ run_reliability() { # router
         --router-rss-max "$RSS_MAX_MIB" "${metrics[@]}" $(outbox_args "$router") --timeout "$TIMEOUT" \
         --json "$dir/$router-slow.json" --svg "$dir/$router-slow.svg" >"$dir/$router-slow.txt" || true
     if ! kill -0 "$ROUTER_MEASURE" 2>/dev/null; then
-        log "$router: stopped during slow: $(cat "$dir/$router-ceiling.txt" 2>/dev/null || echo "it died")"
+        log "$router: stopped during slow: $(cat "$dir/$router-slow-ceiling.txt" 2>/dev/null || echo "it died")"
         return 1
     fi
+    stop_watchdog
+}
+
+run_soak() { # router
+    local router=$1 dir=$OUT_DIR/reliability
+    mkdir -p "$dir"
+    local url="rs://127.0.0.1:$RS_PORT" metrics=()
+    if [[ -n "$METRICS_URL" ]]; then
+        metrics=(--metrics-url "$METRICS_URL")
+    fi
+    start_watchdog "$dir/$router-soak-ceiling.txt"
     log "$router: soak for $SOAK_DURATION"
     run_loadtest "$router" "soak $SOAK_DURATION" 7200 soak --url "$url" --serializer msgpack \
         --duration "$SOAK_DURATION" --label "$router" --router-pid "$ROUTER_MEASURE" \
         --router-rss-max "$RSS_MAX_MIB" "${metrics[@]}" --timeout "$TIMEOUT" \
         --json "$dir/$router-soak.json" --svg "$dir/$router-soak.svg" >"$dir/$router-soak.txt" || true
     if ! kill -0 "$ROUTER_MEASURE" 2>/dev/null; then
-        log "$router: stopped during soak: $(cat "$dir/$router-ceiling.txt" 2>/dev/null || echo "it died")"
+        log "$router: stopped during soak: $(cat "$dir/$router-soak-ceiling.txt" 2>/dev/null || echo "it died")"
         return 1
     fi
     stop_watchdog
@@ -422,11 +434,12 @@ run_reliability() { # router
 
 # --- main ---------------------------------------------------------------------------------------------------------
 
+SUITES=${SUITES//reliability/slow soak}
 for suite in $SUITES; do
     case $suite in
-        throughput | reliability) ;;
+        throughput | slow | soak) ;;
         *)
-            echo "compare.sh: unknown suite $suite (throughput, reliability)" >&2
+            echo "compare.sh: unknown suite $suite (throughput, slow, soak, reliability)" >&2
             exit 2
             ;;
     esac
@@ -449,7 +462,7 @@ done
 if [[ " $SUITES " == *" throughput "* ]] && write_throughput_report; then
     wrote=1
 fi
-if [[ " $SUITES " == *" reliability "* ]] && compgen -G "$OUT_DIR/reliability/*.json" >/dev/null; then
+if compgen -G "$OUT_DIR/reliability/*.json" >/dev/null; then
     log "wrote $OUT_DIR/reliability/"
     wrote=1
 fi

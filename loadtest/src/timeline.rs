@@ -27,7 +27,8 @@ pub struct Sample {
     pub delivered_per_s: f64,
     pub answers_per_s: f64,
     pub sent_per_s: f64,
-    /// The metrics endpoint's series (`name{labels}` → value) at this sample.
+    /// The metrics endpoint's series (`name{labels}` → value) that changed since the previous sample (the first
+    /// scrape has them all): a series absent here kept its value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
 }
@@ -67,6 +68,9 @@ pub struct Sampler {
     /// Scrapes that failed, and the first failure.
     pub metrics_failures: u64,
     pub metrics_error: Option<String>,
+    /// The first and the latest scrape in full.
+    first_metrics: Option<BTreeMap<String, f64>>,
+    last_metrics: BTreeMap<String, f64>,
 }
 
 impl Sampler {
@@ -87,6 +91,8 @@ impl Sampler {
             rss_max_kib: None,
             metrics_failures: 0,
             metrics_error: None,
+            first_metrics: None,
+            last_metrics: BTreeMap::new(),
         }
     }
 
@@ -130,7 +136,15 @@ impl Sampler {
         }
         if let Some(url) = &self.metrics {
             match url.scrape(Duration::from_millis(500)) {
-                Ok(series) => sample.metrics = series,
+                Ok(series) => {
+                    sample.metrics = series
+                        .iter()
+                        .filter(|(k, v)| self.last_metrics.get(*k) != Some(*v))
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect();
+                    self.first_metrics.get_or_insert_with(|| series.clone());
+                    self.last_metrics = series;
+                }
                 Err(e) => {
                     self.metrics_failures += 1;
                     self.metrics_error.get_or_insert(e);
@@ -154,13 +168,7 @@ impl Sampler {
 
     /// Counters (`*_total`) of the metrics endpoint that changed between the first and the last scrape.
     pub fn metrics_delta(&self) -> BTreeMap<String, f64> {
-        let scraped: Vec<&BTreeMap<String, f64>> = self
-            .samples
-            .iter()
-            .map(|s| &s.metrics)
-            .filter(|m| !m.is_empty())
-            .collect();
-        let (Some(first), Some(last)) = (scraped.first(), scraped.last()) else {
+        let (Some(first), last) = (&self.first_metrics, &self.last_metrics) else {
             return BTreeMap::new();
         };
         last.iter()
@@ -544,10 +552,9 @@ mod tests {
         let stop = s.sample(1_000_000_000, 0, Counters::default());
         assert!(stop.is_some(), "any process is above 1 KiB");
         assert!(s.samples[0].fds.is_some_and(|n| n > 0));
-        s.samples[0].metrics = BTreeMap::from([("a_total".into(), 1.0), ("g".into(), 5.0)]);
-        let mut later = s.samples[0].clone();
-        later.metrics = BTreeMap::from([("a_total".into(), 4.0), ("g".into(), 9.0)]);
-        s.samples.push(later);
+        assert!(s.metrics_delta().is_empty(), "nothing scraped");
+        s.first_metrics = Some(BTreeMap::from([("a_total".into(), 1.0), ("g".into(), 5.0)]));
+        s.last_metrics = BTreeMap::from([("a_total".into(), 4.0), ("g".into(), 9.0)]);
         assert_eq!(s.metrics_delta(), BTreeMap::from([("a_total".into(), 3.0)]));
     }
 }

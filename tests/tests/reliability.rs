@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
@@ -27,6 +27,15 @@ const MESSAGE_MAX: u64 = 65_536;
 /// `outbox_max` of the soak (its subscribers that stay get at most 110 KB/s) and of the slow runs (2 MB/s).
 const SOAK_OUTBOX_MAX: u64 = 512 * 1024;
 const SLOW_OUTBOX_MAX: u64 = 1024 * 1024;
+
+/// One router and one load at a time: these tests measure the router, and two of them at once on a small machine
+/// would measure each other.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// `target/<profile>/kreisel`, checked to be newer than every source file of the router.
 fn kreisel_binary() -> PathBuf {
@@ -205,6 +214,7 @@ fn kernel_buffer_bound() -> u64 {
 
 #[test]
 fn soak_30_seconds_without_loss_or_leaks() {
+    let _serial = one_at_a_time();
     let router = Router::start(SOAK_OUTBOX_MAX, "");
     // One never-reading subscriber stalls for a quarter of the run, one reads 16 KiB/s of about 330 KB/s.
     let args = format!(
@@ -346,6 +356,7 @@ fn assert_more_than_buffers() {
 
 #[test]
 fn slow_consumers_are_cut_off_and_fast_ones_get_everything() {
+    let _serial = one_at_a_time();
     assert_more_than_buffers();
     let router = Router::start(SLOW_OUTBOX_MAX, "slow_consumer = \"disconnect\"");
     let report = slow_runs(&router, &format!("rs://{}", router.rs), "msgpack");
@@ -383,6 +394,7 @@ fn slow_consumers_are_cut_off_and_fast_ones_get_everything() {
 
 #[test]
 fn dropping_events_keeps_slow_consumers_and_fast_ones_get_everything() {
+    let _serial = one_at_a_time();
     assert_more_than_buffers();
     let router = Router::start(SLOW_OUTBOX_MAX, "slow_consumer = \"drop\"");
     let report = slow_runs(&router, &format!("ws://{}/ws", router.ws), "json");
