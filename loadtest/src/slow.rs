@@ -48,7 +48,8 @@ pub struct SlowRow {
     /// `rss_max_kib - rss_start_kib`.
     pub rss_growth_kib: Option<i64>,
     /// The bound the highest sample is held against (given --outbox-max): the baseline run's highest sample plus
-    /// [`BUDGET_FACTOR`] x K x outbox_max. None for the baseline run itself.
+    /// [`BUDGET_FACTOR`] x K x outbox_max, with K the most slow subscribers of this run and the runs before it (a
+    /// process rarely gives memory back, so what an earlier run needed stays). None for the baseline run itself.
     pub rss_budget_kib: Option<u64>,
     pub within_budget: Option<bool>,
 }
@@ -211,6 +212,7 @@ pub fn run(a: &SlowArgs) -> Result<SlowReport, String> {
 fn rows(runs: &[RunResult], outbox_max: Option<u64>) -> Vec<SlowRow> {
     let base_p99 = runs.first().map(|r| r.latency_us.p99);
     let base_rss = runs.first().and_then(|r| r.router_rss_max_kib);
+    let mut k_max = 0;
     runs.iter()
         .enumerate()
         .map(|(n, r)| {
@@ -227,8 +229,9 @@ fn rows(runs: &[RunResult], outbox_max: Option<u64>) -> Vec<SlowRow> {
                 (Some(max), Some(start)) => Some(max as i64 - start as i64),
                 _ => None,
             };
+            k_max = k_max.max(k);
             let budget = match (outbox_max, base_rss) {
-                (Some(o), Some(base)) if n > 0 => Some(base + BUDGET_FACTOR * k * o / 1024),
+                (Some(o), Some(base)) if n > 0 => Some(base + BUDGET_FACTOR * k_max * o / 1024),
                 _ => None,
             };
             SlowRow {
@@ -262,6 +265,67 @@ fn rows(runs: &[RunResult], outbox_max: Option<u64>) -> Vec<SlowRow> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(k: u64, p99: f64, start: u64, max: u64) -> RunResult {
+        let mut r: RunResult = serde_json::from_value(serde_json::json!({
+            "tool": "t", "label": "l", "scenario": "slow", "case": "c", "params": {"slow": k},
+            "url": "rs://127.0.0.1:1", "transport": "rawsocket", "serializer": "msgpack", "threads": 1,
+            "mode": "open", "window": null, "rate": 10.0, "payload_bytes": 1, "status": "ok", "errors": [],
+            "sessions": 1, "duration_s": 1.0, "sent": 1, "received": 1, "msgs_per_s": 1.0, "mb_per_s": 0.0,
+            "sent_per_s": 1.0, "latency_kind": "", "latency_us": {"count": 1, "mean": 1.0, "p50": 1.0,
+            "p90": 1.0, "p99": 1.0, "p999": 1.0, "max": 1.0}, "send_lag_us": null, "lost": 0, "duplicated": 0,
+            "reordered": 0, "corrupt": 0, "cpu_user_s": 0.0, "cpu_sys_s": 0.0, "cpu_ns_per_msg": 0.0,
+            "wire_rx_bytes": 0, "wire_tx_bytes": 0, "router_pid": 1, "router_rss_before_kib": start,
+            "router_rss_after_kib": max, "router_rss_per_session_bytes": null, "router_cpu_s": null,
+            "router_cpu_ns_per_msg": null, "timestamp": 0
+        }))
+        .expect("a result");
+        r.latency_us.p99 = p99;
+        r.router_rss_max_kib = Some(max);
+        r
+    }
+
+    #[test]
+    fn ratios_and_memory_bounds() {
+        // outbox_max 1 MiB: K = 2 may add 4 MiB to the first run's 10 MiB; a later K = 0 run keeps what K = 2
+        // needed; K = 3 at 17 MiB is over 10 + 6.
+        let runs = [
+            run(0, 100.0, 10_000, 10_240),
+            run(2, 105.0, 10_240, 13_000),
+            run(0, 90.0, 13_000, 13_000),
+            run(3, 300.0, 13_000, 17_000),
+        ];
+        let rows = rows(&runs, Some(1 << 20));
+        assert_eq!(rows[0].rss_budget_kib, None);
+        assert_eq!(rows[1].rss_budget_kib, Some(10_240 + 4096));
+        assert_eq!(rows[2].within_budget, Some(true));
+        assert_eq!(
+            (rows[3].rss_budget_kib, rows[3].within_budget),
+            (Some(10_240 + 6144), Some(false))
+        );
+        assert_eq!(rows[1].p99_goal_met, Some(true));
+        assert_eq!(rows[3].p99_goal_met, Some(false));
+        assert_eq!(rows[3].rss_growth_kib, Some(4000));
+        assert_eq!(rows[3].slow_subscribers, 3);
+        let report = SlowReport {
+            tool: "t".into(),
+            label: "l".into(),
+            fast_subscribers: 1,
+            rate: 10.0,
+            duration_s: 1.0,
+            size: 1,
+            outbox_max: Some(1 << 20),
+            rows,
+            runs: runs.to_vec(),
+        };
+        assert_eq!(report.exit_code(), 0);
+        assert!(report.table().contains("NOT met"));
+    }
 }
 
 /// The router's RSS and the fast subscribers' p99 over time, one line per run.
