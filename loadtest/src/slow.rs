@@ -267,6 +267,61 @@ fn rows(runs: &[RunResult], outbox_max: Option<u64>) -> Vec<SlowRow> {
         .collect()
 }
 
+/// The router's RSS and the fast subscribers' p99 over time, one line per run.
+fn plot(report: &SlowReport, path: &Path) -> Result<(), String> {
+    let name = |row: &SlowRow| {
+        if row.slow_subscribers == 0 {
+            "no slow subscribers".to_owned()
+        } else {
+            format!("{} slow subscribers ({})", row.slow_subscribers, row.read)
+        }
+    };
+    let runs = || report.runs.iter().zip(&report.rows).enumerate();
+    let rss = runs()
+        .map(|(i, (run, row))| {
+            let points = run
+                .samples
+                .iter()
+                .filter_map(|s| s.rss_kib.map(|k| (s.t_s, k as f64 / 1024.0)))
+                .collect();
+            Series::new(name(row), points, COLORS[i % COLORS.len()])
+        })
+        .collect();
+    let p99 = runs()
+        .map(|(i, (run, row))| {
+            let points = run
+                .latency_series
+                .iter()
+                .filter(|p| p.events > 0)
+                .map(|p| (p.t_s, p.events_p99_us / 1000.0))
+                .collect();
+            Series::new(name(row), points, COLORS[i % COLORS.len()])
+        })
+        .collect();
+    let title = format!(
+        "slow subscribers [{}]: {} fast subscribers, {}/s, {} B",
+        report.label, report.fast_subscribers, report.rate, report.size
+    );
+    timeline::plot(
+        path,
+        &title,
+        &[
+            Panel {
+                title: "router resident memory (the publisher stops at the orange line)".into(),
+                y_label: "RSS (MiB)".into(),
+                series: rss,
+                markers: vec![report.duration_s],
+            },
+            Panel {
+                title: "fast subscribers: p99 latency per second, from intended send time".into(),
+                y_label: "ms".into(),
+                series: p99,
+                markers: vec![report.duration_s],
+            },
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,59 +381,4 @@ mod tests {
         assert_eq!(report.exit_code(), 0);
         assert!(report.table().contains("NOT met"));
     }
-}
-
-/// The router's RSS and the fast subscribers' p99 over time, one line per run.
-fn plot(report: &SlowReport, path: &Path) -> Result<(), String> {
-    let name = |row: &SlowRow| {
-        if row.slow_subscribers == 0 {
-            "no slow subscribers".to_owned()
-        } else {
-            format!("{} slow subscribers ({})", row.slow_subscribers, row.read)
-        }
-    };
-    let runs = || report.runs.iter().zip(&report.rows).enumerate();
-    let rss = runs()
-        .map(|(i, (run, row))| {
-            let points = run
-                .samples
-                .iter()
-                .filter_map(|s| s.rss_kib.map(|k| (s.t_s, k as f64 / 1024.0)))
-                .collect();
-            Series::new(name(row), points, COLORS[i % COLORS.len()])
-        })
-        .collect();
-    let p99 = runs()
-        .map(|(i, (run, row))| {
-            let points = run
-                .latency_series
-                .iter()
-                .filter(|p| p.events > 0)
-                .map(|p| (p.t_s, p.events_p99_us / 1000.0))
-                .collect();
-            Series::new(name(row), points, COLORS[i % COLORS.len()])
-        })
-        .collect();
-    let title = format!(
-        "slow subscribers [{}]: {} fast subscribers, {}/s, {} B",
-        report.label, report.fast_subscribers, report.rate, report.size
-    );
-    timeline::plot(
-        path,
-        &title,
-        &[
-            Panel {
-                title: "router resident memory (the publisher stops at the orange line)".into(),
-                y_label: "RSS (MiB)".into(),
-                series: rss,
-                markers: vec![report.duration_s],
-            },
-            Panel {
-                title: "fast subscribers: p99 latency per second, from intended send time".into(),
-                y_label: "ms".into(),
-                series: p99,
-                markers: vec![report.duration_s],
-            },
-        ],
-    )
 }
