@@ -274,7 +274,7 @@ pub struct SoakArgs {
     /// at most 10m).
     #[arg(long, value_name = "DURATION")]
     pub warmup: Option<String>,
-    /// Publishers, each publishing round-robin to its topics soak.p<n>.t<x>.
+    /// Publishers, each publishing round-robin to its topics `soak.p<n>.t<x>`.
     #[arg(long, default_value_t = 3)]
     pub publishers: usize,
     /// Topics per publisher.
@@ -286,14 +286,15 @@ pub struct SoakArgs {
     /// Bytes of padding in each publication and call.
     #[arg(short = 'b', long, default_value_t = 256)]
     pub size: usize,
-    /// Subscribers that stay for the whole run, in turn exact (one topic), prefix (soak.p<n>.) and wildcard
-    /// (soak..t<x>).
+    /// Subscribers that stay for the whole run, in turn exact (one topic), prefix (`soak.p<n>.`) and wildcard
+    /// (`soak..t<x>`).
     #[arg(long, default_value_t = 6)]
     pub subscribers: usize,
     /// Callers, each calling the callees in turn on the open-loop schedule.
     #[arg(long, default_value_t = 2)]
     pub callers: usize,
-    /// Callees: even ones register soak.rpc<k>, odd ones the prefix soak.rpc<k>. (called as soak.rpc<k>.x<n>).
+    /// Callees: even ones register `soak.rpc<k>`, odd ones the prefix `soak.rpc<k>.` (called as
+    /// `soak.rpc<k>.x<n>`).
     #[arg(long, default_value_t = 2)]
     pub callees: usize,
     /// Calls per second over all callers.
