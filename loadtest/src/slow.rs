@@ -108,7 +108,10 @@ impl SlowReport {
         );
         let kib = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{}", v / 1024));
         for r in &self.rows {
-            let fate = if r.slow_subscribers == 0 {
+            let stopped = !matches!(r.status, Status::Ok | Status::Integrity);
+            let fate = if stopped {
+                "(run stopped)".to_owned()
+            } else if r.slow_subscribers == 0 {
                 "-".to_owned()
             } else {
                 format!(
@@ -127,7 +130,11 @@ impl SlowReport {
                 format!("{:.0} µs", r.fast_p50_us),
                 format!("{:.0} µs", r.fast_p99_us),
                 format!("{:.0} µs", r.fast_max_us),
-                r.fast_lost + r.fast_duplicated + r.fast_reordered,
+                if stopped {
+                    "-".to_owned()
+                } else {
+                    (r.fast_lost + r.fast_duplicated + r.fast_reordered).to_string()
+                },
                 r.p99_ratio.map_or("-".into(), |x| format!("{x:.2}")),
                 fate,
                 format!(
@@ -222,8 +229,11 @@ fn rows(runs: &[RunResult], outbox_max: Option<u64>) -> Vec<SlowRow> {
                 .get("slow")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(slow.slow_subscribers);
+            // Only whole runs are compared: a run that was stopped has partial figures.
+            let whole =
+                |r: &RunResult| r.started && matches!(r.status, Status::Ok | Status::Integrity);
             let p99_ratio = base_p99
-                .filter(|b| *b > 0.0 && r.started)
+                .filter(|b| *b > 0.0 && whole(r) && runs.first().is_some_and(whole))
                 .map(|b| r.latency_us.p99 / b);
             let growth = match (r.router_rss_max_kib, r.router_rss_before_kib) {
                 (Some(max), Some(start)) => Some(max as i64 - start as i64),
@@ -380,5 +390,10 @@ mod tests {
         };
         assert_eq!(report.exit_code(), 0);
         assert!(report.table().contains("NOT met"));
+        // A run stopped at the memory ceiling is not judged.
+        let mut stopped = runs.to_vec();
+        stopped[1].status = Status::Ceiling;
+        let rows = super::rows(&stopped, Some(1 << 20));
+        assert_eq!((rows[1].p99_ratio, rows[1].p99_goal_met), (None, None));
     }
 }

@@ -426,3 +426,35 @@ fn dropping_events_keeps_slow_consumers_and_fast_ones_get_everything() {
     assert_eq!(dropped as u64, slow.not_received, "{table}");
     assert_eq!(row.within_budget, Some(true), "{table}");
 }
+
+/// A router past `--router-rss-max` stops the run at once, with its own status (exit 5), whatever phase it is in.
+#[test]
+fn a_router_past_the_memory_ceiling_stops_the_run() {
+    let _serial = one_at_a_time();
+    let router = Router::start(SLOW_OUTBOX_MAX, "");
+    let rss_kib = kreisel_loadtest::sys::rss_kib(router.pid()).expect("the router's RSS");
+    // A ceiling of 1 MiB: below what any router process holds.
+    assert!(rss_kib > 1024);
+    let args = format!(
+        "slow -u rs://{} -s msgpack --subscribers 2 --slow 0,2 --rate 100 --duration 5 --router-pid {} \
+         --router-rss-max 1 --timeout 20 -q",
+        router.rs,
+        router.pid()
+    );
+    let LoadCommand::Slow(a) = &cli(&args).command else {
+        panic!("slow")
+    };
+    let report = kreisel_loadtest::slow::run(a).expect("valid parameters");
+    assert_eq!(
+        report.runs.len(),
+        1,
+        "the runs after a ceiling do not start"
+    );
+    assert_eq!(report.runs[0].status, Status::Ceiling);
+    assert_eq!(report.exit_code(), 5);
+    assert!(
+        report.runs[0].errors[0].contains("past the ceiling of 1 MiB"),
+        "{:?}",
+        report.runs[0].errors
+    );
+}
