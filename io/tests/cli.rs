@@ -36,8 +36,8 @@ fn short_and_long_help() {
     for text in [
         "SIGINT/SIGTERM end every session with GOODBYE",
         "is a `warning:` line on stderr",
-        "SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`, \
-         `anonymous_role`)",
+        "SIGHUP reloads the --config file's principals, roles (with their authorizers), dynamic authenticators \
+         and anonymous access (`anonymous`, `anonymous_role`)",
     ] {
         assert!(long.replace('\n', " ").contains(text), "{text}: {long}");
     }
