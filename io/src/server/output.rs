@@ -161,8 +161,9 @@ impl Outbound<'_> {
     }
 
     /// Queues `frame` as a WAMP message for connection `id`. A `droppable` message (an EVENT) is dropped instead
-    /// of disconnecting the recipient when the policy is `slow_consumer = "drop"`.
-    fn enqueue(&mut self, id: ConnId, frame: FrameId, droppable: bool) {
+    /// of disconnecting the recipient when the policy is `slow_consumer = "drop"`. A message that `shared` goes to
+    /// other recipients too never stalls its producer (see the stall below).
+    fn enqueue(&mut self, id: ConnId, frame: FrameId, droppable: bool, shared: bool) {
         let len = self.frames.bytes(frame).len();
         let outbox_max = self.outbox_max;
         let (index, generation) = conn_index(id);
@@ -227,10 +228,15 @@ impl Outbound<'_> {
                 .push((index, generation, CloseCause::SlowConsumer));
             return;
         }
-        if queued > outbox_max / 4 * 3 {
-            // Stall the producer only while this recipient's pressure is fresh: one that stays above 3/4 of its
-            // limit for longer is not catching up, and stalling on its account would only delay every other
-            // recipient of the producer until it reaches the limit and is cut off.
+        let may_stall = !shared && !(droppable && self.policy == SlowConsumer::Drop);
+        if queued > outbox_max / 4 * 3 && may_stall {
+            // A recipient falling behind its only producer (a subscriber alone on its topic, a callee, a caller)
+            // pauses that producer, so one slightly slower than it catches up instead of being cut off. Never for
+            // a message that other sessions receive too: they would all wait for the slowest (an EVENT to many
+            // subscribers goes on; a recipient that cannot keep up reaches its limit and is cut off, or under the
+            // drop policy misses what does not fit). Under the drop policy an EVENT never stalls its producer.
+            // And only while this recipient's pressure is fresh: one that stays above 3/4 of its limit for
+            // longer is not catching up, and stalling on its account would only delay the producer.
             if conn.pressured_since_ms == 0 {
                 conn.pressured_since_ms = self.now32 | 1;
             }
@@ -283,7 +289,7 @@ impl Sink for Outbound<'_> {
             self.log_abort(to, reason, details);
         }
         let frame = self.encode(to.serializer, msg);
-        self.enqueue(to.conn, frame, false);
+        self.enqueue(to.conn, frame, false, false);
         if !self.derived.is_empty() {
             self.finish_derived();
         }
@@ -293,6 +299,7 @@ impl Sink for Outbound<'_> {
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
         // One encoding per serializer, shared by every recipient speaking it.
         let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        let shared = to.shared();
         for peer in to.iter() {
             let slot = peer.serializer as usize;
             let frame = match frames[slot] {
@@ -303,7 +310,7 @@ impl Sink for Outbound<'_> {
                     frame
                 }
             };
-            self.enqueue(peer.conn, frame, true);
+            self.enqueue(peer.conn, frame, true, shared);
         }
         if !self.derived.is_empty() {
             self.finish_derived();
