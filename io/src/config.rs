@@ -144,13 +144,29 @@ impl UriRule {
     }
 }
 
-/// Which transports a listener speaks. With both, one port serves RawSocket and WebSocket: a RawSocket client's
-/// first octet is 0x7F, which no HTTP request starts with.
+/// Which transports a listener speaks. With several, one port serves them all: a RawSocket client's first octet
+/// is 0x7F, an MQTT client's 0x10 (CONNECT), which no HTTP request starts with. `mqtt` with `websocket` also
+/// serves MQTT over WebSocket (subprotocol `mqtt`) on the WebSocket path.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Websocket,
     Rawsocket,
+    /// MQTT 3.1.1 and 5: each client a WAMP session of the listener's `realm` (see `io/src/mqtt/session.rs`).
+    Mqtt,
+}
+
+/// How MQTT payloads and WAMP arguments map into each other on the topics under one URI prefix (crossbar's
+/// `payload_mapping` entries: `{ type = "passthrough" }` or `{ type = "native", serializer = "json" }`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PayloadFormat {
+    /// The MQTT payload is one binary argument (`args = [bytes]`); an event's one binary or string argument is
+    /// the MQTT payload.
+    Passthrough,
+    /// The MQTT payload is a document in `serializer` (`{"args": [...], "kwargs": {...}}`), and events become such
+    /// documents.
+    Native { serializer: SerializerName },
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -180,6 +196,13 @@ pub struct Listener {
     /// (sandboxed pages, local files) is refused unless listed. Unset (the default): every origin is allowed.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// MQTT listeners: the realm every MQTT client joins (required with the `mqtt` transport).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// MQTT listeners: how payloads map per WAMP URI prefix (the longest matching prefix decides; `""` is every
+    /// topic; default: passthrough everywhere).
+    #[serde(default)]
+    pub payload_mapping: Option<std::collections::BTreeMap<String, PayloadFormat>>,
 }
 
 /// `[listeners.tls]`: PEM files.
@@ -349,6 +372,8 @@ impl Default for Config {
                     tls: None,
                     metrics: None,
                     allowed_origins: None,
+                    realm: None,
+                    payload_mapping: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
@@ -358,6 +383,8 @@ impl Default for Config {
                     tls: None,
                     metrics: None,
                     allowed_origins: None,
+                    realm: None,
+                    payload_mapping: None,
                 },
             ],
             limits: Limits::default(),
@@ -499,7 +526,30 @@ impl Config {
             }
             if listener.transports.is_empty() {
                 return fail(format!(
-                    "{which}: transports must name \"websocket\", \"rawsocket\" or both"
+                    "{which}: transports must name \"websocket\", \"rawsocket\", \"mqtt\" or several of them"
+                ));
+            }
+            match (&listener.realm, listener.speaks(Transport::Mqtt)) {
+                (None, true) => {
+                    return fail(format!(
+                        "{which}: an \"mqtt\" listener needs realm = \"...\": the realm its MQTT clients join"
+                    ))
+                }
+                (Some(realm), true) if !self.realms.iter().any(|r| &r.name == realm) => {
+                    return fail(format!(
+                        "{which}: realm '{realm}' is not among the [[realms]] (MQTT clients join it)"
+                    ))
+                }
+                (Some(_), false) => {
+                    return fail(format!(
+                        "{which}: realm is for MQTT clients: the listener needs the \"mqtt\" transport"
+                    ))
+                }
+                _ => {}
+            }
+            if listener.payload_mapping.is_some() && !listener.speaks(Transport::Mqtt) {
+                return fail(format!(
+                    "{which}: payload_mapping is for MQTT clients: the listener needs the \"mqtt\" transport"
                 ));
             }
             if listener.serializers.is_empty() {
@@ -805,6 +855,11 @@ transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
 # metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
+# transports = ["mqtt"]      # MQTT 3.1.1 and 5 (with "websocket" also MQTT over WebSocket, subprotocol mqtt)
+# realm = "realm1"           # mqtt: the realm MQTT clients join as WAMP sessions (required)
+# [listeners.payload_mapping] # mqtt: per WAMP URI prefix (longest wins); default: passthrough everywhere
+# "" = { type = "passthrough" }                     # MQTT payload <-> one binary argument
+# "app.json." = { type = "native", serializer = "json" }  # payload is {"args": [...], "kwargs": {...}}
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
@@ -880,6 +935,40 @@ mod tests {
         assert!(
             err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]")
                 .contains("unknown variant")
+        );
+    }
+
+    #[test]
+    fn mqtt_listeners_name_their_realm() {
+        let listener = |extra: &str| {
+            Config::from_toml(&format!(
+                "[[realms]]\nname = \"iot\"\n[[listeners]]\nlisten = \"127.0.0.1:1883\"\n{extra}"
+            ))
+        };
+        let err = |extra: &str| listener(extra).unwrap_err().0;
+        assert!(err("transports = [\"mqtt\"]").contains("needs realm = "));
+        assert!(err("transports = [\"mqtt\"]\nrealm = \"nope\"").contains("'nope' is not among"));
+        assert!(err("transports = [\"websocket\"]\nrealm = \"iot\"").contains("needs the \"mqtt\""));
+        assert!(err(
+            "transports = [\"rawsocket\"]\n[listeners.payload_mapping]\n\"\" = { type = \"passthrough\" }"
+        )
+        .contains("payload_mapping is for MQTT"));
+        assert!(err(
+            "transports = [\"mqtt\"]\nrealm = \"iot\"\n[listeners.payload_mapping]\n\"a.\" = { type = \"native\" }"
+        )
+        .contains("serializer"));
+        let config = listener(
+            "transports = [\"mqtt\", \"websocket\"]\nrealm = \"iot\"\n[listeners.payload_mapping]\n\
+             \"\" = { type = \"passthrough\" }\n\"app.\" = { type = \"native\", serializer = \"cbor\" }",
+        )
+        .unwrap();
+        let mapping = config.listeners[0].payload_mapping.clone().unwrap();
+        assert_eq!(mapping[""], PayloadFormat::Passthrough);
+        assert_eq!(
+            mapping["app."],
+            PayloadFormat::Native {
+                serializer: SerializerName::Cbor
+            }
         );
     }
 

@@ -38,6 +38,8 @@ pub struct UpgradeConfig {
     /// Origins a browser may open a WebSocket from (`None`: any). A request without an `Origin` header (not a
     /// browser) is not affected; one with an origin not listed gets 403.
     pub allowed_origins: Option<Vec<OriginPattern>>,
+    /// Also accept the subprotocol `mqtt` (MQTT over WebSocket): [`UpgradeOutcome::Mqtt`].
+    pub mqtt: bool,
 }
 
 impl UpgradeConfig {
@@ -49,6 +51,7 @@ impl UpgradeConfig {
             head_max: HEAD_MAX_DEFAULT,
             metrics_path: None,
             allowed_origins: None,
+            mqtt: false,
         }
     }
 }
@@ -206,6 +209,9 @@ pub enum UpgradeOutcome {
         consumed: usize,
         response: Vec<u8>,
     },
+    /// Like `Accept`, for the subprotocol `mqtt` (see [`UpgradeConfig::mqtt`]): then speak MQTT in binary
+    /// WebSocket messages.
+    Mqtt { consumed: usize, response: Vec<u8> },
     /// A `GET` of the metrics path (see [`UpgradeConfig::metrics_path`]): answer with the metrics and
     /// `Connection: close`, then close. The request head was `buf[..consumed]`.
     Metrics { consumed: usize },
@@ -249,21 +255,28 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
     }
     match check_request(&request, cfg) {
-        Ok((serializer, key)) => UpgradeOutcome::Accept {
+        Ok((Some(serializer), key)) => UpgradeOutcome::Accept {
             serializer,
             consumed,
-            response: accept_response(key, serializer),
+            response: accept_response(key, serializer.subprotocol()),
+        },
+        Ok((None, key)) => UpgradeOutcome::Mqtt {
+            consumed,
+            response: accept_response(key, MQTT_SUBPROTOCOL),
         },
         Err((status, reason)) => reject(status, reason),
     }
 }
 
-/// Checks a complete request head; returns the negotiated serializer and the `Sec-WebSocket-Key`, or the status
-/// and reason of the refusal.
+/// The WebSocket subprotocol of MQTT 3.1.1 and 5.
+pub const MQTT_SUBPROTOCOL: &str = "mqtt";
+
+/// Checks a complete request head; returns the negotiated serializer (`None`: the subprotocol `mqtt`) and the
+/// `Sec-WebSocket-Key`, or the status and reason of the refusal.
 fn check_request<'b>(
     request: &httparse::Request<'_, 'b>,
     cfg: &UpgradeConfig,
-) -> Result<(Serializer, &'b [u8]), (u16, String)> {
+) -> Result<(Option<Serializer>, &'b [u8]), (u16, String)> {
     let headers = &*request.headers;
     if request.method != Some("GET") {
         let method = request.method.unwrap_or("");
@@ -316,24 +329,31 @@ fn check_request<'b>(
             }
         }
     }
-    let serializer = tokens(headers, "sec-websocket-protocol")
-        .filter_map(|t| {
-            std::str::from_utf8(t)
-                .ok()
-                .and_then(Serializer::from_subprotocol)
+    // The client's first offered subprotocol that this listener speaks wins.
+    let protocol = tokens(headers, "sec-websocket-protocol")
+        .filter_map(|t| match std::str::from_utf8(t) {
+            Ok(MQTT_SUBPROTOCOL) if cfg.mqtt => Some(None),
+            Ok(name) => Serializer::from_subprotocol(name)
+                .filter(|s| cfg.serializers.contains(s))
+                .map(Some),
+            Err(_) => None,
         })
-        .find(|s| cfg.serializers.contains(s))
-        .ok_or_else(|| (400, no_subprotocol_reason(&cfg.serializers)))?;
-    Ok((serializer, key))
+        .next()
+        .ok_or_else(|| (400, no_subprotocol_reason(cfg)))?;
+    Ok((protocol, key))
 }
 
-fn no_subprotocol_reason(serializers: &[Serializer]) -> String {
+fn no_subprotocol_reason(cfg: &UpgradeConfig) -> String {
     let mut reason = "no supported WAMP subprotocol offered (this router speaks: ".to_owned();
-    for (i, serializer) in serializers.iter().enumerate() {
+    for (i, serializer) in cfg.serializers.iter().enumerate() {
         if i > 0 {
             reason.push_str(", ");
         }
         reason.push_str(serializer.subprotocol());
+    }
+    if cfg.mqtt {
+        reason.push_str(", ");
+        reason.push_str(MQTT_SUBPROTOCOL);
     }
     reason.push(')');
     reason
@@ -384,17 +404,16 @@ fn is_base64_of_16_octets(key: &[u8]) -> bool {
     }
 }
 
-fn accept_response(key: &[u8], serializer: Serializer) -> Vec<u8> {
+fn accept_response(key: &[u8], subprotocol: &str) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key);
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\
-         Sec-WebSocket-Protocol: {}\r\n\
+         Sec-WebSocket-Protocol: {subprotocol}\r\n\
          Server: kreisel\r\n\
-         \r\n",
-        serializer.subprotocol()
+         \r\n"
     )
     .into_bytes()
 }
@@ -1118,6 +1137,39 @@ mod tests {
                 "\r\n\r\nno supported WAMP subprotocol offered (this router speaks: wamp.2.json, wamp.2.msgpack)\n"
             ));
         }
+    }
+
+    /// With `mqtt`, the subprotocol `mqtt` is accepted too: the client's first offered one that the listener
+    /// speaks wins.
+    #[test]
+    fn upgrade_to_mqtt_when_the_listener_speaks_it() {
+        let cfg = UpgradeConfig {
+            mqtt: true,
+            ..config()
+        };
+        let offer = |protocols: &str| {
+            handle_upgrade(
+                &upgrade_request(
+                    "GET /ws HTTP/1.1",
+                    &[&format!("Sec-WebSocket-Protocol: {protocols}")],
+                ),
+                &cfg,
+            )
+        };
+        let UpgradeOutcome::Mqtt { consumed, response } = offer("mqtt") else {
+            panic!("not MQTT")
+        };
+        assert_eq!(consumed, upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: mqtt"]).len());
+        let response = String::from_utf8(response).unwrap();
+        assert!(response.contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"), "{response}");
+        assert!(matches!(offer("mqttv3.1, mqtt"), UpgradeOutcome::Mqtt { .. }));
+        assert!(matches!(
+            offer("wamp.2.json, mqtt"),
+            UpgradeOutcome::Accept { serializer: Serializer::Json, .. }
+        ));
+        let (status, response) = rejected(offer("mqttv3.1"));
+        assert_eq!(status, 400);
+        assert!(response.ends_with("wamp.2.json, wamp.2.msgpack, mqtt)\n"), "{response}");
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::conn::{CloseCause, Framing, Transport};
 use crate::framer::{AnyFramer, RawSocketFramer, WebSocketFramer};
 use crate::{rawsocket, websocket};
 
+/// The answer to a WebSocket upgrade over `connections_max`.
+const SERVICE_UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+    Content-Type: text/plain\r\nContent-Length: 25\r\n\r\nconnection limit reached\n";
+
 impl Shard {
     fn open_session(&mut self, index: usize, serializer: Serializer) {
         let conn = &self.conns[index];
@@ -18,7 +22,7 @@ impl Shard {
     }
 
     /// The longest message a connection may send before its session joins a realm.
-    fn before_welcome(&self) -> usize {
+    pub(super) fn before_welcome(&self) -> usize {
         let limits = &self.config.limits;
         limits.unjoined_message_max.min(limits.message_max)
     }
@@ -98,13 +102,7 @@ impl Shard {
                 if self.conns[index].over_limit {
                     self.stats.refused_over_limit += 1;
                     info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
-                    let body = "connection limit reached\n";
-                    let response = format!(
-                        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
-                         Content-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    self.send_raw(index, &[], response.as_bytes());
+                    self.send_raw(index, &[], SERVICE_UNAVAILABLE.as_bytes());
                     self.conns[index].closing = Some(CloseCause::ConnectionLimit);
                     return None;
                 }
@@ -119,6 +117,20 @@ impl Shard {
                 };
                 self.open_session(index, serializer);
                 debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
+                Some(consumed)
+            }
+            websocket::UpgradeOutcome::Mqtt { consumed, response } => {
+                if self.conns[index].over_limit {
+                    self.stats.refused_over_limit += 1;
+                    info!(peer = %self.conns[index].peer, "connection limit reached; refusing MQTT-over-WebSocket client");
+                    self.send_raw(index, &[], SERVICE_UNAVAILABLE.as_bytes());
+                    self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+                    return None;
+                }
+                self.send_raw(index, &[], &response);
+                self.conns[index].framing = Framing::WebSocket { text: false };
+                self.mqtt_open(index, Some(WebSocketFramer::new(self.before_welcome())));
+                debug!(peer = %self.conns[index].peer, "MQTT over WebSocket open");
                 Some(consumed)
             }
             websocket::UpgradeOutcome::Metrics { .. } => {

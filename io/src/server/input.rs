@@ -224,10 +224,14 @@ impl Shard {
 
     /// Deframes and handles every complete frame at the start of `buf`; returns the bytes consumed.
     fn process_input(&mut self, index: usize, buf: &mut [u8]) -> usize {
+        if matches!(self.conns[index].transport, Transport::Mqtt(_)) {
+            return self.mqtt_input(index, buf);
+        }
         let now_ms = self.now_ms();
         let mut transport = std::mem::replace(&mut self.conns[index].transport, Transport::Closed);
         let filled = buf.len();
         let mut pos = 0;
+        let mut mqtt = false;
         loop {
             if self.conns[index].closing.is_some() || pos >= filled {
                 break;
@@ -236,6 +240,11 @@ impl Shard {
             let step = match &mut transport {
                 Transport::Detect => {
                     let listener = &self.shared.listeners[self.conns[index].listener];
+                    if listener.mqtt.is_some() && input[0] == crate::mqtt::CONNECT_OCTET {
+                        self.mqtt_open(index, None);
+                        mqtt = true;
+                        break;
+                    }
                     transport = match (
                         input[0] == rawsocket::MAGIC,
                         listener.rawsocket,
@@ -259,16 +268,24 @@ impl Shard {
                     let serializer = *serializer;
                     self.framed(index, input, serializer, framer, now_ms)
                 }
-                Transport::Closed => None,
+                Transport::Closed | Transport::Mqtt(_) => None,
             };
             match step {
                 Some(consumed) => pos += consumed,
                 None => break,
             }
+            if matches!(self.conns[index].transport, Transport::Mqtt(_)) {
+                // Upgraded to MQTT over WebSocket: what follows is the MQTT session's.
+                mqtt = true;
+                break;
+            }
         }
         let conn = &mut self.conns[index];
         if matches!(conn.transport, Transport::Closed) {
             conn.transport = transport;
+        }
+        if mqtt && pos < filled {
+            return pos + self.mqtt_input(index, &mut buf[pos..filled]);
         }
         pos
     }

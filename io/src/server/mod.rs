@@ -35,6 +35,7 @@ mod accept;
 mod handshake;
 mod input;
 mod link;
+mod mqtt;
 mod output;
 mod scrape;
 mod shard;
@@ -66,6 +67,8 @@ struct ListenerInfo {
     serializers: Vec<Serializer>,
     websocket: Option<websocket::UpgradeConfig>,
     rawsocket: bool,
+    /// The realm and payload mapping of an MQTT listener.
+    mqtt: Option<crate::mqtt::session::ListenerConfig>,
 }
 
 /// Counters of the I/O layer (per shard; the metrics endpoint sums them).
@@ -210,8 +213,9 @@ pub fn conn_id(index: usize, generation: u32) -> ConnId {
     ConnId((index as u64) | (u64::from(generation) << 32))
 }
 
+/// The connection of a `ConnId` (slab index, generation); bit 31 marks MQTT connections (see `mqtt.rs`).
 fn conn_index(id: ConnId) -> (usize, u32) {
-    ((id.0 & 0xFFFF_FFFF) as usize, (id.0 >> 32) as u32)
+    ((id.0 & 0x7FFF_FFFF) as usize, (id.0 >> 32) as u32)
 }
 
 impl Server {
@@ -254,6 +258,7 @@ impl Server {
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
+                upgrade.mqtt = listener.speaks(TransportName::Mqtt);
                 // Validated with the configuration: a pattern that does not parse was refused there.
                 upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
                     (origins.iter())
@@ -277,6 +282,8 @@ impl Server {
                 serializers,
                 websocket,
                 rawsocket: listener.speaks(TransportName::Rawsocket),
+                mqtt: crate::mqtt::session::ListenerConfig::of(listener)
+                    .filter(|_| listener.speaks(TransportName::Mqtt)),
             });
         }
         let mut router_config = config.router_config(seed);

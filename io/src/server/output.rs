@@ -21,16 +21,19 @@ use crate::websocket;
 
 /// The engine's sink over the connections of one shard, and its link to the others.
 pub(super) struct Outbound<'s> {
-    policy: SlowConsumer,
-    events_dropped: &'s mut u64,
-    conns: &'s mut Slab<Conn>,
-    frames: &'s mut FrameStore,
-    dirty: &'s mut Vec<usize>,
-    doomed: &'s mut Vec<(usize, u32, CloseCause)>,
-    outbox_max: usize,
+    pub(super) policy: SlowConsumer,
+    pub(super) events_dropped: &'s mut u64,
+    pub(super) conns: &'s mut Slab<Conn>,
+    pub(super) frames: &'s mut FrameStore,
+    pub(super) dirty: &'s mut Vec<usize>,
+    pub(super) doomed: &'s mut Vec<(usize, u32, CloseCause)>,
+    pub(super) outbox_max: usize,
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
-    pressure: &'s mut bool,
+    pub(super) pressure: &'s mut bool,
     link: &'s mut Link,
+    /// What MQTT connections need to turn the engine's messages into packets (see `mqtt.rs`).
+    pub(super) listeners: &'s [super::ListenerInfo],
+    pub(super) mqtt: &'s mut super::mqtt::OutScratch,
 }
 
 impl Outbound<'_> {
@@ -97,7 +100,7 @@ impl Outbound<'_> {
         }
     }
 
-    fn finish(&mut self, frame: FrameId) {
+    pub(super) fn finish(&mut self, frame: FrameId) {
         // A frame nobody queued (all recipients gone) goes straight back to the pool.
         if self.frames.refs(frame) == 0 {
             self.frames.discard(frame);
@@ -107,6 +110,9 @@ impl Outbound<'_> {
 
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        if super::mqtt::is_mqtt(to.conn) {
+            return self.mqtt_send(to, msg);
+        }
         let frame = self.encode(to.serializer, msg);
         self.enqueue(to.conn, frame, false);
         self.finish(frame);
@@ -115,7 +121,12 @@ impl Sink for Outbound<'_> {
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
         // One encoding per serializer, shared by every recipient speaking it.
         let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        let mut mqtt = super::mqtt::EventFrames::default();
         for peer in to.iter() {
+            if super::mqtt::is_mqtt(peer.conn) {
+                self.mqtt_event(*peer, msg, &mut mqtt);
+                continue;
+            }
             let slot = peer.serializer as usize;
             let frame = match frames[slot] {
                 Some(frame) => frame,
@@ -130,6 +141,7 @@ impl Sink for Outbound<'_> {
         for frame in frames.into_iter().flatten() {
             self.finish(frame);
         }
+        mqtt.finish(self.frames);
     }
 
     fn close(&mut self, to: Peer) {
@@ -166,6 +178,8 @@ impl Shard {
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
             link: &mut self.link,
+            listeners: &self.shared.listeners,
+            mqtt: &mut self.mqtt.output,
         };
         f(&mut self.router, &mut sink)
     }

@@ -93,6 +93,8 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// Reused buffers of the MQTT sessions.
+    pub(super) mqtt: super::mqtt::Scratch,
 }
 
 impl Shard {
@@ -144,6 +146,7 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            mqtt: Default::default(),
         }
     }
 
