@@ -364,8 +364,10 @@ async def tls(check, mqtt_url, wamp_url, serializer, extra):
         tag = f"MQTT {'3.1.1' if v == 3 else '5'}"
         client = Client(mqtt_url, v, tls=files)
         check.eq(f"{tag}: CONNACK over TLS with a client certificate", await client.connect(), 0)
-        await client.publish("tls/in", f"v{v}".encode(), qos=1)
-        args, _, _ = await got.wait(len(got.events) + 1, "publication over TLS")
+        before = len(got.events)
+        code = await client.publish("tls/in", f"v{v}".encode(), qos=1)
+        check.eq(f"{tag}: PUBACK over TLS", code, 0)
+        args, _, _ = await got.wait(before + 1, "publication over TLS")
         check.same(f"{tag}: published over TLS", args, [f"v{v}".encode()])
         client.close()
         anonymous = Client(mqtt_url, v, tls={"ca": files["ca"]})

@@ -136,6 +136,73 @@ fn authentication_and_authorization_refusals() {
     check("auth", &url, &s.router.ws_url(), "json");
 }
 
+/// MQTT over TLS with `client_ca`: paho with a client certificate joins, without one the handshake fails; the
+/// same with mosquitto_pub.
+#[test]
+fn tls_with_client_certificates() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let dir = TempDir::new("mqtt-tls");
+    // Distinct subjects: OpenSSL (paho's Python, mosquitto) takes a certificate whose issuer is its own subject for
+    // self-signed.
+    let params = |names: Vec<String>, cn: &str| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    };
+    let mut ca_params = params(Vec::new(), "kreisel test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = params(vec!["localhost".into(), "127.0.0.1".into()], "localhost")
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = params(vec!["device-17".into()], "device-17")
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let write = |name: &str, pem: String| std::fs::write(dir.0.join(name), pem).unwrap();
+    write("ca.pem", ca.pem());
+    write("server.pem", server.pem());
+    write("server.key", server_key.serialize_pem());
+    write("client.pem", client.pem());
+    write("client.key", client_key.serialize_pem());
+    let path = |name: &str| dir.0.join(name).display().to_string();
+    let router = TestRouter::start(&format!(
+        r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["mqtt"]
+realm = "realm1"
+[listeners.tls]
+certificate = "{}"
+key = "{}"
+client_ca = "{}"
+"#,
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem")
+    ));
+    let addr = router.tcp_address(3);
+    python_check(
+        "mqtt.py",
+        &[
+            "tls",
+            &format!("mqtts://{addr}"),
+            &router.rs_url(),
+            "msgpack",
+            &dir.0.display().to_string(),
+        ],
+    );
+    let port = addr.port().to_string();
+    let (ca_file, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let base = ["-h", "127.0.0.1", "-p", &port, "--cafile", &ca_file, "-t", "tls/x", "-m", "m", "-q", "1"];
+    let mut with = base.to_vec();
+    with.extend(["--cert", &cert, "--key", &key]);
+    publish(&with);
+    let out = mosquitto("mosquitto_pub").args(base).output().unwrap();
+    assert!(!out.status.success(), "no client certificate: refused");
+}
+
 // -------------------------------------------------------------------------------------------------------------
 // mosquitto-clients
 
