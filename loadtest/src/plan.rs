@@ -100,6 +100,8 @@ pub struct Plan {
     pub expect: Expect,
     /// Scenario parameters for results and reports.
     pub params: Map<String, Json>,
+    /// MQTT mode: the QoS of publications and subscriptions (0 or 1).
+    pub qos: u8,
 }
 
 impl Plan {
