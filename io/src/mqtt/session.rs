@@ -135,6 +135,20 @@ pub struct Extras {
     /// Topic alias `n` is `aliases[n - 1]`, the WAMP URI it stands for.
     pub aliases: Vec<Option<Box<str>>>,
     pub ws: Option<Box<WsIn>>,
+    /// QoS 1 deliveries waiting for a packet id (the client's window was full), oldest first, and their bytes
+    /// (counted with the outbox against `outbox_max`).
+    pub held: std::collections::VecDeque<Held>,
+    pub held_bytes: usize,
+}
+
+/// A QoS 1 PUBLISH built but not sent: its header (with a packet id to be written at `id_at`) and its payload,
+/// each a frame of the shard's store that this entry holds a reference to.
+#[derive(Debug)]
+pub struct Held {
+    pub head: crate::outbox::FrameId,
+    pub payload: crate::outbox::FrameId,
+    pub id_at: usize,
+    pub total: usize,
 }
 
 /// MQTT over WebSocket: the frame reader, and the start of an MQTT packet a WebSocket message left incomplete
@@ -872,5 +886,17 @@ mod tests {
         assert_eq!(connack_v311(0x88), 3);
         assert_eq!(suback_v311(1), 1);
         assert_eq!(suback_v311(0x8F), 0x80);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// An MQTT connection's state sits inline in the connection's transport: it must not make every connection
+    /// bigger than a WebSocket one is anyway.
+    #[test]
+    fn the_inline_state_is_no_bigger_than_a_websocket_framer() {
+        let mqtt = std::mem::size_of::<super::MqttConn>();
+        let framer = std::mem::size_of::<crate::framer::AnyFramer>();
+        assert!(mqtt <= framer, "MqttConn {mqtt} bytes, AnyFramer {framer}");
     }
 }

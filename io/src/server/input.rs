@@ -41,7 +41,10 @@ impl Shard {
             // A stalled producer: the Resume timer reads on.
             return;
         }
-        if conn.outbox.queued_bytes() > pause_at {
+        // An MQTT client's input is also what frees its output (PUBACKs of QoS 1 deliveries): it is read on, and
+        // its outbox stays bounded by `outbox_max`.
+        let mqtt = matches!(conn.transport, crate::conn::Transport::Mqtt(_));
+        if conn.outbox.queued_bytes() > pause_at && !mqtt {
             // The peer is not reading our answers: stop reading its requests until it catches up.
             conn.read_paused = true;
             return;
@@ -79,7 +82,7 @@ impl Shard {
                     if conn.closing.is_some() {
                         break;
                     }
-                    if conn.outbox.queued_bytes() > pause_at {
+                    if conn.outbox.queued_bytes() > pause_at && !mqtt {
                         self.conns[index].read_paused = true;
                         break;
                     }

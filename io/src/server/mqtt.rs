@@ -389,6 +389,7 @@ impl Shard {
                 if let Some(m) = mqtt_state(&mut self.conns[index]) {
                     m.inflight = m.inflight.saturating_sub(1);
                 }
+                self.mqtt_release_held(index);
             }
             (Phase::Connected, Packet::PubRel(ack)) => self.mqtt_pubrel(index, ack.packet_id),
             (Phase::Connected, Packet::Subscribe(subscribe)) => {
@@ -989,6 +990,44 @@ impl Shard {
         self.mqtt_write(index, &unsuback, version);
     }
 
+    /// A PUBACK freed room in the client's window: QoS 1 deliveries waiting for it get their packet ids and go
+    /// out, oldest first.
+    fn mqtt_release_held(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        let Transport::Mqtt(m) = &mut conn.transport else {
+            return;
+        };
+        let was_empty = conn.outbox.is_empty();
+        loop {
+            if m.extras.as_ref().is_none_or(|e| e.held.is_empty()) {
+                break;
+            }
+            let Some(packet_id) = m.take_packet_id() else {
+                break;
+            };
+            let Some(held) = m.extras.as_mut().and_then(|e| e.held.pop_front()) else {
+                break;
+            };
+            if let Some(extras) = m.extras.as_mut() {
+                extras.held_bytes -= held.total;
+            }
+            if let Some(id) = self.frames.bytes_mut(held.head).get_mut(held.id_at..held.id_at + 2) {
+                id.copy_from_slice(&packet_id.to_be_bytes());
+            }
+            let mut header = [0u8; HEADER_MAX];
+            let header_len = conn.framing.message_header(held.total, &mut header).unwrap_or(0);
+            conn.outbox.push(&mut self.frames, &header[..header_len], held.head);
+            conn.outbox.push(&mut self.frames, &[], held.payload);
+            self.frames.release(held.head);
+            self.frames.release(held.payload);
+        }
+        if was_empty && !conn.outbox.is_empty() {
+            self.dirty.push(index);
+        }
+    }
+
     /// Keep-alive (called by the sweep): whether MQTT connection `conn` has been silent too long: 1.5 times its
     /// keep-alive, or without one `idle_timeout_ms` (if set).
     pub(super) fn mqtt_expired(conn: &Conn, silent_ms: u64, idle_ms: u64) -> bool {
@@ -1332,14 +1371,18 @@ impl Outbound<'_> {
             return discard(self.frames);
         };
         let packet_max = m.packet_max as usize;
-        // QoS 1: the header with this recipient's packet id, in a frame of its own.
+        // QoS 1: the header with this recipient's packet id, in a frame of its own. With the client's window full
+        // (or deliveries already waiting), it waits for a PUBACK with its packet id still to be written.
         let mut head = None;
+        let mut hold = false;
         if key.qos == QoS::AtLeastOnce {
-            let Some(packet_id) = m.take_packet_id() else {
-                // The client's Receive Maximum is reached: as a full outbox.
-                discard(self.frames);
-                return self.mqtt_full(index, generation);
+            let waiting = m.extras.as_ref().is_some_and(|e| !e.held.is_empty());
+            let packet_id = match waiting {
+                true => None,
+                false => m.take_packet_id(),
             };
+            hold = packet_id.is_none();
+            let packet_id = packet_id.unwrap_or(1);
             let name = &self.mqtt.name;
             let topic_ok = !name.is_empty();
             let header = &mut self.mqtt.packet;
@@ -1354,7 +1397,9 @@ impl Outbound<'_> {
                 payload: self.frames.bytes(frame),
             };
             if encode_publish_header(&publish, key.version, header).is_err() {
-                m.inflight = m.inflight.saturating_sub(1);
+                if !hold {
+                    m.inflight = m.inflight.saturating_sub(1);
+                }
                 return discard(self.frames);
             }
             let frame = self.frames.alloc();
@@ -1363,20 +1408,25 @@ impl Outbound<'_> {
         }
         let head_len = head.map_or(0, |h| self.frames.bytes(h).len());
         let total = head_len + len;
+        let held_bytes = m.extras.as_ref().map_or(0, |e| e.held_bytes);
         if total > packet_max {
             // MQTT 5: a packet over the client's Maximum Packet Size is dropped as if delivered.
             if let Some(head) = head {
-                m.inflight = m.inflight.saturating_sub(1);
+                if !hold {
+                    m.inflight = m.inflight.saturating_sub(1);
+                }
                 self.frames.discard(head);
             }
             return discard(self.frames);
         }
         if self.policy == crate::config::SlowConsumer::Drop
-            && conn.outbox.queued_bytes() + total + 10 > outbox_max
+            && conn.outbox.queued_bytes() + held_bytes + total + 10 > outbox_max
         {
             *self.events_dropped += 1;
             if let Some(head) = head {
-                m.inflight = m.inflight.saturating_sub(1);
+                if !hold {
+                    m.inflight = m.inflight.saturating_sub(1);
+                }
                 self.frames.discard(head);
             }
             if !conn.dropping {
@@ -1384,6 +1434,24 @@ impl Outbound<'_> {
                 tracing::warn!(peer = %conn.peer, queued = conn.outbox.queued_bytes(), "slow consumer: dropping events");
             }
             return discard(self.frames);
+        }
+        if let (true, Some(head)) = (hold, head) {
+            let id_at = self.frames.bytes(head).len() - if key.version == Version::V5 { 3 } else { 2 };
+            self.frames.retain(head);
+            self.frames.retain(frame);
+            let extras = m.extras();
+            extras.held.push_back(session::Held {
+                head,
+                payload: frame,
+                id_at,
+                total,
+            });
+            extras.held_bytes += total;
+            if conn.outbox.queued_bytes() + extras.held_bytes > outbox_max {
+                self.doomed
+                    .push((index, generation, CloseCause::SlowConsumer));
+            }
+            return;
         }
         let mut header = [0u8; HEADER_MAX];
         let header_len = conn.framing.message_header(total, &mut header).unwrap_or(0);
@@ -1409,16 +1477,16 @@ impl Outbound<'_> {
         }
     }
 
-    /// A QoS 1 delivery found the client's window full: dropped (`slow_consumer = "drop"`) or the client is
-    /// disconnected as a slow consumer.
-    fn mqtt_full(&mut self, index: usize, generation: u32) {
-        match self.policy {
-            crate::config::SlowConsumer::Drop => *self.events_dropped += 1,
-            crate::config::SlowConsumer::Disconnect => {
-                self.doomed
-                    .push((index, generation, CloseCause::SlowConsumer));
-            }
+}
+
+/// Releases what a closed MQTT connection held (QoS 1 deliveries waiting for a packet id).
+pub(super) fn forget(conn: &mut Conn, frames: &mut FrameStore) {
+    if let Some(extras) = mqtt_state(conn).and_then(|m| m.extras.as_mut()) {
+        for held in extras.held.drain(..) {
+            frames.release(held.head);
+            frames.release(held.payload);
         }
+        extras.held_bytes = 0;
     }
 }
 

@@ -347,6 +347,7 @@ impl Shard {
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
+        super::mqtt::forget(&mut conn, &mut self.frames);
         self.partial_bytes -= conn.held_input;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.counted_ip() {
