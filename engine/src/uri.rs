@@ -783,7 +783,11 @@ mod tests {
         // The empty pattern: every URI (prefix), every one-component URI (wildcard); never an exact URI.
         assert!(is_valid("", Loose, Prefix) && is_valid("", Strict, Prefix));
         assert!(is_valid("", Loose, Wildcard) && !is_valid("", Loose, Exact));
-        assert!(matches("", Prefix, "a.b") && matches("", Wildcard, "a") && !matches("", Wildcard, "a.b"));
+        assert!(
+            matches("", Prefix, "a.b")
+                && matches("", Wildcard, "a")
+                && !matches("", Wildcard, "a.b")
+        );
         assert!(is_reserved("wamp.session.count"));
         assert!(!is_reserved("wampx.foo"));
     }
@@ -795,18 +799,16 @@ mod tests {
             return policy != MatchPolicy::Exact;
         }
         components.iter().enumerate().all(|(index, component)| {
-                if component.is_empty() {
-                    match policy {
-                        MatchPolicy::Exact => false,
-                        MatchPolicy::Wildcard => true,
-                        MatchPolicy::Prefix => {
-                            index + 1 == components.len() && components.len() > 1
-                        }
-                    }
-                } else {
-                    component.bytes().all(|b| byte_ok(b, check))
+            if component.is_empty() {
+                match policy {
+                    MatchPolicy::Exact => false,
+                    MatchPolicy::Wildcard => true,
+                    MatchPolicy::Prefix => index + 1 == components.len() && components.len() > 1,
                 }
-            })
+            } else {
+                component.bytes().all(|b| byte_ok(b, check))
+            }
+        })
     }
 
     proptest::proptest! {
@@ -842,7 +844,10 @@ mod tests {
         trie.insert("", Prefix, 1);
         trie.insert("", Wildcard, 2);
         trie.insert("a", Exact, 3);
-        assert_eq!(matches(&trie, "a"), vec![(Prefix, 1), (Wildcard, 2), (Exact, 3)]);
+        assert_eq!(
+            matches(&trie, "a"),
+            vec![(Prefix, 1), (Wildcard, 2), (Exact, 3)]
+        );
         assert_eq!(matches(&trie, "a.b"), vec![(Prefix, 1)]);
         assert_eq!(trie.get("", Prefix), Some(1));
         assert_eq!(trie.remove("", Prefix), Some(1));

@@ -310,7 +310,11 @@ fn retained_events_can_be_cleared_and_empty_patterns_subscribed() {
         r#"[32, 5, {"get_retained": true, "match": "prefix"}, ""]"#,
     );
     let got = h.take(s);
-    assert_eq!(got.len(), 2, "the other topic's retained event stays: {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "the other topic's retained event stays: {got:?}"
+    );
     assert_eq!(got[1][3]["topic"], "com.hum");
     h.send(
         s,

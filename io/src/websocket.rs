@@ -1159,17 +1159,32 @@ mod tests {
         let UpgradeOutcome::Mqtt { consumed, response } = offer("mqtt") else {
             panic!("not MQTT")
         };
-        assert_eq!(consumed, upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: mqtt"]).len());
+        assert_eq!(
+            consumed,
+            upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: mqtt"]).len()
+        );
         let response = String::from_utf8(response).unwrap();
-        assert!(response.contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"), "{response}");
-        assert!(matches!(offer("mqttv3.1, mqtt"), UpgradeOutcome::Mqtt { .. }));
+        assert!(
+            response.contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"),
+            "{response}"
+        );
+        assert!(matches!(
+            offer("mqttv3.1, mqtt"),
+            UpgradeOutcome::Mqtt { .. }
+        ));
         assert!(matches!(
             offer("wamp.2.json, mqtt"),
-            UpgradeOutcome::Accept { serializer: Serializer::Json, .. }
+            UpgradeOutcome::Accept {
+                serializer: Serializer::Json,
+                ..
+            }
         ));
         let (status, response) = rejected(offer("mqttv3.1"));
         assert_eq!(status, 400);
-        assert!(response.ends_with("wamp.2.json, wamp.2.msgpack, mqtt)\n"), "{response}");
+        assert!(
+            response.ends_with("wamp.2.json, wamp.2.msgpack, mqtt)\n"),
+            "{response}"
+        );
     }
 
     #[test]

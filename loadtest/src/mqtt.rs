@@ -77,7 +77,13 @@ pub fn subscribe(out: &mut Writer, filters: &[String], qos: u8) {
 }
 
 /// PUBLISH of the load header and the padding; `packet_id` for QoS 1.
-pub fn publish(out: &mut Writer, topic: &str, packet_id: Option<u16>, load: [u64; 3], padding: &str) {
+pub fn publish(
+    out: &mut Writer,
+    topic: &str,
+    packet_id: Option<u16>,
+    load: [u64; 3],
+    padding: &str,
+) {
     let id_len = if packet_id.is_some() { 2 } else { 0 };
     let len = 2 + topic.len() + id_len + LOAD_LEN + padding.len();
     out.push_raw(&[if packet_id.is_some() { 0x32 } else { 0x30 }]);
@@ -102,9 +108,18 @@ pub fn disconnect(out: &mut Writer) {
 /// One packet from the server, borrowed from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Packet<'a> {
-    ConnAck { code: u8 },
-    SubAck { codes: &'a [u8] },
-    Publish { qos: u8, packet_id: u16, topic: &'a [u8], payload: &'a [u8] },
+    ConnAck {
+        code: u8,
+    },
+    SubAck {
+        codes: &'a [u8],
+    },
+    Publish {
+        qos: u8,
+        packet_id: u16,
+        topic: &'a [u8],
+        payload: &'a [u8],
+    },
     PubAck,
     PingResp,
     Other(u8),
@@ -216,7 +231,13 @@ pub fn handle_ready(
         while let Some((packet, used)) = parse(conn.reader.buffered(), MESSAGE_MAX)
             .map_err(|e| format!("protocol violation: {e}"))?
         {
-            handle_packet(packet, &mut conn.writer, &mut wamp.state, &mut wamp.role, env)?;
+            handle_packet(
+                packet,
+                &mut conn.writer,
+                &mut wamp.state,
+                &mut wamp.role,
+                env,
+            )?;
             conn.reader.consume(used);
         }
         if read >= budget {
@@ -263,26 +284,35 @@ fn handle_packet(
             _ => *state = State::Ready,
         },
         (Packet::ConnAck { code }, _) => {
-            return Err(format!("broker refused the connection: CONNACK return code {code}"))
+            return Err(format!(
+                "broker refused the connection: CONNACK return code {code}"
+            ))
         }
         (Packet::SubAck { codes }, State::Setup) => {
             if let Some(code) = codes.iter().find(|&&c| c >= 0x80) {
-                return Err(format!("broker refused the subscription: SUBACK {code:#04x}"));
+                return Err(format!(
+                    "broker refused the subscription: SUBACK {code:#04x}"
+                ));
             }
             *state = State::Ready;
         }
-        (Packet::Publish {
-            qos,
-            packet_id,
-            topic,
-            payload,
-        }, _) => {
+        (
+            Packet::Publish {
+                qos,
+                packet_id,
+                topic,
+                payload,
+            },
+            _,
+        ) => {
             if qos == 1 {
                 out.push_raw(&[0x40, 2]);
                 out.push_raw(&packet_id.to_be_bytes());
             }
             match role {
-                Role::Subscriber(s) => s.handle_event(&mut ctx(out, &mut unused, env), decode_load(payload)),
+                Role::Subscriber(s) => {
+                    s.handle_event(&mut ctx(out, &mut unused, env), decode_load(payload))
+                }
                 other => {
                     return Err(format!(
                         "{} got an unexpected PUBLISH on `{}`",
@@ -351,7 +381,10 @@ mod tests {
 
     #[test]
     fn packets_are_what_mqtt_3_1_1_says() {
-        assert_eq!(wire(connect), [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0, 0, 0]);
+        assert_eq!(
+            wire(connect),
+            [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0, 0, 0]
+        );
         assert_eq!(
             wire(|w| subscribe(w, &["a/#".into()], 1)),
             [0x82, 8, 0, 1, 0, 3, b'a', b'/', b'#', 1]
@@ -359,10 +392,22 @@ mod tests {
         let published = wire(|w| publish(w, "t", Some(7), [1, 2, 3], "xy"));
         assert_eq!(&published[..7], &[0x32, 31, 0, 1, b't', 0, 7]);
         // What a server would forward: the same PUBLISH parses back with its load.
-        let Ok(Some((Packet::Publish { qos, packet_id, topic, payload }, used))) = parse(&published, 1 << 20) else {
+        let Ok(Some((
+            Packet::Publish {
+                qos,
+                packet_id,
+                topic,
+                payload,
+            },
+            used,
+        ))) = parse(&published, 1 << 20)
+        else {
             panic!("PUBLISH")
         };
-        assert_eq!((qos, packet_id, topic, used), (1, 7, &b"t"[..], published.len()));
+        assert_eq!(
+            (qos, packet_id, topic, used),
+            (1, 7, &b"t"[..], published.len())
+        );
         assert_eq!(decode_load(payload), Some((1, 2, 3)));
         assert_eq!(&payload[LOAD_LEN..], b"xy");
         // A remaining length of two bytes.
@@ -374,8 +419,14 @@ mod tests {
 
     #[test]
     fn server_packets_parse() {
-        assert_eq!(parse(&[0x20, 2, 0, 0], 64), Ok(Some((Packet::ConnAck { code: 0 }, 4))));
-        assert_eq!(parse(&[0x90, 3, 0, 1, 0x80], 64), Ok(Some((Packet::SubAck { codes: &[0x80] }, 5))));
+        assert_eq!(
+            parse(&[0x20, 2, 0, 0], 64),
+            Ok(Some((Packet::ConnAck { code: 0 }, 4)))
+        );
+        assert_eq!(
+            parse(&[0x90, 3, 0, 1, 0x80], 64),
+            Ok(Some((Packet::SubAck { codes: &[0x80] }, 5)))
+        );
         assert_eq!(parse(&[0x40, 2, 0, 1], 64), Ok(Some((Packet::PubAck, 4))));
         assert_eq!(parse(&[0xD0, 0], 64), Ok(Some((Packet::PingResp, 2))));
         assert_eq!(parse(&[0x20, 2, 0], 64), Ok(None));

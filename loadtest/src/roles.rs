@@ -325,8 +325,8 @@ impl Publisher {
             let load = [self.index as u64, self.next_seq, t_ns];
             // QoS 1 packet ids: 1..=65535 in turn (a window is at most 65535 publications).
             let packet_id = (ctx.plan.qos == 1).then(|| (self.next_seq % 65535) as u16 + 1);
-            let topic = (self.mqtt_topic)
-                .get_or_insert_with(|| crate::mqtt::topic(&self.topic, false));
+            let topic =
+                (self.mqtt_topic).get_or_insert_with(|| crate::mqtt::topic(&self.topic, false));
             crate::mqtt::publish(ctx.out, topic, packet_id, load, &ctx.plan.padding);
         } else {
             let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);

@@ -108,7 +108,12 @@ fn paho_over_websocket_autobahn_rawsocket_msgpack() {
 #[test]
 fn paho_over_a_unix_socket_autobahn_cbor() {
     let s = setup();
-    check("pubsub", &format!("unix:{}", s.unix), &s.router.ws_url(), "cbor");
+    check(
+        "pubsub",
+        &format!("unix:{}", s.unix),
+        &s.router.ws_url(),
+        "cbor",
+    );
 }
 
 #[test]
@@ -195,7 +200,20 @@ client_ca = "{}"
     );
     let port = addr.port().to_string();
     let (ca_file, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
-    let base = ["-h", "127.0.0.1", "-p", &port, "--cafile", &ca_file, "-t", "tls/x", "-m", "m", "-q", "1"];
+    let base = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--cafile",
+        &ca_file,
+        "-t",
+        "tls/x",
+        "-m",
+        "m",
+        "-q",
+        "1",
+    ];
     let mut with = base.to_vec();
     with.extend(["--cert", &cert, "--key", &key]);
     publish(&with);
@@ -252,7 +270,10 @@ impl Sub {
     /// Waits until the subscription is in place (SUBACK received).
     fn subscribed(&mut self) -> &mut Sub {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             if line.contains("received SUBACK") {
                 return self;
             }
@@ -325,14 +346,30 @@ fn mosquitto_clients_publish_subscribe_retain_and_authenticate() {
         let (ok, out) = sub(&quick).finish();
         assert!(!ok && out.is_empty(), "{version}: cleared: {out}");
         // A password that is right, and one that is wrong.
-        let secure_args = ["-h", "127.0.0.1", "-p", &secure, "-V", version, "-u", "alice", "-t", "open/m", "-m", "x"];
+        let secure_args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &secure,
+            "-V",
+            version,
+            "-u",
+            "alice",
+            "-t",
+            "open/m",
+            "-m",
+            "x",
+        ];
         let mut right = secure_args.to_vec();
         right.extend(["-P", "secret", "-q", "1"]);
         publish(&right);
         let mut wrong = secure_args.to_vec();
         wrong.extend(["-P", "nope"]);
         let out = mosquitto("mosquitto_pub").args(&wrong).output().unwrap();
-        assert!(!out.status.success(), "{version}: a wrong password is refused");
+        assert!(
+            !out.status.success(),
+            "{version}: a wrong password is refused"
+        );
         let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
         assert!(
             text.contains("bad user name or password") || text.contains("not authorised"),
@@ -342,7 +379,9 @@ fn mosquitto_clients_publish_subscribe_retain_and_authenticate() {
     // Over the Unix socket.
     let mut child = sub(&["--unix", &s.unix, "-t", "unix/t", "-C", "1", "-W", "10"]);
     child.subscribed();
-    publish(&["--unix", &s.unix, "-t", "unix/t", "-m", "via unix", "-q", "1"]);
+    publish(&[
+        "--unix", &s.unix, "-t", "unix/t", "-m", "via unix", "-q", "1",
+    ]);
     let (ok, out) = child.finish();
     assert!(ok && out == "via unix\n", "unix: {out}");
 }
@@ -444,19 +483,31 @@ fn bad_input_gets_the_specs_answer_and_nothing_else_breaks() {
     assert_eq!(exchange(addr, &level6, Version::V5), ["CONNACK 0x84"]);
     // A second CONNECT: MQTT 5 DISCONNECT 0x82; 3.1.1 just closes.
     let twice = [&v5[..], &v5[..]].concat();
-    assert_eq!(exchange(addr, &twice, Version::V5), ["CONNACK 0x00", "DISCONNECT 0x82"]);
+    assert_eq!(
+        exchange(addr, &twice, Version::V5),
+        ["CONNACK 0x00", "DISCONNECT 0x82"]
+    );
     let twice = [&v311[..], &v311[..]].concat();
     assert_eq!(exchange(addr, &twice, Version::V311), ["CONNACK 0x00"]);
     // Malformed: QoS 3 on a PUBLISH after CONNECT.
     let bad = [&v5[..], &[0x36, 0x03, 0x00, 0x01, b'a']].concat();
-    assert_eq!(exchange(addr, &bad, Version::V5), ["CONNACK 0x00", "DISCONNECT 0x81"]);
+    assert_eq!(
+        exchange(addr, &bad, Version::V5),
+        ["CONNACK 0x00", "DISCONNECT 0x81"]
+    );
     let bad = [&v311[..], &[0x36, 0x03, 0x00, 0x01, b'a']].concat();
     assert_eq!(exchange(addr, &bad, Version::V311), ["CONNACK 0x00"]);
     // Over message_max (64 KiB here), refused from the fixed header: MQTT 5 DISCONNECT 0x95.
     let oversize = [&v5[..], &[0x30, 0x80, 0x80, 0x08]].concat();
-    assert_eq!(exchange(addr, &oversize, Version::V5), ["CONNACK 0x00", "DISCONNECT 0x95"]);
+    assert_eq!(
+        exchange(addr, &oversize, Version::V5),
+        ["CONNACK 0x00", "DISCONNECT 0x95"]
+    );
     // Before CONNECT the limit is unjoined_message_max (64 KiB by default): a huge CONNECT is closed.
-    assert_eq!(exchange(addr, &[0x10, 0xff, 0xff, 0xff, 0x7f], Version::V5), Vec::<String>::new());
+    assert_eq!(
+        exchange(addr, &[0x10, 0xff, 0xff, 0xff, 0x7f], Version::V5),
+        Vec::<String>::new()
+    );
     // Persistent sessions in 3.1.1 are refused (return code 2); MQTT 5 is told Session Expiry 0 instead.
     let mut persistent = v311.clone();
     persistent[9] &= !0x02;
@@ -475,7 +526,10 @@ fn bad_input_gets_the_specs_answer_and_nothing_else_breaks() {
         Version::V5,
     );
     let abuse = [&v5[..], &publish[..]].concat();
-    assert_eq!(exchange(addr, &abuse, Version::V5), ["CONNACK 0x00", "DISCONNECT 0x90"]);
+    assert_eq!(
+        exchange(addr, &abuse, Version::V5),
+        ["CONNACK 0x00", "DISCONNECT 0x90"]
+    );
     // Keep-alive: 1 s, then silence: closed after 1.5 s (MQTT 5: DISCONNECT 0x8D).
     let start = Instant::now();
     let answers = exchange(addr, &connect_packet(Version::V5, 1), Version::V5);

@@ -361,9 +361,16 @@ pub enum Request {
     /// `wamp.session.flush_testaments` (DISCONNECT without will).
     Flush,
     /// A PUBLISH of QoS 1 or 2 with its packet id.
-    Publish { qos: QoS, packet_id: u16 },
+    Publish {
+        qos: QoS,
+        packet_id: u16,
+    },
     /// Part `part` of filter `index` of the SUBSCRIBE numbered `seq`.
-    Subscribe { seq: u32, index: u32, part: u8 },
+    Subscribe {
+        seq: u32,
+        index: u32,
+        part: u8,
+    },
     Other,
 }
 
@@ -656,9 +663,7 @@ pub fn reason_code(uri: &str, text: &str, context: Context) -> u8 {
     match uri {
         errors::NOT_AUTHORIZED if text.contains("sessions_per_realm_max") => reason::QUOTA_EXCEEDED,
         errors::NOT_AUTHORIZED => reason::NOT_AUTHORIZED,
-        errors::AUTHENTICATION_FAILED | errors::NO_AUTH_METHOD => {
-            reason::BAD_USER_NAME_OR_PASSWORD
-        }
+        errors::AUTHENTICATION_FAILED | errors::NO_AUTH_METHOD => reason::BAD_USER_NAME_OR_PASSWORD,
         errors::NO_SUCH_REALM => reason::SERVER_UNAVAILABLE,
         errors::SYSTEM_SHUTDOWN => reason::SERVER_SHUTTING_DOWN,
         errors::LIMIT_EXCEEDED => reason::QUOTA_EXCEEDED,
@@ -726,11 +731,18 @@ mod tests {
         let cbor = PayloadFormat::Native {
             serializer: SerializerName::Cbor,
         };
-        let c = config(&[("app.", json), ("app.raw.", PayloadFormat::Passthrough), ("app.raw.c", cbor)]);
+        let c = config(&[
+            ("app.", json),
+            ("app.raw.", PayloadFormat::Passthrough),
+            ("app.raw.c", cbor),
+        ]);
         assert_eq!(c.mode("other"), PayloadMode::Passthrough);
         assert_eq!(c.mode("app.x"), PayloadMode::Native(Serializer::Json));
         assert_eq!(c.mode("app.raw.x"), PayloadMode::Passthrough);
-        assert_eq!(c.mode("app.raw.cbor"), PayloadMode::Native(Serializer::Cbor));
+        assert_eq!(
+            c.mode("app.raw.cbor"),
+            PayloadMode::Native(Serializer::Cbor)
+        );
         let c = config(&[("", json)]);
         assert_eq!(c.mode("anything"), PayloadMode::Native(Serializer::Json));
     }
@@ -788,14 +800,28 @@ mod tests {
         // representable.
         let json = |text: &'static str| RawValue::parse(Serializer::Json, text.as_bytes()).unwrap();
         let out = &mut Vec::new();
-        let of = |args: Option<Field<'static>>, kwargs: Option<Field<'static>>, out: &mut Vec<u8>| {
-            mqtt_payload(PayloadMode::Passthrough, &Payload { args, kwargs }, out)
-                .map(|c| c.into_owned())
-        };
-        assert_eq!(of(Some(Field::Raw(json(r#"["héllo"]"#))), None, out), Some("héllo".as_bytes().to_vec()));
-        assert_eq!(of(Some(Field::Raw(json(r#"["\u0000AQI="]"#))), None, out), Some(vec![1, 2]));
+        let of =
+            |args: Option<Field<'static>>, kwargs: Option<Field<'static>>, out: &mut Vec<u8>| {
+                mqtt_payload(PayloadMode::Passthrough, &Payload { args, kwargs }, out)
+                    .map(|c| c.into_owned())
+            };
+        assert_eq!(
+            of(Some(Field::Raw(json(r#"["héllo"]"#))), None, out),
+            Some("héllo".as_bytes().to_vec())
+        );
+        assert_eq!(
+            of(Some(Field::Raw(json(r#"["\u0000AQI="]"#))), None, out),
+            Some(vec![1, 2])
+        );
         assert_eq!(of(None, None, out), Some(vec![]));
-        assert_eq!(of(Some(Field::Raw(json("[]"))), Some(Field::Raw(json("{}"))), out), Some(vec![]));
+        assert_eq!(
+            of(
+                Some(Field::Raw(json("[]"))),
+                Some(Field::Raw(json("{}"))),
+                out
+            ),
+            Some(vec![])
+        );
         assert_eq!(of(Some(Field::Raw(json("[1]"))), None, out), None);
         assert_eq!(of(Some(Field::Raw(json(r#"["a", "b"]"#))), None, out), None);
         assert_eq!(of(None, Some(Field::Raw(json(r#"{"a": 1}"#))), out), None);
@@ -824,8 +850,12 @@ mod tests {
     fn native_payloads_are_documents_with_args_and_kwargs() {
         let mut scratch = Vec::new();
         let mode = PayloadMode::Native(Serializer::Json);
-        let a = arguments(mode, br#"{"args": [1, "x"], "kwargs": {"k": true}, "other": 0}"#, &mut scratch)
-            .unwrap();
+        let a = arguments(
+            mode,
+            br#"{"args": [1, "x"], "kwargs": {"k": true}, "other": 0}"#,
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!(a.args.unwrap().bytes(), br#"[1, "x"]"#);
         assert_eq!(a.kwargs.unwrap().bytes(), br#"{"k": true}"#);
         assert!(a.document.is_none());
@@ -833,12 +863,24 @@ mod tests {
         assert!(a.document.is_some());
         let a = arguments(mode, br#"{"args": null}"#, &mut scratch).unwrap();
         assert!(a.args.is_none() && a.kwargs.is_none());
-        for bad in [&b"[1]"[..], b"{\"args\": 1}", b"{\"kwargs\": []}", b"{", b"", b"\xff"] {
+        for bad in [
+            &b"[1]"[..],
+            b"{\"args\": 1}",
+            b"{\"kwargs\": []}",
+            b"{",
+            b"",
+            b"\xff",
+        ] {
             assert!(arguments(mode, bad, &mut scratch).is_err(), "{bad:?}");
         }
         // MessagePack documents, and events written as documents in the mode's serializer.
         let msgpack = [0x81, 0xa4, b'a', b'r', b'g', b's', 0x91, 0x2a];
-        let a = arguments(PayloadMode::Native(Serializer::MsgPack), &msgpack, &mut scratch).unwrap();
+        let a = arguments(
+            PayloadMode::Native(Serializer::MsgPack),
+            &msgpack,
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!(a.args.unwrap().bytes(), &[0x91, 0x2a]);
         let args = RawValue::parse(Serializer::MsgPack, &[0x91, 0x2a]).unwrap();
         let event = Payload {
@@ -848,22 +890,31 @@ mod tests {
         let mut out = Vec::new();
         let json = mqtt_payload(mode, &event, &mut out).unwrap().into_owned();
         assert_eq!(json, br#"{"args":[42]}"#);
-        let json = mqtt_payload(mode, &Payload::EMPTY, &mut out).unwrap().into_owned();
+        let json = mqtt_payload(mode, &Payload::EMPTY, &mut out)
+            .unwrap()
+            .into_owned();
         assert_eq!(json, b"{}");
         let cbor = mqtt_payload(PayloadMode::Native(Serializer::Cbor), &event, &mut out).unwrap();
-        assert_eq!(&cbor[..], &[0xa1, 0x64, b'a', b'r', b'g', b's', 0x81, 0x18, 0x2a]);
+        assert_eq!(
+            &cbor[..],
+            &[0xa1, 0x64, b'a', b'r', b'g', b's', 0x81, 0x18, 0x2a]
+        );
     }
 
     #[test]
     fn topic_names_and_uris_without_allocation_agree_with_the_mapping() {
         use super::super::topic::{name_to_uri, uri_to_name};
         let mut out = String::new();
-        for name in ["a/b/c", "a", "ü/€", "a//b", "/a", "a/", "$SYS/x", "a.b", "a b", "a+", "#"] {
+        for name in [
+            "a/b/c", "a", "ü/€", "a//b", "/a", "a/", "$SYS/x", "a.b", "a b", "a+", "#",
+        ] {
             let expected = name_to_uri(name);
             let got = name_to_uri_into(name, &mut out).map(|()| out.clone());
             assert_eq!(got, expected, "{name}");
         }
-        for uri in ["a.b.c", "a", "a..b", ".a", "a.", "$x", "a/b", "a+b", "a b", ""] {
+        for uri in [
+            "a.b.c", "a", "a..b", ".a", "a.", "$x", "a/b", "a+b", "a b", "",
+        ] {
             let expected = uri_to_name(uri).ok();
             let got = uri_to_name_into(uri, &mut out).then(|| out.clone());
             assert_eq!(got, expected, "{uri}");
@@ -873,14 +924,27 @@ mod tests {
     #[test]
     fn reason_codes_follow_the_wamp_errors() {
         use kreisel_engine::errors;
-        assert_eq!(reason_code(errors::NOT_AUTHORIZED, "", Context::Publish), 0x87);
         assert_eq!(
-            reason_code(errors::NOT_AUTHORIZED, "limits.sessions_per_realm_max", Context::Connect),
+            reason_code(errors::NOT_AUTHORIZED, "", Context::Publish),
+            0x87
+        );
+        assert_eq!(
+            reason_code(
+                errors::NOT_AUTHORIZED,
+                "limits.sessions_per_realm_max",
+                Context::Connect
+            ),
             0x97
         );
-        assert_eq!(reason_code(errors::INVALID_URI, "", Context::Subscribe), 0x8F);
+        assert_eq!(
+            reason_code(errors::INVALID_URI, "", Context::Subscribe),
+            0x8F
+        );
         assert_eq!(reason_code(errors::INVALID_URI, "", Context::Publish), 0x90);
-        assert_eq!(reason_code(errors::AUTHENTICATION_FAILED, "", Context::Connect), 0x86);
+        assert_eq!(
+            reason_code(errors::AUTHENTICATION_FAILED, "", Context::Connect),
+            0x86
+        );
         assert_eq!(connack_v311(0x86), 4);
         assert_eq!(connack_v311(0x87), 5);
         assert_eq!(connack_v311(0x88), 3);

@@ -26,8 +26,8 @@ use crate::conn::{CloseCause, Conn, Transport};
 use crate::framer::{Control, Framer, Inbound, WebSocketFramer};
 use crate::mqtt::session::{
     self, arguments, connack_v311, mqtt_payload, name_to_uri_into, reason_code, suback_v311,
-    uri_to_name_into, Context, Filter, MqttConn, Outcome, PendingSubscribe, Phase,
-    Request, WsIn, RECEIVE_MAX, TOPIC_ALIAS_MAX, WAITING,
+    uri_to_name_into, Context, Filter, MqttConn, Outcome, PendingSubscribe, Phase, Request, WsIn,
+    RECEIVE_MAX, TOPIC_ALIAS_MAX, WAITING,
 };
 use crate::mqtt::topic::{filter_to_wamp, shared_subscription, WampFilter};
 use crate::mqtt::{
@@ -316,7 +316,11 @@ impl Shard {
                 self.mqtt_write(index, &connack(code), Version::V5);
             }
             ErrorAction::Disconnect(code) => {
-                self.mqtt_write(index, &Packet::Disconnect(Disconnect::with_code(code)), Version::V5);
+                self.mqtt_write(
+                    index,
+                    &Packet::Disconnect(Disconnect::with_code(code)),
+                    Version::V5,
+                );
             }
             ErrorAction::Close => {}
         }
@@ -331,7 +335,11 @@ impl Shard {
         };
         info!(peer = %self.conns[index].peer, code, why, "MQTT protocol error; disconnecting");
         if version == Version::V5 {
-            self.mqtt_write(index, &Packet::Disconnect(Disconnect::with_code(code)), version);
+            self.mqtt_write(
+                index,
+                &Packet::Disconnect(Disconnect::with_code(code)),
+                version,
+            );
         }
         self.mqtt_close(index, CloseCause::Protocol);
     }
@@ -352,7 +360,14 @@ impl Shard {
     /// Queues one packet for connection `index`.
     fn mqtt_write(&mut self, index: usize, packet: &Packet<'_>, version: Version) {
         if let Some(conn) = self.conns.get_mut(index) {
-            queue_packet(conn, &mut self.frames, &mut self.dirty, index, packet, version);
+            queue_packet(
+                conn,
+                &mut self.frames,
+                &mut self.dirty,
+                index,
+                packet,
+                version,
+            );
         }
     }
 
@@ -547,7 +562,10 @@ impl Shard {
         let retain_available = (self.config.realms.iter())
             .find(|r| r.name == listener.realm)
             .is_none_or(|r| r.retained_max > 0);
-        let assigned = match self.conns[index].session.and_then(|h| self.router.session_info(h)) {
+        let assigned = match self.conns[index]
+            .session
+            .and_then(|h| self.router.session_info(h))
+        {
             Some(info) if connect.client_id.is_empty() => Some(format!("kreisel-{}", info.id)),
             _ => None,
         };
@@ -661,12 +679,16 @@ impl Shard {
         };
         debug!(peer = %self.conns[index].peer, topic = publish.topic, code, why, "MQTT PUBLISH refused");
         match (version, publish.qos) {
-            (Version::V5, QoS::AtLeastOnce) => {
-                self.mqtt_write(index, &Packet::PubAck(ack(publish.packet_id, code)), version)
-            }
-            (Version::V5, QoS::ExactlyOnce) => {
-                self.mqtt_write(index, &Packet::PubRec(ack(publish.packet_id, code)), version)
-            }
+            (Version::V5, QoS::AtLeastOnce) => self.mqtt_write(
+                index,
+                &Packet::PubAck(ack(publish.packet_id, code)),
+                version,
+            ),
+            (Version::V5, QoS::ExactlyOnce) => self.mqtt_write(
+                index,
+                &Packet::PubRec(ack(publish.packet_id, code)),
+                version,
+            ),
             _ => self.mqtt_violation(index, code, why),
         }
     }
@@ -686,7 +708,11 @@ impl Shard {
             if waiting.contains(&publish.packet_id) {
                 // A retransmission before PUBREL: routed once already.
                 let version = m.version;
-                return self.mqtt_write(index, &Packet::PubRec(Ack::success(publish.packet_id)), version);
+                return self.mqtt_write(
+                    index,
+                    &Packet::PubRec(Ack::success(publish.packet_id)),
+                    version,
+                );
             }
             if waiting.len() >= usize::from(RECEIVE_MAX) {
                 return self.mqtt_violation(
@@ -698,7 +724,11 @@ impl Shard {
         }
         let alias = match publish.properties.get(property_id::TOPIC_ALIAS) {
             Some(Property::TopicAlias(n)) if n > TOPIC_ALIAS_MAX => {
-                return self.mqtt_violation(index, reason::TOPIC_ALIAS_INVALID, "topic alias over the maximum")
+                return self.mqtt_violation(
+                    index,
+                    reason::TOPIC_ALIAS_INVALID,
+                    "topic alias over the maximum",
+                )
             }
             Some(Property::TopicAlias(n)) => Some(usize::from(n)),
             _ => None,
@@ -706,8 +736,8 @@ impl Shard {
         let mut scratch = std::mem::take(&mut self.mqtt.input);
         if publish.topic.is_empty() {
             // MQTT 5: the topic is the alias's (the decoder made sure there is one).
-            let known = (alias.zip(m.extras.as_ref()))
-                .and_then(|(n, e)| e.aliases.get(n - 1)?.as_deref());
+            let known =
+                (alias.zip(m.extras.as_ref())).and_then(|(n, e)| e.aliases.get(n - 1)?.as_deref());
             match known {
                 Some(uri) => {
                     scratch.uri.clear();
@@ -715,7 +745,11 @@ impl Shard {
                 }
                 None => {
                     self.mqtt.input = scratch;
-                    return self.mqtt_violation(index, reason::PROTOCOL_ERROR, "unknown topic alias");
+                    return self.mqtt_violation(
+                        index,
+                        reason::PROTOCOL_ERROR,
+                        "unknown topic alias",
+                    );
                 }
             }
         } else {
@@ -728,7 +762,12 @@ impl Shard {
                 if scratch.uri.len() > uri_max {
                     self.mqtt.input = scratch;
                     let why = "topic longer than limits.uri_max";
-                    return self.mqtt_refuse_publish(index, &publish, reason::TOPIC_NAME_INVALID, why);
+                    return self.mqtt_refuse_publish(
+                        index,
+                        &publish,
+                        reason::TOPIC_NAME_INVALID,
+                        why,
+                    );
                 }
                 let aliases = &mut m.extras().aliases;
                 if aliases.len() < n {
@@ -753,7 +792,12 @@ impl Shard {
             Err(e) => {
                 let why = e.0;
                 self.mqtt.input = scratch;
-                return self.mqtt_refuse_publish(index, &publish, reason::PAYLOAD_FORMAT_INVALID, &why);
+                return self.mqtt_refuse_publish(
+                    index,
+                    &publish,
+                    reason::PAYLOAD_FORMAT_INVALID,
+                    &why,
+                );
             }
         };
         // The options, encoded (so that other shards get them with the publication).
@@ -1013,12 +1057,20 @@ impl Shard {
             if let Some(extras) = m.extras.as_mut() {
                 extras.held_bytes -= held.total;
             }
-            if let Some(id) = self.frames.bytes_mut(held.head).get_mut(held.id_at..held.id_at + 2) {
+            if let Some(id) = self
+                .frames
+                .bytes_mut(held.head)
+                .get_mut(held.id_at..held.id_at + 2)
+            {
                 id.copy_from_slice(&packet_id.to_be_bytes());
             }
             let mut header = [0u8; HEADER_MAX];
-            let header_len = conn.framing.message_header(held.total, &mut header).unwrap_or(0);
-            conn.outbox.push(&mut self.frames, &header[..header_len], held.head);
+            let header_len = conn
+                .framing
+                .message_header(held.total, &mut header)
+                .unwrap_or(0);
+            conn.outbox
+                .push(&mut self.frames, &header[..header_len], held.head);
             conn.outbox.push(&mut self.frames, &[], held.payload);
             self.frames.release(held.head);
             self.frames.release(held.payload);
@@ -1110,7 +1162,10 @@ impl Outbound<'_> {
         match msg {
             Message::Welcome { .. } if connecting => m.outcome = Outcome::Welcomed,
             Message::Challenge { .. } if connecting => m.outcome = Outcome::Challenged,
-            Message::Abort { reason: uri, details } => {
+            Message::Abort {
+                reason: uri,
+                details,
+            } => {
                 let text = details.get("message").and_then(|t| t.as_str());
                 let code = reason_code(uri, text.as_deref().unwrap_or(""), Context::Connect);
                 info!(peer = %conn.peer, reason = %uri, code, "MQTT session aborted");
@@ -1156,7 +1211,12 @@ impl Outbound<'_> {
                 request,
                 subscription,
             } => {
-                if let Request::Subscribe { seq, index: i, part } = Request::of(*request) {
+                if let Request::Subscribe {
+                    seq,
+                    index: i,
+                    part,
+                } = Request::of(*request)
+                {
                     let done = subscribed(m, seq, i, part, Ok(*subscription));
                     if let Some((packet_id, done)) = done {
                         codes = suback_codes(&done, version);
@@ -1204,7 +1264,14 @@ impl Outbound<'_> {
                             }
                         }
                     }
-                    (Some(MessageType::Subscribe), Request::Subscribe { seq, index: i, part }) => {
+                    (
+                        Some(MessageType::Subscribe),
+                        Request::Subscribe {
+                            seq,
+                            index: i,
+                            part,
+                        },
+                    ) => {
                         let code = reason_code(error, text, Context::Subscribe);
                         debug!(peer = %conn.peer, error = %error, text, "MQTT subscription refused");
                         if let Some((packet_id, done)) = subscribed(m, seq, i, part, Err(code)) {
@@ -1312,11 +1379,17 @@ impl Outbound<'_> {
             ..
         } = &mut *self.mqtt;
         if !uri_to_name_into(uri, name) {
-            debug!(uri, "event topic has no MQTT name: not delivered to MQTT subscribers");
+            debug!(
+                uri,
+                "event topic has no MQTT name: not delivered to MQTT subscribers"
+            );
             return None;
         }
         let Some(bytes) = mqtt_payload(mode, payload, buffer) else {
-            debug!(uri, "event arguments have no passthrough form: not delivered to MQTT subscribers");
+            debug!(
+                uri,
+                "event arguments have no passthrough form: not delivered to MQTT subscribers"
+            );
             return None;
         };
         let frame = self.frames.alloc();
@@ -1436,7 +1509,8 @@ impl Outbound<'_> {
             return discard(self.frames);
         }
         if let (true, Some(head)) = (hold, head) {
-            let id_at = self.frames.bytes(head).len() - if key.version == Version::V5 { 3 } else { 2 };
+            let id_at =
+                self.frames.bytes(head).len() - if key.version == Version::V5 { 3 } else { 2 };
             self.frames.retain(head);
             self.frames.retain(frame);
             let extras = m.extras();
@@ -1476,7 +1550,6 @@ impl Outbound<'_> {
             self.dirty.push(index);
         }
     }
-
 }
 
 /// Releases what a closed MQTT connection held (QoS 1 deliveries waiting for a packet id).
