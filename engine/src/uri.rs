@@ -784,9 +784,9 @@ mod tests {
         assert!(is_valid("", Loose, Prefix) && is_valid("", Strict, Prefix));
         assert!(is_valid("", Loose, Wildcard) && !is_valid("", Loose, Exact));
         assert!(
-            matches("", Prefix, "a.b")
-                && matches("", Wildcard, "a")
-                && !matches("", Wildcard, "a.b")
+            super::matches("", Prefix, "a.b")
+                && super::matches("", Wildcard, "a")
+                && !super::matches("", Wildcard, "a.b")
         );
         assert!(is_reserved("wamp.session.count"));
         assert!(!is_reserved("wampx.foo"));

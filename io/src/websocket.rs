@@ -271,12 +271,12 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
 /// The WebSocket subprotocol of MQTT 3.1.1 and 5.
 pub const MQTT_SUBPROTOCOL: &str = "mqtt";
 
-/// Checks a complete request head; returns the negotiated serializer (`None`: the subprotocol `mqtt`) and the
-/// `Sec-WebSocket-Key`, or the status and reason of the refusal.
-fn check_request<'b>(
-    request: &httparse::Request<'_, 'b>,
-    cfg: &UpgradeConfig,
-) -> Result<(Option<Serializer>, &'b [u8]), (u16, String)> {
+/// The negotiated WAMP serializer (`None`: the subprotocol `mqtt`) and the `Sec-WebSocket-Key`, or the status and
+/// reason of a refusal.
+type Checked<'b> = Result<(Option<Serializer>, &'b [u8]), (u16, String)>;
+
+/// Checks a complete request head.
+fn check_request<'b>(request: &httparse::Request<'_, 'b>, cfg: &UpgradeConfig) -> Checked<'b> {
     let headers = &*request.headers;
     if request.method != Some("GET") {
         let method = request.method.unwrap_or("");

@@ -59,7 +59,7 @@ impl ListenerConfig {
                 (prefix.clone(), mode)
             })
             .collect();
-        mapping.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        mapping.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Some(ListenerConfig { realm, mapping })
     }
 

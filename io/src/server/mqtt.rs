@@ -74,8 +74,11 @@ pub(super) struct OutScratch {
 /// there. Frames nobody took are discarded by [`EventFrames::finish`].
 #[derive(Default)]
 pub(super) struct EventFrames {
-    entries: [Option<(EventKey, Option<(FrameId, usize)>)>; 4],
+    entries: [Option<(EventKey, Built)>; 4],
 }
+
+/// A built PUBLISH frame and its length; `None`: the event has no MQTT form there.
+type Built = Option<(FrameId, usize)>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct EventKey {
@@ -86,7 +89,7 @@ struct EventKey {
 }
 
 impl EventFrames {
-    fn get(&self, key: EventKey) -> Option<Option<(FrameId, usize)>> {
+    fn get(&self, key: EventKey) -> Option<Built> {
         self.entries
             .iter()
             .flatten()
@@ -95,7 +98,7 @@ impl EventFrames {
     }
 
     /// Keeps `frame` for `key`; `false` when full (the caller then owns the frame).
-    fn put(&mut self, key: EventKey, frame: Option<(FrameId, usize)>) -> bool {
+    fn put(&mut self, key: EventKey, frame: Built) -> bool {
         match self.entries.iter_mut().find(|e| e.is_none()) {
             Some(slot) => {
                 *slot = Some((key, frame));
