@@ -305,11 +305,21 @@ fn retained_events_can_be_cleared_and_empty_patterns_subscribed() {
     let (s, _) = h.join();
     h.send(s, r#"[32, 4, {"get_retained": true}, "com.temp"]"#);
     assert_eq!(h.take(s).len(), 1, "SUBSCRIBED and no retained event");
+    // (The empty prefix matches the router's `wamp.` meta events too: they are left out here.)
+    let take = |h: &mut Harness| -> Vec<Value> {
+        (h.take(s).into_iter())
+            .filter(|m| {
+                !m[3]["topic"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("wamp."))
+            })
+            .collect()
+    };
     h.send(
         s,
         r#"[32, 5, {"get_retained": true, "match": "prefix"}, ""]"#,
     );
-    let got = h.take(s);
+    let got = take(&mut h);
     assert_eq!(
         got.len(),
         2,
@@ -320,12 +330,15 @@ fn retained_events_can_be_cleared_and_empty_patterns_subscribed() {
         s,
         r#"[32, 6, {"get_retained": true, "match": "wildcard"}, ""]"#,
     );
-    assert_eq!(h.take(s).len(), 1, "no one-component topic retained");
+    assert_eq!(take(&mut h).len(), 1, "no one-component topic retained");
     h.send(p, r#"[16, 7, {}, "solo", [1]]"#);
-    let got = h.take(s);
-    assert_eq!(got.len(), 2, "prefix '' and wildcard '' both match 'solo'");
+    assert_eq!(
+        take(&mut h).len(),
+        2,
+        "prefix '' and wildcard '' both match 'solo'"
+    );
     h.send(p, r#"[16, 8, {}, "a.b", [1]]"#);
-    assert_eq!(h.take(s).len(), 1, "only prefix '' matches 'a.b'");
+    assert_eq!(take(&mut h).len(), 1, "only prefix '' matches 'a.b'");
     h.send(s, r#"[32, 9, {}, ""]"#);
     assert_eq!(h.take_one(s)[0], 8, "no exact subscription to ''");
 }
