@@ -855,11 +855,8 @@ transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
 # metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
-# transports = ["mqtt"]      # MQTT 3.1.1 and 5 (with "websocket" also MQTT over WebSocket, subprotocol mqtt)
-# realm = "realm1"           # mqtt: the realm MQTT clients join as WAMP sessions (required)
-# [listeners.payload_mapping] # mqtt: per WAMP URI prefix (longest wins); default: passthrough everywhere
-# "" = { type = "passthrough" }                     # MQTT payload <-> one binary argument
-# "app.json." = { type = "native", serializer = "json" }  # payload is {"args": [...], "kwargs": {...}}
+# An MQTT listener: transports with "mqtt", realm (required: the realm its clients join), and optionally a
+#   [listeners.payload_mapping] table (README, "MQTT")
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
