@@ -93,6 +93,9 @@ pub enum Method {
     Ticket,
     WampCra,
     Cryptosign,
+    /// A session the router's own code opens (the HTTP bridge): joined without credentials, never chosen for a
+    /// client ([`Method::from_name`] does not know it).
+    Trusted,
 }
 
 impl Method {
@@ -112,6 +115,7 @@ impl Method {
             Method::Ticket => "ticket",
             Method::WampCra => "wampcra",
             Method::Cryptosign => "cryptosign",
+            Method::Trusted => "trusted",
         }
     }
 }
@@ -238,6 +242,7 @@ impl Principals {
             Method::Ticket => self.tickets,
             Method::WampCra => self.wampcra,
             Method::Cryptosign => !self.by_pubkey.is_empty(),
+            Method::Trusted => false,
         }
     }
 
@@ -300,6 +305,7 @@ impl Principals {
                         .filter(|&index| authid.is_none_or(|a| *self.list[index].authid == *a));
                     return Some(Choice::Challenge { method, principal });
                 }
+                Method::Trusted => {}
             }
         }
         None
@@ -349,7 +355,7 @@ impl Principals {
             None => (&self.decoy, false),
         };
         let verified = match pending.method {
-            Method::Anonymous => false,
+            Method::Anonymous | Method::Trusted => false,
             Method::Ticket => principal
                 .ticket
                 .as_ref()

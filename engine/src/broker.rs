@@ -102,13 +102,13 @@ impl Broker {
         (topic, policy): (&str, MatchPolicy),
         peer: Peer,
         flags: SubscriberFlags,
-        held: &[usize],
+        held: &[u32],
         new_id: impl FnOnce() -> (Id, u64),
     ) -> Subscribed {
         let (index, created) = self.find_or_create(topic, policy, new_id);
         let subscription = &mut self.subscriptions[index];
         let first_here = subscription.subscribers.is_empty();
-        let added = !held.contains(&index);
+        let added = !held.contains(&(index as u32));
         debug_assert_eq!(added, subscription.position(peer.session).is_none());
         let position = if added {
             subscription.subscribers.push(peer);

@@ -109,6 +109,9 @@ pub(crate) enum CalleeAt {
     Remote {
         shard: ShardId,
         handle: SessionHandle,
+        /// Its role's name (`Router::role_name`), so that this shard's copy can find its role again after a
+        /// reload.
+        authrole: u32,
     },
 }
 

@@ -245,6 +245,90 @@ pub enum PeerMessage<'a> {
         reason: &'a str,
         message: Option<&'a str>,
     },
+    /// A question of the session meta API about the receiving shard's sessions of `realm`; answered with
+    /// [`PeerMessage::SessionAnswer`] and the same token. (Shards keep no directory of each other's sessions: a
+    /// session costs memory on its own shard only.)
+    SessionQuery {
+        token: u64,
+        realm: u16,
+        query: SessionQuery<'a>,
+    },
+    SessionAnswer {
+        token: u64,
+        answer: SessionAnswer<'a>,
+    },
+}
+
+/// See [`PeerMessage::SessionQuery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionQuery<'a> {
+    /// The IDs of the sessions whose authrole is among `roles` (a [`pack_strs`] list; all sessions when `None`).
+    List { roles: Option<&'a [u8]> },
+    /// The details of session `session`, if it is one of the receiver's.
+    Get { session: Id },
+    /// GOODBYE with `reason` (and `message`) to the sessions chosen by `by`, never to session `except` (the
+    /// caller); answered with how many.
+    Kill {
+        by: KillBy<'a>,
+        except: Id,
+        reason: &'a str,
+        message: Option<&'a str>,
+    },
+}
+
+/// Which sessions `wamp.session.kill*` ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillBy<'a> {
+    Session(Id),
+    Authid(&'a str),
+    Authrole(&'a str),
+    All,
+}
+
+/// See [`PeerMessage::SessionAnswer`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SessionAnswer<'a> {
+    /// Session IDs, 8 bytes each, little endian ([`unpack_ids`]).
+    Ids(&'a [u8]),
+    /// The session's details (`wamp.session.get`'s result), or nothing: not a session of the receiver.
+    Details(Option<RawValue<'a>>),
+    Killed(u64),
+}
+
+/// A list of strings as [`SessionQuery::List`] carries it.
+pub fn pack_strs<'s>(strs: impl IntoIterator<Item = &'s str>, out: &mut Vec<u8>) {
+    for s in strs {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The strings of a [`pack_strs`] list; `None` if it is malformed.
+pub fn unpack_strs(mut bytes: &[u8]) -> Option<Vec<&str>> {
+    let mut strs = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (s, rest) = (rest.get(..len)?, rest.get(len..)?);
+        strs.push(std::str::from_utf8(s).ok()?);
+        bytes = rest;
+    }
+    Some(strs)
+}
+
+/// Session IDs as [`SessionAnswer::Ids`] carries them.
+pub fn pack_ids(ids: impl IntoIterator<Item = Id>, out: &mut Vec<u8>) {
+    for id in ids {
+        out.extend_from_slice(&id.get().to_le_bytes());
+    }
+}
+
+/// The IDs of a [`pack_ids`] list (a trailing partial entry and invalid IDs are skipped).
+pub fn unpack_ids(bytes: &[u8]) -> impl Iterator<Item = Id> + '_ {
+    bytes
+        .chunks_exact(8)
+        .filter_map(|chunk| chunk.try_into().ok())
+        .filter_map(|chunk| Id::new(u64::from_le_bytes(chunk)))
 }
 
 /// A link message that does not decode (only a bug or a corrupted peer produces one).
@@ -277,6 +361,8 @@ mod kind {
     pub const CALLER_GONE: u8 = 15;
     pub const TO_CALLER: u8 = 16;
     pub const KILL: u8 = 17;
+    pub const SESSION_QUERY: u8 = 18;
+    pub const SESSION_ANSWER: u8 = 19;
 }
 
 /// Appends `msg` to `out`.
@@ -489,6 +575,69 @@ pub fn encode(msg: &PeerMessage<'_>, out: &mut Vec<u8>) {
             w.str(reason);
             w.option(message, Writer::str);
         }
+        PeerMessage::SessionQuery {
+            token,
+            realm,
+            query,
+        } => {
+            w.u8(kind::SESSION_QUERY);
+            w.u64(token);
+            w.u16(realm);
+            match query {
+                SessionQuery::List { roles } => {
+                    w.u8(0);
+                    w.option(roles, Writer::bytes);
+                }
+                SessionQuery::Get { session } => {
+                    w.u8(1);
+                    w.id(session);
+                }
+                SessionQuery::Kill {
+                    by,
+                    except,
+                    reason,
+                    message,
+                } => {
+                    w.u8(2);
+                    match by {
+                        KillBy::Session(id) => {
+                            w.u8(0);
+                            w.id(id);
+                        }
+                        KillBy::Authid(authid) => {
+                            w.u8(1);
+                            w.str(authid);
+                        }
+                        KillBy::Authrole(authrole) => {
+                            w.u8(2);
+                            w.str(authrole);
+                        }
+                        KillBy::All => w.u8(3),
+                    }
+                    w.id(except);
+                    w.str(reason);
+                    w.option(message, Writer::str);
+                }
+            }
+        }
+        PeerMessage::SessionAnswer { token, answer } => {
+            w.u8(kind::SESSION_ANSWER);
+            w.u64(token);
+            match answer {
+                SessionAnswer::Ids(ids) => {
+                    w.u8(0);
+                    w.bytes(ids);
+                }
+                SessionAnswer::Details(details) => {
+                    w.u8(1);
+                    w.raw(details);
+                }
+                SessionAnswer::Killed(count) => {
+                    w.u8(2);
+                    w.u64(count);
+                }
+            }
+        }
     }
 }
 
@@ -613,6 +762,46 @@ pub fn decode(bytes: &[u8], trusted: bool) -> Result<PeerMessage<'_>, LinkError>
             reason: r.str()?,
             message: r.option(Reader::str)?,
         },
+        kind::SESSION_QUERY => {
+            let (token, realm) = (r.u64()?, r.u16()?);
+            let query = match r.u8()? {
+                0 => SessionQuery::List {
+                    roles: r.option(Reader::bytes)?,
+                },
+                1 => SessionQuery::Get { session: r.id()? },
+                2 => {
+                    let by = match r.u8()? {
+                        0 => KillBy::Session(r.id()?),
+                        1 => KillBy::Authid(r.str()?),
+                        2 => KillBy::Authrole(r.str()?),
+                        3 => KillBy::All,
+                        _ => return Err(LinkError("unknown kill criterion")),
+                    };
+                    SessionQuery::Kill {
+                        by,
+                        except: r.id()?,
+                        reason: r.str()?,
+                        message: r.option(Reader::str)?,
+                    }
+                }
+                _ => return Err(LinkError("unknown session query")),
+            };
+            PeerMessage::SessionQuery {
+                token,
+                realm,
+                query,
+            }
+        }
+        kind::SESSION_ANSWER => {
+            let token = r.u64()?;
+            let answer = match r.u8()? {
+                0 => SessionAnswer::Ids(r.bytes()?),
+                1 => SessionAnswer::Details(r.raw()?),
+                2 => SessionAnswer::Killed(r.u64()?),
+                _ => return Err(LinkError("unknown session answer")),
+            };
+            PeerMessage::SessionAnswer { token, answer }
+        }
         _ => return Err(LinkError("unknown message kind")),
     };
     if !r.bytes.is_empty() {
@@ -944,7 +1133,92 @@ mod tests {
                 reason: "wamp.close.killed",
                 message: Some("bye"),
             },
+            PeerMessage::SessionQuery {
+                token: 10,
+                realm: 0,
+                query: SessionQuery::List { roles: None },
+            },
+            PeerMessage::SessionQuery {
+                token: 11,
+                realm: 1,
+                query: SessionQuery::List {
+                    roles: Some(&[1, 0, 0, 0, b'a', 0, 0, 0, 0]),
+                },
+            },
+            PeerMessage::SessionQuery {
+                token: 12,
+                realm: 0,
+                query: SessionQuery::Get { session: id(77) },
+            },
+            PeerMessage::SessionQuery {
+                token: 13,
+                realm: 0,
+                query: SessionQuery::Kill {
+                    by: KillBy::Session(id(5)),
+                    except: id(6),
+                    reason: "wamp.close.killed",
+                    message: None,
+                },
+            },
+            PeerMessage::SessionQuery {
+                token: 14,
+                realm: 0,
+                query: SessionQuery::Kill {
+                    by: KillBy::Authid("alice"),
+                    except: id(6),
+                    reason: "x.y",
+                    message: Some("go"),
+                },
+            },
+            PeerMessage::SessionQuery {
+                token: 15,
+                realm: 0,
+                query: SessionQuery::Kill {
+                    by: KillBy::Authrole("guest"),
+                    except: id(6),
+                    reason: "x.y",
+                    message: None,
+                },
+            },
+            PeerMessage::SessionQuery {
+                token: 16,
+                realm: 0,
+                query: SessionQuery::Kill {
+                    by: KillBy::All,
+                    except: id(6),
+                    reason: "x.y",
+                    message: None,
+                },
+            },
+            PeerMessage::SessionAnswer {
+                token: 10,
+                answer: SessionAnswer::Ids(&[3, 0, 0, 0, 0, 0, 0, 0]),
+            },
+            PeerMessage::SessionAnswer {
+                token: 12,
+                answer: SessionAnswer::Details(Some(mp)),
+            },
+            PeerMessage::SessionAnswer {
+                token: 12,
+                answer: SessionAnswer::Details(None),
+            },
+            PeerMessage::SessionAnswer {
+                token: 13,
+                answer: SessionAnswer::Killed(2),
+            },
         ]
+    }
+
+    #[test]
+    fn packed_lists() {
+        let mut strs = Vec::new();
+        pack_strs(["anonymous", "", "ü"], &mut strs);
+        assert_eq!(unpack_strs(&strs), Some(vec!["anonymous", "", "ü"]));
+        assert_eq!(unpack_strs(&strs[..strs.len() - 1]), None);
+        assert_eq!(unpack_strs(&[1, 0, 0, 0, 0xFF]), None, "not UTF-8");
+        let mut ids = Vec::new();
+        pack_ids([id(1), id(1 << 53)], &mut ids);
+        assert_eq!(unpack_ids(&ids).collect::<Vec<_>>(), [id(1), id(1 << 53)]);
     }
 
     #[test]

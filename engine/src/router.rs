@@ -28,6 +28,8 @@ use crate::uri::{self, MatchPolicy, UriRules};
 use meta::session_details;
 
 mod authn;
+mod census;
+mod internal;
 mod lifecycle;
 mod membership;
 mod meta;
@@ -169,7 +171,7 @@ struct Realm {
     broker: Broker,
     retained: RetainedEvents,
     dealer: Dealer,
-    /// Sessions joined on this shard, and on the others (the directory).
+    /// Sessions joined on this shard, and on the others (counted from their `SessionJoined`/`SessionLeft`).
     sessions: usize,
     remote_sessions: usize,
     principals: Principals,
@@ -212,7 +214,7 @@ pub struct Router {
     sessions: Slab<Session>,
     next_generation: u32,
     ids: IdGenerator,
-    session_ids: HashMap<Id, SessionHandle>,
+
     /// Live router-scope IDs (subscriptions and registrations), unique router-wide.
     router_ids: HashSet<Id>,
     calls: Slab<Call>,
@@ -246,10 +248,14 @@ pub struct Router {
     session_id_gen: SessionIds,
     /// Seed of the subscription IDs, the same on every shard: a subscription has one ID router-wide.
     id_seed: u64,
-    /// The sessions joined on other shards, by ID.
-    remote_sessions: HashMap<Id, RemoteSession>,
+    /// Session meta calls waiting for the other shards' answers, by token, and their deadlines in order.
+    gathers: HashMap<u64, census::Gather>,
+    gather_deadlines: VecDeque<(u64, u64)>,
     /// Role and method names, each held once (see [`Router::intern`]).
     names: HashSet<Arc<str>>,
+    /// Role names of callees of other shards, by number (see [`Router::role_name_id`]).
+    role_names: Vec<Box<str>>,
+    role_name_ids: HashMap<Box<str>, u32>,
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
@@ -260,44 +266,12 @@ pub struct Router {
     next_call_serial: u64,
 }
 
-/// A session of another shard, as the directory knows it.
-#[derive(Debug)]
-struct RemoteSession {
-    realm: u16,
-    shard: ShardId,
-    handle: SessionHandle,
-    /// `None`: the anonymous authid the router gives, `anonymous-<session ID>` (not stored: the directory holds
-    /// every session of every other shard, so it is kept small).
-    authid: Option<Box<str>>,
-    /// Interned ([`Router::intern`]): a handful of role and method names shared by every entry.
-    authrole: Arc<str>,
-    authmethod: Arc<str>,
-}
-
-impl RemoteSession {
-    fn authid(&self, id: Id) -> Cow<'_, str> {
-        match &self.authid {
-            Some(authid) => Cow::Borrowed(authid),
-            None => Cow::Owned(anonymous_authid(id)),
-        }
-    }
-
-    fn realm(&self) -> usize {
-        usize::from(self.realm)
-    }
-}
+/// Distinct role names of remote callees a router numbers (see [`Router::role_name_id`]).
+const ROLE_NAMES_MAX: usize = 4096;
 
 /// The authid of an anonymous session.
 pub(crate) fn anonymous_authid(id: Id) -> String {
     format!("anonymous-{id}")
-}
-
-/// Whether `authid` is the anonymous authid of session `id`.
-fn is_anonymous_authid(authid: &str, id: Id) -> bool {
-    authid
-        .strip_prefix("anonymous-")
-        .and_then(|n| n.parse::<u64>().ok())
-        .is_some_and(|n| n == id.get())
 }
 
 /// What to do when every shard acknowledged a change.
@@ -405,7 +379,6 @@ impl Router {
             ids: IdGenerator::new(
                 config.seed ^ u64::from(config.shard).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
-            session_ids: HashMap::new(),
             router_ids: HashSet::new(),
             calls: Slab::new(),
             invocations: RouterKeyMap::default(),
@@ -426,8 +399,11 @@ impl Router {
             shards,
             session_id_gen: SessionIds::new(config.seed, config.shard, shards),
             id_seed: config.seed,
-            remote_sessions: HashMap::new(),
+            gathers: HashMap::new(),
+            gather_deadlines: VecDeque::new(),
             names: HashSet::new(),
+            role_names: Vec::new(),
+            role_name_ids: HashMap::new(),
             pending_acks: HashMap::new(),
             next_token: 0,
             remote_callers: HashMap::new(),
@@ -447,6 +423,25 @@ impl Router {
         let held: Arc<str> = name.into();
         self.names.insert(held.clone());
         held
+    }
+
+    /// A number for role name `name` (kept in a copy of a remote callee). Past [`ROLE_NAMES_MAX`] distinct names
+    /// (only a dynamic authenticator could make that many), new names get `u32::MAX`, which names no role.
+    pub(crate) fn role_name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.role_name_ids.get(name) {
+            return id;
+        }
+        if self.role_names.len() >= ROLE_NAMES_MAX {
+            return u32::MAX;
+        }
+        let id = self.role_names.len() as u32;
+        self.role_names.push(name.into());
+        self.role_name_ids.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn role_name(&self, id: u32) -> &str {
+        self.role_names.get(id as usize).map_or("", |name| name)
     }
 
     /// Every other shard of the router (empty for a router on its own).
@@ -619,17 +614,19 @@ impl Router {
     /// [`Router::handle_timeout`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
         let auth = self.auth_deadlines.front().map(|(deadline, _)| *deadline);
-        match (self.next_call_deadline(), auth) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_call_deadline(), auth, self.next_gather_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Ends every call and authentication attempt whose deadline passed.
+    /// Ends every call and authentication attempt whose deadline passed, and answers the session meta calls
+    /// whose other shards did not answer in time.
     pub fn handle_timeout(&mut self, now_ms: u64, sink: &mut impl Sink) {
         self.now_ms = now_ms;
         self.expire_calls(now_ms, sink);
         self.expire_authentications(now_ms, sink);
+        self.expire_gathers(now_ms, sink);
         self.check_invariants();
     }
 
@@ -919,28 +916,24 @@ impl Router {
             };
             let realm = &self.realms[joined.realm];
             for &sub in &joined.subscriptions {
-                assert!(realm.broker.subscriptions[sub]
+                assert!(realm.broker.subscriptions[sub as usize]
                     .subscribers
                     .iter()
                     .any(|p| p.session == session.peer.session));
                 subscriptions += 1;
             }
             for &reg in &joined.registrations {
-                assert!(realm.dealer.registrations[reg]
+                assert!(realm.dealer.registrations[reg as usize]
                     .callees
                     .iter()
                     .any(|c| c.local().is_some_and(|p| p.session == session.peer.session)));
             }
-            assert_eq!(
-                self.session_ids.get(&joined.id),
-                Some(&session.peer.session)
-            );
             let held: usize = (joined.subscriptions.iter())
-                .map(|&s| &realm.broker.subscriptions[s])
+                .map(|&s| &realm.broker.subscriptions[s as usize])
                 .map(|s| uri::footprint(&s.topic, s.policy))
                 .chain(
                     (joined.registrations.iter())
-                        .map(|&r| &realm.dealer.registrations[r])
+                        .map(|&r| &realm.dealer.registrations[r as usize])
                         .map(|r| uri::footprint(&r.procedure, r.policy)),
                 )
                 .sum();

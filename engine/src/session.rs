@@ -108,19 +108,20 @@ pub(crate) struct Authenticating {
 pub(crate) struct Joined {
     pub id: Id,
     pub realm: usize,
-    pub authid: Box<str>,
+    /// Inline when short (an anonymous authid, `anonymous-` and up to 16 digits, always is).
+    pub authid: CompactStr,
     /// Interned (`Router::intern`): sessions of one role share the name.
     pub authrole: std::sync::Arc<str>,
     pub authmethod: Method,
     /// The session's role in its realm's authorizer.
     pub role: RoleIndex,
     /// Subscriptions this session holds (indexes into its realm's broker).
-    pub subscriptions: SmallVec<[usize; 4]>,
+    pub subscriptions: SmallVec<[u32; 4]>,
     /// Registrations this session holds (indexes into its realm's dealer).
-    pub registrations: SmallVec<[usize; 2]>,
+    pub registrations: SmallVec<[u32; 4]>,
     /// Heads of the intrusive lists of pending calls this session is caller / callee of.
-    pub calls_as_caller: Option<usize>,
-    pub calls_as_callee: Option<usize>,
+    pub calls_as_caller: Option<u32>,
+    pub calls_as_callee: Option<u32>,
     /// Next INVOCATION request ID (session scope, router-chosen).
     pub next_invocation: Id,
     /// Calls this session made that are still pending (bounded by `calls_per_session_max`).
@@ -271,5 +272,76 @@ mod tests {
             buckets.len()
         );
         assert_eq!(tags.len(), 128, "every control byte value occurs");
+    }
+}
+
+/// A string kept inline when it fits in 30 bytes, else on the heap: a session's authid costs no allocation in the
+/// common case (every session has one).
+#[derive(Clone)]
+pub(crate) enum CompactStr {
+    Inline {
+        len: u8,
+        bytes: [u8; COMPACT_INLINE],
+    },
+    Heap(Box<str>),
+}
+
+const COMPACT_INLINE: usize = 30;
+
+impl From<&str> for CompactStr {
+    fn from(s: &str) -> CompactStr {
+        if s.len() <= COMPACT_INLINE {
+            let mut bytes = [0; COMPACT_INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            CompactStr::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            CompactStr::Heap(s.into())
+        }
+    }
+}
+
+impl std::ops::Deref for CompactStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            // Made from a `str`, so valid UTF-8 (checked again rather than assumed: at most 30 bytes).
+            CompactStr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            CompactStr::Heap(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Debug for CompactStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod compact_tests {
+    use super::CompactStr;
+
+    #[test]
+    fn short_strings_are_inline_and_long_ones_are_not() {
+        for s in [
+            "",
+            "anonymous-9007199254740992",
+            "ü".repeat(15).as_str(),
+            &"x".repeat(31),
+        ] {
+            let compact = CompactStr::from(s);
+            assert_eq!(&*compact, s);
+            assert_eq!(
+                matches!(compact, CompactStr::Inline { .. }),
+                s.len() <= 30,
+                "{s}"
+            );
+        }
+        assert_eq!(std::mem::size_of::<CompactStr>(), 32);
     }
 }

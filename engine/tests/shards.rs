@@ -574,8 +574,20 @@ fn the_meta_api_sees_every_shard() {
         3,
         "on_join from every shard"
     );
+    // Session questions are answered once every shard has answered (no shard keeps a directory of the others).
     s.send(watcher, r#"[48, 1, {}, "wamp.session.count", []]"#);
+    s.settle();
     assert_eq!(s.take_one(watcher)[3], json!([4]));
+    s.send(
+        watcher,
+        r#"[48, 5, {}, "wamp.session.list", [["anonymous"]]]"#,
+    );
+    s.settle();
+    let listed = s.take_one(watcher)[3][0].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+    s.send(watcher, r#"[48, 6, {}, "wamp.session.list", [["nobody"]]]"#);
+    s.settle();
+    assert_eq!(s.take_one(watcher)[3], json!([[]]));
     let remote = s.routers[2]
         .session_info(s.conns[&others[2]].1)
         .unwrap()
@@ -585,7 +597,15 @@ fn the_meta_api_sees_every_shard() {
         watcher,
         &json!([48, 2, {}, "wamp.session.get", [remote]]).to_string(),
     );
+    s.settle();
     assert_eq!(s.take_one(watcher)[3][0]["session"], remote);
+    s.send(watcher, r#"[48, 7, {}, "wamp.session.get", [12345]]"#);
+    s.settle();
+    let missing = s.take_one(watcher);
+    assert_eq!(
+        (missing[0].clone(), missing[4].clone()),
+        (json!(8), json!("wamp.error.no_such_session"))
+    );
     // Subscribers on every shard are listed.
     let mut subscription = 0;
     for &conn in &others {
@@ -615,6 +635,13 @@ fn the_meta_api_sees_every_shard() {
         (goodbye[0].clone(), goodbye[2].clone()),
         (json!(6), json!("wamp.close.killed"))
     );
+    // kill_all ends every other session on every shard, never the caller's, and counts them.
+    s.send(watcher, r#"[48, 8, {}, "wamp.session.kill_all", []]"#);
+    s.settle();
+    assert_eq!(s.take_one(watcher)[3], json!([2]));
+    for &conn in &others[..2] {
+        assert_eq!(s.take_one(conn)[0], 6);
+    }
 }
 
 #[test]
@@ -812,4 +839,27 @@ fn random_interleavings_answer_every_call_once() {
             assert_eq!(router.calls_pending(), 0, "seed {seed}");
         }
     }
+}
+
+/// A shard that does not answer a session question (stuck, or gone at shutdown) delays the answer by the gather
+/// timeout at most: the caller then gets what the others said, marked partial.
+#[test]
+fn a_session_question_is_answered_partially_when_a_shard_is_silent() {
+    let mut s = Shards::new(3);
+    let asker = s.join(0);
+    for shard in 0..3 {
+        s.join(shard);
+    }
+    s.send(asker, r#"[48, 1, {}, "wamp.session.count", []]"#);
+    // Shard 2 never hears the question.
+    s.links.remove(&(0, 2));
+    s.settle();
+    assert!(s.take(asker).is_empty(), "waits for shard 2");
+    s.tick(2_000);
+    s.settle();
+    let result = s.take_one(asker);
+    assert_eq!(result[0], 50, "{result}");
+    assert_eq!(result[2]["x_kreisel_partial"], true, "{result}");
+    // The asker and one session on shard 0, one on shard 1: shard 2's session is missing.
+    assert_eq!(result[3], json!([3]));
 }

@@ -66,6 +66,11 @@ impl Realm {
 
     /// What is valid in this realm's access settings but probably not meant (see [`Config::warnings`]).
     pub fn warnings(&self) -> Vec<String> {
+        self.warnings_given(&[])
+    }
+
+    /// The same, knowing that the sessions of HTTP services get the roles `also_given`.
+    pub fn warnings_given(&self, also_given: &[&str]) -> Vec<String> {
         let which = format!("realm '{}'", self.name);
         if self.anonymous == Some(false) && self.principals.is_empty() {
             return vec![format!(
@@ -88,7 +93,8 @@ impl Realm {
         let anonymous = self.anonymous_role();
         for role in self.roles.iter().flatten() {
             let used = self.principals.iter().any(|p| p.role == role.name)
-                || anonymous == Some(role.name.as_str());
+                || anonymous == Some(role.name.as_str())
+                || also_given.contains(&role.name.as_str());
             if used {
                 continue;
             }
@@ -144,14 +150,17 @@ impl UriRule {
     }
 }
 
-/// Which transports a listener speaks. With several, one port serves them all: a RawSocket client's first octet
-/// is 0x7F, an MQTT client's 0x10 (CONNECT), which no HTTP request starts with. `mqtt` with `websocket` also
-/// serves MQTT over WebSocket (subprotocol `mqtt`) on the WebSocket path.
+/// Which transports a listener speaks. With several, one port serves them all: a RawSocket client's first octet is
+/// 0x7F, an MQTT client's 0x10 (CONNECT), which no HTTP request starts with, and an HTTP request for a service's
+/// path is served by the service (see [`Listener::services`]), any other is a WebSocket upgrade. `mqtt` with
+/// `websocket` also serves MQTT over WebSocket (subprotocol `mqtt`) on the WebSocket path.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Websocket,
     Rawsocket,
+    /// HTTP requests to the listener's `services` (the HTTP bridge).
+    Http,
     /// MQTT 3.1.1 and 5: each client a WAMP session of the listener's `realm` (see `io/src/mqtt/session.rs`).
     Mqtt,
 }
@@ -203,6 +212,30 @@ pub struct Listener {
     /// topic; default: passthrough everywhere).
     #[serde(default)]
     pub payload_mapping: Option<std::collections::BTreeMap<String, PayloadFormat>>,
+    /// The HTTP bridge: `publisher`, `caller` and `webhook` services at paths of this listener (a listener speaking
+    /// `"http"`, or `"websocket"` beside its WebSocket path).
+    #[serde(default)]
+    pub services: Vec<crate::http::ServiceConfig>,
+    /// WebSocket compression: `"none"` (the default) or `"deflate"`: permessage-deflate (RFC 7692) with clients
+    /// that offer it, tuned by `[listeners.deflate]`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// permessage-deflate's settings (with `compression = "deflate"`).
+    #[serde(default)]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
+    /// Also offer the batched WebSocket subprotocols (`wamp.2.json.batched`, `wamp.2.msgpack.batched`,
+    /// `wamp.2.cbor.batched`) of the listener's serializers (default false).
+    #[serde(default)]
+    pub batched: bool,
+}
+
+/// See [`Listener::compression`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Deflate,
 }
 
 /// `[listeners.tls]`: PEM files.
@@ -372,6 +405,10 @@ impl Default for Config {
                     tls: None,
                     metrics: None,
                     allowed_origins: None,
+                    services: Vec::new(),
+                    compression: Compression::None,
+                    deflate: None,
+                    batched: false,
                     realm: None,
                     payload_mapping: None,
                 },
@@ -383,6 +420,10 @@ impl Default for Config {
                     tls: None,
                     metrics: None,
                     allowed_origins: None,
+                    services: Vec::new(),
+                    compression: Compression::None,
+                    deflate: None,
+                    batched: false,
                     realm: None,
                     payload_mapping: None,
                 },
@@ -526,7 +567,7 @@ impl Config {
             }
             if listener.transports.is_empty() {
                 return fail(format!(
-                    "{which}: transports must name \"websocket\", \"rawsocket\", \"mqtt\" or several of them"
+                    "{which}: transports must name \"websocket\", \"rawsocket\", \"http\", \"mqtt\" or several"
                 ));
             }
             match (&listener.realm, listener.speaks(Transport::Mqtt)) {
@@ -552,6 +593,7 @@ impl Config {
                     "{which}: payload_mapping is for MQTT clients: the listener needs the \"mqtt\" transport"
                 ));
             }
+            self.validate_http(&which, listener)?;
             if listener.serializers.is_empty() {
                 return fail(format!(
                     "{which}: serializers must name one or more of \"json\", \"msgpack\", \"cbor\""
@@ -561,6 +603,11 @@ impl Config {
                 return fail(format!("{which}: path must start with '/'"));
             }
             if let Some(metrics) = &listener.metrics {
+                if listener.services.iter().any(|s| &s.path == metrics) {
+                    return fail(format!(
+                        "{which}: metrics: the path {metrics} is a service's"
+                    ));
+                }
                 if !listener.speaks(Transport::Websocket) {
                     return fail(format!(
                         "{which}: metrics are served over HTTP: the listener needs the \"websocket\" transport"
@@ -573,10 +620,10 @@ impl Config {
                 }
             }
             if let Some(origins) = &listener.allowed_origins {
-                if !listener.speaks(Transport::Websocket) {
+                if !listener.speaks(Transport::Websocket) && listener.services.is_empty() {
                     return fail(format!(
-                        "{which}: allowed_origins restricts WebSocket handshakes: the listener needs the \
-                         \"websocket\" transport"
+                        "{which}: allowed_origins restricts WebSocket handshakes and HTTP services: the listener \
+                         needs the \"websocket\" transport or services"
                     ));
                 }
                 for origin in origins {
@@ -684,7 +731,85 @@ impl Config {
     /// reload, a role prepared for principals still to come): `kreisel --check` prints them and exits 0, the
     /// router logs them at startup.
     pub fn warnings(&self) -> Vec<String> {
-        self.realms.iter().flat_map(Realm::warnings).collect()
+        let mut warnings: Vec<String> = (self.realms.iter())
+            .flat_map(|realm| {
+                let given: Vec<&str> = (self.listeners.iter())
+                    .flat_map(|l| &l.services)
+                    .filter(|s| s.realm == realm.name)
+                    .map(|s| s.role.as_str())
+                    .collect();
+                realm.warnings_given(&given)
+            })
+            .collect();
+        for (index, listener) in self.listeners.iter().enumerate() {
+            let which = format!("listener {} ('{}')", index + 1, listener.listen);
+            for service in &listener.services {
+                warnings.extend(service.warnings(&which));
+            }
+        }
+        warnings
+    }
+
+    /// Checks a listener's HTTP services, compression and batching settings.
+    fn validate_http(&self, which: &str, listener: &Listener) -> Result<(), ConfigError> {
+        let fail = |text: String| Err(ConfigError(text));
+        if listener.speaks(Transport::Http) && listener.services.is_empty() {
+            return fail(format!(
+                "{which}: the \"http\" transport serves the listener's [[listeners.services]]: add one"
+            ));
+        }
+        if !listener.services.is_empty()
+            && !listener.speaks(Transport::Http)
+            && !listener.speaks(Transport::Websocket)
+        {
+            return fail(format!(
+                "{which}: services are served over HTTP: the listener needs the \"http\" or \"websocket\" \
+                 transport"
+            ));
+        }
+        let realm_roles = |name: &str| {
+            (self.realms.iter().find(|r| r.name == name)).map(|r| {
+                (r.roles.as_ref()).map(|roles| roles.iter().map(|r| r.name.clone()).collect())
+            })
+        };
+        let mut paths = std::collections::HashSet::new();
+        for service in &listener.services {
+            service.validate(which, &realm_roles).map_err(ConfigError)?;
+            if !paths.insert(&service.path) {
+                return fail(format!("{which}: two services at {}", service.path));
+            }
+            if listener.speaks(Transport::Websocket) && service.path == listener.path {
+                return fail(format!(
+                    "{which}: service path {} is the WebSocket path",
+                    service.path
+                ));
+            }
+        }
+        if listener.services.len() > 1024 {
+            return fail(format!("{which}: more than 1024 services"));
+        }
+        let websocket = listener.speaks(Transport::Websocket);
+        if listener.compression != Compression::None && !websocket {
+            return fail(format!(
+                "{which}: compression is for WebSocket: the listener needs the \"websocket\" transport"
+            ));
+        }
+        if let Some(deflate) = &listener.deflate {
+            if listener.compression != Compression::Deflate {
+                return fail(format!(
+                    "{which}: [listeners.deflate] needs compression = \"deflate\""
+                ));
+            }
+            deflate
+                .validate()
+                .map_err(|e| ConfigError(format!("{which}: deflate: {e}")))?;
+        }
+        if listener.batched && !websocket {
+            return fail(format!(
+                "{which}: batched is for WebSocket: the listener needs the \"websocket\" transport"
+            ));
+        }
+        Ok(())
     }
 
     /// The engine's part of the configuration.
@@ -858,10 +983,19 @@ serializers = ["json", "msgpack", "cbor"]
 # An MQTT listener: transports with "mqtt", realm (required: the realm its clients join), and optionally a
 #   [listeners.payload_mapping] table (README, "MQTT")
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
+# compression = "deflate"    # permessage-deflate with clients that offer it ([listeners.deflate] tunes it; off by default)
+# batched = true             # also offer wamp.2.json.batched, wamp.2.msgpack.batched, wamp.2.cbor.batched
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
 # client_ca = "ca.pem"       # optional: require client certificates signed by these CAs
+
+# [[listeners.services]]     # the HTTP bridge (README: "HTTP bridge"); a listener may also speak only "http"
+# path = "/publish"          # POST {"topic", "args", "kwargs", "options"} here publishes; answers {"id": ...}
+# type = "publisher"         # "publisher", "caller" or "webhook"
+# realm = "realm1"
+# role = "user"              # the service session's role: its permissions decide what the service may do
+# principals = [{ key = "app", ticket = "app-ticket" }]  # who may: Authorization: Bearer app-ticket (or secret = ...)
 
 [[listeners]]
 listen = "127.0.0.1:8081"

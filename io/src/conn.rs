@@ -90,6 +90,8 @@ pub enum Transport {
     RawSocketHandshake,
     /// Reading the HTTP upgrade request.
     HttpUpgrade,
+    /// HTTP requests to the listener's services (the HTTP bridge), one after another on a keep-alive connection.
+    Http(crate::http::request::Reader),
     /// Handshake done: WAMP messages in `serializer` through the transport's framer.
     Framed {
         serializer: Serializer,
@@ -173,7 +175,7 @@ pub enum CloseCause {
     Shutdown,
     /// Silent for longer than `limits.idle_timeout_ms`.
     IdleTimeout,
-    /// A plain HTTP request (the metrics endpoint) was answered.
+    /// A plain HTTP request (the metrics endpoint, an HTTP service without keep-alive) was answered.
     Served,
     /// It had not joined a realm when `limits.connections_max` was reached, and was the oldest such.
     Evicted,
@@ -188,13 +190,13 @@ pub enum CloseCause {
 #[derive(Debug)]
 pub struct Conn {
     pub stream: Stream,
-    pub listener: usize,
+    pub listener: u16,
     /// Distinguishes this connection from earlier ones in the same slab slot (timers, engine ConnIds).
     pub generation: u32,
     pub transport: Transport,
     /// Unread input is `rbuf[..filled]`.
     pub rbuf: Vec<u8>,
-    pub filled: usize,
+    pub filled: u32,
     pub outbox: Outbox,
     pub session: Option<SessionHandle>,
     /// Set when the connection is to be closed once its outbox is flushed.
@@ -225,7 +227,11 @@ pub struct Conn {
     /// A message or control frame was completed by the current read.
     pub progressed: bool,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
-    pub held_input: usize,
+    pub held_input: u32,
+    /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
+    pub http_busy: bool,
+    /// permessage-deflate's parameters and (with context takeover) streams, when it was negotiated.
+    pub deflate: Option<Box<crate::deflate::ConnDeflate>>,
 }
 
 impl Conn {
@@ -238,7 +244,8 @@ impl Conn {
     ) -> Conn {
         Conn {
             stream,
-            listener,
+            // Listeners are numbered by the configuration: far fewer than 65536.
+            listener: listener as u16,
             generation,
             transport: Transport::Detect,
             rbuf: Vec::new(),
@@ -260,6 +267,8 @@ impl Conn {
             input_since_ms: None,
             progressed: false,
             held_input: 0,
+            http_busy: false,
+            deflate: None,
         }
     }
 

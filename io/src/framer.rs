@@ -20,6 +20,8 @@ pub enum Inbound<'b> {
     Fragment,
     /// The peer closes (a WebSocket Close): echo `code` and close.
     Close(u16),
+    /// A complete WAMP message compressed with permessage-deflate; `text`: it must be UTF-8 once inflated.
+    Compressed(&'b [u8], bool),
 }
 
 /// The peer broke the transport protocol or a limit: end the connection, with a WebSocket Close carrying
@@ -47,16 +49,16 @@ pub trait Framer {
 /// RawSocket framing: a 4-octet header per frame, messages and pings in the same stream.
 #[derive(Debug)]
 pub struct RawSocketFramer {
-    /// The maximum frame length the router announced in its handshake reply.
-    announced_max: usize,
-    message_max: usize,
+    /// The maximum frame length the router announced in its handshake reply (at most 2^24).
+    announced_max: u32,
+    message_max: u32,
 }
 
 impl RawSocketFramer {
     pub fn new(announced_max: usize, message_max: usize) -> RawSocketFramer {
         RawSocketFramer {
-            announced_max,
-            message_max,
+            announced_max: u32::try_from(announced_max).unwrap_or(u32::MAX),
+            message_max: u32::try_from(message_max).unwrap_or(u32::MAX),
         }
     }
 }
@@ -64,7 +66,7 @@ impl RawSocketFramer {
 impl Framer for RawSocketFramer {
     fn read<'b>(&'b mut self, buf: &'b mut [u8]) -> Result<Option<(usize, Inbound<'b>)>, Fault> {
         // Pings may carry up to 512 octets even before the session joined.
-        let max = self.announced_max.min(self.message_max.max(512));
+        let max = self.announced_max.min(self.message_max.max(512)) as usize;
         let frame = match rawsocket::parse_frame(buf, max) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(None),
@@ -86,11 +88,11 @@ impl Framer for RawSocketFramer {
     }
 
     fn message_max(&self) -> usize {
-        self.message_max
+        self.message_max as usize
     }
 
     fn set_message_max(&mut self, message_max: usize) {
-        self.message_max = message_max;
+        self.message_max = u32::try_from(message_max).unwrap_or(u32::MAX);
     }
 
     fn assembly(&self) -> (usize, bool) {
@@ -109,6 +111,13 @@ impl WebSocketFramer {
         WebSocketFramer {
             reader: websocket::FrameReader::new(message_max),
         }
+    }
+
+    /// A framer for a connection that negotiated permessage-deflate.
+    pub fn with_deflate(message_max: usize) -> WebSocketFramer {
+        let mut reader = websocket::FrameReader::new(message_max);
+        reader.set_deflate(true);
+        WebSocketFramer { reader }
     }
 }
 
@@ -129,6 +138,7 @@ impl Framer for WebSocketFramer {
             websocket::Event::Ping(payload) => Inbound::Ping(payload),
             websocket::Event::Pong(_) => Inbound::Pong,
             websocket::Event::Fragment => Inbound::Fragment,
+            websocket::Event::Compressed { data, text } => Inbound::Compressed(data, text),
             // A Close without a code is answered with 1000.
             websocket::Event::Close { code, .. } => {
                 Inbound::Close(code.unwrap_or(websocket::CLOSE_NORMAL))
@@ -194,9 +204,32 @@ pub enum Framing {
     None,
     /// RawSocket frames no longer than `peer_max_len` (at most 2^24).
     RawSocket { peer_max_len: u32 },
-    /// WebSocket text (JSON) or binary frames.
-    WebSocket { text: bool },
+    /// WebSocket text (JSON) or binary frames; `batched`: the batched subprotocol's layout; `deflate`:
+    /// permessage-deflate was negotiated. Either one makes the write side build a frame of its own for the
+    /// connection (see [`Framing::plain`]).
+    WebSocket {
+        text: bool,
+        batched: Batched,
+        deflate: bool,
+    },
 }
+
+/// How a batched WebSocket subprotocol lays out the WAMP messages of one WebSocket message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batched {
+    /// Not batched: one WAMP message per WebSocket message.
+    No,
+    /// JSON: each message followed by `separator`. The spec's is 0x1e (ASCII RS); autobahn-python writes 0x18
+    /// (its `b"\30"` is octal), so kreisel answers a client with the separator the client uses.
+    Json { separator: u8 },
+    /// MessagePack and CBOR: each message preceded by its length (4 octets, big-endian).
+    Length,
+}
+
+/// The spec's separator of batched JSON messages (ASCII record separator).
+pub const RECORD_SEPARATOR: u8 = 0x1e;
+/// The separator autobahn-python writes and expects instead (octal 30).
+pub const AUTOBAHN_SEPARATOR: u8 = 0x18;
 
 /// A control frame the router sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +245,26 @@ pub struct TooLong {
 }
 
 impl Framing {
+    /// WebSocket framing for the messages of `serializer`, plain (neither batched nor compressed).
+    pub fn websocket(text: bool) -> Framing {
+        Framing::WebSocket {
+            text,
+            batched: Batched::No,
+            deflate: false,
+        }
+    }
+
+    /// Whether a connection's messages are the shared frames as they are (no batching layout, no compression).
+    pub fn plain(self) -> bool {
+        !matches!(
+            self,
+            Framing::WebSocket {
+                batched: Batched::Json { .. } | Batched::Length,
+                ..
+            } | Framing::WebSocket { deflate: true, .. }
+        )
+    }
+
     /// Writes the header of a WAMP message of `len` octets into `header`; returns its length (0 before the
     /// handshake, when nothing but raw bytes goes out).
     pub fn message_header(
@@ -229,7 +282,7 @@ impl Framing {
                     .copy_from_slice(&rawsocket::write_header(rawsocket::FrameKind::Message, len));
                 Ok(4)
             }
-            Framing::WebSocket { text } => {
+            Framing::WebSocket { text, .. } => {
                 let opcode = if text {
                     websocket::OpCode::Text
                 } else {
@@ -321,7 +374,7 @@ mod tests {
             rs.message_header(101, &mut header),
             Err(TooLong { max: 100 })
         );
-        let ws = Framing::WebSocket { text: true };
+        let ws = Framing::websocket(true);
         assert_eq!(ws.message_header(300, &mut header), Ok(4));
         assert_eq!(&header[..4], &[0x81, 126, 1, 44]);
         assert_eq!(Framing::None.message_header(5, &mut header), Ok(0));

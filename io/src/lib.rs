@@ -11,7 +11,9 @@
 pub mod auth_config;
 pub mod config;
 pub mod conn;
+pub mod deflate;
 pub mod framer;
+pub mod http;
 pub mod import_crossbar;
 pub mod metrics;
 pub mod mqtt;

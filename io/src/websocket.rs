@@ -38,6 +38,10 @@ pub struct UpgradeConfig {
     /// Origins a browser may open a WebSocket from (`None`: any). A request without an `Origin` header (not a
     /// browser) is not affected; one with an origin not listed gets 403.
     pub allowed_origins: Option<Vec<OriginPattern>>,
+    /// permessage-deflate with clients that offer it (`None`: never negotiated).
+    pub deflate: Option<crate::deflate::DeflateConfig>,
+    /// Also accept the batched subprotocols (`wamp.2.json.batched`, ...) of `serializers`.
+    pub batched: bool,
     /// Also accept the subprotocol `mqtt` (MQTT over WebSocket): [`UpgradeOutcome::Mqtt`].
     pub mqtt: bool,
 }
@@ -51,6 +55,8 @@ impl UpgradeConfig {
             head_max: HEAD_MAX_DEFAULT,
             metrics_path: None,
             allowed_origins: None,
+            deflate: None,
+            batched: false,
             mqtt: false,
         }
     }
@@ -206,6 +212,11 @@ pub enum UpgradeOutcome {
     /// head was `buf[..consumed]`; any bytes after it are already WebSocket frames.
     Accept {
         serializer: Serializer,
+        /// The batched variant of the subprotocol (`wamp.2.json.batched`, ...): several WAMP messages per
+        /// WebSocket message.
+        batched: bool,
+        /// permessage-deflate, when it was negotiated.
+        deflate: Option<crate::deflate::Params>,
         consumed: usize,
         response: Vec<u8>,
     },
@@ -255,14 +266,26 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
     }
     match check_request(&request, cfg) {
-        Ok((Some(serializer), key)) => UpgradeOutcome::Accept {
-            serializer,
-            consumed,
-            response: accept_response(key, serializer.subprotocol()),
-        },
+        Ok((Some((serializer, batched)), key)) => {
+            let deflate = cfg.deflate.as_ref().and_then(|config| {
+                crate::deflate::negotiate(
+                    values(request.headers, "sec-websocket-extensions"),
+                    config,
+                )
+            });
+            let extension = deflate.as_ref().map(|(_, response)| response.as_str());
+            UpgradeOutcome::Accept {
+                serializer,
+                batched,
+                deflate: deflate.as_ref().map(|(params, _)| *params),
+                consumed,
+                response: accept_response(key, subprotocol(serializer, batched), extension),
+            }
+        }
+        // MQTT over WebSocket: no extensions (MQTT packets are small; nothing to negotiate).
         Ok((None, key)) => UpgradeOutcome::Mqtt {
             consumed,
-            response: accept_response(key, MQTT_SUBPROTOCOL),
+            response: accept_response(key, MQTT_SUBPROTOCOL, None),
         },
         Err((status, reason)) => reject(status, reason),
     }
@@ -271,9 +294,19 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
 /// The WebSocket subprotocol of MQTT 3.1.1 and 5.
 pub const MQTT_SUBPROTOCOL: &str = "mqtt";
 
-/// The negotiated WAMP serializer (`None`: the subprotocol `mqtt`) and the `Sec-WebSocket-Key`, or the status and
-/// reason of a refusal.
-type Checked<'b> = Result<(Option<Serializer>, &'b [u8]), (u16, String)>;
+/// The subprotocol name of a serializer, batched or not.
+pub fn subprotocol(serializer: Serializer, batched: bool) -> &'static str {
+    match (serializer, batched) {
+        (_, false) => serializer.subprotocol(),
+        (Serializer::Json, true) => "wamp.2.json.batched",
+        (Serializer::MsgPack, true) => "wamp.2.msgpack.batched",
+        (Serializer::Cbor, true) => "wamp.2.cbor.batched",
+    }
+}
+
+/// The negotiated WAMP serializer and whether it is batched (`None`: the subprotocol `mqtt`), and the
+/// `Sec-WebSocket-Key`, or the status and reason of a refusal.
+type Checked<'b> = Result<(Option<(Serializer, bool)>, &'b [u8]), (u16, String)>;
 
 /// Checks a complete request head.
 fn check_request<'b>(request: &httparse::Request<'_, 'b>, cfg: &UpgradeConfig) -> Checked<'b> {
@@ -331,12 +364,19 @@ fn check_request<'b>(request: &httparse::Request<'_, 'b>, cfg: &UpgradeConfig) -
     }
     // The client's first offered subprotocol that this listener speaks wins.
     let protocol = tokens(headers, "sec-websocket-protocol")
-        .filter_map(|t| match std::str::from_utf8(t) {
-            Ok(MQTT_SUBPROTOCOL) if cfg.mqtt => Some(None),
-            Ok(name) => Serializer::from_subprotocol(name)
-                .filter(|s| cfg.serializers.contains(s))
-                .map(Some),
-            Err(_) => None,
+        .filter_map(|t| {
+            let name = std::str::from_utf8(t).ok()?;
+            if name == MQTT_SUBPROTOCOL {
+                return cfg.mqtt.then_some(None);
+            }
+            let (serializer, batched) = match name.strip_suffix(".batched") {
+                Some(base) if cfg.batched => Serializer::from_subprotocol(base).map(|s| (s, true)),
+                Some(_) => None,
+                None => Serializer::from_subprotocol(name).map(|s| (s, false)),
+            }?;
+            cfg.serializers
+                .contains(&serializer)
+                .then_some(Some((serializer, batched)))
         })
         .next()
         .ok_or_else(|| (400, no_subprotocol_reason(cfg)))?;
@@ -350,6 +390,12 @@ fn no_subprotocol_reason(cfg: &UpgradeConfig) -> String {
             reason.push_str(", ");
         }
         reason.push_str(serializer.subprotocol());
+    }
+    if cfg.batched {
+        for serializer in &cfg.serializers {
+            reason.push_str(", ");
+            reason.push_str(subprotocol(*serializer, true));
+        }
     }
     if cfg.mqtt {
         reason.push_str(", ");
@@ -404,14 +450,18 @@ fn is_base64_of_16_octets(key: &[u8]) -> bool {
     }
 }
 
-fn accept_response(key: &[u8], subprotocol: &str) -> Vec<u8> {
+fn accept_response(key: &[u8], subprotocol: &str, extension: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key);
+    let extension = extension
+        .map(|value| format!("Sec-WebSocket-Extensions: {value}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\
          Sec-WebSocket-Protocol: {subprotocol}\r\n\
+         {extension}\
          Server: kreisel\r\n\
          \r\n"
     )
@@ -579,6 +629,9 @@ pub enum Event<'b> {
     Close { code: Option<u16>, reason: &'b str },
     /// A non-final fragment of a message was taken into the assembly buffer; nothing to do.
     Fragment,
+    /// A complete message compressed with permessage-deflate (only from a reader with
+    /// [`FrameReader::set_deflate`]): inflate it (`crate::deflate`); a `text` message must be UTF-8 once inflated.
+    Compressed { data: &'b [u8], text: bool },
 }
 
 /// The server side of RFC 6455 framing, in place.
@@ -590,11 +643,14 @@ pub enum Event<'b> {
 /// never completes.
 #[derive(Debug)]
 pub struct FrameReader {
-    message_max: usize,
+    /// In 32 bits (messages are at most 16 MiB): every connection holds one.
+    message_max: u32,
     assembly: Assembly,
     /// The payload of a fragmented message so far. Empty and at most [`ASSEMBLY_KEEP`] of capacity when no
     /// fragmented message is open or just delivered.
     assembled: Vec<u8>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 /// Where the reader stands with fragmented messages.
@@ -602,8 +658,9 @@ pub struct FrameReader {
 enum Assembly {
     /// No fragmented message is open.
     Idle,
-    /// A fragmented text or binary message is open; continuation frames append to it.
-    Open { text: bool },
+    /// A fragmented text or binary message is open (compressed with permessage-deflate, or not); continuation
+    /// frames append to it.
+    Open { text: bool, compressed: bool },
     /// A fragmented message was just returned from the assembly buffer; release it on the next read.
     Delivered,
 }
@@ -616,26 +673,35 @@ struct Head {
     len: u64,
     mask: [u8; 4],
     header_len: usize,
+    /// RSV1: the message is compressed (permessage-deflate).
+    compressed: bool,
 }
 
 impl FrameReader {
     /// A reader refusing messages (assembled or not) longer than `message_max` octets with 1009.
     pub fn new(message_max: usize) -> FrameReader {
         FrameReader {
-            message_max,
+            message_max: u32::try_from(message_max).unwrap_or(u32::MAX),
             assembly: Assembly::Idle,
             assembled: Vec::new(),
+            deflate: false,
         }
+    }
+
+    /// permessage-deflate was negotiated: messages whose first frame has RSV1 set are compressed
+    /// ([`Event::Compressed`]).
+    pub fn set_deflate(&mut self, deflate: bool) {
+        self.deflate = deflate;
     }
 
     /// The message size limit.
     pub fn message_max(&self) -> usize {
-        self.message_max
+        self.message_max as usize
     }
 
     /// Changes the message size limit (a session that joined may send larger messages than one that has not).
     pub fn set_message_max(&mut self, message_max: usize) {
-        self.message_max = message_max;
+        self.message_max = u32::try_from(message_max).unwrap_or(u32::MAX);
     }
 
     /// Whether a fragmented message is open (started, not complete).
@@ -660,7 +726,7 @@ impl FrameReader {
         buf: &'b mut [u8],
     ) -> Result<Option<(usize, Event<'b>)>, CloseReason> {
         self.release_delivered();
-        let Some(head) = parse_head(buf)? else {
+        let Some(head) = parse_head(buf, self.deflate)? else {
             return Ok(None);
         };
         let len = self.check_sequence_and_size(&head)?;
@@ -679,11 +745,19 @@ impl FrameReader {
             OpCode::Close => parse_close(payload)?,
             OpCode::Text | OpCode::Binary if head.fin => {
                 let text = head.opcode == OpCode::Text;
-                message(payload, text)?
+                if head.compressed {
+                    Event::Compressed {
+                        data: payload,
+                        text,
+                    }
+                } else {
+                    message(payload, text)?
+                }
             }
             OpCode::Text | OpCode::Binary => {
                 self.assembly = Assembly::Open {
                     text: head.opcode == OpCode::Text,
+                    compressed: head.compressed,
                 };
                 self.append_fragment(payload);
                 Event::Fragment
@@ -691,7 +765,17 @@ impl FrameReader {
             OpCode::Continuation => {
                 self.append_fragment(payload);
                 match self.assembly {
-                    Assembly::Open { text } if head.fin => {
+                    Assembly::Open {
+                        text,
+                        compressed: true,
+                    } if head.fin => {
+                        self.assembly = Assembly::Delivered;
+                        Event::Compressed {
+                            data: &self.assembled,
+                            text,
+                        }
+                    }
+                    Assembly::Open { text, .. } if head.fin => {
                         self.assembly = Assembly::Delivered;
                         message(&self.assembled, text)?
                     }
@@ -720,7 +804,7 @@ impl FrameReader {
             // Control frames are at most 125 octets (checked in parse_head), data frames start afresh.
             _ => 0,
         };
-        let room = self.message_max.saturating_sub(already);
+        let room = self.message_max().saturating_sub(already);
         match usize::try_from(head.len) {
             Ok(len) if len <= room || head.opcode.is_control() => Ok(len),
             _ => Err(CloseReason::message_too_big()),
@@ -733,7 +817,10 @@ impl FrameReader {
         let needed = self.assembled.len().saturating_add(payload.len());
         let capacity = self.assembled.capacity();
         if needed > capacity {
-            let target = capacity.saturating_mul(2).min(self.message_max).max(needed);
+            let target = capacity
+                .saturating_mul(2)
+                .min(self.message_max())
+                .max(needed);
             self.assembled
                 .reserve_exact(target.saturating_sub(self.assembled.len()));
         }
@@ -752,23 +839,31 @@ impl FrameReader {
 
 const FIN: u8 = 0b1000_0000;
 const RSV: u8 = 0b0111_0000;
+const RSV1: u8 = 0b0100_0000;
+/// The bit of a server frame's first octet that marks a message compressed with permessage-deflate (RSV1).
+pub const COMPRESSED: u8 = RSV1;
 const OPCODE: u8 = 0b0000_1111;
 const MASKED: u8 = 0b1000_0000;
 const LEN_7: u8 = 0b0111_1111;
 
 /// Parses a client frame header at the start of `buf`. `Ok(None)`: not all of the header has arrived. The
 /// checks that need only the first two octets are made as soon as they are there.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, CloseReason> {
+fn parse_head(buf: &[u8], deflate: bool) -> Result<Option<Head>, CloseReason> {
     let Some(&[b0, b1]) = buf.first_chunk::<2>() else {
         return Ok(None);
     };
-    if b0 & RSV != 0 {
-        return Err(CloseReason::protocol_error(
-            "reserved bits set (no extension was negotiated)",
-        ));
-    }
     let opcode =
         OpCode::from_code(b0 & OPCODE).ok_or(CloseReason::protocol_error("unknown opcode"))?;
+    // With permessage-deflate, RSV1 marks the first frame of a compressed message; every other use of a
+    // reserved bit is an error.
+    let compressed = deflate && b0 & RSV1 != 0 && matches!(opcode, OpCode::Text | OpCode::Binary);
+    if b0 & RSV != 0 && !(compressed && b0 & RSV == RSV1) {
+        return Err(CloseReason::protocol_error(if deflate {
+            "reserved bits set (RSV1 only on the first frame of a data message)"
+        } else {
+            "reserved bits set (no extension was negotiated)"
+        }));
+    }
     let fin = b0 & FIN != 0;
     if b1 & MASKED == 0 {
         return Err(CloseReason::protocol_error("client frame not masked"));
@@ -805,6 +900,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, CloseReason> {
         len,
         mask,
         header_len: 2 + len_octets + 4,
+        compressed,
     }))
 }
 
@@ -923,6 +1019,7 @@ mod tests {
                 serializer,
                 consumed,
                 response,
+                ..
             } => (serializer, consumed, String::from_utf8(response).unwrap()),
             other => panic!("expected Accept, got {other:?}"),
         }
@@ -1555,7 +1652,9 @@ mod tests {
 
     fn owned(event: Event<'_>) -> Owned {
         match event {
-            Event::Message { data, text } => Owned::Message(data.to_vec(), text),
+            Event::Message { data, text } | Event::Compressed { data, text } => {
+                Owned::Message(data.to_vec(), text)
+            }
             Event::Ping(data) => Owned::Ping(data.to_vec()),
             Event::Pong(data) => Owned::Pong(data.to_vec()),
             Event::Close { code, reason } => Owned::Close(code, reason.to_owned()),

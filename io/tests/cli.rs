@@ -322,7 +322,10 @@ fn print_config_commented_keys_can_be_uncommented() {
             "[[realms.roles]]",
             "metrics",
             "allowed_origins",
-            "[listeners.tls]"
+            "compression",
+            "batched",
+            "[listeners.tls]",
+            "[[listeners.services]]"
         ],
         "the commented keys, grouped by the commented table they fall into when uncommented (a listener key after \
          `# [listeners.tls]` would fall into it); a new one: say here what uncommenting it gives"

@@ -79,6 +79,7 @@ fn connect(protocols: &'static str) -> (WebSocket<Pipe>, Pipe, Serializer) {
         serializer,
         consumed,
         response,
+        ..
     } = handle_upgrade(&head, &cfg)
     else {
         panic!("upgrade refused: {}", String::from_utf8_lossy(&head));
@@ -109,7 +110,9 @@ fn server_reads(reader: &mut FrameReader, pipe: &Pipe) -> Vec<Owned> {
     let mut events = Vec::new();
     while let Some((consumed, event)) = reader.read(&mut buf[pos..]).unwrap() {
         events.push(match event {
-            Event::Message { data, text } => Owned::Message(data.to_vec(), text),
+            Event::Message { data, text } | Event::Compressed { data, text } => {
+                Owned::Message(data.to_vec(), text)
+            }
             Event::Ping(data) => Owned::Ping(data.to_vec()),
             Event::Pong(data) => Owned::Pong(data.to_vec()),
             Event::Close { code, reason } => Owned::Close(code, reason.to_owned()),

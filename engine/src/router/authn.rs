@@ -98,7 +98,7 @@ impl Router {
     }
 
     /// Why a realm takes no more sessions, if it does not.
-    fn realm_full(&mut self, realm: usize) -> Option<String> {
+    pub(super) fn realm_full(&mut self, realm: usize) -> Option<String> {
         let realm = &self.realms[realm];
         if realm.sessions + realm.remote_sessions < self.limits.sessions_per_realm_max {
             return None;
@@ -111,7 +111,7 @@ impl Router {
     }
 
     /// A session ID no session of any shard has (unique by construction, see [`SessionIds`]).
-    fn new_session_id(&mut self) -> Id {
+    pub(super) fn new_session_id(&mut self) -> Id {
         self.session_id_gen.next_id()
     }
 
@@ -142,7 +142,7 @@ impl Router {
                 (text, bytes)
             }
             Method::Cryptosign => (auth::hex(&nonce), nonce.into()),
-            Method::Ticket | Method::Anonymous => (String::new(), Box::default()),
+            Method::Ticket | Method::Anonymous | Method::Trusted => (String::new(), Box::default()),
         };
         let salt = match method {
             Method::WampCra => principals.salt(principal, authid),
@@ -237,11 +237,8 @@ impl Router {
         if let Some(text) = self.realm_full(attempt.realm) {
             return self.abort(handle, NOT_AUTHORIZED, &text, sink);
         }
-        let id = if self.session_ids.contains_key(&attempt.id) {
-            self.new_session_id()
-        } else {
-            attempt.id
-        };
+        // The ID the challenge announced; IDs come from a permutation of a counter, so it is nobody else's.
+        let id = attempt.id;
         self.join(
             handle,
             attempt.realm,
@@ -304,7 +301,7 @@ impl Router {
     /// publishers or callers is dropped unless its role allows that everywhere. Returns the number of restricted
     /// memberships.
     fn reclassify_members(&mut self, realm: usize) -> usize {
-        type Member = (SessionHandle, Id, RoleIndex, Vec<usize>, Vec<usize>);
+        type Member = (SessionHandle, Id, RoleIndex, Vec<u32>, Vec<u32>);
         let members: Vec<Member> = (self.sessions.iter())
             .filter_map(|(_, session)| {
                 let joined = session.joined().filter(|joined| joined.realm == realm)?;
@@ -317,6 +314,7 @@ impl Router {
                 ))
             })
             .collect();
+        let role_names = &self.role_names;
         let Realm {
             broker,
             dealer,
@@ -331,9 +329,13 @@ impl Router {
             let remote: Vec<(Id, RoleIndex, bool)> = (registration.callees.iter())
                 .filter(|callee| callee.local().is_none())
                 .map(|callee| {
-                    let role = (self.remote_sessions.get(&callee.session))
-                        .and_then(|remote| authz.role(&remote.authrole))
-                        .unwrap_or(RoleIndex::NONE);
+                    let name = match callee.at {
+                        crate::dealer::CalleeAt::Remote { authrole, .. } => {
+                            role_names.get(authrole as usize)
+                        }
+                        crate::dealer::CalleeAt::Local(_) => None,
+                    };
+                    let role = (name.and_then(|name| authz.role(name))).unwrap_or(RoleIndex::NONE);
                     let reach = authz.reach(role, &registration.procedure, registration.policy);
                     (
                         callee.session,
@@ -351,7 +353,7 @@ impl Router {
         }
         for (handle, session, role, subscriptions, registrations) in members {
             for index in subscriptions {
-                let Some(subscription) = broker.subscriptions.get_mut(index) else {
+                let Some(subscription) = broker.subscriptions.get_mut(index as usize) else {
                     continue;
                 };
                 let reach = authz.reach(role, &subscription.topic, subscription.policy);
@@ -367,6 +369,7 @@ impl Router {
                 subscription.update(handle, flags);
             }
             for index in registrations {
+                let index = index as usize;
                 let Some(registration) = dealer.registrations.get(index) else {
                     continue;
                 };
@@ -404,7 +407,7 @@ impl Router {
     }
 
     /// Joins the realm as (authid, authrole, authmethod) and sends WELCOME.
-    fn join(
+    pub(super) fn join(
         &mut self,
         handle: SessionHandle,
         realm_index: usize,
@@ -442,7 +445,6 @@ impl Router {
             extras: None,
         });
         let peer = session.peer;
-        self.session_ids.insert(id, handle);
         self.realms[realm_index].sessions += 1;
         self.stats.sessions_joined += 1;
         self.stats.sessions_active += 1;

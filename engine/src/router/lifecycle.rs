@@ -138,8 +138,11 @@ impl Router {
         let announce = self.meta_wanted(realm);
         let mut removed = Vec::new();
         let memberships = (joined.subscriptions.iter())
-            .map(|&index| (Membership::Subscription, index))
-            .chain((joined.registrations.iter()).map(|&index| (Membership::Registration, index)));
+            .map(|&index| (Membership::Subscription, index as usize))
+            .chain(
+                (joined.registrations.iter())
+                    .map(|&index| (Membership::Registration, index as usize)),
+            );
         for (kind, index) in memberships {
             let id = match kind {
                 Membership::Subscription => self.realms[realm].broker.subscriptions[index].id,
@@ -152,7 +155,6 @@ impl Router {
             }
         }
         self.realms[realm].sessions -= 1;
-        self.session_ids.remove(&joined.id);
         let left = PeerMessage::SessionLeft {
             realm: realm as u16,
             session: joined.id,

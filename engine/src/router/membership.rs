@@ -55,7 +55,7 @@ impl Membership {
 
 impl Router {
     /// The memberships of this kind a joined session holds (indexes into its realm's broker or dealer).
-    fn held(joined: &Joined, kind: Membership) -> &[usize] {
+    fn held(joined: &Joined, kind: Membership) -> &[u32] {
         match kind {
             Membership::Subscription => &joined.subscriptions,
             Membership::Registration => &joined.registrations,
@@ -89,7 +89,7 @@ impl Router {
         let position = index.and_then(|index| {
             Self::held(joined, kind)
                 .iter()
-                .position(|&held| held == index)
+                .position(|&held| held as usize == index)
         });
         let (Some(index), Some(position)) = (index, position) else {
             let text = format!("this session has no {} {id}", kind.name());

@@ -12,18 +12,11 @@ use super::*;
 use crate::session::{Testament, TestamentScope};
 
 /// A meta procedure's refusal: (error URI, text).
-type Refusal = (&'static str, String);
-
-/// A session a meta procedure names: of this shard, or of another (its ID, shard and handle there).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    Local(SessionHandle),
-    Remote(Id, ShardId, SessionHandle),
-}
+pub(super) type Refusal = (&'static str, String);
 
 /// Close reason of a killed session when the caller names none (crossbar, xconn and Thruway send it; the spec's
 /// text says `wamp.close.normal`, which is not in its URI list).
-const KILLED: &str = "wamp.close.killed";
+pub(super) const KILLED: &str = "wamp.close.killed";
 
 impl Router {
     /// Whether anybody in `realm` may receive a meta event (a subscription that may match `wamp.` exists).
@@ -90,17 +83,16 @@ impl Router {
         let outcome = match procedure {
             "wamp.session.add_testament" => self.add_testament(handle, payload).map(nothing),
             "wamp.session.flush_testaments" => self.flush_testaments(handle, payload).map(nothing),
-            "wamp.session.count" => self
-                .sessions_of(realm, payload)
-                .map(|ids| vec![Value::UInt(ids.len() as u64)]),
-            "wamp.session.list" => self
-                .sessions_of(realm, payload)
-                .map(|ids| vec![Value::List(ids.into_iter().map(Value::from).collect())]),
-            "wamp.session.get" => self.session_get(handle, payload).map(|d| vec![d]),
-            "wamp.session.kill"
+            "wamp.session.count"
+            | "wamp.session.list"
+            | "wamp.session.get"
+            | "wamp.session.kill"
             | "wamp.session.kill_by_authid"
             | "wamp.session.kill_by_authrole"
-            | "wamp.session.kill_all" => self.kill(handle, procedure, payload, sink),
+            | "wamp.session.kill_all" => {
+                // Answered by census.rs, possibly after the other shards have answered.
+                return self.session_meta_call(handle, request, procedure, payload, sink);
+            }
             "wamp.subscription.list" => Ok(vec![self.list(realm, Membership::Subscription)]),
             "wamp.registration.list" => Ok(vec![self.list(realm, Membership::Registration)]),
             "wamp.subscription.lookup" => self.lookup(realm, Membership::Subscription, payload),
@@ -126,6 +118,18 @@ impl Router {
                 format!("no procedure '{procedure}' on this router"),
             )),
         };
+        self.answer_meta(caller, request, outcome, Dict::EMPTY, sink);
+    }
+
+    /// RESULT (with `results` as positional arguments, if any) or ERROR for a meta procedure's call.
+    pub(super) fn answer_meta(
+        &mut self,
+        caller: Peer,
+        request: Id,
+        outcome: Result<Vec<Value>, Refusal>,
+        details: Dict<'_>,
+        sink: &mut impl Sink,
+    ) {
         match outcome {
             Ok(results) => {
                 let results = Value::List(results);
@@ -140,7 +144,7 @@ impl Router {
                     caller,
                     &Message::Result {
                         request,
-                        details: Dict::EMPTY,
+                        details,
                         payload,
                     },
                 )
@@ -149,187 +153,6 @@ impl Router {
                 self.send_error(sink, caller, MessageType::Call, request, uri, &text)
             }
         }
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
-    // Session meta procedures
-
-    /// The IDs of the sessions joined to `realm`, filtered by `wamp.session.count` / `list`'s optional first
-    /// argument `filter_authroles|list[string]`.
-    fn sessions_of(&self, realm: usize, payload: &Payload<'_>) -> Result<Vec<Id>, Refusal> {
-        let filter = match argument(payload, 0) {
-            None => None,
-            Some(roles) if roles.is_null() => None,
-            Some(roles) => match roles.list() {
-                Some(roles) => Some(roles.filter_map(|r| r.as_str()).collect::<Vec<_>>()),
-                None => {
-                    let text = "filter_authroles must be a list of strings";
-                    return Err((INVALID_ARGUMENT, text.into()));
-                }
-            },
-        };
-        let admitted = |in_realm: usize, authrole: &str| {
-            in_realm == realm
-                && filter
-                    .as_ref()
-                    .is_none_or(|roles| roles.iter().any(|r| **r == *authrole))
-        };
-        let local = (self.sessions.iter())
-            .filter_map(|(_, session)| session.joined())
-            .filter(|joined| admitted(joined.realm, &joined.authrole))
-            .map(|joined| joined.id);
-        // The sessions of the other shards, from the directory.
-        let remote = (self.remote_sessions.iter())
-            .filter(|(_, remote)| admitted(remote.realm(), &remote.authrole))
-            .map(|(&id, _)| id);
-        Ok(local.chain(remote).collect())
-    }
-
-    /// `wamp.session.get(session)`: the session's details, as `wamp.session.on_join` announced them.
-    fn session_get(&self, handle: SessionHandle, payload: &Payload<'_>) -> Result<Value, Refusal> {
-        match self.other_session(handle, payload, "wamp.session.get")? {
-            Target::Local(target) => self
-                .joined(target)
-                .map(session_details)
-                .ok_or_else(|| no_such_session(None)),
-            Target::Remote(id, _, _) => self
-                .remote_sessions
-                .get(&id)
-                .map(|remote| {
-                    Value::dict()
-                        .with("session", id)
-                        .with("authid", &*remote.authid(id))
-                        .with("authrole", &*remote.authrole)
-                        .with("authmethod", &*remote.authmethod)
-                        .with("authprovider", "static")
-                })
-                .ok_or_else(|| no_such_session(Some(id))),
-        }
-    }
-
-    /// The session named by the first argument, in the caller's realm (`wamp.error.no_such_session` otherwise;
-    /// it may be the caller's own).
-    fn other_session(
-        &self,
-        handle: SessionHandle,
-        payload: &Payload<'_>,
-        procedure: &str,
-    ) -> Result<Target, Refusal> {
-        let id = argument(payload, 0)
-            .and_then(|id| id.as_u64())
-            .and_then(Id::new)
-            .ok_or_else(|| {
-                (
-                    INVALID_ARGUMENT,
-                    format!("{procedure} expects (session|id)"),
-                )
-            })?;
-        let realm = self.joined(handle).map(|joined| joined.realm);
-        let local = (self.session_ids.get(&id).copied())
-            .filter(|&target| self.joined(target).map(|joined| joined.realm) == realm)
-            .map(Target::Local);
-        let remote = || {
-            (self.remote_sessions.get(&id))
-                .filter(|remote| Some(remote.realm()) == realm)
-                .map(|remote| Target::Remote(id, remote.shard, remote.handle))
-        };
-        local
-            .or_else(remote)
-            .ok_or_else(|| no_such_session(Some(id)))
-    }
-
-    /// `wamp.session.kill(session)`, `kill_by_authid(authid)`, `kill_by_authrole(authrole)`, `kill_all()`, each
-    /// with the keyword arguments `reason|uri` and `message|string`: the sessions get GOODBYE; the caller is never
-    /// among them. `kill` answers nothing, the others the number of sessions killed.
-    fn kill(
-        &mut self,
-        handle: SessionHandle,
-        procedure: &str,
-        payload: &Payload<'_>,
-        sink: &mut impl Sink,
-    ) -> Result<Vec<Value>, Refusal> {
-        let reason = match keyword(payload, "reason") {
-            None => Cow::Borrowed(KILLED),
-            Some(reason) => match reason.as_str() {
-                Some(reason)
-                    if uri::is_valid(&reason, uri::UriCheck::Loose, MatchPolicy::Exact) =>
-                {
-                    reason
-                }
-                _ => {
-                    let text = format!("{procedure}: reason must be a valid URI");
-                    return Err((INVALID_URI, text));
-                }
-            },
-        };
-        let message = match keyword(payload, "message") {
-            None => None,
-            Some(message) => match message.as_str() {
-                Some(message) => Some(message),
-                None => {
-                    let text = format!("{procedure}: message must be a string");
-                    return Err((INVALID_ARGUMENT, text));
-                }
-            },
-        };
-        let Some(caller) = self.joined(handle) else {
-            return Ok(Vec::new());
-        };
-        let realm = caller.realm;
-        let targets: Vec<Target> = if procedure == "wamp.session.kill" {
-            // "no *other* session with that ID exists" when it is the caller's own.
-            let target = self.other_session(handle, payload, procedure)?;
-            if target == Target::Local(handle) {
-                return Err(no_such_session(self.joined(handle).map(|joined| joined.id)));
-            }
-            vec![target]
-        } else {
-            let wanted = match procedure {
-                "wamp.session.kill_all" => None,
-                _ => match argument(payload, 0).and_then(|a| a.as_str()) {
-                    Some(wanted) => Some(wanted),
-                    None => {
-                        let text = format!("{procedure} expects one string argument");
-                        return Err((INVALID_ARGUMENT, text));
-                    }
-                },
-            };
-            let by_authid = procedure == "wamp.session.kill_by_authid";
-            let chosen = |in_realm: usize, authid: &str, authrole: &str| {
-                let named = if by_authid { authid } else { authrole };
-                in_realm == realm && wanted.as_deref().is_none_or(|wanted| named == wanted)
-            };
-            let local = (self.sessions.iter())
-                .filter_map(|(_, session)| Some((session.peer.session, session.joined()?)))
-                .filter(|(target, joined)| {
-                    *target != handle && chosen(joined.realm, &joined.authid, &joined.authrole)
-                })
-                .map(|(target, _)| Target::Local(target));
-            let remote = (self.remote_sessions.iter())
-                .filter(|(&id, r)| chosen(r.realm(), &r.authid(id), &r.authrole))
-                .map(|(&id, r)| Target::Remote(id, r.shard, r.handle));
-            local.chain(remote).collect()
-        };
-        for &target in &targets {
-            match target {
-                Target::Local(target) => {
-                    self.goodbye_from_router(target, &reason, message.as_deref(), sink)
-                }
-                Target::Remote(_, shard, handle) => {
-                    let kill = PeerMessage::Kill {
-                        handle,
-                        reason: &reason,
-                        message: message.as_deref(),
-                    };
-                    sink.peer(ShardSet::one(shard), &kill);
-                }
-            }
-        }
-        Ok(if procedure == "wamp.session.kill" {
-            Vec::new()
-        } else {
-            vec![Value::UInt(targets.len() as u64)]
-        })
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -719,26 +542,18 @@ pub(super) fn session_details(joined: &Joined) -> Value {
         .with("authprovider", "static")
 }
 
-fn no_such_session(id: Option<Id>) -> Refusal {
-    let text = match id {
-        Some(id) => format!("no other session {id} in this realm"),
-        None => "no such session".into(),
-    };
-    (NO_SUCH_SESSION, text)
-}
-
 /// The positional arguments of a meta procedure call, if they are a list.
 fn arguments<'a>(payload: &Payload<'a>) -> Option<kreisel_codec::ListIter<'a>> {
     payload.args.as_ref().and_then(Field::as_raw)?.list()
 }
 
 /// Positional argument `index`.
-fn argument<'a>(payload: &Payload<'a>, index: usize) -> Option<RawValue<'a>> {
+pub(super) fn argument<'a>(payload: &Payload<'a>, index: usize) -> Option<RawValue<'a>> {
     arguments(payload)?.nth(index)
 }
 
 /// Keyword argument `name` (a null counts as absent).
-fn keyword<'a>(payload: &Payload<'a>, name: &str) -> Option<RawValue<'a>> {
+pub(super) fn keyword<'a>(payload: &Payload<'a>, name: &str) -> Option<RawValue<'a>> {
     (payload.kwargs.as_ref().and_then(Field::as_raw)?.get(name)).filter(|v| !v.is_null())
 }
 

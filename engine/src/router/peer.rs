@@ -25,12 +25,15 @@ impl Router {
                 handle,
                 who,
                 authmethod,
-            } => realm_of(realm)
-                .map(|realm| self.on_peer_session_joined(from, realm, handle, who, authmethod)),
+            } => realm_of(realm).map(|realm| {
+                // Counted (sessions_per_realm_max); the session itself stays its own shard's business.
+                let _ = (from, handle, who, authmethod);
+                self.realms[realm].remote_sessions += 1;
+            }),
             PeerMessage::SessionLeft { realm, session } => realm_of(realm).map(|realm| {
-                if self.remote_sessions.remove(&session).is_some() {
-                    self.realms[realm].remote_sessions -= 1;
-                }
+                let _ = session;
+                let count = &mut self.realms[realm].remote_sessions;
+                *count = count.saturating_sub(1);
             }),
             PeerMessage::Subscribed {
                 realm,
@@ -234,32 +237,21 @@ impl Router {
                 }
                 Some(())
             }
+            PeerMessage::SessionQuery {
+                token,
+                realm,
+                query,
+            } => {
+                realm_of(realm).map(|realm| self.on_session_query(from, token, realm, query, sink))
+            }
+            PeerMessage::SessionAnswer { token, answer } => {
+                self.on_session_answer(token, answer, sink).then_some(())
+            }
         };
         if known.is_none() {
             self.stats.peer_messages_dropped += 1;
         }
         self.check_invariants();
-    }
-
-    fn on_peer_session_joined(
-        &mut self,
-        shard: ShardId,
-        realm: usize,
-        handle: SessionHandle,
-        who: crate::link::Who<'_>,
-        authmethod: &str,
-    ) {
-        let remote = RemoteSession {
-            realm: realm as u16,
-            shard,
-            handle,
-            authid: (!is_anonymous_authid(who.authid, who.id)).then(|| who.authid.into()),
-            authrole: self.intern(who.authrole),
-            authmethod: self.intern(authmethod),
-        };
-        if self.remote_sessions.insert(who.id, remote).is_none() {
-            self.realms[realm].remote_sessions += 1;
-        }
     }
 
     /// One acknowledgment of the change `token`: when every shard has acknowledged it, the client is told.

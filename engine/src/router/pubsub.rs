@@ -55,7 +55,7 @@ impl Router {
         let Some(joined) = self.joined(handle) else {
             return;
         };
-        let already = existing.is_some_and(|index| joined.subscriptions.contains(&index));
+        let already = existing.is_some_and(|index| joined.subscriptions.contains(&(index as u32)));
         let footprint = uri::footprint(topic, policy);
         let refusal = if already {
             None
@@ -103,7 +103,7 @@ impl Router {
             });
         if subscribed.added {
             if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-                joined.subscriptions.push(subscribed.index);
+                joined.subscriptions.push(subscribed.index as u32);
                 joined.uri_bytes += footprint;
             }
         }

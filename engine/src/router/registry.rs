@@ -158,7 +158,7 @@ impl Router {
             };
         let id = self.realms[realm].dealer.registrations[index].id;
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
-            joined.registrations.push(index);
+            joined.registrations.push(index as u32);
         }
         if self.shards == 1 {
             sink.send(
@@ -247,13 +247,11 @@ impl Router {
                 self.joined(peer.session)
                     .map_or("", |joined| &*joined.authrole),
             ),
-            CalleeAt::Remote { shard, handle } => (
+            CalleeAt::Remote {
                 shard,
                 handle,
-                self.remote_sessions
-                    .get(&session)
-                    .map_or("", |remote| &*remote.authrole),
-            ),
+                authrole,
+            } => (shard, handle, self.role_name(authrole)),
         };
         let msg = PeerMessage::RegistrationAdded {
             realm: realm as u16,
@@ -354,11 +352,12 @@ impl Router {
     /// A callee of another shard as this shard's copy of a registration holds it: with its role in this shard's
     /// copy of the roles, and restricted if that role may not register everything the registration reaches.
     fn remote_callee(
-        &self,
+        &mut self,
         realm: usize,
         (procedure, policy): (&str, MatchPolicy),
         remote: &RemoteCallee<'_>,
     ) -> Callee {
+        let authrole = self.role_name_id(remote.authrole);
         let authz = &self.realms[realm].authz;
         let role = authz.role(remote.authrole).unwrap_or(RoleIndex::NONE);
         let restricted = !authz
@@ -369,6 +368,7 @@ impl Router {
             at: CalleeAt::Remote {
                 shard: remote.shard,
                 handle: remote.handle,
+                authrole,
             },
             session: remote.session,
             disclose_caller: remote.disclose_caller,
@@ -446,8 +446,8 @@ impl Router {
             .session_mut(remote.handle)
             .and_then(Session::joined_mut)
         {
-            if !joined.registrations.contains(&index) {
-                joined.registrations.push(index);
+            if !joined.registrations.contains(&(index as u32)) {
+                joined.registrations.push(index as u32);
                 let extras = joined.extras_mut();
                 extras.uri_bytes_pending = extras.uri_bytes_pending.saturating_sub(footprint);
             }

@@ -262,6 +262,7 @@ impl Router {
             CalleeAt::Remote {
                 shard,
                 handle: callee_handle,
+                ..
             } => {
                 let serial = self.next_serial();
                 let call = self.calls.insert(Call {
@@ -1019,7 +1020,10 @@ impl Router {
     /// INTERRUPT (`killnowait`), and any late answer finds nothing and is discarded; a relay tells the callee's
     /// shard. Calls it was serving: the callers get ERROR `wamp.error.canceled`.
     pub(super) fn end_calls_of(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
-        while let Some(index) = self.head(handle, Side::Caller).and_then(|head| *head) {
+        while let Some(index) = (self.head(handle, Side::Caller))
+            .and_then(|head| *head)
+            .map(|index| index as usize)
+        {
             if let CalleeEnd::Remote(shard) = self.calls[index].callee {
                 let relay = relay_of(index, self.calls[index].serial);
                 self.remove_call(index);
@@ -1028,7 +1032,10 @@ impl Router {
             }
             self.end_for_departed_caller(index, sink);
         }
-        while let Some(index) = self.head(handle, Side::Callee).and_then(|head| *head) {
+        while let Some(index) = (self.head(handle, Side::Callee))
+            .and_then(|head| *head)
+            .map(|index| index as usize)
+        {
             let call = self.remove_call(index);
             let answer = Answer::RouterError {
                 uri: CANCELED,
@@ -1069,11 +1076,7 @@ impl Router {
         }
     }
 
-    pub(super) fn head(
-        &mut self,
-        session: SessionHandle,
-        side: Side,
-    ) -> Option<&mut Option<usize>> {
+    pub(super) fn head(&mut self, session: SessionHandle, side: Side) -> Option<&mut Option<u32>> {
         let joined = self.session_mut(session)?.joined_mut()?;
         Some(match side {
             Side::Caller => &mut joined.calls_as_caller,
@@ -1091,7 +1094,7 @@ impl Router {
         let Some(head) = self.head(session, side) else {
             return;
         };
-        let old = head.replace(index);
+        let old = head.replace(index as u32).map(|old| old as usize);
         *self.links(index, side) = Links {
             prev: None,
             next: old,
@@ -1113,7 +1116,7 @@ impl Router {
             Some(prev) => self.links(prev, side).next = next,
             None => {
                 if let Some(head) = self.head(session, side) {
-                    *head = next;
+                    *head = next.map(|next| next as u32);
                 }
             }
         }

@@ -5,7 +5,8 @@ use tracing::{debug, info};
 
 use super::shard::Shard;
 use crate::conn::{CloseCause, Framing, Transport};
-use crate::framer::{AnyFramer, RawSocketFramer, WebSocketFramer};
+use crate::deflate::ConnDeflate;
+use crate::framer::{AnyFramer, Batched, RawSocketFramer, WebSocketFramer};
 use crate::{rawsocket, websocket};
 
 /// The answer to a WebSocket upgrade over `connections_max`.
@@ -45,7 +46,7 @@ impl Shard {
             self.conns[index].closing = Some(CloseCause::ConnectionLimit);
             return None;
         }
-        let listener = &self.shared.listeners[self.conns[index].listener];
+        let listener = &self.shared.listeners[usize::from(self.conns[index].listener)];
         match rawsocket::handle_handshake(hello, &listener.serializers, self.rawsocket_exponent) {
             rawsocket::HandshakeOutcome::Accept {
                 serializer,
@@ -89,13 +90,22 @@ impl Shard {
         transport: &mut Transport,
     ) -> Option<usize> {
         let shared = self.shared.clone();
-        let upgrade = shared.listeners[self.conns[index].listener]
-            .websocket
-            .as_ref()?;
+        let listener = &shared.listeners[usize::from(self.conns[index].listener)];
+        if let Some(services) = &listener.http {
+            // A request for one of the listener's HTTP services rather than the WebSocket path.
+            let path = crate::http::request::request_path(input)?;
+            if path.is_some_and(|path| services.find(path).is_some()) {
+                *transport = Transport::Http(Default::default());
+                return Some(0);
+            }
+        }
+        let upgrade = listener.websocket.as_ref()?;
         match websocket::handle_upgrade(input, upgrade) {
             websocket::UpgradeOutcome::Incomplete => None,
             websocket::UpgradeOutcome::Accept {
                 serializer,
+                batched,
+                deflate,
                 consumed,
                 response,
             } => {
@@ -107,16 +117,37 @@ impl Shard {
                     return None;
                 }
                 self.send_raw(index, &[], &response);
+                let batched = match (batched, serializer) {
+                    (false, _) => Batched::No,
+                    (true, Serializer::Json) => Batched::Json {
+                        separator: crate::framer::RECORD_SEPARATOR,
+                    },
+                    (true, _) => Batched::Length,
+                };
                 self.conns[index].framing = Framing::WebSocket {
                     text: serializer.is_text(),
+                    batched,
+                    deflate: deflate.is_some(),
                 };
+                self.conns[index].deflate =
+                    deflate.map(|params| Box::new(ConnDeflate::new(params)));
                 // Until the session joins, messages are held to the smaller limit (see `Shard::framed`).
+                let framer = match deflate {
+                    Some(_) => WebSocketFramer::with_deflate(self.before_welcome()),
+                    None => WebSocketFramer::new(self.before_welcome()),
+                };
                 *transport = Transport::Framed {
                     serializer,
-                    framer: AnyFramer::WebSocket(WebSocketFramer::new(self.before_welcome())),
+                    framer: AnyFramer::WebSocket(framer),
                 };
                 self.open_session(index, serializer);
-                debug!(peer = %self.conns[index].peer, serializer = serializer.name(), "WebSocket open");
+                debug!(
+                    peer = %self.conns[index].peer,
+                    serializer = serializer.name(),
+                    ?batched,
+                    deflate = ?deflate,
+                    "WebSocket open"
+                );
                 Some(consumed)
             }
             websocket::UpgradeOutcome::Mqtt { consumed, response } => {
@@ -128,7 +159,7 @@ impl Shard {
                     return None;
                 }
                 self.send_raw(index, &[], &response);
-                self.conns[index].framing = Framing::WebSocket { text: false };
+                self.conns[index].framing = Framing::websocket(false);
                 self.mqtt_open(index, Some(WebSocketFramer::new(self.before_welcome())));
                 debug!(peer = %self.conns[index].peer, "MQTT over WebSocket open");
                 Some(consumed)

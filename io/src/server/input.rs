@@ -9,8 +9,9 @@ use tracing::{debug, info, warn};
 
 use super::shard::Shard;
 use super::timers::TimerKind;
-use crate::conn::{CloseCause, Transport};
-use crate::framer::{Control, Framer, Inbound};
+use crate::conn::{CloseCause, Framing, Transport};
+use crate::deflate::InflateError;
+use crate::framer::{Batched, Control, Framer, Inbound, AUTOBAHN_SEPARATOR, RECORD_SEPARATOR};
 use crate::{rawsocket, websocket};
 
 /// Bytes read from one connection per loop turn before others get their turn.
@@ -37,8 +38,9 @@ impl Shard {
         if conn.closing.is_some() {
             return;
         }
-        if conn.stalled {
-            // A stalled producer: the Resume timer reads on.
+        if conn.stalled || conn.http_busy {
+            // A stalled producer: the Resume timer reads on. An HTTP request waiting for its answer: read on once
+            // it is answered.
             return;
         }
         // An MQTT client's input is also what frees its output (PUBACKs of QoS 1 deliveries): it is read on, and
@@ -84,6 +86,9 @@ impl Shard {
                     }
                     if conn.outbox.queued_bytes() > pause_at && !mqtt {
                         self.conns[index].read_paused = true;
+                        break;
+                    }
+                    if conn.http_busy {
                         break;
                     }
                     if self.pressure {
@@ -132,8 +137,9 @@ impl Shard {
         let (assembly_bytes, assembling) = conn.transport.assembly();
         let own = if conn.filled > 0 { conn.rbuf.len() } else { 0 };
         let held = own + assembly_bytes;
-        self.partial_bytes = self.partial_bytes - conn.held_input + held;
-        conn.held_input = held;
+        self.partial_bytes = self.partial_bytes - conn.held_input as usize + held;
+        // At most one maximal frame plus an assembly buffer: far below 4 GiB.
+        conn.held_input = held as u32;
         let incomplete = conn.filled > 0 || assembling;
         conn.input_since_ms = match conn.input_since_ms {
             _ if !incomplete => None,
@@ -168,7 +174,7 @@ impl Shard {
                     own[..tail.len()].copy_from_slice(tail);
                     let conn = &mut self.conns[index];
                     conn.rbuf = own;
-                    conn.filled = tail.len();
+                    conn.filled = tail.len() as u32;
                 }
             }
         }
@@ -176,11 +182,41 @@ impl Shard {
         result
     }
 
+    /// Handles what connection `index` holds in its own buffer without reading from its socket (an HTTP
+    /// connection's next request, which arrived while the previous one waited for its answer).
+    pub(super) fn reprocess(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        let filled = conn.filled as usize;
+        if filled == 0 || conn.closing.is_some() {
+            return;
+        }
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let consumed = self.process_input(index, &mut buf[..filled]);
+        buf.copy_within(consumed..filled, 0);
+        let left = filled - consumed;
+        let conn = &mut self.conns[index];
+        conn.filled = left as u32;
+        if left > 0 {
+            conn.rbuf = buf;
+        } else {
+            self.rbuf_pool.give(buf);
+        }
+        let now_ms = self.now_ms();
+        self.account_input(index, now_ms);
+    }
+
     /// One read into the connection's own buffer, which holds the start of an incomplete frame.
     fn read_own(&mut self, index: usize) -> io::Result<usize> {
-        let limit = self.config.limits.message_max + websocket::HEADER_LEN_MAX + 64;
         let conn = &mut self.conns[index];
-        if conn.filled == conn.rbuf.len() {
+        // One maximal frame, or one HTTP request with its head and chunked framing.
+        let slack = match conn.transport {
+            Transport::Http(_) => crate::http::request::INPUT_SLACK,
+            _ => websocket::HEADER_LEN_MAX + 64,
+        };
+        let limit = self.config.limits.message_max + slack;
+        if conn.filled as usize == conn.rbuf.len() {
             let grown = (conn.rbuf.len() * 2).clamp(RBUF_INITIAL, limit.max(RBUF_INITIAL));
             if grown <= conn.rbuf.len() {
                 // A full buffer that cannot grow means the framer is waiting for more than a maximal frame:
@@ -204,7 +240,7 @@ impl Shard {
             }
             conn.rbuf.resize(grown, 0);
         }
-        let filled = conn.filled;
+        let filled = conn.filled as usize;
         let n = conn.stream.read(&mut conn.rbuf[filled..])?;
         if n == 0 {
             return Ok(0);
@@ -215,7 +251,8 @@ impl Shard {
         buf.copy_within(consumed..end, 0);
         let left = end - consumed;
         let conn = &mut self.conns[index];
-        conn.filled = left;
+        // The read buffer holds at most one maximal frame.
+        conn.filled = left as u32;
         if left > 0 {
             conn.rbuf = buf;
         } else {
@@ -242,7 +279,7 @@ impl Shard {
             let input = &mut buf[pos..filled];
             let step = match &mut transport {
                 Transport::Detect => {
-                    let listener = &self.shared.listeners[self.conns[index].listener];
+                    let listener = &self.shared.listeners[usize::from(self.conns[index].listener)];
                     if listener.mqtt.is_some() && input[0] == crate::mqtt::CONNECT_OCTET {
                         self.mqtt_open(index, None);
                         mqtt = true;
@@ -255,6 +292,9 @@ impl Shard {
                     ) {
                         (true, true, _) => Transport::RawSocketHandshake,
                         (false, _, true) => Transport::HttpUpgrade,
+                        (false, _, false) if listener.http.is_some() => {
+                            Transport::Http(Default::default())
+                        }
                         _ => {
                             debug!(peer = %self.conns[index].peer, "unexpected first octet; closing");
                             self.abandon(index, CloseCause::Handshake);
@@ -267,6 +307,7 @@ impl Shard {
                     self.rawsocket_handshake(index, input, &mut transport)
                 }
                 Transport::HttpUpgrade => self.http_upgrade(index, input, &mut transport),
+                Transport::Http(reader) => self.http_request(index, input, reader),
                 Transport::Framed { serializer, framer } => {
                     let serializer = *serializer;
                     self.framed(index, input, serializer, framer, now_ms)
@@ -306,6 +347,7 @@ impl Shard {
         if framer.message_max() < message_max && self.joined(index) {
             framer.set_message_max(message_max);
         }
+        let limit = framer.message_max();
         let (consumed, inbound) = match framer.read(input) {
             Ok(Some(read)) => read,
             Ok(None) => return None,
@@ -322,7 +364,16 @@ impl Shard {
             self.conns[index].progressed = true;
         }
         match inbound {
-            Inbound::Message(data) => self.deliver(index, serializer, data, now_ms),
+            Inbound::Message(data) => match self.conns[index].framing {
+                Framing::WebSocket {
+                    batched: Batched::Json { .. } | Batched::Length,
+                    ..
+                } => self.deliver_batch(index, serializer, data, now_ms),
+                _ => self.deliver(index, serializer, data, now_ms),
+            },
+            Inbound::Compressed(data, text) => {
+                self.deliver_compressed(index, serializer, (data, text), limit, now_ms)
+            }
             Inbound::Ping(payload) => {
                 let mut frame = Vec::with_capacity(payload.len() + 10);
                 self.conns[index]
@@ -365,6 +416,96 @@ impl Shard {
                     router.handle_protocol_violation(handle, &text, sink)
                 });
             }
+        }
+    }
+
+    /// A message compressed with permessage-deflate: inflated (bounded by `limit`: a deflate bomb closes the
+    /// connection with 1009), then delivered like any other.
+    fn deliver_compressed(
+        &mut self,
+        index: usize,
+        serializer: Serializer,
+        (data, text): (&[u8], bool),
+        limit: usize,
+        now_ms: u64,
+    ) {
+        let mut inflated = std::mem::take(&mut self.inflated);
+        let conn_deflate = self.conns[index].deflate.as_deref_mut();
+        let fault = match self
+            .deflate
+            .inflate(conn_deflate, data, limit, &mut inflated)
+        {
+            Ok(()) if text && std::str::from_utf8(&inflated).is_err() => Some((
+                websocket::CLOSE_INVALID_PAYLOAD,
+                "text message is not valid UTF-8",
+            )),
+            Ok(()) => None,
+            Err(InflateError::TooBig) => {
+                Some((websocket::CLOSE_MESSAGE_TOO_BIG, "message too big"))
+            }
+            Err(InflateError::Invalid) => Some((
+                websocket::CLOSE_INVALID_PAYLOAD,
+                "invalid permessage-deflate data",
+            )),
+        };
+        match fault {
+            None => match self.conns[index].framing {
+                Framing::WebSocket {
+                    batched: Batched::Json { .. } | Batched::Length,
+                    ..
+                } => self.deliver_batch(index, serializer, &inflated, now_ms),
+                _ => self.deliver(index, serializer, &inflated, now_ms),
+            },
+            Some((code, reason)) => {
+                info!(peer = %self.conns[index].peer, code, reason, limit, "compressed message refused");
+                self.conns[index].ws_close = Some(Box::new((code, reason)));
+                self.transport_error(index, reason);
+            }
+        }
+        self.inflated = inflated;
+    }
+
+    /// A WebSocket message of a batched subprotocol: each WAMP message in it is delivered in order (JSON:
+    /// separated by 0x1e, or autobahn-python's 0x18, whichever the client uses is what it gets back; MessagePack
+    /// and CBOR: each preceded by its 4-octet length).
+    fn deliver_batch(&mut self, index: usize, serializer: Serializer, data: &[u8], now_ms: u64) {
+        let separated = |b: &u8| *b == RECORD_SEPARATOR || *b == AUTOBAHN_SEPARATOR;
+        if serializer == Serializer::Json {
+            if let Some(&last) = data.last().filter(|b| separated(b)) {
+                if let Framing::WebSocket {
+                    batched: Batched::Json { separator },
+                    ..
+                } = &mut self.conns[index].framing
+                {
+                    *separator = last;
+                }
+            }
+            // A JSON text never holds these control characters unescaped, so splitting is safe.
+            for message in data.split(separated).filter(|m| !m.is_empty()) {
+                if self.conns[index].closing.is_some() {
+                    return;
+                }
+                self.deliver(index, serializer, message, now_ms);
+            }
+            return;
+        }
+        let mut rest = data;
+        while !rest.is_empty() && self.conns[index].closing.is_none() {
+            let message = rest.split_first_chunk::<4>().and_then(|(len, tail)| {
+                let len = u32::from_be_bytes(*len) as usize;
+                Some((tail.get(..len)?, tail.get(len..)?))
+            });
+            let Some((message, tail)) = message else {
+                if let Some(handle) = self.conns[index].session {
+                    let text = "batched message with a length beyond its end";
+                    self.with_sink(|router, sink| {
+                        router.handle_protocol_violation(handle, text, sink)
+                    });
+                }
+                return;
+            };
+            self.deliver(index, serializer, message, now_ms);
+            rest = tail;
         }
     }
 

@@ -33,6 +33,7 @@ use crate::websocket;
 
 mod accept;
 mod handshake;
+mod http;
 mod input;
 mod link;
 mod mqtt;
@@ -67,6 +68,10 @@ struct ListenerInfo {
     serializers: Vec<Serializer>,
     websocket: Option<websocket::UpgradeConfig>,
     rawsocket: bool,
+    /// The listener's HTTP services (the HTTP bridge).
+    http: Option<Arc<crate::http::Services>>,
+    /// `allowed_origins`, parsed (`None`: any origin).
+    origins: Option<Vec<websocket::OriginPattern>>,
     /// The realm and payload mapping of an MQTT listener.
     mqtt: Option<crate::mqtt::session::ListenerConfig>,
 }
@@ -227,6 +232,8 @@ impl Server {
             .collect::<io::Result<Vec<Poll>>>()?;
         let mut sockets = Vec::new();
         let mut infos = Vec::new();
+        // Services are numbered router-wide: each has a session of its own on every shard.
+        let mut services = 0;
         let mut addresses = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let address = listener.address().map_err(anyhow::Error::msg)?;
@@ -253,18 +260,28 @@ impl Server {
                 }
             };
             let serializers = listener.serializers();
+            // Validated with the configuration: a pattern that does not parse was refused there.
+            let origins: Option<Vec<websocket::OriginPattern>> =
+                listener.allowed_origins.as_ref().map(|origins| {
+                    (origins.iter())
+                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
+                        .collect()
+                });
+            let http = (!listener.services.is_empty()).then(|| {
+                let compiled = crate::http::Services::new(&listener.services, services);
+                services += listener.services.len();
+                Arc::new(compiled)
+            });
             let websocket = listener.speaks(TransportName::Websocket).then(|| {
                 let mut upgrade =
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
+                upgrade.allowed_origins = origins.clone();
+                upgrade.deflate = (listener.compression == crate::config::Compression::Deflate)
+                    .then(|| listener.deflate.clone().unwrap_or_default());
+                upgrade.batched = listener.batched;
                 upgrade.mqtt = listener.speaks(TransportName::Mqtt);
-                // Validated with the configuration: a pattern that does not parse was refused there.
-                upgrade.allowed_origins = listener.allowed_origins.as_ref().map(|origins| {
-                    (origins.iter())
-                        .filter_map(|origin| websocket::OriginPattern::parse(origin).ok())
-                        .collect()
-                });
                 upgrade
             });
             let tls = match &listener.tls {
@@ -282,6 +299,8 @@ impl Server {
                 serializers,
                 websocket,
                 rawsocket: listener.speaks(TransportName::Rawsocket),
+                http,
+                origins,
                 mqtt: crate::mqtt::session::ListenerConfig::of(listener)
                     .filter(|_| listener.speaks(TransportName::Mqtt)),
             });
@@ -374,8 +393,8 @@ impl Server {
         Ok(())
     }
 
-    /// Reloads `path` on SIGHUP (see `Shard::reload`). Without a file (embedded defaults), SIGHUP is logged and
-    /// ignored rather than ending the process as it would by default.
+    /// Reloads `path` on SIGHUP (see `Shard::reload` in `shard.rs`). Without a file (embedded defaults), SIGHUP is
+    /// logged and ignored rather than ending the process as it would by default.
     pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;

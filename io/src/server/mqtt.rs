@@ -269,6 +269,16 @@ impl Shard {
                     self.conns[index].ws_close = Some(Box::new((code, "")));
                     self.mqtt_close(index, CloseCause::Engine);
                 }
+                // permessage-deflate is never negotiated for MQTT over WebSocket.
+                Inbound::Compressed(..) => {
+                    self.stats.transport_errors += 1;
+                    self.conns[index].ws_close = Some(Box::new((
+                        crate::websocket::CLOSE_PROTOCOL_ERROR,
+                        "compressed message without permessage-deflate",
+                    )));
+                    self.mqtt_close(index, CloseCause::Protocol);
+                    return buf.len();
+                }
             }
         }
     }
@@ -468,6 +478,14 @@ impl Shard {
                 _ => {}
             }
         }
+        if self.conns[index].over_limit {
+            self.stats.refused_over_limit += 1;
+            return self.mqtt_refuse(
+                index,
+                reason::SERVER_BUSY,
+                "connection limit reached (limits.connections_max)",
+            );
+        }
         if auth_method {
             return self.mqtt_refuse(
                 index,
@@ -490,7 +508,10 @@ impl Shard {
             );
         }
         let shared = self.shared.clone();
-        let Some(listener) = shared.listeners[self.conns[index].listener].mqtt.as_ref() else {
+        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
+            .mqtt
+            .as_ref()
+        else {
             return;
         };
         let mut scratch = std::mem::take(&mut self.mqtt.input);
@@ -698,7 +719,10 @@ impl Shard {
 
     fn mqtt_publish(&mut self, index: usize, publish: Publish<'_>) {
         let shared = self.shared.clone();
-        let Some(listener) = shared.listeners[self.conns[index].listener].mqtt.as_ref() else {
+        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
+            .mqtt
+            .as_ref()
+        else {
             return;
         };
         let uri_max = self.config.limits.uri_max;
@@ -879,9 +903,11 @@ impl Shard {
         let subscriptions_max = self.config.limits.subscriptions_per_session_max;
         let retain_available = {
             let shared = self.shared.clone();
-            let realm = (shared.listeners[self.conns[index].listener].mqtt.as_ref())
-                .map(|l| l.realm.clone())
-                .unwrap_or_default();
+            let realm = (shared.listeners[usize::from(self.conns[index].listener)]
+                .mqtt
+                .as_ref())
+            .map(|l| l.realm.clone())
+            .unwrap_or_default();
             (self.config.realms.iter())
                 .find(|r| r.name == realm)
                 .is_none_or(|r| r.retained_max > 0)
@@ -1318,7 +1344,7 @@ impl Outbound<'_> {
         if conn.closing.is_some() {
             return;
         }
-        let listener = conn.listener;
+        let listener = usize::from(conn.listener);
         let Transport::Mqtt(m) = &mut conn.transport else {
             return;
         };

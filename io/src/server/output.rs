@@ -10,12 +10,15 @@ use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
 use slab::Slab;
 use tracing::{debug, warn};
 
+use super::http::Mail;
 use super::link::Link;
 use super::shard::Shard;
 use super::timers::TimerKind;
 use super::{conn_index, LINGER};
 use crate::config::SlowConsumer;
 use crate::conn::{CloseCause, Conn, Framing};
+use crate::deflate::ShardDeflate;
+use crate::framer::Batched;
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::websocket;
 
@@ -34,6 +37,116 @@ pub(super) struct Outbound<'s> {
     /// What MQTT connections need to turn the engine's messages into packets (see `mqtt.rs`).
     pub(super) listeners: &'s [super::ListenerInfo],
     pub(super) mqtt: &'s mut super::mqtt::OutScratch,
+    /// Messages to the HTTP services' sessions (see [`super::http`]).
+    bridge_mail: &'s mut Vec<Mail>,
+    /// The shard's compressors for permessage-deflate.
+    deflate: &'s mut ShardDeflate,
+    /// Frames built for batched or compressed connections from the message being sent, shared by the recipients
+    /// that need the same one (emptied after each message).
+    derived: &'s mut Vec<Derived>,
+}
+
+/// A frame built from a message's shared frame for connections that need another layout (batched subprotocols)
+/// or compression: one per (layout, compression parameters) and message, shared like the frame it comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Derived {
+    source: FrameId,
+    key: DeriveKey,
+    frame: FrameId,
+    compressed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DeriveKey {
+    /// Compressed with the connection's own context: never shared.
+    own: bool,
+    batched: Batched,
+    /// permessage-deflate without context takeover: (level, window bits, min_size).
+    deflate: Option<(u32, u8, usize)>,
+}
+
+/// The frame connection `conn` gets for the message in `source`, and whether it is compressed: laid out for its
+/// batched subprotocol and compressed as it negotiated; shared through `derived` unless the connection compresses
+/// with its own context.
+fn derive(
+    frames: &mut FrameStore,
+    deflate: &mut ShardDeflate,
+    derived: &mut Vec<Derived>,
+    conn: &mut Conn,
+    source: FrameId,
+) -> (FrameId, bool) {
+    let Framing::WebSocket {
+        batched,
+        deflate: compress,
+        ..
+    } = conn.framing
+    else {
+        return (source, false);
+    };
+    let params = (conn.deflate.as_deref())
+        .filter(|_| compress)
+        .map(|d| (d.params, d.takes_over()));
+    let own_context = params.is_some_and(|(_, own)| own);
+    let key = DeriveKey {
+        own: own_context,
+        batched,
+        deflate: params.map(|(p, _)| (p.level, p.server_window_bits, p.min_size)),
+    };
+    if !own_context {
+        if let Some(d) = derived.iter().find(|d| d.source == source && d.key == key) {
+            return (d.frame, d.compressed);
+        }
+    }
+    let laid = match batched {
+        Batched::No => source,
+        Batched::Json { separator } => {
+            let frame = frames.alloc();
+            let mut bytes = std::mem::take(frames.bytes_mut(frame));
+            bytes.extend_from_slice(frames.bytes(source));
+            bytes.push(separator);
+            *frames.bytes_mut(frame) = bytes;
+            frame
+        }
+        Batched::Length => {
+            let frame = frames.alloc();
+            let mut bytes = std::mem::take(frames.bytes_mut(frame));
+            let message = frames.bytes(source);
+            bytes.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(message);
+            *frames.bytes_mut(frame) = bytes;
+            frame
+        }
+    };
+    let (frame, compressed) = match params {
+        Some((params, _)) => {
+            let out = frames.alloc();
+            let input = std::mem::take(frames.bytes_mut(laid));
+            let mut output = std::mem::take(frames.bytes_mut(out));
+            let compressed =
+                deflate.compress(conn.deflate.as_deref_mut(), &params, &input, &mut output);
+            *frames.bytes_mut(laid) = input;
+            *frames.bytes_mut(out) = output;
+            if compressed {
+                if laid != source {
+                    frames.discard(laid);
+                }
+                (out, true)
+            } else {
+                frames.discard(out);
+                (laid, false)
+            }
+        }
+        None => (laid, false),
+    };
+    if !own_context || frame != source {
+        derived.push(Derived {
+            source,
+            key,
+            frame,
+            compressed,
+        });
+    }
+    (frame, compressed)
 }
 
 impl Outbound<'_> {
@@ -54,13 +167,17 @@ impl Outbound<'_> {
             .get_mut(index)
             .filter(|c| c.generation == generation)
         else {
+            if let Some(service) = crate::http::service_of(id) {
+                let bytes = self.frames.bytes(frame).to_vec();
+                self.bridge_mail.push(Mail::Message(service, bytes));
+            }
             return;
         };
         if conn.closing.is_some() || conn.framing == Framing::None {
             return;
         }
         let mut header = [0u8; HEADER_MAX];
-        let header_len = match conn.framing.message_header(len, &mut header) {
+        let mut header_len = match conn.framing.message_header(len, &mut header) {
             Ok(n) => n,
             Err(too_long) => {
                 warn!(peer = %conn.peer, len, max = too_long.max, "message longer than the peer accepts; closing");
@@ -84,6 +201,20 @@ impl Outbound<'_> {
             }
             return;
         }
+        let mut frame = frame;
+        if !conn.framing.plain() {
+            // Decided to send it (a compressor with context must see exactly what the peer receives): the
+            // connection's own layout and compression.
+            let compressed;
+            (frame, compressed) = derive(self.frames, self.deflate, self.derived, conn, frame);
+            let len = self.frames.bytes(frame).len();
+            if let Ok(n) = conn.framing.message_header(len, &mut header) {
+                header_len = n;
+            }
+            if compressed {
+                header[0] |= websocket::COMPRESSED;
+            }
+        }
         let was_empty = conn.outbox.is_empty();
         conn.outbox.push(self.frames, &header[..header_len], frame);
         let queued = conn.outbox.queued_bytes();
@@ -106,6 +237,15 @@ impl Outbound<'_> {
             self.frames.discard(frame);
         }
     }
+
+    /// Releases the frames built for batched or compressed recipients of the message just sent.
+    fn finish_derived(&mut self) {
+        while let Some(derived) = self.derived.pop() {
+            if derived.frame != derived.source {
+                self.finish(derived.frame);
+            }
+        }
+    }
 }
 
 impl Sink for Outbound<'_> {
@@ -115,6 +255,9 @@ impl Sink for Outbound<'_> {
         }
         let frame = self.encode(to.serializer, msg);
         self.enqueue(to.conn, frame, false);
+        if !self.derived.is_empty() {
+            self.finish_derived();
+        }
         self.finish(frame);
     }
 
@@ -138,6 +281,9 @@ impl Sink for Outbound<'_> {
             };
             self.enqueue(peer.conn, frame, true);
         }
+        if !self.derived.is_empty() {
+            self.finish_derived();
+        }
         for frame in frames.into_iter().flatten() {
             self.finish(frame);
         }
@@ -154,6 +300,8 @@ impl Sink for Outbound<'_> {
             if begin_close(conn, self.frames, CloseCause::Engine) {
                 self.dirty.push(index);
             }
+        } else if let Some(service) = crate::http::service_of(to.conn) {
+            self.bridge_mail.push(Mail::Close(service));
         }
     }
 
@@ -178,6 +326,9 @@ impl Shard {
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
             link: &mut self.link,
+            bridge_mail: &mut self.bridges.mail,
+            deflate: &mut self.deflate,
+            derived: &mut self.derived,
             listeners: &self.shared.listeners,
             mqtt: &mut self.mqtt.output,
         };
@@ -203,6 +354,9 @@ impl Shard {
     /// what waits for other shards and rings them.
     pub(super) fn settle(&mut self) {
         loop {
+            if !self.bridges.mail.is_empty() {
+                self.bridge_mail();
+            }
             if self.frames.memory() > self.memory_share {
                 self.cut_largest_outboxes();
             }
@@ -348,10 +502,13 @@ impl Shard {
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
         super::mqtt::forget(&mut conn, &mut self.frames);
-        self.partial_bytes -= conn.held_input;
+        self.partial_bytes -= conn.held_input as usize;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.counted_ip() {
             self.shared.release_ip(ip);
+        }
+        if conn.http_busy {
+            self.http_abandoned(index, conn.generation);
         }
         debug!(peer = %conn.peer, ?cause, "connection closed");
         if let Some(handle) = conn.session {

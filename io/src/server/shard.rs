@@ -93,6 +93,14 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// The HTTP services' sessions on this shard.
+    pub(super) bridges: super::http::Bridges,
+    /// permessage-deflate: the compressors and inflater shared by this shard's connections.
+    pub(super) deflate: crate::deflate::ShardDeflate,
+    /// See [`super::output::Derived`].
+    pub(super) derived: Vec<super::output::Derived>,
+    /// The last message inflated (permessage-deflate).
+    pub(super) inflated: Vec<u8>,
     /// Reused buffers of the MQTT sessions.
     pub(super) mqtt: super::mqtt::Scratch,
 }
@@ -108,6 +116,10 @@ impl Shard {
         shared: Arc<Shared>,
     ) -> Shard {
         let shards = shared.doorbells.len().max(1);
+        let services = (shared.listeners.iter())
+            .filter_map(|l| l.http.as_ref())
+            .map(|s| s.services.len())
+            .sum();
         Shard {
             id,
             poll,
@@ -146,6 +158,10 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            bridges: super::http::Bridges::new(services),
+            deflate: crate::deflate::ShardDeflate::default(),
+            derived: Vec::new(),
+            inflated: Vec::new(),
             mqtt: Default::default(),
         }
     }

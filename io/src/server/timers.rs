@@ -15,6 +15,8 @@ use crate::websocket;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
+    /// An HTTP connection's idle check (see `Shard::http_idle`).
+    HttpIdle,
     Linger,
     /// End of a producer stall (see [`super::input::STALL`]).
     Resume,
@@ -33,6 +35,7 @@ impl Shard {
                 continue;
             };
             match kind {
+                TimerKind::HttpIdle => self.http_idle(index),
                 TimerKind::Linger => {
                     if conn.closing.is_some() {
                         self.remove(index, conn.closing);
@@ -67,6 +70,11 @@ impl Shard {
             else {
                 continue;
             };
+            if matches!(conn.transport, crate::conn::Transport::Http(_)) {
+                // An HTTP connection has no HELLO to send: from now on it is closed when idle.
+                self.http_idle(index);
+                continue;
+            }
             let hello = conn.session.is_some_and(|h| self.router.hello_received(h));
             if !hello && conn.closing.is_none() {
                 self.stats.handshake_timeouts += 1;
@@ -139,6 +147,13 @@ impl Shard {
         }
         for index in trickling {
             self.stats.frame_timeouts += 1;
+            if self.is_http(index) {
+                let response = crate::http::Response::refusal(
+                    408,
+                    "the request did not complete within limits.frame_timeout_ms",
+                );
+                self.send_raw(index, &[], &response.to_bytes(false, None));
+            }
             let conn = &mut self.conns[index];
             info!(peer = %conn.peer, limit_ms = frame_ms, "frame not complete within limits.frame_timeout_ms; closing");
             conn.ws_close = Some(Box::new((
