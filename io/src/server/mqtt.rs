@@ -37,12 +37,14 @@ use crate::mqtt::{
 };
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 
-/// Bit 31 of a `ConnId` marks an MQTT connection (slab indexes stay far below it), so the sink tells MQTT
-/// recipients from WAMP ones without looking at the connection.
+/// Bit 31 of a `ConnId` marks an MQTT connection (slab indexes stay far below it, and below the HTTP bridge's
+/// session IDs, which have it too), so the sink tells MQTT recipients from WAMP ones without looking at the
+/// connection.
 const MQTT_BIT: u64 = 1 << 31;
 
 pub(super) fn is_mqtt(id: ConnId) -> bool {
-    id.0 & MQTT_BIT != 0
+    // The HTTP bridge's sessions have IDs with bit 31 set too (`crate::http::session_conn`): not connections.
+    id.0 & MQTT_BIT != 0 && crate::http::service_of(id).is_none()
 }
 
 /// The shard's reused MQTT buffers: nothing is allocated per message once they have grown.
@@ -1645,4 +1647,23 @@ fn subscribed(
     }
     m.no_local = m.extras.as_ref().is_some_and(|e| e.all_no_local());
     Some((pending.packet_id, pending.codes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MQTT connections, WAMP connections and the HTTP bridge's sessions are told apart by their IDs alone.
+    #[test]
+    fn connection_ids_tell_mqtt_from_wamp_and_the_http_bridge() {
+        let wamp = super::super::conn_id(7, 3);
+        let mqtt = ConnId(wamp.0 | MQTT_BIT);
+        assert!(!is_mqtt(wamp));
+        assert!(is_mqtt(mqtt));
+        assert_eq!(conn_index(mqtt), (7, 3));
+        for service in [0, 1, 0xFFFF] {
+            assert!(!is_mqtt(crate::http::session_conn(service)));
+        }
+        assert!(is_mqtt(ConnId(super::super::conn_id(0, 0).0 | MQTT_BIT)));
+    }
 }
