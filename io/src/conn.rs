@@ -8,6 +8,7 @@ use mio::net::{TcpStream, UnixStream};
 
 pub use crate::framer::Framing;
 use crate::framer::{AnyFramer, Framer};
+use crate::mqtt::session::MqttConn;
 use crate::outbox::Outbox;
 use crate::tls::TlsStream;
 
@@ -96,6 +97,9 @@ pub enum Transport {
         serializer: Serializer,
         framer: AnyFramer,
     },
+    /// MQTT (over TCP, TLS, a Unix socket, or WebSocket): the session layer's state, which stays here while the
+    /// connection's input is handled (the engine's answers need it).
+    Mqtt(MqttConn),
     /// Closing: no more input is processed.
     Closed,
 }
@@ -105,6 +109,7 @@ impl Transport {
     pub fn assembly(&self) -> (usize, bool) {
         match self {
             Transport::Framed { framer, .. } => framer.assembly(),
+            Transport::Mqtt(mqtt) => mqtt.assembly(),
             _ => (0, false),
         }
     }

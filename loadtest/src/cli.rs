@@ -119,6 +119,9 @@ pub struct Load {
     /// Bytes of padding string in each PUBLISH/CALL payload.
     #[arg(short = 'b', long, default_value_t = 32)]
     pub size: usize,
+    /// MQTT mode (mqtt://): QoS of publications and subscriptions, 0 or 1 (1: every PUBLISH acknowledged).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
 }
 
 #[derive(Debug, Args)]
@@ -658,6 +661,17 @@ fn base(
     load: Option<&Load>,
 ) -> Result<Invocation, String> {
     let endpoint = Endpoint::parse(&common.url)?;
+    if endpoint.is_mqtt()
+        && !matches!(
+            scenario,
+            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Connect
+        )
+    {
+        return Err(format!(
+            "{}: an MQTT broker (mqtt://) runs the fanout, fanin and connect scenarios only",
+            scenario.name()
+        ));
+    }
     if endpoint.is_nats() && !matches!(scenario, ScenarioKind::Fanout | ScenarioKind::Fanin) {
         return Err(format!(
             "{}: a NATS server (nats://) runs the fanout and fanin scenarios only",
@@ -670,6 +684,7 @@ fn base(
     if !(common.timeout > 0.0 && common.timeout.is_finite()) {
         return Err("--timeout must be a positive number of seconds".into());
     }
+    let qos = load.map_or(0, |load| load.qos);
     let (mode, size) = match load {
         Some(load) => {
             let mode = match load.rate {
@@ -706,6 +721,7 @@ fn base(
         params: Map::new(),
         tolerant: false,
         soak: None,
+        qos,
     };
     let options = RunOptions {
         quiet: common.quiet,
@@ -768,6 +784,10 @@ fn fanout(a: &FanoutArgs) -> Result<Invocation, String> {
     if plan.endpoint.is_nats() {
         crate::nats::check_plan(plan)?;
     }
+    if plan.endpoint.is_mqtt() {
+        crate::mqtt::check_plan(plan)?;
+        plan.params.insert("qos".into(), json!(plan.qos));
+    }
     Ok(inv)
 }
 
@@ -812,6 +832,10 @@ fn fanin(a: &FaninArgs) -> Result<Invocation, String> {
     ]);
     if plan.endpoint.is_nats() {
         crate::nats::check_plan(plan)?;
+    }
+    if plan.endpoint.is_mqtt() {
+        crate::mqtt::check_plan(plan)?;
+        plan.params.insert("qos".into(), json!(plan.qos));
     }
     Ok(inv)
 }

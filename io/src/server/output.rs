@@ -27,20 +27,49 @@ use crate::websocket;
 /// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
 const STALL_GRACE_MS: u32 = 500;
 
+/// Whether a message that pushed a recipient's outbox past 3/4 of `outbox_max` pauses its producer (10 ms, see
+/// [`super::input::STALL`]). A recipient falling behind its only producer (a subscriber alone on its topic, a callee,
+/// a caller) pauses that producer, so one slightly slower than it catches up instead of being cut off. Never for an
+/// EVENT that other sessions receive too (`shared`): they would all wait for the slowest; a recipient that cannot
+/// keep up reaches its limit and is cut off or, under the drop policy, misses what does not fit. Under the drop
+/// policy an EVENT never pauses its producer. And only while the recipient's pressure is fresh (its first
+/// [`STALL_GRACE_MS`] above 3/4, reset when it drains below half): one that stays above 3/4 for longer is not
+/// catching up, and pausing on its account would only delay the producer.
+pub(super) fn stalls(
+    policy: SlowConsumer,
+    shared: bool,
+    droppable: bool,
+    conn: &mut Conn,
+    now32: u32,
+) -> bool {
+    if droppable && (shared || policy == SlowConsumer::Drop) {
+        return false;
+    }
+    if conn.pressured_since_ms == 0 {
+        conn.pressured_since_ms = now32 | 1;
+    }
+    now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS
+}
+
 /// The engine's sink over the connections of one shard, and its link to the others.
 pub(super) struct Outbound<'s> {
-    policy: SlowConsumer,
-    events_dropped: &'s mut u64,
-    conns: &'s mut Slab<Conn>,
-    frames: &'s mut FrameStore,
-    dirty: &'s mut Vec<usize>,
-    doomed: &'s mut Vec<(usize, u32, CloseCause)>,
-    outbox_max: usize,
+    pub(super) policy: SlowConsumer,
+    pub(super) events_dropped: &'s mut u64,
+    pub(super) conns: &'s mut Slab<Conn>,
+    pub(super) frames: &'s mut FrameStore,
+    pub(super) dirty: &'s mut Vec<usize>,
+    pub(super) doomed: &'s mut Vec<(usize, u32, CloseCause)>,
+    pub(super) outbox_max: usize,
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
-    pressure: &'s mut bool,
+    pub(super) pressure: &'s mut bool,
     /// Now, in the connections' wrapping loop milliseconds (for [`STALL_GRACE_MS`]).
-    now32: u32,
+    pub(super) now32: u32,
+    /// The EVENT being sent goes to more than one session (see [`Outbound::stalls`]).
+    pub(super) shared: bool,
     link: &'s mut Link,
+    /// What MQTT connections need to turn the engine's messages into packets (see `mqtt.rs`).
+    pub(super) listeners: &'s [super::ListenerInfo],
+    pub(super) mqtt: &'s mut super::mqtt::OutScratch,
     /// Messages to the HTTP services' sessions (see [`super::http`]).
     bridge_mail: &'s mut Vec<Mail>,
     /// The shard's compressors for permessage-deflate.
@@ -227,16 +256,10 @@ impl Outbound<'_> {
                 .push((index, generation, CloseCause::SlowConsumer));
             return;
         }
-        if queued > outbox_max / 4 * 3 {
-            // Stall the producer only while this recipient's pressure is fresh: one that stays above 3/4 of its
-            // limit for longer is not catching up, and stalling on its account would only delay every other
-            // recipient of the producer until it reaches the limit and is cut off.
-            if conn.pressured_since_ms == 0 {
-                conn.pressured_since_ms = self.now32 | 1;
-            }
-            if self.now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS {
-                *self.pressure = true;
-            }
+        if queued > outbox_max / 4 * 3
+            && stalls(self.policy, self.shared, droppable, conn, self.now32)
+        {
+            *self.pressure = true;
         }
         if was_empty {
             self.dirty.push(index);
@@ -260,7 +283,7 @@ impl Outbound<'_> {
         );
     }
 
-    fn finish(&mut self, frame: FrameId) {
+    pub(super) fn finish(&mut self, frame: FrameId) {
         // A frame nobody queued (all recipients gone) goes straight back to the pool.
         if self.frames.refs(frame) == 0 {
             self.frames.discard(frame);
@@ -279,6 +302,9 @@ impl Outbound<'_> {
 
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        if super::mqtt::is_mqtt(to.conn) {
+            return self.mqtt_send(to, msg);
+        }
         if let Message::Abort { reason, details } = msg {
             self.log_abort(to, reason, details);
         }
@@ -293,7 +319,13 @@ impl Sink for Outbound<'_> {
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
         // One encoding per serializer, shared by every recipient speaking it.
         let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        self.shared = to.shared();
+        let mut mqtt = super::mqtt::EventFrames::default();
         for peer in to.iter() {
+            if super::mqtt::is_mqtt(peer.conn) {
+                self.mqtt_event(*peer, msg, &mut mqtt);
+                continue;
+            }
             let slot = peer.serializer as usize;
             let frame = match frames[slot] {
                 Some(frame) => frame,
@@ -311,6 +343,8 @@ impl Sink for Outbound<'_> {
         for frame in frames.into_iter().flatten() {
             self.finish(frame);
         }
+        mqtt.finish(self.frames);
+        self.shared = false;
     }
 
     fn close(&mut self, to: Peer) {
@@ -357,11 +391,14 @@ impl Shard {
             doomed: &mut self.doomed,
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
+            shared: false,
             now32: self.shared.start.elapsed().as_millis() as u32,
             link: &mut self.link,
             bridge_mail: &mut self.bridges.mail,
             deflate: &mut self.deflate,
             derived: &mut self.derived,
+            listeners: &self.shared.listeners,
+            mqtt: &mut self.mqtt.output,
         };
         f(&mut self.router, &mut sink)
     }
@@ -539,6 +576,7 @@ impl Shard {
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
+        super::mqtt::forget(&mut conn, &mut self.frames);
         self.partial_bytes -= conn.held_input as usize;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.counted_ip() {
