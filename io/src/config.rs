@@ -822,6 +822,43 @@ impl Config {
             for service in &listener.services {
                 warnings.extend(service.warnings(&which));
             }
+            warnings.extend(self.mqtt_warnings(&which, listener));
+        }
+        warnings
+    }
+
+    /// What MQTT clients of `listener` cannot use in its realm: a dynamic authenticator for the methods their
+    /// CONNECT logs in with (ticket, anonymous), and a dynamic authorizer for their wills. A CONNECT is handled in
+    /// one go and refused when either would have to be waited for.
+    fn mqtt_warnings(&self, which: &str, listener: &Listener) -> Vec<String> {
+        use crate::auth_config::MethodName;
+        let mut warnings = Vec::new();
+        if !listener.speaks(Transport::Mqtt) {
+            return warnings;
+        }
+        let Some(realm) =
+            (listener.realm.as_ref()).and_then(|name| self.realms.iter().find(|r| &r.name == name))
+        else {
+            return warnings;
+        };
+        let dynamic = (realm.authenticators.iter())
+            .flat_map(|a| &a.methods)
+            .any(|m| matches!(m, MethodName::Ticket | MethodName::Anonymous));
+        if dynamic {
+            warnings.push(format!(
+                "{which}: realm '{}' has a dynamic authenticator for ticket or anonymous logins, which MQTT clients \
+                 cannot use (not supported): a CONNECT it would decide is refused",
+                realm.name
+            ));
+        }
+        for role in realm.roles.iter().flatten() {
+            if role.authorizer.is_some() {
+                warnings.push(format!(
+                    "{which}: role '{}' of realm '{}' has a dynamic authorizer: its MQTT clients' PUBLISH and \
+                     SUBSCRIBE are decided by it, but a CONNECT whose will it would have to be asked about is refused",
+                    role.name, realm.name
+                ));
+            }
         }
         warnings
     }
@@ -1445,6 +1482,38 @@ mod tests {
             err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]")
                 .contains("unknown variant")
         );
+    }
+
+    #[test]
+    fn mqtt_listeners_warn_of_dynamic_authentication() {
+        let config = |realm: &str| {
+            Config::from_toml(&format!(
+                "[[realms]]\nname = \"iot\"\n{realm}\n[[listeners]]\nlisten = \"127.0.0.1:1\"\n\
+                 transports = [\"mqtt\"]\nrealm = \"iot\"\n"
+            ))
+            .unwrap()
+            .warnings()
+        };
+        let authenticator = |methods: &str| {
+            config(&format!(
+                "[[realms.authenticators]]\nmethods = [{methods}]\nprocedure = \"com.example.authenticate\""
+            ))
+        };
+        let warnings = authenticator("\"ticket\"");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0]
+            .contains("listener 1 ('127.0.0.1:1'): realm 'iot' has a dynamic authenticator"));
+        assert_eq!(authenticator("\"anonymous\"").len(), 1);
+        assert_eq!(
+            authenticator("\"wampcra\", \"scram\""),
+            Vec::<String>::new()
+        );
+        let authorizer = config(
+            "[[realms.principals]]\nauthid = \"alice\"\nrole = \"device\"\nticket = \"t\"\n\
+             [[realms.roles]]\nname = \"device\"\nauthorizer = { procedure = \"com.example.authorize\" }",
+        );
+        assert_eq!(authorizer.len(), 1, "{authorizer:?}");
+        assert!(authorizer[0].contains("role 'device' of realm 'iot' has a dynamic authorizer"));
     }
 
     #[test]

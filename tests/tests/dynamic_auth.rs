@@ -164,3 +164,78 @@ fn autobahn_js_dynamic_websocket_json() {
 fn autobahn_js_dynamic_rawsocket_json() {
     autobahn_js(false);
 }
+
+/// MQTT clients (Debian's mosquitto_pub) and dynamic authentication: a CONNECT is handled in one go, so a login a
+/// dynamic authenticator would decide is refused, and so is a will the role's authorizer would have to be asked
+/// about; the PUBLISHes of a session whose role has an authorizer are decided by it (MQTT 5 PUBACK 0x87 when it
+/// says no).
+#[test]
+fn mqtt_clients_and_dynamic_authentication() {
+    let config = format!(
+        "{CONFIG}\n[[realms]]\nname = \"iot\"\n[[realms.principals]]\nauthid = \"alice\"\nrole = \"device\"\n\
+         ticket = \"pw\"\n[[realms.roles]]\nname = \"device\"\n\
+         authorizer = {{ procedure = \"com.example.authorize\", realm = \"auth\", timeout_ms = 2000 }}\n\
+         [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"dynamic\"\n\
+         [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"iot\"\n"
+    );
+    let router = TestRouter::start(&config);
+    let _components = components(&router);
+    let pub_ = |listener: usize, args: &[&str]| {
+        let path = "/usr/bin/mosquitto_pub";
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} missing: run tests/run.sh (it installs Debian's mosquitto-clients)"
+        );
+        let port = router.tcp_address(listener).port().to_string();
+        let out = std::process::Command::new(path)
+            .args([
+                "-d",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                "mqttv5",
+                "-q",
+                "1",
+            ])
+            .args(args)
+            .output()
+            .expect("mosquitto_pub runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    // Listener 3 is realm `dynamic` (every login through the authenticator), 4 realm `iot`.
+    let login = [
+        "-u",
+        "joe",
+        "-P",
+        "secret!!!",
+        "-t",
+        "com/example/x",
+        "-m",
+        "hi",
+    ];
+    let (ok, text) = pub_(3, &login);
+    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+    let anonymous = ["-t", "com/example/x", "-m", "hi"];
+    let (ok, text) = pub_(3, &anonymous);
+    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+    let alice = ["-u", "alice", "-P", "pw", "-m", "hi", "-t"];
+    let (ok, text) = pub_(4, &[&alice[..], &["com/example/public/x"]].concat());
+    assert!(ok && text.contains("RC:0"), "{text}");
+    let (_, text) = pub_(4, &[&alice[..], &["com/example/secret"]].concat());
+    assert!(text.contains("RC:135"), "refused by the authorizer: {text}");
+    let will = [
+        "--will-topic",
+        "com/example/public/w",
+        "--will-payload",
+        "bye",
+    ];
+    let (ok, text) = pub_(
+        4,
+        &[&will[..], &alice[..], &["com/example/public/x"]].concat(),
+    );
+    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+}

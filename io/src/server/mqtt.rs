@@ -571,9 +571,15 @@ impl Shard {
                 self.mqtt.input = scratch;
                 return;
             }
+            // Not decided at once: a dynamic authenticator was asked (see `[[realms.authenticators]]`). The CONNECT
+            // is handled in one go, so it cannot wait: refused (closing the session interrupts the call).
             _ => {
                 self.mqtt.input = scratch;
-                return self.mqtt_refuse(index, reason::UNSPECIFIED_ERROR, "no WELCOME");
+                return self.mqtt_refuse(
+                    index,
+                    reason::UNSPECIFIED_ERROR,
+                    "no WELCOME at once: MQTT clients cannot log in through a dynamic authenticator (not supported)",
+                );
             }
         }
         if let Some(will) = connect.will {
@@ -679,7 +685,11 @@ impl Shard {
         match self.mqtt_outcome(index) {
             Outcome::WillKept => None,
             Outcome::WillRefused(code) => Some((code, "will refused as testament".into())),
-            _ => Some((reason::UNSPECIFIED_ERROR, "no answer to the will".into())),
+            // Not decided at once: the role's dynamic authorizer was asked, and the CONNECT cannot wait for it.
+            _ => Some((
+                reason::UNSPECIFIED_ERROR,
+                "no answer to the will at once: a will cannot wait for a dynamic authorizer (not supported)".into(),
+            )),
         }
     }
 
