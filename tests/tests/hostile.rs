@@ -99,7 +99,11 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
     let mut publisher = Client::websocket(router.ws, Serializer::Json);
     publisher.join();
     let padding = "x".repeat(8 * 1024);
-    // 4000 x 8 KiB = 32 MiB: far more than the socket buffers plus the 256 KiB outbox limit can hold.
+    // 4000 x 8 KiB = 32 MiB: far more than the socket buffers plus the 256 KiB outbox limit can hold. An EVENT
+    // that several subscribers receive does not stall its publisher, so the publisher here keeps pace with the
+    // fast subscriber (a batch of 8 events at a time), as a reader that keeps up would: the test is about the
+    // subscriber that does not read, not about how fast a debug-built test client parses JSON.
+    let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..4000u64 {
             let event = fast.expect();
@@ -107,6 +111,7 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
                 event[4][0], seq,
                 "the fast subscriber gets every event in order"
             );
+            let _ = progress.send(seq);
         }
     });
     for seq in 0..4000u64 {
@@ -114,6 +119,13 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
             r#"[16, {}, {{}}, "com.flood", [{seq}, "{padding}"]]"#,
             seq + 1
         ));
+        if seq % 8 == 7 {
+            // Until the reader has this batch (or stopped: its join below says why).
+            while read
+                .recv_timeout(Duration::from_secs(10))
+                .is_ok_and(|n| n < seq)
+            {}
+        }
     }
     publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.flood.done", []]"#);
     assert_eq!(publisher.expect()[0], 17);

@@ -110,6 +110,9 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
     publisher.join();
     const EVENTS: u64 = 2000;
     let padding = "x".repeat(8 * 1024);
+    // The publisher keeps pace with the reading subscriber (a batch of 8 events at a time): under "drop" no EVENT
+    // stalls its publisher, and a debug-built test client parsing JSON is no fast reader.
+    let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..EVENTS {
             assert_eq!(
@@ -117,6 +120,7 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
                 seq,
                 "the reading subscriber gets every event in order"
             );
+            let _ = progress.send(seq);
         }
     });
     for seq in 0..EVENTS {
@@ -124,6 +128,13 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
             r#"[16, {}, {{}}, "com.flood", [{seq}, "{padding}"]]"#,
             seq + 1
         ));
+        if seq % 8 == 7 {
+            // Until the reader has this batch (or stopped: its join below says why).
+            while read
+                .recv_timeout(Duration::from_secs(10))
+                .is_ok_and(|n| n < seq)
+            {}
+        }
     }
     publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.flood.done", []]"#);
     assert_eq!(publisher.expect()[0], 17);
