@@ -66,11 +66,6 @@ pub struct Recipients<'a> {
 }
 
 impl<'a> Recipients<'a> {
-    /// More than one session may receive the message (the excluded one aside, which is not counted).
-    pub fn shared(&self) -> bool {
-        self.peers.len() > 1
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &'a Peer> + 'a {
         let exclude = self.exclude;
         self.peers

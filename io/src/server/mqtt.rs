@@ -1584,9 +1584,7 @@ impl Outbound<'_> {
                 .push((index, generation, CloseCause::SlowConsumer));
             return;
         }
-        if queued > outbox_max / 4 * 3
-            && super::output::stalls(self.policy, self.shared, true, conn, self.now32)
-        {
+        if queued > outbox_max / 4 * 3 && super::output::stalls(conn, self.now32) {
             *self.pressure = true;
         }
         if was_empty {

@@ -27,28 +27,25 @@ use crate::websocket;
 /// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
 const STALL_GRACE_MS: u32 = 500;
 
+/// How recently a recipient under pressure must have taken bytes from its outbox (its socket accepted a write) for
+/// its producers to be paused on its account: one that does not read would not catch up in any pause.
+const DRAINING_MS: u32 = 30;
+
 /// Whether a message that pushed a recipient's outbox past 3/4 of `outbox_max` pauses its producer (10 ms, see
-/// [`super::input::STALL`]). A recipient falling behind its only producer (a subscriber alone on its topic, a callee,
-/// a caller) pauses that producer, so one slightly slower than it catches up instead of being cut off. Never for an
-/// EVENT that other sessions receive too (`shared`): they would all wait for the slowest; a recipient that cannot
-/// keep up reaches its limit and is cut off or, under the drop policy, misses what does not fit. Under the drop
-/// policy an EVENT never pauses its producer. And only while the recipient's pressure is fresh (its first
-/// [`STALL_GRACE_MS`] above 3/4, reset when it drains below half): one that stays above 3/4 for longer is not
-/// catching up, and pausing on its account would only delay the producer.
-pub(super) fn stalls(
-    policy: SlowConsumer,
-    shared: bool,
-    droppable: bool,
-    conn: &mut Conn,
-    now32: u32,
-) -> bool {
-    if droppable && (shared || policy == SlowConsumer::Drop) {
-        return false;
-    }
+/// [`super::input::STALL`]), so that a recipient reading a little slower than its producer sends catches up
+/// instead of being cut off. Only for a recipient that is reading: its socket took bytes within the last
+/// [`DRAINING_MS`] (a new backlog gets that long the benefit of the doubt); one that does not read costs the
+/// producer's other recipients nothing, reaches its limit and is cut off (or, under the drop policy, misses what
+/// does not fit). And only while the backlog is fresh: its first [`STALL_GRACE_MS`] above 3/4, until it drains
+/// below half. One that stays above 3/4 for longer is not catching up, and pausing on its account would only hold
+/// back every other recipient of the producer.
+pub(super) fn stalls(conn: &mut Conn, now32: u32) -> bool {
     if conn.pressured_since_ms == 0 {
         conn.pressured_since_ms = now32 | 1;
+        conn.drained_ms = now32;
     }
     now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS
+        && now32.wrapping_sub(conn.drained_ms) < DRAINING_MS
 }
 
 /// The engine's sink over the connections of one shard, and its link to the others.
@@ -64,8 +61,6 @@ pub(super) struct Outbound<'s> {
     pub(super) pressure: &'s mut bool,
     /// Now, in the connections' wrapping loop milliseconds (for [`STALL_GRACE_MS`]).
     pub(super) now32: u32,
-    /// The EVENT being sent goes to more than one session (see [`Outbound::stalls`]).
-    pub(super) shared: bool,
     link: &'s mut Link,
     /// What MQTT connections need to turn the engine's messages into packets (see `mqtt.rs`).
     pub(super) listeners: &'s [super::ListenerInfo],
@@ -256,9 +251,7 @@ impl Outbound<'_> {
                 .push((index, generation, CloseCause::SlowConsumer));
             return;
         }
-        if queued > outbox_max / 4 * 3
-            && stalls(self.policy, self.shared, droppable, conn, self.now32)
-        {
+        if queued > outbox_max / 4 * 3 && stalls(conn, self.now32) {
             *self.pressure = true;
         }
         if was_empty {
@@ -319,7 +312,6 @@ impl Sink for Outbound<'_> {
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
         // One encoding per serializer, shared by every recipient speaking it.
         let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
-        self.shared = to.shared();
         let mut mqtt = super::mqtt::EventFrames::default();
         for peer in to.iter() {
             if super::mqtt::is_mqtt(peer.conn) {
@@ -344,7 +336,6 @@ impl Sink for Outbound<'_> {
             self.finish(frame);
         }
         mqtt.finish(self.frames);
-        self.shared = false;
     }
 
     fn close(&mut self, to: Peer) {
@@ -391,7 +382,6 @@ impl Shard {
             doomed: &mut self.doomed,
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
-            shared: false,
             now32: self.shared.start.elapsed().as_millis() as u32,
             link: &mut self.link,
             bridge_mail: &mut self.bridges.mail,
@@ -498,6 +488,7 @@ impl Shard {
         if conn.write_blocked {
             return;
         }
+        let before = conn.outbox.queued_bytes();
         let flushed = conn
             .outbox
             .flush(&mut self.frames, &mut conn.stream)
@@ -511,6 +502,9 @@ impl Shard {
         if conn.outbox.queued_bytes() < self.config.limits.outbox_max / 2 {
             // It caught up: the next time it falls behind, its producers are stalled for it again.
             conn.pressured_since_ms = 0;
+        } else if conn.pressured_since_ms != 0 && conn.outbox.queued_bytes() < before {
+            // Under pressure and reading (the clock is read only then).
+            conn.drained_ms = self.shared.start.elapsed().as_millis() as u32;
         }
         match flushed {
             Ok(true) => {
