@@ -229,7 +229,8 @@ pub struct Conn {
     /// Since when (loop milliseconds, wrapping, 0: not) its outbox has been above 3/4 of `outbox_max` without
     /// draining: its producers are stalled for it only at first.
     pub pressured_since_ms: u32,
-    /// When (loop milliseconds, wrapping) its socket last took bytes from its outbox while it was under pressure.
+    /// When (loop milliseconds, wrapping, 0: never) its socket last took bytes from an outbox holding more than a
+    /// quarter of `outbox_max`.
     pub drained_ms: u32,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
     pub held_input: u32,

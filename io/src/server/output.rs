@@ -27,25 +27,26 @@ use crate::websocket;
 /// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
 const STALL_GRACE_MS: u32 = 500;
 
-/// How recently a recipient under pressure must have taken bytes from its outbox (its socket accepted a write) for
+/// How recently a recipient with a backlog must have taken bytes from its outbox (its socket accepted a write) for
 /// its producers to be paused on its account: one that does not read would not catch up in any pause.
-const DRAINING_MS: u32 = 30;
+const DRAINING_MS: u32 = 100;
 
 /// Whether a message that pushed a recipient's outbox past 3/4 of `outbox_max` pauses its producer (10 ms, see
 /// [`super::input::STALL`]), so that a recipient reading a little slower than its producer sends catches up
-/// instead of being cut off. Only for a recipient that is reading: its socket took bytes within the last
-/// [`DRAINING_MS`] (a new backlog gets that long the benefit of the doubt); one that does not read costs the
-/// producer's other recipients nothing, reaches its limit and is cut off (or, under the drop policy, misses what
-/// does not fit). And only while the backlog is fresh: its first [`STALL_GRACE_MS`] above 3/4, until it drains
-/// below half. One that stays above 3/4 for longer is not catching up, and pausing on its account would only hold
-/// back every other recipient of the producer.
+/// instead of being cut off. Only for a recipient that is reading: its socket took all we wrote last (the backlog
+/// built up within this turn), or bytes from a backlog of more than a quarter of `outbox_max` within the last
+/// [`DRAINING_MS`] (see `Shard::flush`); one that does not read
+/// costs the producer's other recipients nothing, reaches its limit and is cut off (or, under the drop policy,
+/// misses what does not fit). And only while the backlog is fresh: its first [`STALL_GRACE_MS`] above 3/4, until
+/// it drains below half. One that stays above 3/4 for longer is not catching up, and pausing on its account would
+/// only hold back every other recipient of the producer.
 pub(super) fn stalls(conn: &mut Conn, now32: u32) -> bool {
     if conn.pressured_since_ms == 0 {
         conn.pressured_since_ms = now32 | 1;
-        conn.drained_ms = now32;
     }
-    now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS
-        && now32.wrapping_sub(conn.drained_ms) < DRAINING_MS
+    let reading = !conn.write_blocked
+        || (conn.drained_ms != 0 && now32.wrapping_sub(conn.drained_ms) < DRAINING_MS);
+    reading && now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS
 }
 
 /// The engine's sink over the connections of one shard, and its link to the others.
@@ -499,12 +500,15 @@ impl Shard {
                     Ok(false)
                 }
             });
-        if conn.outbox.queued_bytes() < self.config.limits.outbox_max / 2 {
+        let outbox_max = self.config.limits.outbox_max;
+        let after = conn.outbox.queued_bytes();
+        if after < before && after > outbox_max / 4 {
+            // Reading from a backlog (the clock is read only then): see `output::stalls`.
+            conn.drained_ms = self.shared.start.elapsed().as_millis() as u32 | 1;
+        }
+        if after < outbox_max / 2 {
             // It caught up: the next time it falls behind, its producers are stalled for it again.
             conn.pressured_since_ms = 0;
-        } else if conn.pressured_since_ms != 0 && conn.outbox.queued_bytes() < before {
-            // Under pressure and reading (the clock is read only then).
-            conn.drained_ms = self.shared.start.elapsed().as_millis() as u32;
         }
         match flushed {
             Ok(true) => {
