@@ -100,9 +100,9 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
     publisher.join();
     let padding = "x".repeat(8 * 1024);
     // 4000 x 8 KiB = 32 MiB: far more than the socket buffers plus the 256 KiB outbox limit can hold. The router
-    // paces a publisher only to subscribers that read (their socket took bytes within 30 ms); on a loaded machine
-    // a debug-built reader parsing JSON can miss that window, so the publisher here also stays at most 16 events
-    // ahead of the fast subscriber: the test is about the subscriber that does not read.
+    // paces a publisher only to subscribers it sees reading (io/src/server/output.rs); a debug-built reader parsing
+    // JSON on a loaded machine may not look like one, so the publisher here also stays at most 16 events ahead of
+    // the fast subscriber: the test is about the subscriber that does not read.
     let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..4000u64 {

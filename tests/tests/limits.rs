@@ -111,8 +111,8 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
     const EVENTS: u64 = 2000;
     let padding = "x".repeat(8 * 1024);
     // The publisher stays at most 16 events ahead of the reading subscriber: the router paces it only to
-    // subscribers that read (their socket took bytes within 30 ms), which a debug-built reader parsing JSON on a
-    // loaded machine can miss.
+    // subscribers it sees reading (io/src/server/output.rs), which a debug-built reader parsing JSON on a loaded
+    // machine may not look like.
     let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..EVENTS {
