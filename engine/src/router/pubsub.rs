@@ -110,8 +110,8 @@ impl Router {
         // The other shards learn of every subscriber (the meta API lists them); when this is the first one here,
         // they must also start sending this shard the subscription's publications, and SUBSCRIBED waits until
         // each of them has: no publication that follows SUBSCRIBED can miss the new subscriber.
-        let wait = subscribed.added && subscribed.first_here && self.shards > 1;
-        if subscribed.added && self.shards > 1 {
+        let wait = subscribed.added && subscribed.first_here && self.linked();
+        if subscribed.added && self.linked() {
             let ack = if wait { self.token() } else { 0 };
             let msg = PeerMessage::Subscribed {
                 realm: realm as u16,
@@ -131,7 +131,7 @@ impl Router {
                     flags,
                     get_retained,
                 };
-                let remaining = self.shards - 1;
+                let remaining = self.others().len();
                 self.pending_acks
                     .insert(ack, PendingAck { remaining, then });
             }
