@@ -22,6 +22,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub limits: Limits,
     pub log: Log,
+    /// Several nodes as one router over NATS (`[cluster]`; see [`crate::cluster`]). Absent: a router on its own.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -403,6 +405,7 @@ impl Default for Config {
             ],
             limits: Limits::default(),
             log: Log::default(),
+            cluster: None,
         }
     }
 }
@@ -662,6 +665,9 @@ impl Config {
         }
         if limits.auth_timeout_ms == 0 {
             return fail("limits.auth_timeout_ms must be at least 1".into());
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self.shards())?;
         }
         Ok(())
     }

@@ -280,6 +280,22 @@ impl Node {
                 let members = value.and_then(decode_members).unwrap_or_default();
                 self.members = members;
                 self.members_rev = rev;
+                if self.leaving {
+                    let mut members = self.members.clone();
+                    members.retain(|&entry| entry != (self.slot, self.epoch));
+                    let mut value = Vec::new();
+                    encode_members(&members, &mut value);
+                    let id = self.kv_id();
+                    self.members_op = Some(id);
+                    return sink.kv(
+                        id,
+                        KvOp::Put {
+                            key: MEMBERS_KEY,
+                            value: &value,
+                            expect: rev,
+                        },
+                    );
+                }
                 if !self.members.contains(&(self.slot, self.epoch)) {
                     return self.fence("the cluster declared this node dead", sink);
                 }
@@ -314,6 +330,9 @@ impl Node {
                     );
                 }
                 self.reapply_all(sink);
+            }
+            KvResult::Written { .. } if self.leaving => {
+                info!(slot = self.slot, "cluster: left the members record");
             }
             KvResult::Written { rev } => {
                 self.members_rev = rev;

@@ -189,6 +189,8 @@ pub struct Node {
     connected: bool,
     disconnected_since: Option<u64>,
     fenced: bool,
+    /// Shutting down: the members record is read and written without this node.
+    leaving: bool,
     next_heartbeat_ms: u64,
     /// The other nodes heard from.
     peers: HashMap<Slot, PeerNode>,
@@ -314,6 +316,7 @@ impl Node {
             connected: true,
             disconnected_since: None,
             fenced: false,
+            leaving: false,
             next_heartbeat_ms: 0,
             peers: HashMap::new(),
             gone: HashMap::new(),
@@ -468,22 +471,12 @@ impl Node {
             .retain(|_, &mut when| now_ms.saturating_sub(when) < 3_600_000);
     }
 
-    /// This node leaves on purpose (shutdown): every node forgets it at once.
+    /// This node leaves on purpose (shutdown): every node forgets it at once, and it leaves the members record.
     pub fn handle_shutdown(&mut self, sink: &mut impl NodeSink) {
         self.broadcast(wire::kind::GOODBYE, &[], sink);
-        let mut members = self.members.clone();
-        members.retain(|&(slot, epoch)| (slot, epoch) != (self.slot, self.epoch));
-        let mut value = Vec::new();
-        record::encode_members(&members, &mut value);
-        let id = self.kv_id();
-        sink.kv(
-            id,
-            KvOp::Put {
-                key: record::MEMBERS_KEY,
-                value: &value,
-                expect: self.members_rev,
-            },
-        );
+        self.leaving = true;
+        self.members_op = None;
+        self.check_members(sink);
     }
 
     fn fence(&mut self, reason: &str, sink: &mut impl NodeSink) {

@@ -113,7 +113,7 @@ impl Shard {
         link: Link,
         shared: Arc<Shared>,
     ) -> Shard {
-        let shards = shared.doorbells.len().max(1);
+        let shards = shared.shards.max(1);
         let services = (shared.listeners.iter())
             .filter_map(|l| l.http.as_ref())
             .map(|s| s.services.len())
@@ -168,7 +168,7 @@ impl Shard {
     }
 
     pub(super) fn shards(&self) -> usize {
-        self.shared.doorbells.len()
+        self.shared.shards
     }
 
     pub(super) fn watch_signals(&mut self, mut pipe: UnixStream) -> io::Result<()> {
@@ -422,6 +422,9 @@ impl Shard {
         if new.log != self.config.log {
             ignored.push("log".to_owned());
         }
+        if new.cluster != self.config.cluster {
+            ignored.push("cluster".to_owned());
+        }
         let speak = self.id == 0;
         let engine_new = new.router_config(0);
         let engine_old = self.config.router_config(0);
@@ -551,7 +554,10 @@ impl Shard {
         }
         let names: Vec<&str> = self.config.realms.iter().map(|r| r.name.as_str()).collect();
         let uptime = self.shared.start.elapsed().as_secs_f64();
-        let page = super::scrape::render(&pending.snapshots, &names, uptime);
+        let mut page = super::scrape::render(&pending.snapshots, &names, uptime);
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.render(&mut page);
+        }
         debug!(peer = %self.conns[pending.index].peer, "metrics scraped");
         self.send_raw(pending.index, &[], &crate::metrics::response(&page));
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
