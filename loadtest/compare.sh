@@ -2,26 +2,89 @@
 # Side-by-side comparison of kreisel and crossbar.io on loopback, with kreisel-loadtest.
 #
 # Starts each router in turn (crossbar from a venv under target/compare/, kreisel from a release build), runs the
-# same list of small, bounded scenarios against it over WebSocket and RawSocket with JSON and MessagePack, stops it
-# (always, also on error or Ctrl-C), and writes a markdown table (absolute numbers and kreisel/crossbar ratios) and
-# an SVG chart into docs/.
+# same bounded scenarios against it, stops it (always, also on error or Ctrl-C), and writes the results into a
+# fresh output directory (never over the committed docs unless asked with OUT_DIR=docs).
 #
-# Usage: loadtest/compare.sh            # both routers
-#        ROUTERS=crossbar loadtest/compare.sh
-# Environment (defaults in brackets):
-#   ROUTERS [crossbar kreisel]   routers to run, in this order (the first is the ratios' baseline)
-#   OUT_DIR [docs]               where COMPARISON.md, comparison.svg and the raw JSON results go
+# Suites (each on a freshly started router):
+#   throughput   8 small scenarios x WebSocket/RawSocket x JSON/MessagePack: COMPARISON.md (absolute numbers and
+#                kreisel/crossbar ratios), comparison.svg, compare-results/*.json
+#   slow         `slow`: 10 fast subscribers, then also 10 that never read; 1000 events/s of 1 KiB for 30 s
+#   soak         `soak` for SOAK_DURATION
+#   reliability  slow and soak. Both over RawSocket/MessagePack: reliability/<router>-{slow,soak}.{txt,json,svg}.
+#                A router whose resident memory passes RSS_MAX_MIB is stopped (by the load generator's
+#                --router-rss-max, and by a watchdog here), and that is reported.
+#
+# Usage: loadtest/compare.sh [options]
+#   --suites "LIST"            suites to run, in order [throughput]; e.g. --suites "throughput reliability"
+#   --routers "LIST"           routers to run, in this order (the first is the ratios' baseline) [crossbar kreisel]
+#   --out-dir DIR              where everything goes [target/compare/out-<date>-<time>]; OUT_DIR=docs for the docs
+#   --crossbar-ws-port N       crossbar's WebSocket port [18080]
+#   --crossbar-rs-port N       crossbar's RawSocket port [18081]
+#   --kreisel-ws-port N        kreisel's WebSocket port [18180]
+#   --kreisel-rs-port N        kreisel's RawSocket port [18181]
+#   --kreisel-metrics-port N   kreisel's metrics listener (reliability suite) [18190]
+# Environment (the same settings, and more; defaults in brackets):
+#   SUITES, ROUTERS, OUT_DIR, CROSSBAR_WS_PORT, CROSSBAR_RS_PORT, KREISEL_WS_PORT, KREISEL_RS_PORT,
+#   KREISEL_METRICS_PORT   as the options above
 #   CROSSBAR_VENV [target/compare/venv]   created with `pip install crossbar` when missing
 #   CARGO_TARGET_DIR [target]    where cargo builds kreisel-loadtest and kreisel
 #   TIMEOUT [20]                 --timeout of every loadtest run (seconds without progress)
-#   QUICK [0]                    1: one transport/serializer pair and fewer scenarios (a smoke run)
-# Ports: crossbar 18080 (WebSocket) / 18081 (RawSocket); kreisel 18180 / 18181. Only 127.0.0.1 is used.
+#   QUICK [0]                    1: one transport/serializer pair and fewer throughput scenarios (a smoke run)
+#   RSS_MAX_MIB [2048]           memory ceiling of a router in the reliability suite
+#   SOAK_DURATION [120s]         length of each soak
+# Only 127.0.0.1 is used. The exit status is 0 when results were written (failed runs are logged with their exit
+# status and kept in the results, marked), 1 when there were none, 2 for a bad command line.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+SUITES=${SUITES:-throughput}
 ROUTERS=${ROUTERS:-"crossbar kreisel"}
-OUT_DIR=${OUT_DIR:-$ROOT/docs}
+OUT_DIR=${OUT_DIR:-$ROOT/target/compare/out-$(date +%Y%m%d-%H%M%S)}
+CROSSBAR_WS_PORT=${CROSSBAR_WS_PORT:-18080}
+CROSSBAR_RS_PORT=${CROSSBAR_RS_PORT:-18081}
+KREISEL_WS_PORT=${KREISEL_WS_PORT:-18180}
+KREISEL_RS_PORT=${KREISEL_RS_PORT:-18181}
+KREISEL_METRICS_PORT=${KREISEL_METRICS_PORT:-18190}
+RSS_MAX_MIB=${RSS_MAX_MIB:-2048}
+SOAK_DURATION=${SOAK_DURATION:-120s}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+while (($# > 0)); do
+    case $1 in
+        --suites) SUITES=$2 ;;
+        --routers) ROUTERS=$2 ;;
+        --out-dir) OUT_DIR=$2 ;;
+        --crossbar-ws-port) CROSSBAR_WS_PORT=$2 ;;
+        --crossbar-rs-port) CROSSBAR_RS_PORT=$2 ;;
+        --kreisel-ws-port) KREISEL_WS_PORT=$2 ;;
+        --kreisel-rs-port) KREISEL_RS_PORT=$2 ;;
+        --kreisel-metrics-port) KREISEL_METRICS_PORT=$2 ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            echo "compare.sh: unknown option $1 (see --help)" >&2
+            exit 2
+            ;;
+    esac
+    if (($# < 2)); then
+        echo "compare.sh: $1 needs a value" >&2
+        exit 2
+    fi
+    shift 2
+done
+for port in "$CROSSBAR_WS_PORT" "$CROSSBAR_RS_PORT" "$KREISEL_WS_PORT" "$KREISEL_RS_PORT" "$KREISEL_METRICS_PORT"; do
+    if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+        echo "compare.sh: bad port $port" >&2
+        exit 2
+    fi
+done
+
 CROSSBAR_VENV=${CROSSBAR_VENV:-$ROOT/target/compare/venv}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TIMEOUT=${TIMEOUT:-20}
@@ -33,12 +96,24 @@ mkdir -p "$RESULTS" "$OUT_DIR"
 
 ROUTER_PID=""      # the process we started (and must stop)
 ROUTER_MEASURE=""  # the process that routes (crossbar: its router worker), for CPU and memory
+WATCHDOG_PID=""
 WS_PORT=""
 RS_PORT=""
+METRICS_URL=""
+FAILED_RUNS=()
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 
+stop_watchdog() {
+    if [[ -n "$WATCHDOG_PID" ]]; then
+        kill "$WATCHDOG_PID" 2>/dev/null || true
+        wait "$WATCHDOG_PID" 2>/dev/null || true
+        WATCHDOG_PID=""
+    fi
+}
+
 stop_router() {
+    stop_watchdog
     if [[ -n "$ROUTER_PID" ]] && kill -0 "$ROUTER_PID" 2>/dev/null; then
         kill -TERM "$ROUTER_PID" 2>/dev/null || true
         for _ in $(seq 1 50); do
@@ -74,6 +149,24 @@ wait_port() { # port seconds
         fi
         sleep 0.2
     done
+}
+
+# Stops the router when the routing process's resident memory passes RSS_MAX_MIB (checked every second), and
+# leaves a note in $1.
+start_watchdog() { # note-file
+    local note=$1 measure=$ROUTER_MEASURE limit_kib=$((RSS_MAX_MIB * 1024))
+    (
+        while kill -0 "$measure" 2>/dev/null; do
+            rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$measure/status" 2>/dev/null || echo 0)
+            if ((${rss:-0} > limit_kib)); then
+                echo "the router's RSS reached $((rss / 1024)) MiB, past the ceiling of $RSS_MAX_MIB MiB: stopped" >"$note"
+                kill -KILL "$measure" 2>/dev/null || true
+                exit 0
+            fi
+            sleep 1
+        done
+    ) &
+    WATCHDOG_PID=$!
 }
 
 # --- crossbar -----------------------------------------------------------------------------------------------------
@@ -128,8 +221,9 @@ EOF
 
 start_crossbar() {
     ensure_crossbar
-    WS_PORT=18080
-    RS_PORT=18081
+    WS_PORT=$CROSSBAR_WS_PORT
+    RS_PORT=$CROSSBAR_RS_PORT
+    METRICS_URL=""
     local dir=$WORK/crossbar
     crossbar_config "$dir" "$WS_PORT" "$RS_PORT"
     "$CROSSBAR_VENV/bin/crossbar" start --cbdir "$dir/.crossbar" >"$WORK/crossbar.log" 2>&1 &
@@ -147,8 +241,8 @@ start_crossbar() {
 # --- kreisel ------------------------------------------------------------------------------------------------------
 
 # kreisel's configuration equivalent to the crossbar one: realm1 open to anonymous clients, WebSocket (json,
-# msgpack) and RawSocket on loopback.
-kreisel_config() { # file ws_port rs_port
+# msgpack) and RawSocket on loopback, every limit at its default; plus a metrics listener.
+kreisel_config() { # file ws_port rs_port metrics_port
     cat >"$1" <<EOF
 # Written by loadtest/compare.sh.
 [[realms]]
@@ -165,20 +259,26 @@ listen = "127.0.0.1:$3"
 transports = ["rawsocket"]
 serializers = ["json", "msgpack"]
 
+[[listeners]]
+listen = "127.0.0.1:$4"
+transports = ["websocket"]
+metrics = "/metrics"
+
 [log]
 level = "warn"
 EOF
 }
 
 start_kreisel() {
-    WS_PORT=18180
-    RS_PORT=18181
+    WS_PORT=$KREISEL_WS_PORT
+    RS_PORT=$KREISEL_RS_PORT
+    METRICS_URL="http://127.0.0.1:$KREISEL_METRICS_PORT/metrics"
     log "building kreisel (release)"
     if ! cargo build --release --quiet -p kreisel-io; then
-        log "kreisel does not build yet: skipping it"
+        log "kreisel did not build: skipping it"
         return 1
     fi
-    kreisel_config "$WORK/kreisel.toml" "$WS_PORT" "$RS_PORT"
+    kreisel_config "$WORK/kreisel.toml" "$WS_PORT" "$RS_PORT" "$KREISEL_METRICS_PORT"
     "$TARGET_DIR/release/kreisel" --config "$WORK/kreisel.toml" >"$WORK/kreisel.log" 2>&1 &
     ROUTER_PID=$!
     ROUTER_MEASURE=$ROUTER_PID
@@ -189,7 +289,7 @@ start_kreisel() {
     fi
 }
 
-# --- scenarios ----------------------------------------------------------------------------------------------------
+# --- throughput ---------------------------------------------------------------------------------------------------
 
 # Small, bounded counts: every run takes a few seconds at most even against a slow router.
 SCENARIOS=(
@@ -208,8 +308,30 @@ if [[ "$QUICK" == 1 ]]; then
     PAIRS=("rs msgpack")
 fi
 
-run_scenarios() { # router
-    local router=$1 n=0 failed=0
+# Runs one loadtest command, bounded in time; logs it with its real exit status.
+run_loadtest() { # router what limit-seconds args...
+    local router=$1 what=$2 limit=$3 rc=0
+    shift 3
+    timeout "$limit" "$LOADTEST" "$@" || rc=$?
+    if ((rc == 0)); then
+        log "$router: ok      $what"
+    else
+        case $rc in
+            1) why="lost, duplicated or reordered messages" ;;
+            3) why="no progress within --timeout" ;;
+            4) why="error" ;;
+            5) why="the router passed the memory ceiling" ;;
+            124) why="killed after $limit s" ;;
+            *) why="" ;;
+        esac
+        log "$router: FAILED  $what: exit $rc${why:+ ($why)}"
+        FAILED_RUNS+=("$router: $what (exit $rc)")
+    fi
+    return "$rc"
+}
+
+run_throughput() { # router
+    local router=$1 n=0
     for pair in "${PAIRS[@]}"; do
         read -r scheme ser <<<"$pair"
         local url
@@ -219,57 +341,138 @@ run_scenarios() { # router
         esac
         for scenario in "${SCENARIOS[@]}"; do
             n=$((n + 1))
-            local out=$RESULTS/$router-$(printf '%02d' "$n").json
+            local out
+            out=$RESULTS/$router-$(printf '%02d' "$n").json
             # shellcheck disable=SC2086 # the scenario string is a list of arguments
-            if timeout $((TIMEOUT * 6 + 30)) "$LOADTEST" $scenario --url "$url" --serializer "$ser" \
-                --label "$router" --router-pid "$ROUTER_MEASURE" --timeout "$TIMEOUT" --quiet --json "$out"; then
-                log "$router: ok      $scenario ($url $ser)"
-            else
-                failed=$((failed + 1))
-                log "$router: FAILED  $scenario ($url $ser), exit $?"
-            fi
+            run_loadtest "$router" "$scenario ($url $ser)" $((TIMEOUT * 6 + 30)) $scenario --url "$url" \
+                --serializer "$ser" --label "$router" --router-pid "$ROUTER_MEASURE" --timeout "$TIMEOUT" \
+                --quiet --json "$out" || true
             if ! kill -0 "$ROUTER_PID" 2>/dev/null; then
                 log "$router died; skipping its remaining scenarios"
                 return 1
             fi
         done
     done
-    if ((failed > 0)); then
-        log "$router: $failed run(s) failed (kept in the report with their status)"
-    fi
 }
 
+write_throughput_report() {
+    shopt -s nullglob
+    local files=("$RESULTS"/*.json)
+    if ((${#files[@]} == 0)); then
+        log "throughput: no results"
+        return 1
+    fi
+    local args=()
+    for f in "${files[@]}"; do
+        args+=(--json "$f")
+    done
+    # The baseline of the ratios is the first router that produced results.
+    local baseline=""
+    for router in $ROUTERS; do
+        if compgen -G "$RESULTS/$router-*.json" >/dev/null; then
+            baseline=$router
+            break
+        fi
+    done
+    mkdir -p "$OUT_DIR/compare-results"
+    cp "${files[@]}" "$OUT_DIR/compare-results/"
+    "$LOADTEST" report "${args[@]}" --baseline "$baseline" --md "$OUT_DIR/COMPARISON.md" \
+        --svg "$OUT_DIR/comparison.svg"
+    log "wrote $OUT_DIR/COMPARISON.md and $OUT_DIR/comparison.svg"
+}
+
+# --- reliability --------------------------------------------------------------------------------------------------
+
+# The router's limit on bytes queued per connection, for the memory budget in the report (crossbar has none).
+outbox_args() { # router
+    case $1 in
+        kreisel) echo "--outbox-max 16777216" ;;
+        *) echo "" ;;
+    esac
+}
+
+run_slow() { # router
+    local router=$1 dir=$OUT_DIR/reliability
+    mkdir -p "$dir"
+    local url="rs://127.0.0.1:$RS_PORT" metrics=()
+    if [[ -n "$METRICS_URL" ]]; then
+        metrics=(--metrics-url "$METRICS_URL")
+    fi
+    start_watchdog "$dir/$router-slow-ceiling.txt"
+    log "$router: slow (10 fast subscribers; 0, then 10 that never read; 1000 events/s of 1 KiB for 30 s)"
+    # shellcheck disable=SC2046 # outbox_args is a list of arguments
+    run_loadtest "$router" "slow" 600 slow --url "$url" --serializer msgpack --subscribers 10 --slow 0,10 \
+        --rate 1000 --size 1024 --duration 30 --label "$router" --router-pid "$ROUTER_MEASURE" \
+        --router-rss-max "$RSS_MAX_MIB" "${metrics[@]}" $(outbox_args "$router") --timeout "$TIMEOUT" \
+        --json "$dir/$router-slow.json" --svg "$dir/$router-slow.svg" >"$dir/$router-slow.txt" || true
+    if ! kill -0 "$ROUTER_MEASURE" 2>/dev/null; then
+        log "$router: stopped during slow: $(cat "$dir/$router-slow-ceiling.txt" 2>/dev/null || echo "it died")"
+        return 1
+    fi
+    stop_watchdog
+}
+
+run_soak() { # router
+    local router=$1 dir=$OUT_DIR/reliability
+    mkdir -p "$dir"
+    local url="rs://127.0.0.1:$RS_PORT" metrics=()
+    if [[ -n "$METRICS_URL" ]]; then
+        metrics=(--metrics-url "$METRICS_URL")
+    fi
+    start_watchdog "$dir/$router-soak-ceiling.txt"
+    log "$router: soak for $SOAK_DURATION"
+    run_loadtest "$router" "soak $SOAK_DURATION" 7200 soak --url "$url" --serializer msgpack \
+        --duration "$SOAK_DURATION" --label "$router" --router-pid "$ROUTER_MEASURE" \
+        --router-rss-max "$RSS_MAX_MIB" "${metrics[@]}" --timeout "$TIMEOUT" \
+        --json "$dir/$router-soak.json" --svg "$dir/$router-soak.svg" >"$dir/$router-soak.txt" || true
+    if ! kill -0 "$ROUTER_MEASURE" 2>/dev/null; then
+        log "$router: stopped during soak: $(cat "$dir/$router-soak-ceiling.txt" 2>/dev/null || echo "it died")"
+        return 1
+    fi
+    stop_watchdog
+}
+
+# --- main ---------------------------------------------------------------------------------------------------------
+
+SUITES=${SUITES//reliability/slow soak}
+for suite in $SUITES; do
+    case $suite in
+        throughput | slow | soak) ;;
+        *)
+            echo "compare.sh: unknown suite $suite (throughput, slow, soak, reliability)" >&2
+            exit 2
+            ;;
+    esac
+done
+log "results go to $OUT_DIR"
 log "building kreisel-loadtest (release)"
 cargo build --release --quiet -p kreisel-loadtest
+wrote=0
 for router in $ROUTERS; do
-    log "starting $router"
-    if "start_$router"; then
-        run_scenarios "$router" || true
-    else
-        log "$router could not be started: no results for it"
-    fi
-    stop_router
+    for suite in $SUITES; do
+        log "starting $router ($suite)"
+        if "start_$router"; then
+            "run_$suite" "$router" || true
+        else
+            log "$router could not be started: no $suite results for it"
+        fi
+        stop_router
+    done
 done
-
-shopt -s nullglob
-files=("$RESULTS"/*.json)
-if ((${#files[@]} == 0)); then
+if [[ " $SUITES " == *" throughput "* ]] && write_throughput_report; then
+    wrote=1
+fi
+if compgen -G "$OUT_DIR/reliability/*.json" >/dev/null; then
+    log "wrote $OUT_DIR/reliability/"
+    wrote=1
+fi
+if ((${#FAILED_RUNS[@]} > 0)); then
+    log "${#FAILED_RUNS[@]} run(s) failed (kept in the results with their status):"
+    for f in "${FAILED_RUNS[@]}"; do
+        log "  $f"
+    done
+fi
+if ((wrote == 0)); then
     log "no results"
     exit 1
 fi
-args=()
-for f in "${files[@]}"; do
-    args+=(--json "$f")
-done
-# The baseline of the ratios is the first router that produced results.
-baseline=""
-for router in $ROUTERS; do
-    if compgen -G "$RESULTS/$router-*.json" >/dev/null; then
-        baseline=$router
-        break
-    fi
-done
-mkdir -p "$OUT_DIR/compare-results"
-cp "${files[@]}" "$OUT_DIR/compare-results/"
-"$LOADTEST" report "${args[@]}" --baseline "$baseline" --md "$OUT_DIR/COMPARISON.md" --svg "$OUT_DIR/comparison.svg"
-log "wrote $OUT_DIR/COMPARISON.md and $OUT_DIR/comparison.svg"

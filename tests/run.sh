@@ -110,6 +110,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== cargo test"
 # tests/tests/examples.rs runs the Rust example's binary (target/debug/kreisel-example-rust): build it first.
 cargo build "${rust_example[@]}" --quiet
+# tests/tests/reliability.rs runs the kreisel binary cargo builds next to the tests: build it first, so it is never
+# older than the sources.
+cargo build -p kreisel-io --quiet
 cargo test --workspace
 cargo test "${rust_client[@]}"
 # The end-to-end suite again against routers of 4 shards (on any machine), so that sessions of one test sit on

@@ -598,6 +598,12 @@ impl Router {
         }
     }
 
+    /// A lame-duck drain sends one session away: GOODBYE `wamp.close.system_shutdown` if it has joined (the router
+    /// then waits for the peer's GOODBYE), else its connection is closed.
+    pub fn handle_shutdown_session(&mut self, handle: SessionHandle, sink: &mut impl Sink) {
+        self.goodbye_from_router(handle, SYSTEM_SHUTDOWN, None, sink);
+    }
+
     /// One decoded message from `handle`'s peer. `now_ms` is a monotonic time in milliseconds (reserved for
     /// deadlines: call timeouts, authentication).
     pub fn handle_message(

@@ -202,6 +202,7 @@ pub fn websocket(data: &[u8]) {
     let cfg = UpgradeConfig {
         head_max: HEAD_MAX[usize::from(params >> 6)],
         metrics_path: Some("/metrics".into()),
+        health: true,
         ..UpgradeConfig::new("/ws", serializers(params >> 3))
     };
     let split = split_point(*split_low, *split_high, stream.len());
@@ -245,6 +246,14 @@ fn check_upgrade(buf: &[u8], cfg: &UpgradeConfig, split: usize) -> Option<usize>
         }
         UpgradeOutcome::Metrics { consumed } => {
             assert!(cfg.metrics_path.is_some(), "{whole:?}");
+            assert!(
+                *consumed <= buf.len() && *consumed <= cfg.head_max,
+                "{whole:?}"
+            );
+            None
+        }
+        UpgradeOutcome::Health { consumed, .. } => {
+            assert!(cfg.health, "{whole:?}");
             assert!(
                 *consumed <= buf.len() && *consumed <= cfg.head_max,
                 "{whole:?}"

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kreisel_codec::Serializer;
 use kreisel_engine::uri::UriCheck;
 use kreisel_engine::{RealmConfig, RouterConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::auth_config::{Permission, Principal, Role};
 
@@ -134,7 +134,7 @@ fn default_retained_bytes_max() -> usize {
     RealmConfig::new("").retained_bytes_max
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UriRule {
     #[default]
@@ -155,7 +155,7 @@ impl UriRule {
 /// Which transports a listener speaks. With several, one port serves them all: a RawSocket client's first octet is
 /// 0x7F, which no HTTP request starts with, and an HTTP request for a service's path is served by the service
 /// (see [`Listener::services`]), any other is a WebSocket upgrade.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Websocket,
@@ -164,7 +164,7 @@ pub enum Transport {
     Http,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// `"127.0.0.1:8080"` (TCP) or `"unix:/run/kreisel.sock"` (Unix domain socket).
@@ -191,6 +191,11 @@ pub struct Listener {
     /// (sandboxed pages, local files) is refused unless listed. Unset (the default): every origin is allowed.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// Serve the health probes `GET /healthz` (the process serves: 200) and `GET /readyz` (accepting sessions:
+    /// 200, else 503 with the reason) here. Default: on where `metrics` is set, off elsewhere; `true` serves them
+    /// on a WebSocket listener without metrics (e.g. the port a load balancer checks).
+    #[serde(default)]
+    pub health: Option<bool>,
     /// The HTTP bridge: `publisher`, `caller` and `webhook` services at paths of this listener (a listener speaking
     /// `"http"`, or `"websocket"` beside its WebSocket path).
     #[serde(default)]
@@ -209,7 +214,7 @@ pub struct Listener {
 }
 
 /// See [`Listener::compression`].
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -218,7 +223,7 @@ pub enum Compression {
 }
 
 /// `[listeners.tls]`: PEM files.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// Certificate chain, leaf first.
@@ -230,7 +235,7 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SerializerName {
     Json,
@@ -249,7 +254,7 @@ impl SerializerName {
 }
 
 /// The `[router]` table: how the router runs.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouterSection {
     /// Shards: event-loop threads, each serving its share of the connections (default 0: one per available
@@ -258,7 +263,7 @@ pub struct RouterSection {
 }
 
 /// Resource limits. Each one bounds what a single peer (or all of them) can make the router hold.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest WAMP message accepted or sent, in bytes (default 1 MiB). RawSocket announces the largest power of
@@ -275,6 +280,10 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// On shutdown, time sessions get to answer GOODBYE and drain their outboxes, in milliseconds (default 2000).
     pub shutdown_grace_ms: u64,
+    /// Lame-duck drain (SIGUSR2): the router stops accepting, `/readyz` answers 503, and the sessions get GOODBYE
+    /// `wamp.close.system_shutdown` one after another, spread evenly over this period, in milliseconds (default
+    /// 30000); then it shuts down as on SIGTERM. 0: all at once.
+    pub lame_duck_ms: u64,
     /// What happens when an EVENT would take a connection's outbox past `outbox_max`: `"disconnect"` the slow
     /// consumer (default), or `"drop"` that event for that connection (counted, logged once per backlog). Other
     /// messages (results, errors) never get dropped: past the limit they always disconnect.
@@ -332,7 +341,7 @@ pub struct Limits {
 }
 
 /// See [`Limits::slow_consumer`].
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowConsumer {
     #[default]
@@ -340,11 +349,23 @@ pub enum SlowConsumer {
     Drop,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// tracing filter, e.g. `"info"` or `"kreisel_io=debug,info"`; `RUST_LOG` overrides it.
     pub level: String,
+    /// `"text"` (default: one human-readable line per event) or `"json"` (one JSON object per line: `timestamp`,
+    /// `level`, `target`, `message` and the event's fields).
+    pub format: LogFormat,
+}
+
+/// See [`Log::format`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn default_ws_path() -> String {
@@ -388,6 +409,7 @@ impl Default for Config {
                     compression: Compression::None,
                     deflate: None,
                     batched: false,
+                    health: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
@@ -401,6 +423,7 @@ impl Default for Config {
                     compression: Compression::None,
                     deflate: None,
                     batched: false,
+                    health: None,
                 },
             ],
             limits: Limits::default(),
@@ -419,6 +442,7 @@ impl Default for Limits {
             outbox_max: 16 << 20,
             handshake_timeout_ms: 10_000,
             shutdown_grace_ms: 2_000,
+            lame_duck_ms: 30_000,
             slow_consumer: SlowConsumer::Disconnect,
             auto_ping_ms: 0,
             idle_timeout_ms: 0,
@@ -445,6 +469,7 @@ impl Default for Log {
     fn default() -> Log {
         Log {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -478,9 +503,29 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Parses and validates a TOML document.
+    /// Parses and validates a TOML document, with `${ENV_VAR}` references and `*_file` secrets resolved (see
+    /// [`crate::secrets`]) from the process environment and the file system.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        Config::from_toml_with(text, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_toml`] with `env` for looking up environment variables.
+    pub fn from_toml_with(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let resolved = crate::secrets::resolve(&mut table, env).map_err(ConfigError)?;
+        let config: Config = if resolved {
+            // Deserialized from the resolved values: a mistake is named without a line of the file (which could
+            // show a secret).
+            Config::deserialize(toml::Value::Table(table))
+                .map_err(|e| ConfigError(e.to_string()))?
+        } else {
+            // Nothing came from elsewhere: deserialized from the text itself, so mistakes come with their line.
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?
+        };
         config.validate()?;
         Ok(config)
     }
@@ -570,6 +615,20 @@ impl Config {
                     return fail(format!(
                         "{which}: metrics must be a path starting with '/', other than the WebSocket path"
                     ));
+                }
+            }
+            if listener.health == Some(true) && !listener.speaks(Transport::Websocket) {
+                return fail(format!(
+                    "{which}: health probes are served over HTTP: the listener needs the \"websocket\" transport"
+                ));
+            }
+            if listener.serves_health() {
+                for probe in crate::websocket::HEALTH_PATHS {
+                    if listener.path == probe || listener.metrics.as_deref() == Some(probe) {
+                        return fail(format!(
+                            "{which}: {probe} is the health probe's path on this listener (health = false frees it)"
+                        ));
+                    }
                 }
             }
             if let Some(origins) = &listener.allowed_origins {
@@ -768,6 +827,144 @@ impl Config {
         Ok(())
     }
 
+    /// What differs from this configuration in `new`, one setting each, as a SIGHUP reload reports it: the
+    /// principals, roles and anonymous access of the realms both have are `applied`, everything else needs a
+    /// restart. Secrets are never shown: a principal whose credentials differ is named, not its values.
+    pub fn changes(&self, new: &Config) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut restart = |setting: String, change: String| {
+            changes.push(Change {
+                setting,
+                change,
+                applied: false,
+            })
+        };
+        for (name, old, fresh) in [
+            ("router", to_table(&self.router), to_table(&new.router)),
+            ("limits", to_table(&self.limits), to_table(&new.limits)),
+            ("log", to_table(&self.log), to_table(&new.log)),
+        ] {
+            for (key, change) in table_changes(&old, &fresh) {
+                restart(format!("{name}.{key}"), change);
+            }
+        }
+        if self.cluster != new.cluster {
+            // Names only: the section holds NATS credentials.
+            let change = match (&self.cluster, &new.cluster) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                _ => "changed",
+            };
+            restart("cluster".into(), change.into());
+        }
+        if self.listeners.len() != new.listeners.len() {
+            restart(
+                "listeners".into(),
+                format!(
+                    "{} -> {} listeners",
+                    self.listeners.len(),
+                    new.listeners.len()
+                ),
+            );
+        }
+        for (index, (old, fresh)) in self.listeners.iter().zip(&new.listeners).enumerate() {
+            for (key, change) in table_changes(&to_table(old), &to_table(fresh)) {
+                restart(
+                    format!("listener {} ('{}') {key}", index + 1, old.listen),
+                    change,
+                );
+            }
+        }
+        let names = |config: &Config| -> Vec<String> {
+            config.realms.iter().map(|r| r.name.clone()).collect()
+        };
+        let (old_names, new_names) = (names(self), names(new));
+        let added: Vec<String> = (new_names.iter())
+            .filter(|n| !old_names.contains(n))
+            .map(|n| format!("'{n}'"))
+            .collect();
+        let removed: Vec<String> = (old_names.iter())
+            .filter(|n| !new_names.contains(n))
+            .map(|n| format!("'{n}'"))
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            restart("realms".into(), added_removed(&added, &removed, &[]));
+        }
+        let mut applied = Vec::new();
+        for fresh in &new.realms {
+            let Some(old) = self.realms.iter().find(|r| r.name == fresh.name) else {
+                continue;
+            };
+            let which = format!("realm '{}'", fresh.name);
+            let others: [(&str, String, String); 5] = [
+                (
+                    "uri_check",
+                    format!("{:?}", old.uri_check),
+                    format!("{:?}", fresh.uri_check),
+                ),
+                (
+                    "disclose_caller",
+                    old.disclose_caller.to_string(),
+                    fresh.disclose_caller.to_string(),
+                ),
+                (
+                    "disclose_publisher",
+                    old.disclose_publisher.to_string(),
+                    fresh.disclose_publisher.to_string(),
+                ),
+                (
+                    "retained_max",
+                    old.retained_max.to_string(),
+                    fresh.retained_max.to_string(),
+                ),
+                (
+                    "retained_bytes_max",
+                    old.retained_bytes_max.to_string(),
+                    fresh.retained_bytes_max.to_string(),
+                ),
+            ];
+            for (key, before, after) in others {
+                if before != after {
+                    restart(format!("{which} {key}"), format!("{before} -> {after}"));
+                }
+            }
+            let shown = |anonymous: Option<bool>| match anonymous {
+                Some(on) => on.to_string(),
+                None => "unset".to_string(),
+            };
+            if old.anonymous != fresh.anonymous {
+                applied.push((
+                    format!("{which} anonymous"),
+                    format!("{} -> {}", shown(old.anonymous), shown(fresh.anonymous)),
+                ));
+            }
+            if old.anonymous_role != fresh.anonymous_role {
+                applied.push((
+                    format!("{which} anonymous_role"),
+                    format!("'{}' -> '{}'", old.anonymous_role, fresh.anonymous_role),
+                ));
+            }
+            if old.principals != fresh.principals {
+                applied.push((
+                    format!("{which} principals"),
+                    principal_changes(&old.principals, &fresh.principals),
+                ));
+            }
+            if old.roles != fresh.roles {
+                applied.push((
+                    format!("{which} roles"),
+                    role_changes(old.roles.as_deref(), fresh.roles.as_deref()),
+                ));
+            }
+        }
+        changes.extend(applied.into_iter().map(|(setting, change)| Change {
+            setting,
+            change,
+            applied: true,
+        }));
+        changes
+    }
+
     /// The engine's part of the configuration.
     pub fn router_config(&self, seed: u64) -> RouterConfig {
         RouterConfig {
@@ -836,6 +1033,134 @@ impl Listener {
     pub fn speaks(&self, transport: Transport) -> bool {
         self.transports.contains(&transport)
     }
+
+    /// Whether `/healthz` and `/readyz` are answered here (see [`Listener::health`]).
+    pub fn serves_health(&self) -> bool {
+        self.speaks(Transport::Websocket) && self.health.unwrap_or(self.metrics.is_some())
+    }
+}
+
+/// One setting that differs between the running configuration and a reloaded one (see [`Config::changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// e.g. `limits.connections_max`, `listener 1 ('127.0.0.1:8080') path`, `realm 'app' principals`.
+    pub setting: String,
+    /// e.g. `10000 -> 5`, `added 'eve'; credentials of 'alice'`.
+    pub change: String,
+    /// Applied by the reload (principals, roles, anonymous access); otherwise it takes effect after a restart.
+    pub applied: bool,
+}
+
+/// A section of settings without secrets as a table, compared key by key for [`Config::changes`].
+fn to_table<T: Serialize>(value: &T) -> toml::Table {
+    // These sections always serialize to a table (plain structs of numbers, strings and lists).
+    toml::Table::try_from(value).unwrap_or_default()
+}
+
+/// `key: old -> new` for every key whose value differs (a key missing on one side is `unset`).
+fn table_changes(old: &toml::Table, new: &toml::Table) -> Vec<(String, String)> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let shown = |value: Option<&toml::Value>| match value {
+        Some(toml::Value::Table(table)) => {
+            format!("{{ {} }}", table.to_string().trim().replace('\n', ", "))
+        }
+        Some(value) => value.to_string(),
+        None => "unset".to_string(),
+    };
+    keys.into_iter()
+        .filter(|key| old.get(*key) != new.get(*key))
+        .map(|key| {
+            (
+                key.clone(),
+                format!("{} -> {}", shown(old.get(key)), shown(new.get(key))),
+            )
+        })
+        .collect()
+}
+
+/// `added 'a', 'b'; removed 'c'; changed 'd'` (the parts that apply).
+fn added_removed(added: &[String], removed: &[String], changed: &[String]) -> String {
+    let mut parts = Vec::new();
+    for (what, names) in [("added", added), ("removed", removed), ("changed", changed)] {
+        if !names.is_empty() {
+            parts.push(format!("{what} {}", names.join(", ")));
+        }
+    }
+    parts.join("; ")
+}
+
+/// Which principals were added, removed or changed (their role, or "credentials" without showing them).
+fn principal_changes(old: &[Principal], new: &[Principal]) -> String {
+    let find = |list: &'_ [Principal], authid: &str| -> Option<usize> {
+        list.iter().position(|p| p.authid == authid)
+    };
+    let added: Vec<String> = (new.iter())
+        .filter(|p| find(old, &p.authid).is_none())
+        .map(|p| format!("'{}'", p.authid))
+        .collect();
+    let removed: Vec<String> = (old.iter())
+        .filter(|p| find(new, &p.authid).is_none())
+        .map(|p| format!("'{}'", p.authid))
+        .collect();
+    let mut changed = Vec::new();
+    for fresh in new {
+        let Some(before) = find(old, &fresh.authid).map(|i| &old[i]) else {
+            continue;
+        };
+        let mut what = Vec::new();
+        if before.role != fresh.role {
+            what.push(format!("role '{}' -> '{}'", before.role, fresh.role));
+        }
+        let credentials = |p: &Principal| Principal {
+            authid: String::new(),
+            role: String::new(),
+            ..p.clone()
+        };
+        if credentials(before) != credentials(fresh) {
+            what.push("credentials".to_string());
+        }
+        if !what.is_empty() {
+            changed.push(format!("'{}' ({})", fresh.authid, what.join(", ")));
+        }
+    }
+    if added.is_empty() && removed.is_empty() && changed.is_empty() {
+        return "reordered".into();
+    }
+    added_removed(&added, &removed, &changed)
+}
+
+/// Which roles were added, removed or changed (or roles turned on or off).
+fn role_changes(old: Option<&[Role]>, new: Option<&[Role]>) -> String {
+    let (old, new) = match (old, new) {
+        (None, Some(new)) => {
+            return format!(
+                "none (every session may do everything) -> {} role(s)",
+                new.len()
+            )
+        }
+        (Some(_), None) => return "none: every session may do everything".into(),
+        (Some(old), Some(new)) => (old, new),
+        (None, None) => return "unchanged".into(),
+    };
+    let find = |list: &'_ [Role], name: &str| list.iter().find(|r| r.name == name).cloned();
+    let added: Vec<String> = (new.iter())
+        .filter(|r| find(old, &r.name).is_none())
+        .map(|r| format!("'{}'", r.name))
+        .collect();
+    let removed: Vec<String> = (old.iter())
+        .filter(|r| find(new, &r.name).is_none())
+        .map(|r| format!("'{}'", r.name))
+        .collect();
+    let changed: Vec<String> = (new.iter())
+        .filter(|r| find(old, &r.name).is_some_and(|before| before != **r))
+        .map(|r| format!("'{}'", r.name))
+        .collect();
+    if added.is_empty() && removed.is_empty() && changed.is_empty() {
+        return "reordered".into();
+    }
+    added_removed(&added, &removed, &changed)
 }
 
 /// What is wrong with a `listen` value that is not a socket address (the most specific reason found).
@@ -909,6 +1234,8 @@ fn listen_problem(listen: &str) -> String {
 
 /// An annotated example configuration equal to the embedded defaults (printed by `kreisel --print-config`).
 pub const EXAMPLE: &str = r#"# kreisel configuration (every key is optional; these are the defaults)
+# Any string may use "${ENV_VAR}" (the environment variable's value; "$${" is a literal "${"), and a principal's
+# ticket or wampcra_secret may come from a file instead: ticket_file = "/run/secrets/alice" (see README: Deploying).
 
 [router]
 shards = 0                   # event-loop threads; 0: one per CPU core, 1: a single thread
@@ -925,7 +1252,7 @@ anonymous_role = "anonymous" # role of anonymous sessions
 # [[realms.principals]]      # static principals (see README: Authentication and authorization)
 # authid = "alice"
 # role = "user"
-# ticket = "..."             # and/or wampcra_secret (+ wampcra_salt, _iterations, _keylen), cryptosign_pubkeys
+# ticket = "..."             # (or ticket_file) and/or wampcra_secret[_file] (+ wampcra_salt, ...), cryptosign_pubkeys
 # [[realms.roles]]           # without roles, every session may do everything
 # name = "user"
 # permissions = [{ uri = "com.example.", match = "prefix", allow = ["call", "subscribe"] }]
@@ -939,6 +1266,7 @@ serializers = ["json", "msgpack", "cbor"]
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 # compression = "deflate"    # permessage-deflate with clients that offer it ([listeners.deflate] tunes it; off by default)
 # batched = true             # also offer wamp.2.json.batched, wamp.2.msgpack.batched, wamp.2.cbor.batched
+# health = true              # GET /healthz and /readyz (default: where metrics is set)
 # [listeners.tls]            # TLS (wss:// / RawSocket over TLS) on a TCP listener; keys of the listener go above it
 # certificate = "cert.pem"   # chain, leaf first
 # key = "key.pem"
@@ -961,6 +1289,7 @@ connections_max = 10000
 outbox_max = 16777216        # bytes queued per connection before a slow-consumer disconnect
 handshake_timeout_ms = 10000 # transport handshake + HELLO
 shutdown_grace_ms = 2000
+lame_duck_ms = 30000         # SIGUSR2: stop accepting, then GOODBYE to the sessions spread over this period, exit
 slow_consumer = "disconnect"  # or "drop": drop EVENTs for a full outbox instead (counted)
 auto_ping_ms = 0             # ping connections silent this long (0: off)
 idle_timeout_ms = 0          # close connections silent this long (0: off)
@@ -982,6 +1311,7 @@ connections_per_ip_max = 0   # open connections per IP address (0: no limit)
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides
+format = "text"              # or "json": one JSON object per line
 "#;
 
 #[cfg(test)]
@@ -1277,6 +1607,117 @@ mod tests {
             ["realm 'r': role 'admin' is given to no principal and not to anonymous sessions: nobody gets its \
               permissions"]
         );
+    }
+
+    #[test]
+    fn health_probes_and_their_paths() {
+        let listener = |extra: &str| {
+            Config::from_toml(&format!(
+                "[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"websocket\"]\n{extra}"
+            ))
+        };
+        let serves = |extra: &str| listener(extra).unwrap().listeners[0].serves_health();
+        assert!(!serves(""));
+        assert!(serves("metrics = \"/metrics\""));
+        assert!(serves("health = true"));
+        assert!(!serves("metrics = \"/metrics\"\nhealth = false"));
+        assert!(listener("path = \"/readyz\"\nhealth = true")
+            .unwrap_err()
+            .0
+            .contains(
+                "/readyz is the health probe's path on this listener (health = false frees it)"
+            ));
+        assert!(listener("metrics = \"/healthz\"").is_err());
+        listener("path = \"/readyz\"").unwrap();
+        let raw = Config::from_toml(
+            "[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"rawsocket\"]\nhealth = true",
+        );
+        assert!(raw
+            .unwrap_err()
+            .0
+            .contains("needs the \"websocket\" transport"));
+    }
+
+    #[test]
+    fn environment_variables_and_secret_files() {
+        let env = |name: &str| match name {
+            "TICKET" => Some("from the environment".to_string()),
+            "PORT" => Some("9999".to_string()),
+            _ => None,
+        };
+        let text =
+            "[[realms]]\nname = \"app\"\n[[realms.principals]]\nauthid = \"alice\"\nrole = \"u\"\n\
+                    ticket = \"${TICKET}\"\n[[listeners]]\nlisten = \"127.0.0.1:${PORT}\"\n\
+                    transports = [\"rawsocket\"]\n";
+        let config = Config::from_toml_with(text, &env).unwrap();
+        assert_eq!(
+            config.realms[0].principals[0].ticket.as_deref(),
+            Some("from the environment")
+        );
+        assert_eq!(config.listeners[0].listen, "127.0.0.1:9999");
+        let missing = Config::from_toml_with(&text.replace("${TICKET}", "${NOPE}"), &env);
+        assert_eq!(
+            missing.unwrap_err().0,
+            "realm 'app', principal 'alice', ticket: the environment variable NOPE is not set"
+        );
+        // A mistake in a file with references is still explained (without a line of the file).
+        let typo = Config::from_toml_with(&format!("{text}[limits]\nmesage_max = 1\n"), &env);
+        assert!(typo.unwrap_err().0.contains("unknown field `mesage_max`"));
+        // `$${` is a literal `${`; numbers stay numbers.
+        let literal =
+            Config::from_toml_with(&text.replace("${TICKET}", "$${TICKET}"), &env).unwrap();
+        assert_eq!(
+            literal.realms[0].principals[0].ticket.as_deref(),
+            Some("${TICKET}")
+        );
+        let number = Config::from_toml_with("[limits]\nconnections_max = \"${PORT}\"\n", &env);
+        assert!(number.unwrap_err().0.contains("invalid type: string"));
+    }
+
+    /// A reload names each changed setting; a principal's credentials are named, never shown.
+    #[test]
+    fn changes_name_each_setting_and_hide_secrets() {
+        let before = Config::from_toml(
+            "[[realms]]\nname = \"app\"\n[[realms.principals]]\nauthid = \"alice\"\nrole = \"u\"\n\
+             ticket = \"old secret\"\n[[realms.principals]]\nauthid = \"bob\"\nrole = \"u\"\nticket = \"b\"\n\
+             [[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"websocket\"]\n",
+        )
+        .unwrap();
+        assert_eq!(before.changes(&before), []);
+        let after = Config::from_toml(
+            "[[realms]]\nname = \"app\"\nretained_max = 5\n[[realms.principals]]\nauthid = \"alice\"\n\
+             role = \"v\"\nticket = \"new secret\"\n[[realms.principals]]\nauthid = \"eve\"\nrole = \"u\"\n\
+             ticket = \"e\"\n[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"websocket\"]\n\
+             path = \"/wamp\"\n[limits]\nconnections_max = 5\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let changes: Vec<(String, String, bool)> = before
+            .changes(&after)
+            .into_iter()
+            .map(|c| (c.setting, c.change, c.applied))
+            .collect();
+        let expect = |setting: &str, change: &str, applied: bool| {
+            (setting.to_string(), change.to_string(), applied)
+        };
+        assert_eq!(
+            changes,
+            [
+                expect("limits.connections_max", "10000 -> 5", false),
+                expect("log.format", "\"text\" -> \"json\"", false),
+                expect(
+                    "listener 1 ('127.0.0.1:1') path",
+                    "\"/ws\" -> \"/wamp\"",
+                    false
+                ),
+                expect("realm 'app' retained_max", "1000 -> 5", false),
+                expect(
+                    "realm 'app' principals",
+                    "added 'eve'; removed 'bob'; changed 'alice' (role 'u' -> 'v', credentials)",
+                    true
+                ),
+            ]
+        );
+        assert!(!format!("{changes:?}").contains("secret"));
     }
 
     #[test]

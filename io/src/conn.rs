@@ -221,6 +221,9 @@ pub struct Conn {
     pub input_since_ms: Option<u32>,
     /// A message or control frame was completed by the current read.
     pub progressed: bool,
+    /// Since when (loop milliseconds, wrapping, 0: not) its outbox has been above 3/4 of `outbox_max` without
+    /// draining: its producers are stalled for it only at first.
+    pub pressured_since_ms: u32,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
     pub held_input: u32,
     /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
@@ -261,6 +264,7 @@ impl Conn {
             ip_counted,
             input_since_ms: None,
             progressed: false,
+            pressured_since_ms: 0,
             held_input: 0,
             http_busy: false,
             deflate: None,

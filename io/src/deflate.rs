@@ -18,10 +18,10 @@
 //! needs a compressor whose window can be made smaller than 32 KiB, which miniz_oxide's cannot.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[listeners.deflate]`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeflateConfig {
     /// Keep the compressor's context between the messages sent to a client that does not ask for

@@ -1845,9 +1845,9 @@ fn list(keys: &[&str]) -> String {
         .join(", ")
 }
 
-/// A TOML string literal.
+/// A TOML string literal, with `${` escaped as `$${` (kreisel reads `${NAME}` as an environment variable).
 fn q(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
+    toml::Value::String(text.replace("${", "$${")).to_string()
 }
 
 fn q_list(items: &[&str]) -> String {
@@ -2278,6 +2278,24 @@ mod tests {
             ],
         );
         warned(&imported, &["realm 'app'", "role 'twice' is defined twice"]);
+    }
+
+    /// kreisel reads `${NAME}` in any string as an environment variable: a literal one is written `$${`.
+    #[test]
+    fn dollar_braces_are_escaped() {
+        let auth = json!({"ticket": {"type": "static", "principals": {
+            "alice": {"ticket": "a${HOME}b$${c}", "role": "user"}
+        }}});
+        let doc = node(
+            json!([{"name": "app", "roles": [open_role("user")]}]),
+            json!([rawsocket(9000, Some(auth))]),
+        );
+        let imported = import(&doc, Path::new("/srv/node/.crossbar"), "config.json").unwrap();
+        let config = Config::from_toml(&imported.toml).unwrap();
+        assert_eq!(
+            config.realms[0].principals[0].ticket.as_deref(),
+            Some("a${HOME}b$${c}")
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Everything of the kreisel router that touches the operating system: the mio event loop ([`server`]), the
 //! RawSocket and WebSocket transports ([`rawsocket`], [`websocket`]: sans-socket framers), per-connection
-//! outboxes of shared frames ([`outbox`]), the configuration file ([`config`]) and the `kreisel` binary.
+//! outboxes of shared frames ([`outbox`]), the configuration file ([`config`], with [`secrets`] from the
+//! environment and files), what operations need ([`health`] probes, systemd's [`notify`] protocol, non-blocking
+//! [`log`] output) and the `kreisel` binary.
 //!
 //! The routing itself is the sans-IO [`kreisel_engine::Router`]; this crate feeds it decoded messages and
 //! writes out what it answers.
@@ -14,12 +16,16 @@ pub mod config;
 pub mod conn;
 pub mod deflate;
 pub mod framer;
+pub mod health;
 pub mod http;
 pub mod import_crossbar;
+pub mod log;
 pub mod metrics;
 pub mod mqtt;
+pub mod notify;
 pub mod outbox;
 pub mod rawsocket;
+pub mod secrets;
 pub mod server;
 pub mod tls;
 pub mod websocket;

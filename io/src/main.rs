@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use kreisel_io::config::LogFormat;
 use kreisel_io::{config, Config, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -13,9 +14,13 @@ use tracing_subscriber::EnvFilter;
 /// 127.0.0.1:8080 (path /ws) and RawSocket on 127.0.0.1:8081.
 ///
 /// Signals: SIGINT/SIGTERM end every session with GOODBYE `wamp.close.system_shutdown` and exit 0 (a second one
-/// exits at once). SIGHUP reloads the --config file's principals, roles and anonymous access (`anonymous`,
-/// `anonymous_role`) of the running realms without dropping anyone; other changes are logged as needing a restart,
-/// and a file that does not load changes nothing.
+/// exits at once). SIGUSR2 drains as a lame duck: stop accepting, /readyz answers 503, the sessions get that GOODBYE
+/// one after another over `limits.lame_duck_ms`, then exit 0. SIGHUP reloads the --config file's principals, roles
+/// and anonymous access (`anonymous`, `anonymous_role`) of the running realms without dropping anyone; other changes
+/// are logged as needing a restart, and a file that does not load changes nothing.
+///
+/// Any string in the configuration may be `${ENV_VAR}`; secrets may come from files (`ticket_file`, ...). Started by
+/// systemd with `Type=notify`, kreisel reports readiness, stopping and watchdog pings on $NOTIFY_SOCKET.
 #[derive(Parser, Debug)]
 #[command(name = "kreisel", version)]
 struct Cli {
@@ -111,12 +116,29 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    // Log lines go to stderr through a bounded queue and a thread of their own: a slow or stuck stderr never
+    // blocks an event loop (lines are dropped and counted instead).
+    let (writer, _flush_at_exit) = match kreisel_io::log::spawn(std::io::stderr()) {
+        Ok(writer) => writer,
+        Err(e) => {
+            eprintln!("cannot start the logging thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LogWriter(std::io::stderr()))
-        .with_ansi(ansi)
-        .init();
+        .with_writer(writer);
+    match config.log.format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     for warning in config.warnings() {
         tracing::warn!("configuration: {warning}");
     }
@@ -160,23 +182,10 @@ fn run(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut server = Server::bind(config, kreisel_io::random_seed())?;
     server.handle_signals()?;
     server.reload_on_sighup(path)?;
+    if let Err(e) = server.notify_systemd() {
+        tracing::warn!(error = %e, "NOTIFY_SOCKET is set but unusable: no systemd notifications");
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "kreisel starting");
     server.run()?;
     Ok(())
-}
-
-/// stderr for the logs, ignoring write errors: a closed or broken stderr (a supervisor that went away) must not
-/// take the router down with it.
-struct LogWriter(std::io::Stderr);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.0.write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = self.0.flush();
-        Ok(())
-    }
 }

@@ -25,6 +25,10 @@ pub struct Gauges<'r> {
     pub partial_frame_bytes: usize,
     /// Per shard (empty: not shown).
     pub shards: Vec<ShardGauges>,
+    /// 1 during a lame-duck drain.
+    pub draining: bool,
+    /// Log lines dropped because stderr did not keep up ([`crate::log::dropped`]).
+    pub log_lines_dropped: u64,
 }
 
 /// One shard's share.
@@ -176,9 +180,30 @@ pub fn render(engine: &Stats, io: &IoStats, gauges: &Gauges) -> String {
             "Times a shard stopped reading a connection because messages to other shards were waiting.",
             io.link_stalls,
         ),
+        (
+            "http_stray_requests_total",
+            "HTTP requests that were neither a WebSocket upgrade nor metrics or health (answered 404, 405 or 426).",
+            io.http_stray,
+        ),
+        (
+            "websocket_deflate_total",
+            "WebSocket connections that negotiated permessage-deflate.",
+            io.deflate_negotiated,
+        ),
+        (
+            "log_lines_dropped_total",
+            "Log lines dropped because stderr did not keep up (the logging queue was full).",
+            gauges.log_lines_dropped,
+        ),
     ] {
         metric(name, counter, help, count(value));
     }
+    metric(
+        "draining",
+        gauge,
+        "1 during a lame-duck drain (SIGUSR2), else 0.",
+        f64::from(u8::from(gauges.draining)),
+    );
     metric(
         "calls_pending",
         gauge,
@@ -317,6 +342,7 @@ mod tests {
         let io = IoStats {
             accepted: 9,
             slow_consumers: 2,
+            http_stray: 3,
             ..IoStats::default()
         };
         let gauges = Gauges {
@@ -325,6 +351,8 @@ mod tests {
             calls_pending: 2,
             outbox_bytes: 4096,
             partial_frame_bytes: 12,
+            draining: true,
+            log_lines_dropped: 5,
             shards: vec![
                 ShardGauges {
                     shard: 0,
@@ -373,6 +401,9 @@ mod tests {
             ("kreisel_uptime_seconds", "1.5"),
             ("kreisel_calls_total", "0"),
             ("kreisel_calls_pending", "2"),
+            ("kreisel_draining", "1"),
+            ("kreisel_log_lines_dropped_total", "5"),
+            ("kreisel_http_stray_requests_total", "3"),
             ("kreisel_realm_sessions{realm=\"realm1\"}", "3"),
             ("kreisel_shard_connections{shard=\"0\"}", "3"),
             ("kreisel_shard_sessions{shard=\"1\"}", "1"),

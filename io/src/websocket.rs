@@ -22,6 +22,8 @@ use kreisel_codec::Serializer;
 pub const HEAD_MAX_DEFAULT: usize = 8 * 1024;
 /// Most request headers accepted; more is refused with 431. Browsers send about 15.
 pub const HEADERS_MAX: usize = 32;
+/// The paths of the health probes (see [`UpgradeConfig::health`]): liveness, then readiness.
+pub const HEALTH_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// What the upgrade accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub struct UpgradeConfig {
     /// Path of the metrics endpoint on this listener, if any: a plain `GET` of it is answered with the router's
     /// counters ([`UpgradeOutcome::Metrics`]) instead of a WebSocket upgrade.
     pub metrics_path: Option<String>,
+    /// Whether a `GET` or `HEAD` of [`HEALTH_PATHS`] is answered as a health probe ([`UpgradeOutcome::Health`]).
+    pub health: bool,
     /// Origins a browser may open a WebSocket from (`None`: any). A request without an `Origin` header (not a
     /// browser) is not affected; one with an origin not listed gets 403.
     pub allowed_origins: Option<Vec<OriginPattern>>,
@@ -52,6 +56,7 @@ impl UpgradeConfig {
             serializers,
             head_max: HEAD_MAX_DEFAULT,
             metrics_path: None,
+            health: false,
             allowed_origins: None,
             deflate: None,
             batched: false,
@@ -220,6 +225,13 @@ pub enum UpgradeOutcome {
     /// A `GET` of the metrics path (see [`UpgradeConfig::metrics_path`]): answer with the metrics and
     /// `Connection: close`, then close. The request head was `buf[..consumed]`.
     Metrics { consumed: usize },
+    /// A `GET` (or `HEAD`: the answer without its body) of a health probe's path (see [`UpgradeConfig::health`]):
+    /// answer with its status and `Connection: close`, then close. The request head was `buf[..consumed]`.
+    Health {
+        consumed: usize,
+        probe: Probe,
+        head: bool,
+    },
     /// Write `response` (a complete HTTP/1.1 error response with `Connection: close`), then close. `reason` is the
     /// one-line body, for the log.
     Reject {
@@ -227,6 +239,15 @@ pub enum UpgradeOutcome {
         response: Vec<u8>,
         reason: String,
     },
+}
+
+/// Which health probe a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// `/healthz`: is the process serving?
+    Live,
+    /// `/readyz`: should it get new sessions?
+    Ready,
 }
 
 /// Answers a WebSocket opening handshake. `buf` holds every byte read from the connection so far.
@@ -252,11 +273,24 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
         Err(error) => return reject(400, format!("malformed HTTP request: {error}")),
     };
-    if let Some(metrics) = &cfg.metrics_path {
-        let target = request.path.unwrap_or("");
-        let path = target.split_once('?').map_or(target, |(path, _query)| path);
-        if request.method == Some("GET") && path == metrics {
-            return UpgradeOutcome::Metrics { consumed };
+    let target = request.path.unwrap_or("");
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    if request.method == Some("GET") && cfg.metrics_path.as_deref() == Some(path) {
+        return UpgradeOutcome::Metrics { consumed };
+    }
+    let head = request.method == Some("HEAD");
+    if cfg.health && (head || request.method == Some("GET")) {
+        let probe = match path {
+            p if p == HEALTH_PATHS[0] => Some(Probe::Live),
+            p if p == HEALTH_PATHS[1] => Some(Probe::Ready),
+            _ => None,
+        };
+        if let Some(probe) = probe {
+            return UpgradeOutcome::Health {
+                consumed,
+                probe,
+                head,
+            };
         }
     }
     match check_request(&request, cfg) {
@@ -1499,6 +1533,49 @@ mod tests {
         assert_eq!(rejected(handle_upgrade(request, &config())).0, 404);
         // Only GET; the WebSocket endpoint still upgrades.
         let post = b"POST /metrics HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(rejected(handle_upgrade(post, &with)).0, 405);
+        let upgrade = upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: wamp.2.json"]);
+        accepted(handle_upgrade(&upgrade, &with));
+    }
+
+    #[test]
+    fn health_paths_are_answered_only_where_configured() {
+        let with = UpgradeConfig {
+            health: true,
+            ..config()
+        };
+        // HTTP/1.0 too: HAProxy's checks use it by default. Without health: not the WebSocket endpoint.
+        for (request, probe, head, without) in [
+            (
+                &b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+                Probe::Live,
+                false,
+                404,
+            ),
+            (
+                b"GET /readyz?verbose HTTP/1.0\r\n\r\n",
+                Probe::Ready,
+                false,
+                505,
+            ),
+            (
+                b"HEAD /readyz HTTP/1.1\r\nHost: h\r\n\r\n",
+                Probe::Ready,
+                true,
+                405,
+            ),
+        ] {
+            assert_eq!(
+                handle_upgrade(request, &with),
+                UpgradeOutcome::Health {
+                    consumed: request.len(),
+                    probe,
+                    head
+                }
+            );
+            assert_eq!(rejected(handle_upgrade(request, &config())).0, without);
+        }
+        let post = b"POST /healthz HTTP/1.1\r\nHost: h\r\n\r\n";
         assert_eq!(rejected(handle_upgrade(post, &with)).0, 405);
         let upgrade = upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: wamp.2.json"]);
         accepted(handle_upgrade(&upgrade, &with));

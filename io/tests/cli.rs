@@ -324,6 +324,7 @@ fn print_config_commented_keys_can_be_uncommented() {
             "allowed_origins",
             "compression",
             "batched",
+            "health",
             "[listeners.tls]",
             "[[listeners.services]]"
         ],
@@ -399,6 +400,7 @@ fn print_config_commented_keys_can_be_uncommented() {
     let listener = &config["listeners"][0];
     assert_eq!(listener["metrics"].as_str(), Some("/metrics"));
     assert!(listener["allowed_origins"].is_array());
+    assert_eq!(listener["health"].as_bool(), Some(true));
     assert_eq!(listener["tls"]["certificate"].as_str(), Some("cert.pem"));
     // With anonymous = true as well, the anonymous sessions' role must be defined too: said as such.
     let (ok, stderr, _) = check(&names);
@@ -663,7 +665,8 @@ transports = ["rawsocket"]
 "#;
 
 /// SIGHUP reloads principals and roles from the file: a joined session's permissions change at once, a new
-/// principal can authenticate; a broken file changes nothing; what needs a restart is logged as such.
+/// principal can authenticate; a broken file changes nothing; each change is logged by name (a restart needed or
+/// not, never a secret).
 #[test]
 fn sighup_reloads_principals_and_roles() {
     let path = temp_file("reload.toml", RELOAD_BEFORE);
@@ -712,6 +715,14 @@ fn sighup_reloads_principals_and_roles() {
     std::fs::write(&path, &after).unwrap();
     sighup(&router);
     wait_for_log(&router, "configuration reloaded", 1);
+    // Each change is named; the ticket is not.
+    for change in [
+        "reloaded setting=realm 'realm1' principals change=added 'eve'",
+        "reloaded setting=realm 'realm1' roles change=changed 'anonymous'",
+    ] {
+        assert!(router.log().contains(change), "{change}:\n{}", router.log());
+    }
+    assert!(!router.log().contains("eves ticket"));
     let refused = publish(2);
     assert_eq!(refused[0], 8, "{refused}");
     assert_eq!(refused[4], "wamp.error.not_authorized");
@@ -729,9 +740,9 @@ fn sighup_reloads_principals_and_roles() {
     sighup(&router);
     wait_for_log(&router, "configuration reloaded", 2);
     assert!(
-        router
-            .log()
-            .contains("not reloaded: takes effect after a restart"),
+        router.log().contains(
+            "not reloaded: takes effect after a restart setting=limits.connections_max change=10000 -> 5"
+        ),
         "{}",
         router.log()
     );

@@ -8,8 +8,9 @@ use kreisel_codec::Serializer;
 use serde_json::{json, Map, Value as Json};
 
 use crate::endpoint::Endpoint;
-use crate::plan::{Expect, Mode, Plan, RoleSpec, ScenarioKind};
+use crate::plan::{Expect, MatchPolicy, Mode, Plan, RoleSpec, ScenarioKind, SlowRead, SoakPlan};
 use crate::run::RunOptions;
+use crate::timeline::MetricsUrl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +41,13 @@ pub enum Command {
     Connect(ConnectArgs),
     /// K sessions each repeat join, subscribe, publish, receive, leave for --duration.
     Churn(ChurnArgs),
+    /// S fast and K slow subscribers on one topic, one publisher at a fixed rate, once per K of --slow: the fast
+    /// subscribers' latency and loss, the slow ones' fate, the router's memory over time.
+    Slow(SlowArgs),
+    /// A mixed workload for --duration: pub/sub with patterns, RPC with progressive results and cancels, churn
+    /// with abrupt and mid-frame disconnects, slow subscribers, reconnect storms; the router's memory,
+    /// descriptors and CPU every second; every message checked.
+    Soak(SoakArgs),
     /// Compare result files (--json of earlier runs) as a markdown table and an SVG chart.
     Report(ReportArgs),
 }
@@ -197,6 +205,148 @@ pub struct ChurnArgs {
     pub size: usize,
 }
 
+/// Sampling the router over time (slow, soak).
+#[derive(Debug, Args)]
+pub struct Watch {
+    /// The router's metrics endpoint (Prometheus text, e.g. http://127.0.0.1:9464/metrics), scraped with every
+    /// sample; counters that changed are reported.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+    /// Stop the run as soon as the router's resident memory passes this many MiB (needs --router-pid); the run
+    /// then ends with exit status 5.
+    #[arg(long, value_name = "MIB")]
+    pub router_rss_max: Option<u64>,
+    /// Write an SVG chart over time: the router's memory and the p99 latency (soak: also its descriptors and the
+    /// throughput).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SlowArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub watch: Watch,
+    /// Fast subscribers (S): they read everything at once.
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Slow subscriber counts (K) to compare, one run each, in this order (the first is the baseline).
+    #[arg(
+        long,
+        value_name = "K,K,...",
+        value_delimiter = ',',
+        default_value = "0,10"
+    )]
+    pub slow: Vec<usize>,
+    /// How slow subscribers read once the publisher starts: `never`, or a number of bytes per second.
+    #[arg(long, value_name = "never|BYTES", default_value = "never")]
+    pub slow_read: String,
+    /// Publications per second (one publisher, open loop, not acknowledged).
+    #[arg(short, long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of publishing per run.
+    #[arg(short, long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes of padding in each event.
+    #[arg(short = 'b', long, default_value_t = 256)]
+    pub size: usize,
+    /// The topic.
+    #[arg(long, default_value = "loadtest.slow")]
+    pub topic: String,
+    /// The router's configured limit on bytes queued per connection (kreisel: limits.outbox_max): each run's
+    /// highest router RSS is checked against the first run's plus 2 x K x this.
+    #[arg(long, value_name = "BYTES")]
+    pub outbox_max: Option<u64>,
+    /// Seconds between two samples of the router.
+    #[arg(long, default_value_t = 0.5)]
+    pub sample_interval: f64,
+    /// Seconds to wait between runs (the router settles).
+    #[arg(long, default_value_t = 2.0)]
+    pub pause: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub watch: Watch,
+    /// How long to run: seconds, or a number with s, m or h (30s, 10m, 1h).
+    #[arg(short, long, value_name = "DURATION", default_value = "60s")]
+    pub duration: String,
+    /// The first part of the run left out of the RSS and descriptor slopes (default: a quarter of the duration,
+    /// at most 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// Publishers, each publishing round-robin to its topics `soak.p<n>.t<x>`.
+    #[arg(long, default_value_t = 3)]
+    pub publishers: usize,
+    /// Topics per publisher.
+    #[arg(long, default_value_t = 3)]
+    pub topics: usize,
+    /// Publications per second over all publishers.
+    #[arg(short, long, default_value_t = 300.0)]
+    pub rate: f64,
+    /// Bytes of padding in each publication and call.
+    #[arg(short = 'b', long, default_value_t = 256)]
+    pub size: usize,
+    /// Subscribers that stay for the whole run, in turn exact (one topic), prefix (`soak.p<n>.`) and wildcard
+    /// (`soak..t<x>`).
+    #[arg(long, default_value_t = 6)]
+    pub subscribers: usize,
+    /// Callers, each calling the callees in turn on the open-loop schedule.
+    #[arg(long, default_value_t = 2)]
+    pub callers: usize,
+    /// Callees: even ones register `soak.rpc<k>`, odd ones the prefix `soak.rpc<k>.` (called as
+    /// `soak.rpc<k>.x<n>`).
+    #[arg(long, default_value_t = 2)]
+    pub callees: usize,
+    /// Calls per second over all callers.
+    #[arg(long, default_value_t = 100.0)]
+    pub call_rate: f64,
+    /// Progressive results before the final one of each call that is not canceled.
+    #[arg(long, default_value_t = 3)]
+    pub progress: u64,
+    /// Of every ten calls, this many are canceled (modes skip, kill, killnowait in turn).
+    #[arg(long, default_value_t = 3)]
+    pub cancel: u64,
+    /// Seconds a callee holds a call that is to be canceled before it answers anyway.
+    #[arg(long, default_value_t = 1.0)]
+    pub hold: f64,
+    /// Sessions that join, subscribe (own topic, and soak..t0), publish to themselves, stay --churn-dwell, and
+    /// leave (GOODBYE, abrupt close, mid-frame close in turn), then pause --churn-pause, again and again.
+    #[arg(long, default_value_t = 4)]
+    pub churners: usize,
+    /// Seconds a churner waits before it joins again.
+    #[arg(long, default_value_t = 0.25)]
+    pub churn_pause: f64,
+    /// Seconds a churner stays joined once its own event came back.
+    #[arg(long, default_value_t = 0.2)]
+    pub churn_dwell: f64,
+    /// Slow subscribers to everything (prefix soak.): the first stalls (reads nothing for --stall, then reads
+    /// what is queued and leaves), the others read --slow-read-rate bytes per second; each joins again 1 s after
+    /// its session ended (by itself, or cut off by the router).
+    #[arg(long, default_value_t = 2)]
+    pub slow_subscribers: usize,
+    /// Bytes per second the rate-limited slow subscribers read.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub slow_read_rate: u64,
+    /// How long the first slow subscriber reads nothing, each time (at most a quarter of the duration).
+    #[arg(long, value_name = "DURATION", default_value = "120s")]
+    pub stall: String,
+    /// Sessions that are joined and subscribed, and at every reconnect storm all drop their connections at once
+    /// and join again.
+    #[arg(long, default_value_t = 200)]
+    pub storm_sessions: usize,
+    /// Time between reconnect storms (at most a quarter of the duration).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub storm_every: String,
+    /// Seconds between two samples of the router.
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_interval: f64,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A result file written by --json (repeat for each run; a file may also hold a JSON array of results).
@@ -221,7 +371,7 @@ pub struct Invocation {
 }
 
 impl Command {
-    /// Builds the plan of a scenario subcommand (`None` for `report`).
+    /// Builds the plan of a scenario subcommand (`None` for `report` and `slow`).
     pub fn invocation(&self) -> Option<Result<Invocation, String>> {
         Some(match self {
             Command::Fanout(a) => fanout(a),
@@ -229,9 +379,268 @@ impl Command {
             Command::Rpc(a) => rpc(a),
             Command::Connect(a) => connect(a),
             Command::Churn(a) => churn(a),
-            Command::Report(_) => return None,
+            Command::Soak(a) => soak(a),
+            // `slow` runs one plan per slow subscriber count (`slow_invocations`, `slow::run`).
+            Command::Slow(_) | Command::Report(_) => return None,
         })
     }
+}
+
+/// `30`, `30s`, `10m`, `1h`, `1.5h` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a duration like 30s, 10m or 1h"))?;
+    let scale = match unit {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (s, m or h)")),
+    };
+    let secs = value * scale;
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("`{text}`: expected a duration like 30s, 10m or 1h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn watch_options(common: &Common, watch: &Watch, options: &mut RunOptions) -> Result<(), String> {
+    options.metrics = watch
+        .metrics_url
+        .as_deref()
+        .map(MetricsUrl::parse)
+        .transpose()?;
+    if watch.router_rss_max.is_some() && common.router_pid.is_none() {
+        return Err("--router-rss-max needs --router-pid".into());
+    }
+    options.rss_ceiling_kib = watch.router_rss_max.map(|m| m * 1024);
+    Ok(())
+}
+
+fn interval(seconds: f64) -> Result<Duration, String> {
+    if seconds > 0.0 && seconds.is_finite() {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err("--sample-interval must be a positive number of seconds".into())
+    }
+}
+
+/// The plans of a `slow` command, one per slow subscriber count.
+pub fn slow_invocations(a: &SlowArgs) -> Result<Vec<Invocation>, String> {
+    let s = positive("subscribers", a.subscribers as u64)?;
+    if a.slow.is_empty() {
+        return Err("--slow needs at least one count".into());
+    }
+    if !(a.rate > 0.0 && a.rate.is_finite()) {
+        return Err("--rate must be a positive number of publications per second".into());
+    }
+    if !(a.duration > 0.0 && a.duration.is_finite()) {
+        return Err("--duration must be a positive number of seconds".into());
+    }
+    if !(a.pause >= 0.0 && a.pause.is_finite()) {
+        return Err("--pause must be a number of seconds".into());
+    }
+    let read =
+        match a.slow_read.as_str() {
+            "never" => SlowRead::Never,
+            bytes => SlowRead::Rate(bytes.parse::<u64>().ok().filter(|b| *b > 0).ok_or_else(
+                || {
+                    format!(
+                        "--slow-read `{bytes}`: `never` or a positive number of bytes per second"
+                    )
+                },
+            )?),
+        };
+    let m = ((a.rate * a.duration).round() as u64).max(1);
+    let mut out = Vec::new();
+    for &k in &a.slow {
+        let mut inv = base(&a.common, ScenarioKind::Slow, None)?;
+        watch_options(&a.common, &a.watch, &mut inv.options)?;
+        inv.options.sample_interval = interval(a.sample_interval)?;
+        let plan = &mut inv.plan;
+        plan.mode = Mode::Open { rate: a.rate };
+        plan.padding = "x".repeat(a.size);
+        plan.count = m;
+        plan.senders = 1;
+        plan.roles.extend((0..s).map(|_| RoleSpec::Subscriber {
+            topics: vec![a.topic.clone()],
+            prefix: false,
+        }));
+        plan.roles.extend((0..k).map(|_| RoleSpec::SlowSubscriber {
+            topics: vec![a.topic.clone()],
+            prefix: false,
+            read,
+        }));
+        plan.roles.push(RoleSpec::Publisher {
+            index: 0,
+            topic: a.topic.clone(),
+        });
+        plan.expect = Expect {
+            sent: m,
+            acked: 0,
+            received: m * s,
+        };
+        plan.params = params(&[
+            ("subscribers", json!(s)),
+            ("slow", json!(k)),
+            ("slow_read", json!(a.slow_read)),
+            ("events", json!(m)),
+            ("size", json!(a.size)),
+        ]);
+        out.push(inv);
+    }
+    Ok(out)
+}
+
+fn soak(a: &SoakArgs) -> Result<Invocation, String> {
+    let mut inv = base(&a.common, ScenarioKind::Soak, None)?;
+    watch_options(&a.common, &a.watch, &mut inv.options)?;
+    let duration = parse_duration(&a.duration)?;
+    if duration.is_zero() {
+        return Err("--duration must be positive".into());
+    }
+    let warmup = match &a.warmup {
+        Some(w) => parse_duration(w)?,
+        None => (duration / 4).min(Duration::from_secs(600)),
+    };
+    if warmup >= duration {
+        return Err("--warmup must be shorter than --duration".into());
+    }
+    // Short runs see the same events, scaled down: a storm at least every quarter of the run, stalls at most
+    // a quarter of it.
+    let storm_every = parse_duration(&a.storm_every)?.min(duration / 4);
+    let stall = parse_duration(&a.stall)?.min(duration / 4);
+    positive("publishers", a.publishers as u64)?;
+    positive("topics", a.topics as u64)?;
+    positive("subscribers", a.subscribers as u64)?;
+    if a.cancel > 10 {
+        return Err("--cancel counts calls of every ten: 0 to 10".into());
+    }
+    if a.callers > 0 && a.callees == 0 {
+        return Err("--callers need at least one callee".into());
+    }
+    for (name, v) in [("rate", a.rate), ("call-rate", a.call_rate)] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(format!("--{name} must be a number of messages per second"));
+        }
+    }
+    if a.rate == 0.0 {
+        return Err("--rate must be positive".into());
+    }
+    if a.callers > 0 && a.call_rate == 0.0 {
+        return Err("--call-rate must be positive with callers".into());
+    }
+    for (name, v) in [
+        ("hold", a.hold),
+        ("churn-pause", a.churn_pause),
+        ("churn-dwell", a.churn_dwell),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(format!("--{name} must be a number of seconds"));
+        }
+    }
+    let ns = |d: f64| (d * 1e9) as u64;
+    let soak = SoakPlan {
+        publishers: a.publishers,
+        topics: a.topics,
+        publish_rate: a.rate,
+        call_rate: a.call_rate,
+        callers: a.callers,
+        callees: a.callees,
+        progress: a.progress.min(63),
+        cancel_per_10: a.cancel,
+        hold_ns: ns(a.hold),
+        churn_pause_ns: ns(a.churn_pause),
+        churn_dwell_ns: ns(a.churn_dwell),
+        stall_ns: stall.as_nanos() as u64,
+        slow_rejoin_ns: 1_000_000_000,
+        storm_every_ns: storm_every.as_nanos() as u64,
+        storm_sessions: a.storm_sessions,
+    };
+    inv.options.duration = duration;
+    inv.options.warmup = warmup;
+    inv.options.sample_interval = interval(a.sample_interval)?;
+    let plan = &mut inv.plan;
+    plan.mode = Mode::Open { rate: a.rate };
+    plan.padding = "x".repeat(a.size);
+    plan.tolerant = true;
+    plan.duration = duration;
+    plan.connect_concurrency = plan.connect_concurrency.max(a.storm_sessions);
+    let streams = soak.streams();
+    plan.roles
+        .extend((0..a.publishers).map(|index| RoleSpec::SoakPublisher { index }));
+    for i in 0..a.subscribers {
+        let n = i / 3;
+        let spec = match i % 3 {
+            0 => {
+                let stream = n % streams;
+                RoleSpec::SoakSubscriber {
+                    topic: soak.topic(stream),
+                    policy: MatchPolicy::Exact,
+                    streams: vec![stream],
+                }
+            }
+            1 => {
+                let p = n % a.publishers;
+                RoleSpec::SoakSubscriber {
+                    topic: format!("soak.p{p}."),
+                    policy: MatchPolicy::Prefix,
+                    streams: (p * a.topics..(p + 1) * a.topics).collect(),
+                }
+            }
+            _ => {
+                let x = n % a.topics;
+                RoleSpec::SoakSubscriber {
+                    topic: format!("soak..t{x}"),
+                    policy: MatchPolicy::Wildcard,
+                    streams: (0..a.publishers).map(|p| p * a.topics + x).collect(),
+                }
+            }
+        };
+        plan.roles.push(spec);
+    }
+    plan.roles
+        .extend((0..a.callees).map(|k| RoleSpec::SoakCallee {
+            procedure: crate::soak::callee_procedure(k, None),
+            prefix: k % 2 == 1,
+        }));
+    plan.roles
+        .extend((0..a.callers).map(|index| RoleSpec::SoakCaller { index }));
+    plan.roles
+        .extend((0..a.slow_subscribers).map(|i| RoleSpec::SlowSubscriber {
+            topics: vec!["soak.".into()],
+            prefix: true,
+            read: if i == 0 {
+                SlowRead::Never
+            } else {
+                SlowRead::Rate(a.slow_read_rate.max(1))
+            },
+        }));
+    plan.roles
+        .extend((0..a.storm_sessions).map(|index| RoleSpec::StormSession { index }));
+    plan.roles
+        .extend((0..a.churners).map(|index| RoleSpec::SoakChurner { index }));
+    plan.params = params(&[
+        ("duration_s", json!(duration.as_secs_f64())),
+        ("publishers", json!(a.publishers)),
+        ("topics", json!(a.topics)),
+        ("subscribers", json!(a.subscribers)),
+        ("callers", json!(a.callers)),
+        ("callees", json!(a.callees)),
+        ("call_rate", json!(a.call_rate)),
+        ("churners", json!(a.churners)),
+        ("slow_subscribers", json!(a.slow_subscribers)),
+        ("storm_sessions", json!(a.storm_sessions)),
+        ("storm_every_s", json!(storm_every.as_secs_f64())),
+        ("size", json!(a.size)),
+    ]);
+    plan.soak = Some(soak);
+    Ok(inv)
 }
 
 fn positive(name: &str, v: u64) -> Result<u64, String> {
@@ -295,11 +704,14 @@ fn base(
         cycles_max: 0,
         expect: Expect::default(),
         params: Map::new(),
+        tolerant: false,
+        soak: None,
     };
     let options = RunOptions {
         quiet: common.quiet,
         label: common.label.clone(),
         router_pid: common.router_pid,
+        ..RunOptions::default()
     };
     Ok(Invocation {
         plan,
@@ -601,6 +1013,107 @@ mod tests {
         assert!(plan_of(&["rpc", "-u", "http://x"]).is_err());
         assert!(plan_of(&["connect", "--timeout", "-1"]).is_err());
         assert!(plan_of(&["churn", "--duration", "0"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").expect("ok"), Duration::from_secs(30));
+        assert_eq!(parse_duration("30s").expect("ok"), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").expect("ok"), Duration::from_secs(600));
+        assert_eq!(
+            parse_duration("1.5h").expect("ok"),
+            Duration::from_secs(5400)
+        );
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("-3s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn slow_plans_one_per_count() {
+        let cli = Cli::try_parse_from([
+            "kreisel-loadtest",
+            "slow",
+            "--subscribers",
+            "3",
+            "--slow",
+            "0,2",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--slow-read",
+            "4096",
+        ])
+        .expect("valid");
+        let Command::Slow(args) = &cli.command else {
+            panic!("slow")
+        };
+        let plans: Vec<Plan> = slow_invocations(args)
+            .expect("valid")
+            .into_iter()
+            .map(|i| i.plan)
+            .collect();
+        assert_eq!(plans.len(), 2);
+        assert_eq!((plans[0].roles.len(), plans[1].roles.len()), (4, 6));
+        assert_eq!(plans[1].count, 200);
+        assert_eq!(plans[1].expect.received, 600, "fast subscribers only");
+        assert!(plans[1].roles.iter().any(|r| matches!(
+            r,
+            RoleSpec::SlowSubscriber {
+                read: SlowRead::Rate(4096),
+                ..
+            }
+        )));
+        let bad = Cli::try_parse_from(["kreisel-loadtest", "slow", "--slow-read", "slowly"])
+            .expect("parses");
+        let Command::Slow(args) = &bad.command else {
+            panic!("slow")
+        };
+        assert!(slow_invocations(args).is_err());
+    }
+
+    #[test]
+    fn soak_plan_scales_down() {
+        let plan = plan_of(&[
+            "soak",
+            "-d",
+            "20s",
+            "--subscribers",
+            "6",
+            "--storm-sessions",
+            "10",
+            "--slow-subscribers",
+            "2",
+        ])
+        .expect("valid");
+        let soak = plan.soak.as_ref().expect("soak plan");
+        assert_eq!(soak.storm_every_ns, 5_000_000_000, "a quarter of 20 s");
+        assert_eq!(soak.stall_ns, 5_000_000_000);
+        assert_eq!(soak.streams(), 9);
+        assert!(plan.tolerant);
+        let subs: Vec<(&str, MatchPolicy, usize)> = plan
+            .roles
+            .iter()
+            .filter_map(|r| match r {
+                RoleSpec::SoakSubscriber {
+                    topic,
+                    policy,
+                    streams,
+                } => Some((topic.as_str(), *policy, streams.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(subs[0], ("soak.p0.t0", MatchPolicy::Exact, 1));
+        assert_eq!(subs[1], ("soak.p0.", MatchPolicy::Prefix, 3));
+        assert_eq!(subs[2], ("soak..t0", MatchPolicy::Wildcard, 3));
+        assert_eq!(subs[4], ("soak.p1.", MatchPolicy::Prefix, 3));
+        assert!(plan_of(&["soak", "-d", "10s", "--warmup", "20s"]).is_err());
+        assert!(plan_of(&["soak", "--cancel", "11"]).is_err());
+        assert!(
+            plan_of(&["soak", "--router-rss-max", "100"]).is_err(),
+            "needs --router-pid"
+        );
     }
 
     #[test]

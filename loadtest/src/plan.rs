@@ -27,6 +27,8 @@ pub enum ScenarioKind {
     Rpc,
     Connect,
     Churn,
+    Slow,
+    Soak,
 }
 
 impl ScenarioKind {
@@ -37,6 +39,8 @@ impl ScenarioKind {
             ScenarioKind::Rpc => "rpc",
             ScenarioKind::Connect => "connect",
             ScenarioKind::Churn => "churn",
+            ScenarioKind::Slow => "slow",
+            ScenarioKind::Soak => "soak",
         }
     }
 }
@@ -56,6 +60,99 @@ pub enum RoleSpec {
     Joiner,
     /// Repeats join, subscribe, publish, leave until the run stops.
     Churner { index: usize },
+    /// A subscriber like [`RoleSpec::Subscriber`] that reads slowly once the run starts (slow scenario, soak).
+    SlowSubscriber {
+        topics: Vec<String>,
+        prefix: bool,
+        read: SlowRead,
+    },
+    /// Soak: publishes round-robin to its topics `soak.p<index>.t<x>` on the open-loop schedule until the run
+    /// ends; each topic is one stream with its own sequence numbers.
+    SoakPublisher { index: usize },
+    /// Soak: one subscription (`topic` with `policy`) and the streams it covers; stays for the whole run.
+    SoakSubscriber {
+        topic: String,
+        policy: MatchPolicy,
+        streams: Vec<usize>,
+    },
+    /// Soak: calls on the open-loop schedule with progressive results, canceling some calls.
+    SoakCaller { index: usize },
+    /// Soak: registers `procedure` (`prefix`: with `match: prefix`), answers with progressive results, holds the
+    /// calls that are to be canceled.
+    SoakCallee { procedure: String, prefix: bool },
+    /// Soak: joins, subscribes, publishes to itself, stays a while, leaves (GOODBYE, abrupt close, or mid-frame),
+    /// pauses, again.
+    SoakChurner { index: usize },
+    /// Soak: joined and subscribed, dropped with all the others of its kind at every reconnect storm.
+    StormSession { index: usize },
+}
+
+/// How a slow subscriber reads once the run started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowRead {
+    /// Not at all (in the soak: not during each stall period).
+    Never,
+    /// At most this many bytes per second.
+    Rate(u64),
+}
+
+/// A subscription's match policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchPolicy {
+    Exact,
+    Prefix,
+    Wildcard,
+}
+
+impl MatchPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchPolicy::Exact => "exact",
+            MatchPolicy::Prefix => "prefix",
+            MatchPolicy::Wildcard => "wildcard",
+        }
+    }
+}
+
+/// Parameters of the soak workload (see `loadtest/README.md`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoakPlan {
+    /// Publishers and topics per publisher: stream `p * topics + x` is publisher p's topic x.
+    pub publishers: usize,
+    pub topics: usize,
+    /// Publications per second over all publishers.
+    pub publish_rate: f64,
+    /// Calls per second over all callers, and callees (even: an exact registration, odd: a prefix one).
+    pub call_rate: f64,
+    pub callers: usize,
+    pub callees: usize,
+    /// Progressive results per answered call (before the final one).
+    pub progress: u64,
+    /// Of every ten calls, this many are canceled (modes skip, kill, killnowait in turn).
+    pub cancel_per_10: u64,
+    /// How long a callee holds a call that is to be canceled before answering it anyway (ns).
+    pub hold_ns: u64,
+    /// Pause of a churner between two sessions (ns) and how long it stays joined after its own event (ns).
+    pub churn_pause_ns: u64,
+    pub churn_dwell_ns: u64,
+    /// How long a never-reading slow subscriber stalls before it reads what is queued and starts over (ns).
+    pub stall_ns: u64,
+    /// Pause before a slow subscriber joins again after its session ended (ns).
+    pub slow_rejoin_ns: u64,
+    /// Reconnect storms: every `storm_every_ns`, all storm sessions drop their connections and join again.
+    pub storm_every_ns: u64,
+    pub storm_sessions: usize,
+}
+
+impl SoakPlan {
+    pub fn streams(&self) -> usize {
+        self.publishers * self.topics
+    }
+
+    /// Topic of stream `s`.
+    pub fn topic(&self, stream: usize) -> String {
+        format!("soak.p{}.t{}", stream / self.topics, stream % self.topics)
+    }
 }
 
 /// Totals the run phase and the drain phase wait for.
@@ -100,6 +197,11 @@ pub struct Plan {
     pub expect: Expect,
     /// Scenario parameters for results and reports.
     pub params: Map<String, Json>,
+    /// Session errors are counted by kind and the session carries on (reconnects, or stays out), instead of ending
+    /// the run (soak).
+    pub tolerant: bool,
+    /// The soak's workload.
+    pub soak: Option<SoakPlan>,
 }
 
 impl Plan {
@@ -135,7 +237,11 @@ impl Plan {
     pub fn is_paced(&self) -> bool {
         matches!(
             self.scenario,
-            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Rpc
+            ScenarioKind::Fanout
+                | ScenarioKind::Fanin
+                | ScenarioKind::Rpc
+                | ScenarioKind::Slow
+                | ScenarioKind::Soak
         )
     }
 

@@ -364,6 +364,14 @@ mod tests {
             router_cpu_s: None,
             router_cpu_ns_per_msg: None,
             timestamp: 0,
+            started: true,
+            error_kinds: vec![],
+            samples: vec![],
+            latency_series: vec![],
+            router_rss_max_kib: None,
+            metrics_delta: Default::default(),
+            slow: None,
+            soak: None,
         }
     }
 

@@ -8,7 +8,8 @@ use kreisel_codec::{Dict, Field, Id, Message, Payload, Serializer};
 
 use crate::nats;
 use crate::plan::{Mode, Plan, RoleSpec};
-use crate::stats::{CallTracker, Integrity, Latency, Schedule, SeqTracker};
+use crate::soak;
+use crate::stats::{CallTracker, Integrity, Latency, Schedule, SeqTracker, WindowLatency};
 use crate::transport::Writer;
 
 /// A sender stops queueing once this many bytes wait in its connection's output buffer (open loop only; closed
@@ -44,6 +45,45 @@ pub struct Tally {
     /// Time of the last send and the last delivery (ns on the process clock).
     pub last_sent_ns: u64,
     pub last_received_ns: u64,
+    /// Soak: CALLs sent and their final answers (RESULT or ERROR `wamp.error.canceled`), CALL-to-RESULT latency.
+    pub calls: u64,
+    pub answers: u64,
+    pub call_latency: Latency,
+    /// Soak: PUBLISHes sent per stream.
+    pub stream_sent: Vec<u64>,
+    /// Soak: latency of the current second, for the time series (`None` outside the soak).
+    pub window: Option<Window>,
+    /// Soak: what the workload itself did and saw (see [`soak::Counts`]).
+    pub soak: soak::Counts,
+    /// Errors a role reports without ending its session (soak): role, message.
+    pub soft_errors: Vec<String>,
+}
+
+/// Latency of one second of a soak (publish to EVENT, CALL to final RESULT).
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    /// Seconds since the run's start.
+    pub second: u64,
+    pub events: WindowLatency,
+    pub calls: WindowLatency,
+}
+
+impl Tally {
+    /// Records a publish-to-EVENT latency (overall and, in a soak, for the current second).
+    pub fn record_event(&mut self, sent_ns: u64, now_ns: u64) {
+        self.latency.record(sent_ns, now_ns);
+        if let Some(w) = &mut self.window {
+            w.events.record(sent_ns, now_ns);
+        }
+    }
+
+    /// Records a CALL-to-RESULT latency of the soak.
+    pub fn record_call(&mut self, sent_ns: u64, now_ns: u64) {
+        self.call_latency.record(sent_ns, now_ns);
+        if let Some(w) = &mut self.window {
+            w.calls.record(sent_ns, now_ns);
+        }
+    }
 }
 
 /// What a role hands a session after handling something.
@@ -54,6 +94,17 @@ pub enum Step {
     Ready,
     /// The role is done with this session: send GOODBYE.
     Leave,
+    /// The role is done with this session: close the connection without GOODBYE.
+    Drop(DropKind),
+}
+
+/// How a session leaves without GOODBYE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropKind {
+    /// Close the socket.
+    Abrupt,
+    /// Send the start of a frame (its header announces more bytes than follow), then close the socket.
+    MidFrame,
 }
 
 /// Everything a role may use while handling an input.
@@ -80,7 +131,7 @@ impl Ctx<'_> {
 }
 
 /// The load payload `[sender_index, seq, t_ns, padding]` as fields.
-fn load_args<'a>(index: usize, seq: u64, t_ns: u64, padding: &'a str) -> [Field<'a>; 4] {
+pub(crate) fn load_args<'a>(index: usize, seq: u64, t_ns: u64, padding: &'a str) -> [Field<'a>; 4] {
     [
         Field::UInt(index as u64),
         Field::UInt(seq),
@@ -90,7 +141,7 @@ fn load_args<'a>(index: usize, seq: u64, t_ns: u64, padding: &'a str) -> [Field<
 }
 
 /// Reads `[sender_index, seq, t_ns, ...]` back from a payload.
-fn parse_load(payload: &Payload<'_>) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_load(payload: &Payload<'_>) -> Option<(u64, u64, u64)> {
     let raw = payload.args?.as_raw()?;
     let mut items = raw.list()?;
     let index = items.next()?.as_u64()?;
@@ -132,6 +183,12 @@ pub enum Role {
     Callee(Callee),
     Joiner,
     Churner(Churner),
+    SoakPublisher(soak::Publisher),
+    SoakSubscriber(soak::Subscriber),
+    SoakCaller(soak::Caller),
+    SoakCallee(soak::Callee),
+    SoakChurner(soak::Churner),
+    Storm(soak::Storm),
 }
 
 impl Role {
@@ -140,19 +197,32 @@ impl Role {
             RoleSpec::Publisher { index, topic } => {
                 Role::Publisher(Publisher::new(*index, topic.clone()))
             }
-            RoleSpec::Subscriber { topics, prefix } => Role::Subscriber(Subscriber {
-                topics: topics.clone(),
-                prefix: *prefix,
-                pending: 0,
-                trackers: vec![SeqTracker::default(); plan.senders],
-                corrupt: 0,
-            }),
+            RoleSpec::Subscriber { topics, prefix } => {
+                Role::Subscriber(Subscriber::new(topics, *prefix, true, plan))
+            }
+            RoleSpec::SlowSubscriber { topics, prefix, .. } => {
+                Role::Subscriber(Subscriber::new(topics, *prefix, false, plan))
+            }
             RoleSpec::Caller { index } => Role::Caller(Caller::new(*index, plan.count)),
             RoleSpec::Callee { procedure } => Role::Callee(Callee {
                 procedure: procedure.clone(),
             }),
             RoleSpec::Joiner => Role::Joiner,
             RoleSpec::Churner { index } => Role::Churner(Churner::new(*index)),
+            RoleSpec::SoakPublisher { index } => {
+                Role::SoakPublisher(soak::Publisher::new(*index, plan))
+            }
+            RoleSpec::SoakSubscriber {
+                topic,
+                policy,
+                streams,
+            } => Role::SoakSubscriber(soak::Subscriber::new(topic, *policy, streams, plan)),
+            RoleSpec::SoakCaller { index } => Role::SoakCaller(soak::Caller::new(*index)),
+            RoleSpec::SoakCallee { procedure, prefix } => {
+                Role::SoakCallee(soak::Callee::new(procedure, *prefix))
+            }
+            RoleSpec::SoakChurner { index } => Role::SoakChurner(soak::Churner::new(*index)),
+            RoleSpec::StormSession { index } => Role::Storm(soak::Storm::new(*index)),
         }
     }
 
@@ -166,7 +236,15 @@ impl Role {
             Role::Subscriber(s) => s.handle_joined(ctx),
             Role::Callee(c) => c.handle_joined(ctx),
             Role::Churner(c) => c.handle_joined(ctx, publisher_exclusion),
-            Role::Publisher(_) | Role::Caller(_) | Role::Joiner => Ok(Step::Ready),
+            Role::SoakSubscriber(s) => s.handle_joined(ctx),
+            Role::SoakCallee(c) => c.handle_joined(ctx),
+            Role::SoakChurner(c) => c.handle_joined(ctx, publisher_exclusion),
+            Role::Storm(s) => s.handle_joined(ctx),
+            Role::Publisher(_)
+            | Role::Caller(_)
+            | Role::Joiner
+            | Role::SoakPublisher(_)
+            | Role::SoakCaller(_) => Ok(Step::Ready),
         }
     }
 
@@ -175,12 +253,39 @@ impl Role {
         match self {
             Role::Publisher(p) => p.handle_start(ctx, start_ns),
             Role::Caller(c) => c.handle_start(ctx, start_ns),
+            Role::SoakPublisher(p) => p.handle_start(ctx, start_ns),
+            Role::SoakCaller(c) => c.handle_start(ctx, start_ns),
             _ => Ok(()),
+        }
+    }
+
+    /// The run's sending is over (soak): stop sending, cancel what is still to be canceled.
+    pub fn handle_quiesce(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        match self {
+            Role::SoakPublisher(p) => {
+                p.stop();
+                Ok(())
+            }
+            Role::SoakCaller(c) => c.handle_quiesce(ctx),
+            _ => Ok(()),
+        }
+    }
+
+    /// A new connection of this session begins (churners and the soak's reconnecting sessions start over).
+    pub fn begin_connection(&mut self, now_ns: u64) {
+        match self {
+            Role::Churner(c) => c.begin_cycle(now_ns),
+            Role::SoakChurner(c) => c.begin_cycle(now_ns),
+            Role::Storm(s) => s.begin_connection(now_ns),
+            Role::Subscriber(s) => s.begin_connection(),
+            _ => {}
         }
     }
 
     /// A message for the role (anything but the session-level WELCOME, ABORT, GOODBYE).
     pub fn handle_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) -> Result<Step, String> {
+        // A soak caller's calls are answered with ERROR `wamp.error.canceled` when it canceled them: it judges
+        // its ERRORs itself.
         if let Message::Error {
             request_type,
             details,
@@ -189,7 +294,9 @@ impl Role {
             ..
         } = &msg
         {
-            return Err(describe_error(*request_type, error, details, payload));
+            if !matches!(self, Role::SoakCaller(_)) {
+                return Err(describe_error(*request_type, error, details, payload));
+            }
         }
         match self {
             Role::Publisher(p) => p.handle_message(ctx, msg),
@@ -197,6 +304,15 @@ impl Role {
             Role::Caller(c) => c.handle_message(ctx, msg),
             Role::Callee(c) => c.handle_message(ctx, msg),
             Role::Churner(c) => c.handle_message(ctx, msg),
+            Role::SoakPublisher(_) => Err(format!(
+                "publisher got an unexpected {}",
+                msg.message_type().name()
+            )),
+            Role::SoakSubscriber(s) => s.handle_message(ctx, msg),
+            Role::SoakCaller(c) => c.handle_message(ctx, msg),
+            Role::SoakCallee(c) => c.handle_message(ctx, msg),
+            Role::SoakChurner(c) => c.handle_message(ctx, msg),
+            Role::Storm(s) => s.handle_message(ctx, msg),
             Role::Joiner => Err(format!(
                 "unexpected {} for a session that only joined",
                 msg.message_type().name()
@@ -204,22 +320,44 @@ impl Role {
         }
     }
 
-    /// Open loop: send what is due.
-    pub fn poll_send(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    /// Does what is due: open-loop sending, the soak's timed actions (answering held calls, leaving after a
+    /// dwell).
+    pub fn poll(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, String> {
         match self {
-            Role::Publisher(p) => p.poll_send(ctx),
-            Role::Caller(c) => c.poll_send(ctx),
-            _ => Ok(()),
+            Role::Publisher(p) => p.poll_send(ctx).map(|()| Step::Continue),
+            Role::Caller(c) => c.poll_send(ctx).map(|()| Step::Continue),
+            Role::SoakPublisher(p) => p.poll(ctx).map(|()| Step::Continue),
+            Role::SoakCaller(c) => c.poll(ctx).map(|()| Step::Continue),
+            Role::SoakCallee(c) => c.poll(ctx).map(|()| Step::Continue),
+            Role::SoakChurner(c) => Ok(c.poll(ctx)),
+            _ => Ok(Step::Continue),
         }
     }
 
-    /// Open loop: when [`Role::poll_send`] is next needed (ns), given the bytes waiting in the output buffer.
+    /// When [`Role::poll`] is next needed (ns), given the bytes waiting in the output buffer.
     pub fn deadline(&self, plan: &Plan, pending: usize) -> Option<u64> {
         match self {
             Role::Publisher(p) => next_deadline(p.schedule, p.next_seq, plan, pending),
             Role::Caller(c) => next_deadline(c.schedule, c.next_seq, plan, pending),
+            Role::SoakPublisher(p) => p.deadline(pending),
+            Role::SoakCaller(c) => c.deadline(pending),
+            Role::SoakCallee(c) => c.deadline(),
+            Role::SoakChurner(c) => c.deadline(),
             _ => None,
         }
+    }
+
+    /// Whether [`Role::poll`] has anything to do for this role (it then gets polled every loop turn).
+    pub fn is_timed(&self) -> bool {
+        matches!(
+            self,
+            Role::Publisher(_)
+                | Role::Caller(_)
+                | Role::SoakPublisher(_)
+                | Role::SoakCaller(_)
+                | Role::SoakCallee(_)
+                | Role::SoakChurner(_)
+        )
     }
 
     /// A short name for messages.
@@ -231,20 +369,51 @@ impl Role {
             Role::Callee(_) => "callee",
             Role::Joiner => "joiner",
             Role::Churner(_) => "churner",
+            Role::SoakPublisher(_) => "publisher",
+            Role::SoakSubscriber(_) => "subscriber",
+            Role::SoakCaller(_) => "caller",
+            Role::SoakCallee(_) => "callee",
+            Role::SoakChurner(_) => "churner",
+            Role::Storm(_) => "storm session",
         }
     }
 
-    /// Loss, duplicates and reordering seen by this role, against the plan's counts.
-    pub fn integrity(&self, plan: &Plan) -> Integrity {
+    /// Loss, duplicates and reordering seen by this role, against the plan's counts (`stream_sent`: the soak's
+    /// publications per stream).
+    pub fn integrity(&self, plan: &Plan, stream_sent: &[u64]) -> Integrity {
         match self {
-            Role::Subscriber(s) => s.integrity(plan),
+            Role::Subscriber(s) if s.counted => s.integrity(plan),
+            Role::Subscriber(s) => Integrity {
+                corrupt: s.corrupt,
+                ..Integrity::default()
+            },
             Role::Caller(c) => c.integrity(plan),
+            Role::SoakSubscriber(s) => s.integrity(stream_sent),
+            Role::SoakCaller(c) => c.integrity(plan),
+            Role::SoakChurner(c) => c.integrity(),
             _ => Integrity::default(),
         }
     }
 
     pub fn is_sender(&self) -> bool {
-        matches!(self, Role::Publisher(_) | Role::Caller(_))
+        matches!(
+            self,
+            Role::Publisher(_) | Role::Caller(_) | Role::SoakPublisher(_) | Role::SoakCaller(_)
+        )
+    }
+
+    /// Whether the session joins again after its session ended, while the run lasts.
+    pub fn rejoins(&self, plan: &Plan) -> bool {
+        match self {
+            Role::Churner(_) | Role::SoakChurner(_) | Role::Storm(_) => true,
+            Role::Subscriber(s) => !s.counted && plan.soak.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether the session connects only once the run started (churners).
+    pub fn connects_at_start(&self) -> bool {
+        matches!(self, Role::Churner(_) | Role::SoakChurner(_))
     }
 }
 
@@ -390,9 +559,59 @@ pub struct Subscriber {
     pending: usize,
     trackers: Vec<SeqTracker>,
     corrupt: u64,
+    /// A fast subscriber: its deliveries are what the run waits for and its losses count. A slow one's are its
+    /// fate ([`Subscriber::fate`]).
+    pub counted: bool,
+    /// Slow subscribers of the soak: events seen and events out of order over all their sessions.
+    pub seen_total: u64,
+    pub regressed_total: u64,
+    /// Intended send time of the newest event received (ns): a slow subscriber that reads what was queued has
+    /// caught up once its events are fresh again.
+    pub newest_event_ns: u64,
 }
 
 impl Subscriber {
+    fn new(topics: &[String], prefix: bool, counted: bool, plan: &Plan) -> Subscriber {
+        let streams = plan.soak.as_ref().map_or(plan.senders, |s| s.streams());
+        Subscriber {
+            topics: topics.to_vec(),
+            prefix,
+            pending: 0,
+            trackers: vec![SeqTracker::default(); streams],
+            corrupt: 0,
+            counted,
+            seen_total: 0,
+            regressed_total: 0,
+            newest_event_ns: 0,
+        }
+    }
+
+    /// A new session (a slow subscriber of the soak joining again): its numbers start over.
+    fn begin_connection(&mut self) {
+        if !self.counted {
+            for t in &mut self.trackers {
+                self.regressed_total += t.duplicated + t.reordered;
+                *t = SeqTracker::default();
+            }
+        }
+    }
+
+    /// A slow subscriber's deliveries: distinct events received, and how many of the plan's events it missed.
+    pub fn fate(&self, plan: &Plan) -> (u64, u64) {
+        let distinct = self.trackers.iter().map(|t| t.distinct()).sum();
+        let lost = self.trackers.iter().map(|t| t.lost(plan.count)).sum();
+        (distinct, lost)
+    }
+
+    /// Duplicates and reorderings seen by a slow subscriber (in every session so far).
+    pub fn regressed(&self) -> u64 {
+        self.regressed_total
+            + self
+                .trackers
+                .iter()
+                .map(|t| t.duplicated + t.reordered)
+                .sum::<u64>()
+    }
     fn handle_joined(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, String> {
         let options = if self.prefix {
             Dict::Fields(MATCH_PREFIX)
@@ -449,12 +668,17 @@ impl Subscriber {
         };
         let distinct = tracker.distinct();
         tracker.record(seq);
+        if !self.counted {
+            self.seen_total += 1;
+            self.newest_event_ns = self.newest_event_ns.max(t_ns);
+            return;
+        }
         if tracker.distinct() > distinct {
             ctx.tally.received += 1;
             ctx.tally.payload_bytes += ctx.plan.padding.len() as u64;
             ctx.tally.last_received_ns = ctx.now_ns;
         }
-        ctx.tally.latency.record(t_ns, ctx.now_ns);
+        ctx.tally.record_event(t_ns, ctx.now_ns);
     }
 
     fn integrity(&self, plan: &Plan) -> Integrity {

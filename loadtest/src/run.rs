@@ -10,11 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::{Poll, Waker};
 
-use crate::plan::{Mode, Plan, ScenarioKind};
+use crate::plan::{Mode, Plan, RoleSpec, ScenarioKind, SlowRead};
 use crate::roles::Tally;
+use crate::soak;
 use crate::stats::{Clock, Integrity};
-use crate::summary::{RunResult, Status};
+use crate::summary::{RunResult, SlowOutcome, SoakOutcome, Status};
 use crate::sys;
+use crate::timeline::{self, Counters, LatencyPoint, MetricsUrl, Sampler};
 use crate::worker::{self, phase, Shared, WorkerReport};
 
 /// How often the coordinator looks at the counters.
@@ -28,21 +30,50 @@ pub struct RunOptions {
     pub quiet: bool,
     pub label: String,
     pub router_pid: Option<u32>,
+    /// The router's metrics endpoint, scraped with every sample (slow, soak).
+    pub metrics: Option<MetricsUrl>,
+    /// Stop the run when the router's RSS passes this many KiB.
+    pub rss_ceiling_kib: Option<u64>,
+    /// Time between two samples of the router (slow, soak; zero: no sampling).
+    pub sample_interval: Duration,
+    /// Soak: how long to run, and the first part of it left out of the slopes.
+    pub duration: Duration,
+    pub warmup: Duration,
 }
 
 /// Why a phase ended early.
 enum Stop {
     Timeout(String),
     Failed,
+    Ceiling(String),
+}
+
+/// What the soak's coordinator saw besides the workers' reports.
+#[derive(Default)]
+struct SoakWatch {
+    storms: u64,
+    /// Per storm: when it was called (ns), the rejoin count then, and when every storm session was back (ns).
+    storm_at: Vec<(u64, u64, Option<u64>)>,
+    latency: Vec<LatencyPoint>,
+    fds_before: Option<u64>,
+    rss_before_kib: Option<u64>,
+    drain_timeout: Option<String>,
 }
 
 /// Runs `plan` to completion (or failure) and returns its result.
 pub fn execute(plan: Plan, opts: &RunOptions) -> RunResult {
     sys::raise_fd_limit();
+    let streams = plan.soak.as_ref().map_or(0, |s| s.streams());
     let plan = Arc::new(plan);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(streams));
     let clock = Clock::new();
     let mut coord = Coordinator::new(plan.clone(), shared.clone(), clock, opts);
+    if plan.soak.is_some() {
+        // The router as it is before any session of this run connects.
+        let _ = coord.sample_now();
+        coord.soak.fds_before = coord.sampler.samples.last().and_then(|s| s.fds);
+        coord.soak.rss_before_kib = coord.sampler.samples.last().and_then(|s| s.rss_kib);
+    }
     let mut wakers = Vec::new();
     let mut handles: Vec<JoinHandle<WorkerReport>> = Vec::new();
     for id in 0..plan.threads {
@@ -97,6 +128,10 @@ struct Coordinator<'a> {
     rss_after_kib: Option<u64>,
     /// The phase in progress (for timeout messages).
     phase_name: &'static str,
+    sampler: Sampler,
+    /// The run phase began.
+    started: bool,
+    soak: SoakWatch,
 }
 
 impl<'a> Coordinator<'a> {
@@ -107,6 +142,12 @@ impl<'a> Coordinator<'a> {
         opts: &'a RunOptions,
     ) -> Coordinator<'a> {
         let rss_before_kib = opts.router_pid.and_then(|pid| sys::rss_kib(pid).ok());
+        let sampler = Sampler::new(
+            opts.router_pid,
+            opts.metrics.clone(),
+            opts.sample_interval,
+            opts.rss_ceiling_kib,
+        );
         Coordinator {
             plan,
             shared,
@@ -123,6 +164,81 @@ impl<'a> Coordinator<'a> {
             rss_before_kib,
             rss_after_kib: None,
             phase_name: "setup",
+            sampler,
+            started: false,
+            soak: SoakWatch::default(),
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            delivered: self.shared.received.load(Ordering::Relaxed),
+            answers: self.shared.answers.load(Ordering::Relaxed),
+            sent: self.shared.sent.load(Ordering::Relaxed),
+        }
+    }
+
+    fn start_ns(&self) -> u64 {
+        if self.started {
+            self.shared.start_ns.load(Ordering::Acquire)
+        } else {
+            self.clock.now_ns()
+        }
+    }
+
+    /// Samples the router when due (slow, soak); stops the run at the memory ceiling.
+    fn tick(&mut self, now: u64) -> Result<(), Stop> {
+        if self.opts.sample_interval.is_zero() || !self.sampler.is_active() {
+            return Ok(());
+        }
+        let (start, counters) = (self.start_ns(), self.counters());
+        if let Some(ceiling) = self.sampler.poll(now, start, counters) {
+            return Err(Stop::Ceiling(ceiling));
+        }
+        if self.has_windows() && self.started {
+            self.take_windows(now, false);
+        }
+        Ok(())
+    }
+
+    /// Whether the workers keep per-second latency (slow, soak).
+    fn has_windows(&self) -> bool {
+        matches!(self.plan.scenario, ScenarioKind::Slow | ScenarioKind::Soak)
+    }
+
+    /// Takes a sample now (outside the interval).
+    fn sample_now(&mut self) -> Option<String> {
+        if !self.sampler.is_active() {
+            return None;
+        }
+        let now = self.clock.now_ns();
+        let (start, counters) = (self.start_ns(), self.counters());
+        self.sampler.sample(now, start, counters)
+    }
+
+    /// Soak: turns the seconds the workers have finished into latency points.
+    fn take_windows(&mut self, now: u64, all: bool) {
+        let start = self.shared.start_ns.load(Ordering::Acquire);
+        let current = now.saturating_sub(start) / 1_000_000_000;
+        let Ok(mut windows) = self.shared.windows.lock() else {
+            return;
+        };
+        while let Some((&second, _)) = windows.first_key_value() {
+            // Workers hand a second over at their next loop turn (at most 100 ms later): wait one more second.
+            if !all && second + 2 > current {
+                break;
+            }
+            let Some((second, (events, calls))) = windows.pop_first() else {
+                break;
+            };
+            self.soak.latency.push(LatencyPoint {
+                t_s: second as f64,
+                events: events.count(),
+                events_p99_us: events.p99_us(),
+                events_max_us: events.max_us(),
+                calls: calls.count(),
+                calls_p99_us: calls.p99_us(),
+            });
         }
     }
 
@@ -180,7 +296,8 @@ impl<'a> Coordinator<'a> {
                 })?;
                 self.close_window();
             }
-            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Rpc => {
+            ScenarioKind::Soak => self.soak_phases()?,
+            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Rpc | ScenarioKind::Slow => {
                 self.wait("connect", sessions, |s| s.connected.load(Ordering::Relaxed))?;
                 self.wait("join", sessions, |s| s.joined.load(Ordering::Relaxed))?;
                 let setup = if self.plan.scenario == ScenarioKind::Rpc {
@@ -196,12 +313,163 @@ impl<'a> Coordinator<'a> {
                 })?;
                 self.wait("drain", e.received, |s| s.received.load(Ordering::Relaxed))?;
                 self.close_window();
+                if self.plan.scenario == ScenarioKind::Slow {
+                    let now = self.clock.now_ns();
+                    // Workers hand over their last second when they next turn: give them that turn.
+                    std::thread::sleep(Duration::from_millis(150));
+                    self.take_windows(now, true);
+                    // The slow subscribers read what is queued for them, to learn their fate.
+                    let slow = self.slow_count();
+                    self.set_phase(phase::QUIESCE);
+                    self.wait("settle", slow, |s| s.settled.load(Ordering::Relaxed))?;
+                    if let Some(pid) = self.opts.router_pid {
+                        self.rss_after_kib = sys::rss_kib(pid).ok();
+                    }
+                }
             }
         }
         Ok(())
     }
 
+    fn slow_count(&self) -> u64 {
+        self.plan
+            .roles
+            .iter()
+            .filter(|r| matches!(r, RoleSpec::SlowSubscriber { .. }))
+            .count() as u64
+    }
+
+    /// The soak: set up, run for the duration with reconnect storms, stop sending, drain, close.
+    fn soak_phases(&mut self) -> Result<(), Stop> {
+        let Some(soak) = self.plan.soak.clone() else {
+            return Ok(());
+        };
+        let setup = self
+            .plan
+            .roles
+            .iter()
+            .filter(|r| !matches!(r, RoleSpec::SoakChurner { .. }))
+            .count() as u64;
+        self.wait("connect", setup, |s| s.connected.load(Ordering::Relaxed))?;
+        self.wait("join", setup, |s| s.joined.load(Ordering::Relaxed))?;
+        self.wait("subscribe/register", setup, |s| {
+            s.ready.load(Ordering::Relaxed)
+        })?;
+        self.start_run();
+        let start = self.shared.start_ns.load(Ordering::Acquire);
+        let end = start + self.opts.duration.as_nanos() as u64;
+        let mut next_storm = if soak.storm_sessions > 0 && soak.storm_every_ns > 0 {
+            start + soak.storm_every_ns
+        } else {
+            u64::MAX
+        };
+        self.phase_name = "soak";
+        loop {
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(Stop::Failed);
+            }
+            let now = self.clock.now_ns();
+            self.tick(now)?;
+            self.watch_storms(now, soak.storm_sessions as u64);
+            if now >= end {
+                break;
+            }
+            if now >= next_storm {
+                self.close_storm(soak.storm_sessions as u64);
+                let base = self.shared.storm_rejoined.load(Ordering::Relaxed);
+                self.soak.storm_at.push((now, base, None));
+                self.soak.storms += 1;
+                self.shared.storm.fetch_add(1, Ordering::Release);
+                for w in &self.wakers {
+                    let _ = w.wake();
+                }
+                next_storm = next_storm.saturating_add(soak.storm_every_ns);
+                if next_storm >= end {
+                    next_storm = u64::MAX;
+                }
+            }
+            self.progress("soak", 0, 0, end, now);
+            std::thread::sleep(TICK);
+        }
+        self.close_storm(soak.storm_sessions as u64);
+        self.set_phase(phase::QUIESCE);
+        // Drain: every event sent reached every subscriber that stayed, every call got its final answer, every
+        // slow subscriber read what was queued for it.
+        let coverage: Vec<Vec<usize>> = self
+            .plan
+            .roles
+            .iter()
+            .filter_map(|r| match r {
+                RoleSpec::SoakSubscriber { streams, .. } => Some(streams.clone()),
+                _ => None,
+            })
+            .collect();
+        let expected_events = move |shared: &Shared| {
+            let sent = shared.stream_sent();
+            coverage
+                .iter()
+                .map(|streams| soak::Subscriber::expected(streams, &sent))
+                .sum::<u64>()
+        };
+        let slow = self.slow_count();
+        let drained = self.wait("drain", 3, |s| {
+            u64::from(s.received.load(Ordering::Relaxed) >= expected_events(s))
+                + u64::from(s.answers.load(Ordering::Relaxed) >= s.calls.load(Ordering::Relaxed))
+                + u64::from(s.settled.load(Ordering::Relaxed) >= slow)
+        });
+        match drained {
+            Err(Stop::Timeout(why)) => {
+                // Whatever is missing now is lost: the accounting says what.
+                self.soak.drain_timeout = Some(why);
+            }
+            other => other?,
+        }
+        self.close_window();
+        let now = self.clock.now_ns();
+        self.take_windows(now, true);
+        Ok(())
+    }
+
+    /// Notes when every storm session was back after the last storm.
+    fn watch_storms(&mut self, now: u64, sessions: u64) {
+        let rejoined = self.shared.storm_rejoined.load(Ordering::Relaxed);
+        if let Some(last) = self.soak.storm_at.last_mut() {
+            if last.2.is_none() && rejoined.saturating_sub(last.1) >= sessions {
+                last.2 = Some(now);
+            }
+        }
+    }
+
+    /// Before the next storm (or the end): a storm whose sessions did not all come back is an error.
+    fn close_storm(&mut self, sessions: u64) {
+        let now = self.clock.now_ns();
+        self.watch_storms(now, sessions);
+        if let Some(&(at, base, None)) = self.soak.storm_at.last() {
+            let back = self
+                .shared
+                .storm_rejoined
+                .load(Ordering::Relaxed)
+                .saturating_sub(base);
+            self.shared.record_error(
+                "storm: not every session joined again before the next storm or the end".into(),
+                false,
+                format!(
+                    "{back} of {sessions} storm sessions joined and subscribed again within {:.1} s",
+                    (now - at) as f64 / 1e9
+                ),
+            );
+            // Counted once.
+            if let Some(last) = self.soak.storm_at.last_mut() {
+                last.2 = Some(u64::MAX);
+            }
+        }
+    }
+
     fn start_run(&mut self) {
+        self.started = true;
+        if let Some(pid) = self.opts.router_pid {
+            self.rss_before_kib = sys::rss_kib(pid).ok().or(self.rss_before_kib);
+        }
         self.open_window();
         self.shared
             .start_ns
@@ -237,6 +505,7 @@ impl<'a> Coordinator<'a> {
             }
             let v = value(&self.shared);
             let now = self.clock.now_ns();
+            self.tick(now)?;
             self.progress(name, v, target, end_ns, now);
             if v >= target || now >= end_ns {
                 return Ok(());
@@ -245,10 +514,14 @@ impl<'a> Coordinator<'a> {
                 last = v;
                 last_progress_ns = now;
             } else if now - last_progress_ns > timeout_ns {
-                let unit = match name {
-                    "run" => "messages sent and acknowledged",
-                    "drain" => "deliveries",
-                    "churn" => "cycles",
+                let unit = match (name, self.plan.scenario) {
+                    ("run", _) => "messages sent and acknowledged",
+                    ("drain", ScenarioKind::Soak) => {
+                        "conditions (events delivered, calls answered, slow subscribers settled)"
+                    }
+                    ("drain", _) => "deliveries",
+                    ("churn", _) => "cycles",
+                    ("settle", _) => "slow subscribers settled",
                     _ => "sessions",
                 };
                 return Err(Stop::Timeout(format!(
@@ -267,6 +540,7 @@ impl<'a> Coordinator<'a> {
             if self.shared.failed.load(Ordering::Acquire) {
                 return Err(Stop::Failed);
             }
+            self.tick(self.clock.now_ns())?;
             std::thread::sleep(TICK);
         }
         Ok(())
@@ -323,6 +597,7 @@ impl<'a> Coordinator<'a> {
             self.close_window();
         }
         let mut timeout = None;
+        let mut ceiling = None;
         match &outcome {
             Ok(()) => {
                 self.set_phase(phase::STOP);
@@ -340,6 +615,10 @@ impl<'a> Coordinator<'a> {
                 self.set_phase(phase::ABORT);
             }
             Err(Stop::Failed) => self.set_phase(phase::ABORT),
+            Err(Stop::Ceiling(why)) => {
+                ceiling = Some(why.clone());
+                self.set_phase(phase::ABORT);
+            }
         }
         let mut reports = Vec::new();
         for h in handles {
@@ -361,7 +640,32 @@ impl<'a> Coordinator<'a> {
                 self.plan.timeout.as_secs_f64()
             ));
         }
-        self.result(reports, errors, timeout)
+        if let Some(why) = self.soak.drain_timeout.take() {
+            timeout.get_or_insert(why);
+        }
+        if self.plan.soak.is_some() {
+            self.after_soak();
+        } else if self.started && self.sampler.is_active() && !self.opts.sample_interval.is_zero() {
+            let _ = self.sample_now();
+        }
+        self.result(reports, errors, timeout, ceiling)
+    }
+
+    /// Soak: once every session left, gives the router up to 10 s to close what it holds, then samples it.
+    fn after_soak(&mut self) {
+        let Some(pid) = self.opts.router_pid else {
+            let _ = self.sample_now();
+            return;
+        };
+        let deadline = self.clock.now_ns() + 10_000_000_000;
+        loop {
+            let fds = sys::open_fds(pid).ok();
+            if fds.is_none() || fds <= self.soak.fds_before || self.clock.now_ns() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.sample_now();
     }
 
     fn result(
@@ -369,6 +673,7 @@ impl<'a> Coordinator<'a> {
         reports: Vec<WorkerReport>,
         mut errors: Vec<String>,
         timeout: Option<String>,
+        ceiling: Option<String>,
     ) -> RunResult {
         let plan = &self.plan;
         let mut tally = Tally::default();
@@ -385,6 +690,10 @@ impl<'a> Coordinator<'a> {
             tally.send_lag.merge(&r.tally.send_lag);
             tally.last_sent_ns = tally.last_sent_ns.max(r.tally.last_sent_ns);
             tally.last_received_ns = tally.last_received_ns.max(r.tally.last_received_ns);
+            tally.calls += r.tally.calls;
+            tally.answers += r.tally.answers;
+            tally.call_latency.merge(&r.tally.call_latency);
+            tally.soak.add(&r.tally.soak);
             integrity.add(r.integrity);
             rx += r.bytes_in;
             tx += r.bytes_out;
@@ -432,9 +741,18 @@ impl<'a> Coordinator<'a> {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
-        let status = if timeout.is_some() {
+        let error_kinds: Vec<_> = self
+            .shared
+            .error_kinds
+            .lock()
+            .map(|k| k.values().cloned().collect())
+            .unwrap_or_default();
+        let foreign_errors = error_kinds.iter().any(|e| !e.own);
+        let status = if ceiling.is_some() {
+            Status::Ceiling
+        } else if timeout.is_some() {
             Status::Timeout
-        } else if !errors.is_empty() {
+        } else if !errors.is_empty() || foreign_errors {
             Status::Error
         } else if !integrity.is_clean() {
             Status::Integrity
@@ -444,6 +762,37 @@ impl<'a> Coordinator<'a> {
         if let Some(why) = timeout {
             errors.insert(0, format!("timeout: {why}"));
         }
+        if let Some(why) = ceiling {
+            errors.insert(0, why);
+        }
+        if let Some(e) = &self.sampler.metrics_error {
+            errors.push(format!(
+                "{} metrics scrape(s) failed, the first: {e}",
+                self.sampler.metrics_failures
+            ));
+        }
+        let slow = (plan.scenario == ScenarioKind::Slow).then(|| {
+            let read = plan
+                .roles
+                .iter()
+                .find_map(|r| match r {
+                    RoleSpec::SlowSubscriber { read, .. } => Some(*read),
+                    _ => None,
+                })
+                .map_or("-".to_owned(), |r| match r {
+                    SlowRead::Never => "never".into(),
+                    SlowRead::Rate(b) => format!("{b} B/s"),
+                });
+            let fates = reports
+                .iter()
+                .flat_map(|r| r.slow.iter().cloned())
+                .collect();
+            SlowOutcome::from_fates(read, fates)
+        });
+        let soak = plan
+            .soak
+            .as_ref()
+            .map(|s| self.soak_outcome(s, &tally, &reports));
         let open = matches!(plan.mode, Mode::Open { .. });
         let latency_kind = match plan.scenario {
             ScenarioKind::Fanout | ScenarioKind::Fanin if open => {
@@ -456,6 +805,12 @@ impl<'a> Coordinator<'a> {
             ScenarioKind::Rpc => "CALL to RESULT, from actual send time (closed loop)",
             ScenarioKind::Connect => "connect to WELCOME",
             ScenarioKind::Churn => "one churn cycle",
+            ScenarioKind::Slow => {
+                "publish to EVENT at the fast subscribers, from intended send time"
+            }
+            ScenarioKind::Soak => {
+                "publish to EVENT at the subscribers that stay, from intended send time"
+            }
         };
         let rss_per_session = match (self.rss_before_kib, self.rss_after_kib, plan.scenario) {
             (Some(b), Some(a), ScenarioKind::Connect) if messages > 0 => {
@@ -542,6 +897,79 @@ impl<'a> Coordinator<'a> {
             timestamp: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            // connect has no run phase: it started once a session joined.
+            started: self.started
+                || (plan.scenario == ScenarioKind::Connect
+                    && self.shared.joined.load(Ordering::Relaxed) > 0),
+            error_kinds,
+            samples: self.sampler.samples.clone(),
+            latency_series: self.soak.latency.clone(),
+            router_rss_max_kib: self.sampler.rss_max_kib,
+            metrics_delta: self.sampler.metrics_delta(),
+            slow,
+            soak,
+        }
+    }
+
+    fn soak_outcome(
+        &self,
+        soak: &crate::plan::SoakPlan,
+        tally: &Tally,
+        reports: &[WorkerReport],
+    ) -> SoakOutcome {
+        let warmup = self.opts.warmup.as_secs_f64();
+        let samples = &self.sampler.samples;
+        let duration = self.opts.duration.as_secs_f64();
+        let steady = |f: fn(&timeline::Sample) -> Option<u64>| -> Vec<(f64, f64)> {
+            samples
+                .iter()
+                .filter(|s| s.t_s >= warmup && s.t_s <= duration)
+                .filter_map(|s| f(s).map(|v| (s.t_s, v as f64)))
+                .collect()
+        };
+        let rss: Vec<(f64, f64)> = steady(|s| s.rss_kib.map(|k| k * 1024));
+        let fds = steady(|s| s.fds);
+        let rss_mean =
+            (!rss.is_empty()).then(|| rss.iter().map(|p| p.1).sum::<f64>() / rss.len() as f64);
+        let rss_slope = timeline::slope(&rss).map(|s| s * 3600.0);
+        let during: Vec<&timeline::Sample> = samples
+            .iter()
+            .filter(|s| s.t_s >= 0.0 && s.t_s <= duration)
+            .collect();
+        let last = samples.last();
+        SoakOutcome {
+            duration_s: duration,
+            warmup_s: warmup,
+            counts: tally.soak,
+            calls: tally.calls,
+            answers: tally.answers,
+            call_latency_us: tally.call_latency.summary(),
+            storms: self.soak.storms,
+            storm_sessions: soak.storm_sessions as u64,
+            storm_rejoin_s: self
+                .soak
+                .storm_at
+                .iter()
+                .map(|&(at, _, back)| match back {
+                    Some(t) if t != u64::MAX => Some((t - at) as f64 / 1e9),
+                    _ => None,
+                })
+                .collect(),
+            rss_slope_bytes_per_h: rss_slope,
+            rss_mean_bytes: rss_mean,
+            rss_slope_pct_per_h: match (rss_slope, rss_mean) {
+                (Some(s), Some(m)) if m > 0.0 => Some(s / m * 100.0),
+                _ => None,
+            },
+            rss_min_kib: during.iter().filter_map(|s| s.rss_kib).min(),
+            rss_max_kib: during.iter().filter_map(|s| s.rss_kib).max(),
+            fds_before: self.soak.fds_before,
+            fds_slope_per_h: timeline::slope(&fds).map(|s| s * 3600.0),
+            fds_max: during.iter().filter_map(|s| s.fds).max(),
+            fds_after: last.filter(|s| s.t_s > duration).and_then(|s| s.fds),
+            rss_before_kib: self.soak.rss_before_kib,
+            rss_after_kib: last.filter(|s| s.t_s > duration).and_then(|s| s.rss_kib),
+            dead_sessions: reports.iter().map(|r| r.dead as u64).sum(),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::io;
 
 use kreisel_codec::{Dict, Field, Id, Message};
 
-use crate::plan::Plan;
-use crate::roles::{Ctx, Role, Step, Tally};
+use crate::plan::{Plan, SlowRead};
+use crate::roles::{Ctx, DropKind, Role, Step, Tally};
 use crate::stats::Clock;
 use crate::transport::{Connection, Frame, Phase, Writer};
 
@@ -15,6 +15,15 @@ use crate::transport::{Connection, Frame, Phase, Writer};
 const SUBSCRIBER_FEATURES: &[(&str, Field<'static>)] =
     &[("pattern_based_subscription", Field::Bool(true))];
 const PUBLISHER_FEATURES: &[(&str, Field<'static>)] = &[("publisher_exclusion", Field::Bool(true))];
+const CALLER_FEATURES: &[(&str, Field<'static>)] = &[
+    ("call_canceling", Field::Bool(true)),
+    ("progressive_call_results", Field::Bool(true)),
+];
+const CALLEE_FEATURES: &[(&str, Field<'static>)] = &[
+    ("call_canceling", Field::Bool(true)),
+    ("progressive_call_results", Field::Bool(true)),
+    ("pattern_based_registration", Field::Bool(true)),
+];
 const ROLES: &[(&str, Field<'static>)] = &[
     (
         "publisher",
@@ -30,8 +39,20 @@ const ROLES: &[(&str, Field<'static>)] = &[
             Field::Dict(Dict::Fields(SUBSCRIBER_FEATURES)),
         )])),
     ),
-    ("caller", Field::Dict(Dict::EMPTY)),
-    ("callee", Field::Dict(Dict::EMPTY)),
+    (
+        "caller",
+        Field::Dict(Dict::Fields(&[(
+            "features",
+            Field::Dict(Dict::Fields(CALLER_FEATURES)),
+        )])),
+    ),
+    (
+        "callee",
+        Field::Dict(Dict::Fields(&[(
+            "features",
+            Field::Dict(Dict::Fields(CALLEE_FEATURES)),
+        )])),
+    ),
 ];
 const HELLO_DETAILS: &[(&str, Field<'static>)] = &[
     ("agent", Field::Str("kreisel-loadtest")),
@@ -84,6 +105,105 @@ pub struct Env<'a> {
     pub clock: Clock,
 }
 
+/// How a slow subscriber reads: throttled (not at all, or at a byte rate) from the moment it is ready in the run
+/// phase, then, when it settles, at full speed until the router has been quiet for a while or closed the connection.
+#[derive(Debug)]
+pub struct SlowReader {
+    pub read: SlowRead,
+    /// Reading is throttled.
+    pub throttled: bool,
+    /// Bytes it may read now (rate readers), refilled from the clock.
+    tokens: f64,
+    refilled_ns: u64,
+    /// Settling: when bytes last arrived (or settling began).
+    pub settling: Option<u64>,
+    /// Settled: read everything the router had for it (`disconnected`: and found the connection closed).
+    pub settled: bool,
+    pub disconnected: bool,
+    /// Soak: when a never-reading subscriber's stall ends (0: not stalled).
+    pub stall_until: u64,
+}
+
+/// A rate reader reads at most this often (its allowance accrues in between).
+pub const SLOW_TICK_NS: u64 = 50_000_000;
+/// A settling subscriber counts as settled once nothing arrived for this long.
+pub const SETTLE_QUIET_NS: u64 = 300_000_000;
+/// While the run lasts, a settling subscriber has caught up once an event this young (from its intended send
+/// time) arrives.
+pub const FRESH_NS: u64 = 250_000_000;
+
+impl SlowReader {
+    pub fn new(read: SlowRead) -> SlowReader {
+        SlowReader {
+            read,
+            throttled: false,
+            tokens: 0.0,
+            refilled_ns: 0,
+            settling: None,
+            settled: false,
+            disconnected: false,
+            stall_until: 0,
+        }
+    }
+
+    /// Starts throttling at `now_ns`.
+    pub fn throttle(&mut self, now_ns: u64) {
+        self.throttled = true;
+        self.tokens = 0.0;
+        self.refilled_ns = now_ns;
+    }
+
+    /// Stops throttling: read everything, watch for the router going quiet.
+    pub fn settle(&mut self, now_ns: u64) {
+        self.throttled = false;
+        if self.settling.is_none() && !self.settled {
+            self.settling = Some(now_ns);
+        }
+    }
+
+    /// Bytes it may read now (`None`: any number).
+    fn allowance(&mut self, now_ns: u64) -> Option<usize> {
+        if !self.throttled {
+            return None;
+        }
+        match self.read {
+            SlowRead::Never => Some(0),
+            SlowRead::Rate(rate) => {
+                let elapsed = now_ns.saturating_sub(self.refilled_ns) as f64 / 1e9;
+                self.refilled_ns = now_ns;
+                // At most a quarter of a second's worth accrues: it reads steadily, not in bursts.
+                self.tokens = (self.tokens + elapsed * rate as f64).min(rate as f64 / 4.0 + 1.0);
+                Some(self.tokens as usize)
+            }
+        }
+    }
+
+    fn consumed(&mut self, n: usize, now_ns: u64) {
+        if self.throttled {
+            self.tokens = (self.tokens - n as f64).max(0.0);
+        }
+        if self.settling.is_some() && n > 0 {
+            self.settling = Some(now_ns);
+        }
+    }
+
+    /// When the worker must look at this reader again: the next read of a rate reader, the end of a stall, the
+    /// moment a settling reader counts as settled.
+    pub fn deadline(&self) -> Option<u64> {
+        if self.settled {
+            return None;
+        }
+        if let Some(last) = self.settling {
+            return Some(last + SETTLE_QUIET_NS);
+        }
+        match (self.throttled, self.read) {
+            (true, SlowRead::Rate(_)) => Some(self.refilled_ns + SLOW_TICK_NS),
+            (true, SlowRead::Never) if self.stall_until > 0 => Some(self.stall_until),
+            _ => None,
+        }
+    }
+}
+
 /// The WAMP half of a session (everything but the connection).
 #[derive(Debug)]
 pub struct Wamp {
@@ -94,6 +214,8 @@ pub struct Wamp {
     pub publisher_exclusion: bool,
     /// When the current connection attempt began (ns).
     pub connect_started_ns: u64,
+    /// The role asked to leave without GOODBYE (the worker closes the connection so).
+    pub drop: Option<DropKind>,
 }
 
 #[derive(Debug)]
@@ -102,10 +224,14 @@ pub struct Session {
     pub index: usize,
     pub conn: Option<Connection>,
     pub wamp: Wamp,
+    /// Slow subscribers only.
+    pub slow: Option<SlowReader>,
+    /// The session failed and stays out of the run (soak: its accounting is not counted).
+    pub dead: bool,
 }
 
 impl Session {
-    pub fn new(index: usize, role: Role) -> Session {
+    pub fn new(index: usize, role: Role, slow: Option<SlowRead>) -> Session {
         Session {
             index,
             conn: None,
@@ -115,7 +241,10 @@ impl Session {
                 role,
                 publisher_exclusion: false,
                 connect_started_ns: 0,
+                drop: None,
             },
+            slow: slow.map(SlowReader::new),
+            dead: false,
         }
     }
 
@@ -130,8 +259,10 @@ impl Session {
         self.wamp.state = State::Connecting;
         self.wamp.next_request = Id::FIRST;
         self.wamp.connect_started_ns = now_ns;
-        if let Role::Churner(c) = &mut self.wamp.role {
-            c.begin_cycle(now_ns);
+        self.wamp.drop = None;
+        self.wamp.role.begin_connection(now_ns);
+        if let Some(slow) = &mut self.slow {
+            *slow = SlowReader::new(slow.read);
         }
         Ok(())
     }
@@ -142,10 +273,14 @@ impl Session {
         if env.plan.endpoint.is_nats() {
             return crate::nats::handle_ready(self, env, budget);
         }
-        let Session { conn, wamp, .. } = self;
+        let Session {
+            conn, wamp, slow, ..
+        } = self;
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
         };
+        // A throttled slow subscriber reads only its allowance (and a never-reading one nothing at all).
+        let mut limit = slow.as_mut().and_then(|s| s.allowance(env.now_ns));
         if conn.phase != Phase::Open {
             if !conn.handle_handshake()? {
                 return Ok(false);
@@ -190,7 +325,13 @@ impl Session {
             if read >= budget {
                 return Ok(true);
             }
-            match conn.reader.read_from(&mut conn.stream) {
+            if limit == Some(0) {
+                return Ok(false);
+            }
+            match conn
+                .reader
+                .read_limited(&mut conn.stream, limit.unwrap_or(usize::MAX))
+            {
                 Ok(0) => {
                     if wamp.state == State::Leaving {
                         // Some routers close the connection instead of answering GOODBYE.
@@ -205,6 +346,12 @@ impl Session {
                 Ok(n) => {
                     read += n;
                     env.now_ns = env.clock.now_ns();
+                    if let Some(slow) = slow.as_mut() {
+                        slow.consumed(n, env.now_ns);
+                    }
+                    if let Some(l) = &mut limit {
+                        *l = l.saturating_sub(n);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -224,18 +371,43 @@ impl Session {
         role.handle_start(&mut ctx(next_request, &mut conn.writer, env), start_ns)
     }
 
-    /// Open loop: sends what is due.
-    pub fn poll_send(&mut self, env: &mut Env<'_>) -> Result<(), String> {
+    /// Does what the role has due (open-loop sending, timed actions).
+    pub fn poll(&mut self, env: &mut Env<'_>) -> Result<(), String> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         if self.wamp.state != State::Ready {
             return Ok(());
         }
+        let step = {
+            let Wamp {
+                next_request, role, ..
+            } = &mut self.wamp;
+            role.poll(&mut ctx(next_request, &mut conn.writer, env))?
+        };
+        self.wamp.apply(step, &mut conn.writer, env)
+    }
+
+    /// The run's sending is over (soak).
+    pub fn handle_quiesce(&mut self, env: &mut Env<'_>) -> Result<(), String> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        if !self.wamp.state.is_established() {
+            return Ok(());
+        }
         let Wamp {
             next_request, role, ..
         } = &mut self.wamp;
-        role.poll_send(&mut ctx(next_request, &mut conn.writer, env))
+        role.handle_quiesce(&mut ctx(next_request, &mut conn.writer, env))
+    }
+
+    /// Leaves with GOODBYE now (a slow subscriber of the soak that settled).
+    pub fn leave(&mut self, env: &mut Env<'_>) -> Result<(), String> {
+        match (self.wamp.state, self.conn.as_mut()) {
+            (State::Setup | State::Ready, Some(conn)) => self.wamp.leave(&mut conn.writer, env),
+            _ => Ok(()),
+        }
     }
 
     /// The run is over: say GOODBYE if joined, or just close.
@@ -345,6 +517,11 @@ impl Wamp {
                 Ok(())
             }
             Step::Leave => self.leave(out, env),
+            Step::Drop(kind) => {
+                self.drop = Some(kind);
+                self.state = State::Closed;
+                Ok(())
+            }
         }
     }
 

@@ -271,6 +271,91 @@ impl Latency {
     }
 }
 
+/// A coarse latency histogram for time series (one per second of a soak): 1 µs to 100 s, 2 significant digits,
+/// about 10 KB, so a second's worth can be merged across threads and dropped once summarized.
+#[derive(Clone, Debug)]
+pub struct WindowLatency {
+    hist: Histogram<u32>,
+}
+
+impl Default for WindowLatency {
+    fn default() -> Self {
+        WindowLatency::new()
+    }
+}
+
+impl WindowLatency {
+    pub fn new() -> WindowLatency {
+        // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5).
+        let hist = Histogram::new_with_bounds(1, 100_000_000, 2).expect("valid histogram bounds");
+        WindowLatency { hist }
+    }
+
+    /// Records `received_ns - sent_ns` (in µs, at least 1).
+    pub fn record(&mut self, sent_ns: u64, received_ns: u64) {
+        self.hist
+            .saturating_record((received_ns.saturating_sub(sent_ns) / 1000).max(1));
+    }
+
+    pub fn merge(&mut self, other: &WindowLatency) {
+        // Same bounds on both sides, so adding cannot fail (counts saturate).
+        let _ = self.hist.add(&other.hist);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// p99 in µs (0 when empty).
+    pub fn p99_us(&self) -> f64 {
+        if self.hist.is_empty() {
+            0.0
+        } else {
+            self.hist.value_at_quantile(0.99) as f64
+        }
+    }
+
+    pub fn max_us(&self) -> f64 {
+        self.hist.max() as f64
+    }
+}
+
+/// Order and duplicate accounting for sessions that do not stay for the whole run (churners, slow subscribers):
+/// they join mid-stream and may be cut off, so loss is not defined for them, but an event whose number is not
+/// above the last one seen from its stream is out of order or a duplicate (told apart by nothing but loss
+/// accounting, so both count as `regressed`).
+#[derive(Clone, Debug, Default)]
+pub struct OrderTracker {
+    /// Highest number seen per stream, plus one (0: nothing seen yet).
+    next: Vec<u64>,
+    pub received: u64,
+    pub regressed: u64,
+}
+
+impl OrderTracker {
+    /// Records event `seq` of `stream`; `false` if the stream is out of range.
+    pub fn record(&mut self, stream: usize, seq: u64) -> bool {
+        if stream >= 1 << 16 {
+            return false;
+        }
+        if self.next.len() <= stream {
+            self.next.resize(stream + 1, 0);
+        }
+        self.received += 1;
+        if seq < self.next[stream] {
+            self.regressed += 1;
+        } else {
+            self.next[stream] = seq + 1;
+        }
+        true
+    }
+
+    /// Starts over (a new session of the same role).
+    pub fn reset(&mut self) {
+        self.next.clear();
+    }
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct LatencySummary {
@@ -349,6 +434,33 @@ mod tests {
         assert_eq!(t.lost(expected), GAPS_MAX as u64 + 10);
         t.record(0); // forgotten: counted as a duplicate, loss stays as it was
         assert_eq!((t.lost(expected), t.duplicated), (GAPS_MAX as u64 + 10, 1));
+    }
+
+    #[test]
+    fn order_tracker() {
+        let mut t = OrderTracker::default();
+        for (stream, seq) in [(0, 5), (0, 6), (1, 0), (0, 6), (0, 4), (1, 3)] {
+            assert!(t.record(stream, seq));
+        }
+        assert_eq!((t.received, t.regressed), (6, 2));
+        t.reset();
+        assert!(t.record(0, 1));
+        assert_eq!(t.regressed, 2, "a new session starts over");
+        assert!(!t.record(1 << 16, 0));
+    }
+
+    #[test]
+    fn window_latency() {
+        let mut w = WindowLatency::new();
+        for us in 1..=100u64 {
+            w.record(0, us * 1000);
+        }
+        let mut other = WindowLatency::new();
+        other.record(0, 5_000_000_000);
+        w.merge(&other);
+        assert_eq!(w.count(), 101);
+        assert!((w.p99_us() - 100.0).abs() <= 1.0, "{}", w.p99_us());
+        assert!(w.max_us() >= 4_900_000.0);
     }
 
     #[test]

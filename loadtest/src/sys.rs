@@ -141,6 +141,13 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Open file descriptors of process `pid` (entries of `/proc/<pid>/fd`; the process must be ours).
+pub fn open_fds(pid: u32) -> Result<u64, String> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("cannot read /proc/{pid}/fd: {e}"))?;
+    Ok(dir.count() as u64)
+}
+
 /// CPU time (user + system) process `pid` used so far, from `/proc/<pid>/stat` (clock-tick resolution).
 pub fn process_cpu(pid: u32) -> Result<Duration, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -183,6 +190,7 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).expect("rss") > 0);
         assert!(process_cpu(pid).is_ok());
+        assert!(open_fds(pid).expect("fds") >= 3);
         let (user, sys) = cpu_time();
         assert!(user + sys > Duration::ZERO);
         assert!(raise_fd_limit() > 0);

@@ -178,8 +178,14 @@ impl Reader {
 
     /// One `read` into the buffer. `Ok(0)` is end of stream; `WouldBlock` is passed through.
     pub fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        self.read_limited(stream, usize::MAX)
+    }
+
+    /// [`Reader::read_from`] of at most `max` bytes (at least 1).
+    pub fn read_limited(&mut self, stream: &mut impl Read, max: usize) -> io::Result<usize> {
         self.make_room();
-        let n = stream.read(&mut self.data[self.end..])?;
+        let end = self.data.len().min(self.end.saturating_add(max.max(1)));
+        let n = stream.read(&mut self.data[self.end..end])?;
         self.end += n;
         self.bytes_in += n as u64;
         if self.end == self.data.len() && self.data.len() < READ_BUFFER_MAX {
@@ -415,6 +421,34 @@ impl Writer {
                 websocket::write_frame(Opcode::Pong, payload, mask, &mut self.data);
             }
             Framing::Nats => self.data.extend_from_slice(b"PONG\r\n"),
+        }
+    }
+
+    /// Forgets everything not yet written (a connection dropped on purpose).
+    pub fn discard(&mut self) {
+        self.data.clear();
+        self.written = 0;
+    }
+
+    /// The start of a message frame whose header announces 64 bytes of which only 10 follow: what a client that
+    /// dies in the middle of a write leaves behind.
+    pub fn partial_frame(&mut self) {
+        let body = [b' '; 10];
+        match self.framing {
+            Framing::RawSocket => {
+                self.data
+                    .extend_from_slice(&rawsocket::header(FrameType::Message, 64));
+                self.data.extend_from_slice(&body);
+            }
+            Framing::WebSocket => {
+                let mask = self.next_mask();
+                let mut frame = Vec::new();
+                websocket::write_frame(Opcode::Binary, &[b' '; 64], mask, &mut frame);
+                // Header (2 octets) and mask (4), then 10 of the 64 payload octets.
+                self.data.extend_from_slice(&frame[..6 + body.len()]);
+            }
+            // The scenarios that leave mid-frame (soak) speak WAMP only.
+            Framing::Nats => {}
         }
     }
 
@@ -729,6 +763,31 @@ mod tests {
         w.flush_to(&mut sink).expect("flush");
         assert_eq!(w.pending(), 0);
         assert_eq!(sink, [3, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn partial_frames_announce_more_than_they_carry() {
+        let mut w = Writer::new(Framing::RawSocket, 1);
+        w.partial_frame();
+        let mut out = Vec::new();
+        w.flush_to(&mut out).expect("flush");
+        assert_eq!(out.len(), 14);
+        assert_eq!(&out[..4], &rawsocket::header(FrameType::Message, 64));
+        let mut w = Writer::new(Framing::WebSocket, 1);
+        w.partial_frame();
+        let mut out = Vec::new();
+        w.flush_to(&mut out).expect("flush");
+        let h = websocket::parse_header(&out, 1 << 20)
+            .expect("valid header")
+            .expect("complete header");
+        assert_eq!((h.payload_len, out.len() - h.header_len), (64, 10));
+        let mut limited = Reader::new(Framing::RawSocket);
+        let mut source = Trickle {
+            data: &[1, 2, 3, 4, 5],
+            step: 100,
+        };
+        assert_eq!(limited.read_limited(&mut source, 2).expect("read"), 2);
+        assert_eq!(limited.buffered(), [1, 2]);
     }
 
     #[test]

@@ -177,6 +177,11 @@ transports = ["rawsocket"]
         format!("rs://{}", self.rs)
     }
 
+    /// Starts a lame-duck drain, as SIGUSR2 does (see [`StopHandle::drain`]).
+    pub fn drain(&self) -> bool {
+        self.stop.drain()
+    }
+
     /// Stops the router and waits for its loop to end.
     pub fn stop(&mut self) {
         self.stop.stop();

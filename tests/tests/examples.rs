@@ -319,7 +319,17 @@ fn browser_example_in_headless_chromium() {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     installed(&chromium, "chromium (apt-get install chromium)");
 
-    let router = TestRouter::start("");
+    // The page connects to a listener with permessage-deflate (chromium offers it), the worker to a plain one.
+    let router = TestRouter::start(
+        r#"
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["websocket"]
+compression = "deflate"
+metrics = "/metrics"
+"#,
+    );
+    let deflate_url = format!("ws://{}/ws", router.tcp_address(3));
     let mut worker = Process::spawn(
         "examples/browser/worker.py",
         Command::new(python())
@@ -357,7 +367,7 @@ fn browser_example_in_headless_chromium() {
         Command::new("node")
             .arg(driver_dir.join("browser_check.js"))
             .arg(format!("http://127.0.0.1:{port}/index.html"))
-            .arg(router.ws_url())
+            .arg(&deflate_url)
             .arg(&out)
             .args(["json", "msgpack"])
             .current_dir(&driver_dir),
@@ -370,6 +380,17 @@ fn browser_example_in_headless_chromium() {
         lines.join("\n")
     );
     eprintln!("{}", lines.join("\n"));
+
+    // Both pages (JSON and MessagePack) spoke permessage-deflate.
+    let metrics = http_get(router.tcp_address(3), "/metrics");
+    let negotiated = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kreisel_websocket_deflate_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(
+        negotiated.is_some_and(|n| n >= 2.0),
+        "chromium's connections negotiated permessage-deflate: {negotiated:?}"
+    );
 
     // The worker's side: two jobs done, two interrupted (one each per serializer).
     worker.wait_for("done, sum of squares 385", 2, Duration::from_secs(10));
@@ -391,4 +412,17 @@ fn browser_example_in_headless_chromium() {
             png.len()
         );
     }
+}
+
+/// One HTTP/1.1 GET; the whole response (the router closes the connection after a metrics page).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("the response");
+    response
 }

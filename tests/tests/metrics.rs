@@ -1,7 +1,8 @@
 //! The metrics endpoint over real sockets: a listener's `metrics` path answers an HTTP GET with the router's
 //! counters in the Prometheus text format and closes; the counters follow what happened; a listener without it
 //! answers as before. The format is also checked with the Prometheus project's own parser (prometheus_client from
-//! PyPI) after an autobahn-python session (`tests/interop/metrics_check.py`).
+//! PyPI) after an autobahn-python session (`tests/interop/metrics_check.py`). The health probes on the same listener
+//! are read with python `requests` while the router serves and while it drains (`tests/interop/health_check.py`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -105,4 +106,30 @@ fn prometheus_client_parses_the_page() {
     let router = router();
     let metrics = format!("http://{}/metrics", router.tcp_address(3));
     python_check("metrics_check.py", &[&router.ws_url(), &metrics]);
+}
+
+/// `/healthz` and `/readyz` read with python `requests`: 200 while serving; during a lame-duck drain `/readyz` is 503
+/// with the reason and `/healthz` stays 200.
+#[test]
+fn requests_reads_the_health_probes() {
+    let router = TestRouter::start(
+        r#"
+[limits]
+lame_duck_ms = 60000
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["websocket"]
+metrics = "/metrics"
+"#,
+    );
+    let base = format!("http://{}", router.tcp_address(3));
+    python_check("health_check.py", &["serving", &base, &router.ws_url()]);
+    // A joined session keeps the drain going (with nobody connected it would end at once); its GOODBYE comes at
+    // the earliest a fifth into the minute.
+    let mut client = Client::websocket(router.ws, Serializer::Json);
+    client.join();
+    assert!(router.drain());
+    assert!(!router.drain(), "one drain at a time");
+    python_check("health_check.py", &["draining", &base, &router.ws_url()]);
 }

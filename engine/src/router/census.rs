@@ -14,8 +14,7 @@ use tracing::warn;
 /// How long a session meta call waits for the other shards' answers.
 pub(crate) const GATHER_TIMEOUT_MS: u64 = 2_000;
 
-/// A meta refusal: (error URI, text).
-type Refusal = (&'static str, String);
+use super::meta::Refusal;
 
 /// What a session meta call asks, in owned form (kept while the other shards answer).
 #[derive(Clone, Debug)]
@@ -319,35 +318,13 @@ impl Router {
             }
             Ask::Kill { .. } => Ok(vec![Value::UInt(gather.killed)]),
         };
-        match outcome {
-            Ok(results) => {
-                let results = Value::List(results);
-                let payload = match &results {
-                    Value::List(items) if items.is_empty() => Payload::EMPTY,
-                    results => Payload {
-                        args: Some(Field::Value(results)),
-                        kwargs: None,
-                    },
-                };
-                let partial_details = Value::dict().with("x_kreisel_partial", true);
-                let details = if partial {
-                    Dict::Value(&partial_details)
-                } else {
-                    Dict::EMPTY
-                };
-                sink.send(
-                    caller,
-                    &Message::Result {
-                        request: gather.request,
-                        details,
-                        payload,
-                    },
-                );
-            }
-            Err((uri, text)) => {
-                self.send_error(sink, caller, MessageType::Call, gather.request, uri, &text)
-            }
-        }
+        let partial_details = Value::dict().with("x_kreisel_partial", true);
+        let details = if partial {
+            Dict::Value(&partial_details)
+        } else {
+            Dict::EMPTY
+        };
+        self.answer_meta(caller, gather.request, outcome, details, sink);
     }
 
     /// This shard's sessions of `realm` whose authrole is among `roles` (all when `None`).

@@ -85,10 +85,11 @@ impl Router {
         let Some(peer) = self.peer(handle) else {
             return;
         };
-        info!(
+        // The I/O layer logs every ABORT at info with the peer's address.
+        debug!(
             conn = peer.conn.0,
             reason,
-            message = text,
+            detail = text,
             "aborting session"
         );
         if reason == PROTOCOL_VIOLATION {

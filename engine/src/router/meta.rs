@@ -12,7 +12,7 @@ use super::*;
 use crate::session::{Testament, TestamentScope};
 
 /// A meta procedure's refusal: (error URI, text).
-type Refusal = (&'static str, String);
+pub(super) type Refusal = (&'static str, String);
 
 /// Close reason of a killed session when the caller names none (crossbar, xconn and Thruway send it; the spec's
 /// text says `wamp.close.normal`, which is not in its URI list).
@@ -125,6 +125,18 @@ impl Router {
         if testaments_changed && outcome.is_ok() {
             self.tell_testaments(handle, sink);
         }
+        self.answer_meta(caller, request, outcome, Dict::EMPTY, sink);
+    }
+
+    /// RESULT (with `results` as positional arguments, if any) or ERROR for a meta procedure's call.
+    pub(super) fn answer_meta(
+        &mut self,
+        caller: Peer,
+        request: Id,
+        outcome: Result<Vec<Value>, Refusal>,
+        details: Dict<'_>,
+        sink: &mut impl Sink,
+    ) {
         match outcome {
             Ok(results) => {
                 let results = Value::List(results);
@@ -139,7 +151,7 @@ impl Router {
                     caller,
                     &Message::Result {
                         request,
-                        details: Dict::EMPTY,
+                        details,
                         payload,
                     },
                 )

@@ -1,10 +1,10 @@
 //! `[[listeners.services]]`: the HTTP bridge's services in the configuration file, their validation and their
 //! warnings.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One HTTP service on a listener (crossbar's `publisher`, `caller` and `webhook` path services).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// The request path, e.g. `/publish` (a query string on the request is not part of it).
@@ -53,7 +53,7 @@ pub struct ServiceConfig {
 
 /// A client of an HTTP service: a bearer ticket (`Authorization: Bearer <ticket>`) and/or a key and secret for
 /// crossbar's signed requests.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPrincipal {
     /// The principal's name: the `key` query parameter of its signed requests, and what the log shows.
@@ -66,7 +66,7 @@ pub struct HttpPrincipal {
     pub secret: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceKind {
     Publisher,

@@ -1,4 +1,7 @@
-//! Transport handshakes: the RawSocket hello and the HTTP upgrade (or a metrics request) on WebSocket listeners.
+//! Transport handshakes: the RawSocket hello and the HTTP upgrade (or a metrics or health request) on WebSocket
+//! listeners.
+
+use std::sync::atomic::Ordering;
 
 use kreisel_codec::Serializer;
 use tracing::{debug, info};
@@ -31,9 +34,15 @@ impl Shard {
         transport: &mut Transport,
     ) -> Option<usize> {
         let hello: [u8; 4] = input.get(..4)?.try_into().ok()?;
-        if self.conns[index].over_limit {
-            self.stats.refused_over_limit += 1;
-            info!(peer = %self.conns[index].peer, "connection limit reached; refusing RawSocket client");
+        let draining = self.shared.draining.load(Ordering::Relaxed);
+        if self.conns[index].over_limit || draining {
+            if draining {
+                // A listener kept open for the probes during a drain takes no new sessions.
+                debug!(peer = %self.conns[index].peer, "draining (lame duck); refusing RawSocket client");
+            } else {
+                self.stats.refused_over_limit += 1;
+                info!(peer = %self.conns[index].peer, "connection limit reached; refusing RawSocket client");
+            }
             self.send_raw(
                 index,
                 &[],
@@ -105,10 +114,16 @@ impl Shard {
                 consumed,
                 response,
             } => {
-                if self.conns[index].over_limit {
-                    self.stats.refused_over_limit += 1;
-                    info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
-                    let body = "connection limit reached\n";
+                let draining = self.shared.draining.load(Ordering::Relaxed);
+                if self.conns[index].over_limit || draining {
+                    let body = if draining {
+                        debug!(peer = %self.conns[index].peer, "draining (lame duck); refusing WebSocket client");
+                        "draining: not accepting sessions\n"
+                    } else {
+                        self.stats.refused_over_limit += 1;
+                        info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
+                        "connection limit reached\n"
+                    };
                     let response = format!(
                         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
                          Content-Length: {}\r\n\r\n{body}",
@@ -131,6 +146,9 @@ impl Shard {
                     batched,
                     deflate: deflate.is_some(),
                 };
+                if deflate.is_some() {
+                    self.stats.deflate_negotiated += 1;
+                }
                 self.conns[index].deflate =
                     deflate.map(|params| Box::new(ConnDeflate::new(params)));
                 // Until the session joins, messages are held to the smaller limit (see `Shard::framed`).
@@ -158,6 +176,14 @@ impl Shard {
                 self.scrape(index);
                 None
             }
+            websocket::UpgradeOutcome::Health { probe, head, .. } => {
+                *transport = Transport::Closed;
+                let (status, body) = crate::health::answer(probe, &self.shared.health());
+                debug!(peer = %self.conns[index].peer, ?probe, status, %body, "health probe");
+                self.send_raw(index, &[], &crate::health::response(status, &body, head));
+                self.conns[index].closing = Some(CloseCause::Served);
+                None
+            }
             websocket::UpgradeOutcome::Reject {
                 status,
                 response,
@@ -166,7 +192,14 @@ impl Shard {
                 if status == 403 {
                     self.stats.origins_refused += 1;
                 }
-                info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
+                if matches!(status, 404 | 405 | 426) {
+                    // Not a WebSocket upgrade of this listener's path, nor metrics or health: scanners, browsers,
+                    // misdirected checks. Counted, and logged only at debug so they cannot flood the log.
+                    self.stats.http_stray += 1;
+                    debug!(peer = %self.conns[index].peer, status, %reason, "stray HTTP request");
+                } else {
+                    info!(peer = %self.conns[index].peer, status, %reason, "WebSocket upgrade refused");
+                }
                 self.send_raw(index, &[], &response);
                 self.conns[index].closing = Some(CloseCause::Handshake);
                 None

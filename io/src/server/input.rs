@@ -333,7 +333,6 @@ impl Shard {
             Ok(None) => return None,
             Err(fault) => {
                 if let Some(close) = fault.close {
-                    info!(peer = %self.conns[index].peer, %close, "WebSocket protocol error");
                     self.conns[index].ws_close = Some(Box::new((close.code, close.reason)));
                 }
                 self.transport_error(index, &fault.reason);
@@ -493,6 +492,7 @@ impl Shard {
     fn transport_error(&mut self, index: usize, reason: &str) {
         self.stats.transport_errors += 1;
         let conn = &self.conns[index];
+        // With a session (every framed connection has one), its ABORT is logged with the peer's address.
         debug!(peer = %conn.peer, reason, "transport error");
         if let Some(handle) = conn.session {
             self.with_sink(|router, sink| router.handle_protocol_violation(handle, reason, sink));

@@ -12,12 +12,17 @@
 //! `Outbound` sink encodes (once per serializer for a multicast) and queues (`output.rs`); then flush every
 //! connection that got output, once, with `writev`, and ring the other shards that got mail; then fire due timers
 //! (`timers.rs`).
+//!
+//! Operations: every shard notes when its loop last turned (a heartbeat, at most once per millisecond, and a loop
+//! turns at least once a second), which the health probes and the systemd watchdog read; SIGUSR2 starts a
+//! lame-duck drain (`ops.rs`: listeners closed, sessions sent away evenly over `limits.lame_duck_ms` by every
+//! shard, then shutdown).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +42,7 @@ mod handshake;
 mod http;
 mod input;
 mod link;
+mod ops;
 mod output;
 mod scrape;
 mod shard;
@@ -49,6 +55,9 @@ const LISTENER_BASE: usize = 1 << 40;
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const RELOAD: Token = Token(usize::MAX - 3);
+const DRAIN: Token = Token(usize::MAX - 4);
+/// The longest a shard's loop sleeps: it turns at least this often, so its heartbeat shows it is alive.
+const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 /// Connections accepted beyond `connections_max` just to be refused politely; past this, they are dropped.
 const OVER_LIMIT_SLACK: usize = 64;
 
@@ -72,6 +81,14 @@ struct ListenerInfo {
     http: Option<Arc<crate::http::Services>>,
     /// `allowed_origins`, parsed (`None`: any origin).
     origins: Option<Vec<websocket::OriginPattern>>,
+}
+
+impl ListenerInfo {
+    /// Whether it serves metrics or health probes: such a listener stays open during a lame-duck drain (answering
+    /// those, refusing new sessions), so that `/readyz` says 503 rather than nothing.
+    fn serves_http(&self) -> bool {
+        (self.websocket.as_ref()).is_some_and(|ws| ws.health || ws.metrics_path.is_some())
+    }
 }
 
 /// Counters of the I/O layer (per shard; the metrics endpoint sums them).
@@ -104,6 +121,11 @@ pub struct IoStats {
     pub mailbox_full: u64,
     /// Times a producer's input was paused because messages to other shards were waiting in the backlog.
     pub link_stalls: u64,
+    /// HTTP requests on a WebSocket listener that were neither a WebSocket upgrade of its path nor metrics or
+    /// health (wrong path or method, no `Upgrade` header), answered 404, 405 or 426.
+    pub http_stray: u64,
+    /// WebSocket connections that negotiated permessage-deflate.
+    pub deflate_negotiated: u64,
 }
 
 impl std::ops::AddAssign for IoStats {
@@ -125,6 +147,8 @@ impl std::ops::AddAssign for IoStats {
             memory_cuts,
             mailbox_full,
             link_stalls,
+            http_stray,
+            deflate_negotiated,
         } = other;
         self.accepted += accepted;
         self.refused_over_limit += refused_over_limit;
@@ -142,6 +166,8 @@ impl std::ops::AddAssign for IoStats {
         self.memory_cuts += memory_cuts;
         self.mailbox_full += mailbox_full;
         self.link_stalls += link_stalls;
+        self.http_stray += http_stray;
+        self.deflate_negotiated += deflate_negotiated;
     }
 }
 
@@ -169,13 +195,69 @@ struct Shared {
     running: AtomicUsize,
     /// The backplane's figures, in a cluster.
     cluster: Option<Arc<crate::cluster::metrics::ClusterMetrics>>,
+    /// Per shard: when its loop last turned (ms since `start`; [`ENDED`] once it has ended).
+    heartbeats: Vec<Heartbeat>,
+    /// Shards whose loop has started.
+    started: AtomicUsize,
+    /// Lame-duck drain in progress (SIGUSR2, [`StopHandle::drain`]).
+    draining: AtomicBool,
+    /// When the drain started (ms since `start`): every shard spreads its sessions over the same period.
+    drain_start_ms: AtomicU64,
+    /// How long a shard's loop may sleep (ms): [`HEARTBEAT_PERIOD`], shorter with a short systemd watchdog.
+    heartbeat_period_ms: AtomicU64,
 }
+
+/// A heartbeat of its own cache line, so that shards noting theirs do not slow each other down.
+#[repr(align(128))]
+struct Heartbeat(AtomicU64);
+
+/// The heartbeat of a shard whose loop has ended (shutdown): not stuck.
+const ENDED: u64 = u64::MAX;
 
 impl Shared {
     /// Rings every shard (to see a changed flag).
     fn ring_all(&self) {
         for doorbell in &self.doorbells {
             doorbell.ring();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// The first shard whose loop has not turned for `limit_ms`, and since how long (ms).
+    fn stalled(&self, limit_ms: u64) -> Option<(usize, u64)> {
+        let now = self.now_ms();
+        self.heartbeats
+            .iter()
+            .enumerate()
+            .find_map(|(shard, beat)| {
+                let at = beat.0.load(Ordering::Relaxed);
+                let age = now.saturating_sub(at);
+                (at != ENDED && age > limit_ms).then_some((shard, age))
+            })
+    }
+
+    /// Starts a lame-duck drain: returns false if one is on already or the router is shutting down.
+    fn start_drain(&self) -> bool {
+        if self.stop.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.drain_start_ms.store(self.now_ms(), Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
+        self.ring_all();
+        true
+    }
+
+    /// What the health probes look at.
+    fn health(&self) -> crate::health::State {
+        crate::health::State {
+            shards: self.shards,
+            started: self.started.load(Ordering::SeqCst),
+            stalled: self.stalled(crate::health::STALL_LIMIT_MS),
+            draining: self.draining.load(Ordering::SeqCst),
+            stopping: self.stop.load(Ordering::SeqCst),
         }
     }
 
@@ -198,6 +280,17 @@ pub struct Server {
     addresses: Vec<Address>,
     /// In a cluster: the backplane, and its word that it has the other nodes' state.
     backplane: Option<(backplane::Backplane, std::sync::mpsc::Receiver<()>)>,
+    /// What the startup log says of each listener and realm.
+    summary: Summary,
+}
+
+/// The startup log's description of the listeners and realms.
+#[derive(Default)]
+struct Summary {
+    /// Per listener: transports, serializers, WebSocket path, TLS, HTTP services.
+    listeners: Vec<[String; 5]>,
+    /// Per realm: name, principals, roles, anonymous access.
+    realms: Vec<(String, usize, String, String)>,
 }
 
 /// Stops a [`Server`] running on other threads (graceful shutdown, as on SIGTERM).
@@ -216,6 +309,11 @@ impl StopHandle {
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.ring_all();
+    }
+
+    /// Starts a lame-duck drain, as SIGUSR2 does: returns false if one is on already or the router is stopping.
+    pub fn drain(&self) -> bool {
+        self.shared.start_drain()
     }
 }
 
@@ -244,6 +342,20 @@ impl Server {
         // Services are numbered router-wide: each has a session of its own on every shard.
         let mut services = 0;
         let mut addresses = Vec::new();
+        let mut summary = Summary::default();
+        for realm in &config.realms {
+            let roles = match &realm.roles {
+                Some(roles) => roles.len().to_string(),
+                None => "none (everything allowed)".to_string(),
+            };
+            let anonymous = match realm.anonymous_role() {
+                Some(role) => format!("role '{role}'"),
+                None => "off".to_string(),
+            };
+            summary
+                .realms
+                .push((realm.name.clone(), realm.principals.len(), roles, anonymous));
+        }
         for (index, listener) in config.listeners.iter().enumerate() {
             let address = listener.address().map_err(anyhow::Error::msg)?;
             let token = Token(LISTENER_BASE + index);
@@ -286,6 +398,7 @@ impl Server {
                     websocket::UpgradeConfig::new(listener.path.clone(), serializers.clone());
                 upgrade.head_max = websocket::HEAD_MAX_DEFAULT;
                 upgrade.metrics_path = listener.metrics.clone();
+                upgrade.health = listener.serves_health();
                 upgrade.allowed_origins = origins.clone();
                 upgrade.deflate = (listener.compression == crate::config::Compression::Deflate)
                     .then(|| listener.deflate.clone().unwrap_or_default());
@@ -299,6 +412,7 @@ impl Server {
                 ),
                 None => None,
             };
+            summary.listeners.push(describe_listener(listener));
             sockets.push(ListenerState {
                 socket: Some(socket),
             });
@@ -369,6 +483,13 @@ impl Server {
             shards: shard_count,
             running: AtomicUsize::new(0),
             cluster: cluster_metrics.clone(),
+            heartbeats: (0..shard_count)
+                .map(|_| Heartbeat(AtomicU64::new(0)))
+                .collect(),
+            started: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            drain_start_ms: AtomicU64::new(0),
+            heartbeat_period_ms: AtomicU64::new(HEARTBEAT_PERIOD.as_millis() as u64),
         });
         let mut links = Link::mesh(shard_count + usize::from(joined.is_some()));
         let mut shards = Vec::with_capacity(shard_count);
@@ -429,6 +550,7 @@ impl Server {
             shared,
             addresses,
             backplane,
+            summary,
         })
     }
 
@@ -442,7 +564,8 @@ impl Server {
         self.shared.shards
     }
 
-    /// Shuts down gracefully when SIGINT or SIGTERM arrives (a second one: at once).
+    /// Shuts down gracefully when SIGINT or SIGTERM arrives (a second one: at once); drains as a lame duck on
+    /// SIGUSR2 (see [`StopHandle::drain`]).
     pub fn handle_signals(&mut self) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
@@ -450,14 +573,46 @@ impl Server {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
         }
+        let (drain_reader, drain_writer) = StdUnixStream::pair()?;
+        drain_reader.set_nonblocking(true)?;
+        drain_writer.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGUSR2, drain_writer)?;
         if let Some(first) = self.shards.first_mut() {
-            first.watch_signals(UnixStream::from_std(reader))?;
+            first.watch_signals(
+                UnixStream::from_std(reader),
+                UnixStream::from_std(drain_reader),
+            )?;
         }
         Ok(())
     }
 
-    /// Reloads `path` on SIGHUP (see `Shard::reload` in `shard.rs`). Without a file (embedded defaults), SIGHUP is
-    /// logged and ignored rather than ending the process as it would by default.
+    /// Speaks systemd's notification protocol when `$NOTIFY_SOCKET` is set (`Type=notify`): `READY=1` once every
+    /// shard runs, `STOPPING=1` on shutdown or drain, and `WATCHDOG=1` every half `$WATCHDOG_USEC` while every
+    /// shard's loop turns (each then turns at least every quarter of `$WATCHDOG_USEC`). Returns whether it does.
+    pub fn notify_systemd(&mut self) -> io::Result<bool> {
+        let Some(notifier) = crate::notify::Notifier::from_env()? else {
+            return Ok(false);
+        };
+        let watchdog = crate::notify::watchdog_interval();
+        if let Some(interval) = watchdog {
+            let period = (interval / 2).clamp(Duration::from_millis(1), HEARTBEAT_PERIOD);
+            self.shared
+                .heartbeat_period_ms
+                .store(period.as_millis() as u64, Ordering::SeqCst);
+        }
+        info!(
+            socket = notifier.name(),
+            watchdog_ms = watchdog.map(|w| w.as_millis() as u64),
+            "systemd notification"
+        );
+        if let Some(first) = self.shards.first_mut() {
+            first.notify_systemd(notifier, watchdog);
+        }
+        Ok(true)
+    }
+
+    /// Reloads `path` on SIGHUP (see `Shard::reload` in `shard.rs`). Without a file (embedded defaults), SIGHUP is logged and
+    /// ignored rather than ending the process as it would by default.
     pub fn reload_on_sighup(&mut self, path: Option<std::path::PathBuf>) -> io::Result<()> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
@@ -483,8 +638,22 @@ impl Server {
         let Some(first) = shards.next() else {
             return Ok(());
         };
-        for address in &self.addresses {
-            info!(%address, "listening");
+        for (name, principals, roles, anonymous) in &self.summary.realms {
+            info!(realm = %name, principals, roles = %roles, anonymous = %anonymous, "realm");
+        }
+        for (address, [transports, serializers, path, tls, http]) in
+            self.addresses.iter().zip(&self.summary.listeners)
+        {
+            // The address last: tests and scripts read it from the end of the line.
+            info!(
+                transports = %transports,
+                serializers = %serializers,
+                path = %path,
+                tls = %tls,
+                http = %http,
+                %address,
+                "listening"
+            );
         }
         info!(shards = self.shared.shards, "starting");
         self.shared
@@ -571,6 +740,45 @@ fn deepen_backlog(socket: &impl std::os::fd::AsRawFd) {
     }
 }
 
+/// What the startup log says of a listener: transports, serializers, WebSocket path, TLS, HTTP services.
+fn describe_listener(listener: &crate::config::Listener) -> [String; 5] {
+    let transports: Vec<&str> = (listener.transports.iter())
+        .map(|t| match t {
+            TransportName::Websocket => "websocket",
+            TransportName::Rawsocket => "rawsocket",
+            TransportName::Http => "http",
+        })
+        .collect();
+    let serializers: Vec<&str> = (listener.serializers())
+        .into_iter()
+        .map(|s| s.name())
+        .collect();
+    let websocket = listener.speaks(TransportName::Websocket);
+    let path = if websocket {
+        listener.path.clone()
+    } else {
+        "-".into()
+    };
+    let tls = match &listener.tls {
+        None => "off".to_string(),
+        Some(tls) if tls.client_ca.is_some() => "on, client certificates required".to_string(),
+        Some(_) => "on".to_string(),
+    };
+    let mut http = Vec::new();
+    if let Some(metrics) = &listener.metrics {
+        http.push(format!("metrics {metrics}"));
+    }
+    if listener.serves_health() {
+        http.push(format!("health {}", websocket::HEALTH_PATHS.join(" ")));
+    }
+    let http = if http.is_empty() {
+        "-".to_string()
+    } else {
+        http.join(", ")
+    };
+    [transports.join(","), serializers.join(","), path, tls, http]
+}
+
 /// A Unix socket path left behind by an earlier run is removed; any other file there is an error.
 fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -586,3 +794,43 @@ fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// How long a closing connection gets to flush its outbox.
 const LINGER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard whose heartbeat is older than the limit is stalled (the probes say 503, systemd's watchdog pings
+    /// stop); a shard that has ended is not.
+    #[test]
+    fn a_stale_heartbeat_is_a_stalled_shard() {
+        let config = Config::from_toml(
+            "[router]\nshards = 3\n[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"rawsocket\"]\n",
+        )
+        .unwrap();
+        let server = Server::bind(config, 1).unwrap();
+        let shared = &server.shared;
+        std::thread::sleep(Duration::from_millis(30));
+        let now = shared.now_ms();
+        for beat in &shared.heartbeats {
+            beat.0.store(now, Ordering::Relaxed);
+        }
+        shared.started.store(3, Ordering::SeqCst);
+        assert_eq!(shared.stalled(10), None);
+        assert_eq!(
+            crate::health::answer(websocket::Probe::Ready, &shared.health()).0,
+            200
+        );
+        shared.heartbeats[1].0.store(now - 25, Ordering::Relaxed);
+        let (shard, age) = shared.stalled(10).expect("shard 1 is stalled");
+        assert_eq!(shard, 1);
+        assert!(age >= 25, "{age}");
+        assert_eq!(shared.stalled(10_000), None, "within a longer limit");
+        shared.heartbeats[1].0.store(ENDED, Ordering::Relaxed);
+        assert_eq!(shared.stalled(10), None, "an ended shard is not stuck");
+        // A drain starts once, and not while stopping.
+        assert!(shared.start_drain());
+        assert!(!shared.start_drain());
+        let state = shared.health();
+        assert!(state.draining && !state.stopping);
+    }
+}

@@ -8,7 +8,7 @@ use kreisel_codec::{Message, Serializer};
 use kreisel_engine::link::{PeerMessage, ShardSet};
 use kreisel_engine::{ConnId, Peer, Recipients, Router, Sink};
 use slab::Slab;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::http::Mail;
 use super::link::Link;
@@ -22,6 +22,11 @@ use crate::framer::Batched;
 use crate::outbox::{FrameId, FrameStore, HEADER_MAX};
 use crate::websocket;
 
+/// How long a recipient above 3/4 of `outbox_max` may stall its producers before it has drained below half of it
+/// again (see `Outbound::enqueue`): a subscriber slightly slower than its publisher catches up within it; one that
+/// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
+const STALL_GRACE_MS: u32 = 500;
+
 /// The engine's sink over the connections of one shard, and its link to the others.
 pub(super) struct Outbound<'s> {
     policy: SlowConsumer,
@@ -33,6 +38,8 @@ pub(super) struct Outbound<'s> {
     outbox_max: usize,
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
     pressure: &'s mut bool,
+    /// Now, in the connections' wrapping loop milliseconds (for [`STALL_GRACE_MS`]).
+    now32: u32,
     link: &'s mut Link,
     /// Messages to the HTTP services' sessions (see [`super::http`]).
     bridge_mail: &'s mut Vec<Mail>,
@@ -221,11 +228,36 @@ impl Outbound<'_> {
             return;
         }
         if queued > outbox_max / 4 * 3 {
-            *self.pressure = true;
+            // Stall the producer only while this recipient's pressure is fresh: one that stays above 3/4 of its
+            // limit for longer is not catching up, and stalling on its account would only delay every other
+            // recipient of the producer until it reaches the limit and is cut off.
+            if conn.pressured_since_ms == 0 {
+                conn.pressured_since_ms = self.now32 | 1;
+            }
+            if self.now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS {
+                *self.pressure = true;
+            }
         }
         if was_empty {
             self.dirty.push(index);
         }
+    }
+
+    /// An ABORT (authentication failures, protocol violations, refused joins) is logged with the peer's address,
+    /// which only this layer knows, so that tools such as fail2ban can act on it. (ABORT's `details.message` is the
+    /// field `detail`: a field `message` would clash with the log message's key in JSON logs.)
+    fn log_abort(&self, to: Peer, reason: &str, details: &kreisel_codec::Dict<'_>) {
+        let (index, generation) = conn_index(to.conn);
+        let Some(conn) = self.conns.get(index).filter(|c| c.generation == generation) else {
+            return;
+        };
+        let message = details.get("message").and_then(|m| m.as_str());
+        info!(
+            peer = %conn.peer,
+            %reason,
+            detail = %message.as_deref().unwrap_or(""),
+            "session aborted"
+        );
     }
 
     fn finish(&mut self, frame: FrameId) {
@@ -247,6 +279,9 @@ impl Outbound<'_> {
 
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        if let Message::Abort { reason, details } = msg {
+            self.log_abort(to, reason, details);
+        }
         let frame = self.encode(to.serializer, msg);
         self.enqueue(to.conn, frame, false);
         if !self.derived.is_empty() {
@@ -313,6 +348,7 @@ impl Shard {
             doomed: &mut self.doomed,
             outbox_max: self.config.limits.outbox_max,
             pressure: &mut self.pressure,
+            now32: self.shared.start.elapsed().as_millis() as u32,
             link: &mut self.link,
             bridge_mail: &mut self.bridges.mail,
             deflate: &mut self.deflate,
@@ -426,6 +462,10 @@ impl Shard {
                     Ok(false)
                 }
             });
+        if conn.outbox.queued_bytes() < self.config.limits.outbox_max / 2 {
+            // It caught up: the next time it falls behind, its producers are stalled for it again.
+            conn.pressured_since_ms = 0;
+        }
         match flushed {
             Ok(true) => {
                 conn.dropping = false;
@@ -484,6 +524,9 @@ impl Shard {
         let Some(mut conn) = self.conns.try_remove(index) else {
             return;
         };
+        if conn.outbox.queued_bytes() >= super::shard::TRIM_OUTBOX_MIN {
+            self.trim_pending = true;
+        }
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);

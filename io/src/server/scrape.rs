@@ -34,7 +34,12 @@ pub(super) struct PendingScrape {
 /// The metrics page from every shard's snapshot. Counters and per-shard quantities (connections, sessions,
 /// outboxes) are summed; what every shard knows in full (subscriptions, registrations and retained events, which
 /// are replicated) is taken from the shard that knows most. Per-shard gauges follow.
-pub(super) fn render(snapshots: &[Snapshot], realm_names: &[&str], uptime_seconds: f64) -> String {
+pub(super) fn render(
+    snapshots: &[Snapshot],
+    realm_names: &[&str],
+    uptime_seconds: f64,
+    draining: bool,
+) -> String {
     let mut engine = Stats::default();
     let mut io = IoStats::default();
     let mut realms: Vec<RealmGauges<'_>> = realm_names
@@ -49,6 +54,8 @@ pub(super) fn render(snapshots: &[Snapshot], realm_names: &[&str], uptime_second
         .collect();
     let mut gauges = metrics::Gauges {
         uptime_seconds,
+        draining,
+        log_lines_dropped: crate::log::dropped(),
         ..metrics::Gauges::default()
     };
     let mut sorted: Vec<&Snapshot> = snapshots.iter().collect();

@@ -15,9 +15,10 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::link::{Envelope, Link, INBOX_BATCH};
+use super::ops::{Drain, Systemd};
 use super::scrape::{PendingScrape, Snapshot};
 use super::timers::TimerKind;
-use super::{IoStats, ListenerState, Shared, LISTENER_BASE, RELOAD, SIGNAL, WAKER};
+use super::{IoStats, ListenerState, Shared, DRAIN, LISTENER_BASE, RELOAD, SIGNAL, WAKER};
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::outbox::{BufferPool, FrameStore};
@@ -39,6 +40,12 @@ pub(super) struct Unjoined {
     pub generation: u32,
     pub accepted_ms: u32,
 }
+
+/// The least time between two returns of freed memory to the operating system.
+const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
+/// An outbox at least this large, when its connection closes, makes the shard return freed memory.
+pub(super) const TRIM_OUTBOX_MIN: usize = 1 << 20;
 
 pub(super) struct Shard {
     pub(super) id: ShardId,
@@ -73,6 +80,14 @@ pub(super) struct Shard {
     pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u32, TimerKind)>>,
     pub(super) next_generation: u32,
     pub(super) signals: Option<UnixStream>,
+    /// SIGUSR2's pipe: lame-duck drain (shard 0).
+    pub(super) drain_signal: Option<UnixStream>,
+    /// The lame-duck drain of this shard's sessions, once it started.
+    pub(super) drain: Option<Drain>,
+    /// systemd's notification socket and watchdog (shard 0, when started by systemd as `Type=notify`).
+    pub(super) systemd: Option<Systemd>,
+    /// The heartbeat last published (ms since the router's start).
+    pub(super) last_beat: u64,
     /// SIGHUP's pipe and the configuration file it reloads (see [`Shard::reload`]).
     pub(super) reload: Option<(UnixStream, Option<std::path::PathBuf>)>,
     pub(super) shutdown_deadline: Option<Instant>,
@@ -93,6 +108,10 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
+    /// A connection with a large outbox closed: give the freed memory back to the operating system (see
+    /// [`Shard::return_memory`]), at most once a second.
+    pub(super) trim_pending: bool,
+    pub(super) last_trim: Option<Instant>,
     /// The HTTP services' sessions on this shard.
     pub(super) bridges: super::http::Bridges,
     /// permessage-deflate: the compressors and inflater shared by this shard's connections.
@@ -144,6 +163,10 @@ impl Shard {
             timers: BinaryHeap::new(),
             next_generation: 0,
             signals: None,
+            drain_signal: None,
+            drain: None,
+            systemd: None,
+            last_beat: 0,
             reload: None,
             shutdown_deadline: None,
             stats: IoStats::default(),
@@ -156,6 +179,8 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
+            trim_pending: false,
+            last_trim: None,
             bridges: super::http::Bridges::new(services),
             deflate: crate::deflate::ShardDeflate::default(),
             derived: Vec::new(),
@@ -171,11 +196,19 @@ impl Shard {
         self.shared.shards
     }
 
-    pub(super) fn watch_signals(&mut self, mut pipe: UnixStream) -> io::Result<()> {
+    pub(super) fn watch_signals(
+        &mut self,
+        mut pipe: UnixStream,
+        mut drain: UnixStream,
+    ) -> io::Result<()> {
         self.poll
             .registry()
             .register(&mut pipe, SIGNAL, Interest::READABLE)?;
+        self.poll
+            .registry()
+            .register(&mut drain, DRAIN, Interest::READABLE)?;
         self.signals = Some(pipe);
+        self.drain_signal = Some(drain);
         Ok(())
     }
 
@@ -195,6 +228,10 @@ impl Shard {
     pub(super) fn run(&mut self) -> io::Result<()> {
         self.next_sweep = self.sweep_period().map(|period| Instant::now() + period);
         let mut events = Events::with_capacity(1024);
+        self.beat();
+        self.shared.started.fetch_add(1, Ordering::SeqCst);
+        // Shard 0 tells systemd once every shard runs.
+        self.shared.doorbells[0].ring();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -203,6 +240,7 @@ impl Shard {
                 }
                 return Err(e);
             }
+            self.beat();
             // News from other shards: the doorbell is answered before the inbox and the flags are read, so
             // anything sent after this rings again.
             self.shared.doorbells[usize::from(self.id)].answer();
@@ -211,6 +249,7 @@ impl Shard {
                 match event.token() {
                     SIGNAL => self.on_signal(),
                     RELOAD => self.on_reload_signal(),
+                    DRAIN => self.on_drain_signal(),
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(index) => {
@@ -232,6 +271,7 @@ impl Shard {
             }
             self.settle();
             self.fire_timers();
+            self.return_memory();
             if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
                 self.sweep();
             }
@@ -245,6 +285,8 @@ impl Shard {
                 self.with_sink(|router, sink| router.handle_timeout(now_ms, sink));
                 self.settle();
             }
+            self.drain_due();
+            self.systemd_turn();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
                     self.finish_shutdown();
@@ -254,8 +296,8 @@ impl Shard {
         }
     }
 
-    /// Acts on the router-wide flags: stop (say GOODBYE to every session), exit now.
-    fn check_flags(&mut self) {
+    /// Acts on the router-wide flags: stop (say GOODBYE to every session), exit now, drain.
+    pub(super) fn check_flags(&mut self) {
         if self.shared.exit_now.load(Ordering::SeqCst) {
             if self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
@@ -263,6 +305,11 @@ impl Shard {
             self.shutdown_deadline = Some(Instant::now());
         } else if self.shared.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
+        } else if self.shared.draining.load(Ordering::SeqCst)
+            && self.drain.is_none()
+            && self.shutdown_deadline.is_none()
+        {
+            self.begin_drain();
         }
     }
 
@@ -277,8 +324,16 @@ impl Shard {
         if self.inbox_more && self.inbox_stalled_until.is_none() {
             return Some(Duration::ZERO);
         }
-        let mut deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
+        // The loop turns at least once per heartbeat period, so that its heartbeat shows it is alive.
+        let heartbeat = self.shared.heartbeat_period_ms.load(Ordering::Relaxed);
+        let mut deadline = Some(Instant::now() + Duration::from_millis(heartbeat));
+        if let Some(Reverse((at, ..))) = self.timers.peek() {
+            deadline = deadline.map(|d| d.min(*at));
+        }
         let mut sooner = |at: Instant| deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
+        if let Some(at) = self.ops_deadline() {
+            sooner(at);
+        }
         if let Some(sweep) = self.next_sweep {
             sooner(sweep);
         }
@@ -296,6 +351,12 @@ impl Shard {
             let age = u64::from((now_ms as u32).wrapping_sub(first.accepted_ms));
             let left = self.config.limits.handshake_timeout_ms.saturating_sub(age);
             sooner(self.shared.start + Duration::from_millis(now_ms + left));
+        }
+        if self.trim_pending {
+            sooner(
+                self.last_trim
+                    .map_or_else(Instant::now, |t| t + TRIM_PERIOD),
+            );
         }
         if self.link.congested() {
             sooner(Instant::now() + BACKLOG_RETRY);
@@ -398,34 +459,32 @@ impl Shard {
 
     /// Applies what a new configuration changes in the principals, roles and anonymous access of realms this
     /// router has (see [`Router::handle_auth_reload`]: joined sessions get the new role's permissions, attempts in
-    /// progress are aborted). Everything else needs a restart: each such difference is logged (by shard 0) and
-    /// returned, and the running value stays.
-    pub(super) fn reload(&mut self, new: &Config) -> Vec<String> {
-        let mut ignored = Vec::new();
-        let names = |config: &Config| -> Vec<String> {
-            let mut names: Vec<String> = config.realms.iter().map(|r| r.name.clone()).collect();
-            names.sort();
-            names
-        };
-        if names(new) != names(&self.config) {
-            ignored.push("the set of realms".to_owned());
+    /// progress are aborted). Everything else needs a restart and the running value stays. Shard 0 logs the new
+    /// configuration's warnings and each changed setting (see [`Config::changes`]; never a secret).
+    pub(super) fn reload(&mut self, new: &Config) {
+        if self.id == 0 {
+            for warning in new.warnings() {
+                warn!("configuration: {warning}");
+            }
+            let changes = self.config.changes(new);
+            for change in &changes {
+                if change.applied {
+                    info!(setting = %change.setting, change = %change.change, "reloaded");
+                } else {
+                    warn!(
+                        setting = %change.setting,
+                        change = %change.change,
+                        "not reloaded: takes effect after a restart"
+                    );
+                }
+            }
+            let restart = changes.iter().filter(|c| !c.applied).count();
+            info!(
+                changes = changes.len(),
+                need_restart = restart,
+                "configuration reloaded"
+            );
         }
-        if new.router != self.config.router {
-            ignored.push("router".to_owned());
-        }
-        if new.listeners != self.config.listeners {
-            ignored.push("listeners".to_owned());
-        }
-        if new.limits != self.config.limits {
-            ignored.push("limits".to_owned());
-        }
-        if new.log != self.config.log {
-            ignored.push("log".to_owned());
-        }
-        if new.cluster != self.config.cluster {
-            ignored.push("cluster".to_owned());
-        }
-        let speak = self.id == 0;
         let engine_new = new.router_config(0);
         let engine_old = self.config.router_config(0);
         for (fresh, realm_new) in new.realms.iter().zip(&engine_new.realms) {
@@ -433,16 +492,6 @@ impl Shard {
                 continue;
             };
             let realm_old = &engine_old.realms[index];
-            let others_changed = kreisel_engine::RealmConfig {
-                auth: realm_old.auth.clone(),
-                ..realm_new.clone()
-            } != *realm_old;
-            if others_changed {
-                ignored.push(format!(
-                    "realm '{}': settings other than principals, roles and anonymous access",
-                    fresh.name
-                ));
-            }
             if realm_new.auth == realm_old.auth {
                 continue;
             }
@@ -465,14 +514,7 @@ impl Shard {
             current.principals = fresh.principals.clone();
             current.roles = fresh.roles.clone();
         }
-        if speak {
-            for what in &ignored {
-                warn!(changed = %what, "not reloaded: takes effect after a restart");
-            }
-            info!(ignored = ignored.len(), "configuration reloaded");
-        }
         self.settle();
-        ignored
     }
 
     pub(super) fn snapshot(&self) -> Snapshot {
@@ -554,12 +596,34 @@ impl Shard {
         }
         let names: Vec<&str> = self.config.realms.iter().map(|r| r.name.as_str()).collect();
         let uptime = self.shared.start.elapsed().as_secs_f64();
-        let mut page = super::scrape::render(&pending.snapshots, &names, uptime);
+        let draining = self.shared.draining.load(Ordering::Relaxed);
+        let mut page = super::scrape::render(&pending.snapshots, &names, uptime, draining);
         if let Some(cluster) = &self.shared.cluster {
             cluster.render(&mut page);
         }
         debug!(peer = %self.conns[pending.index].peer, "metrics scraped");
         self.send_raw(pending.index, &[], &crate::metrics::response(&page));
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
+    }
+
+    /// After a connection holding a large outbox closed (a slow consumer cut off, outboxes over `memory_max`):
+    /// returns the freed heap to the operating system, at most once a second. glibc keeps it otherwise, and the
+    /// router's RSS would stay at its highest so far.
+    fn return_memory(&mut self) {
+        if !self.trim_pending {
+            return;
+        }
+        let now = Instant::now();
+        if self.last_trim.is_some_and(|last| now < last + TRIM_PERIOD) {
+            return;
+        }
+        self.trim_pending = false;
+        self.last_trim = Some(now);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: `malloc_trim` takes an integer and works on the allocator's own free lists; it has no
+        // preconditions on the caller.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }

@@ -8,7 +8,6 @@ use tracing::info;
 
 use super::output::begin_close;
 use super::shard::Shard;
-use super::ListenerSocket;
 use crate::conn::{CloseCause, Framing};
 use crate::framer::Control;
 use crate::websocket;
@@ -20,6 +19,8 @@ pub(super) enum TimerKind {
     Linger,
     /// End of a producer stall (see [`super::input::STALL`]).
     Resume,
+    /// A session sent away by a lame-duck drain had `limits.shutdown_grace_ms` to answer GOODBYE.
+    Goodbye,
 }
 
 impl Shard {
@@ -45,6 +46,13 @@ impl Shard {
                     if conn.stalled {
                         self.conns[index].stalled = false;
                         self.read(index);
+                    }
+                }
+                TimerKind::Goodbye => {
+                    // Answered: closing already, under the linger timer.
+                    if conn.closing.is_none() {
+                        info!(peer = %conn.peer, "lame duck: no GOODBYE in answer within limits.shutdown_grace_ms; closing");
+                        self.remove(index, Some(CloseCause::Shutdown));
                     }
                 }
             }
@@ -183,17 +191,9 @@ impl Shard {
             connections = self.conns.len(),
             "shutting down"
         );
-        for listener in &mut self.listeners {
-            if let Some(mut socket) = listener.socket.take() {
-                let _ = match &mut socket {
-                    ListenerSocket::Tcp(s) => self.poll.registry().deregister(s),
-                    ListenerSocket::Unix(s, _) => self.poll.registry().deregister(s),
-                };
-                if let ListenerSocket::Unix(_, path) = &socket {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
+        self.close_listeners(false);
+        self.drain = None;
+        self.systemd_stopping("STOPPING=1\nSTATUS=shutting down");
         self.with_sink(|router, sink| router.handle_shutdown(sink));
         self.shutdown_deadline =
             Some(Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms));
@@ -205,6 +205,7 @@ impl Shard {
         for index in left {
             self.remove(index, Some(CloseCause::Shutdown));
         }
+        self.beat_ended();
         info!(shard = self.id, "shutdown complete");
     }
 }

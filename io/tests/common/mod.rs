@@ -46,13 +46,22 @@ pub fn start(config: &str) -> Running {
 }
 
 pub fn start_file(path: &std::path::Path) -> Running {
-    let mut child = Command::new(KREISEL)
+    start_with(path, &[], 1)
+}
+
+/// Runs the binary on the configuration `path` with `env` added to its environment (`RUST_LOG` is `info` unless
+/// given), and waits until it logged where its first `listeners` listeners listen (TCP listeners, in order).
+pub fn start_with(path: &std::path::Path, env: &[(&str, &str)], listeners: usize) -> Running {
+    let mut command = Command::new(KREISEL);
+    command
         .arg("--config")
         .arg(path)
         .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -78,14 +87,15 @@ pub fn start_file(path: &std::path::Path) -> Running {
         if let Some(address) = line.split("address=").nth(1) {
             addresses.push(address.trim().parse().expect("a TCP address"));
         }
-        if line.contains("kreisel starting") || addresses.len() == 1 {
-            // The "listening" lines come first; one listener is configured in these tests.
-            if !addresses.is_empty() {
-                break;
-            }
+        if addresses.len() == listeners {
+            break;
         }
     }
-    assert!(!addresses.is_empty(), "the router logs where it listens");
+    assert_eq!(
+        addresses.len(),
+        listeners,
+        "the router logs where it listens"
+    );
     running
 }
 
