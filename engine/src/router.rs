@@ -262,6 +262,10 @@ pub struct Router {
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
+    /// Subscribers (session, subscription) whose SUBSCRIBED waits for the other shards: publications that reach
+    /// this shard meanwhile (a retained event goes to every shard, whatever its subscribers) are not delivered to
+    /// them, since an EVENT must not come before SUBSCRIBED.
+    unconfirmed: Vec<(SessionHandle, Id)>,
     next_token: u64,
     /// Calls this shard owns whose caller is on another shard: (caller's shard, relay) → call.
     remote_callers: HashMap<(ShardId, u64), usize>,
@@ -429,6 +433,7 @@ impl Router {
             role_names: Vec::new(),
             role_name_ids: HashMap::new(),
             pending_acks: HashMap::new(),
+            unconfirmed: Vec::new(),
             next_token: 0,
             remote_callers: HashMap::new(),
             next_call_serial: 0,

@@ -1214,7 +1214,9 @@ fn a_lost_broadcast_is_repaired_by_a_state_exchange() {
     c.cut.clear();
     // The next heartbeat shows the gap; node 0 asks node 1 for its state and learns the subscriber.
     c.run_until(c.now_ms + 3 * HEARTBEAT_MS, 50);
-    c.take(subscriber);
+    // SUBSCRIBED waited for node 0, which acknowledged with the state it received.
+    let got = c.take(subscriber);
+    assert!(got.iter().any(|m| m[0] == 33), "{got:?}");
     c.send(publisher, r#"[16, 1, {}, "com.repaired", []]"#);
     c.settle();
     assert_eq!(events(&c.take(subscriber)).len(), 1);

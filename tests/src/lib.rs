@@ -15,6 +15,7 @@ use kreisel_io::config::{Address, Config};
 use kreisel_io::server::StopHandle;
 use kreisel_io::Server;
 
+pub mod cluster;
 pub mod programs;
 pub use programs::python_check;
 

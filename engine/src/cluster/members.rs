@@ -18,6 +18,7 @@ impl Node {
                 syncing: false,
                 generation: 0,
                 requested: false,
+                state_mark: 0,
             },
         );
         self.gone.remove(&(slot, epoch));
@@ -40,6 +41,10 @@ impl Node {
     /// and (`fresh`) the retained events. The receiver drops whatever of this node's it holds and does not see
     /// again.
     pub(super) fn send_state(&mut self, to: Slot, fresh: bool, sink: &mut impl NodeSink) {
+        let mark = self.next_token + 1;
+        if let Some(peer) = self.peers.get_mut(&to) {
+            peer.state_mark = mark;
+        }
         self.direct(to, wire::kind::STATE_BEGIN, &[], sink);
         let mine: Vec<(Id, SessionRecord)> = (self.sessions.iter())
             .filter(|(_, s)| s.slot == self.slot)

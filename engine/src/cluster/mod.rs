@@ -240,6 +240,9 @@ struct PeerNode {
     generation: u32,
     /// A state request is outstanding.
     requested: bool,
+    /// Tokens below this one were taken before this node last sent that node its state: that node's
+    /// `STATE_ACK` stands for its acknowledgments of them.
+    state_mark: u64,
 }
 
 /// One session of the cluster.
@@ -617,6 +620,20 @@ impl Node {
         }
     }
 
+    /// Node `from` has this node's state: every wait for it older than that state is over.
+    fn on_state_ack(&mut self, from: Slot, sink: &mut impl NodeSink) {
+        let Some(mark) = self.peers.get(&from).map(|p| p.state_mark) else {
+            return;
+        };
+        let tokens: Vec<u64> = (self.waits.iter())
+            .filter(|(&token, wait)| token < mark && wait.nodes.contains(&from))
+            .map(|(&token, _)| token)
+            .collect();
+        for token in tokens {
+            self.on_ack(token, Some(from), sink);
+        }
+    }
+
     /// The nodes a broadcast now reaches (and whose acknowledgments it may wait for).
     fn live_peers(&self) -> Vec<Slot> {
         self.peers.keys().copied().collect()
@@ -779,7 +796,11 @@ impl Node {
                 self.send_state(env.from, fresh, sink);
             }
             wire::kind::STATE_BEGIN => self.on_state_begin(env.from),
-            wire::kind::STATE_END => self.on_state_end(env.from, sink),
+            wire::kind::STATE_END => {
+                self.on_state_end(env.from, sink);
+                self.direct(env.from, wire::kind::STATE_ACK, &[], sink);
+            }
+            wire::kind::STATE_ACK => self.on_state_ack(env.from, sink),
             wire::kind::LINK => self.on_remote_link(&env, sink),
             wire::kind::RECORD => self.on_remote_record(env.from, env.body, sink),
             wire::kind::CALLS_RESET => self.reset_calls(env.from, false, sink),

@@ -36,6 +36,9 @@ pub(crate) mod kind {
     pub const CALLS_RESET: u8 = 8;
     /// Broadcast by a node that leaves on purpose (shutdown): forget it at once, nothing to reap.
     pub const GOODBYE: u8 = 9;
+    /// To a node whose state arrived (after its `STATE_END`): what it waited for from me before it sent its
+    /// state, I have (a broadcast of it lost on the way is in the state).
+    pub const STATE_ACK: u8 = 10;
 }
 
 /// The kind bit of a message sent to every node.

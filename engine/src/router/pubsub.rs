@@ -134,6 +134,7 @@ impl Router {
                 let remaining = self.others().len();
                 self.pending_acks
                     .insert(ack, PendingAck { remaining, then });
+                self.unconfirmed.push((handle, subscribed.id));
             }
         }
         if !wait {
@@ -164,6 +165,10 @@ impl Router {
         (flags, get_retained): (SubscriberFlags, bool),
         sink: &mut impl Sink,
     ) {
+        if !self.unconfirmed.is_empty() {
+            self.unconfirmed
+                .retain(|&entry| entry != (handle, subscription.0));
+        }
         let Some(peer) = self.peer(handle) else {
             return;
         };
@@ -404,6 +409,7 @@ impl Router {
         let filter = publication.options.filter();
         let passthru = publication.options.passthru();
         let broker = &realm.broker;
+        let unconfirmed = &self.unconfirmed;
         let mut events = 0u64;
         let mut remote = ShardSet::EMPTY;
         broker
@@ -425,7 +431,8 @@ impl Router {
                 }
                 let split = !disclose && subscription.disclosing > 0;
                 let restricted = subscription.restricted > 0;
-                if filter.is_none() && !split && !restricted {
+                let waiting = !unconfirmed.is_empty();
+                if filter.is_none() && !split && !restricted && !waiting {
                     let recipients = Recipients {
                         peers: &subscription.subscribers,
                         exclude: publication.exclude,
@@ -442,6 +449,7 @@ impl Router {
                 rest.clear();
                 for (peer, flags) in subscription.subscribers.iter().zip(&subscription.flags) {
                     if Some(peer.session) == publication.exclude
+                        || (waiting && unconfirmed.contains(&(peer.session, subscription.id)))
                         || filter.is_some_and(|filter| !self.admits(&filter, peer.session))
                         || (flags.restricted
                             && !self.allowed_at_delivery(

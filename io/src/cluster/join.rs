@@ -140,6 +140,23 @@ pub fn join(config: &Config) -> anyhow::Result<Joined> {
             KvAnswer::Value { rev, value } => (rev, value),
             other => bail!("cluster: cannot read the members record: {other:?}"),
         };
+        // A write of this node's claim that timed out (a JetStream leader being elected) may have been applied
+        // all the same: the record then holds this node's epoch already, and that is its slot.
+        let members = (current.as_deref())
+            .and_then(record::decode_members)
+            .unwrap_or_default();
+        if let Some(&(slot, _)) = members.iter().find(|(_, e)| *e == epoch) {
+            info!(cluster = %cluster.name, slot, members = members.len() - 1, "cluster: joined");
+            return Ok(Joined {
+                poll: joining.poll,
+                client: joining.client,
+                kv: joining.kv,
+                slot,
+                epoch,
+                others: members.into_iter().filter(|(_, e)| *e != epoch).collect(),
+                secret,
+            });
+        }
         let Some(claim) = record::claim_slot(current.as_deref(), epoch) else {
             bail!(
                 "cluster: every one of the {} node slots is taken",
@@ -220,6 +237,7 @@ impl Joining {
                             replies.push(reply);
                         }
                     });
+                replies.extend(self.kv.send_steps(&mut self.client, now));
             }
             self.client.handle_timeout(self.poll.registry(), now);
             self.client.flush(self.poll.registry(), now);

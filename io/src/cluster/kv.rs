@@ -4,6 +4,15 @@
 //! publish with `KV-Operation: DEL`, a read a `STREAM.MSG.GET` of the subject's last message (answered by the
 //! stream's leader, so a read follows every acknowledged write).
 //!
+//! A compare-and-set on the key's revision alone is not enough on a replicated stream: nats-server 2.9 (Debian's
+//! package) checks `Nats-Expected-Last-Subject-Sequence` against what it stored, not against writes still being
+//! replicated, so two writes expecting the same revision can both succeed (measured: 12 rounds of 30 with three
+//! concurrent writers on an R3 stream). Its stream-wide check, `Nats-Expected-Last-Sequence`, does count writes in
+//! flight (0 double winners in the same test). So a write takes three steps: `STREAM.INFO` for the stream's last
+//! sequence, the publish with both headers, and when JetStream refuses it, a read of the key: the key still at
+//! the expected revision means another key was written meanwhile and the write is tried again (a few times),
+//! otherwise it is a conflict.
+//!
 //! Replies come to this node's inbox, `_INBOX.<random>.<n>`; a request without a reply within the timeout fails.
 
 use std::collections::HashMap;
@@ -35,11 +44,28 @@ pub enum KvAnswer {
     Api(serde_json::Value),
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A write (a put, or a deletion when `value` is `None`) on its way through its steps.
+#[derive(Clone, Debug)]
+struct Write {
+    key: String,
+    value: Option<Vec<u8>>,
+    expect: u64,
+    attempts: u32,
+}
+
+/// Attempts of a write whose stream moved on under it before it is reported as a conflict.
+const WRITE_ATTEMPTS: u32 = 8;
+
+#[derive(Clone, Debug)]
 enum Kind {
     Get,
-    Write,
     Api,
+    /// A write's first step: the stream's last sequence.
+    Info(Write),
+    /// The publish itself.
+    Write(Write),
+    /// JetStream refused the publish: is the key still where the write expects it?
+    Check(Write),
 }
 
 struct Pending {
@@ -56,6 +82,10 @@ pub struct Kv {
     timeout: Duration,
     next: u64,
     pending: HashMap<u64, Pending>,
+    /// Next steps of writes, sent by [`Kv::send_steps`] (replies are read while the client is borrowed): reads
+    /// (info, check), and publishes with the stream's last sequence.
+    steps: Vec<(u64, Kind)>,
+    writes: Vec<(u64, Write, u64)>,
 }
 
 impl Kv {
@@ -68,6 +98,8 @@ impl Kv {
             timeout,
             next: 0,
             pending: HashMap::new(),
+            steps: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -100,37 +132,113 @@ impl Kv {
         op: KvOp<'_>,
         now: Instant,
     ) -> Option<KvAnswer> {
-        let sent = match op {
+        let kind = match op {
             KvOp::Get { key } => {
                 let reply = self.reply_to(id, Kind::Get, now);
                 let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
                 let body = format!("{{\"last_by_subj\":\"$KV.{}.{key}\"}}", self.bucket);
+                if client.publish(&subject, Some(&reply), &[body.as_bytes()], false) {
+                    return None;
+                }
+                self.pending.remove(&self.next);
+                return Some(KvAnswer::Failed("no connection to NATS".into()));
+            }
+            KvOp::Put { key, value, expect } => Kind::Info(Write {
+                key: key.to_owned(),
+                value: Some(value.to_vec()),
+                expect,
+                attempts: 0,
+            }),
+            KvOp::Delete { key, expect } => Kind::Info(Write {
+                key: key.to_owned(),
+                value: None,
+                expect,
+                attempts: 0,
+            }),
+        };
+        self.send_step(client, id, kind, now).err()
+    }
+
+    /// Sends one step of a write.
+    fn send_step(
+        &mut self,
+        client: &mut Client,
+        id: u64,
+        kind: Kind,
+        now: Instant,
+    ) -> Result<(), KvAnswer> {
+        let sent = match &kind {
+            Kind::Info(_) => {
+                let subject = format!("$JS.API.STREAM.INFO.{}", self.stream);
+                let reply = self.reply_to(id, kind, now);
+                client.publish(&subject, Some(&reply), &[], false)
+            }
+            Kind::Check(write) => {
+                let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
+                let body = format!("{{\"last_by_subj\":\"$KV.{}.{}\"}}", self.bucket, write.key);
+                let reply = self.reply_to(id, kind, now);
                 client.publish(&subject, Some(&reply), &[body.as_bytes()], false)
             }
-            KvOp::Put { key, value, expect } => {
-                let reply = self.reply_to(id, Kind::Write, now);
-                let subject = format!("$KV.{}.{key}", self.bucket);
-                let expect = expect.to_string();
-                let headers = [("Nats-Expected-Last-Subject-Sequence", expect.as_str())];
-                client.publish_with_headers(&subject, Some(&reply), &headers, value)
-            }
-            KvOp::Delete { key, expect } => {
-                let reply = self.reply_to(id, Kind::Write, now);
-                let subject = format!("$KV.{}.{key}", self.bucket);
-                let expect = expect.to_string();
-                let headers = [
-                    ("KV-Operation", "DEL"),
-                    ("Nats-Expected-Last-Subject-Sequence", expect.as_str()),
-                ];
-                client.publish_with_headers(&subject, Some(&reply), &headers, &[])
+            Kind::Write(_) | Kind::Get | Kind::Api => {
+                return Err(KvAnswer::Failed("not a write step".into()))
             }
         };
         if sent {
-            None
+            Ok(())
         } else {
             self.pending.remove(&self.next);
-            Some(KvAnswer::Failed("no connection to NATS".into()))
+            Err(KvAnswer::Failed("no connection to NATS".into()))
         }
+    }
+
+    /// The publish of a write, expecting the stream at `last` and the key at `write.expect`.
+    fn send_write(
+        &mut self,
+        client: &mut Client,
+        id: u64,
+        write: Write,
+        last: u64,
+        now: Instant,
+    ) -> Result<(), KvAnswer> {
+        let subject = format!("$KV.{}.{}", self.bucket, write.key);
+        let (expect, last) = (write.expect.to_string(), last.to_string());
+        let value = write.value.clone();
+        let reply = self.reply_to(id, Kind::Write(write), now);
+        let mut headers = vec![
+            ("Nats-Expected-Last-Subject-Sequence", expect.as_str()),
+            ("Nats-Expected-Last-Sequence", last.as_str()),
+        ];
+        if value.is_none() {
+            headers.insert(0, ("KV-Operation", "DEL"));
+        }
+        if client.publish_with_headers(
+            &subject,
+            Some(&reply),
+            &headers,
+            value.as_deref().unwrap_or(&[]),
+        ) {
+            Ok(())
+        } else {
+            self.pending.remove(&self.next);
+            Err(KvAnswer::Failed("no connection to NATS".into()))
+        }
+    }
+
+    /// Sends the next steps of writes whose previous step was answered; returns the answers of those that could
+    /// not be sent.
+    pub fn send_steps(&mut self, client: &mut Client, now: Instant) -> Vec<(u64, KvAnswer)> {
+        let mut failed = Vec::new();
+        for (id, step) in std::mem::take(&mut self.steps) {
+            if let Err(answer) = self.send_step(client, id, step, now) {
+                failed.push((id, answer));
+            }
+        }
+        for (id, write, last) in std::mem::take(&mut self.writes) {
+            if let Err(answer) = self.send_write(client, id, write, last, now) {
+                failed.push((id, answer));
+            }
+        }
+        failed
     }
 
     /// A JetStream API request (`$JS.API.<what>`) with a JSON body; the answer comes as [`KvAnswer::Api`].
@@ -184,12 +292,49 @@ impl Kv {
                 ))
             }
         };
+        let id = pending.id;
         let answer = match pending.kind {
             Kind::Api => KvAnswer::Api(json),
-            Kind::Write => write_answer(&json),
             Kind::Get => get_answer(&json),
+            Kind::Info(write) => {
+                if let Some((_, text)) = error_code(&json) {
+                    return Some((id, KvAnswer::Failed(text)));
+                }
+                let last = (json.get("state"))
+                    .and_then(|state| state.get("last_seq"))
+                    .and_then(|seq| seq.as_u64());
+                let Some(last) = last else {
+                    return Some((
+                        id,
+                        KvAnswer::Failed("stream info without a last sequence".into()),
+                    ));
+                };
+                self.writes.push((id, write, last));
+                return None;
+            }
+            Kind::Write(write) => match write_answer(&json) {
+                KvAnswer::Conflict => {
+                    self.steps.push((id, Kind::Check(write)));
+                    return None;
+                }
+                answer => answer,
+            },
+            Kind::Check(mut write) => match get_answer(&json) {
+                KvAnswer::Value { rev, .. } if rev == write.expect => {
+                    // Another key was written in between: the stream moved, this key did not.
+                    write.attempts += 1;
+                    if write.attempts >= WRITE_ATTEMPTS {
+                        KvAnswer::Failed("the bucket kept changing under a write".into())
+                    } else {
+                        self.steps.push((id, Kind::Info(write)));
+                        return None;
+                    }
+                }
+                KvAnswer::Value { .. } => KvAnswer::Conflict,
+                other => other,
+            },
         };
-        Some((pending.id, answer))
+        Some((id, answer))
     }
 
     /// Requests past their deadline: each fails.

@@ -226,6 +226,10 @@ impl Backplane {
                 inbound.extend_from_slice(msg.payload);
                 inbound_at.push((start, inbound.len(), None));
             });
+        // Writes go on with their next step (see kv.rs); one that cannot be sent fails.
+        for failed in self.kv.send_steps(&mut self.client, now) {
+            self.inbound_at.push((0, 0, Some(failed)));
+        }
         self.connection_events();
         let now_ms = self.now_ms();
         let messages = std::mem::take(&mut self.inbound_at);
