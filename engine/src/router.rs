@@ -262,9 +262,10 @@ pub struct Router {
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
-    /// Subscribers (session, subscription) whose SUBSCRIBED waits for the other shards: publications that reach
-    /// this shard meanwhile (a retained event goes to every shard, whatever its subscribers) are not delivered to
-    /// them, since an EVENT must not come before SUBSCRIBED.
+    /// Subscribers (session, subscription) whose SUBSCRIBED waits for the other shards: publications of other
+    /// shards or nodes that reach this shard meanwhile (a retained event goes to every shard, whatever its
+    /// subscribers) are not delivered to them, since a client may drop a connection whose EVENT comes before
+    /// SUBSCRIBED (autobahn does).
     unconfirmed: Vec<(SessionHandle, Id)>,
     next_token: u64,
     /// Calls this shard owns whose caller is on another shard: (caller's shard, relay) → call.

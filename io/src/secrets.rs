@@ -15,8 +15,16 @@
 use std::io::Read;
 
 /// Keys whose value may come from a file (`ticket_file`, ...): the secrets of a principal and of an HTTP service's
-/// principal (`ticket`, `secret`) and webhook (`github_secret`). A new secret key is added here.
-pub const SECRET_KEYS: &[&str] = &["ticket", "wampcra_secret", "secret", "github_secret"];
+/// principal (`ticket`, `secret`) and webhook (`github_secret`), and the NATS credentials of `[cluster]`
+/// (`password`, `token`). A new secret key is added here.
+pub const SECRET_KEYS: &[&str] = &[
+    "ticket",
+    "wampcra_secret",
+    "secret",
+    "github_secret",
+    "password",
+    "token",
+];
 
 /// The largest secret file read (a path to something huge must not exhaust memory at load).
 pub const SECRET_FILE_MAX: u64 = 64 << 10;

@@ -107,7 +107,7 @@ impl Router {
                     payload: &payload,
                 };
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let (events, _) = self.fan_out(realm, &publication, &mut scratch, sink);
+                let (events, _) = self.fan_out(realm, &publication, true, &mut scratch, sink);
                 self.scratch = scratch;
                 self.stats.events_sent += events;
                 if retain {

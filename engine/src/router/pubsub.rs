@@ -401,6 +401,7 @@ impl Router {
         &self,
         realm: usize,
         publication: &Publication<'_>,
+        from_peer: bool,
         scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
     ) -> (u64, ShardSet) {
@@ -409,7 +410,9 @@ impl Router {
         let filter = publication.options.filter();
         let passthru = publication.options.passthru();
         let broker = &realm.broker;
-        let unconfirmed = &self.unconfirmed;
+        // A publication that comes from another shard or node skips subscribers still waiting for SUBSCRIBED:
+        // it was routed before they were confirmed (one of this shard is delivered, as it always was).
+        let unconfirmed: &[(SessionHandle, Id)] = if from_peer { &self.unconfirmed } else { &[] };
         let mut events = 0u64;
         let mut remote = ShardSet::EMPTY;
         broker
@@ -502,7 +505,7 @@ impl Router {
         scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
     ) -> u64 {
-        let (events, remote) = self.fan_out(realm, publication, scratch, sink);
+        let (events, remote) = self.fan_out(realm, publication, false, scratch, sink);
         let to = if retain { self.others() } else { remote };
         if !to.is_empty() {
             let msg = PeerMessage::Publish {
