@@ -882,7 +882,7 @@ fn a_single_registration_is_exclusive_cluster_wide() {
     let mut c = Cluster::new(2, 2);
     let a = c.join(0, 1);
     let b = c.join(1, 0);
-    for round in 0..200u64 {
+    for round in 0..1000u64 {
         c.send(a, &json!([64, round * 2 + 1, {}, "com.race"]).to_string());
         c.send(b, &json!([64, round * 2 + 1, {}, "com.race"]).to_string());
         c.settle_random();
