@@ -73,9 +73,10 @@ impl From<SerializerArg> for Serializer {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Router address: rs://host:port (RawSocket over TCP), ws://host:port/path (WebSocket),
-    /// unix:///path (RawSocket over a Unix socket).
+    /// unix:///path (RawSocket over a Unix socket). Repeat it for the nodes of a cluster: session i connects to
+    /// the (i mod n)-th URL (of one kind: all WAMP, or all NATS).
     #[arg(short, long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    pub url: Vec<String>,
     /// WAMP serializer.
     #[arg(short, long, value_enum, default_value_t = SerializerArg::Json)]
     pub serializer: SerializerArg,
@@ -101,6 +102,10 @@ pub struct Common {
     /// PID of the router process: report its CPU time and resident memory (connect: memory per session).
     #[arg(long, value_name = "PID")]
     pub router_pid: Option<u32>,
+    /// More processes whose CPU time counts as the router's (the other nodes of a cluster, its nats-servers);
+    /// repeatable. Memory is still read from --router-pid alone.
+    #[arg(long, value_name = "PID")]
+    pub extra_pid: Vec<u32>,
     /// No progress bar, no summary on stdout (errors still go to stderr).
     #[arg(short, long)]
     pub quiet: bool,
@@ -657,7 +662,21 @@ fn base(
     scenario: ScenarioKind,
     load: Option<&Load>,
 ) -> Result<Invocation, String> {
-    let endpoint = Endpoint::parse(&common.url)?;
+    let mut endpoints = Vec::new();
+    for url in &common.url {
+        let endpoint = Endpoint::parse(url)?;
+        let addr = endpoint.resolve()?;
+        endpoints.push((endpoint, addr));
+    }
+    let Some((endpoint, _)) = endpoints.first().cloned() else {
+        return Err("--url: at least one router address".into());
+    };
+    if endpoints
+        .iter()
+        .any(|(e, _)| e.is_nats() != endpoint.is_nats())
+    {
+        return Err("--url: either routers or NATS servers, not both".into());
+    }
     if endpoint.is_nats() && !matches!(scenario, ScenarioKind::Fanout | ScenarioKind::Fanin) {
         return Err(format!(
             "{}: a NATS server (nats://) runs the fanout and fanin scenarios only",
@@ -689,6 +708,7 @@ fn base(
         scenario,
         endpoint,
         addr,
+        endpoints,
         ser: common.serializer.into(),
         realm: common.realm.clone(),
         threads: common.threads,
@@ -711,6 +731,7 @@ fn base(
         quiet: common.quiet,
         label: common.label.clone(),
         router_pid: common.router_pid,
+        extra_pids: common.extra_pid.clone(),
         ..RunOptions::default()
     };
     Ok(Invocation {
