@@ -1316,11 +1316,11 @@ format = "text"              # or "json": one JSON object per line
 # [cluster]                  # several nodes as one router over NATS with JetStream (README: "Cluster")
 # name = "prod"              # the same on every node
 # nats = ["nats://127.0.0.1:4222"]  # tls://host:port for TLS
-# user = "kreisel"           # and password (or password_file), or token (token_file)
-# tls_ca = "nats-ca.pem"     # tls_certificate and tls_key for servers that verify clients
 # heartbeat_ms = 250
 # dead_after_ms = 3000
 # replicas = 3
+# NATS credentials: user and password (or password_file), or token (token_file); TLS: tls_ca, and tls_certificate
+# with tls_key for servers that verify clients.
 "#;
 
 #[cfg(test)]
