@@ -9,6 +9,7 @@
 #   fanout1000 3 nodes    1000 subscribers spread over nodes 1-3 (session i on node i mod 3), publisher on node 2
 #   fanout100 local       100 subscribers and the publisher on node 1
 #   fanout100 cross       100 subscribers on node 2, the publisher on node 1 (every delivery crosses)
+#   ...-paced             the two above at 4000 publications/s
 #   rpc local             1 caller and 1 echo callee on node 1, one call at a time
 #   rpc cross             the callee on node 2, the caller on node 1
 #
@@ -51,6 +52,20 @@ for i in 1 2 3; do
     done
 done
 
+# The idle cost of the six processes (heartbeats, JetStream's own traffic), to read the rows against.
+ticks() {
+    local total=0 p
+    for p in kreisel-1 kreisel-2 kreisel-3 nats-1 nats-2 nats-3; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$(pid "$p")/stat")))
+    done
+    echo "$total"
+}
+idle_before=$(ticks)
+sleep 5
+idle_after=$(ticks)
+IDLE_CPU_PER_S=$(python3 -c "print(f'{($idle_after - $idle_before) / $(getconf CLK_TCK) / 5:.3f}')")
+log "idle: $IDLE_CPU_PER_S CPU s per s (6 processes)"
+
 events=$((QUICK == 1 ? 200 : 2000))
 events100=$((QUICK == 1 ? 2000 : 20000))
 calls=$((QUICK == 1 ? 2000 : 20000))
@@ -70,14 +85,21 @@ run fanout100-local fanout --url "$N1" --subscribers 100 --events "$events100" -
 cross=()
 for _ in $(seq 1 100); do cross+=(--url "$N2"); done
 run fanout100-cross fanout "${cross[@]}" --url "$N1" --subscribers 100 --events "$events100" --window 4
+# The same at a fixed rate (4000 publications/s, 400,000 deliveries/s, under what one node keeps up with), so
+# that neither side batches more than the other.
+rate_events=$((QUICK == 1 ? 2000 : 20000))
+run fanout100-local-paced fanout --url "$N1" --subscribers 100 --events "$rate_events" --rate 4000
+run fanout100-cross-paced fanout "${cross[@]}" --url "$N1" --subscribers 100 --events "$rate_events" --rate 4000
 run rpc-local rpc --url "$N1" --callers 1 --callees 1 --window 1 --calls "$calls"
 run rpc-cross rpc --url "$N2" --url "$N1" --callers 1 --callees 1 --window 1 --calls "$calls"
 
-python3 - "$RAW" "$OUT" <<'PY'
+python3 - "$RAW" "$OUT" "$IDLE_CPU_PER_S" <<'PY'
 import json, sys, pathlib
 raw, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+idle = float(sys.argv[3])
 rows = []
-for name in ["fanout1000-1node", "fanout1000-3nodes", "fanout100-local", "fanout100-cross", "rpc-local", "rpc-cross"]:
+for name in ["fanout1000-1node", "fanout1000-3nodes", "fanout100-local", "fanout100-cross",
+             "fanout100-local-paced", "fanout100-cross-paced", "rpc-local", "rpc-cross"]:
     r = json.loads((raw / f"{name}.json").read_text())
     received = r["received"] or 1
     cpu = r.get("router_cpu_s") or 0.0
@@ -86,6 +108,7 @@ for name in ["fanout1000-1node", "fanout1000-3nodes", "fanout100-local", "fanout
                 f"{cpu:.2f} | {cpu / received * 1e6:.2f} | {lat['p50']:.0f} | {lat['p99']:.0f} |")
 head = ("| run | status | sent | delivered (events or results) | lost | per s | CPU s (6 processes) | "
         "CPU s per million delivered | p50 µs | p99 µs |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-out.write_text(head + "\n" + "\n".join(rows) + "\n")
+tail = f"\nIdle: the six processes use {idle:.3f} CPU s per s with no client (heartbeats, JetStream).\n"
+out.write_text(head + "\n" + "\n".join(rows) + "\n" + tail)
 print(out.read_text())
 PY
