@@ -910,6 +910,34 @@ mod tests {
         cli.command.invocation().expect("scenario").map(|i| i.plan)
     }
 
+    /// Several `--url`s: every endpoint is kept, in order (sessions take them in turn); WAMP and NATS do not mix.
+    #[test]
+    fn several_urls() {
+        let plan = plan_of(&[
+            "fanout",
+            "-u",
+            "rs://127.0.0.1:8081",
+            "-u",
+            "ws://127.0.0.1:8082/ws",
+            "--subscribers",
+            "2",
+        ])
+        .expect("valid");
+        let urls: Vec<String> = (plan.endpoints.iter())
+            .map(|(e, _)| e.to_string())
+            .collect();
+        assert_eq!(urls, ["rs://127.0.0.1:8081", "ws://127.0.0.1:8082/ws"]);
+        assert_eq!(plan.endpoint.to_string(), "rs://127.0.0.1:8081");
+        let mixed = plan_of(&[
+            "fanout",
+            "-u",
+            "rs://127.0.0.1:1",
+            "-u",
+            "nats://127.0.0.1:2",
+        ]);
+        assert!(mixed.unwrap_err().contains("not both"));
+    }
+
     #[test]
     fn fanout_plan() {
         let plan = plan_of(&[
