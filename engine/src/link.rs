@@ -260,9 +260,9 @@ pub enum PeerMessage<'a> {
         /// says so (`x_kreisel_partial`).
         partial: bool,
     },
-    /// To the backplane of a cluster node: session `session` now has these testaments (a [`pack_testaments`]
-    /// list, in the order they would be published; empty: none), so that another node can publish them if this
-    /// node dies.
+    /// To the backplane of a cluster node: session `session` now has these testaments (a list that
+    /// [`unpack_testaments`] reads, in the order they would be published; empty: none), so that another node can
+    /// publish them if this node dies.
     Testaments {
         realm: u16,
         session: Id,
