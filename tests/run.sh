@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # kreisel's one test command: installs what the tests need (autobahn-python into tests/.venv and crossbar.io into
 # tests/.venv-crossbar from PyPI; autobahn-js, the autobahn-js browser bundle and playwright-core from npm into the
-# node_modules folders of tests/interop-js, examples/node, examples/browser and tests/browser; Debian's chromium and
-# nats-server with apt-get when they are missing), then runs formatting and lint gates and every test of the
-# workspace, the examples included.
+# node_modules folders of tests/interop-js, examples/node, examples/browser and tests/browser; Debian's chromium,
+# nats-server and mosquitto-clients with apt-get when they are missing), then runs formatting and lint gates and
+# every test of the workspace, the examples included.
 # Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +78,23 @@ if [ ! -x "$nats_server" ]; then
   echo "== installing nats-server (apt-get)"
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq nats-server >/dev/null
+fi
+
+# The MQTT listener is tested with Debian's mosquitto_pub and mosquitto_sub (tests/tests/mqtt.rs), besides
+# paho-mqtt from PyPI.
+if [ ! -x /usr/bin/mosquitto_pub ] || [ ! -x /usr/bin/mosquitto_sub ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "mosquitto-clients is missing and apt-get is not available: install mosquitto_pub and mosquitto_sub in /usr/bin" >&2
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "installing mosquitto-clients needs root (apt-get install mosquitto-clients)" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "== installing mosquitto-clients (apt-get)"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq mosquitto-clients >/dev/null
 fi
 
 # crossbar.io (tests/tests/import_crossbar.rs imports its configurations and runs it beside kreisel), in a venv of its

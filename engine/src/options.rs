@@ -20,6 +20,9 @@ pub(crate) struct RequestOptions<'a> {
     pub disclose_me: bool,
     /// PUBLISH `retain`.
     pub retain: bool,
+    /// PUBLISH `x_retain_clear` (kreisel's, with `retain`): forget the topic's retained event instead of
+    /// keeping this one (what MQTT's retained message with an empty payload means).
+    pub retain_clear: bool,
     /// CALL `receive_progress`.
     pub receive_progress: bool,
     /// CALL `progress` (progressive call invocations), YIELD `progress` (progressive results).
@@ -46,6 +49,7 @@ impl Default for RequestOptions<'_> {
             exclude_me: false,
             disclose_me: false,
             retain: false,
+            retain_clear: false,
             receive_progress: false,
             progress: false,
             timeout_ms: 0,
@@ -104,6 +108,7 @@ impl<'a> RequestOptions<'a> {
             "exclude_me" => self.exclude_me = value.as_bool() != Some(false),
             "disclose_me" => self.disclose_me = flag,
             "retain" => self.retain = flag,
+            "x_retain_clear" => self.retain_clear = flag,
             "receive_progress" => self.receive_progress = flag,
             "progress" => self.progress = flag,
             "timeout" => match value.as_u64() {

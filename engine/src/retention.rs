@@ -86,6 +86,11 @@ impl RetainedEvents {
         Some(evicted)
     }
 
+    /// Forgets the retained event of `topic`, if there is one.
+    pub fn clear(&mut self, topic: &str) {
+        self.remove(topic);
+    }
+
     fn remove(&mut self, topic: &str) {
         if let Some(entry) = self.events.remove(topic) {
             self.order.remove(&entry.seq);

@@ -161,8 +161,10 @@ fn byte_ok(b: u8, check: UriCheck) -> bool {
 }
 
 /// Whether `uri` is valid for `policy` under `check`: exact URIs have no empty component; wildcard patterns may
-/// have empty components (the wildcards); prefix patterns may end with `.` (a trailing empty component). No size
-/// bound: see [`UriRules::validate`] for URIs from peers.
+/// have empty components (the wildcards); prefix patterns may end with `.` (a trailing empty component). The
+/// empty string is a valid pattern: as a prefix it matches every URI, as a wildcard (one empty component) every
+/// URI of one component (what MQTT's `#` and `+` filters map to; crossbar accepts both too). No size bound: see
+/// [`UriRules::validate`] for URIs from peers.
 pub fn is_valid(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
     scan(uri, check, policy).is_some()
 }
@@ -171,7 +173,7 @@ pub fn is_valid(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
 /// of components of a valid URI.
 fn scan(uri: &str, check: UriCheck, policy: MatchPolicy) -> Option<usize> {
     if uri.is_empty() {
-        return None;
+        return (policy != MatchPolicy::Exact).then_some(1);
     }
     let mut component_len = 0usize;
     let mut components = 1usize;
@@ -778,6 +780,14 @@ mod tests {
         assert!(is_valid("com.myapp.", Loose, Prefix));
         assert!(is_valid("com.my", Loose, Prefix));
         assert!(!is_valid("com..my", Loose, Prefix));
+        // The empty pattern: every URI (prefix), every one-component URI (wildcard); never an exact URI.
+        assert!(is_valid("", Loose, Prefix) && is_valid("", Strict, Prefix));
+        assert!(is_valid("", Loose, Wildcard) && !is_valid("", Loose, Exact));
+        assert!(
+            super::matches("", Prefix, "a.b")
+                && super::matches("", Wildcard, "a")
+                && !super::matches("", Wildcard, "a.b")
+        );
         assert!(is_reserved("wamp.session.count"));
         assert!(!is_reserved("wampx.foo"));
     }
@@ -785,20 +795,20 @@ mod tests {
     /// The rule of [`is_valid`] stated component by component.
     fn is_valid_by_components(uri: &str, check: UriCheck, policy: MatchPolicy) -> bool {
         let components: Vec<&str> = uri.split('.').collect();
-        !uri.is_empty()
-            && components.iter().enumerate().all(|(index, component)| {
-                if component.is_empty() {
-                    match policy {
-                        MatchPolicy::Exact => false,
-                        MatchPolicy::Wildcard => true,
-                        MatchPolicy::Prefix => {
-                            index + 1 == components.len() && components.len() > 1
-                        }
-                    }
-                } else {
-                    component.bytes().all(|b| byte_ok(b, check))
+        if uri.is_empty() {
+            return policy != MatchPolicy::Exact;
+        }
+        components.iter().enumerate().all(|(index, component)| {
+            if component.is_empty() {
+                match policy {
+                    MatchPolicy::Exact => false,
+                    MatchPolicy::Wildcard => true,
+                    MatchPolicy::Prefix => index + 1 == components.len() && components.len() > 1,
                 }
-            })
+            } else {
+                component.bytes().all(|b| byte_ok(b, check))
+            }
+        })
     }
 
     proptest::proptest! {
@@ -823,6 +833,28 @@ mod tests {
         trie.for_each_match(uri, |policy, value| out.push((policy, value)));
         out.sort_by_key(|(_, value)| *value);
         out
+    }
+
+    /// The empty prefix pattern (MQTT `#`) matches everything, the empty wildcard pattern (MQTT `+`) every
+    /// URI of one component; both can be removed again.
+    #[test]
+    fn empty_patterns_match_everything_or_one_component() {
+        use MatchPolicy::*;
+        let mut trie = UriTrie::new();
+        trie.insert("", Prefix, 1);
+        trie.insert("", Wildcard, 2);
+        trie.insert("a", Exact, 3);
+        assert_eq!(
+            matches(&trie, "a"),
+            vec![(Prefix, 1), (Wildcard, 2), (Exact, 3)]
+        );
+        assert_eq!(matches(&trie, "a.b"), vec![(Prefix, 1)]);
+        assert_eq!(trie.get("", Prefix), Some(1));
+        assert_eq!(trie.remove("", Prefix), Some(1));
+        assert_eq!(matches(&trie, "b"), vec![(Wildcard, 2)]);
+        assert_eq!(trie.remove("", Wildcard), Some(2));
+        assert_eq!(matches(&trie, "b"), vec![]);
+        assert_eq!(trie.len(), 1);
     }
 
     #[test]

@@ -286,6 +286,63 @@ fn retained_events_reach_subscribers_that_ask() {
     assert_eq!(h.take(s2)[1][3]["publisher"], p_id);
 }
 
+/// `x_retain_clear` (with `retain`) forgets the topic's retained event: the publication itself is delivered as
+/// usual, but later subscribers asking for retained events get none (MQTT's retained message with an empty
+/// payload). Empty patterns (MQTT's `#` and `+`) are subscribable.
+#[test]
+fn retained_events_can_be_cleared_and_empty_patterns_subscribed() {
+    let mut h = Harness::new();
+    let (p, _) = h.join();
+    h.send(p, r#"[16, 1, {"retain": true}, "com.temp", [20]]"#);
+    h.send(p, r#"[16, 2, {"retain": true}, "com.hum", [50]]"#);
+    let (live, _) = h.join();
+    subscribe(&mut h, live, "{}", "com.temp");
+    h.send(
+        p,
+        r#"[16, 3, {"retain": true, "x_retain_clear": true}, "com.temp", []]"#,
+    );
+    assert_eq!(h.take_one(live)[4], json!([]), "delivered as usual");
+    let (s, _) = h.join();
+    h.send(s, r#"[32, 4, {"get_retained": true}, "com.temp"]"#);
+    assert_eq!(h.take(s).len(), 1, "SUBSCRIBED and no retained event");
+    // (The empty prefix matches the router's `wamp.` meta events too: they are left out here.)
+    let take = |h: &mut Harness| -> Vec<Value> {
+        (h.take(s).into_iter())
+            .filter(|m| {
+                !m[3]["topic"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("wamp."))
+            })
+            .collect()
+    };
+    h.send(
+        s,
+        r#"[32, 5, {"get_retained": true, "match": "prefix"}, ""]"#,
+    );
+    let got = take(&mut h);
+    assert_eq!(
+        got.len(),
+        2,
+        "the other topic's retained event stays: {got:?}"
+    );
+    assert_eq!(got[1][3]["topic"], "com.hum");
+    h.send(
+        s,
+        r#"[32, 6, {"get_retained": true, "match": "wildcard"}, ""]"#,
+    );
+    assert_eq!(take(&mut h).len(), 1, "no one-component topic retained");
+    h.send(p, r#"[16, 7, {}, "solo", [1]]"#);
+    assert_eq!(
+        take(&mut h).len(),
+        2,
+        "prefix '' and wildcard '' both match 'solo'"
+    );
+    h.send(p, r#"[16, 8, {}, "a.b", [1]]"#);
+    assert_eq!(take(&mut h).len(), 1, "only prefix '' matches 'a.b'");
+    h.send(s, r#"[32, 9, {}, ""]"#);
+    assert_eq!(h.take_one(s)[0], 8, "no exact subscription to ''");
+}
+
 #[test]
 fn retained_events_respect_eligibility_at_publication() {
     let mut h = Harness::new();

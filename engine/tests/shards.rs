@@ -673,6 +673,22 @@ fn testaments_and_retained_events_reach_other_shards() {
     let messages = s.take(late);
     assert_eq!(messages[0][0], 33);
     assert_eq!(events(&messages)[0][4], json!(["on"]));
+    // Cleared from shard 0 (`x_retain_clear`, MQTT's empty retained message): gone on every shard, also from a
+    // testament.
+    let clearer = s.join(0);
+    s.send(
+        clearer,
+        r#"[16, 2, {"retain": true, "x_retain_clear": true}, "com.state", []]"#,
+    );
+    s.settle();
+    let later = s.join(1);
+    s.send(later, r#"[32, 1, {"get_retained": true}, "com.state"]"#);
+    s.settle();
+    assert_eq!(events(&s.take(later)).len(), 0);
+    let again = s.join(2);
+    s.send(again, r#"[32, 1, {"get_retained": true}, "com.state"]"#);
+    s.settle();
+    assert_eq!(events(&s.take(again)).len(), 0);
 }
 
 #[test]

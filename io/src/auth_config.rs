@@ -100,7 +100,8 @@ impl Match {
 /// first invalid component, which one it is and what is wrong with it.
 pub fn uri_problem(uri: &str, check: UriCheck, policy: MatchPolicy) -> Option<String> {
     if uri.is_empty() {
-        return Some("it is empty".into());
+        // The empty pattern matches every URI (prefix) or every URI of one component (wildcard).
+        return (policy == MatchPolicy::Exact).then(|| "it is empty".into());
     }
     let components: Vec<&str> = uri.split('.').collect();
     let last = components.len() - 1;

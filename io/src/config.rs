@@ -153,8 +153,9 @@ impl UriRule {
 }
 
 /// Which transports a listener speaks. With several, one port serves them all: a RawSocket client's first octet is
-/// 0x7F, which no HTTP request starts with, and an HTTP request for a service's path is served by the service
-/// (see [`Listener::services`]), any other is a WebSocket upgrade.
+/// 0x7F, an MQTT client's 0x10 (CONNECT), which no HTTP request starts with, and an HTTP request for a service's
+/// path is served by the service (see [`Listener::services`]), any other is a WebSocket upgrade. `mqtt` with
+/// `websocket` also serves MQTT over WebSocket (subprotocol `mqtt`) on the WebSocket path.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
@@ -162,6 +163,21 @@ pub enum Transport {
     Rawsocket,
     /// HTTP requests to the listener's `services` (the HTTP bridge).
     Http,
+    /// MQTT 3.1.1 and 5: each client a WAMP session of the listener's `realm` (see `io/src/mqtt/session.rs`).
+    Mqtt,
+}
+
+/// How MQTT payloads and WAMP arguments map into each other on the topics under one URI prefix (crossbar's
+/// `payload_mapping` entries: `{ type = "passthrough" }` or `{ type = "native", serializer = "json" }`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PayloadFormat {
+    /// The MQTT payload is one binary argument (`args = [bytes]`); an event's one binary or string argument is
+    /// the MQTT payload.
+    Passthrough,
+    /// The MQTT payload is a document in `serializer` (`{"args": [...], "kwargs": {...}}`), and events become such
+    /// documents.
+    Native { serializer: SerializerName },
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -196,6 +212,13 @@ pub struct Listener {
     /// on a WebSocket listener without metrics (e.g. the port a load balancer checks).
     #[serde(default)]
     pub health: Option<bool>,
+    /// MQTT listeners: the realm every MQTT client joins (required with the `mqtt` transport).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// MQTT listeners: how payloads map per WAMP URI prefix (the longest matching prefix decides; `""` is every
+    /// topic; default: passthrough everywhere).
+    #[serde(default)]
+    pub payload_mapping: Option<std::collections::BTreeMap<String, PayloadFormat>>,
     /// The HTTP bridge: `publisher`, `caller` and `webhook` services at paths of this listener (a listener speaking
     /// `"http"`, or `"websocket"` beside its WebSocket path).
     #[serde(default)]
@@ -410,6 +433,8 @@ impl Default for Config {
                     deflate: None,
                     batched: false,
                     health: None,
+                    realm: None,
+                    payload_mapping: None,
                 },
                 Listener {
                     listen: "127.0.0.1:8081".into(),
@@ -424,6 +449,8 @@ impl Default for Config {
                     deflate: None,
                     batched: false,
                     health: None,
+                    realm: None,
+                    payload_mapping: None,
                 },
             ],
             limits: Limits::default(),
@@ -588,7 +615,30 @@ impl Config {
             }
             if listener.transports.is_empty() {
                 return fail(format!(
-                    "{which}: transports must name \"websocket\", \"rawsocket\", \"http\" or several"
+                    "{which}: transports must name \"websocket\", \"rawsocket\", \"http\", \"mqtt\" or several"
+                ));
+            }
+            match (&listener.realm, listener.speaks(Transport::Mqtt)) {
+                (None, true) => {
+                    return fail(format!(
+                        "{which}: an \"mqtt\" listener needs realm = \"...\": the realm its MQTT clients join"
+                    ))
+                }
+                (Some(realm), true) if !self.realms.iter().any(|r| &r.name == realm) => {
+                    return fail(format!(
+                        "{which}: realm '{realm}' is not among the [[realms]] (MQTT clients join it)"
+                    ))
+                }
+                (Some(_), false) => {
+                    return fail(format!(
+                        "{which}: realm is for MQTT clients: the listener needs the \"mqtt\" transport"
+                    ))
+                }
+                _ => {}
+            }
+            if listener.payload_mapping.is_some() && !listener.speaks(Transport::Mqtt) {
+                return fail(format!(
+                    "{which}: payload_mapping is for MQTT clients: the listener needs the \"mqtt\" transport"
                 ));
             }
             self.validate_http(&which, listener)?;
@@ -1263,6 +1313,8 @@ transports = ["websocket"]   # "websocket", "rawsocket", or both on one port
 path = "/ws"                 # WebSocket path
 serializers = ["json", "msgpack", "cbor"]
 # metrics = "/metrics"       # GET here: counters in the Prometheus text format (off; use a protected listener)
+# An MQTT listener: transports with "mqtt", realm (required: the realm its clients join), and optionally a
+#   [listeners.payload_mapping] table (README, "MQTT")
 # allowed_origins = ["https://app.example.com", "https://*.example.com"]  # browsers from elsewhere get 403 (unset: any)
 # compression = "deflate"    # permessage-deflate with clients that offer it ([listeners.deflate] tunes it; off by default)
 # batched = true             # also offer wamp.2.json.batched, wamp.2.msgpack.batched, wamp.2.cbor.batched
@@ -1359,6 +1411,40 @@ mod tests {
         assert!(
             err("[[listeners]]\nlisten = \"127.0.0.1:1\"\ntransports = [\"carrier-pigeon\"]")
                 .contains("unknown variant")
+        );
+    }
+
+    #[test]
+    fn mqtt_listeners_name_their_realm() {
+        let listener = |extra: &str| {
+            Config::from_toml(&format!(
+                "[[realms]]\nname = \"iot\"\n[[listeners]]\nlisten = \"127.0.0.1:1883\"\n{extra}"
+            ))
+        };
+        let err = |extra: &str| listener(extra).unwrap_err().0;
+        assert!(err("transports = [\"mqtt\"]").contains("needs realm = "));
+        assert!(err("transports = [\"mqtt\"]\nrealm = \"nope\"").contains("'nope' is not among"));
+        assert!(err("transports = [\"websocket\"]\nrealm = \"iot\"").contains("needs the \"mqtt\""));
+        assert!(err(
+            "transports = [\"rawsocket\"]\n[listeners.payload_mapping]\n\"\" = { type = \"passthrough\" }"
+        )
+        .contains("payload_mapping is for MQTT"));
+        assert!(err(
+            "transports = [\"mqtt\"]\nrealm = \"iot\"\n[listeners.payload_mapping]\n\"a.\" = { type = \"native\" }"
+        )
+        .contains("serializer"));
+        let config = listener(
+            "transports = [\"mqtt\", \"websocket\"]\nrealm = \"iot\"\n[listeners.payload_mapping]\n\
+             \"\" = { type = \"passthrough\" }\n\"app.\" = { type = \"native\", serializer = \"cbor\" }",
+        )
+        .unwrap();
+        let mapping = config.listeners[0].payload_mapping.clone().unwrap();
+        assert_eq!(mapping[""], PayloadFormat::Passthrough);
+        assert_eq!(
+            mapping["app."],
+            PayloadFormat::Native {
+                serializer: SerializerName::Cbor
+            }
         );
     }
 

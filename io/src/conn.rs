@@ -8,6 +8,7 @@ use mio::net::{TcpStream, UnixStream};
 
 pub use crate::framer::Framing;
 use crate::framer::{AnyFramer, Framer};
+use crate::mqtt::session::MqttConn;
 use crate::outbox::Outbox;
 use crate::tls::TlsStream;
 
@@ -96,6 +97,9 @@ pub enum Transport {
         serializer: Serializer,
         framer: AnyFramer,
     },
+    /// MQTT (over TCP, TLS, a Unix socket, or WebSocket): the session layer's state, which stays here while the
+    /// connection's input is handled (the engine's answers need it).
+    Mqtt(MqttConn),
     /// Closing: no more input is processed.
     Closed,
 }
@@ -105,6 +109,7 @@ impl Transport {
     pub fn assembly(&self) -> (usize, bool) {
         match self {
             Transport::Framed { framer, .. } => framer.assembly(),
+            Transport::Mqtt(mqtt) => mqtt.assembly(),
             _ => (0, false),
         }
     }
@@ -224,6 +229,9 @@ pub struct Conn {
     /// Since when (loop milliseconds, wrapping, 0: not) its outbox has been above 3/4 of `outbox_max` without
     /// draining: its producers are stalled for it only at first.
     pub pressured_since_ms: u32,
+    /// When (loop milliseconds, wrapping, 0: never) its socket last took bytes from an outbox holding more than a
+    /// quarter of `outbox_max`.
+    pub drained_ms: u32,
     /// Bytes held for incomplete input (its own read buffer, fragment assembly), as last counted.
     pub held_input: u32,
     /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
@@ -265,6 +273,7 @@ impl Conn {
             input_since_ms: None,
             progressed: false,
             pressured_since_ms: 0,
+            drained_ms: 0,
             held_input: 0,
             http_busy: false,
             deflate: None,

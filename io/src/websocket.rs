@@ -46,6 +46,8 @@ pub struct UpgradeConfig {
     pub deflate: Option<crate::deflate::DeflateConfig>,
     /// Also accept the batched subprotocols (`wamp.2.json.batched`, ...) of `serializers`.
     pub batched: bool,
+    /// Also accept the subprotocol `mqtt` (MQTT over WebSocket): [`UpgradeOutcome::Mqtt`].
+    pub mqtt: bool,
 }
 
 impl UpgradeConfig {
@@ -60,6 +62,7 @@ impl UpgradeConfig {
             allowed_origins: None,
             deflate: None,
             batched: false,
+            mqtt: false,
         }
     }
 }
@@ -222,6 +225,9 @@ pub enum UpgradeOutcome {
         consumed: usize,
         response: Vec<u8>,
     },
+    /// Like `Accept`, for the subprotocol `mqtt` (see [`UpgradeConfig::mqtt`]): then speak MQTT in binary
+    /// WebSocket messages.
+    Mqtt { consumed: usize, response: Vec<u8> },
     /// A `GET` of the metrics path (see [`UpgradeConfig::metrics_path`]): answer with the metrics and
     /// `Connection: close`, then close. The request head was `buf[..consumed]`.
     Metrics { consumed: usize },
@@ -294,7 +300,7 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
         }
     }
     match check_request(&request, cfg) {
-        Ok((serializer, batched, key)) => {
+        Ok((Some((serializer, batched)), key)) => {
             let deflate = cfg.deflate.as_ref().and_then(|config| {
                 crate::deflate::negotiate(
                     values(request.headers, "sec-websocket-extensions"),
@@ -310,9 +316,17 @@ pub fn handle_upgrade(buf: &[u8], cfg: &UpgradeConfig) -> UpgradeOutcome {
                 response: accept_response(key, subprotocol(serializer, batched), extension),
             }
         }
+        // MQTT over WebSocket: no extensions (MQTT packets are small; nothing to negotiate).
+        Ok((None, key)) => UpgradeOutcome::Mqtt {
+            consumed,
+            response: accept_response(key, MQTT_SUBPROTOCOL, None),
+        },
         Err((status, reason)) => reject(status, reason),
     }
 }
+
+/// The WebSocket subprotocol of MQTT 3.1.1 and 5.
+pub const MQTT_SUBPROTOCOL: &str = "mqtt";
 
 /// The subprotocol name of a serializer, batched or not.
 pub fn subprotocol(serializer: Serializer, batched: bool) -> &'static str {
@@ -324,12 +338,12 @@ pub fn subprotocol(serializer: Serializer, batched: bool) -> &'static str {
     }
 }
 
-/// Checks a complete request head; returns the negotiated serializer, whether it is batched, and the
-/// `Sec-WebSocket-Key`, or the status and reason of the refusal.
-fn check_request<'b>(
-    request: &httparse::Request<'_, 'b>,
-    cfg: &UpgradeConfig,
-) -> Result<(Serializer, bool, &'b [u8]), (u16, String)> {
+/// The negotiated WAMP serializer and whether it is batched (`None`: the subprotocol `mqtt`), and the
+/// `Sec-WebSocket-Key`, or the status and reason of a refusal.
+type Checked<'b> = Result<(Option<(Serializer, bool)>, &'b [u8]), (u16, String)>;
+
+/// Checks a complete request head.
+fn check_request<'b>(request: &httparse::Request<'_, 'b>, cfg: &UpgradeConfig) -> Checked<'b> {
     let headers = &*request.headers;
     if request.method != Some("GET") {
         let method = request.method.unwrap_or("");
@@ -382,33 +396,44 @@ fn check_request<'b>(
             }
         }
     }
-    let (serializer, batched) = tokens(headers, "sec-websocket-protocol")
+    // The client's first offered subprotocol that this listener speaks wins.
+    let protocol = tokens(headers, "sec-websocket-protocol")
         .filter_map(|t| {
             let name = std::str::from_utf8(t).ok()?;
-            match name.strip_suffix(".batched") {
+            if name == MQTT_SUBPROTOCOL {
+                return cfg.mqtt.then_some(None);
+            }
+            let (serializer, batched) = match name.strip_suffix(".batched") {
                 Some(base) if cfg.batched => Serializer::from_subprotocol(base).map(|s| (s, true)),
                 Some(_) => None,
                 None => Serializer::from_subprotocol(name).map(|s| (s, false)),
-            }
+            }?;
+            cfg.serializers
+                .contains(&serializer)
+                .then_some(Some((serializer, batched)))
         })
-        .find(|(s, _)| cfg.serializers.contains(s))
-        .ok_or_else(|| (400, no_subprotocol_reason(&cfg.serializers, cfg.batched)))?;
-    Ok((serializer, batched, key))
+        .next()
+        .ok_or_else(|| (400, no_subprotocol_reason(cfg)))?;
+    Ok((protocol, key))
 }
 
-fn no_subprotocol_reason(serializers: &[Serializer], batched: bool) -> String {
+fn no_subprotocol_reason(cfg: &UpgradeConfig) -> String {
     let mut reason = "no supported WAMP subprotocol offered (this router speaks: ".to_owned();
-    for (i, serializer) in serializers.iter().enumerate() {
+    for (i, serializer) in cfg.serializers.iter().enumerate() {
         if i > 0 {
             reason.push_str(", ");
         }
         reason.push_str(serializer.subprotocol());
     }
-    if batched {
-        for serializer in serializers {
+    if cfg.batched {
+        for serializer in &cfg.serializers {
             reason.push_str(", ");
             reason.push_str(subprotocol(*serializer, true));
         }
+    }
+    if cfg.mqtt {
+        reason.push_str(", ");
+        reason.push_str(MQTT_SUBPROTOCOL);
     }
     reason.push(')');
     reason
@@ -1243,6 +1268,54 @@ mod tests {
                 "\r\n\r\nno supported WAMP subprotocol offered (this router speaks: wamp.2.json, wamp.2.msgpack)\n"
             ));
         }
+    }
+
+    /// With `mqtt`, the subprotocol `mqtt` is accepted too: the client's first offered one that the listener
+    /// speaks wins.
+    #[test]
+    fn upgrade_to_mqtt_when_the_listener_speaks_it() {
+        let cfg = UpgradeConfig {
+            mqtt: true,
+            ..config()
+        };
+        let offer = |protocols: &str| {
+            handle_upgrade(
+                &upgrade_request(
+                    "GET /ws HTTP/1.1",
+                    &[&format!("Sec-WebSocket-Protocol: {protocols}")],
+                ),
+                &cfg,
+            )
+        };
+        let UpgradeOutcome::Mqtt { consumed, response } = offer("mqtt") else {
+            panic!("not MQTT")
+        };
+        assert_eq!(
+            consumed,
+            upgrade_request("GET /ws HTTP/1.1", &["Sec-WebSocket-Protocol: mqtt"]).len()
+        );
+        let response = String::from_utf8(response).unwrap();
+        assert!(
+            response.contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"),
+            "{response}"
+        );
+        assert!(matches!(
+            offer("mqttv3.1, mqtt"),
+            UpgradeOutcome::Mqtt { .. }
+        ));
+        assert!(matches!(
+            offer("wamp.2.json, mqtt"),
+            UpgradeOutcome::Accept {
+                serializer: Serializer::Json,
+                ..
+            }
+        ));
+        let (status, response) = rejected(offer("mqttv3.1"));
+        assert_eq!(status, 400);
+        assert!(
+            response.ends_with("wamp.2.json, wamp.2.msgpack, mqtt)\n"),
+            "{response}"
+        );
     }
 
     #[test]

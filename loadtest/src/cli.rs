@@ -124,6 +124,9 @@ pub struct Load {
     /// Bytes of padding string in each PUBLISH/CALL payload.
     #[arg(short = 'b', long, default_value_t = 32)]
     pub size: usize,
+    /// MQTT mode (mqtt://): QoS of publications and subscriptions, 0 or 1 (1: every PUBLISH acknowledged).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
 }
 
 #[derive(Debug, Args)]
@@ -671,11 +674,21 @@ fn base(
     let Some((endpoint, _)) = endpoints.first().cloned() else {
         return Err("--url: at least one router address".into());
     };
-    if endpoints
-        .iter()
-        .any(|(e, _)| e.is_nats() != endpoint.is_nats())
+    if (endpoints.iter())
+        .any(|(e, _)| (e.is_nats(), e.is_mqtt()) != (endpoint.is_nats(), endpoint.is_mqtt()))
     {
-        return Err("--url: either routers or NATS servers, not both".into());
+        return Err("--url: either routers, NATS servers or MQTT brokers, not a mix".into());
+    }
+    if endpoint.is_mqtt()
+        && !matches!(
+            scenario,
+            ScenarioKind::Fanout | ScenarioKind::Fanin | ScenarioKind::Connect
+        )
+    {
+        return Err(format!(
+            "{}: an MQTT broker (mqtt://) runs the fanout, fanin and connect scenarios only",
+            scenario.name()
+        ));
     }
     if endpoint.is_nats() && !matches!(scenario, ScenarioKind::Fanout | ScenarioKind::Fanin) {
         return Err(format!(
@@ -689,6 +702,7 @@ fn base(
     if !(common.timeout > 0.0 && common.timeout.is_finite()) {
         return Err("--timeout must be a positive number of seconds".into());
     }
+    let qos = load.map_or(0, |load| load.qos);
     let (mode, size) = match load {
         Some(load) => {
             let mode = match load.rate {
@@ -726,6 +740,7 @@ fn base(
         params: Map::new(),
         tolerant: false,
         soak: None,
+        qos,
     };
     let options = RunOptions {
         quiet: common.quiet,
@@ -789,6 +804,10 @@ fn fanout(a: &FanoutArgs) -> Result<Invocation, String> {
     if plan.endpoint.is_nats() {
         crate::nats::check_plan(plan)?;
     }
+    if plan.endpoint.is_mqtt() {
+        crate::mqtt::check_plan(plan)?;
+        plan.params.insert("qos".into(), json!(plan.qos));
+    }
     Ok(inv)
 }
 
@@ -833,6 +852,10 @@ fn fanin(a: &FaninArgs) -> Result<Invocation, String> {
     ]);
     if plan.endpoint.is_nats() {
         crate::nats::check_plan(plan)?;
+    }
+    if plan.endpoint.is_mqtt() {
+        crate::mqtt::check_plan(plan)?;
+        plan.params.insert("qos".into(), json!(plan.qos));
     }
     Ok(inv)
 }
@@ -935,7 +958,7 @@ mod tests {
             "-u",
             "nats://127.0.0.1:2",
         ]);
-        assert!(mixed.unwrap_err().contains("not both"));
+        assert!(mixed.unwrap_err().contains("not a mix"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Endpoint {
     RawSocketUnix { path: PathBuf },
     /// The core NATS protocol over TCP (fanout and fanin only).
     Nats { host: String, port: u16 },
+    /// MQTT 3.1.1 over TCP (fanout, fanin and connect; see [`crate::mqtt`]).
+    Mqtt { host: String, port: u16 },
 }
 
 /// The transport family of an endpoint, as it appears in results (`rawsocket`, `websocket`, `rawsocket-unix`,
@@ -30,6 +32,7 @@ pub enum TransportKind {
     WebSocket,
     RawSocketUnix,
     Nats,
+    Mqtt,
 }
 
 impl TransportKind {
@@ -39,6 +42,7 @@ impl TransportKind {
             TransportKind::WebSocket => "websocket",
             TransportKind::RawSocketUnix => "rawsocket-unix",
             TransportKind::Nats => "nats",
+            TransportKind::Mqtt => "mqtt",
         }
     }
 }
@@ -90,10 +94,17 @@ impl Endpoint {
                 let (host, port) = split_host_port(rest, Some(4222))?;
                 Ok(Endpoint::Nats { host, port })
             }
+            "mqtt" => {
+                if rest.contains('/') || rest.contains('@') {
+                    return Err(format!("`{url}`: an MQTT URL is mqtt://host[:port]"));
+                }
+                let (host, port) = split_host_port(rest, Some(1883))?;
+                Ok(Endpoint::Mqtt { host, port })
+            }
             "wss" => Err(format!("`{url}`: TLS is not supported; use ws://")),
             "tls" => Err(format!("`{url}`: TLS is not supported; use nats://")),
             other => Err(format!(
-                "`{url}`: unknown scheme `{other}` (rs, ws, unix or nats)"
+                "`{url}`: unknown scheme `{other}` (rs, ws, unix, nats or mqtt)"
             )),
         }
     }
@@ -104,7 +115,18 @@ impl Endpoint {
             Endpoint::WebSocket { .. } => TransportKind::WebSocket,
             Endpoint::RawSocketUnix { .. } => TransportKind::RawSocketUnix,
             Endpoint::Nats { .. } => TransportKind::Nats,
+            Endpoint::Mqtt { .. } => TransportKind::Mqtt,
         }
+    }
+
+    /// An MQTT broker (or listener) rather than a WAMP router.
+    pub fn is_mqtt(&self) -> bool {
+        matches!(self, Endpoint::Mqtt { .. })
+    }
+
+    /// A protocol of its own on a bare connection (NATS, MQTT): no WAMP, no serializer.
+    pub fn is_raw(&self) -> bool {
+        self.is_nats() || self.is_mqtt()
     }
 
     /// A NATS server rather than a WAMP router.
@@ -117,7 +139,8 @@ impl Endpoint {
         let (host, port) = match self {
             Endpoint::RawSocketTcp { host, port }
             | Endpoint::WebSocket { host, port, .. }
-            | Endpoint::Nats { host, port } => (host, *port),
+            | Endpoint::Nats { host, port }
+            | Endpoint::Mqtt { host, port } => (host, *port),
             Endpoint::RawSocketUnix { .. } => return Ok(None),
         };
         let mut addrs = (host.as_str(), port)
@@ -139,6 +162,7 @@ impl fmt::Display for Endpoint {
             }
             Endpoint::RawSocketUnix { path } => write!(f, "unix://{}", path.display()),
             Endpoint::Nats { host, port } => write!(f, "nats://{}:{port}", bracket(host)),
+            Endpoint::Mqtt { host, port } => write!(f, "mqtt://{}:{port}", bracket(host)),
         }
     }
 }

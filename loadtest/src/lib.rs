@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod endpoint;
+pub mod mqtt;
 pub mod nats;
 pub mod plan;
 pub mod rawsocket;

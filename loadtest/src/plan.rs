@@ -204,6 +204,8 @@ pub struct Plan {
     pub tolerant: bool,
     /// The soak's workload.
     pub soak: Option<SoakPlan>,
+    /// MQTT mode: the QoS of publications and subscriptions (0 or 1).
+    pub qos: u8,
 }
 
 impl Plan {

@@ -422,6 +422,8 @@ impl Role {
 pub struct Publisher {
     index: usize,
     topic: String,
+    /// The topic as an MQTT topic name (MQTT mode), made on first use.
+    mqtt_topic: Option<String>,
     next_seq: u64,
     outstanding: u64,
     schedule: Option<Schedule>,
@@ -432,6 +434,7 @@ impl Publisher {
         Publisher {
             index,
             topic,
+            mqtt_topic: None,
             next_seq: 0,
             outstanding: 0,
             schedule: None,
@@ -463,6 +466,10 @@ impl Publisher {
             // NATS acknowledges nothing: the PONG to this PING confirms the whole window (`acknowledged`).
             nats::ping(ctx.out);
         }
+        if ctx.plan.endpoint.is_mqtt() && ctx.plan.qos == 0 && self.next_seq > first {
+            // Nor does MQTT at QoS 0: the PINGRESP does.
+            crate::mqtt::ping(ctx.out);
+        }
         Ok(())
     }
 
@@ -483,6 +490,13 @@ impl Publisher {
         if ctx.plan.endpoint.is_nats() {
             let load = [self.index as u64, self.next_seq, t_ns];
             nats::publish(ctx.out, &self.topic, load, &ctx.plan.padding);
+        } else if ctx.plan.endpoint.is_mqtt() {
+            let load = [self.index as u64, self.next_seq, t_ns];
+            // QoS 1 packet ids: 1..=65535 in turn (a window is at most 65535 publications).
+            let packet_id = (ctx.plan.qos == 1).then(|| (self.next_seq % 65535) as u16 + 1);
+            let topic =
+                (self.mqtt_topic).get_or_insert_with(|| crate::mqtt::topic(&self.topic, false));
+            crate::mqtt::publish(ctx.out, topic, packet_id, load, &ctx.plan.padding);
         } else {
             let args = load_args(self.index, self.next_seq, t_ns, &ctx.plan.padding);
             let request = ctx.request();

@@ -841,7 +841,7 @@ impl<'a> Coordinator<'a> {
                 plan.endpoint.to_string()
             },
             transport: plan.endpoint.kind().name().into(),
-            serializer: if plan.endpoint.is_nats() {
+            serializer: if plan.endpoint.is_raw() {
                 "-".into()
             } else {
                 plan.ser.name().into()
@@ -875,7 +875,9 @@ impl<'a> Coordinator<'a> {
                 0.0
             },
             // NATS runs fanout and fanin only, whose deliveries are MSGs.
-            latency_kind: if plan.endpoint.is_nats() {
+            latency_kind: if plan.endpoint.is_mqtt() {
+                latency_kind.replace("publish to EVENT", "PUBLISH to PUBLISH")
+            } else if plan.endpoint.is_nats() {
                 latency_kind.replace("publish to EVENT", "PUB to MSG")
             } else {
                 latency_kind.into()

@@ -280,6 +280,9 @@ impl Session {
         if env.plan.endpoint.is_nats() {
             return crate::nats::handle_ready(self, env, budget);
         }
+        if env.plan.endpoint.is_mqtt() {
+            return crate::mqtt::handle_ready(self, env, budget);
+        }
         let Session {
             conn, wamp, slow, ..
         } = self;
@@ -421,6 +424,14 @@ impl Session {
     pub fn handle_stop(&mut self, env: &mut Env<'_>) -> Result<(), String> {
         if env.plan.endpoint.is_nats() {
             // NATS has no goodbye: closing the connection ends the session.
+            self.wamp.state = State::Closed;
+            return Ok(());
+        }
+        if env.plan.endpoint.is_mqtt() {
+            // DISCONNECT, then the connection is closed.
+            if let Some(conn) = self.conn.as_mut() {
+                crate::mqtt::disconnect(&mut conn.writer);
+            }
             self.wamp.state = State::Closed;
             return Ok(());
         }

@@ -533,7 +533,8 @@ impl Connection {
         let framing = match endpoint {
             Endpoint::WebSocket { .. } => Framing::WebSocket,
             Endpoint::RawSocketTcp { .. } | Endpoint::RawSocketUnix { .. } => Framing::RawSocket,
-            Endpoint::Nats { .. } => Framing::Nats,
+            // MQTT, like NATS, is a bare stream that delimits its own packets.
+            Endpoint::Nats { .. } | Endpoint::Mqtt { .. } => Framing::Nats,
         };
         let mut writer = Writer::new(framing, seed);
         let mut ws_key = String::new();
@@ -551,7 +552,7 @@ impl Connection {
             Endpoint::RawSocketTcp { .. } | Endpoint::RawSocketUnix { .. } => {
                 writer.push_raw(&rawsocket::handshake_request(ser));
             }
-            Endpoint::Nats { .. } => {}
+            Endpoint::Nats { .. } | Endpoint::Mqtt { .. } => {}
         }
         Ok(Connection {
             stream,

@@ -99,7 +99,11 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
     let mut publisher = Client::websocket(router.ws, Serializer::Json);
     publisher.join();
     let padding = "x".repeat(8 * 1024);
-    // 4000 x 8 KiB = 32 MiB: far more than the socket buffers plus the 256 KiB outbox limit can hold.
+    // 4000 x 8 KiB = 32 MiB: far more than the socket buffers plus the 256 KiB outbox limit can hold. The router
+    // paces a publisher only to subscribers it sees reading (io/src/server/output.rs); a debug-built reader parsing
+    // JSON on a loaded machine may not look like one, so the publisher here also stays at most 16 events ahead of
+    // the fast subscriber: the test is about the subscriber that does not read.
+    let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..4000u64 {
             let event = fast.expect();
@@ -107,13 +111,23 @@ fn a_subscriber_that_never_reads_is_disconnected_and_others_keep_receiving() {
                 event[4][0], seq,
                 "the fast subscriber gets every event in order"
             );
+            let _ = progress.send(seq);
         }
     });
+    let mut read_up_to = 0;
     for seq in 0..4000u64 {
         publisher.send(&format!(
             r#"[16, {}, {{}}, "com.flood", [{seq}, "{padding}"]]"#,
             seq + 1
         ));
+        // At most 16 events (128 KiB, half of outbox_max) ahead of the reader (unless it stopped: its join below
+        // says why).
+        while seq >= read_up_to + 16 {
+            match read.recv_timeout(Duration::from_secs(10)) {
+                Ok(n) => read_up_to = n,
+                Err(_) => break,
+            }
+        }
     }
     publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.flood.done", []]"#);
     assert_eq!(publisher.expect()[0], 17);

@@ -110,6 +110,10 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
     publisher.join();
     const EVENTS: u64 = 2000;
     let padding = "x".repeat(8 * 1024);
+    // The publisher stays at most 16 events ahead of the reading subscriber: the router paces it only to
+    // subscribers it sees reading (io/src/server/output.rs), which a debug-built reader parsing JSON on a loaded
+    // machine may not look like.
+    let (progress, read) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for seq in 0..EVENTS {
             assert_eq!(
@@ -117,13 +121,23 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
                 seq,
                 "the reading subscriber gets every event in order"
             );
+            let _ = progress.send(seq);
         }
     });
+    let mut read_up_to = 0;
     for seq in 0..EVENTS {
         publisher.send(&format!(
             r#"[16, {}, {{}}, "com.flood", [{seq}, "{padding}"]]"#,
             seq + 1
         ));
+        // At most 16 events (128 KiB, half of outbox_max) ahead of the reader (unless it stopped: its join below
+        // says why).
+        while seq >= read_up_to + 16 {
+            match read.recv_timeout(Duration::from_secs(10)) {
+                Ok(n) => read_up_to = n,
+                Err(_) => break,
+            }
+        }
     }
     publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.flood.done", []]"#);
     assert_eq!(publisher.expect()[0], 17);

@@ -63,3 +63,41 @@ fn every_scenario_runs_clean_against_kreisel() {
         }
     }
 }
+
+/// The generator's MQTT mode against kreisel's MQTT listener: QoS 0 and 1, closed and open loop, fan-out, fan-in
+/// (prefix and exact filters) and connect.
+#[test]
+fn the_mqtt_mode_runs_clean_against_kreisels_mqtt_listener() {
+    let router = TestRouter::start(
+        "[[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"realm1\"\n",
+    );
+    let url = format!("mqtt://{}", router.tcp_address(3));
+    for (scenario, expected) in [
+        (
+            "fanout --subscribers 4 --publishers 2 --events 200",
+            4 * 2 * 200,
+        ),
+        (
+            "fanout --subscribers 3 --events 200 --qos 1 --window 16",
+            3 * 200,
+        ),
+        (
+            "fanout --subscribers 3 --events 100 --rate 2000 --qos 1",
+            3 * 100,
+        ),
+        ("fanin --publishers 20 --events 50 --qos 1", 20 * 50),
+        ("fanin --publishers 5 --events 100 --exact", 5 * 100),
+        ("connect --sessions 20", 20),
+    ] {
+        let args = format!("{scenario} --url {url} --timeout 10");
+        let result = run(&args);
+        assert_eq!(result.status, Status::Ok, "{args}: {:?}", result.errors);
+        assert_eq!(result.transport, "mqtt");
+        assert_eq!(
+            result.lost + result.duplicated + result.reordered + result.corrupt,
+            0,
+            "{args}"
+        );
+        assert_eq!(result.received, expected, "{args}: deliveries");
+    }
+}

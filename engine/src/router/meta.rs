@@ -563,9 +563,7 @@ impl Router {
                     .then(|| self.retained_event(realm, &publication))
                     .flatten();
                 self.stats.events_sent += events;
-                if let Some(event) = retained {
-                    self.store_retained(realm, &testament.topic, event);
-                }
+                self.keep_retained(realm, &testament.topic, &options, retained);
             }
         }
         self.scratch = scratch;

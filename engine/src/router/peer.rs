@@ -89,6 +89,7 @@ impl Router {
                 let dict = options.map_or(Dict::EMPTY, Dict::Raw);
                 let mut parsed = RequestOptions::parse(&dict, &[]);
                 parsed.disclose_me = disclose;
+                parsed.retain = retain;
                 let payload = Payload {
                     args: args.map(Field::Raw),
                     kwargs: kwargs.map(Field::Raw),
@@ -111,9 +112,8 @@ impl Router {
                 self.scratch = scratch;
                 self.stats.events_sent += events;
                 if retain {
-                    if let Some(event) = self.retained_event(realm, &publication) {
-                        self.store_retained(realm, topic, event);
-                    }
+                    let event = self.retained_event(realm, &publication);
+                    self.keep_retained(realm, topic, &parsed, event);
                 }
             }),
             PeerMessage::Register {

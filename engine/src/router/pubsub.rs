@@ -274,9 +274,7 @@ impl Router {
             None => (0, None),
         };
         self.scratch = scratch;
-        if let Some(event) = retained {
-            self.store_retained(realm, topic, event);
-        }
+        self.keep_retained(realm, topic, &parsed, retained);
         self.stats.events_sent += events;
         if acknowledge {
             sink.send(
@@ -290,7 +288,8 @@ impl Router {
     }
 
     /// An owned copy of a publication with `retain: true`, to deliver to later subscribers that ask for it.
-    /// (The router's own meta events have no publisher and are not retained.)
+    /// (The router's own meta events have no publisher and are not retained; a publication with
+    /// `x_retain_clear` clears the topic's retained event instead of becoming it.)
     pub(super) fn retained_event(
         &self,
         realm: usize,
@@ -298,6 +297,9 @@ impl Router {
     ) -> Option<Retained> {
         let publisher = publication.publisher?;
         let options = publication.options;
+        if options.retain_clear {
+            return None;
+        }
         let passthru = options.passthru();
         let passthru = (passthru.iter())
             .flat_map(Passthru::fields)
@@ -317,6 +319,23 @@ impl Router {
             args: publication.payload.args.as_ref().map(options::owned),
             kwargs: publication.payload.kwargs.as_ref().map(options::owned),
         })
+    }
+
+    /// After routing a publication with `retain: true`: `event` (its owned copy) becomes the topic's retained
+    /// event, or, with `x_retain_clear: true` (MQTT's retained message with an empty payload), the topic's
+    /// retained event is forgotten and nothing is kept.
+    pub(super) fn keep_retained(
+        &mut self,
+        realm: usize,
+        topic: &str,
+        options: &RequestOptions<'_>,
+        event: Option<Retained>,
+    ) {
+        if options.retain && options.retain_clear {
+            self.realms[realm].retained.clear(topic);
+        } else if let Some(event) = event {
+            self.store_retained(realm, topic, event);
+        }
     }
 
     pub(super) fn store_retained(&mut self, realm: usize, topic: &str, event: Retained) {

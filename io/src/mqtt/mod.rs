@@ -62,6 +62,7 @@
 mod decode;
 mod encode;
 mod packet;
+pub mod session;
 pub mod topic;
 
 pub use decode::{Decoder, FixedHeader};
@@ -73,6 +74,10 @@ pub use packet::{
     Subscribe, SubscriptionOptions, Subscriptions, UnsubAck, Unsubscribe, Version, Will,
     PACKET_SIZE_MAX, REMAINING_LENGTH_MAX, SUBSCRIPTION_IDENTIFIER_MAX,
 };
+
+/// The first octet of a CONNECT: how a listener that speaks MQTT besides RawSocket (0x7F) and HTTP recognizes
+/// an MQTT client.
+pub const CONNECT_OCTET: u8 = 0x10;
 
 #[cfg(test)]
 mod tests;

@@ -19,9 +19,8 @@
 //! | a level that is empty (`a//b`, `/a`, `a/`), or contains `.`, `#`, `+` or ASCII whitespace | refused | WAMP's loose URI rule: components non-empty, no whitespace, `.` or `#` (the engine's rule, `kreisel_engine::uri`) |
 //! | WAMP component containing `/`, `+`, `#` or U+0000, an empty component, a URI starting with `$` | refused | not a valid MQTT topic name, or not the image of one |
 //!
-//! The empty pattern: the engine's URI check refuses the empty URI for every match policy today, so the
-//! mappings of `#` (prefix ``) and `+` (wildcard ``) are faithful but not subscribable until the engine accepts
-//! an empty prefix and a single empty wildcard component (or the session layer refuses these two filters).
+//! The empty pattern: the engine accepts the empty URI as a prefix pattern (every URI) and as a wildcard pattern
+//! (one empty component: every URI of one component), so `#` and `+` are subscribable as mapped.
 //!
 //! The mapping checks the structure only. A realm with strict URIs (lowercase letters, digits, `_`) refuses
 //! more; the engine checks that when the session subscribes or publishes.
@@ -537,11 +536,10 @@ mod tests {
             let expected: Vec<_> = expected.iter().map(|&(u, p)| (u.to_owned(), p)).collect();
             let got = subscriptions(filter);
             assert_eq!(got, expected, "{filter}");
-            // Every pattern is one the engine accepts, except the empty pattern (see the module docs).
+            // Every pattern is one the engine accepts, the empty pattern included.
             for (uri, policy) in got {
-                assert_eq!(
+                assert!(
                     is_valid(&uri, UriCheck::Loose, policy),
-                    !uri.is_empty(),
                     "{filter} -> {uri:?} {policy:?}"
                 );
             }

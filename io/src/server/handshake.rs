@@ -13,6 +13,31 @@ use crate::framer::{AnyFramer, Batched, RawSocketFramer, WebSocketFramer};
 use crate::{rawsocket, websocket};
 
 impl Shard {
+    /// Answers a WebSocket upgrade with 503 and closes the connection when the router is draining (lame duck) or
+    /// the connection is over `connections_max`; true when it did. `client` names the kind of client in the log.
+    fn refuse_upgrade(&mut self, index: usize, client: &str) -> bool {
+        let draining = self.shared.draining.load(Ordering::Relaxed);
+        if !self.conns[index].over_limit && !draining {
+            return false;
+        }
+        let body = if draining {
+            debug!(peer = %self.conns[index].peer, "draining (lame duck); refusing {client} client");
+            "draining: not accepting sessions\n"
+        } else {
+            self.stats.refused_over_limit += 1;
+            info!(peer = %self.conns[index].peer, "connection limit reached; refusing {client} client");
+            "connection limit reached\n"
+        };
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send_raw(index, &[], response.as_bytes());
+        self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+        true
+    }
+
     fn open_session(&mut self, index: usize, serializer: Serializer) {
         let conn = &self.conns[index];
         let handle = self
@@ -22,7 +47,7 @@ impl Shard {
     }
 
     /// The longest message a connection may send before its session joins a realm.
-    fn before_welcome(&self) -> usize {
+    pub(super) fn before_welcome(&self) -> usize {
         let limits = &self.config.limits;
         limits.unjoined_message_max.min(limits.message_max)
     }
@@ -114,23 +139,7 @@ impl Shard {
                 consumed,
                 response,
             } => {
-                let draining = self.shared.draining.load(Ordering::Relaxed);
-                if self.conns[index].over_limit || draining {
-                    let body = if draining {
-                        debug!(peer = %self.conns[index].peer, "draining (lame duck); refusing WebSocket client");
-                        "draining: not accepting sessions\n"
-                    } else {
-                        self.stats.refused_over_limit += 1;
-                        info!(peer = %self.conns[index].peer, "connection limit reached; refusing WebSocket client");
-                        "connection limit reached\n"
-                    };
-                    let response = format!(
-                        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\
-                         Content-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    self.send_raw(index, &[], response.as_bytes());
-                    self.conns[index].closing = Some(CloseCause::ConnectionLimit);
+                if self.refuse_upgrade(index, "WebSocket") {
                     return None;
                 }
                 self.send_raw(index, &[], &response);
@@ -168,6 +177,16 @@ impl Shard {
                     deflate = ?deflate,
                     "WebSocket open"
                 );
+                Some(consumed)
+            }
+            websocket::UpgradeOutcome::Mqtt { consumed, response } => {
+                if self.refuse_upgrade(index, "MQTT-over-WebSocket") {
+                    return None;
+                }
+                self.send_raw(index, &[], &response);
+                self.conns[index].framing = Framing::websocket(false);
+                self.mqtt_open(index, Some(WebSocketFramer::new(self.before_welcome())));
+                debug!(peer = %self.conns[index].peer, "MQTT over WebSocket open");
                 Some(consumed)
             }
             websocket::UpgradeOutcome::Metrics { .. } => {

@@ -43,7 +43,10 @@ impl Shard {
             // it is answered.
             return;
         }
-        if conn.outbox.queued_bytes() > pause_at {
+        // An MQTT client's input is also what frees its output (PUBACKs of QoS 1 deliveries): it is read on, and
+        // its outbox stays bounded by `outbox_max`.
+        let mqtt = matches!(conn.transport, crate::conn::Transport::Mqtt(_));
+        if conn.outbox.queued_bytes() > pause_at && !mqtt {
             // The peer is not reading our answers: stop reading its requests until it catches up.
             conn.read_paused = true;
             return;
@@ -81,7 +84,7 @@ impl Shard {
                     if conn.closing.is_some() {
                         break;
                     }
-                    if conn.outbox.queued_bytes() > pause_at {
+                    if conn.outbox.queued_bytes() > pause_at && !mqtt {
                         self.conns[index].read_paused = true;
                         break;
                     }
@@ -261,10 +264,14 @@ impl Shard {
 
     /// Deframes and handles every complete frame at the start of `buf`; returns the bytes consumed.
     fn process_input(&mut self, index: usize, buf: &mut [u8]) -> usize {
+        if matches!(self.conns[index].transport, Transport::Mqtt(_)) {
+            return self.mqtt_input(index, buf);
+        }
         let now_ms = self.now_ms();
         let mut transport = std::mem::replace(&mut self.conns[index].transport, Transport::Closed);
         let filled = buf.len();
         let mut pos = 0;
+        let mut mqtt = false;
         loop {
             if self.conns[index].closing.is_some() || pos >= filled {
                 break;
@@ -273,6 +280,11 @@ impl Shard {
             let step = match &mut transport {
                 Transport::Detect => {
                     let listener = &self.shared.listeners[usize::from(self.conns[index].listener)];
+                    if listener.mqtt.is_some() && input[0] == crate::mqtt::CONNECT_OCTET {
+                        self.mqtt_open(index, None);
+                        mqtt = true;
+                        break;
+                    }
                     transport = match (
                         input[0] == rawsocket::MAGIC,
                         listener.rawsocket,
@@ -300,16 +312,24 @@ impl Shard {
                     let serializer = *serializer;
                     self.framed(index, input, serializer, framer, now_ms)
                 }
-                Transport::Closed => None,
+                Transport::Closed | Transport::Mqtt(_) => None,
             };
             match step {
                 Some(consumed) => pos += consumed,
                 None => break,
             }
+            if matches!(self.conns[index].transport, Transport::Mqtt(_)) {
+                // Upgraded to MQTT over WebSocket: what follows is the MQTT session's.
+                mqtt = true;
+                break;
+            }
         }
         let conn = &mut self.conns[index];
         if matches!(conn.transport, Transport::Closed) {
             conn.transport = transport;
+        }
+        if mqtt && pos < filled {
+            return pos + self.mqtt_input(index, &mut buf[pos..filled]);
         }
         pos
     }

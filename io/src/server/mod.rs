@@ -42,6 +42,7 @@ mod handshake;
 mod http;
 mod input;
 mod link;
+mod mqtt;
 mod ops;
 mod output;
 mod scrape;
@@ -81,6 +82,8 @@ struct ListenerInfo {
     http: Option<Arc<crate::http::Services>>,
     /// `allowed_origins`, parsed (`None`: any origin).
     origins: Option<Vec<websocket::OriginPattern>>,
+    /// The realm and payload mapping of an MQTT listener.
+    mqtt: Option<crate::mqtt::session::ListenerConfig>,
 }
 
 impl ListenerInfo {
@@ -321,8 +324,9 @@ pub fn conn_id(index: usize, generation: u32) -> ConnId {
     ConnId((index as u64) | (u64::from(generation) << 32))
 }
 
+/// The connection of a `ConnId` (slab index, generation); bit 31 marks MQTT connections (see `mqtt.rs`).
 fn conn_index(id: ConnId) -> (usize, u32) {
-    ((id.0 & 0xFFFF_FFFF) as usize, (id.0 >> 32) as u32)
+    ((id.0 & 0x7FFF_FFFF) as usize, (id.0 >> 32) as u32)
 }
 
 impl Server {
@@ -403,6 +407,7 @@ impl Server {
                 upgrade.deflate = (listener.compression == crate::config::Compression::Deflate)
                     .then(|| listener.deflate.clone().unwrap_or_default());
                 upgrade.batched = listener.batched;
+                upgrade.mqtt = listener.speaks(TransportName::Mqtt);
                 upgrade
             });
             let tls = match &listener.tls {
@@ -423,6 +428,8 @@ impl Server {
                 rawsocket: listener.speaks(TransportName::Rawsocket),
                 http,
                 origins,
+                mqtt: crate::mqtt::session::ListenerConfig::of(listener)
+                    .filter(|_| listener.speaks(TransportName::Mqtt)),
             });
         }
         let mut router_config = config.router_config(seed);
@@ -747,6 +754,7 @@ fn describe_listener(listener: &crate::config::Listener) -> [String; 5] {
             TransportName::Websocket => "websocket",
             TransportName::Rawsocket => "rawsocket",
             TransportName::Http => "http",
+            TransportName::Mqtt => "mqtt",
         })
         .collect();
     let serializers: Vec<&str> = (listener.serializers())

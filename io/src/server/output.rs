@@ -27,20 +27,45 @@ use crate::websocket;
 /// does not read at all then stops costing the publisher's other subscribers anything until it is cut off.
 const STALL_GRACE_MS: u32 = 500;
 
+/// How recently a recipient with a backlog must have taken bytes from its outbox (its socket accepted a write) for
+/// its producers to be paused on its account: one that does not read would not catch up in any pause.
+const DRAINING_MS: u32 = 100;
+
+/// Whether a message that pushed a recipient's outbox past 3/4 of `outbox_max` pauses its producer (10 ms, see
+/// [`super::input::STALL`]), so that a recipient reading a little slower than its producer sends catches up
+/// instead of being cut off. Only for a recipient that is reading: its socket took all we wrote last (the backlog
+/// built up within this turn), or bytes from a backlog of more than a quarter of `outbox_max` within the last
+/// [`DRAINING_MS`] (see `Shard::flush`); one that does not read
+/// costs the producer's other recipients nothing, reaches its limit and is cut off (or, under the drop policy,
+/// misses what does not fit). And only while the backlog is fresh: its first [`STALL_GRACE_MS`] above 3/4, until
+/// it drains below half. One that stays above 3/4 for longer is not catching up, and pausing on its account would
+/// only hold back every other recipient of the producer.
+pub(super) fn stalls(conn: &mut Conn, now32: u32) -> bool {
+    if conn.pressured_since_ms == 0 {
+        conn.pressured_since_ms = now32 | 1;
+    }
+    let reading = !conn.write_blocked
+        || (conn.drained_ms != 0 && now32.wrapping_sub(conn.drained_ms) < DRAINING_MS);
+    reading && now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS
+}
+
 /// The engine's sink over the connections of one shard, and its link to the others.
 pub(super) struct Outbound<'s> {
-    policy: SlowConsumer,
-    events_dropped: &'s mut u64,
-    conns: &'s mut Slab<Conn>,
-    frames: &'s mut FrameStore,
-    dirty: &'s mut Vec<usize>,
-    doomed: &'s mut Vec<(usize, u32, CloseCause)>,
-    outbox_max: usize,
+    pub(super) policy: SlowConsumer,
+    pub(super) events_dropped: &'s mut u64,
+    pub(super) conns: &'s mut Slab<Conn>,
+    pub(super) frames: &'s mut FrameStore,
+    pub(super) dirty: &'s mut Vec<usize>,
+    pub(super) doomed: &'s mut Vec<(usize, u32, CloseCause)>,
+    pub(super) outbox_max: usize,
     /// Set when a message pushed a recipient's outbox past 3/4 of `outbox_max`.
-    pressure: &'s mut bool,
+    pub(super) pressure: &'s mut bool,
     /// Now, in the connections' wrapping loop milliseconds (for [`STALL_GRACE_MS`]).
-    now32: u32,
+    pub(super) now32: u32,
     link: &'s mut Link,
+    /// What MQTT connections need to turn the engine's messages into packets (see `mqtt.rs`).
+    pub(super) listeners: &'s [super::ListenerInfo],
+    pub(super) mqtt: &'s mut super::mqtt::OutScratch,
     /// Messages to the HTTP services' sessions (see [`super::http`]).
     bridge_mail: &'s mut Vec<Mail>,
     /// The shard's compressors for permessage-deflate.
@@ -227,16 +252,8 @@ impl Outbound<'_> {
                 .push((index, generation, CloseCause::SlowConsumer));
             return;
         }
-        if queued > outbox_max / 4 * 3 {
-            // Stall the producer only while this recipient's pressure is fresh: one that stays above 3/4 of its
-            // limit for longer is not catching up, and stalling on its account would only delay every other
-            // recipient of the producer until it reaches the limit and is cut off.
-            if conn.pressured_since_ms == 0 {
-                conn.pressured_since_ms = self.now32 | 1;
-            }
-            if self.now32.wrapping_sub(conn.pressured_since_ms) < STALL_GRACE_MS {
-                *self.pressure = true;
-            }
+        if queued > outbox_max / 4 * 3 && stalls(conn, self.now32) {
+            *self.pressure = true;
         }
         if was_empty {
             self.dirty.push(index);
@@ -260,7 +277,7 @@ impl Outbound<'_> {
         );
     }
 
-    fn finish(&mut self, frame: FrameId) {
+    pub(super) fn finish(&mut self, frame: FrameId) {
         // A frame nobody queued (all recipients gone) goes straight back to the pool.
         if self.frames.refs(frame) == 0 {
             self.frames.discard(frame);
@@ -279,6 +296,9 @@ impl Outbound<'_> {
 
 impl Sink for Outbound<'_> {
     fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        if super::mqtt::is_mqtt(to.conn) {
+            return self.mqtt_send(to, msg);
+        }
         if let Message::Abort { reason, details } = msg {
             self.log_abort(to, reason, details);
         }
@@ -293,7 +313,12 @@ impl Sink for Outbound<'_> {
     fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
         // One encoding per serializer, shared by every recipient speaking it.
         let mut frames: [Option<FrameId>; Serializer::ALL.len()] = [None; Serializer::ALL.len()];
+        let mut mqtt = super::mqtt::EventFrames::default();
         for peer in to.iter() {
+            if super::mqtt::is_mqtt(peer.conn) {
+                self.mqtt_event(*peer, msg, &mut mqtt);
+                continue;
+            }
             let slot = peer.serializer as usize;
             let frame = match frames[slot] {
                 Some(frame) => frame,
@@ -311,6 +336,7 @@ impl Sink for Outbound<'_> {
         for frame in frames.into_iter().flatten() {
             self.finish(frame);
         }
+        mqtt.finish(self.frames);
     }
 
     fn close(&mut self, to: Peer) {
@@ -353,6 +379,8 @@ impl Shard {
             bridge_mail: &mut self.bridges.mail,
             deflate: &mut self.deflate,
             derived: &mut self.derived,
+            listeners: &self.shared.listeners,
+            mqtt: &mut self.mqtt.output,
         };
         f(&mut self.router, &mut sink)
     }
@@ -452,6 +480,7 @@ impl Shard {
         if conn.write_blocked {
             return;
         }
+        let before = conn.outbox.queued_bytes();
         let flushed = conn
             .outbox
             .flush(&mut self.frames, &mut conn.stream)
@@ -462,7 +491,13 @@ impl Shard {
                     Ok(false)
                 }
             });
-        if conn.outbox.queued_bytes() < self.config.limits.outbox_max / 2 {
+        let outbox_max = self.config.limits.outbox_max;
+        let after = conn.outbox.queued_bytes();
+        if after < before && after > outbox_max / 4 {
+            // Reading from a backlog (the clock is read only then): see `output::stalls`.
+            conn.drained_ms = self.shared.start.elapsed().as_millis() as u32 | 1;
+        }
+        if after < outbox_max / 2 {
             // It caught up: the next time it falls behind, its producers are stalled for it again.
             conn.pressured_since_ms = 0;
         }
@@ -530,6 +565,7 @@ impl Shard {
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);
+        super::mqtt::forget(&mut conn, &mut self.frames);
         self.partial_bytes -= conn.held_input as usize;
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         if let Some(ip) = conn.counted_ip() {

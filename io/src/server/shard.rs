@@ -120,6 +120,8 @@ pub(super) struct Shard {
     pub(super) derived: Vec<super::output::Derived>,
     /// The last message inflated (permessage-deflate).
     pub(super) inflated: Vec<u8>,
+    /// Reused buffers of the MQTT sessions.
+    pub(super) mqtt: super::mqtt::Scratch,
 }
 
 impl Shard {
@@ -185,6 +187,7 @@ impl Shard {
             deflate: crate::deflate::ShardDeflate::default(),
             derived: Vec::new(),
             inflated: Vec::new(),
+            mqtt: Default::default(),
         }
     }
 

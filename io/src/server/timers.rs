@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::output::begin_close;
 use super::shard::Shard;
-use crate::conn::{CloseCause, Framing};
+use crate::conn::{CloseCause, Framing, Transport};
 use crate::framer::Control;
 use crate::websocket;
 
@@ -95,10 +95,13 @@ impl Shard {
     /// Period of the silent-connection sweep: a quarter of the shortest configured interval.
     pub(super) fn sweep_period(&self) -> Option<Duration> {
         let limits = &self.config.limits;
+        // MQTT keep-alives (1.5 times a client's interval) are checked every second.
+        let mqtt = self.shared.listeners.iter().any(|l| l.mqtt.is_some());
         let shortest = [
             limits.auto_ping_ms,
             limits.idle_timeout_ms,
             limits.frame_timeout_ms,
+            if mqtt { 4000 } else { 0 },
         ]
         .into_iter()
         .filter(|&ms| ms > 0)
@@ -118,6 +121,7 @@ impl Shard {
         let mut idle = Vec::new();
         let mut ping = Vec::new();
         let mut trickling = Vec::new();
+        let mut mqtt_silent = Vec::new();
         // Connections keep their times as wrapping 32-bit milliseconds.
         let now32 = now_ms as u32;
         let since = |then: u32| u64::from(now32.wrapping_sub(then));
@@ -130,6 +134,13 @@ impl Shard {
                 .is_some_and(|start| since(start) >= frame_ms)
             {
                 trickling.push(index);
+                continue;
+            }
+            if matches!(conn.transport, Transport::Mqtt(_)) {
+                // MQTT clients keep themselves alive (PINGREQ); the router only enforces it.
+                if Shard::mqtt_expired(conn, since(conn.last_rx_ms), idle_ms) {
+                    mqtt_silent.push(index);
+                }
                 continue;
             }
             if conn.framing == Framing::None {
@@ -160,6 +171,9 @@ impl Shard {
             if begin_close(conn, &mut self.frames, CloseCause::FrameTimeout) {
                 self.dirty.push(index);
             }
+        }
+        for index in mqtt_silent {
+            self.mqtt_keep_alive_timeout(index);
         }
         for index in idle {
             self.stats.idle_timeouts += 1;
