@@ -74,7 +74,7 @@ impl From<SerializerArg> for Serializer {
 pub struct Common {
     /// Router address: rs://host:port (RawSocket over TCP), ws://host:port/path (WebSocket),
     /// unix:///path (RawSocket over a Unix socket). Repeat it for the nodes of a cluster: session i connects to
-    /// the (i mod n)-th URL (of one kind: all WAMP, or all NATS).
+    /// the (i mod n)-th URL (all of one kind: routers, NATS servers or MQTT brokers).
     #[arg(short, long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: Vec<String>,
     /// WAMP serializer.
