@@ -138,7 +138,7 @@ cargo test "${rust_client[@]}"
 echo "== cargo test, routers of 4 shards"
 KREISEL_TEST_SHARDS=4 cargo test -p kreisel-tests
 KREISEL_TEST_SHARDS=4 cargo test "${rust_client[@]}"
-# The interop suites once more with every router a one-node cluster (a cluster name of its own per router) over a
+# The interop suites (WAMP, MQTT, the HTTP bridge) once more with every router a one-node cluster (a cluster name of its own per router) over a
 # nats-server with JetStream started here on a free loopback port and stopped by its PID: everything then goes
 # through a node's backplane, NATS and the key-value bucket. (tests/tests/cluster.rs, in the runs above, starts 3
 # nats-servers and 3 kreisel nodes of its own.)
@@ -159,4 +159,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 KREISEL_TEST_NATS="nats://127.0.0.1:$nats_port" cargo test -p kreisel-tests \
-  --test interop_python --test interop_js --test autobahn_advanced --test shards
+  --test interop_python --test interop_js --test autobahn_advanced --test shards --test mqtt --test http_bridge
