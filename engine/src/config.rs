@@ -25,6 +25,12 @@ pub struct RouterConfig {
     /// (address space: memory pages are used only as entries fill, and the table never moves while it stays
     /// within it). 0: grow as needed.
     pub sessions_expected: usize,
+    /// In a cluster of nodes ([`crate::cluster`]): this node's slot (0..[`crate::cluster::NODE_SLOTS`]). The
+    /// router then has one more peer beside its shards, the node's backplane (shard number `shards`), which owns
+    /// every registration, carries publications, calls and questions to the other nodes and brings theirs. `seed`
+    /// and `secret_seed` must then be the cluster's (the same on every node), so that IDs and authentication
+    /// decoys are the same wherever a client lands. `None`: a router on its own.
+    pub cluster_slot: Option<u16>,
 }
 
 /// Per-realm and per-session bounds the engine enforces (each refusal is logged and counted).
@@ -121,6 +127,7 @@ impl Default for RouterConfig {
             shards: 1,
             epoch_unix_ms: 0,
             sessions_expected: 0,
+            cluster_slot: None,
         }
     }
 }

@@ -50,12 +50,13 @@ pub struct SessionIds {
 const ID_BITS_MASK: u64 = (1 << 53) - 1;
 
 impl SessionIds {
-    pub fn new(seed: u64, shard: u16, shards: usize) -> SessionIds {
+    /// The IDs of stream `shard` of `shards` (a shard of a router; in a cluster, a shard of a node slot).
+    pub fn new(seed: u64, shard: u64, shards: u64) -> SessionIds {
         let mut keys = IdGenerator::new(seed ^ 0x5e55_1015);
         SessionIds {
             next: 0,
-            shard: u64::from(shard),
-            shards: shards.max(1) as u64,
+            shard,
+            shards: shards.max(1),
             // Odd multipliers keep each step a bijection of the 53-bit numbers.
             keys: [0; 4].map(|_| keys.next_u64() | 1),
         }
@@ -112,7 +113,7 @@ mod tests {
     fn session_ids_are_unique_across_shards_and_spread_out() {
         let mut seen = std::collections::HashSet::new();
         let mut high = 0;
-        for shard in 0..4u16 {
+        for shard in 0..4u64 {
             let mut ids = SessionIds::new(42, shard, 4);
             for _ in 0..20_000 {
                 let id = ids.next_id().get();

@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod authz;
 mod broker;
+pub mod cluster;
 mod config;
 mod dealer;
 pub mod dynamic;

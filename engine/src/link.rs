@@ -256,7 +256,55 @@ pub enum PeerMessage<'a> {
     SessionAnswer {
         token: u64,
         answer: SessionAnswer<'a>,
+        /// Not everything asked answered in time (a backplane gathering from other nodes): the caller's RESULT
+        /// says so (`x_kreisel_partial`).
+        partial: bool,
     },
+    /// To the backplane of a cluster node: session `session` now has these testaments (a list that
+    /// [`unpack_testaments`] reads, in the order they would be published; empty: none), so that another node can
+    /// publish them if this node dies.
+    Testaments {
+        realm: u16,
+        session: Id,
+        items: &'a [u8],
+    },
+}
+
+/// One testament as [`PeerMessage::Testaments`] carries it: already authorized for publication when added
+/// (`disclose`: the role's rule discloses the publisher).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TestamentItem<'a> {
+    pub topic: &'a str,
+    pub disclose: bool,
+    pub options: Option<RawValue<'a>>,
+    pub args: Option<RawValue<'a>>,
+    pub kwargs: Option<RawValue<'a>>,
+}
+
+/// Appends one testament to a [`PeerMessage::Testaments`] list.
+pub fn pack_testament(item: &TestamentItem<'_>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    w.str(item.topic);
+    w.u8(u8::from(item.disclose));
+    w.raw(item.options);
+    w.raw(item.args);
+    w.raw(item.kwargs);
+}
+
+/// The testaments of a [`PeerMessage::Testaments`] list (`trusted` as for [`decode`]); `None` if it is malformed.
+pub fn unpack_testaments(bytes: &[u8], trusted: bool) -> Option<Vec<TestamentItem<'_>>> {
+    let mut r = Reader { bytes, trusted };
+    let mut items = Vec::new();
+    while !r.bytes.is_empty() {
+        items.push(TestamentItem {
+            topic: r.str().ok()?,
+            disclose: r.u8().ok()? != 0,
+            options: r.raw().ok()?,
+            args: r.raw().ok()?,
+            kwargs: r.raw().ok()?,
+        });
+    }
+    Some(items)
 }
 
 /// See [`PeerMessage::SessionQuery`].
@@ -363,6 +411,7 @@ mod kind {
     pub const KILL: u8 = 17;
     pub const SESSION_QUERY: u8 = 18;
     pub const SESSION_ANSWER: u8 = 19;
+    pub const TESTAMENTS: u8 = 20;
 }
 
 /// Appends `msg` to `out`.
@@ -620,9 +669,14 @@ pub fn encode(msg: &PeerMessage<'_>, out: &mut Vec<u8>) {
                 }
             }
         }
-        PeerMessage::SessionAnswer { token, answer } => {
+        PeerMessage::SessionAnswer {
+            token,
+            answer,
+            partial,
+        } => {
             w.u8(kind::SESSION_ANSWER);
             w.u64(token);
+            w.u8(u8::from(partial));
             match answer {
                 SessionAnswer::Ids(ids) => {
                     w.u8(0);
@@ -637,6 +691,16 @@ pub fn encode(msg: &PeerMessage<'_>, out: &mut Vec<u8>) {
                     w.u64(count);
                 }
             }
+        }
+        PeerMessage::Testaments {
+            realm,
+            session,
+            items,
+        } => {
+            w.u8(kind::TESTAMENTS);
+            w.u16(realm);
+            w.id(session);
+            w.bytes(items);
         }
     }
 }
@@ -794,13 +858,30 @@ pub fn decode(bytes: &[u8], trusted: bool) -> Result<PeerMessage<'_>, LinkError>
         }
         kind::SESSION_ANSWER => {
             let token = r.u64()?;
+            let partial = r.u8()? != 0;
             let answer = match r.u8()? {
                 0 => SessionAnswer::Ids(r.bytes()?),
                 1 => SessionAnswer::Details(r.raw()?),
                 2 => SessionAnswer::Killed(r.u64()?),
                 _ => return Err(LinkError("unknown session answer")),
             };
-            PeerMessage::SessionAnswer { token, answer }
+            PeerMessage::SessionAnswer {
+                token,
+                answer,
+                partial,
+            }
+        }
+        kind::TESTAMENTS => {
+            let (realm, session) = (r.u16()?, r.id()?);
+            let items = r.bytes()?;
+            if !r.trusted && unpack_testaments(items, false).is_none() {
+                return Err(LinkError("malformed testaments"));
+            }
+            PeerMessage::Testaments {
+                realm,
+                session,
+                items,
+            }
         }
         _ => return Err(LinkError("unknown message kind")),
     };
@@ -990,7 +1071,11 @@ mod tests {
         RawValue::parse(Serializer::Json, text.as_bytes()).unwrap()
     }
 
-    fn samples<'a>(args: RawValue<'a>, mp: RawValue<'a>) -> Vec<PeerMessage<'a>> {
+    fn samples<'a>(
+        args: RawValue<'a>,
+        mp: RawValue<'a>,
+        testaments: &'a [u8],
+    ) -> Vec<PeerMessage<'a>> {
         let who = Who {
             id: id(7),
             authid: "alice",
@@ -1193,18 +1278,32 @@ mod tests {
             PeerMessage::SessionAnswer {
                 token: 10,
                 answer: SessionAnswer::Ids(&[3, 0, 0, 0, 0, 0, 0, 0]),
+                partial: true,
             },
             PeerMessage::SessionAnswer {
                 token: 12,
                 answer: SessionAnswer::Details(Some(mp)),
+                partial: false,
             },
             PeerMessage::SessionAnswer {
                 token: 12,
                 answer: SessionAnswer::Details(None),
+                partial: false,
             },
             PeerMessage::SessionAnswer {
                 token: 13,
                 answer: SessionAnswer::Killed(2),
+                partial: false,
+            },
+            PeerMessage::Testaments {
+                realm: 0,
+                session: id(7),
+                items: testaments,
+            },
+            PeerMessage::Testaments {
+                realm: 0,
+                session: id(7),
+                items: &[],
             },
         ]
     }
@@ -1226,7 +1325,22 @@ mod tests {
         // {"k": 1} in MessagePack.
         let mp_bytes = [0x81, 0xA1, b'k', 0x01];
         let mp = RawValue::parse(Serializer::MsgPack, &mp_bytes).unwrap();
-        for msg in samples(raw(r#"[1,"two",{"three":3}]"#), mp) {
+        let mut testaments = Vec::new();
+        pack_testament(
+            &TestamentItem {
+                topic: "com.gone",
+                disclose: true,
+                options: Some(raw(r#"{"retain":true}"#)),
+                args: Some(mp),
+                kwargs: None,
+            },
+            &mut testaments,
+        );
+        assert_eq!(
+            unpack_testaments(&testaments, false).map(|t| t.len()),
+            Some(1)
+        );
+        for msg in samples(raw(r#"[1,"two",{"three":3}]"#), mp, &testaments) {
             let mut bytes = Vec::new();
             encode(&msg, &mut bytes);
             for trusted in [true, false] {

@@ -288,6 +288,9 @@ pub struct Router {
     /// This shard and the number of shards (see [`crate::link`]).
     shard: ShardId,
     shards: usize,
+    /// In a cluster: the node's backplane, one more peer beside the shards (shard number `shards`), which owns
+    /// every registration and links this node to the others ([`crate::cluster`]).
+    backplane: Option<ShardId>,
     session_id_gen: SessionIds,
     /// Seed of the subscription IDs, the same on every shard: a subscription has one ID router-wide.
     id_seed: u64,
@@ -302,6 +305,11 @@ pub struct Router {
     /// Changes a client is told about once the other shards have installed them (SUBSCRIBED, REGISTERED), by
     /// token.
     pending_acks: HashMap<u64, PendingAck>,
+    /// Subscribers (session, subscription) whose SUBSCRIBED waits for the other shards: publications of other
+    /// shards or nodes that reach this shard meanwhile (a retained event goes to every shard, whatever its
+    /// subscribers) are not delivered to them, since a client may drop a connection whose EVENT comes before
+    /// SUBSCRIBED (autobahn does).
+    unconfirmed: Vec<(SessionHandle, Id)>,
     next_token: u64,
     /// Calls this shard owns whose caller is on another shard: (caller's shard, relay) → call.
     remote_callers: HashMap<(ShardId, u64), usize>,
@@ -433,7 +441,13 @@ impl Router {
         let auth_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &nonces.next());
         // ...while challenges differ: each shard draws its nonces from a range of the counter of its own, so no
         // two shards (which share the secret seed) ever issue the same challenge.
-        nonces.skip_to(u64::from(config.shard) << 48);
+        // (In a cluster, each shard of each node: 2^40 challenges each.)
+        nonces.skip_to(match config.cluster_slot {
+            None => u64::from(config.shard) << 48,
+            Some(slot) => {
+                (u64::from(slot) * crate::link::SHARDS_MAX as u64 + u64::from(config.shard)) << 40
+            }
+        });
         for realm in &config.realms {
             realm_index.insert(realm.name.clone(), realms.len());
             realms.push(Realm {
@@ -459,16 +473,30 @@ impl Router {
         for (index, realm) in config.realms.iter().enumerate() {
             realms[index].authenticators = authenticators(&realm.auth, index, &realm_index);
         }
-        let shards = config.shards.clamp(1, crate::link::SHARDS_MAX);
+        // In a cluster the backplane takes one more place in a shard set.
+        let shards_max = crate::link::SHARDS_MAX - usize::from(config.cluster_slot.is_some());
+        let shards = config.shards.clamp(1, shards_max);
+        let backplane = config.cluster_slot.map(|_| shards as ShardId);
+        // Streams of IDs: one per shard, and in a cluster one per (node slot, shard), so that no two shards of the
+        // cluster draw alike.
+        let (stream, streams) = match config.cluster_slot {
+            None => (u64::from(config.shard), shards as u64),
+            Some(slot) => {
+                let stream =
+                    u64::from(slot) * crate::link::SHARDS_MAX as u64 + u64::from(config.shard);
+                (
+                    stream,
+                    (crate::cluster::NODE_SLOTS * crate::link::SHARDS_MAX) as u64,
+                )
+            }
+        };
         Router {
             realms,
             realm_index,
             sessions: Slab::with_capacity(config.sessions_expected),
             next_generation: 0,
             // Publication IDs: random, a different stream on each shard.
-            ids: IdGenerator::new(
-                config.seed ^ u64::from(config.shard).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            ),
+            ids: IdGenerator::new(config.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             router_ids: HashSet::new(),
             calls: Slab::new(),
             invocations: RouterKeyMap::default(),
@@ -487,7 +515,8 @@ impl Router {
             stats: Stats::default(),
             shard: config.shard,
             shards,
-            session_id_gen: SessionIds::new(config.seed, config.shard, shards),
+            backplane,
+            session_id_gen: SessionIds::new(config.seed, stream, streams),
             id_seed: config.seed,
             gathers: HashMap::new(),
             gather_deadlines: VecDeque::new(),
@@ -495,6 +524,7 @@ impl Router {
             role_names: Vec::new(),
             role_name_ids: HashMap::new(),
             pending_acks: HashMap::new(),
+            unconfirmed: Vec::new(),
             next_token: 0,
             remote_callers: HashMap::new(),
             next_call_serial: 0,
@@ -538,13 +568,22 @@ impl Router {
         self.role_names.get(id as usize).map_or("", |name| name)
     }
 
-    /// Every other shard of the router (empty for a router on its own).
+    /// Every other shard of the router, and the backplane in a cluster (empty for a router on its own).
     fn others(&self) -> ShardSet {
-        if self.shards == 1 {
+        let mut others = if self.shards == 1 {
             ShardSet::EMPTY
         } else {
             ShardSet::all_but(self.shards, self.shard)
+        };
+        if let Some(backplane) = self.backplane {
+            others.insert(backplane);
         }
+        others
+    }
+
+    /// Whether this router has peers (other shards, or a backplane): changes are then told to them.
+    fn linked(&self) -> bool {
+        self.shards > 1 || self.backplane.is_some()
     }
 
     /// Tells every other shard `msg`, if there are any.

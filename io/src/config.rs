@@ -22,6 +22,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub limits: Limits,
     pub log: Log,
+    /// Several nodes as one router over NATS (`[cluster]`; see [`crate::cluster`]). Absent: a router on its own.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -465,6 +467,7 @@ impl Default for Config {
             ],
             limits: Limits::default(),
             log: Log::default(),
+            cluster: None,
         }
     }
 }
@@ -789,6 +792,9 @@ impl Config {
         if limits.auth_timeout_ms == 0 {
             return fail("limits.auth_timeout_ms must be at least 1".into());
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self.shards())?;
+        }
         Ok(())
     }
 
@@ -945,6 +951,15 @@ impl Config {
             for (key, change) in table_changes(&old, &fresh) {
                 restart(format!("{name}.{key}"), change);
             }
+        }
+        if self.cluster != new.cluster {
+            // Names only: the section holds NATS credentials.
+            let change = match (&self.cluster, &new.cluster) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                _ => "changed",
+            };
+            restart("cluster".into(), change.into());
         }
         if self.listeners.len() != new.listeners.len() {
             restart(
@@ -1443,6 +1458,15 @@ connections_per_ip_max = 0   # open connections per IP address (0: no limit)
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides
 format = "text"              # or "json": one JSON object per line
+
+# [cluster]                  # several nodes as one router over NATS with JetStream (README: "Cluster")
+# name = "prod"              # the same on every node
+# nats = ["nats://127.0.0.1:4222"]  # tls://host:port for TLS
+# heartbeat_ms = 250
+# dead_after_ms = 3000
+# replicas = 3
+# NATS credentials: user and password (or password_file), or token (token_file); TLS: tls_ca, and tls_certificate
+# with tls_key for servers that verify clients.
 "#;
 
 #[cfg(test)]
@@ -1981,6 +2005,28 @@ mod tests {
         );
         let number = Config::from_toml_with("[limits]\nconnections_max = \"${PORT}\"\n", &env);
         assert!(number.unwrap_err().0.contains("invalid type: string"));
+    }
+
+    /// The NATS password of `[cluster]` from a file (and its token from the environment).
+    #[test]
+    fn cluster_credentials_from_files_and_the_environment() {
+        let dir =
+            std::env::temp_dir().join(format!("kreisel-cluster-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("nats-password");
+        std::fs::write(&file, "from a file\n").unwrap();
+        let text = format!(
+            "[cluster]\nname = \"c\"\nnats = [\"nats://127.0.0.1:4222\"]\nuser = \"k\"\npassword_file = \"{}\"\n",
+            file.display()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.password.as_deref(), Some("from a file"));
+        let env = |name: &str| (name == "NATS_TOKEN").then(|| "t0ken".to_string());
+        let text = "[cluster]\nname = \"c\"\nnats = [\"nats://127.0.0.1:4222\"]\ntoken = \"${NATS_TOKEN}\"\n";
+        let config = Config::from_toml_with(text, &env).unwrap();
+        assert_eq!(config.cluster.unwrap().token.as_deref(), Some("t0ken"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A reload names each changed setting; a principal's credentials are named, never shown.

@@ -11,6 +11,7 @@
 #![deny(unused_must_use)]
 
 pub mod auth_config;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod deflate;

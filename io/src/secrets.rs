@@ -15,7 +15,8 @@
 use std::io::Read;
 
 /// Keys whose value may come from a file (`ticket_file`, ...): the secrets of a principal and of an HTTP service's
-/// principal (`ticket`, `wampcra_secret`, the SCRAM keys, `secret`) and webhook (`github_secret`). A new secret key is added here.
+/// principal (`ticket`, `wampcra_secret`, the SCRAM keys, `secret`) and webhook (`github_secret`), and the NATS
+/// credentials of `[cluster]` (`password`, `token`). A new secret key is added here.
 pub const SECRET_KEYS: &[&str] = &[
     "ticket",
     "wampcra_secret",
@@ -23,6 +24,8 @@ pub const SECRET_KEYS: &[&str] = &[
     "scram_server_key",
     "secret",
     "github_secret",
+    "password",
+    "token",
 ];
 
 /// The largest secret file read (a path to something huge must not exhaust memory at load).

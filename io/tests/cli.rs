@@ -412,7 +412,8 @@ fn print_config_commented_keys_can_be_uncommented() {
             "batched",
             "health",
             "[listeners.tls]",
-            "[[listeners.services]]"
+            "[[listeners.services]]",
+            "[cluster]"
         ],
         "the commented keys, grouped by the commented table they fall into when uncommented (a listener key after \
          `# [listeners.tls]` would fall into it); a new one: say here what uncommenting it gives"

@@ -73,9 +73,10 @@ impl From<SerializerArg> for Serializer {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Router address: rs://host:port (RawSocket over TCP), ws://host:port/path (WebSocket),
-    /// unix:///path (RawSocket over a Unix socket).
+    /// unix:///path (RawSocket over a Unix socket). Repeat it for the nodes of a cluster: session i connects to
+    /// the (i mod n)-th URL (all of one kind: routers, NATS servers or MQTT brokers).
     #[arg(short, long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    pub url: Vec<String>,
     /// WAMP serializer.
     #[arg(short, long, value_enum, default_value_t = SerializerArg::Json)]
     pub serializer: SerializerArg,
@@ -101,6 +102,10 @@ pub struct Common {
     /// PID of the router process: report its CPU time and resident memory (connect: memory per session).
     #[arg(long, value_name = "PID")]
     pub router_pid: Option<u32>,
+    /// More processes whose CPU time counts as the router's (the other nodes of a cluster, its nats-servers);
+    /// repeatable. Memory is still read from --router-pid alone.
+    #[arg(long, value_name = "PID")]
+    pub extra_pid: Vec<u32>,
     /// No progress bar, no summary on stdout (errors still go to stderr).
     #[arg(short, long)]
     pub quiet: bool,
@@ -660,7 +665,20 @@ fn base(
     scenario: ScenarioKind,
     load: Option<&Load>,
 ) -> Result<Invocation, String> {
-    let endpoint = Endpoint::parse(&common.url)?;
+    let mut endpoints = Vec::new();
+    for url in &common.url {
+        let endpoint = Endpoint::parse(url)?;
+        let addr = endpoint.resolve()?;
+        endpoints.push((endpoint, addr));
+    }
+    let Some((endpoint, _)) = endpoints.first().cloned() else {
+        return Err("--url: at least one router address".into());
+    };
+    if (endpoints.iter())
+        .any(|(e, _)| (e.is_nats(), e.is_mqtt()) != (endpoint.is_nats(), endpoint.is_mqtt()))
+    {
+        return Err("--url: either routers, NATS servers or MQTT brokers, not a mix".into());
+    }
     if endpoint.is_mqtt()
         && !matches!(
             scenario,
@@ -704,6 +722,7 @@ fn base(
         scenario,
         endpoint,
         addr,
+        endpoints,
         ser: common.serializer.into(),
         realm: common.realm.clone(),
         threads: common.threads,
@@ -727,6 +746,7 @@ fn base(
         quiet: common.quiet,
         label: common.label.clone(),
         router_pid: common.router_pid,
+        extra_pids: common.extra_pid.clone(),
         ..RunOptions::default()
     };
     Ok(Invocation {
@@ -911,6 +931,34 @@ mod tests {
             Cli::try_parse_from(std::iter::once("kreisel-loadtest").chain(args.iter().copied()))
                 .map_err(|e| e.to_string())?;
         cli.command.invocation().expect("scenario").map(|i| i.plan)
+    }
+
+    /// Several `--url`s: every endpoint is kept, in order (sessions take them in turn); WAMP and NATS do not mix.
+    #[test]
+    fn several_urls() {
+        let plan = plan_of(&[
+            "fanout",
+            "-u",
+            "rs://127.0.0.1:8081",
+            "-u",
+            "ws://127.0.0.1:8082/ws",
+            "--subscribers",
+            "2",
+        ])
+        .expect("valid");
+        let urls: Vec<String> = (plan.endpoints.iter())
+            .map(|(e, _)| e.to_string())
+            .collect();
+        assert_eq!(urls, ["rs://127.0.0.1:8081", "ws://127.0.0.1:8082/ws"]);
+        assert_eq!(plan.endpoint.to_string(), "rs://127.0.0.1:8081");
+        let mixed = plan_of(&[
+            "fanout",
+            "-u",
+            "rs://127.0.0.1:1",
+            "-u",
+            "nats://127.0.0.1:2",
+        ]);
+        assert!(mixed.unwrap_err().contains("not a mix"));
     }
 
     #[test]

@@ -24,9 +24,8 @@ use crate::roles::{Ctx, Role};
 use crate::session::{Env, Session, State};
 use crate::transport::{Phase, Writer, MESSAGE_MAX};
 
-/// Longest control line accepted from the server (an `INFO` of a large cluster can be long): a bound on the bytes
-/// buffered while looking for its end.
-pub const CONTROL_LINE_MAX: usize = 64 * 1024;
+pub use kreisel_nats::{check_subject, parse, shown, Msg, Op, CONTROL_LINE_MAX};
+
 /// Bytes of the load header in front of the padding.
 pub const LOAD_LEN: usize = 24;
 
@@ -38,159 +37,6 @@ const CONNECT: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     "\",\"protocol\":1,\"headers\":false,\"no_responders\":false}\r\n"
 );
-
-/// One operation from the server, borrowed from the read buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Op<'a> {
-    /// `INFO {json}`: the JSON.
-    Info(&'a [u8]),
-    Msg(Msg<'a>),
-    Ping,
-    Pong,
-    /// `+OK` (only sent in verbose mode).
-    Ok,
-    /// `-ERR 'text'`: the text without the quotes.
-    Err(&'a [u8]),
-}
-
-/// `MSG <subject> <sid> [reply-to] <#bytes>` and its payload.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Msg<'a> {
-    pub subject: &'a [u8],
-    pub sid: &'a [u8],
-    pub reply_to: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-}
-
-/// Parses the operation at the start of `buf`: `Ok(None)` while it is incomplete, else the operation and the number
-/// of bytes it took. Payloads longer than `payload_max` and control lines longer than [`CONTROL_LINE_MAX`] are
-/// errors, so a caller that buffers until an operation is complete holds at most about that much.
-pub fn parse(buf: &[u8], payload_max: usize) -> Result<Option<(Op<'_>, usize)>, String> {
-    let window = &buf[..buf.len().min(CONTROL_LINE_MAX)];
-    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
-        if buf.len() >= CONTROL_LINE_MAX {
-            return Err(format!(
-                "control line longer than {CONTROL_LINE_MAX} bytes: `{}...`",
-                shown(&buf[..40])
-            ));
-        }
-        return Ok(None);
-    };
-    // Lines end with CRLF; a bare LF is accepted too.
-    let line = &buf[..newline];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let after = newline + 1;
-    let (name, rest) = match line.iter().position(|&b| is_blank(b)) {
-        Some(i) => (&line[..i], trim(&line[i..])),
-        None => (line, &line[line.len()..]),
-    };
-    let op = if name.eq_ignore_ascii_case(b"MSG") {
-        return parse_msg(buf, rest, after, payload_max);
-    } else if name.eq_ignore_ascii_case(b"PING") {
-        Op::Ping
-    } else if name.eq_ignore_ascii_case(b"PONG") {
-        Op::Pong
-    } else if name.eq_ignore_ascii_case(b"+OK") {
-        Op::Ok
-    } else if name.eq_ignore_ascii_case(b"-ERR") {
-        let text = rest
-            .strip_prefix(b"'")
-            .and_then(|t| t.strip_suffix(b"'"))
-            .unwrap_or(rest);
-        Op::Err(text)
-    } else if name.eq_ignore_ascii_case(b"INFO") {
-        Op::Info(rest)
-    } else {
-        return Err(format!(
-            "unknown operation `{}`",
-            shown(&line[..line.len().min(40)])
-        ));
-    };
-    Ok(Some((op, after)))
-}
-
-/// The rest of a `MSG` whose control line ends at `after`.
-fn parse_msg<'a>(
-    buf: &'a [u8],
-    args: &'a [u8],
-    after: usize,
-    payload_max: usize,
-) -> Result<Option<(Op<'a>, usize)>, String> {
-    let mut fields = [&args[..0]; 4];
-    let mut n = 0;
-    for field in args.split(|&b| is_blank(b)).filter(|f| !f.is_empty()) {
-        if n == fields.len() {
-            return Err(format!("MSG with too many fields: `MSG {}`", shown(args)));
-        }
-        fields[n] = field;
-        n += 1;
-    }
-    let (subject, sid, reply_to, len) = match n {
-        3 => (fields[0], fields[1], None, fields[2]),
-        4 => (fields[0], fields[1], Some(fields[2]), fields[3]),
-        _ => return Err(format!("MSG with {n} fields: `MSG {}`", shown(args))),
-    };
-    let len = parse_len(len)
-        .ok_or_else(|| format!("MSG with a bad byte count: `MSG {}`", shown(args)))?;
-    if len > payload_max {
-        return Err(format!(
-            "MSG of {len} bytes exceeds the limit of {payload_max}"
-        ));
-    }
-    let end = after + len;
-    if buf.len() < end + 2 {
-        return Ok(None);
-    }
-    if &buf[end..end + 2] != b"\r\n" {
-        return Err(format!(
-            "MSG payload of {len} bytes is not followed by CRLF"
-        ));
-    }
-    let msg = Msg {
-        subject,
-        sid,
-        reply_to,
-        payload: &buf[after..end],
-    };
-    Ok(Some((Op::Msg(msg), end + 2)))
-}
-
-fn is_blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_blank(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_blank(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
-/// A decimal byte count (at most 19 digits, so it cannot overflow).
-fn parse_len(field: &[u8]) -> Option<usize> {
-    if field.is_empty() || field.len() > 19 {
-        return None;
-    }
-    field.iter().try_fold(0usize, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(usize::from(b - b'0')))
-            .flatten()
-    })
-}
-
-/// Bytes from the server, printable in a message.
-fn shown(bytes: &[u8]) -> String {
-    bytes.escape_ascii().to_string()
-}
 
 /// The load header: sender index, sequence number and send time.
 pub fn encode_load(load: [u64; 3]) -> [u8; LOAD_LEN] {
@@ -239,28 +85,6 @@ fn push_decimal(out: &mut Writer, mut n: usize) {
         }
     }
     out.push_raw(&digits[i..]);
-}
-
-/// Checks a subject: non-empty tokens separated by `.`, no white space or control characters; wildcard tokens
-/// (`*`, and `>` as the last token) only where `wildcards` are allowed (subscriptions).
-pub fn check_subject(subject: &str, wildcards: bool) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("`{subject}` is not a valid NATS subject: {why}"));
-    if subject.is_empty() {
-        return bad("it is empty");
-    }
-    if subject.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return bad("it contains white space or control characters");
-    }
-    let tokens = subject.split('.').count();
-    for (i, token) in subject.split('.').enumerate() {
-        match token {
-            "" => return bad("it has an empty token"),
-            "*" | ">" if !wildcards => return bad("publications take no wildcards"),
-            ">" if i + 1 != tokens => return bad("`>` must be the last token"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// The subject a subscriber subscribes to: a WAMP topic as it is, a prefix `a.b.` as `a.b.>`.
@@ -600,7 +424,7 @@ mod tests {
             (b"MSG a 1 x\r\n", "bad byte count"),
             (b"MSG a 1\r\n", "MSG with 2 fields"),
             (b"MSG a 1 b c 2\r\n", "too many fields"),
-            (b"HMSG a 1 2 2\r\n", "unknown operation `HMSG a 1 2 2`"),
+            (b"HMSG a 1 3 2\r\n", "HMSG with a bad byte count"),
             (b"\x00\xff\r\n", "unknown operation `\\x00\\xff`"),
         ];
         for (wire, expected) in cases {

@@ -172,6 +172,8 @@ pub struct Plan {
     pub endpoint: Endpoint,
     /// Resolved once (TCP endpoints).
     pub addr: Option<SocketAddr>,
+    /// Every router address given (the first is `endpoint`): session i connects to the (i mod n)-th.
+    pub endpoints: Vec<(Endpoint, Option<SocketAddr>)>,
     pub ser: Serializer,
     pub realm: String,
     pub threads: usize,

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub quiet: bool,
     pub label: String,
     pub router_pid: Option<u32>,
+    /// Processes whose CPU time is added to the router's (other cluster nodes, nats-servers).
+    pub extra_pids: Vec<u32>,
     /// The router's metrics endpoint, scraped with every sample (slow, soak).
     pub metrics: Option<MetricsUrl>,
     /// Stop the run when the router's RSS passes this many KiB.
@@ -249,22 +251,28 @@ impl<'a> Coordinator<'a> {
         }
     }
 
+    /// CPU time of the router process and of the extra processes, summed.
+    fn router_cpu(&self) -> Option<Duration> {
+        let router = self
+            .opts
+            .router_pid
+            .and_then(|pid| sys::process_cpu(pid).ok())?;
+        let extra = (self.opts.extra_pids.iter())
+            .filter_map(|&pid| sys::process_cpu(pid).ok())
+            .sum::<Duration>();
+        Some(router + extra)
+    }
+
     fn open_window(&mut self) {
         self.window_start_ns = self.clock.now_ns();
         self.cpu_start = sys::cpu_time();
-        self.router_cpu_start = self
-            .opts
-            .router_pid
-            .and_then(|pid| sys::process_cpu(pid).ok());
+        self.router_cpu_start = self.router_cpu();
     }
 
     fn close_window(&mut self) {
         self.window_end_ns = self.clock.now_ns();
         self.cpu_end = sys::cpu_time();
-        self.router_cpu_end = self
-            .opts
-            .router_pid
-            .and_then(|pid| sys::process_cpu(pid).ok());
+        self.router_cpu_end = self.router_cpu();
     }
 
     /// Walks the phases of the plan's scenario.
@@ -824,7 +832,14 @@ impl<'a> Coordinator<'a> {
             scenario: plan.scenario.name().into(),
             case: plan.case(),
             params: plan.params.clone(),
-            url: plan.endpoint.to_string(),
+            url: if plan.endpoints.len() > 1 {
+                (plan.endpoints.iter())
+                    .map(|(endpoint, _)| endpoint.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                plan.endpoint.to_string()
+            },
             transport: plan.endpoint.kind().name().into(),
             serializer: if plan.endpoint.is_raw() {
                 "-".into()

@@ -255,7 +255,14 @@ impl Session {
     /// Starts a connection (non-blocking) with the transport handshake queued.
     pub fn connect(&mut self, plan: &Plan, now_ns: u64) -> io::Result<()> {
         let seed = (self.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ns;
-        self.conn = Some(Connection::open(&plan.endpoint, plan.addr, plan.ser, seed)?);
+        let (endpoint, addr) = match plan.endpoints.len() {
+            0 => (&plan.endpoint, plan.addr),
+            n => {
+                let (endpoint, addr) = &plan.endpoints[self.index % n];
+                (endpoint, *addr)
+            }
+        };
+        self.conn = Some(Connection::open(endpoint, addr, plan.ser, seed)?);
         self.wamp.state = State::Connecting;
         self.wamp.next_request = Id::FIRST;
         self.wamp.connect_started_ns = now_ns;

@@ -15,6 +15,7 @@ use kreisel_io::config::{Address, Config};
 use kreisel_io::server::StopHandle;
 use kreisel_io::Server;
 
+pub mod cluster;
 pub mod programs;
 pub use programs::python_check;
 
@@ -42,6 +43,21 @@ pub fn test_shards() -> usize {
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(1)
+}
+
+/// With `KREISEL_TEST_NATS` set (a NATS server with JetStream, `nats://host:port`; the test command starts one),
+/// every router a test starts is a one-node cluster of its own (a cluster name per router, so routers do not
+/// meet): the whole suite then runs through a node's backplane, NATS and JetStream.
+pub fn test_cluster() -> Option<kreisel_io::cluster::ClusterConfig> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("KREISEL_TEST_NATS").ok()?;
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let toml = format!(
+        "name = \"t{}-{n}\"\nnats = [\"{url}\"]\nreplicas = 1\n",
+        std::process::id()
+    );
+    Some(toml::from_str(&toml).expect("a valid [cluster] section"))
 }
 
 /// A temporary directory removed on drop.
@@ -108,6 +124,9 @@ transports = ["rawsocket"]
         use kreisel_io::config::Transport;
         if config.router.shards == 0 {
             config.router.shards = test_shards();
+        }
+        if config.cluster.is_none() {
+            config.cluster = test_cluster();
         }
         let first = |transport: Transport| {
             config

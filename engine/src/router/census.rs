@@ -64,6 +64,8 @@ pub(super) struct Gather {
     details: Option<Value>,
     killed: u64,
     deadline: u64,
+    /// Some answer was itself partial (a backplane gathering from other nodes).
+    partial: bool,
 }
 
 impl Router {
@@ -98,6 +100,7 @@ impl Router {
             details: None,
             killed: 0,
             deadline: self.now_ms + GATHER_TIMEOUT_MS,
+            partial: false,
         };
         // This shard's own part.
         match gather.ask.clone() {
@@ -225,7 +228,11 @@ impl Router {
         };
         sink.peer(
             ShardSet::one(from),
-            &PeerMessage::SessionAnswer { token, answer },
+            &PeerMessage::SessionAnswer {
+                token,
+                answer,
+                partial: false,
+            },
         );
     }
 
@@ -234,12 +241,14 @@ impl Router {
         &mut self,
         token: u64,
         answer: SessionAnswer<'_>,
+        partial: bool,
         sink: &mut impl Sink,
     ) -> bool {
         let Some(gather) = self.gathers.get_mut(&token) else {
             return false;
         };
         gather.waiting = gather.waiting.saturating_sub(1);
+        gather.partial |= partial;
         match answer {
             SessionAnswer::Ids(ids) => gather.ids.extend(link::unpack_ids(ids)),
             SessionAnswer::Details(Some(details)) => gather.details = Some(details.to_value()),
@@ -249,7 +258,8 @@ impl Router {
         let found = gather.details.is_some();
         if gather.waiting == 0 || found {
             if let Some(gather) = self.gathers.remove(&token) {
-                self.finish_gather(gather, false, sink);
+                let partial = gather.partial && !found;
+                self.finish_gather(gather, partial, sink);
             }
         }
         true

@@ -158,15 +158,14 @@ impl Router {
             Membership::Subscription => {
                 let r = &self.realms[realm];
                 if let Some(subscription) = r.broker.subscriptions.get(index) {
-                    if self.shards > 1 {
+                    if self.linked() {
                         let msg = PeerMessage::Unsubscribed {
                             realm: realm as u16,
                             policy: subscription.policy,
                             topic: &subscription.topic,
                             session,
                         };
-                        let others = ShardSet::all_but(self.shards, self.shard);
-                        sink.peer(others, &msg);
+                        sink.peer(self.others(), &msg);
                     }
                 }
                 self.realms[realm].broker.unsubscribe(index, handle)

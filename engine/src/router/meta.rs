@@ -40,7 +40,7 @@ impl Router {
         // Other shards take the arguments as an encoded value (a meta event is no hot path).
         let mut encoded = Vec::new();
         let list = Field::List(args);
-        let args = if self.shards > 1 {
+        let args = if self.linked() {
             kreisel_codec::encode_field(Serializer::Json, &list, &mut encoded);
             Field::Raw(RawValue::trusted(Serializer::Json, &encoded))
         } else {
@@ -121,6 +121,13 @@ impl Router {
         if self.question.is_some() {
             // Waiting for a dynamic authorizer: the CALL is handled again once it decided.
             return;
+        }
+        let testaments_changed = matches!(
+            procedure,
+            "wamp.session.add_testament" | "wamp.session.flush_testaments"
+        );
+        if testaments_changed && outcome.is_ok() {
+            self.tell_testaments(handle, sink);
         }
         self.answer_meta(caller, request, outcome, Dict::EMPTY, sink);
     }
@@ -442,6 +449,42 @@ impl Router {
             extras.testaments.push(testament);
         }
         Ok(())
+    }
+
+    /// In a cluster: tells the backplane the session's testaments (in the order they would be published, each
+    /// authorized now), so that another node publishes them if this one dies.
+    fn tell_testaments(&self, handle: SessionHandle, sink: &mut impl Sink) {
+        let (Some(backplane), Some(joined)) = (self.backplane, self.joined(handle)) else {
+            return;
+        };
+        let realm = joined.realm;
+        let mut items = Vec::new();
+        for scope in [TestamentScope::Detached, TestamentScope::Destroyed] {
+            for testament in (joined.extras().testaments.iter()).filter(|t| t.scope == scope) {
+                let perms = match joined.role {
+                    RoleIndex::OPEN => Perms::OPEN,
+                    role => self.realms[realm].authz.decide(role, &testament.topic),
+                };
+                if !perms.contains(Perms::PUBLISH) {
+                    continue;
+                }
+                let serializer = testament.serializer;
+                let item = crate::link::TestamentItem {
+                    topic: &testament.topic,
+                    disclose: perms.contains(Perms::DISCLOSE_PUBLISHER),
+                    options: stored(serializer, testament.options.as_deref()),
+                    args: stored(serializer, testament.args.as_deref()),
+                    kwargs: stored(serializer, testament.kwargs.as_deref()),
+                };
+                crate::link::pack_testament(&item, &mut items);
+            }
+        }
+        let msg = PeerMessage::Testaments {
+            realm: realm as u16,
+            session: joined.id,
+            items: &items,
+        };
+        sink.peer(ShardSet::one(backplane), &msg);
     }
 
     /// `wamp.session.flush_testaments(scope=)`: forgets the session's testaments of one scope.

@@ -108,7 +108,7 @@ impl Router {
                     payload: &payload,
                 };
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let (events, _) = self.fan_out(realm, &publication, &mut scratch, sink);
+                let (events, _) = self.fan_out(realm, &publication, true, &mut scratch, sink);
                 self.scratch = scratch;
                 self.stats.events_sent += events;
                 if retain {
@@ -244,9 +244,15 @@ impl Router {
             } => {
                 realm_of(realm).map(|realm| self.on_session_query(from, token, realm, query, sink))
             }
-            PeerMessage::SessionAnswer { token, answer } => {
-                self.on_session_answer(token, answer, sink).then_some(())
-            }
+            PeerMessage::SessionAnswer {
+                token,
+                answer,
+                partial,
+            } => self
+                .on_session_answer(token, answer, partial, sink)
+                .then_some(()),
+            // Only a backplane takes testaments.
+            PeerMessage::Testaments { .. } => None,
         };
         if known.is_none() {
             self.stats.peer_messages_dropped += 1;

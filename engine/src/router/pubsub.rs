@@ -116,8 +116,8 @@ impl Router {
         // The other shards learn of every subscriber (the meta API lists them); when this is the first one here,
         // they must also start sending this shard the subscription's publications, and SUBSCRIBED waits until
         // each of them has: no publication that follows SUBSCRIBED can miss the new subscriber.
-        let wait = subscribed.added && subscribed.first_here && self.shards > 1;
-        if subscribed.added && self.shards > 1 {
+        let wait = subscribed.added && subscribed.first_here && self.linked();
+        if subscribed.added && self.linked() {
             let ack = if wait { self.token() } else { 0 };
             let msg = PeerMessage::Subscribed {
                 realm: realm as u16,
@@ -137,9 +137,10 @@ impl Router {
                     flags,
                     get_retained,
                 };
-                let remaining = self.shards - 1;
+                let remaining = self.others().len();
                 self.pending_acks
                     .insert(ack, PendingAck { remaining, then });
+                self.unconfirmed.push((handle, subscribed.id));
             }
         }
         if !wait {
@@ -170,6 +171,10 @@ impl Router {
         (flags, get_retained): (SubscriberFlags, bool),
         sink: &mut impl Sink,
     ) {
+        if !self.unconfirmed.is_empty() {
+            self.unconfirmed
+                .retain(|&entry| entry != (handle, subscription.0));
+        }
         let Some(peer) = self.peer(handle) else {
             return;
         };
@@ -422,6 +427,7 @@ impl Router {
         &self,
         realm: usize,
         publication: &Publication<'_>,
+        from_peer: bool,
         scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
     ) -> (u64, ShardSet) {
@@ -430,6 +436,9 @@ impl Router {
         let filter = publication.options.filter();
         let passthru = publication.options.passthru();
         let broker = &realm.broker;
+        // A publication that comes from another shard or node skips subscribers still waiting for SUBSCRIBED:
+        // it was routed before they were confirmed (one of this shard is delivered, as it always was).
+        let unconfirmed: &[(SessionHandle, Id)] = if from_peer { &self.unconfirmed } else { &[] };
         let mut events = 0u64;
         let mut remote = ShardSet::EMPTY;
         broker
@@ -451,7 +460,8 @@ impl Router {
                 }
                 let split = !disclose && subscription.disclosing > 0;
                 let restricted = subscription.restricted > 0;
-                if filter.is_none() && !split && !restricted {
+                let waiting = !unconfirmed.is_empty();
+                if filter.is_none() && !split && !restricted && !waiting {
                     let recipients = Recipients {
                         peers: &subscription.subscribers,
                         exclude: publication.exclude,
@@ -468,6 +478,7 @@ impl Router {
                 rest.clear();
                 for (peer, flags) in subscription.subscribers.iter().zip(&subscription.flags) {
                     if Some(peer.session) == publication.exclude
+                        || (waiting && unconfirmed.contains(&(peer.session, subscription.id)))
                         || filter.is_some_and(|filter| !self.admits(&filter, peer.session))
                         || (flags.restricted
                             && !self.allowed_at_delivery(
@@ -520,7 +531,7 @@ impl Router {
         scratch: &mut [Vec<Peer>; 2],
         sink: &mut impl Sink,
     ) -> u64 {
-        let (events, remote) = self.fan_out(realm, publication, scratch, sink);
+        let (events, remote) = self.fan_out(realm, publication, false, scratch, sink);
         let to = if retain { self.others() } else { remote };
         if !to.is_empty() {
             let msg = PeerMessage::Publish {

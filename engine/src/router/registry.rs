@@ -14,6 +14,10 @@ type Refusal = (&'static str, String);
 impl Router {
     /// The shard that decides registrations of (policy, procedure) in `realm`.
     pub(super) fn owner_of(&self, realm: usize, policy: MatchPolicy, procedure: &str) -> ShardId {
+        // In a cluster the backplane decides every registration, for the whole cluster.
+        if let Some(backplane) = self.backplane {
+            return backplane;
+        }
         if self.shards == 1 {
             return self.shard;
         }
@@ -133,7 +137,7 @@ impl Router {
                 footprint,
             };
             // The owner's ack, every other shard's, and this shard's own install.
-            let remaining = self.shards;
+            let remaining = self.others().len() + 1;
             self.pending_acks
                 .insert(token, PendingAck { remaining, then });
             let authrole = self.joined(handle).map_or("", |joined| &*joined.authrole);
@@ -166,7 +170,7 @@ impl Router {
         if let Some(joined) = self.session_mut(handle).and_then(Session::joined_mut) {
             joined.registrations.push(index as u32);
         }
-        if self.shards == 1 {
+        if !self.linked() {
             sink.send(
                 peer,
                 &Message::Registered {
@@ -182,7 +186,7 @@ impl Router {
                 registration: Some(id),
                 footprint: 0,
             };
-            let remaining = self.shards - 1;
+            let remaining = self.others().len();
             self.pending_acks
                 .insert(token, PendingAck { remaining, then });
             self.tell_registration(realm, index, session, token, sink);
@@ -301,7 +305,7 @@ impl Router {
         let (id, policy) = (registration.id, registration.policy);
         let owner = self.owner_of(realm, policy, &registration.procedure);
         let deleted = self.realms[realm].dealer.unregister(index, session);
-        if self.shards > 1 {
+        if self.linked() {
             let msg = if owner == self.shard {
                 PeerMessage::RegistrationRemoved {
                     realm: realm as u16,

@@ -37,6 +37,7 @@ use crate::config::{Address, Config, Transport as TransportName};
 use crate::websocket;
 
 mod accept;
+mod backplane;
 mod handshake;
 mod http;
 mod input;
@@ -192,6 +193,11 @@ struct Shared {
     failed: AtomicBool,
     /// Engine time 0 of every shard (so times carried between shards mean the same everywhere).
     start: Instant,
+    /// The shards (`doorbells` has one more, the backplane's, in a cluster), and those still running.
+    shards: usize,
+    running: AtomicUsize,
+    /// The backplane's figures, in a cluster.
+    cluster: Option<Arc<crate::cluster::metrics::ClusterMetrics>>,
     /// Per shard: when its loop last turned (ms since `start`; [`ENDED`] once it has ended).
     heartbeats: Vec<Heartbeat>,
     /// Shards whose loop has started.
@@ -250,7 +256,7 @@ impl Shared {
     /// What the health probes look at.
     fn health(&self) -> crate::health::State {
         crate::health::State {
-            shards: self.doorbells.len(),
+            shards: self.shards,
             started: self.started.load(Ordering::SeqCst),
             stalled: self.stalled(crate::health::STALL_LIMIT_MS),
             draining: self.draining.load(Ordering::SeqCst),
@@ -275,6 +281,8 @@ pub struct Server {
     shards: Vec<Shard>,
     shared: Arc<Shared>,
     addresses: Vec<Address>,
+    /// In a cluster: the backplane, and its word that it has the other nodes' state.
+    backplane: Option<(backplane::Backplane, std::sync::mpsc::Receiver<()>)>,
     /// What the startup log says of each listener and realm.
     summary: Summary,
 }
@@ -325,6 +333,11 @@ impl Server {
     /// Binds every listener and builds the shards. Errors name the listener that failed.
     pub fn bind(config: Config, seed: u64) -> anyhow::Result<Server> {
         let shard_count = config.shards().clamp(1, SHARDS_MAX);
+        // In a cluster, the node joins before anything listens (a failure is an error at startup).
+        let joined = match &config.cluster {
+            Some(_) => Some(crate::cluster::join::join(&config)?),
+            None => None,
+        };
         let polls = (0..shard_count)
             .map(|_| Poll::new())
             .collect::<io::Result<Vec<Poll>>>()?;
@@ -434,13 +447,36 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         router_config.shards = shard_count;
+        if let Some(joined) = &joined {
+            // Every node has the cluster's secret: IDs and authentication decoys are the same wherever a client
+            // lands; each (node, shard) draws its own stream of them.
+            let derive = |label: &[u8]| {
+                let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+                digest.update(&joined.secret);
+                digest.update(label);
+                digest.finish()
+            };
+            let ids = derive(b"ids");
+            router_config.seed =
+                u64::from_le_bytes(ids.as_ref()[..8].try_into().unwrap_or_default());
+            router_config
+                .secret_seed
+                .copy_from_slice(derive(b"authentication").as_ref());
+            router_config.cluster_slot = Some(joined.slot);
+        }
         // Connections (and so sessions) are spread evenly; a shard reserves room for its share of the limit.
         let per_shard = config.limits.connections_max.div_ceil(shard_count) + OVER_LIMIT_SLACK;
         router_config.sessions_expected = per_shard;
-        let doorbells = polls
+        let mut doorbells = polls
             .iter()
             .map(|poll| Doorbell::new(poll.registry(), WAKER))
             .collect::<io::Result<Vec<Doorbell>>>()?;
+        if let Some(joined) = &joined {
+            doorbells.push(Doorbell::new(joined.poll.registry(), WAKER)?);
+        }
+        let cluster_metrics = joined
+            .as_ref()
+            .map(|_| Arc::new(crate::cluster::metrics::ClusterMetrics::default()));
         let shared = Arc::new(Shared {
             listeners: infos,
             doorbells,
@@ -451,6 +487,9 @@ impl Server {
             exit_now: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             start,
+            shards: shard_count,
+            running: AtomicUsize::new(0),
+            cluster: cluster_metrics.clone(),
             heartbeats: (0..shard_count)
                 .map(|_| Heartbeat(AtomicU64::new(0)))
                 .collect(),
@@ -459,7 +498,7 @@ impl Server {
             drain_start_ms: AtomicU64::new(0),
             heartbeat_period_ms: AtomicU64::new(HEARTBEAT_PERIOD.as_millis() as u64),
         });
-        let mut links = Link::mesh(shard_count);
+        let mut links = Link::mesh(shard_count + usize::from(joined.is_some()));
         let mut shards = Vec::with_capacity(shard_count);
         let mut sockets = Some(sockets);
         for (index, poll) in polls.into_iter().enumerate() {
@@ -483,10 +522,41 @@ impl Server {
                 shared.clone(),
             ));
         }
+        let backplane = match (joined, &config.cluster, cluster_metrics) {
+            (Some(joined), Some(cluster), Some(metrics)) => {
+                let node =
+                    kreisel_engine::cluster::Node::new(kreisel_engine::cluster::NodeConfig {
+                        slot: joined.slot,
+                        epoch: joined.epoch,
+                        members: joined.others.clone(),
+                        shards: shard_count,
+                        realms: router_config.realms.clone(),
+                        heartbeat_ms: cluster.heartbeat_ms,
+                        dead_after_ms: cluster.dead_after_ms,
+                        gather_timeout_ms: 1_500,
+                        seed: router_config.seed,
+                        epoch_unix_ms: router_config.epoch_unix_ms,
+                    });
+                let (ready, ready_rx) = std::sync::mpsc::channel();
+                let link = links.remove(0);
+                let backplane = backplane::Backplane::new(
+                    joined,
+                    node,
+                    link,
+                    shared.clone(),
+                    cluster,
+                    metrics,
+                    ready,
+                );
+                Some((backplane, ready_rx))
+            }
+            _ => None,
+        };
         Ok(Server {
             shards,
             shared,
             addresses,
+            backplane,
             summary,
         })
     }
@@ -498,7 +568,7 @@ impl Server {
 
     /// How many shards (threads) this server runs.
     pub fn shards(&self) -> usize {
-        self.shared.doorbells.len()
+        self.shared.shards
     }
 
     /// Shuts down gracefully when SIGINT or SIGTERM arrives (a second one: at once); drains as a lame duck on
@@ -592,7 +662,19 @@ impl Server {
                 "listening"
             );
         }
-        info!(shards = self.shared.doorbells.len(), "starting");
+        info!(shards = self.shared.shards, "starting");
+        self.shared
+            .running
+            .store(self.shared.shards, Ordering::SeqCst);
+        let mut backplane = None;
+        if let Some((node, ready)) = self.backplane.take() {
+            let thread = std::thread::Builder::new()
+                .name("kreisel-backplane".into())
+                .spawn(move || node.run())?;
+            // The shards start once the node has the other nodes' state (or gave up waiting for it).
+            let _ = ready.recv();
+            backplane = Some(thread);
+        }
         let mut threads = Vec::new();
         for shard in shards {
             let name = format!("kreisel-shard-{}", shard.id());
@@ -611,6 +693,17 @@ impl Server {
                 result = ended;
             }
         }
+        if let Some(thread) = backplane {
+            match thread.join() {
+                Ok(Some(reason)) if result.is_ok() => {
+                    result = Err(io::Error::other(format!("cluster: fenced: {reason}")));
+                }
+                Err(_) if result.is_ok() => {
+                    result = Err(io::Error::other("the backplane thread panicked"));
+                }
+                _ => {}
+            }
+        }
         result
     }
 }
@@ -627,6 +720,7 @@ fn run_guarded(shard: Shard, shared: &Shared) -> io::Result<()> {
         Ok(result) => result,
         Err(_) => Err(io::Error::other(format!("shard {id} panicked"))),
     };
+    shared.running.fetch_sub(1, Ordering::SeqCst);
     if let Err(e) = &result {
         error!(shard = id, error = %e, "shard failed; stopping the router");
         shared.failed.store(true, Ordering::SeqCst);

@@ -275,7 +275,7 @@ impl Shard {
         let Some(systemd) = &mut self.systemd else {
             return;
         };
-        let shards = self.shared.doorbells.len();
+        let shards = self.shared.shards;
         if !systemd.ready && self.shared.started.load(Ordering::SeqCst) >= shards {
             systemd.ready = true;
             systemd.send(&format!(

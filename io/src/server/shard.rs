@@ -134,7 +134,7 @@ impl Shard {
         link: Link,
         shared: Arc<Shared>,
     ) -> Shard {
-        let shards = shared.doorbells.len().max(1);
+        let shards = shared.shards.max(1);
         let services = (shared.listeners.iter())
             .filter_map(|l| l.http.as_ref())
             .map(|s| s.services.len())
@@ -196,7 +196,7 @@ impl Shard {
     }
 
     pub(super) fn shards(&self) -> usize {
-        self.shared.doorbells.len()
+        self.shared.shards
     }
 
     pub(super) fn watch_signals(
@@ -601,7 +601,10 @@ impl Shard {
         let names: Vec<&str> = self.config.realms.iter().map(|r| r.name.as_str()).collect();
         let uptime = self.shared.start.elapsed().as_secs_f64();
         let draining = self.shared.draining.load(Ordering::Relaxed);
-        let page = super::scrape::render(&pending.snapshots, &names, uptime, draining);
+        let mut page = super::scrape::render(&pending.snapshots, &names, uptime, draining);
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.render(&mut page);
+        }
         debug!(peer = %self.conns[pending.index].peer, "metrics scraped");
         self.send_raw(pending.index, &[], &crate::metrics::response(&page));
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
