@@ -152,7 +152,14 @@ jetstream { store_dir: "$nats_dir/js", max_memory_store: 64MB, max_file_store: 1
 CONF
 "$nats_server" -c "$nats_dir/nats.conf" > "$nats_dir/nats.log" 2>&1 &
 nats_pid=$!
-trap 'kill "$nats_pid" 2>/dev/null; wait "$nats_pid" 2>/dev/null || true; rm -rf "$nats_dir"' EXIT
+# The cleanup never changes the exit status: that is the tests' (under `set -e`, a failing command in an EXIT trap
+# would exit with its own status, and `wait` for a killed process returns 143).
+stop_nats() {
+  kill "$nats_pid" 2>/dev/null || true
+  wait "$nats_pid" 2>/dev/null || true
+  rm -rf "$nats_dir" || true
+}
+trap stop_nats EXIT
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
   kill -0 "$nats_pid" 2>/dev/null || { cat "$nats_dir/nats.log" >&2; exit 1; }
