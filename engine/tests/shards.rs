@@ -5,48 +5,17 @@
 //! leaving, the meta API, testaments, retention; and a property test interleaves the queues at random and checks
 //! the ordering and no-loss guarantees.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 
-use kreisel_codec::{Message, Serializer};
-use kreisel_engine::link::{self, PeerMessage, ShardId, ShardSet};
-use kreisel_engine::{ConnId, Peer, Recipients, Router, RouterConfig, SessionHandle, Sink};
+use kreisel_codec::Serializer;
+use kreisel_engine::link::{self, ShardId};
+use kreisel_engine::{ConnId, Router, RouterConfig, SessionHandle};
 use serde_json::{json, Value};
 
 /// What one shard's engine sends: WAMP messages per connection, closes, and encoded peer messages.
-#[derive(Default)]
-struct Out {
-    sent: Vec<(u64, Value)>,
-    closed: Vec<u64>,
-    peer: Vec<(ShardSet, Vec<u8>)>,
-}
-
-impl Out {
-    fn record(&mut self, to: Peer, msg: &Message<'_>) {
-        let mut bytes = Vec::new();
-        Serializer::Json.encode(msg, &mut bytes);
-        let value = serde_json::from_slice(&bytes).expect("the codec writes valid JSON");
-        self.sent.push((to.conn.0, value));
-    }
-}
-
-impl Sink for Out {
-    fn send(&mut self, to: Peer, msg: &Message<'_>) {
-        self.record(to, msg);
-    }
-    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
-        for peer in to.iter() {
-            self.record(*peer, msg);
-        }
-    }
-    fn close(&mut self, to: Peer) {
-        self.closed.push(to.conn.0);
-    }
-    fn peer(&mut self, to: ShardSet, msg: &PeerMessage<'_>) {
-        let mut bytes = Vec::new();
-        link::encode(msg, &mut bytes);
-        self.peer.push((to, bytes));
-    }
-}
+use common::ShardOut as Out;
 
 /// A router of `n` shards with its links.
 struct Shards {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // every test file uses a different part
 
 use kreisel_codec::{Message, Serializer};
+use kreisel_engine::link::{self, PeerMessage, ShardSet};
 use kreisel_engine::{
     ConnId, Peer, RealmConfig, Recipients, Router, RouterConfig, SessionHandle, Sink,
 };
@@ -22,12 +23,16 @@ pub struct Recorder {
     pub multicasts: usize,
 }
 
+/// A message as the JSON value its JSON encoding reads back as.
+fn as_json(msg: &Message<'_>) -> Value {
+    let mut bytes = Vec::new();
+    Serializer::Json.encode(msg, &mut bytes);
+    serde_json::from_slice(&bytes).expect("the codec writes valid JSON")
+}
+
 impl Recorder {
     fn record(&mut self, to: Peer, msg: &Message<'_>) {
-        let mut bytes = Vec::new();
-        Serializer::Json.encode(msg, &mut bytes);
-        let value: Value = serde_json::from_slice(&bytes).expect("the codec writes valid JSON");
-        self.sent.push((to.conn.0, value));
+        self.sent.push((to.conn.0, as_json(msg)));
     }
 }
 
@@ -46,6 +51,34 @@ impl Sink for Recorder {
     }
     fn transport(&mut self, to: Peer) -> Option<kreisel_engine::TransportInfo> {
         self.transports.get(&to.conn.0).cloned()
+    }
+}
+
+/// A shard's sink in the multi-shard and cluster tests: messages to sessions recorded as JSON values (like
+/// [`Recorder`]), and the encoded peer messages for the other shards with their destinations.
+#[derive(Default)]
+pub struct ShardOut {
+    pub sent: Vec<(u64, Value)>,
+    pub closed: Vec<u64>,
+    pub peer: Vec<(ShardSet, Vec<u8>)>,
+}
+
+impl Sink for ShardOut {
+    fn send(&mut self, to: Peer, msg: &Message<'_>) {
+        self.sent.push((to.conn.0, as_json(msg)));
+    }
+    fn send_many(&mut self, to: Recipients<'_>, msg: &Message<'_>) {
+        for peer in to.iter() {
+            self.send(*peer, msg);
+        }
+    }
+    fn close(&mut self, to: Peer) {
+        self.closed.push(to.conn.0);
+    }
+    fn peer(&mut self, to: ShardSet, msg: &PeerMessage<'_>) {
+        let mut bytes = Vec::new();
+        link::encode(msg, &mut bytes);
+        self.peer.push((to, bytes));
     }
 }
 
