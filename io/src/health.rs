@@ -4,7 +4,10 @@
 //! - `/healthz` (liveness): 200 while every shard's event loop turns; 503 naming a shard whose loop has not turned
 //!   for [`STALL_LIMIT_MS`] (a stuck loop: restart the process). Draining and shutting down are alive.
 //! - `/readyz` (readiness): 200 when the router takes new sessions: every shard runs and turns, the listeners
-//!   accept, it is neither draining (lame duck) nor shutting down; else 503 with the reason.
+//!   accept, it is neither draining (lame duck) nor shutting down, and (in a cluster) the node's backplane is
+//!   connected to NATS and not fenced; else 503 with the reason. A node that lost NATS keeps its local sessions
+//!   while it reconnects (up to the cluster's `dead_after_ms`, then it fences itself and exits): it is alive, but a
+//!   load balancer should send new sessions to a node that can reach the rest of the cluster.
 
 use std::fmt::Write as _;
 
@@ -26,6 +29,17 @@ pub struct State {
     pub draining: bool,
     /// Shutting down (SIGTERM or the end of a drain).
     pub stopping: bool,
+    /// In a cluster: the state of the node's backplane.
+    pub backplane: Option<Backplane>,
+}
+
+/// The backplane of a cluster node, as the probes see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backplane {
+    /// Connected to a NATS server.
+    pub connected: bool,
+    /// Fenced: it lost the backplane for `dead_after_ms` or was dropped from the members record, and stops.
+    pub fenced: bool,
 }
 
 /// The status and one-line body answering `probe` in `state`.
@@ -48,7 +62,15 @@ pub fn answer(probe: Probe, state: &State) -> (u16, String) {
                     state.started, state.shards
                 ))
             } else {
-                None
+                state.backplane.and_then(|backplane| {
+                    if backplane.fenced {
+                        Some("cluster: fenced, the node stops".to_string())
+                    } else if !backplane.connected {
+                        Some("cluster: backplane disconnected from NATS, reconnecting".to_string())
+                    } else {
+                        None
+                    }
+                })
             }
         }
     };
@@ -130,6 +152,42 @@ mod tests {
         assert_eq!(
             answer(Probe::Ready, &stopping),
             (503, "shutting down".into())
+        );
+        // A cluster node is ready while its backplane is connected and not fenced; losing NATS is not death.
+        let connected = Backplane {
+            connected: true,
+            fenced: false,
+        };
+        let node = State {
+            backplane: Some(connected),
+            ..running
+        };
+        assert_eq!(answer(Probe::Ready, &node), (200, "ok".into()));
+        let cut_off = State {
+            backplane: Some(Backplane {
+                connected: false,
+                ..connected
+            }),
+            ..running
+        };
+        assert_eq!(answer(Probe::Live, &cut_off).0, 200);
+        assert_eq!(
+            answer(Probe::Ready, &cut_off),
+            (
+                503,
+                "cluster: backplane disconnected from NATS, reconnecting".into()
+            )
+        );
+        let fenced = State {
+            backplane: Some(Backplane {
+                fenced: true,
+                ..connected
+            }),
+            ..running
+        };
+        assert_eq!(
+            answer(Probe::Ready, &fenced),
+            (503, "cluster: fenced, the node stops".into())
         );
 
         let ok = String::from_utf8(response(200, "ok", false)).unwrap();

@@ -8,13 +8,16 @@
    three nodes; progressive results; errors with args and kwargs; cancel; a router-enforced timeout; a callee
    leaving and a caller leaving with a call pending.
 3. Meta API: session count/list/get of sessions on other nodes, registration lookup and list_callees with one ID
-   for the whole cluster.
+   for the whole cluster; wamp.session.kill and kill_by_authid of a session on another node.
+   MQTT devices (paho-mqtt, 3.1.1 and 5) and HTTP bridge requests (python-requests) on some nodes, WAMP sessions on
+   others: events both ways, MQTT to MQTT across nodes, an HTTP call to a callee on another node.
 4. kill -9 of node 3 (by PID): within dead_after its registrations are gone on the other nodes, the calls pending
    on it fail, its sessions' testaments and wamp.session.on_leave are published exactly once.
 5. kill -9 of one NATS server of three (the first server of node 1): nodes 1 and 2 go on carrying events and calls,
    and registering (the key-value bucket keeps a quorum).
 
-Usage: cluster.py CONFIG_JSON, with ws and rs (node URLs, in order), kreisel_pids, nats_pids, dead_after_ms."""
+Usage: cluster.py CONFIG_JSON, with ws, rs, mqtt and http (node URLs, in order), http_ticket, kreisel_pids,
+nats_pids, dead_after_ms."""
 
 import asyncio
 import json
@@ -24,10 +27,12 @@ import sys
 import time
 
 import payloads
+import requests
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallOptions, CallResult, PublishOptions, RegisterOptions, SubscribeOptions
 
 from common import Collector, close, connect, run, wait_for
+from mqtt import Client as MqttClient
 
 CONFIG = json.loads(sys.argv[1])
 WS, RS = CONFIG["ws"], CONFIG["rs"]
@@ -305,6 +310,77 @@ async def meta(check, a, b, c, ids):
     check.eq("wamp.registration.match on node 1", matched, found[0])
 
 
+async def kill_across(check, a):
+    """wamp.session.kill and kill_by_authid from node 1 of sessions on nodes 2 and 3."""
+    victim, victim_details = await connect(RS[1], "msgpack")
+    leaves = Collector()
+    await a.subscribe(leaves, "wamp.session.on_leave")
+    result = await a.call("wamp.session.kill", victim_details.session, reason="com.cluster.kicked", message="out")
+    check.eq("wamp.session.kill from node 1 of a session on node 2 returns nothing", result, None)
+    closed = await wait_for(victim.left, "the GOODBYE of the session killed from another node")
+    check.eq("the killed session's GOODBYE carries the reason and message", [closed.reason, closed.message],
+             ["com.cluster.kicked", "out"])
+    await eventually("on_leave of the killed session on node 1",
+                     lambda: asyncio.sleep(0, any(e[0] and e[0][0] == victim_details.session for e in leaves.events)),
+                     5)
+    await check.error("wamp.session.kill of a session gone", a.call("wamp.session.kill", victim_details.session),
+                      "wamp.error.no_such_session")
+    other, other_details = await connect(WS[2], "cbor")
+    killed = await a.call("wamp.session.kill_by_authid", other_details.authid)
+    check.eq("wamp.session.kill_by_authid from node 1 of a session on node 3 kills one", killed, 1)
+    closed = await wait_for(other.left, "the GOODBYE of the session killed by authid")
+    check.eq("kill_by_authid's default reason", closed.reason, "wamp.close.killed")
+
+
+async def http_post(url, body):
+    headers = {"Authorization": f"Bearer {CONFIG['http_ticket']}"}
+    response = await asyncio.to_thread(requests.post, url, json=body, headers=headers, timeout=10)
+    return response.status_code, response.json()
+
+
+async def other_transports(check, a, c):
+    """MQTT devices on nodes 2 and 3, HTTP requests to nodes 2 and 3, WAMP sessions on nodes 1 and 3."""
+    device = MqttClient(CONFIG["mqtt"][2], 5)
+    check.eq("an MQTT 5 device joins node 3", await device.connect(), 0)
+    check.eq("its subscription to cluster/mqtt/# is granted at QoS 1",
+             await device.subscribe([("cluster/mqtt/#", 1)]), [1])
+    on_wamp = Collector()
+    await a.subscribe(on_wamp, "cluster.mqtt", options=SubscribeOptions(match="prefix"))
+    await a.publish("cluster.mqtt.from_wamp", b"\x00\x01wamp", options=ack())
+    _, topic, payload, _, _ = await device.message("the event of node 1's WAMP publisher on node 3's MQTT device")
+    check.eq("WAMP (node 1) to MQTT (node 3): topic and payload", (topic, payload),
+             ("cluster/mqtt/from_wamp", b"\x00\x01wamp"))
+    on_wamp.events.clear()
+    sensor = MqttClient(CONFIG["mqtt"][1], 4)
+    check.eq("an MQTT 3.1.1 device joins node 2", await sensor.connect(), 0)
+    check.eq("its QoS 1 publication is acknowledged", await sensor.publish("cluster/mqtt/reading", b"42", qos=1), 0)
+    args, _, details = await on_wamp.wait(1, "the MQTT device's publication on node 1's WAMP subscriber")
+    check.eq("MQTT (node 2) to WAMP (node 1): one binary argument", args, [b"42"])
+    _, topic, payload, qos, _ = await device.message("the MQTT device's publication on node 3's MQTT device")
+    check.eq("MQTT (node 2) to MQTT (node 3) at QoS 1", (topic, payload, qos), ("cluster/mqtt/reading", b"42", 1))
+    sensor.close()
+    device.close()
+
+    on_http = Collector()
+    await c.subscribe(on_http, "cluster.http.event")
+    status, body = await http_post(CONFIG["http"][1] + "/publish",
+                                   {"topic": "cluster.http.event", "args": [1, "two"], "kwargs": {"three": 3}})
+    check.true(f"an HTTP publication on node 2 is accepted ({status} {body})", status == 200 and body.get("id"))
+    args, kwargs, _ = await on_http.wait(1, "the HTTP publication on node 3's subscriber")
+    check.eq("HTTP (node 2) to WAMP (node 3): args and kwargs", (args, kwargs), ([1, "two"], {"three": 3}))
+    registration = await a.register(lambda x, y: x + y, "cluster.http.add")
+    status, body = await http_post(CONFIG["http"][2] + "/call", {"procedure": "cluster.http.add", "args": [2, 3]})
+    check.eq("HTTP call on node 3 to a callee on node 1", (status, body), (200, {"args": [5]}))
+    await registration.unregister()
+
+    async def gone():
+        status, body = await http_post(CONFIG["http"][2] + "/call", {"procedure": "cluster.http.add", "args": [2, 3]})
+        return (status, body.get("error")) == (404, "wamp.error.no_such_procedure")
+
+    await eventually("HTTP call on node 3 of a procedure unregistered on node 1: 404", gone, 5)
+    check.passed("HTTP call on node 3 of a procedure unregistered on node 1: 404 wamp.error.no_such_procedure")
+
+
 async def kill_node(check, a, b):
     """Node 3 dies (SIGKILL) with a callee, a testament and a call pending."""
     dying_callee, _ = await connect(WS[2], "json")
@@ -400,6 +476,8 @@ async def main(check):
     await pubsub(check, a, b, c, b_details.session, c_details.session, a_details.session)
     await rpc(check, a, b, c, b_details.session)
     await meta(check, a, b, c, ids)
+    await kill_across(check, a)
+    await other_transports(check, a, c)
     await kill_node(check, a, b)
     await lose_nats(check, a, b)
     await close(a, b)

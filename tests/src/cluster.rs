@@ -48,8 +48,16 @@ pub struct Node {
     pub ws: String,
     /// `rs://127.0.0.1:port`.
     pub rs: String,
+    /// `mqtt://127.0.0.1:port`: an MQTT listener on `realm1`.
+    pub mqtt: String,
+    /// `http://127.0.0.1:port`: the HTTP bridge's `/publish` and `/call` on `realm1`, for the bearer ticket
+    /// [`HTTP_TICKET`].
+    pub http: String,
     pub http_port: u16,
 }
+
+/// The bearer ticket of the nodes' HTTP bridge services.
+pub const HTTP_TICKET: &str = "cluster-http-ticket";
 
 /// NATS servers and kreisel nodes on loopback.
 pub struct LocalCluster {
@@ -206,7 +214,7 @@ impl LocalCluster {
         let heartbeat_ms = (dead_after_ms / 8).max(50);
         let mut started = Vec::new();
         for i in 0..nodes {
-            let (ws, rs) = (free_port(), free_port());
+            let (ws, rs, mqtt, http) = (free_port(), free_port(), free_port(), free_port());
             let mut urls: Vec<String> = Vec::new();
             for k in 0..servers {
                 urls.push(format!(
@@ -221,6 +229,12 @@ impl LocalCluster {
                     "[router]\nshards = 2\n\n[[realms]]\nname = \"realm1\"\n\n[[realms]]\nname = \"open\"\ndisclose_caller = true\ndisclose_publisher = true\n\n\
                      [[listeners]]\nlisten = \"127.0.0.1:{ws}\"\ntransports = [\"websocket\"]\nmetrics = \"/metrics\"\n\n\
                      [[listeners]]\nlisten = \"127.0.0.1:{rs}\"\ntransports = [\"rawsocket\"]\n\n\
+                     [[listeners]]\nlisten = \"127.0.0.1:{mqtt}\"\ntransports = [\"mqtt\"]\nrealm = \"realm1\"\n\n\
+                     [[listeners]]\nlisten = \"127.0.0.1:{http}\"\ntransports = [\"http\"]\n\
+                     [[listeners.services]]\npath = \"/publish\"\ntype = \"publisher\"\nrealm = \"realm1\"\n\
+                     principals = [{{ key = \"bot\", ticket = \"{HTTP_TICKET}\" }}]\n\
+                     [[listeners.services]]\npath = \"/call\"\ntype = \"caller\"\nrealm = \"realm1\"\n\
+                     principals = [{{ key = \"bot\", ticket = \"{HTTP_TICKET}\" }}]\n\n\
                      [cluster]\nname = \"test\"\nnats = [{}]\nheartbeat_ms = {heartbeat_ms}\n\
                      dead_after_ms = {dead_after_ms}\nreplicas = {replicas}\nconnect_timeout_ms = 30000\n{extra}",
                     urls.join(", ")
@@ -241,6 +255,8 @@ impl LocalCluster {
                 process,
                 ws: format!("ws://127.0.0.1:{ws}/ws"),
                 rs: format!("rs://127.0.0.1:{rs}"),
+                mqtt: format!("mqtt://127.0.0.1:{mqtt}"),
+                http: format!("http://127.0.0.1:{http}"),
                 http_port: ws,
             });
         }
@@ -285,12 +301,19 @@ impl LocalCluster {
 
     /// A node's metrics page.
     pub fn metrics(&self, node: usize) -> String {
+        self.get(node, "/metrics")
+    }
+
+    /// The whole HTTP response (status line, headers, body) to `GET path` on a node's WebSocket port, which
+    /// serves the metrics and the health probes; empty when the node does not answer.
+    pub fn get(&self, node: usize, path: &str) -> String {
         use std::io::{Read, Write};
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.nodes[node].http_port)) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(request.as_bytes());
         let mut page = String::new();
         let _ = stream.read_to_string(&mut page);
         page

@@ -2,12 +2,13 @@
 //! loopback ports, with autobahn-js and autobahn-python sessions joined to different nodes: the cross-serializer
 //! programs of the single-router interop tests (`cross_serializer.js`, `cross_serializer.py`) with their two sides
 //! on two nodes, then `tests/interop/cluster.py`: pub/sub and RPC across nodes, the meta API, kill -9 of a node and
-//! of a NATS server; last, the loss of every NATS server (each node fences itself and exits). Everything is stopped by PID when
-//! the test ends, whatever its outcome.
+//! of a NATS server; last, the loss of every NATS server (each node says so on `/readyz`, then fences itself and
+//! exits). MQTT devices (paho-mqtt) and HTTP bridge requests (python-requests) on some nodes meet WAMP sessions on
+//! others. Everything is stopped by PID when the test ends, whatever its outcome.
 
 use std::time::{Duration, Instant};
 
-use kreisel_tests::cluster::LocalCluster;
+use kreisel_tests::cluster::{LocalCluster, HTTP_TICKET};
 use kreisel_tests::programs::node_check;
 use kreisel_tests::python_check;
 
@@ -28,10 +29,18 @@ fn three_nodes_three_nats_servers_with_autobahn_python() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let ready = cluster.get(node, "/readyz");
+        assert!(
+            ready.starts_with("HTTP/1.1 200 ") && ready.ends_with("\r\n\r\nok\n"),
+            "node {node}: /readyz of a node connected to NATS:\n{ready}"
+        );
     }
     let config = serde_json::json!({
         "ws": cluster.nodes.iter().map(|n| n.ws.clone()).collect::<Vec<_>>(),
         "rs": cluster.nodes.iter().map(|n| n.rs.clone()).collect::<Vec<_>>(),
+        "mqtt": cluster.nodes.iter().map(|n| n.mqtt.clone()).collect::<Vec<_>>(),
+        "http": cluster.nodes.iter().map(|n| n.http.clone()).collect::<Vec<_>>(),
+        "http_ticket": HTTP_TICKET,
         "kreisel_pids": cluster.nodes.iter().map(|n| n.process.pid()).collect::<Vec<_>>(),
         "nats_pids": cluster.nats.iter().map(|p| p.pid()).collect::<Vec<_>>(),
         "dead_after_ms": DEAD_AFTER_MS,
@@ -66,28 +75,54 @@ fn three_nodes_three_nats_servers_with_autobahn_python() {
             "node {node}:\n{metrics}"
         );
     }
-    // NATS lost entirely: each node fences itself after dead_after and exits with an error that says why.
+    // NATS lost entirely: each node says so on /readyz (it is still alive: /healthz stays 200) while it tries the
+    // servers again, then fences itself after dead_after and exits with an error that says why.
     for server in &mut cluster.nats {
         let _ = server.child.kill();
     }
     let deadline = Instant::now() + Duration::from_millis(DEAD_AFTER_MS + 5_000);
-    for node in 0..2 {
-        let status = loop {
-            if let Ok(Some(status)) = cluster.nodes[node].process.child.try_wait() {
-                break status;
+    let mut unready: [Option<(String, String)>; 2] = [None, None];
+    let mut exited = [None, None];
+    while exited.iter().any(Option::is_none) {
+        for node in 0..2 {
+            if exited[node].is_some() {
+                continue;
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {node} still runs without NATS:\n{}",
-                cluster.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            if let Ok(Some(status)) = cluster.nodes[node].process.child.try_wait() {
+                exited[node] = Some(status);
+            } else if unready[node].is_none() {
+                let ready = cluster.get(node, "/readyz");
+                if ready.starts_with("HTTP/1.1 503 ") {
+                    unready[node] = Some((ready, cluster.get(node, "/healthz")));
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a node still runs without NATS:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for node in 0..2 {
+        let status = exited[node].expect("exited");
         assert!(!status.success(), "node {node}: {status}");
         let log = cluster.nodes[node].process.log_text();
         assert!(
             log.contains("fenced: lost the backplane"),
             "node {node}:\n{log}"
+        );
+        let (ready, live) = unready[node].take().unwrap_or_else(|| {
+            panic!("node {node}: /readyz never said 503 between losing NATS and exiting")
+        });
+        assert!(
+            ready.ends_with("\r\n\r\ncluster: backplane disconnected from NATS, reconnecting\n")
+                || ready.ends_with("\r\n\r\ncluster: fenced, the node stops\n"),
+            "node {node}: /readyz without NATS:\n{ready}"
+        );
+        assert!(
+            live.is_empty() || live.starts_with("HTTP/1.1 200 "),
+            "node {node}: /healthz without NATS (alive until it exits):\n{live}"
         );
     }
 }

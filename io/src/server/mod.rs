@@ -261,6 +261,10 @@ impl Shared {
             stalled: self.stalled(crate::health::STALL_LIMIT_MS),
             draining: self.draining.load(Ordering::SeqCst),
             stopping: self.stop.load(Ordering::SeqCst),
+            backplane: self.cluster.as_ref().map(|m| crate::health::Backplane {
+                connected: m.connected.load(Ordering::Relaxed) == 1,
+                fenced: m.fenced.load(Ordering::Relaxed) == 1,
+            }),
         }
     }
 
