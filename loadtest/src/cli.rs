@@ -263,7 +263,7 @@ pub struct SlowArgs {
     #[arg(long, default_value = "loadtest.slow")]
     pub topic: String,
     /// The router's configured limit on bytes queued per connection (kreisel: limits.outbox_max): each run's
-    /// highest router RSS is checked against the first run's plus 2 x K x this.
+    /// highest router RSS is checked against the first run's plus 3 x K x this.
     #[arg(long, value_name = "BYTES")]
     pub outbox_max: Option<u64>,
     /// Seconds between two samples of the router.

@@ -38,26 +38,36 @@ pub struct TestRouter {
 /// Shards of the routers tests start when their configuration does not say: `KREISEL_TEST_SHARDS` (the test
 /// command runs the suite with 1 and with 4), else 1.
 pub fn test_shards() -> usize {
+    test_shards_set().unwrap_or(1)
+}
+
+/// `KREISEL_TEST_SHARDS`, when set (routers started as processes keep the binary's default, a shard per core,
+/// without it).
+pub fn test_shards_set() -> Option<usize> {
     std::env::var("KREISEL_TEST_SHARDS")
         .ok()
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(1)
 }
 
 /// With `KREISEL_TEST_NATS` set (a NATS server with JetStream, `nats://host:port`; the test command starts one),
 /// every router a test starts is a one-node cluster of its own (a cluster name per router, so routers do not
 /// meet): the whole suite then runs through a node's backplane, NATS and JetStream.
 pub fn test_cluster() -> Option<kreisel_io::cluster::ClusterConfig> {
+    let toml = test_cluster_toml()?;
+    Some(toml::from_str(&toml).expect("a valid [cluster] section"))
+}
+
+/// The body of the `[cluster]` section of [`test_cluster`] (without its header), for routers started as processes.
+pub fn test_cluster_toml() -> Option<String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("KREISEL_TEST_NATS").ok()?;
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let toml = format!(
+    Some(format!(
         "name = \"t{}-{n}\"\nnats = [\"{url}\"]\nreplicas = 1\n",
         std::process::id()
-    );
-    Some(toml::from_str(&toml).expect("a valid [cluster] section"))
+    ))
 }
 
 /// A temporary directory removed on drop.
