@@ -23,7 +23,8 @@ struct Frame {
 }
 
 /// Reusable byte buffers, bounded by count, by each buffer's capacity and by their capacity together: after a
-/// burst, a pool keeps at most `bytes_max`.
+/// burst, a pool keeps at most `bytes_max`, and [`BufferPool::decay`] gives back what nobody took since its last
+/// call.
 #[derive(Debug)]
 pub struct BufferPool {
     buffers: Vec<Vec<u8>>,
@@ -32,6 +33,8 @@ pub struct BufferPool {
     len_max: usize,
     buffer_max: usize,
     bytes_max: usize,
+    /// The fewest buffers the pool held since the last [`BufferPool::decay`]: the bottom `low` were not needed.
+    low: usize,
 }
 
 impl BufferPool {
@@ -42,6 +45,7 @@ impl BufferPool {
             len_max,
             buffer_max,
             bytes_max,
+            low: 0,
         }
     }
 
@@ -49,8 +53,27 @@ impl BufferPool {
     pub fn take(&mut self) -> Vec<u8> {
         let mut buffer = self.buffers.pop().unwrap_or_default();
         self.bytes -= buffer.capacity();
+        self.low = self.low.min(self.buffers.len());
         buffer.clear();
         buffer
+    }
+
+    /// Frees half (rounded up) of the buffers that stayed in the pool since the last call, the ones at its bottom,
+    /// and returns their capacity. Called once a second, it gives back what a burst left behind within seconds (a
+    /// slow subscriber's drained backlog, say), while a steady load keeps the buffers it takes and allocates
+    /// nothing.
+    pub fn decay(&mut self) -> usize {
+        let idle = self.low.min(self.buffers.len());
+        let free = idle.div_ceil(2);
+        let freed: usize = self.buffers.drain(..free).map(|b| b.capacity()).sum();
+        self.bytes -= freed;
+        self.low = self.buffers.len();
+        freed
+    }
+
+    /// Buffers in the pool.
+    pub fn len(&self) -> usize {
+        self.buffers.len()
     }
 
     /// Returns a buffer; it is freed instead when it is too big or the pool is full.
@@ -166,6 +189,11 @@ impl FrameStore {
         if queue.capacity() <= QUEUE_KEPT_MAX && self.queues.len() < QUEUES_KEPT {
             self.queues.push(queue);
         }
+    }
+
+    /// [`BufferPool::decay`] of the frame buffers; the bytes freed.
+    pub fn decay(&mut self) -> usize {
+        self.pool.decay()
     }
 
     /// Frames alive (for tests and metrics).
@@ -298,6 +326,39 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_gives_back_what_a_burst_left_and_keeps_what_a_steady_load_takes() {
+        let mut pool = BufferPool::new(64, 1 << 10, 1 << 20);
+        // A burst: 16 buffers taken at once and given back.
+        let burst: Vec<Vec<u8>> = (0..16).map(|_| Vec::with_capacity(100)).collect();
+        for buffer in burst {
+            pool.give(buffer);
+        }
+        assert_eq!(pool.decay(), 0, "the first period saw the pool empty");
+        // A steady load of one buffer at a time.
+        let mut periods = 0;
+        while pool.len() > 1 {
+            let buffer = pool.take();
+            pool.give(buffer);
+            let before = pool.len();
+            let freed = pool.decay();
+            assert_eq!(freed, (before - 1).div_ceil(2) * 100);
+            periods += 1;
+        }
+        assert_eq!(periods, 4, "16 -> 8 -> 4 -> 2 -> 1");
+        // What the load takes stays: nothing more is freed, and the buffer it takes is a pooled one.
+        for _ in 0..3 {
+            let buffer = pool.take();
+            assert_eq!(buffer.capacity(), 100);
+            pool.give(buffer);
+            assert_eq!(pool.decay(), 0);
+        }
+        assert_eq!(pool.len(), 1);
+        // Untouched, it empties.
+        assert_eq!(pool.decay(), 100);
+        assert!(pool.is_empty());
+    }
 
     /// A socket that takes at most `chunk` bytes per write and then would block after `budget` bytes.
     struct Trickle {

@@ -43,6 +43,8 @@ pub(super) struct Unjoined {
 
 /// The least time between two returns of freed memory to the operating system.
 const TRIM_PERIOD: Duration = Duration::from_secs(1);
+/// How often the buffer pools give back what nobody took ([`crate::outbox::BufferPool::decay`]).
+const DECAY_PERIOD: Duration = Duration::from_secs(1);
 
 /// An outbox at least this large, when its connection closes, makes the shard return freed memory.
 pub(super) const TRIM_OUTBOX_MIN: usize = 1 << 20;
@@ -112,6 +114,8 @@ pub(super) struct Shard {
     /// [`Shard::return_memory`]), at most once a second.
     pub(super) trim_pending: bool,
     pub(super) last_trim: Option<Instant>,
+    /// When the buffer pools last decayed.
+    pub(super) last_decay: Instant,
     /// The HTTP services' sessions on this shard.
     pub(super) bridges: super::http::Bridges,
     /// permessage-deflate: the compressors and inflater shared by this shard's connections.
@@ -183,6 +187,7 @@ impl Shard {
             next_scrape: 0,
             trim_pending: false,
             last_trim: None,
+            last_decay: Instant::now(),
             bridges: super::http::Bridges::new(services),
             deflate: crate::deflate::ShardDeflate::default(),
             derived: Vec::new(),
@@ -610,14 +615,24 @@ impl Shard {
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
     }
 
-    /// After a connection holding a large outbox closed (a slow consumer cut off, outboxes over `memory_max`):
-    /// returns the freed heap to the operating system, at most once a second. glibc keeps it otherwise, and the
-    /// router's RSS would stay at its highest so far.
+    /// Once a second, the buffer pools give back what nobody took ([`DECAY_PERIOD`]). After a connection holding
+    /// a large outbox closed (a slow consumer cut off, outboxes over `memory_max`), or once the pools gave back as
+    /// much: returns the freed heap to the operating system, at most once a second. glibc keeps it otherwise, and
+    /// the router's RSS would stay at its highest so far.
     fn return_memory(&mut self) {
+        let now = Instant::now();
+        if now >= self.last_decay + DECAY_PERIOD {
+            self.last_decay = now;
+            // Frame and read buffers a burst left in the pools go back to the allocator (half of the idle ones a
+            // second), and, once they add up to a large outbox's worth, to the operating system.
+            let freed = self.frames.decay() + self.rbuf_pool.decay();
+            if freed >= TRIM_OUTBOX_MIN {
+                self.trim_pending = true;
+            }
+        }
         if !self.trim_pending {
             return;
         }
-        let now = Instant::now();
         if self.last_trim.is_some_and(|last| now < last + TRIM_PERIOD) {
             return;
         }
