@@ -833,11 +833,9 @@ impl Config {
         warnings
     }
 
-    /// What MQTT clients of `listener` cannot use in its realm: a dynamic authenticator for the methods their
-    /// CONNECT logs in with (ticket, anonymous), and a dynamic authorizer for their wills. A CONNECT is handled in
-    /// one go and refused when either would have to be waited for.
+    /// What MQTT clients of `listener` cannot use in its realm: a dynamic authorizer for their wills (a CONNECT
+    /// waits for a dynamic authenticator, but not for an authorizer asked about its will: it is refused then).
     fn mqtt_warnings(&self, which: &str, listener: &Listener) -> Vec<String> {
-        use crate::auth_config::MethodName;
         let mut warnings = Vec::new();
         if !listener.speaks(Transport::Mqtt) {
             return warnings;
@@ -847,16 +845,6 @@ impl Config {
         else {
             return warnings;
         };
-        let dynamic = (realm.authenticators.iter())
-            .flat_map(|a| &a.methods)
-            .any(|m| matches!(m, MethodName::Ticket | MethodName::Anonymous));
-        if dynamic {
-            warnings.push(format!(
-                "{which}: realm '{}' has a dynamic authenticator for ticket or anonymous logins, which MQTT clients \
-                 cannot use (not supported): a CONNECT it would decide is refused",
-                realm.name
-            ));
-        }
         for role in realm.roles.iter().flatten() {
             if role.authorizer.is_some() {
                 warnings.push(format!(
@@ -1509,7 +1497,7 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_listeners_warn_of_dynamic_authentication() {
+    fn mqtt_listeners_warn_of_wills_a_dynamic_authorizer_decides() {
         let config = |realm: &str| {
             Config::from_toml(&format!(
                 "[[realms]]\nname = \"iot\"\n{realm}\n[[listeners]]\nlisten = \"127.0.0.1:1\"\n\
@@ -1518,18 +1506,14 @@ mod tests {
             .unwrap()
             .warnings()
         };
+        // MQTT logins wait for a dynamic authenticator: nothing to warn of.
         let authenticator = |methods: &str| {
             config(&format!(
                 "[[realms.authenticators]]\nmethods = [{methods}]\nprocedure = \"com.example.authenticate\""
             ))
         };
-        let warnings = authenticator("\"ticket\"");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0]
-            .contains("listener 1 ('127.0.0.1:1'): realm 'iot' has a dynamic authenticator"));
-        assert_eq!(authenticator("\"anonymous\"").len(), 1);
         assert_eq!(
-            authenticator("\"wampcra\", \"scram\""),
+            authenticator("\"ticket\", \"anonymous\""),
             Vec::<String>::new()
         );
         let authorizer = config(

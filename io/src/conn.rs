@@ -236,6 +236,8 @@ pub struct Conn {
     pub held_input: u32,
     /// An HTTP request of this connection waits for the router's answer: its input is not read meanwhile.
     pub http_busy: bool,
+    /// An MQTT CONNECT of this connection waits for a dynamic authenticator: its input is not read meanwhile.
+    pub mqtt_parked: bool,
     /// permessage-deflate's parameters and (with context takeover) streams, when it was negotiated.
     pub deflate: Option<Box<crate::deflate::ConnDeflate>>,
 }
@@ -276,6 +278,7 @@ impl Conn {
             drained_ms: 0,
             held_input: 0,
             http_busy: false,
+            mqtt_parked: false,
             deflate: None,
         }
     }

@@ -165,10 +165,10 @@ fn autobahn_js_dynamic_rawsocket_json() {
     autobahn_js(false);
 }
 
-/// MQTT clients (Debian's mosquitto_pub) and dynamic authentication: a CONNECT is handled in one go, so a login a
-/// dynamic authenticator would decide is refused, and so is a will the role's authorizer would have to be asked
-/// about; the PUBLISHes of a session whose role has an authorizer are decided by it (MQTT 5 PUBACK 0x87 when it
-/// says no).
+/// MQTT clients (Debian's mosquitto_pub, and a raw socket for packets sent right behind the CONNECT) and dynamic
+/// authentication: a CONNECT waits for the realm's dynamic authenticator (ticket and anonymous logins), which may
+/// refuse it (CONNACK 0x87); a will the role's authorizer would have to be asked about is refused; the PUBLISHes of a
+/// session whose role has an authorizer are decided by it (MQTT 5 PUBACK 0x87 when it says no).
 #[test]
 fn mqtt_clients_and_dynamic_authentication() {
     let config = format!(
@@ -206,22 +206,54 @@ fn mqtt_clients_and_dynamic_authentication() {
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     };
-    // Listener 3 is realm `dynamic` (every login through the authenticator), 4 realm `iot`.
-    let login = [
+    // Listener 3 is realm `dynamic` (every login through the authenticator, answered by a component over the
+    // router: the CONNECT waits for it), 4 realm `iot`.
+    let joe = ["-u", "joe", "-P", "secret!!!", "-m", "hi", "-t"];
+    let (ok, text) = pub_(3, &[&joe[..], &["com/example/public/x"]].concat());
+    assert!(
+        ok && text.contains("CONNACK (0)") && text.contains("RC:0"),
+        "logged in by the dynamic authenticator (role frontend), published: {text}"
+    );
+    let (_, text) = pub_(3, &[&joe[..], &["com/example/secret"]].concat());
+    assert!(
+        text.contains("CONNACK (0)") && text.contains("RC:135"),
+        "joe's role's authorizer refuses: {text}"
+    );
+    let wrong = [
         "-u",
         "joe",
         "-P",
-        "secret!!!",
+        "not it",
         "-t",
         "com/example/x",
         "-m",
         "hi",
     ];
-    let (ok, text) = pub_(3, &login);
-    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
-    let anonymous = ["-t", "com/example/x", "-m", "hi"];
-    let (ok, text) = pub_(3, &anonymous);
-    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+    let (ok, text) = pub_(3, &wrong);
+    assert!(
+        !ok && text.contains("CONNACK (135)"),
+        "a wrong password: the authenticator's error, not authorized: {text}"
+    );
+    let nobody = [
+        "-u",
+        "nobody-here",
+        "-P",
+        "x",
+        "-t",
+        "com/example/x",
+        "-m",
+        "hi",
+    ];
+    let (ok, text) = pub_(3, &nobody);
+    assert!(!ok && text.contains("CONNACK (135)"), "{text}");
+    // MQTT lets a client send on without waiting for CONNACK: what follows the CONNECT waits with it, in order.
+    pipelined_connect(router.tcp_address(3));
+    let anonymous = ["-t", "com/example/public/x", "-m", "hi"];
+    let (_, text) = pub_(3, &anonymous);
+    assert!(
+        text.contains("CONNACK (0)") && text.contains("RC:135"),
+        "anonymous through the authenticator (role guest, which may only subscribe): {text}"
+    );
     let alice = ["-u", "alice", "-P", "pw", "-m", "hi", "-t"];
     let (ok, text) = pub_(4, &[&alice[..], &["com/example/public/x"]].concat());
     assert!(ok && text.contains("RC:0"), "{text}");
@@ -238,4 +270,73 @@ fn mqtt_clients_and_dynamic_authentication() {
         &[&will[..], &alice[..], &["com/example/public/x"]].concat(),
     );
     assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+}
+
+/// CONNECT (joe, through the dynamic authenticator), PUBLISH at QoS 1 and PINGREQ in one write, over a raw
+/// socket: CONNACK 0, then the PUBACK and the PINGRESP.
+fn pipelined_connect(addr: std::net::SocketAddr) {
+    use kreisel_io::mqtt::{self, Packet, Version};
+    use std::io::{Read, Write};
+    let version = Version::V5;
+    let mut bytes = Vec::new();
+    let packets = [
+        Packet::Connect(mqtt::Connect {
+            version,
+            clean_start: true,
+            keep_alive: 30,
+            properties: mqtt::Properties::EMPTY,
+            client_id: "pipelined",
+            will: None,
+            username: Some("joe"),
+            password: Some(b"secret!!!"),
+        }),
+        Packet::Publish(mqtt::Publish {
+            dup: false,
+            qos: mqtt::QoS::AtLeastOnce,
+            retain: false,
+            topic: "com/example/public/pipelined",
+            packet_id: 7,
+            properties: mqtt::Properties::EMPTY,
+            payload: b"right behind the CONNECT",
+        }),
+        Packet::PingReq,
+    ];
+    for packet in &packets {
+        mqtt::encode(packet, version, &mut bytes).expect("encodes");
+    }
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&bytes).expect("write");
+    let decoder = mqtt::Decoder {
+        version,
+        from: mqtt::Side::Server,
+        max_packet_size: mqtt::PACKET_SIZE_MAX,
+    };
+    let mut got = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < 3 {
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
+        assert!(n > 0, "closed; got {seen:?}");
+        got.extend_from_slice(&buf[..n]);
+        seen.clear();
+        let mut rest = &got[..];
+        while let Ok(Some((used, packet))) = decoder.decode(rest) {
+            seen.push(match packet {
+                Packet::ConnAck(ack) => format!("CONNACK {:#04x}", ack.code),
+                Packet::PubAck(ack) => format!("PUBACK {} {:#04x}", ack.packet_id, ack.code),
+                other => format!("{:?}", other.packet_type()),
+            });
+            rest = &rest[used..];
+        }
+    }
+    // CONNACK first; PINGRESP may overtake the PUBACK, which waits for the role's dynamic authorizer.
+    assert_eq!(seen[0], "CONNACK 0x00", "{seen:?}");
+    let mut after: Vec<&str> = seen[1..].iter().map(String::as_str).collect();
+    after.sort_unstable();
+    assert_eq!(after, ["PUBACK 7 0x00", "PingResp"], "{seen:?}");
 }

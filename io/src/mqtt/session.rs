@@ -677,6 +677,9 @@ pub fn reason_code(uri: &str, text: &str, context: Context) -> u8 {
             Context::Subscribe => reason::IMPLEMENTATION_SPECIFIC_ERROR,
             _ => reason::PAYLOAD_FORMAT_INVALID,
         },
+        // Any other ABORT of a CONNECT is a refusal by a dynamic authenticator (its own error URI, as crossbar
+        // passes it on): the client is not authorized to connect.
+        _ if context == Context::Connect => reason::NOT_AUTHORIZED,
         _ => reason::UNSPECIFIED_ERROR,
     }
 }
@@ -944,6 +947,15 @@ mod tests {
         assert_eq!(
             reason_code(errors::AUTHENTICATION_FAILED, "", Context::Connect),
             0x86
+        );
+        // A dynamic authenticator's own error refuses a CONNECT as not authorized; elsewhere it is unspecified.
+        assert_eq!(
+            reason_code("com.example.invalid_ticket", "", Context::Connect),
+            0x87
+        );
+        assert_eq!(
+            reason_code("com.example.invalid_ticket", "", Context::Publish),
+            0x80
         );
         assert_eq!(connack_v311(0x86), 4);
         assert_eq!(connack_v311(0x87), 5);

@@ -38,9 +38,9 @@ impl Shard {
         if conn.closing.is_some() {
             return;
         }
-        if conn.stalled || conn.http_busy {
-            // A stalled producer: the Resume timer reads on. An HTTP request waiting for its answer: read on once
-            // it is answered.
+        if conn.stalled || conn.http_busy || conn.mqtt_parked {
+            // A stalled producer: the Resume timer reads on. An HTTP request waiting for its answer, an MQTT CONNECT
+            // waiting for a dynamic authenticator: read on once it is answered.
             return;
         }
         // An MQTT client's input is also what frees its output (PUBACKs of QoS 1 deliveries): it is read on, and
@@ -88,7 +88,7 @@ impl Shard {
                         self.conns[index].read_paused = true;
                         break;
                     }
-                    if conn.http_busy {
+                    if conn.http_busy || conn.mqtt_parked {
                         break;
                     }
                     if self.pressure {

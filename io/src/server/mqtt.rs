@@ -54,6 +54,26 @@ pub(super) struct Scratch {
     pub input: InScratch,
     /// The sink's.
     pub output: OutScratch,
+    /// CONNECTs waiting for a dynamic authenticator's answer (see [`Shard::mqtt_resume_parked`]).
+    pub parked: Vec<Parked>,
+}
+
+/// What is left to do of a CONNECT once the engine welcomes its session: the will, and the CONNACK.
+#[derive(Debug)]
+pub(super) struct Parked {
+    index: usize,
+    generation: u32,
+    rest: ConnectRest,
+}
+
+/// The parts of a CONNECT needed after authentication, owned (a CONNECT may wait for a dynamic authenticator).
+#[derive(Debug)]
+struct ConnectRest {
+    /// Will topic, payload and RETAIN.
+    will: Option<(String, Vec<u8>, bool)>,
+    session_expiry: u32,
+    /// The client sent an empty client identifier: CONNACK assigns one.
+    assign_id: bool,
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +230,15 @@ impl Shard {
     /// or part of one).
     fn mqtt_websocket(&mut self, index: usize, buf: &mut [u8], ws: &mut WsIn) -> usize {
         let mut pos = 0;
+        let connected =
+            mqtt_state(&mut self.conns[index]).is_some_and(|m| m.phase == Phase::Connected);
+        if connected && !ws.carry.is_empty() {
+            // Packets that came in the CONNECT's message while it waited for a dynamic authenticator.
+            let held = std::mem::take(&mut ws.carry);
+            let used = self.mqtt_packets(index, &held);
+            ws.carry = held;
+            ws.carry.drain(..used.min(ws.carry.len()));
+        }
         loop {
             if pos >= buf.len() || self.conns[index].closing.is_some() {
                 return if self.conns[index].closing.is_some() {
@@ -219,6 +248,10 @@ impl Shard {
                 };
             }
             let phase = mqtt_state(&mut self.conns[index]).map_or(Phase::Closing, |m| m.phase);
+            if phase == Phase::Connecting {
+                // The CONNECT waits for a dynamic authenticator: the frames after it wait too.
+                return pos;
+            }
             let message_max = self.mqtt_packet_max(phase);
             if ws.framer.message_max() != message_max {
                 ws.framer.set_message_max(message_max);
@@ -301,6 +334,10 @@ impl Shard {
             let (phase, version) = (m.phase, m.version);
             if phase == Phase::Closing {
                 return buf.len();
+            }
+            if phase == Phase::Connecting {
+                // The CONNECT waits for a dynamic authenticator: what follows it waits too.
+                return pos;
             }
             let decoder = Decoder::server(version, self.mqtt_packet_max(phase));
             match decoder.decode(&buf[pos..]) {
@@ -564,32 +601,85 @@ impl Shard {
                 }
             }
         }
+        self.mqtt.input = scratch;
+        let rest = ConnectRest {
+            will: (connect.will.as_ref())
+                .map(|w| (w.topic.to_owned(), w.payload.to_vec(), w.retain)),
+            session_expiry,
+            assign_id: connect.client_id.is_empty(),
+        };
         match self.mqtt_outcome(index) {
-            Outcome::Welcomed => {}
+            Outcome::Welcomed => self.mqtt_connected(index, rest),
             // The sink sent the CONNACK.
-            Outcome::Refused(_) => {
-                self.mqtt.input = scratch;
-                return;
-            }
-            // Not decided at once: a dynamic authenticator was asked (see `[[realms.authenticators]]`). The CONNECT
-            // is handled in one go, so it cannot wait: refused (closing the session interrupts the call).
+            Outcome::Refused(_) => {}
+            // Not decided at once: a dynamic authenticator was asked (see `[[realms.authenticators]]`). The
+            // connection's input waits (CONNECT is still the last packet read) until the engine answers.
             _ => {
-                self.mqtt.input = scratch;
-                return self.mqtt_refuse(
+                debug!(peer = %self.conns[index].peer, "MQTT CONNECT waits for a dynamic authenticator");
+                let conn = &mut self.conns[index];
+                conn.mqtt_parked = true;
+                let generation = conn.generation;
+                self.mqtt.parked.push(Parked {
                     index,
-                    reason::UNSPECIFIED_ERROR,
-                    "no WELCOME at once: MQTT clients cannot log in through a dynamic authenticator (not supported)",
-                );
+                    generation,
+                    rest,
+                });
             }
         }
-        if let Some(will) = connect.will {
-            let refusal = self.mqtt_will(index, listener, &will, &mut scratch);
+    }
+
+    /// CONNECTs that waited for a dynamic authenticator and have its answer: welcomed ones go on (the will, the
+    /// CONNACK, then the packets that followed the CONNECT); refused ones got their CONNACK from the sink.
+    pub(super) fn mqtt_resume_parked(&mut self) {
+        let mut i = 0;
+        while i < self.mqtt.parked.len() {
+            let Parked {
+                index, generation, ..
+            } = self.mqtt.parked[i];
+            let alive = (self.conns.get_mut(index))
+                .filter(|c| c.generation == generation && c.closing.is_none());
+            let outcome = alive.and_then(mqtt_state).map(|m| m.outcome);
+            match outcome {
+                // Refused (the sink wrote the CONNACK), or the connection is gone.
+                Some(Outcome::Refused(_)) | None => {
+                    self.mqtt.parked.swap_remove(i);
+                    continue;
+                }
+                Some(Outcome::Welcomed) => {}
+                // Still waiting (after a CHALLENGE answered, the outcome stays Challenged until it is decided).
+                Some(_) => {
+                    i += 1;
+                    continue;
+                }
+            }
+            let parked = self.mqtt.parked.swap_remove(i);
+            self.conns[index].mqtt_parked = false;
+            self.mqtt_connected(index, parked.rest);
+            self.reprocess(index);
+            self.pending_read.push(index);
+        }
+    }
+
+    /// The session is welcomed: the will as its testament, then CONNACK.
+    fn mqtt_connected(&mut self, index: usize, rest: ConnectRest) {
+        let Some(version) = mqtt_state(&mut self.conns[index]).map(|m| m.version) else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
+            .mqtt
+            .as_ref()
+        else {
+            return;
+        };
+        if let Some((topic, payload, retain)) = &rest.will {
+            let mut scratch = std::mem::take(&mut self.mqtt.input);
+            let refusal = self.mqtt_will(index, listener, topic, payload, *retain, &mut scratch);
+            self.mqtt.input = scratch;
             if let Some((code, why)) = refusal {
-                self.mqtt.input = scratch;
                 return self.mqtt_refuse(index, code, &why);
             }
         }
-        self.mqtt.input = scratch;
         // CONNACK: what this server does differently from MQTT 5's defaults.
         let retain_available = (self.config.realms.iter())
             .find(|r| r.name == listener.realm)
@@ -598,7 +688,7 @@ impl Shard {
             .session
             .and_then(|h| self.router.session_info(h))
         {
-            Some(info) if connect.client_id.is_empty() => Some(format!("kreisel-{}", info.id)),
+            Some(info) if rest.assign_id => Some(format!("kreisel-{}", info.id)),
             _ => None,
         };
         let message_max = self.config.limits.message_max as u32;
@@ -609,7 +699,7 @@ impl Shard {
             Property::SubscriptionIdentifierAvailable(false),
             Property::SharedSubscriptionAvailable(false),
         ];
-        if session_expiry != 0 {
+        if rest.session_expiry != 0 {
             // Nothing is kept once the connection closes.
             properties.push(Property::SessionExpiryInterval(0));
         }
@@ -628,7 +718,7 @@ impl Shard {
         if let Some(m) = mqtt_state(&mut self.conns[index]) {
             m.phase = Phase::Connected;
         }
-        debug!(peer = %self.conns[index].peer, client_id = connect.client_id, ?version, "MQTT session joined");
+        debug!(peer = %self.conns[index].peer, ?version, "MQTT session joined");
     }
 
     fn mqtt_outcome(&mut self, index: usize) -> Outcome {
@@ -642,18 +732,20 @@ impl Shard {
         &mut self,
         index: usize,
         listener: &session::ListenerConfig,
-        will: &crate::mqtt::Will<'_>,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
         scratch: &mut InScratch,
     ) -> Option<(u8, String)> {
-        if let Err(e) = name_to_uri_into(will.topic, &mut scratch.uri) {
+        if let Err(e) = name_to_uri_into(topic, &mut scratch.uri) {
             return Some((reason::TOPIC_NAME_INVALID, format!("will topic: {e}")));
         }
         let uri = scratch.uri.as_str();
-        let clear = will.retain && will.payload.is_empty();
+        let clear = retain && payload.is_empty();
         let (args, kwargs) = if clear {
             (None, None)
         } else {
-            match arguments(listener.mode(uri), will.payload, &mut scratch.args) {
+            match arguments(listener.mode(uri), payload, &mut scratch.args) {
                 Ok(a) => (a.args, a.kwargs),
                 Err(e) => return Some((reason::PAYLOAD_FORMAT_INVALID, format!("will: {}", e.0))),
             }
@@ -665,7 +757,7 @@ impl Shard {
             kwargs.map_or(Field::Value(&null), Field::Raw),
         ];
         let publish_options = [
-            ("retain", Field::Bool(will.retain)),
+            ("retain", Field::Bool(retain)),
             ("x_retain_clear", Field::Bool(clear)),
         ];
         let keywords = [(

@@ -279,6 +279,9 @@ impl Shard {
             }
             self.settle();
             self.fire_timers();
+            if !self.mqtt.parked.is_empty() {
+                self.mqtt_resume_parked();
+            }
             self.return_memory();
             if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
                 self.sweep();
