@@ -354,6 +354,26 @@ async def auth(check, mqtt_url, wamp_url, serializer, _extra):
         alice.close()
 
 
+async def dynamic_login(check, mqtt_url, wamp_url, serializer, extra):
+    """A realm whose ticket logins a dynamic authenticator decides (tests/interop/dynamic_components.py): `extra` is
+    "user:password" of a principal it knows, with a role that may publish under com/example/public/."""
+    user, password = extra.split(":", 1)
+    session, _ = await connect(wamp_url, serializer)
+    for v in (3, 5):
+        tag = f"MQTT {'3.1.1' if v == 3 else '5'} ({urlparse(mqtt_url).scheme})"
+        wrong = Client(mqtt_url, v, username=user, password=password + "?")
+        code = await wrong.connect()
+        check.eq(f"{tag}: the authenticator refuses a wrong password: not authorized", code, 0x87)
+        client = Client(mqtt_url, v, username=user, password=password)
+        check.eq(f"{tag}: the authenticator admits the principal", await client.connect(), 0)
+        check.eq(f"{tag}: SUBACK", await client.subscribe([("com/example/public/dyn", 1)]), [1])
+        check.eq(f"{tag}: a PUBLISH its role may make", await client.publish("com/example/public/dyn", b"d", qos=1), 0)
+        _, topic, payload, _, _ = await client.message("its own publication")
+        check.eq(f"{tag}: delivered", (topic, payload), ("com/example/public/dyn", b"d"))
+        client.close()
+    await close(session)
+
+
 async def tls(check, mqtt_url, wamp_url, serializer, extra):
     """MQTT over TLS with a client certificate (client_ca): with the certificate in; without it, no session."""
     files = {"ca": f"{extra}/ca.pem", "cert": f"{extra}/client.pem", "key": f"{extra}/client.key"}
@@ -377,7 +397,8 @@ async def tls(check, mqtt_url, wamp_url, serializer, extra):
     await close(session)
 
 
-CHECKS = {"pubsub": pubsub, "native": native, "retained": retained, "will": will, "auth": auth, "tls": tls}
+CHECKS = {"pubsub": pubsub, "native": native, "retained": retained, "will": will, "auth": auth, "tls": tls,
+          "dynamic_login": dynamic_login}
 
 if __name__ == "__main__":
     name, mqtt_url, wamp_url, serializer = sys.argv[1:5]

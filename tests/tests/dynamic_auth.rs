@@ -176,7 +176,9 @@ fn mqtt_clients_and_dynamic_authentication() {
          ticket = \"pw\"\n[[realms.roles]]\nname = \"device\"\n\
          authorizer = {{ procedure = \"com.example.authorize\", realm = \"auth\", timeout_ms = 2000 }}\n\
          [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"dynamic\"\n\
-         [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"iot\"\n"
+         [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\"]\nrealm = \"iot\"\n\
+         [[listeners]]\nlisten = \"127.0.0.1:0\"\ntransports = [\"mqtt\", \"websocket\"]\npath = \"/mqtt\"\n\
+         realm = \"dynamic\"\n"
     );
     let router = TestRouter::start(&config);
     let _components = components(&router);
@@ -248,6 +250,21 @@ fn mqtt_clients_and_dynamic_authentication() {
     assert!(!ok && text.contains("CONNACK (135)"), "{text}");
     // MQTT lets a client send on without waiting for CONNACK: what follows the CONNECT waits with it, in order.
     pipelined_connect(router.tcp_address(3));
+    // paho-mqtt (3.1.1 and 5) over TCP and over WebSocket (listener 5).
+    let tcp = format!("mqtt://{}", router.tcp_address(3));
+    let ws = format!("ws://{}/mqtt", router.tcp_address(5));
+    for url in [&tcp, &ws] {
+        python_check(
+            "mqtt.py",
+            &[
+                "dynamic_login",
+                url,
+                &router.ws_url(),
+                "json",
+                "joe:secret!!!",
+            ],
+        );
+    }
     let anonymous = ["-t", "com/example/public/x", "-m", "hi"];
     let (_, text) = pub_(3, &anonymous);
     assert!(
