@@ -828,31 +828,6 @@ impl Config {
             for service in &listener.services {
                 warnings.extend(service.warnings(&which));
             }
-            warnings.extend(self.mqtt_warnings(&which, listener));
-        }
-        warnings
-    }
-
-    /// What MQTT clients of `listener` cannot use in its realm: a dynamic authorizer for their wills (a CONNECT
-    /// waits for a dynamic authenticator, but not for an authorizer asked about its will: it is refused then).
-    fn mqtt_warnings(&self, which: &str, listener: &Listener) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if !listener.speaks(Transport::Mqtt) {
-            return warnings;
-        }
-        let Some(realm) =
-            (listener.realm.as_ref()).and_then(|name| self.realms.iter().find(|r| &r.name == name))
-        else {
-            return warnings;
-        };
-        for role in realm.roles.iter().flatten() {
-            if role.authorizer.is_some() {
-                warnings.push(format!(
-                    "{which}: role '{}' of realm '{}' has a dynamic authorizer: its MQTT clients' PUBLISH and \
-                     SUBSCRIBE are decided by it, but a CONNECT whose will it would have to be asked about is refused",
-                    role.name, realm.name
-                ));
-            }
         }
         warnings
     }
@@ -1497,7 +1472,7 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_listeners_warn_of_wills_a_dynamic_authorizer_decides() {
+    fn mqtt_listeners_with_dynamic_authentication_need_no_warning() {
         let config = |realm: &str| {
             Config::from_toml(&format!(
                 "[[realms]]\nname = \"iot\"\n{realm}\n[[listeners]]\nlisten = \"127.0.0.1:1\"\n\
@@ -1506,22 +1481,13 @@ mod tests {
             .unwrap()
             .warnings()
         };
-        // MQTT logins wait for a dynamic authenticator: nothing to warn of.
-        let authenticator = |methods: &str| {
-            config(&format!(
-                "[[realms.authenticators]]\nmethods = [{methods}]\nprocedure = \"com.example.authenticate\""
-            ))
-        };
-        assert_eq!(
-            authenticator("\"ticket\", \"anonymous\""),
-            Vec::<String>::new()
-        );
-        let authorizer = config(
-            "[[realms.principals]]\nauthid = \"alice\"\nrole = \"device\"\nticket = \"t\"\n\
+        // A CONNECT waits for a dynamic authenticator, and for an authorizer asked about its will.
+        let dynamic = config(
+            "[[realms.authenticators]]\nmethods = [\"ticket\", \"anonymous\"]\n\
+             procedure = \"com.example.authenticate\"\n\
              [[realms.roles]]\nname = \"device\"\nauthorizer = { procedure = \"com.example.authorize\" }",
         );
-        assert_eq!(authorizer.len(), 1, "{authorizer:?}");
-        assert!(authorizer[0].contains("role 'device' of realm 'iot' has a dynamic authorizer"));
+        assert_eq!(dynamic, Vec::<String>::new());
     }
 
     #[test]

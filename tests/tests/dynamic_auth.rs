@@ -167,8 +167,8 @@ fn autobahn_js_dynamic_rawsocket_json() {
 
 /// MQTT clients (Debian's mosquitto_pub, and a raw socket for packets sent right behind the CONNECT) and dynamic
 /// authentication: a CONNECT waits for the realm's dynamic authenticator (ticket and anonymous logins), which may
-/// refuse it (CONNACK 0x87); a will the role's authorizer would have to be asked about is refused; the PUBLISHes of a
-/// session whose role has an authorizer are decided by it (MQTT 5 PUBACK 0x87 when it says no).
+/// refuse it (CONNACK 0x87), and for the role's dynamic authorizer asked about its will (refused: CONNACK 0x87); the
+/// PUBLISHes of a session whose role has an authorizer are decided by it (MQTT 5 PUBACK 0x87 when it says no).
 #[test]
 fn mqtt_clients_and_dynamic_authentication() {
     let config = format!(
@@ -282,11 +282,27 @@ fn mqtt_clients_and_dynamic_authentication() {
         "--will-payload",
         "bye",
     ];
+    // The will waits for the role's authorizer (asked about the call to wamp.session.add_testament, then about
+    // publishing the will's topic): allowed under com.example.public., refused elsewhere.
     let (ok, text) = pub_(
         4,
         &[&will[..], &alice[..], &["com/example/public/x"]].concat(),
     );
-    assert!(!ok && text.contains("CONNACK (128)"), "{text}");
+    assert!(
+        ok && text.contains("CONNACK (0)") && text.contains("RC:0"),
+        "{text}"
+    );
+    let secret_will = [
+        "--will-topic",
+        "com/example/secret/w",
+        "--will-payload",
+        "bye",
+    ];
+    let (ok, text) = pub_(
+        4,
+        &[&secret_will[..], &alice[..], &["com/example/public/x"]].concat(),
+    );
+    assert!(!ok && text.contains("CONNACK (135)"), "{text}");
 }
 
 /// CONNECT (joe, through the dynamic authenticator), PUBLISH at QoS 1 and PINGREQ in one write, over a raw

@@ -74,6 +74,8 @@ struct ConnectRest {
     session_expiry: u32,
     /// The client sent an empty client identifier: CONNACK assigns one.
     assign_id: bool,
+    /// The will was handed to the engine as a testament, and waits for the role's dynamic authorizer.
+    will_sent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -607,25 +609,33 @@ impl Shard {
                 .map(|w| (w.topic.to_owned(), w.payload.to_vec(), w.retain)),
             session_expiry,
             assign_id: connect.client_id.is_empty(),
+            will_sent: false,
         };
         match self.mqtt_outcome(index) {
-            Outcome::Welcomed => self.mqtt_connected(index, rest),
+            Outcome::Welcomed => {
+                if let Some(rest) = self.mqtt_connected(index, rest) {
+                    self.mqtt_park(index, rest);
+                }
+            }
             // The sink sent the CONNACK.
             Outcome::Refused(_) => {}
-            // Not decided at once: a dynamic authenticator was asked (see `[[realms.authenticators]]`). The
-            // connection's input waits (CONNECT is still the last packet read) until the engine answers.
-            _ => {
-                debug!(peer = %self.conns[index].peer, "MQTT CONNECT waits for a dynamic authenticator");
-                let conn = &mut self.conns[index];
-                conn.mqtt_parked = true;
-                let generation = conn.generation;
-                self.mqtt.parked.push(Parked {
-                    index,
-                    generation,
-                    rest,
-                });
-            }
+            // Not decided at once: a dynamic authenticator was asked (see `[[realms.authenticators]]`).
+            _ => self.mqtt_park(index, rest),
         }
+    }
+
+    /// The CONNECT waits for a dynamic authenticator, or for the role's dynamic authorizer asked about its will:
+    /// the connection's input waits too (CONNECT is still the last packet read) until the engine answers.
+    fn mqtt_park(&mut self, index: usize, rest: ConnectRest) {
+        debug!(peer = %self.conns[index].peer, will = rest.will_sent, "MQTT CONNECT waits for a dynamic authenticator or authorizer");
+        let conn = &mut self.conns[index];
+        conn.mqtt_parked = true;
+        let generation = conn.generation;
+        self.mqtt.parked.push(Parked {
+            index,
+            generation,
+            rest,
+        });
     }
 
     /// CONNECTs that waited for a dynamic authenticator and have its answer: welcomed ones go on (the will, the
@@ -639,29 +649,73 @@ impl Shard {
             let alive = (self.conns.get_mut(index))
                 .filter(|c| c.generation == generation && c.closing.is_none());
             let outcome = alive.and_then(mqtt_state).map(|m| m.outcome);
-            match outcome {
+            let will_sent = self.mqtt.parked[i].rest.will_sent;
+            match (outcome, will_sent) {
                 // Refused (the sink wrote the CONNACK), or the connection is gone.
-                Some(Outcome::Refused(_)) | None => {
+                (Some(Outcome::Refused(_)) | None, _) => {
                     self.mqtt.parked.swap_remove(i);
                     continue;
                 }
-                Some(Outcome::Welcomed) => {}
+                (Some(Outcome::Welcomed), false)
+                | (Some(Outcome::WillKept | Outcome::WillRefused(_)), true) => {}
                 // Still waiting (after a CHALLENGE answered, the outcome stays Challenged until it is decided).
-                Some(_) => {
+                _ => {
                     i += 1;
                     continue;
                 }
             }
             let parked = self.mqtt.parked.swap_remove(i);
             self.conns[index].mqtt_parked = false;
-            self.mqtt_connected(index, parked.rest);
-            self.reprocess(index);
-            self.pending_read.push(index);
+            let waiting = match outcome {
+                Some(Outcome::WillRefused(code)) => {
+                    self.mqtt_refuse(index, code, "will refused as testament");
+                    None
+                }
+                Some(Outcome::WillKept) => {
+                    self.mqtt_connack(index, &parked.rest);
+                    None
+                }
+                _ => self.mqtt_connected(index, parked.rest),
+            };
+            match waiting {
+                Some(rest) => self.mqtt_park(index, rest),
+                None => {
+                    self.reprocess(index);
+                    self.pending_read.push(index);
+                }
+            }
         }
     }
 
-    /// The session is welcomed: the will as its testament, then CONNACK.
-    fn mqtt_connected(&mut self, index: usize, rest: ConnectRest) {
+    /// The session is welcomed: the will as its testament, then CONNACK. Returns what is left when the will waits
+    /// for the role's dynamic authorizer.
+    fn mqtt_connected(&mut self, index: usize, mut rest: ConnectRest) -> Option<ConnectRest> {
+        let shared = self.shared.clone();
+        let listener = shared.listeners[usize::from(self.conns[index].listener)]
+            .mqtt
+            .as_ref()?;
+        if let Some((topic, payload, retain)) = &rest.will {
+            let mut scratch = std::mem::take(&mut self.mqtt.input);
+            let answer = self.mqtt_will(index, listener, topic, payload, *retain, &mut scratch);
+            self.mqtt.input = scratch;
+            match answer {
+                Some(Ok(())) => {}
+                Some(Err((code, why))) => {
+                    self.mqtt_refuse(index, code, &why);
+                    return None;
+                }
+                None => {
+                    rest.will_sent = true;
+                    return Some(rest);
+                }
+            }
+        }
+        self.mqtt_connack(index, &rest);
+        None
+    }
+
+    /// CONNACK 0, and the session is connected.
+    fn mqtt_connack(&mut self, index: usize, rest: &ConnectRest) {
         let Some(version) = mqtt_state(&mut self.conns[index]).map(|m| m.version) else {
             return;
         };
@@ -672,14 +726,6 @@ impl Shard {
         else {
             return;
         };
-        if let Some((topic, payload, retain)) = &rest.will {
-            let mut scratch = std::mem::take(&mut self.mqtt.input);
-            let refusal = self.mqtt_will(index, listener, topic, payload, *retain, &mut scratch);
-            self.mqtt.input = scratch;
-            if let Some((code, why)) = refusal {
-                return self.mqtt_refuse(index, code, &why);
-            }
-        }
         // CONNACK: what this server does differently from MQTT 5's defaults.
         let retain_available = (self.config.realms.iter())
             .find(|r| r.name == listener.realm)
@@ -727,7 +773,8 @@ impl Shard {
             .map_or(Outcome::Pending, |m| m.outcome)
     }
 
-    /// The will as the session's testament; `Some((code, why))` when it is refused.
+    /// The will as the session's testament: `Some(Ok(()))` kept, `Some(Err((code, why)))` refused, `None` while the
+    /// role's dynamic authorizer decides.
     fn mqtt_will(
         &mut self,
         index: usize,
@@ -736,9 +783,12 @@ impl Shard {
         payload: &[u8],
         retain: bool,
         scratch: &mut InScratch,
-    ) -> Option<(u8, String)> {
+    ) -> Option<Result<(), (u8, String)>> {
         if let Err(e) = name_to_uri_into(topic, &mut scratch.uri) {
-            return Some((reason::TOPIC_NAME_INVALID, format!("will topic: {e}")));
+            return Some(Err((
+                reason::TOPIC_NAME_INVALID,
+                format!("will topic: {e}"),
+            )));
         }
         let uri = scratch.uri.as_str();
         let clear = retain && payload.is_empty();
@@ -747,7 +797,12 @@ impl Shard {
         } else {
             match arguments(listener.mode(uri), payload, &mut scratch.args) {
                 Ok(a) => (a.args, a.kwargs),
-                Err(e) => return Some((reason::PAYLOAD_FORMAT_INVALID, format!("will: {}", e.0))),
+                Err(e) => {
+                    return Some(Err((
+                        reason::PAYLOAD_FORMAT_INVALID,
+                        format!("will: {}", e.0),
+                    )))
+                }
             }
         };
         let null = kreisel_codec::Value::Null;
@@ -775,13 +830,10 @@ impl Shard {
         };
         self.mqtt_engine_encoded(index, &call, &mut scratch.message);
         match self.mqtt_outcome(index) {
-            Outcome::WillKept => None,
-            Outcome::WillRefused(code) => Some((code, "will refused as testament".into())),
-            // Not decided at once: the role's dynamic authorizer was asked, and the CONNECT cannot wait for it.
-            _ => Some((
-                reason::UNSPECIFIED_ERROR,
-                "no answer to the will at once: a will cannot wait for a dynamic authorizer (not supported)".into(),
-            )),
+            Outcome::WillKept => Some(Ok(())),
+            Outcome::WillRefused(code) => Some(Err((code, "will refused as testament".into()))),
+            // Not decided at once: the role's dynamic authorizer was asked.
+            _ => None,
         }
     }
 
