@@ -248,6 +248,19 @@ fn mqtt_clients_and_dynamic_authentication() {
     ];
     let (ok, text) = pub_(3, &nobody);
     assert!(!ok && text.contains("CONNACK (135)"), "{text}");
+    // An authenticator that does not answer within its timeout (2 s): bad user name or password.
+    let slow = [
+        "-u",
+        "slowpoke",
+        "-P",
+        "x",
+        "-t",
+        "com/example/x",
+        "-m",
+        "hi",
+    ];
+    let (ok, text) = pub_(3, &slow);
+    assert!(!ok && text.contains("CONNACK (134)"), "{text}");
     // MQTT lets a client send on without waiting for CONNACK: what follows the CONNECT waits with it, in order.
     pipelined_connect(router.tcp_address(3));
     // paho-mqtt (3.1.1 and 5) over TCP and over WebSocket (listener 5).
