@@ -81,6 +81,33 @@ pub(super) enum Answer<'a> {
     RouterError { uri: &'a str, text: &'a str },
 }
 
+impl<'a> Answer<'a> {
+    /// The answer a message from the call's owner carries: the router's ERROR when it has a text, else the callee's
+    /// ERROR when it has a URI, else a RESULT.
+    fn relayed(
+        (error, text): (&'a str, &'a str),
+        progress: bool,
+        options: Option<RawValue<'a>>,
+        payload: &Payload<'a>,
+    ) -> Answer<'a> {
+        if !text.is_empty() {
+            Answer::RouterError { uri: error, text }
+        } else if error.is_empty() {
+            Answer::Result {
+                progress,
+                options,
+                payload: *payload,
+            }
+        } else {
+            Answer::CalleeError {
+                uri: error,
+                details: options,
+                payload: *payload,
+            }
+        }
+    }
+}
+
 /// CANCEL modes on the link.
 const SKIP: u8 = 0;
 const KILL: u8 = 1;
@@ -631,45 +658,17 @@ impl Router {
                 return;
             }
             self.remove_call(index);
-            let answer = if !text.is_empty() {
-                Answer::RouterError { uri: error, text }
-            } else if error.is_empty() {
-                Answer::Result {
-                    progress,
-                    options,
-                    payload: *payload,
-                }
-            } else {
-                Answer::CalleeError {
-                    uri: error,
-                    details: options,
-                    payload: *payload,
-                }
-            };
+            let answer = Answer::relayed((error, text), progress, options, payload);
             return self.answer(caller, request, answer, true, sink);
         }
         let CallerEnd::Local(peer) = caller else {
             return;
         };
-        let answer = if !text.is_empty() {
-            Answer::RouterError { uri: error, text }
-        } else if error.is_empty() {
-            // A progressive result the caller did not ask for is dropped.
-            if progress && !call.receive_progress {
-                return;
-            }
-            Answer::Result {
-                progress,
-                options,
-                payload: *payload,
-            }
-        } else {
-            Answer::CalleeError {
-                uri: error,
-                details: options,
-                payload: *payload,
-            }
-        };
+        let answer = Answer::relayed((error, text), progress, options, payload);
+        // A progressive result the caller did not ask for is dropped.
+        if matches!(answer, Answer::Result { progress: true, .. }) && !call.receive_progress {
+            return;
+        }
         if last {
             self.remove_call(index);
         }
