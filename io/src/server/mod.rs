@@ -83,7 +83,7 @@ struct ListenerInfo {
     /// `allowed_origins`, parsed (`None`: any origin).
     origins: Option<Vec<websocket::OriginPattern>>,
     /// The realm and payload mapping of an MQTT listener.
-    mqtt: Option<crate::mqtt::session::ListenerConfig>,
+    mqtt: Option<std::sync::Arc<crate::mqtt::session::ListenerConfig>>,
 }
 
 impl ListenerInfo {
@@ -433,7 +433,8 @@ impl Server {
                 http,
                 origins,
                 mqtt: crate::mqtt::session::ListenerConfig::of(listener)
-                    .filter(|_| listener.speaks(TransportName::Mqtt)),
+                    .filter(|_| listener.speaks(TransportName::Mqtt))
+                    .map(std::sync::Arc::new),
             });
         }
         let mut router_config = config.router_config(seed);

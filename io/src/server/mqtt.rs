@@ -13,6 +13,7 @@
 //!   a QoS 1 delivery gets a small header of its own (its packet id) in front of the shared payload.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use kreisel_codec::{Dict, Field, Id, Message, MessageType, Payload, RawValue, Serializer};
 use kreisel_engine::uri::MatchPolicy;
@@ -548,11 +549,7 @@ impl Shard {
                 "a password without a user name",
             );
         }
-        let shared = self.shared.clone();
-        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
-            .mqtt
-            .as_ref()
-        else {
+        let Some(listener) = self.mqtt_listener(index) else {
             return;
         };
         let mut scratch = std::mem::take(&mut self.mqtt.input);
@@ -690,13 +687,10 @@ impl Shard {
     /// The session is welcomed: the will as its testament, then CONNACK. Returns what is left when the will waits
     /// for the role's dynamic authorizer.
     fn mqtt_connected(&mut self, index: usize, mut rest: ConnectRest) -> Option<ConnectRest> {
-        let shared = self.shared.clone();
-        let listener = shared.listeners[usize::from(self.conns[index].listener)]
-            .mqtt
-            .as_ref()?;
+        let listener = self.mqtt_listener(index)?;
         if let Some((topic, payload, retain)) = &rest.will {
             let mut scratch = std::mem::take(&mut self.mqtt.input);
-            let answer = self.mqtt_will(index, listener, topic, payload, *retain, &mut scratch);
+            let answer = self.mqtt_will(index, &listener, topic, payload, *retain, &mut scratch);
             self.mqtt.input = scratch;
             match answer {
                 Some(Ok(())) => {}
@@ -719,17 +713,8 @@ impl Shard {
         let Some(version) = mqtt_state(&mut self.conns[index]).map(|m| m.version) else {
             return;
         };
-        let shared = self.shared.clone();
-        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
-            .mqtt
-            .as_ref()
-        else {
-            return;
-        };
         // CONNACK: what this server does differently from MQTT 5's defaults.
-        let retain_available = (self.config.realms.iter())
-            .find(|r| r.name == listener.realm)
-            .is_none_or(|r| r.retained_max > 0);
+        let retain_available = self.mqtt_retain_available(index);
         let assigned = match self.conns[index]
             .session
             .and_then(|h| self.router.session_info(h))
@@ -765,6 +750,23 @@ impl Shard {
             m.phase = Phase::Connected;
         }
         debug!(peer = %self.conns[index].peer, ?version, "MQTT session joined");
+    }
+
+    /// The MQTT configuration of connection `index`'s listener.
+    fn mqtt_listener(&self, index: usize) -> Option<Arc<session::ListenerConfig>> {
+        self.shared.listeners[usize::from(self.conns[index].listener)]
+            .mqtt
+            .clone()
+    }
+
+    /// Whether the realm of connection `index`'s listener keeps retained events.
+    fn mqtt_retain_available(&self, index: usize) -> bool {
+        let Some(listener) = self.mqtt_listener(index) else {
+            return true;
+        };
+        (self.config.realms.iter())
+            .find(|r| r.name == listener.realm)
+            .is_none_or(|r| r.retained_max > 0)
     }
 
     fn mqtt_outcome(&mut self, index: usize) -> Outcome {
@@ -874,11 +876,7 @@ impl Shard {
     }
 
     fn mqtt_publish(&mut self, index: usize, publish: Publish<'_>) {
-        let shared = self.shared.clone();
-        let Some(listener) = shared.listeners[usize::from(self.conns[index].listener)]
-            .mqtt
-            .as_ref()
-        else {
+        let Some(listener) = self.mqtt_listener(index) else {
             return;
         };
         let uri_max = self.config.limits.uri_max;
@@ -1057,17 +1055,7 @@ impl Shard {
 
     fn mqtt_subscribe(&mut self, index: usize, subscribe: Subscribe<'_>) {
         let subscriptions_max = self.config.limits.subscriptions_per_session_max;
-        let retain_available = {
-            let shared = self.shared.clone();
-            let realm = (shared.listeners[usize::from(self.conns[index].listener)]
-                .mqtt
-                .as_ref())
-            .map(|l| l.realm.clone())
-            .unwrap_or_default();
-            (self.config.realms.iter())
-                .find(|r| r.name == realm)
-                .is_none_or(|r| r.retained_max > 0)
-        };
+        let retain_available = self.mqtt_retain_available(index);
         let Some(m) = mqtt_state(&mut self.conns[index]) else {
             return;
         };
