@@ -17,6 +17,7 @@ pub mod conn;
 pub mod deflate;
 pub mod framer;
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod import_crossbar;
 pub mod log;

@@ -949,6 +949,23 @@ impl<'a> Coordinator<'a> {
         let rss_mean =
             (!rss.is_empty()).then(|| rss.iter().map(|p| p.1).sum::<f64>() / rss.len() as f64);
         let rss_slope = timeline::slope(&rss).map(|s| s * 3600.0);
+        // RSS less the bytes the router's outboxes hold (`kreisel_outbox_bytes`, a series carried forward from
+        // the scrape that last changed it): what a leak would grow, without the slow subscribers' queues that the
+        // configured budgets bound and that rise and fall over the run.
+        let mut queued = None;
+        let unqueued: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| {
+                if let Some(&bytes) = s.metrics.get("kreisel_outbox_bytes") {
+                    queued = Some(bytes);
+                }
+                let rss = s.rss_kib? as f64 * 1024.0;
+                (s.t_s >= warmup && s.t_s <= duration).then_some((s.t_s, rss - queued?))
+            })
+            .collect();
+        let unqueued_mean = (!unqueued.is_empty())
+            .then(|| unqueued.iter().map(|p| p.1).sum::<f64>() / unqueued.len() as f64);
+        let unqueued_slope = timeline::slope(&unqueued).map(|s| s * 3600.0);
         let during: Vec<&timeline::Sample> = samples
             .iter()
             .filter(|s| s.t_s >= 0.0 && s.t_s <= duration)
@@ -975,6 +992,12 @@ impl<'a> Coordinator<'a> {
             rss_slope_bytes_per_h: rss_slope,
             rss_mean_bytes: rss_mean,
             rss_slope_pct_per_h: match (rss_slope, rss_mean) {
+                (Some(s), Some(m)) if m > 0.0 => Some(s / m * 100.0),
+                _ => None,
+            },
+            rss_unqueued_slope_bytes_per_h: unqueued_slope,
+            rss_unqueued_mean_bytes: unqueued_mean,
+            rss_unqueued_slope_pct_per_h: match (unqueued_slope, unqueued_mean) {
                 (Some(s), Some(m)) if m > 0.0 => Some(s / m * 100.0),
                 _ => None,
             },

@@ -117,6 +117,14 @@ pub struct SoakOutcome {
     pub rss_slope_bytes_per_h: Option<f64>,
     pub rss_mean_bytes: Option<f64>,
     pub rss_slope_pct_per_h: Option<f64>,
+    /// The same for RSS less the router's queued bytes (`kreisel_outbox_bytes` of the metrics endpoint; `None`
+    /// without it).
+    #[serde(default)]
+    pub rss_unqueued_slope_bytes_per_h: Option<f64>,
+    #[serde(default)]
+    pub rss_unqueued_mean_bytes: Option<f64>,
+    #[serde(default)]
+    pub rss_unqueued_slope_pct_per_h: Option<f64>,
     pub rss_min_kib: Option<u64>,
     pub rss_max_kib: Option<u64>,
     /// Router open descriptors: before the run, least-squares slope after the warm-up (per hour), most seen, and
@@ -467,6 +475,18 @@ fn soak_lines(t: &mut String, s: &SoakOutcome) {
         s.rss_mean_bytes
             .map_or("-".into(), |v| format!("{:.1} MiB", v / 1048576.0)),
     );
+    if let Some(slope) = s.rss_unqueued_slope_bytes_per_h {
+        let _ = writeln!(
+            t,
+            "  {:<12}RSS less the outboxes' bytes after the warm-up: slope {:+.2} MiB/h ({} of the mean {} per hour)",
+            "",
+            slope / 1048576.0,
+            s.rss_unqueued_slope_pct_per_h
+                .map_or("-".into(), |v| format!("{v:+.2}%")),
+            s.rss_unqueued_mean_bytes
+                .map_or("-".into(), |v| format!("{:.1} MiB", v / 1048576.0)),
+        );
+    }
     let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     let _ = writeln!(
         t,

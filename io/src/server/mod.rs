@@ -208,6 +208,8 @@ struct Shared {
     drain_start_ms: AtomicU64,
     /// How long a shard's loop may sleep (ms): [`HEARTBEAT_PERIOD`], shorter with a short systemd watchdog.
     heartbeat_period_ms: AtomicU64,
+    /// Returns freed heap to the operating system (each shard looks once a second; one of them trims).
+    heap_trim: crate::heap::HeapTrim,
 }
 
 /// A heartbeat of its own cache line, so that shards noting theirs do not slow each other down.
@@ -502,6 +504,7 @@ impl Server {
             draining: AtomicBool::new(false),
             drain_start_ms: AtomicU64::new(0),
             heartbeat_period_ms: AtomicU64::new(HEARTBEAT_PERIOD.as_millis() as u64),
+            heap_trim: crate::heap::HeapTrim::default(),
         });
         let mut links = Link::mesh(shard_count + usize::from(joined.is_some()));
         let mut shards = Vec::with_capacity(shard_count);

@@ -568,9 +568,6 @@ impl Shard {
         let Some(mut conn) = self.conns.try_remove(index) else {
             return;
         };
-        if conn.outbox.queued_bytes() >= super::shard::TRIM_OUTBOX_MIN {
-            self.trim_pending = true;
-        }
         let _ = self.poll.registry().deregister(conn.stream.source());
         conn.stream.shutdown();
         conn.outbox.clear(&mut self.frames);

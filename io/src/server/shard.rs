@@ -41,13 +41,8 @@ pub(super) struct Unjoined {
     pub accepted_ms: u32,
 }
 
-/// The least time between two returns of freed memory to the operating system.
-const TRIM_PERIOD: Duration = Duration::from_secs(1);
 /// How often the buffer pools give back what nobody took ([`crate::outbox::BufferPool::decay`]).
 const DECAY_PERIOD: Duration = Duration::from_secs(1);
-
-/// An outbox at least this large, when its connection closes, makes the shard return freed memory.
-pub(super) const TRIM_OUTBOX_MIN: usize = 1 << 20;
 
 pub(super) struct Shard {
     pub(super) id: ShardId,
@@ -110,10 +105,6 @@ pub(super) struct Shard {
     pub(super) inbox_stalled_until: Option<Instant>,
     pub(super) scrapes: Vec<PendingScrape>,
     pub(super) next_scrape: u64,
-    /// A connection with a large outbox closed: give the freed memory back to the operating system (see
-    /// [`Shard::return_memory`]), at most once a second.
-    pub(super) trim_pending: bool,
-    pub(super) last_trim: Option<Instant>,
     /// When the buffer pools last decayed.
     pub(super) last_decay: Instant,
     /// The HTTP services' sessions on this shard.
@@ -185,8 +176,6 @@ impl Shard {
             inbox_stalled_until: None,
             scrapes: Vec::new(),
             next_scrape: 0,
-            trim_pending: false,
-            last_trim: None,
             last_decay: Instant::now(),
             bridges: super::http::Bridges::new(services),
             deflate: crate::deflate::ShardDeflate::default(),
@@ -362,12 +351,6 @@ impl Shard {
             let age = u64::from((now_ms as u32).wrapping_sub(first.accepted_ms));
             let left = self.config.limits.handshake_timeout_ms.saturating_sub(age);
             sooner(self.shared.start + Duration::from_millis(now_ms + left));
-        }
-        if self.trim_pending {
-            sooner(
-                self.last_trim
-                    .map_or_else(Instant::now, |t| t + TRIM_PERIOD),
-            );
         }
         if self.link.congested() {
             sooner(Instant::now() + BACKLOG_RETRY);
@@ -618,34 +601,23 @@ impl Shard {
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
     }
 
-    /// Once a second, the buffer pools give back what nobody took ([`DECAY_PERIOD`]). After a connection holding
-    /// a large outbox closed (a slow consumer cut off, outboxes over `memory_max`), or once the pools gave back as
-    /// much: returns the freed heap to the operating system, at most once a second. glibc keeps it otherwise, and
-    /// the router's RSS would stay at its highest so far.
+    /// Once a second, the buffer pools give back what nobody took ([`DECAY_PERIOD`]), and the router's heap
+    /// trimmer looks whether enough was freed (here or on another shard: a slow consumer's backlog drained or
+    /// cut off, a burst's buffers) to return it to the operating system ([`crate::heap`]). glibc keeps it
+    /// otherwise, and the router's RSS would stay at its highest so far.
     fn return_memory(&mut self) {
         let now = Instant::now();
-        if now >= self.last_decay + DECAY_PERIOD {
-            self.last_decay = now;
-            // Frame and read buffers a burst left in the pools go back to the allocator (half of the idle ones a
-            // second), and, once they add up to a large outbox's worth, to the operating system.
-            let freed = self.frames.decay() + self.rbuf_pool.decay();
-            if freed >= TRIM_OUTBOX_MIN {
-                self.trim_pending = true;
-            }
-        }
-        if !self.trim_pending {
+        if now < self.last_decay + DECAY_PERIOD {
             return;
         }
-        if self.last_trim.is_some_and(|last| now < last + TRIM_PERIOD) {
-            return;
-        }
-        self.trim_pending = false;
-        self.last_trim = Some(now);
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: `malloc_trim` takes an integer and works on the allocator's own free lists; it has no
-        // preconditions on the caller.
-        unsafe {
-            libc::malloc_trim(0);
+        self.last_decay = now;
+        self.frames.decay();
+        self.rbuf_pool.decay();
+        if let Some(free) = self.shared.heap_trim.tick(now) {
+            debug!(
+                shard = self.id,
+                free, "returned freed heap to the operating system"
+            );
         }
     }
 }
