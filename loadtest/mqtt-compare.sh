@@ -15,6 +15,7 @@
 # Usage: loadtest/mqtt-compare.sh [OUT.md]     (default: target/mqtt-compare/RESULTS.md; raw JSON beside it)
 # Environment: QUICK=1 (smaller counts: a smoke run), SCENARIOS="fanin10k-q0 ..." (a subset),
 #              EVENTS_50K (publications per device in fanin10k-q1-50k; default 11: 110,000 in 2.2 s),
+#              THREADS (the generator's worker threads; default 1),
 #              MOSQUITTO (default /usr/sbin/mosquitto; Debian's package `mosquitto`), CARGO_TARGET_DIR.
 # Ports (127.0.0.1 only): kreisel 19883, mosquitto 19884.
 set -euo pipefail
@@ -26,6 +27,7 @@ OUT=${1:-$TARGET_DIR/mqtt-compare/RESULTS.md}
 RAW=$(dirname "$OUT")/raw
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 QUICK=${QUICK:-0}
+THREADS=${THREADS:-1}
 SCENARIOS=${SCENARIOS:-"fanin10k-q0 fanin10k-q1 fanin10k-q1-50k fanout1000-q0 fanout1000-q1 idle10k"}
 LOADTEST=$TARGET_DIR/release/kreisel-loadtest
 KREISEL=$TARGET_DIR/release/kreisel
@@ -111,7 +113,7 @@ run() {
     shift 3
     local file="$RAW/$name--${label// /_}.json"
     if ! "$LOADTEST" "$@" -u "mqtt://127.0.0.1:$port" --label "$label" --router-pid "$PID" --json "$file" -q \
-        --timeout 30 --connect-concurrency "$CONCURRENCY"; then
+        --timeout 30 --connect-concurrency "$CONCURRENCY" --threads "$THREADS"; then
         log "$name against $label did not complete (see $file)"
     fi
 }
