@@ -347,7 +347,7 @@ impl Role {
         }
     }
 
-    /// Whether [`Role::poll`] has anything to do for this role (it then gets polled every loop turn).
+    /// Whether [`Role::poll`] has anything to do for this role (it then gets polled whenever its deadline comes).
     pub fn is_timed(&self) -> bool {
         matches!(
             self,

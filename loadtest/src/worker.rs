@@ -24,6 +24,8 @@ const TIMER: Token = Token(usize::MAX - 1);
 const READ_BUDGET: usize = 1 << 20;
 /// Longest the loop sleeps without checking the shared phase (the waker normally cuts it short).
 const IDLE_MAX: Duration = Duration::from_millis(100);
+/// How late a deadline may be, with the worker busy, before the audit counts an unscheduled one as missed.
+const AUDIT_SLACK_NS: u64 = 1_000_000;
 /// A session of the soak that failed (or could not connect) tries again after this long.
 const RETRY_NS: u64 = 1_000_000_000;
 
@@ -156,8 +158,20 @@ struct Worker {
     handshaking: usize,
     in_handshake: Vec<bool>,
     handshake_max: usize,
-    /// Sessions polled every turn: open-loop senders, the soak's timed roles, slow subscribers.
+    /// Sessions with deadlines: open-loop senders, the soak's timed roles, slow subscribers.
     timed: Vec<usize>,
+    is_timed: Vec<bool>,
+    /// The timed sessions by their next deadline (ns, session), so that a turn polls only the ones due: with
+    /// 10,000 devices, polling every timed session every turn cost the generator half its time. Entries can be
+    /// stale; `scheduled` holds each session's live one.
+    deadlines: BinaryHeap<Reverse<(u64, usize)>>,
+    scheduled: Vec<Option<u64>>,
+    /// Scratch list of the sessions due in a turn.
+    due: Vec<usize>,
+    /// When every timed session's deadline is next checked against `scheduled` ([`Worker::audit_deadlines`]).
+    next_audit: u64,
+    /// Deadlines found overdue and unscheduled by the audit: a bug of this generator, reported as an error.
+    missed_deadlines: u64,
     /// Slow subscribers still to settle after the run (counted into `Shared::settled` when they do).
     settle_wait: Vec<bool>,
     storm_seen: u64,
@@ -218,6 +232,12 @@ pub fn run(
         in_handshake: vec![false; n],
         handshake_max,
         timed: Vec::new(),
+        is_timed: vec![false; n],
+        deadlines: BinaryHeap::new(),
+        scheduled: vec![None; n],
+        due: Vec::new(),
+        next_audit: 0,
+        missed_deadlines: 0,
         settle_wait: vec![false; n],
         storm_seen: 0,
         phase: phase::SETUP,
@@ -357,6 +377,8 @@ impl Worker {
                 || (open_loop && role.is_sender());
             if timed {
                 self.timed.push(i);
+                self.is_timed[i] = true;
+                self.schedule(i);
             }
             if self.sessions[i].wamp.role.connects_at_start() {
                 self.connect_queue.push_back(i);
@@ -432,6 +454,9 @@ impl Worker {
         self.connect_queue.clear();
         self.delayed.clear();
         self.timed.clear();
+        self.is_timed.fill(false);
+        self.deadlines.clear();
+        self.scheduled.fill(None);
         for i in 0..self.sessions.len() {
             let before = self.sessions[i].state();
             let mut env = Env {
@@ -544,8 +569,14 @@ impl Worker {
         }
     }
 
-    /// Bookkeeping after any call into session `i`: errors, state transitions, output to flush.
+    /// Bookkeeping after any call into session `i`: errors, state transitions, output to flush, its next
+    /// deadline.
     fn after(&mut self, i: usize, before: State, result: Result<(), String>, now: u64) {
+        self.settle_after(i, before, result, now);
+        self.schedule(i);
+    }
+
+    fn settle_after(&mut self, i: usize, before: State, result: Result<(), String>, now: u64) {
         self.report_soft_errors(i);
         if let Err(e) = result {
             if self.sessions[i].slow.is_some() && is_disconnect(&e) {
@@ -601,6 +632,7 @@ impl Worker {
             self.open -= 1;
             self.shared.closed.fetch_add(1, Ordering::Relaxed);
         }
+        self.schedule(i);
     }
 
     /// Closes session `i`'s connection the way its role asked; sessions that come and go join again while the
@@ -721,13 +753,29 @@ impl Worker {
         }
     }
 
-    /// Polls the timed sessions: open-loop sending, the soak's timed actions, slow readers.
+    /// Polls the timed sessions that are due: open-loop sending, the soak's timed actions, slow readers.
     fn drive(&mut self, now: u64) {
-        for k in 0..self.timed.len() {
-            let i = self.timed[k];
+        if now >= self.next_audit {
+            self.audit_deadlines(now);
+        }
+        // The sessions due now, each polled once this turn (one whose deadline stays in the past is polled again
+        // next turn, not in a loop here).
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&Reverse((at, i))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.scheduled[i] == Some(at) {
+                self.scheduled[i] = None;
+                due.push(i);
+            }
+        }
+        for (k, &i) in due.iter().enumerate() {
             let now = if k == 0 { now } else { self.clock.now_ns() };
             if self.sessions[i].slow.is_some() {
                 self.drive_slow(i, now);
+                self.schedule(i);
                 continue;
             }
             let before = self.sessions[i].state();
@@ -741,6 +789,58 @@ impl Worker {
                 .poll(&mut env)
                 .and_then(|()| self.sessions[i].flush());
             self.after(i, before, result, now);
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// When timed session `i` must be polled next, if at all.
+    fn deadline_of(&self, i: usize) -> Option<u64> {
+        let s = &self.sessions[i];
+        match &s.slow {
+            Some(slow) if s.conn.is_some() => slow.deadline(),
+            Some(_) => None,
+            None => s.wamp.role.deadline(&self.plan, s.pending()),
+        }
+    }
+
+    /// Puts timed session `i` in `deadlines` at its deadline, unless an entry at or before it is there already
+    /// (an early entry is harmless: polling a session before it is due does nothing, and reschedules it).
+    fn schedule(&mut self, i: usize) {
+        if !self.is_timed[i] {
+            return;
+        }
+        let Some(at) = self.deadline_of(i) else {
+            return;
+        };
+        if self.scheduled[i].is_none_or(|s| at < s) {
+            self.scheduled[i] = Some(at);
+            self.deadlines.push(Reverse((at, i)));
+        }
+    }
+
+    /// Every [`IDLE_MAX`]: checks that no timed session has an overdue deadline that is not scheduled (every
+    /// change of a deadline goes through [`Worker::after`] or a flush; one that did not would leave its session
+    /// unpolled), counts any as a generator bug, and schedules it.
+    fn audit_deadlines(&mut self, now: u64) {
+        self.next_audit = now + IDLE_MAX.as_nanos() as u64;
+        for k in 0..self.timed.len() {
+            let i = self.timed[k];
+            if let Some(at) = self.deadline_of(i) {
+                let late = at + AUDIT_SLACK_NS < now;
+                if late && self.scheduled[i].is_none_or(|s| s > at) {
+                    self.missed_deadlines += 1;
+                    self.shared.fail(format!(
+                        "kreisel-loadtest: session {} ({}) had a deadline {} µs overdue that nobody scheduled (a bug \
+                         of the generator; {} so far)",
+                        self.sessions[i].index,
+                        self.sessions[i].wamp.role.name(),
+                        (now - at) / 1000,
+                        self.missed_deadlines
+                    ));
+                }
+            }
+            self.schedule(i);
         }
     }
 
@@ -822,6 +922,8 @@ impl Worker {
                     self.fail(i, e);
                 }
             }
+            // Less output pending can bring a deadline forward; a closed session may have one to reconnect.
+            self.schedule(i);
         }
     }
 
@@ -831,16 +933,9 @@ impl Worker {
         if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let timed = self.timed.iter().filter_map(|&i| {
-            let s = &self.sessions[i];
-            match &s.slow {
-                Some(slow) if s.conn.is_some() => slow.deadline(),
-                Some(_) => None,
-                None => s.wamp.role.deadline(&self.plan, s.pending()),
-            }
-        });
+        let timed = self.deadlines.peek().map(|Reverse((at, _))| *at);
         let delayed = self.delayed.peek().map(|Reverse((at, _))| *at);
-        let Some(deadline) = timed.chain(delayed).min() else {
+        let Some(deadline) = timed.into_iter().chain(delayed).min() else {
             return Some(IDLE_MAX);
         };
         if deadline <= now {
