@@ -428,6 +428,10 @@ impl Shard {
                     self.close_now(index, cause);
                 }
             }
+            // Wake the shards this turn sent to before writing to this shard's own sockets, so that they deliver
+            // to theirs meanwhile instead of after (a publication's subscribers on another shard would otherwise
+            // wait for every local write).
+            self.link.flush(&self.shared.doorbells);
             let dirty = std::mem::take(&mut self.dirty);
             if dirty.is_empty() {
                 break;
