@@ -208,8 +208,6 @@ struct Shared {
     drain_start_ms: AtomicU64,
     /// How long a shard's loop may sleep (ms): [`HEARTBEAT_PERIOD`], shorter with a short systemd watchdog.
     heartbeat_period_ms: AtomicU64,
-    /// Returns freed heap to the operating system (each shard looks once a second; one of them trims).
-    heap_trim: crate::heap::HeapTrim,
 }
 
 /// A heartbeat of its own cache line, so that shards noting theirs do not slow each other down.
@@ -504,7 +502,6 @@ impl Server {
             draining: AtomicBool::new(false),
             drain_start_ms: AtomicU64::new(0),
             heartbeat_period_ms: AtomicU64::new(HEARTBEAT_PERIOD.as_millis() as u64),
-            heap_trim: crate::heap::HeapTrim::default(),
         });
         let mut links = Link::mesh(shard_count + usize::from(joined.is_some()));
         let mut shards = Vec::with_capacity(shard_count);
@@ -683,6 +680,12 @@ impl Server {
             let _ = ready.recv();
             backplane = Some(thread);
         }
+        // Freed heap back to the operating system, off the shards (see `crate::heap`); the thread ends when
+        // `_heap_stop` is dropped, as this function returns.
+        let (_heap_stop, heap_stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("kreisel-heap".into())
+            .spawn(move || crate::heap::run(&heap_stopped))?;
         let mut threads = Vec::new();
         for shard in shards {
             let name = format!("kreisel-shard-{}", shard.id());

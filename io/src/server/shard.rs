@@ -601,10 +601,8 @@ impl Shard {
         self.conns[pending.index].closing = Some(crate::conn::CloseCause::Served);
     }
 
-    /// Once a second, the buffer pools give back what nobody took ([`DECAY_PERIOD`]), and the router's heap
-    /// trimmer looks whether enough was freed (here or on another shard: a slow consumer's backlog drained or
-    /// cut off, a burst's buffers) to return it to the operating system ([`crate::heap`]). glibc keeps it
-    /// otherwise, and the router's RSS would stay at its highest so far.
+    /// Once a second, the buffer pools give back what nobody took ([`DECAY_PERIOD`]) to the allocator; the
+    /// router's heap thread ([`crate::heap`]) returns what was freed to the operating system.
     fn return_memory(&mut self) {
         let now = Instant::now();
         if now < self.last_decay + DECAY_PERIOD {
@@ -613,11 +611,5 @@ impl Shard {
         self.last_decay = now;
         self.frames.decay();
         self.rbuf_pool.decay();
-        if let Some(free) = self.shared.heap_trim.tick(now) {
-            debug!(
-                shard = self.id,
-                free, "returned freed heap to the operating system"
-            );
-        }
     }
 }
