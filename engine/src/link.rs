@@ -270,6 +270,23 @@ pub enum PeerMessage<'a> {
     },
 }
 
+impl<'a> PeerMessage<'a> {
+    /// The same message under another relay number: a relayed call's messages (CALL, its chunks, CANCEL, the
+    /// caller gone, the answers to the caller) are numbered per link, and a node renumbers them as it passes them
+    /// on. Other messages are returned unchanged.
+    pub fn with_relay(mut self, number: u64) -> PeerMessage<'a> {
+        match &mut self {
+            PeerMessage::Call { relay, .. }
+            | PeerMessage::CallChunk { relay, .. }
+            | PeerMessage::Cancel { relay, .. }
+            | PeerMessage::CallerGone { relay }
+            | PeerMessage::ToCaller { relay, .. } => *relay = number,
+            _ => {}
+        }
+        self
+    }
+}
+
 /// One testament as [`PeerMessage::Testaments`] carries it: already authorized for publication when added
 /// (`disclose`: the role's rule discloses the publisher).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -1306,6 +1323,53 @@ mod tests {
                 items: &[],
             },
         ]
+    }
+
+    #[test]
+    fn with_relay_renumbers_a_relayed_calls_messages_and_nothing_else() {
+        let chunk = PeerMessage::CallChunk {
+            relay: 9,
+            progress: true,
+            args: None,
+            kwargs: None,
+        };
+        assert_eq!(
+            chunk.with_relay(4),
+            PeerMessage::CallChunk {
+                relay: 4,
+                progress: true,
+                args: None,
+                kwargs: None,
+            }
+        );
+        assert_eq!(
+            PeerMessage::Cancel { relay: 9, mode: 2 }.with_relay(4),
+            PeerMessage::Cancel { relay: 4, mode: 2 }
+        );
+        assert_eq!(
+            PeerMessage::CallerGone { relay: 9 }.with_relay(4),
+            PeerMessage::CallerGone { relay: 4 }
+        );
+        let answer = PeerMessage::ToCaller {
+            relay: 9,
+            last: true,
+            progress: false,
+            error: "wamp.error.canceled",
+            text: "gone",
+            options: None,
+            args: None,
+            kwargs: None,
+        };
+        let PeerMessage::ToCaller { relay, error, .. } = answer.with_relay(4) else {
+            panic!("still an answer");
+        };
+        assert_eq!((relay, error), (4, "wamp.error.canceled"));
+        let other = PeerMessage::RegistrationRemoved {
+            realm: 0,
+            registration: Id::new(5).expect("id"),
+            session: Id::new(8).expect("id"),
+        };
+        assert_eq!(other.with_relay(4), other);
     }
 
     #[test]

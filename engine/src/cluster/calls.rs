@@ -45,19 +45,7 @@ impl Node {
         sink: &mut impl NodeSink,
     ) {
         match *msg {
-            PeerMessage::Call {
-                realm,
-                relay,
-                caller,
-                caller_features,
-                callee,
-                registration,
-                procedure,
-                disclose,
-                options,
-                args,
-                kwargs,
-            } => {
+            PeerMessage::Call { relay, callee, .. } => {
                 let Some(target) = self.registry.remote_callee(callee) else {
                     // The callee left between routing and now.
                     let msg = PeerMessage::ToCaller {
@@ -97,48 +85,22 @@ impl Node {
                 );
                 self.calls.out_by_relay.insert((from, relay), xid);
                 self.stats.calls_sent += 1;
-                let forwarded = PeerMessage::Call {
-                    realm,
-                    relay: xid,
-                    caller,
-                    caller_features,
-                    callee: target.handle,
-                    registration,
-                    procedure,
-                    disclose,
-                    options,
-                    args,
-                    kwargs,
-                };
+                let mut forwarded = msg.with_relay(xid);
+                if let PeerMessage::Call { callee, .. } = &mut forwarded {
+                    *callee = target.handle;
+                }
                 self.direct_link(target.slot, target.shard, &forwarded, sink);
             }
-            PeerMessage::CallChunk {
-                relay,
-                progress,
-                args,
-                kwargs,
-            } => {
+            PeerMessage::CallChunk { relay, .. } | PeerMessage::Cancel { relay, .. } => {
                 if let Some((xid, node)) = self.out_call(from, relay) {
-                    let forwarded = PeerMessage::CallChunk {
-                        relay: xid,
-                        progress,
-                        args,
-                        kwargs,
-                    };
-                    self.direct_link(node, 0, &forwarded, sink);
-                }
-            }
-            PeerMessage::Cancel { relay, mode } => {
-                if let Some((xid, node)) = self.out_call(from, relay) {
-                    let forwarded = PeerMessage::Cancel { relay: xid, mode };
-                    self.direct_link(node, 0, &forwarded, sink);
+                    self.direct_link(node, 0, &msg.with_relay(xid), sink);
                 }
             }
             PeerMessage::CallerGone { relay } => {
                 if let Some((xid, node)) = self.out_call(from, relay) {
                     self.calls.out.remove(&xid);
                     self.calls.out_by_relay.remove(&(from, relay));
-                    self.direct_link(node, 0, &PeerMessage::CallerGone { relay: xid }, sink);
+                    self.direct_link(node, 0, &msg.with_relay(xid), sink);
                 }
             }
             _ => {}
@@ -152,17 +114,7 @@ impl Node {
 
     /// A local callee's shard answers a call of a caller on another node.
     pub(super) fn on_local_to_caller(&mut self, msg: &PeerMessage<'_>, sink: &mut impl NodeSink) {
-        let PeerMessage::ToCaller {
-            relay,
-            last,
-            progress,
-            error,
-            text,
-            options,
-            args,
-            kwargs,
-        } = *msg
-        else {
+        let PeerMessage::ToCaller { relay, last, .. } = *msg else {
             return;
         };
         let Some(call) = self.calls.into.get(&relay) else {
@@ -174,17 +126,7 @@ impl Node {
             self.calls.into.remove(&relay);
             self.calls.into_by_xid.remove(&(node, xid));
         }
-        let forwarded = PeerMessage::ToCaller {
-            relay: xid,
-            last,
-            progress,
-            error,
-            text,
-            options,
-            args,
-            kwargs,
-        };
-        self.direct_link(node, 0, &forwarded, sink);
+        self.direct_link(node, 0, &msg.with_relay(xid), sink);
     }
 
     /// A call message from node `from` for a local callee (`shard`: the callee's shard, for a new call).
@@ -196,19 +138,7 @@ impl Node {
         sink: &mut impl NodeSink,
     ) {
         match *msg {
-            PeerMessage::Call {
-                realm,
-                relay: xid,
-                caller,
-                caller_features,
-                callee,
-                registration,
-                procedure,
-                disclose,
-                options,
-                args,
-                kwargs,
-            } => {
+            PeerMessage::Call { relay: xid, .. } => {
                 if usize::from(shard) >= self.shards
                     || self.calls.into_by_xid.contains_key(&(from, xid))
                 {
@@ -227,47 +157,18 @@ impl Node {
                 );
                 self.calls.into_by_xid.insert((from, xid), relay);
                 self.stats.calls_received += 1;
-                let forwarded = PeerMessage::Call {
-                    realm,
-                    relay,
-                    caller,
-                    caller_features,
-                    callee,
-                    registration,
-                    procedure,
-                    disclose,
-                    options,
-                    args,
-                    kwargs,
-                };
-                sink.shards(ShardSet::one(shard), &forwarded);
+                sink.shards(ShardSet::one(shard), &msg.with_relay(relay));
             }
-            PeerMessage::CallChunk {
-                relay: xid,
-                progress,
-                args,
-                kwargs,
-            } => {
+            PeerMessage::CallChunk { relay: xid, .. } | PeerMessage::Cancel { relay: xid, .. } => {
                 if let Some((relay, shard)) = self.in_call(from, xid) {
-                    let forwarded = PeerMessage::CallChunk {
-                        relay,
-                        progress,
-                        args,
-                        kwargs,
-                    };
-                    sink.shards(ShardSet::one(shard), &forwarded);
-                }
-            }
-            PeerMessage::Cancel { relay: xid, mode } => {
-                if let Some((relay, shard)) = self.in_call(from, xid) {
-                    sink.shards(ShardSet::one(shard), &PeerMessage::Cancel { relay, mode });
+                    sink.shards(ShardSet::one(shard), &msg.with_relay(relay));
                 }
             }
             PeerMessage::CallerGone { relay: xid } => {
                 if let Some((relay, shard)) = self.in_call(from, xid) {
                     self.calls.into.remove(&relay);
                     self.calls.into_by_xid.remove(&(from, xid));
-                    sink.shards(ShardSet::one(shard), &PeerMessage::CallerGone { relay });
+                    sink.shards(ShardSet::one(shard), &msg.with_relay(relay));
                 }
             }
             _ => {}
@@ -287,14 +188,7 @@ impl Node {
         sink: &mut impl NodeSink,
     ) {
         let PeerMessage::ToCaller {
-            relay: xid,
-            last,
-            progress,
-            error,
-            text,
-            options,
-            args,
-            kwargs,
+            relay: xid, last, ..
         } = *msg
         else {
             return;
@@ -308,17 +202,7 @@ impl Node {
             self.calls.out.remove(&xid);
             self.calls.out_by_relay.remove(&(shard, relay));
         }
-        let forwarded = PeerMessage::ToCaller {
-            relay,
-            last,
-            progress,
-            error,
-            text,
-            options,
-            args,
-            kwargs,
-        };
-        sink.shards(ShardSet::one(shard), &forwarded);
+        sink.shards(ShardSet::one(shard), &msg.with_relay(relay));
     }
 
     /// Ends every call relayed with node `slot`: local callers get ERROR `wamp.error.canceled`, local callees an
