@@ -16,11 +16,8 @@ RUNS=${3:-5}
 SHARDS=${4:-2}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kreisel-ab.XXXXXX")
 PID=""
-cleanup() {
-    if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 
 (cd "$ROOT" && cargo build --release -q -p kreisel-loadtest)
 cat >"$WORK/kreisel.toml" <<EOF
@@ -38,17 +35,12 @@ EOF
 run() { # binary label
     "$1" --config "$WORK/kreisel.toml" 2>>"$WORK/kreisel.log" &
     PID=$!
-    for _ in $(seq 1 50); do
-        (exec 3<>/dev/tcp/127.0.0.1/19281) 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_port 19281
     "$LOADTEST" fanout --subscribers 100 --rate 500 --events 5000 -u rs://127.0.0.1:19281 --router-pid "$PID" -q \
         --timeout 20 --json "$WORK/open.json" >/dev/null
     "$LOADTEST" rpc --callers 10 --callees 1 --window 10 --calls 20000 -u rs://127.0.0.1:19281 --router-pid "$PID" \
         -q --timeout 20 --json "$WORK/rpc.json" >/dev/null
-    kill "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=""
+    stop
     python3 - "$2" "$WORK/open.json" "$WORK/rpc.json" <<'PY'
 import json, sys
 def load(path):
