@@ -83,12 +83,19 @@ fn derive_scram_matches_autobahn_and_its_lines_configure_a_principal() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kreisel");
-        child
+        // A refused argument ends kreisel before it reads the password: the pipe may be closed by then.
+        let written = child
             .stdin
             .take()
             .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("write password");
+            .write_all(format!("{password}\n").as_bytes());
+        if let Err(e) = written {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "write password: {e}"
+            );
+        }
         let output = child.wait_with_output().expect("wait");
         (
             output.status.success(),
