@@ -6,8 +6,8 @@
 //! [`TRIM_MIN`] were freed since the lowest point seen after the last trim, calls `malloc_trim`, which returns every
 //! whole free page. A steady load that frees nothing costs one look a second and no trim.
 //!
-//! The free bytes come from `mallinfo2` (glibc 2.33 and later), looked up when the process starts, so the binary
-//! also runs on older glibc; there, and on other allocators, nothing is trimmed.
+//! The free bytes come from `mallinfo2` (glibc 2.33 and later), looked up at run time (on the first look), so the
+//! binary also runs on older glibc; there, and on other allocators, nothing is trimmed.
 
 use std::time::{Duration, Instant};
 
