@@ -7,10 +7,9 @@
 //! are pooled, and so are the queues themselves: a connection with nothing to send holds no queue memory, and in
 //! the steady state nothing is allocated.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice, Write};
-
-use slab::Slab;
 
 /// A frame in the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +18,94 @@ pub struct FrameId(u32);
 #[derive(Debug)]
 struct Frame {
     bytes: Vec<u8>,
+    /// References held, or [`VACANT`] for a free slot (whose `bytes` is empty and holds no memory).
     refs: u32,
+}
+
+const VACANT: u32 = u32::MAX;
+
+/// The frames' slots, numbered by [`FrameId`]. A new frame takes the lowest free slot, so the frames alive gather
+/// at the bottom and the slots a burst added (a slow subscriber's full queue: a hundred thousand frames) come free
+/// at the top once it drains; [`Slots::shrink`] then gives them back. (A free list that reuses the slot freed last
+/// would leave a few frames alive scattered over the whole high-water mark, and its memory held for good.)
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Frame>,
+    /// Free slots below `slots.len()`, lowest first, each once.
+    free: BinaryHeap<Reverse<u32>>,
+}
+
+/// Fewest slots [`Slots::shrink`] keeps capacity for (32 bytes each).
+const SLOTS_KEPT_MIN: usize = 1024;
+
+impl Slots {
+    fn insert(&mut self, bytes: Vec<u8>) -> u32 {
+        let frame = Frame { bytes, refs: 0 };
+        match self.free.pop() {
+            Some(Reverse(index)) => {
+                debug_assert_eq!(self.slots[index as usize].refs, VACANT);
+                self.slots[index as usize] = frame;
+                index
+            }
+            None => {
+                self.slots.push(frame);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, index: u32) -> Vec<u8> {
+        let frame = &mut self.slots[index as usize];
+        debug_assert_ne!(frame.refs, VACANT, "removal of a free slot");
+        frame.refs = VACANT;
+        self.free.push(Reverse(index));
+        std::mem::take(&mut frame.bytes)
+    }
+
+    fn get(&self, index: u32) -> &Frame {
+        let frame = &self.slots[index as usize];
+        debug_assert_ne!(frame.refs, VACANT, "a free slot used");
+        frame
+    }
+
+    fn get_mut(&mut self, index: u32) -> &mut Frame {
+        let frame = &mut self.slots[index as usize];
+        debug_assert_ne!(frame.refs, VACANT, "a free slot used");
+        frame
+    }
+
+    /// Frames alive.
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Drops the free slots at the top, and frees the capacity of both the slots and the free list when it is
+    /// more than four times what is used (down to twice, never under [`SLOTS_KEPT_MIN`]): a load that holds
+    /// steady keeps its slots, a drained burst's go back. Returns the bytes of capacity freed.
+    fn shrink(&mut self) -> usize {
+        let top = self
+            .slots
+            .iter()
+            .rposition(|frame| frame.refs != VACANT)
+            .map_or(0, |last| last + 1);
+        if top < self.slots.len() {
+            self.slots.truncate(top);
+            self.free.retain(|&Reverse(index)| (index as usize) < top);
+        }
+        let before = self.capacity_bytes();
+        if let Some(to) = shrunk(self.slots.capacity(), self.slots.len()) {
+            self.slots.shrink_to(to);
+        }
+        if let Some(to) = shrunk(self.free.capacity(), self.free.len()) {
+            self.free.shrink_to(to);
+        }
+        before - self.capacity_bytes()
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Frame>()
+            + self.free.capacity() * std::mem::size_of::<Reverse<u32>>()
+    }
 }
 
 /// Reusable byte buffers, bounded by count, by each buffer's capacity and by their capacity together: after a
@@ -93,10 +179,16 @@ impl BufferPool {
     }
 }
 
+/// The capacity to shrink a vector of `len` elements to, if its `capacity` is more than four times that (and more
+/// than [`SLOTS_KEPT_MIN`]).
+fn shrunk(capacity: usize, len: usize) -> Option<usize> {
+    (capacity > SLOTS_KEPT_MIN && capacity > 4 * len).then(|| (2 * len).max(SLOTS_KEPT_MIN))
+}
+
 /// Reference-counted encoded messages with a pool of reusable buffers.
 #[derive(Debug)]
 pub struct FrameStore {
-    frames: Slab<Frame>,
+    frames: Slots,
     pool: BufferPool,
     /// Empty queues with capacity, for outboxes that get something to send.
     queues: Vec<VecDeque<Entry>>,
@@ -112,7 +204,7 @@ pub const ENTRY_COST: usize = 48;
 impl Default for FrameStore {
     fn default() -> FrameStore {
         FrameStore {
-            frames: Slab::new(),
+            frames: Slots::default(),
             // Buffers up to 64 KiB are kept (so one huge message does not pin memory), 4096 of them, 16 MiB in
             // all.
             pool: BufferPool::new(4096, 64 << 10, 16 << 20),
@@ -128,24 +220,24 @@ impl FrameStore {
     /// once per queue entry. A frame never retained must be [`FrameStore::discard`]ed.
     pub fn alloc(&mut self) -> FrameId {
         let bytes = self.pool.take();
-        FrameId(self.frames.insert(Frame { bytes, refs: 0 }) as u32)
+        FrameId(self.frames.insert(bytes))
     }
 
     pub fn bytes_mut(&mut self, id: FrameId) -> &mut Vec<u8> {
-        &mut self.frames[id.0 as usize].bytes
+        &mut self.frames.get_mut(id.0).bytes
     }
 
     pub fn bytes(&self, id: FrameId) -> &[u8] {
-        &self.frames[id.0 as usize].bytes
+        &self.frames.get(id.0).bytes
     }
 
     /// References held on a frame.
     pub fn refs(&self, id: FrameId) -> u32 {
-        self.frames[id.0 as usize].refs
+        self.frames.get(id.0).refs
     }
 
     pub fn retain(&mut self, id: FrameId) {
-        let frame = &mut self.frames[id.0 as usize];
+        let frame = self.frames.get_mut(id.0);
         if frame.refs == 0 {
             self.queued_bytes += frame.bytes.len();
         }
@@ -155,7 +247,7 @@ impl FrameStore {
 
     /// Drops one reference; the last one returns the buffer to the pool.
     pub fn release(&mut self, id: FrameId) {
-        let frame = &mut self.frames[id.0 as usize];
+        let frame = self.frames.get_mut(id.0);
         debug_assert!(frame.refs > 0, "release of an unreferenced frame");
         frame.refs -= 1;
         self.refs -= 1;
@@ -173,9 +265,9 @@ impl FrameStore {
 
     /// Frees a frame nobody references.
     pub fn discard(&mut self, id: FrameId) {
-        let frame = self.frames.remove(id.0 as usize);
-        debug_assert_eq!(frame.refs, 0);
-        self.pool.give(frame.bytes);
+        debug_assert_eq!(self.frames.get(id.0).refs, 0);
+        let bytes = self.frames.remove(id.0);
+        self.pool.give(bytes);
     }
 
     /// An empty queue, with capacity when the pool has one.
@@ -191,9 +283,15 @@ impl FrameStore {
         }
     }
 
-    /// [`BufferPool::decay`] of the frame buffers; the bytes freed.
+    /// [`BufferPool::decay`] of the frame buffers, and the slots a drained burst left given back
+    /// ([`Slots::shrink`]); the bytes freed.
     pub fn decay(&mut self) -> usize {
-        self.pool.decay()
+        self.pool.decay() + self.frames.shrink()
+    }
+
+    /// Slots for frames the store has capacity for (for tests and metrics).
+    pub fn slots_capacity(&self) -> usize {
+        self.frames.slots.capacity()
     }
 
     /// Frames alive (for tests and metrics).
@@ -358,6 +456,78 @@ mod tests {
         // Untouched, it empties.
         assert_eq!(pool.decay(), 100);
         assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_frame_slots_back_and_a_steady_load_keeps_them() {
+        let mut store = FrameStore::default();
+        let frame = |store: &mut FrameStore, n: u32| {
+            let id = store.alloc();
+            store.bytes_mut(id).extend_from_slice(&n.to_le_bytes());
+            store.retain(id);
+            id
+        };
+        // A steady load: 10 frames alive at any time.
+        let mut alive: VecDeque<FrameId> = (0..10).map(|n| frame(&mut store, n)).collect();
+        // A slow subscriber's queue fills: 100 000 frames alive at once, and a few of the steady ones stay
+        // alive past it.
+        let burst: Vec<FrameId> = (0..100_000).map(|n| frame(&mut store, n)).collect();
+        for n in 0..10 {
+            alive.push_back(frame(&mut store, n));
+        }
+        assert_eq!(store.live(), 100_020);
+        let high = store.slots_capacity();
+        assert!(high >= 100_020);
+        assert_eq!(
+            store.decay(),
+            0,
+            "nothing to give back while the burst is alive"
+        );
+        // The queue is dropped; the steady load goes on: new frames take the lowest slots, so the ones alive
+        // after the burst (at the top) are soon the only ones up there, and then gone.
+        for id in burst {
+            store.release(id);
+        }
+        for n in 0..100 {
+            if let Some(old) = alive.pop_front() {
+                store.release(old);
+            }
+            alive.push_back(frame(&mut store, n));
+        }
+        for id in &alive {
+            assert!(id.0 < 20, "frame {} not among the lowest slots", id.0);
+        }
+        assert_eq!(store.live(), 20);
+        let freed = store.decay();
+        assert!(freed >= (high - SLOTS_KEPT_MIN) * std::mem::size_of::<Frame>());
+        assert_eq!(store.slots_capacity(), SLOTS_KEPT_MIN);
+        // Every frame alive still reads as written, and the store works on as before.
+        for (n, id) in alive.iter().enumerate() {
+            assert_eq!(store.bytes(*id), (80 + n as u32).to_le_bytes());
+        }
+        for id in alive.drain(..) {
+            store.release(id);
+        }
+        assert_eq!(store.live(), 0);
+        let id = frame(&mut store, 7);
+        assert_eq!(id.0, 0);
+        store.decay();
+        assert_eq!(
+            store.slots_capacity(),
+            SLOTS_KEPT_MIN,
+            "the fewest slots are kept"
+        );
+        store.release(id);
+        // A load of 3000 frames alive keeps the slots it uses.
+        let held: Vec<FrameId> = (0..3000).map(|n| frame(&mut store, n)).collect();
+        let capacity = store.slots_capacity();
+        for _ in 0..3 {
+            store.decay();
+            assert_eq!(store.slots_capacity(), capacity);
+        }
+        for id in held {
+            store.release(id);
+        }
     }
 
     /// A socket that takes at most `chunk` bytes per write and then would block after `budget` bytes.
