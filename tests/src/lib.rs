@@ -481,3 +481,25 @@ pub fn value(json_text: &str) -> Value {
         .expect("valid JSON")
         .to_value()
 }
+
+/// The metrics page (Prometheus text) of the listener at `addr`, which must serve `/metrics`.
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).expect("the page");
+    page
+}
+
+/// The value of the sample `name` (with its labels, if any) on a metrics page.
+pub fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in\n{page}"))
+        .parse()
+        .expect("a number")
+}

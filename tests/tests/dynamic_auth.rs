@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kreisel_tests::programs::{node_check, python, python_dir, Check};
-use kreisel_tests::{python_check, TestRouter};
+use kreisel_tests::{python_check, sample, scrape, TestRouter};
 
 /// Realm `auth` holds the components; realm `dynamic` authenticates every method through them and gives role
 /// `frontend` an authorizer; realm `absent` names an authenticator nobody registers.
@@ -80,29 +80,6 @@ fn autobahn_python(websocket: bool, serializer: &str) {
     assert_eq!(sample(&page, "kreisel_authenticator_failures_total"), 4.0);
     assert!(sample(&page, "kreisel_authorizer_calls_total") >= 10.0);
     assert_eq!(sample(&page, "kreisel_authorizer_failures_total"), 2.0);
-}
-
-/// The metrics page of the listener at `addr`.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).expect("the page");
-    page
-}
-
-/// The value of the sample `name` on a metrics page.
-fn sample(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in\n{page}"))
-        .parse()
-        .expect("a number")
 }
 
 fn autobahn_js(websocket: bool) {

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use kreisel_codec::Serializer;
-use kreisel_tests::{tcp, Client, TestRouter};
+use kreisel_tests::{sample, scrape, tcp, Client, TestRouter};
 
 /// A RawSocket JSON session on a raw stream, so that the test decides whether to answer pings.
 fn raw_session(router: &TestRouter) -> std::net::TcpStream {
@@ -165,6 +165,67 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
         "events were dropped for the slow subscriber ({received} of {EVENTS} arrived)"
     );
     assert!(received > 0);
+}
+
+/// A subscriber that stops reading: what it cannot take waits in its outbox, where `outbox_max` counts it, not in
+/// the kernel (`limits.tcp_unsent_max`, Linux `TCP_NOTSENT_LOWAT`), so it is cut off as a slow consumer once 1 MiB
+/// is queued there, having been sent only what its receive buffer and 16 KiB unsent hold. (With the kernel left
+/// alone, loopback TCP takes all 3 MB into growing send buffers, and the subscriber is never cut off.)
+#[test]
+fn a_subscriber_that_stops_reading_leaves_its_backlog_in_the_router() {
+    let router = TestRouter::start(
+        r#"
+[limits]
+outbox_max = 1048576
+tcp_unsent_max = 16384
+
+[[listeners]]
+listen = "127.0.0.1:0"
+transports = ["websocket"]
+metrics = "/metrics"
+"#,
+    );
+    let mut slow = Client::rawsocket(router.rs, Serializer::Json);
+    slow.join();
+    slow.send(r#"[32, 1, {}, "com.backlog"]"#);
+    assert_eq!(slow.expect()[0], 33);
+    let mut publisher = Client::rawsocket(router.rs, Serializer::Json);
+    publisher.join();
+    const EVENTS: u64 = 3000;
+    let padding = "x".repeat(1000);
+    for seq in 0..EVENTS {
+        publisher.send(&format!(
+            r#"[16, {}, {{}}, "com.backlog", [{seq}, "{padding}"]]"#,
+            seq + 1
+        ));
+    }
+    publisher.send(r#"[16, 99999, {"acknowledge": true}, "com.backlog.done", []]"#);
+    assert_eq!(publisher.expect()[0], 17);
+    // The subscriber's shard may still be delivering: it is cut off once its outbox passes 1 MiB.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(
+        &scrape(router.tcp_address(3)),
+        "kreisel_slow_consumers_total",
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not cut off as a slow consumer within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // It reads now: what the kernel held for it, in order, then the router's close.
+    let seen = slow.expect_close();
+    for (seq, event) in seen.iter().enumerate() {
+        assert_eq!(event[0], 36);
+        assert_eq!(event[4][0], seq as u64, "in order, none missing");
+    }
+    let received = seen.len();
+    assert!(received > 0);
+    assert!(
+        received < 500,
+        "the kernel held {received} of {EVENTS} events of 1 KB for a subscriber that read nothing"
+    );
 }
 
 #[test]

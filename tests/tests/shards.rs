@@ -7,12 +7,9 @@
 //!
 //! (The rest of the suite runs against 4 shards too, from `tests/run.sh`; these tests do not depend on it.)
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 use kreisel_codec::Serializer;
-use kreisel_tests::{Client, TestRouter};
+use kreisel_tests::{sample, scrape, Client, TestRouter};
 use serde_json::Value;
 
 const SHARDS: usize = 4;
@@ -47,25 +44,6 @@ fn join(router: &TestRouter) -> (Client, u64) {
     (client, welcome[1].as_u64().expect("session ID"))
 }
 
-fn metrics(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).expect("the page");
-    page
-}
-
-fn sample(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in\n{page}"))
-        .parse()
-        .expect("a number")
-}
-
 fn per_shard(page: &str, name: &str) -> Vec<f64> {
     (0..SHARDS)
         .map(|shard| sample(page, &format!("kreisel_{name}{{shard=\"{shard}\"}}")))
@@ -77,7 +55,7 @@ fn connections_are_spread_evenly_and_metrics_sum_the_shards() {
     let router = router();
     let sessions: Vec<_> = (0..8).map(|_| join(&router)).collect();
     // The 9th connection (the scrape) goes to shard 0.
-    let page = metrics(router.tcp_address(3));
+    let page = scrape(router.tcp_address(3));
     assert_eq!(
         per_shard(&page, "shard_connections"),
         [3.0, 2.0, 2.0, 2.0],

@@ -24,6 +24,7 @@ impl Shard {
             let accepted = match &state.socket {
                 Some(ListenerSocket::Tcp(s)) => s.accept().and_then(|(stream, addr)| {
                     let _ = stream.set_nodelay(true);
+                    set_unsent_max(&stream, self.config.limits.tcp_unsent_max);
                     let stream = match &self.shared.listeners[listener].tls {
                         Some(config) => Stream::Tls(Box::new(crate::tls::TlsStream::new(
                             stream,
@@ -172,4 +173,29 @@ fn unjoined(conns: &Slab<Conn>, router: &Router, entry: &Unjoined) -> bool {
                 .session
                 .is_none_or(|h| router.session_info(h).is_none())
     })
+}
+
+/// Bounds what the kernel holds unsent for `stream` ([`crate::config::Limits::tcp_unsent_max`]; 0 leaves it be).
+/// A failure only leaves the kernel's default, so it is logged at debug and otherwise ignored.
+fn set_unsent_max(stream: &mio::net::TcpStream, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    if bytes > 0 {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket descriptor, and a pointer to a c_int with its size, as setsockopt requires.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            debug!(error = %io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, bytes);
 }
