@@ -7,7 +7,6 @@
 //!
 //! (The rest of the suite runs against 4 shards too, from `tests/run.sh`; these tests do not depend on it.)
 
-
 use kreisel_codec::Serializer;
 use kreisel_tests::{sample, scrape, Client, TestRouter};
 use serde_json::Value;
