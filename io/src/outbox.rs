@@ -284,7 +284,7 @@ impl FrameStore {
     }
 
     /// [`BufferPool::decay`] of the frame buffers, and the slots a drained burst left given back
-    /// ([`Slots::shrink`]); the bytes freed.
+    /// (`Slots::shrink`); the bytes freed.
     pub fn decay(&mut self) -> usize {
         self.pool.decay() + self.frames.shrink()
     }
