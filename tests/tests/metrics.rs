@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kreisel_codec::Serializer;
 use kreisel_tests::programs::python_check;
-use kreisel_tests::{Client, TestRouter};
+use kreisel_tests::{sample, Client, TestRouter};
 
 /// The default test router plus a WebSocket listener (index 3) that serves the metrics on `/metrics`.
 fn router() -> TestRouter {
@@ -36,16 +36,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
         .read_to_string(&mut response)
         .expect("the response, then the router closes");
     response
-}
-
-/// The value of the sample `name` on a metrics page.
-fn sample(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in\n{page}"))
-        .parse()
-        .expect("a number")
 }
 
 #[test]
