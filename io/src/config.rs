@@ -373,7 +373,7 @@ pub struct Limits {
     /// (logged at debug, counted). Unix socket connections are not counted.
     pub connections_per_ip_max: usize,
     /// Bytes a TCP connection's kernel send queue may hold that the network has not taken yet (Linux
-    /// `TCP_NOTSENT_LOWAT`; default 128 KiB; 0: the kernel's own bound, the send buffer, which grows up to
+    /// `TCP_NOTSENT_LOWAT`; default 1 MiB; 0: the kernel's own bound, the send buffer, which grows up to
     /// `net.ipv4.tcp_wmem`'s 4 MiB). Past it a write would block, so the rest of a slow consumer's backlog waits in
     /// its outbox, where `outbox_max` and `memory_max` count it, instead of in kernel memory no limit of kreisel's
     /// sees. Bytes sent and not yet acknowledged do not count toward it.
@@ -506,7 +506,7 @@ impl Default for Limits {
             frame_timeout_ms: 60_000,
             memory_max: 512 << 20,
             connections_per_ip_max: 0,
-            tcp_unsent_max: 128 << 10,
+            tcp_unsent_max: 1 << 20,
         }
     }
 }
@@ -1431,7 +1431,7 @@ partial_frames_max = 67108864 # bytes all incomplete frames may hold together
 frame_timeout_ms = 60000     # a frame must complete this soon after its first byte
 memory_max = 536870912       # bytes all outboxes may hold together; the largest are cut first
 connections_per_ip_max = 0   # open connections per IP address (0: no limit)
-tcp_unsent_max = 131072      # bytes a TCP socket may hold unsent; the rest waits in the outbox (0: kernel's)
+tcp_unsent_max = 1048576     # bytes a TCP socket may hold unsent; the rest waits in the outbox (0: kernel's)
 
 [log]
 level = "info"               # tracing filter; RUST_LOG overrides
