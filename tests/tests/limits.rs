@@ -169,8 +169,9 @@ fn drop_policy_keeps_a_slow_subscriber_connected_and_counts_nothing_for_fast_one
 
 /// A subscriber that stops reading: what it cannot take waits in its outbox, where `outbox_max` counts it, not in
 /// the kernel (`limits.tcp_unsent_max`, Linux `TCP_NOTSENT_LOWAT`), so it is cut off as a slow consumer once 1 MiB
-/// is queued there, having been sent only what its receive buffer and 16 KiB unsent hold. (With the kernel left
-/// alone, loopback TCP takes all 3 MB into growing send buffers, and the subscriber is never cut off.)
+/// is queued there, having been sent only what its receive buffer and 16 KiB unsent hold (141-153 of the 3000
+/// events here). With the kernel left alone, loopback TCP takes all 3 MB into growing send buffers, and the
+/// subscriber is never cut off.
 #[test]
 fn a_subscriber_that_stops_reading_leaves_its_backlog_in_the_router() {
     let router = TestRouter::start(
@@ -220,11 +221,18 @@ metrics = "/metrics"
         assert_eq!(event[0], 36);
         assert_eq!(event[4][0], seq as u64, "in order, none missing");
     }
+    // The kernel held at most the subscriber's receive buffer as it starts (tcp_rmem's default: it grows only
+    // for a reader), the 16 KiB unsent, and one write's overshoot of that (a segment of 64 KiB at most).
+    let rmem_default: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1)?.parse().ok())
+        .expect("/proc/sys/net/ipv4/tcp_rmem");
+    let bound = (rmem_default + 16_384 + 65_536) / 1000;
     let received = seen.len();
     assert!(received > 0);
     assert!(
-        received < 500,
-        "the kernel held {received} of {EVENTS} events of 1 KB for a subscriber that read nothing"
+        received <= bound,
+        "the kernel held {received} of {EVENTS} events of 1 KB for a subscriber that read nothing (bound {bound})"
     );
 }
 
