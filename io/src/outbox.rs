@@ -121,6 +121,9 @@ pub struct BufferPool {
     bytes_max: usize,
     /// The fewest buffers the pool held since the last [`BufferPool::decay`]: the bottom `low` were not needed.
     low: usize,
+    /// Buffers at the bottom that [`BufferPool::decay`] chose to free, freed a few at a time by
+    /// [`BufferPool::reap`].
+    doomed: usize,
 }
 
 impl BufferPool {
@@ -132,6 +135,7 @@ impl BufferPool {
             buffer_max,
             bytes_max,
             low: 0,
+            doomed: 0,
         }
     }
 
@@ -140,21 +144,39 @@ impl BufferPool {
         let mut buffer = self.buffers.pop().unwrap_or_default();
         self.bytes -= buffer.capacity();
         self.low = self.low.min(self.buffers.len());
+        self.doomed = self.doomed.min(self.buffers.len());
         buffer.clear();
         buffer
     }
 
-    /// Frees half (rounded up) of the buffers that stayed in the pool since the last call, the ones at its bottom,
-    /// and returns their capacity. Called once a second, it gives back what a burst left behind within seconds (a
-    /// slow subscriber's drained backlog, say), while a steady load keeps the buffers it takes and allocates
-    /// nothing.
+    /// Chooses half (rounded up) of the buffers that stayed in the pool since the last call, the ones at its
+    /// bottom, to be freed by [`BufferPool::reap`], and returns how many. Called once a second, it gives back what a
+    /// burst left behind within seconds (a slow subscriber's drained backlog, say), while a steady load keeps the
+    /// buffers it takes and allocates nothing.
     pub fn decay(&mut self) -> usize {
         let idle = self.low.min(self.buffers.len());
-        let free = idle.div_ceil(2);
-        let freed: usize = self.buffers.drain(..free).map(|b| b.capacity()).sum();
-        self.bytes -= freed;
+        self.doomed = self.doomed.max(idle.div_ceil(2));
         self.low = self.buffers.len();
+        self.doomed
+    }
+
+    /// Frees at most `max` of the buffers [`BufferPool::decay`] chose, and returns their capacity. Freeing thousands
+    /// of cold buffers takes milliseconds (about a microsecond each), so a shard frees a few per loop turn.
+    pub fn reap(&mut self, max: usize) -> usize {
+        let count = self.doomed.min(self.buffers.len()).min(max);
+        if count == 0 {
+            return 0;
+        }
+        let freed: usize = self.buffers.drain(..count).map(|b| b.capacity()).sum();
+        self.bytes -= freed;
+        self.doomed -= count;
+        self.low = self.low.saturating_sub(count);
         freed
+    }
+
+    /// Whether buffers chosen by [`BufferPool::decay`] are still to be freed.
+    pub fn reaping(&self) -> bool {
+        self.doomed > 0
     }
 
     /// Buffers in the pool.
@@ -196,7 +218,25 @@ pub struct FrameStore {
     queued_bytes: usize,
     /// References held, i.e. queue entries over all outboxes.
     refs: usize,
+    /// Closed connections' queues and held frames, whose references [`FrameStore::reap`] releases a few at a time.
+    graves: Vec<Grave>,
+    /// What the graves weigh in [`FrameStore::memory`], counted as they were queued: each entry's unwritten bytes
+    /// and its [`ENTRY_COST`] (a frame shared with a live outbox is counted for both, so
+    /// [`FrameStore::live_memory`] may be low until the graves are released).
+    buried: usize,
 }
+
+/// References a closed connection still held, to be released by [`FrameStore::reap`].
+#[derive(Debug)]
+enum Grave {
+    Queue(VecDeque<Entry>),
+    Frames(Vec<FrameId>),
+}
+
+/// Most frames [`FrameStore::reap`] frees in one call (each buffer freed is about a microsecond when cold).
+pub const REAP_FREES_MAX: usize = 64;
+/// Most references [`FrameStore::reap`] releases in one call.
+pub const REAP_RELEASES_MAX: usize = 1024;
 
 /// What one queue entry costs besides its frame: the entry itself, rounded up for the queue's spare capacity.
 pub const ENTRY_COST: usize = 48;
@@ -211,6 +251,8 @@ impl Default for FrameStore {
             queues: Vec::new(),
             queued_bytes: 0,
             refs: 0,
+            graves: Vec::new(),
+            buried: 0,
         }
     }
 }
@@ -245,8 +287,8 @@ impl FrameStore {
         self.refs += 1;
     }
 
-    /// Drops one reference; the last one returns the buffer to the pool.
-    pub fn release(&mut self, id: FrameId) {
+    /// Drops one reference; the last one returns the buffer to the pool. Returns whether it was the last.
+    pub fn release(&mut self, id: FrameId) -> bool {
         let frame = self.frames.get_mut(id.0);
         debug_assert!(frame.refs > 0, "release of an unreferenced frame");
         frame.refs -= 1;
@@ -254,13 +296,77 @@ impl FrameStore {
         if frame.refs == 0 {
             self.queued_bytes -= frame.bytes.len();
             self.discard(id);
+            return true;
         }
+        false
+    }
+
+    /// Takes references a closed connection held (one each), for [`FrameStore::reap`] to release: they count in
+    /// [`FrameStore::memory`] until then.
+    pub fn bury(&mut self, frames: Vec<FrameId>) {
+        for &id in &frames {
+            self.buried += self.bytes(id).len() + ENTRY_COST;
+        }
+        if !frames.is_empty() {
+            self.graves.push(Grave::Frames(frames));
+        }
+    }
+
+    /// Releases what closed connections held ([`Outbox::clear`], [`FrameStore::bury`]) and frees the buffers the
+    /// pool's [`FrameStore::decay`] chose, a bounded amount per call ([`REAP_FREES_MAX`] frames freed,
+    /// [`REAP_RELEASES_MAX`] references released), so that closing a connection with a backlog of a hundred
+    /// thousand frames does not stall its shard for milliseconds. A shard calls it every loop turn, and turns
+    /// without waiting while it returns true (more to do).
+    pub fn reap(&mut self) -> bool {
+        let mut frees = 0;
+        let mut releases = 0;
+        while let Some(mut grave) = self.graves.pop() {
+            loop {
+                if frees == REAP_FREES_MAX || releases == REAP_RELEASES_MAX {
+                    self.graves.push(grave);
+                    return true;
+                }
+                let next = match &mut grave {
+                    Grave::Queue(queue) => queue.pop_back().map(|entry| {
+                        let total = usize::from(entry.header_len) + self.bytes(entry.frame).len();
+                        (entry.frame, total - entry.written)
+                    }),
+                    Grave::Frames(frames) => frames.pop().map(|id| (id, self.bytes(id).len())),
+                };
+                let Some((id, unwritten)) = next else { break };
+                debug_assert!(self.buried >= unwritten + ENTRY_COST);
+                self.buried = self.buried.saturating_sub(unwritten + ENTRY_COST);
+                releases += 1;
+                if self.release(id) {
+                    frees += 1;
+                }
+            }
+            if let Grave::Queue(queue) = grave {
+                self.give_queue(queue);
+            }
+        }
+        debug_assert_eq!(self.buried, 0, "the graves weighed what was buried");
+        self.buried = 0;
+        self.pool.reap(REAP_FREES_MAX - frees);
+        self.pool.reaping()
+    }
+
+    /// Whether [`FrameStore::reap`] has more to do.
+    pub fn reaping(&self) -> bool {
+        !self.graves.is_empty() || self.pool.reaping()
     }
 
     /// What all outboxes hold together, in bytes: the frames they reference (each once, however many share
     /// it) plus [`ENTRY_COST`] per queue entry. Bounded by `limits.memory_max`.
     pub fn memory(&self) -> usize {
         self.queued_bytes + self.refs * ENTRY_COST
+    }
+
+    /// [`FrameStore::memory`] less what closed connections' queues still hold until [`FrameStore::reap`] releases
+    /// it: what the limits (`limits.memory_max`) weigh, so that closing one large outbox is not taken for memory
+    /// still in use and no second one is cut for it.
+    pub fn live_memory(&self) -> usize {
+        self.memory().saturating_sub(self.buried)
     }
 
     /// Frees a frame nobody references.
@@ -283,10 +389,11 @@ impl FrameStore {
         }
     }
 
-    /// [`BufferPool::decay`] of the frame buffers, and the slots a drained burst left given back
-    /// (`Slots::shrink`); the bytes freed.
+    /// [`BufferPool::decay`] of the frame buffers (freed by [`FrameStore::reap`]), and the slots a drained burst
+    /// left given back (`Slots::shrink`); the bytes of slots freed.
     pub fn decay(&mut self) -> usize {
-        self.pool.decay() + self.frames.shrink()
+        self.pool.decay();
+        self.frames.shrink()
     }
 
     /// Slots for frames the store has capacity for (for tests and metrics).
@@ -409,15 +516,17 @@ impl Outbox {
         }
     }
 
-    /// Drops everything queued (connection closed), releasing the frames.
+    /// Drops everything queued (connection closed): the store releases the frames over its next
+    /// [`FrameStore::reap`]s.
     pub fn clear(&mut self, store: &mut FrameStore) {
-        for entry in self.entries.drain(..) {
-            store.release(entry.frame);
+        let entries = std::mem::take(&mut self.entries);
+        if !entries.is_empty() {
+            store.buried += self.queued + entries.len() * ENTRY_COST;
+            store.graves.push(Grave::Queue(entries));
+        } else if entries.capacity() > 0 {
+            store.give_queue(entries);
         }
         self.queued = 0;
-        if self.entries.capacity() > 0 {
-            store.give_queue(std::mem::take(&mut self.entries));
-        }
     }
 }
 
@@ -433,14 +542,25 @@ mod tests {
         for buffer in burst {
             pool.give(buffer);
         }
-        assert_eq!(pool.decay(), 0, "the first period saw the pool empty");
+        // decay chooses, reap frees: a bounded number at a time.
+        let decay = |pool: &mut BufferPool| {
+            pool.decay();
+            let mut freed = 0;
+            while pool.reaping() {
+                let before = pool.len();
+                freed += pool.reap(3);
+                assert!(before - pool.len() <= 3, "at most 3 freed per reap");
+            }
+            freed
+        };
+        assert_eq!(decay(&mut pool), 0, "the first period saw the pool empty");
         // A steady load of one buffer at a time.
         let mut periods = 0;
         while pool.len() > 1 {
             let buffer = pool.take();
             pool.give(buffer);
             let before = pool.len();
-            let freed = pool.decay();
+            let freed = decay(&mut pool);
             assert_eq!(freed, (before - 1).div_ceil(2) * 100);
             periods += 1;
         }
@@ -450,12 +570,22 @@ mod tests {
             let buffer = pool.take();
             assert_eq!(buffer.capacity(), 100);
             pool.give(buffer);
-            assert_eq!(pool.decay(), 0);
+            assert_eq!(decay(&mut pool), 0);
         }
         assert_eq!(pool.len(), 1);
         // Untouched, it empties.
-        assert_eq!(pool.decay(), 100);
+        assert_eq!(decay(&mut pool), 100);
         assert!(pool.is_empty());
+        // Buffers chosen but taken before they were freed are not freed.
+        for _ in 0..8 {
+            pool.give(Vec::with_capacity(100));
+        }
+        pool.decay();
+        assert_eq!(pool.decay(), 4, "half of the 8 idle ones chosen");
+        let taken: Vec<Vec<u8>> = (0..6).map(|_| pool.take()).collect();
+        assert_eq!(pool.reap(usize::MAX), 200, "2 of the 4 chosen were left");
+        assert!(!pool.reaping());
+        drop(taken);
     }
 
     #[test]
@@ -604,8 +734,76 @@ mod tests {
         );
         assert_eq!(store.memory(), 13 + ENTRY_COST);
         b.clear(&mut store);
+        assert_eq!(store.live(), 1, "released by reap, not by clear");
+        assert_eq!(store.live_memory(), 0);
+        assert!(!store.reap(), "one frame: done in one reap");
         assert_eq!(store.live(), 0);
         assert_eq!(store.memory(), 0);
         assert!(!store.pool.is_empty(), "buffers return to the pool");
+    }
+
+    #[test]
+    fn a_closed_backlog_is_released_a_bounded_amount_at_a_time() {
+        let mut store = FrameStore::default();
+        let mut slow = Outbox::default();
+        let mut slower = Outbox::default();
+        let mut fast = Outbox::default();
+        // 20 000 frames queued for two slow subscribers, the last 10 also for one that reads.
+        let count = 20_000u32;
+        for n in 0..count {
+            let id = store.alloc();
+            store.bytes_mut(id).extend_from_slice(&n.to_le_bytes());
+            slow.push(&mut store, &[1], id);
+            slower.push(&mut store, &[2, 2], id);
+            if n >= count - 10 {
+                fast.push(&mut store, &[3], id);
+            }
+        }
+        let memory = store.memory();
+        assert_eq!(
+            memory,
+            count as usize * 4 + (2 * count as usize + 10) * ENTRY_COST
+        );
+        slow.clear(&mut store);
+        slower.clear(&mut store);
+        assert_eq!(slow.queued_bytes(), 0);
+        assert_eq!(store.memory(), memory, "nothing released yet");
+        // The graves weigh their unwritten bytes and their entries: each grave counts the shared frames once, so
+        // together they weigh more than what goes away, and the limits see nothing held until they are released.
+        assert_eq!(
+            store.buried,
+            count as usize * (1 + 4 + 2 + 4 + 2 * ENTRY_COST)
+        );
+        assert_eq!(store.live_memory(), 0);
+        let mut reaps = 0;
+        while store.reap() {
+            reaps += 1;
+            assert!(
+                store.live() >= 10,
+                "the frames the fast subscriber queued stay"
+            );
+        }
+        // Every frame is released by one of the two graves: 19 990 of them freed, at most REAP_FREES_MAX a call,
+        // and 40 000 references at most REAP_RELEASES_MAX a call.
+        assert!(reaps >= (count as usize - 10) / REAP_FREES_MAX);
+        assert!(reaps >= 2 * count as usize / REAP_RELEASES_MAX);
+        assert_eq!(store.live(), 10);
+        assert_eq!(store.memory(), 10 * (4 + ENTRY_COST));
+        assert_eq!(store.live_memory(), store.memory());
+        let mut socket = Trickle {
+            out: Vec::new(),
+            chunk: 1 << 20,
+            budget: usize::MAX,
+        };
+        assert!(fast.flush(&mut store, &mut socket).unwrap());
+        let expected: Vec<u8> = (count - 10..count)
+            .flat_map(|n| std::iter::once(3).chain(n.to_le_bytes()))
+            .collect();
+        assert_eq!(
+            socket.out, expected,
+            "the shared frames still read as written"
+        );
+        assert_eq!(store.live(), 0);
+        assert_eq!(store.memory(), 0);
     }
 }

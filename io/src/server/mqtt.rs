@@ -1728,9 +1728,9 @@ impl Outbound<'_> {
 /// Releases what a closed MQTT connection held (QoS 1 deliveries waiting for a packet id).
 pub(super) fn forget(conn: &mut Conn, frames: &mut FrameStore) {
     if let Some(extras) = mqtt_state(conn).and_then(|m| m.extras.as_mut()) {
-        for held in extras.held.drain(..) {
-            frames.release(held.head);
-            frames.release(held.payload);
+        if !extras.held.is_empty() {
+            let held = extras.held.drain(..).flat_map(|h| [h.head, h.payload]);
+            frames.bury(held.collect());
         }
         extras.held_bytes = 0;
     }

@@ -416,7 +416,7 @@ impl Shard {
             if !self.bridges.mail.is_empty() {
                 self.bridge_mail();
             }
-            if self.frames.memory() > self.memory_share {
+            if self.frames.live_memory() > self.memory_share {
                 self.cut_largest_outboxes();
             }
             while let Some((index, generation, cause)) = self.doomed.pop() {
@@ -446,7 +446,7 @@ impl Shard {
             }
         }
         self.shared.outbox_bytes[usize::from(self.id)]
-            .store(self.frames.memory(), Ordering::Relaxed);
+            .store(self.frames.live_memory(), Ordering::Relaxed);
         self.link.flush(&self.shared.doorbells);
         if !self.link.congested() && !self.link_paused.is_empty() {
             self.pending_read.append(&mut self.link_paused);
@@ -465,7 +465,8 @@ impl Shard {
             .filter(|&(shard, _)| shard != me)
             .map(|(_, bytes)| bytes.load(Ordering::Relaxed))
             .sum();
-        while self.frames.memory() > self.memory_share && self.frames.memory() + others > memory_max
+        while self.frames.live_memory() > self.memory_share
+            && self.frames.live_memory() + others > memory_max
         {
             let largest = (self.conns.iter())
                 .map(|(index, conn)| (conn.outbox.queued_bytes(), index))
@@ -478,7 +479,7 @@ impl Shard {
             warn!(
                 peer = %self.conns[index].peer,
                 queued,
-                memory = self.frames.memory(),
+                memory = self.frames.live_memory(),
                 limit = memory_max,
                 "outboxes over limits.memory_max: disconnecting the largest"
             );

@@ -107,6 +107,9 @@ pub(super) struct Shard {
     pub(super) next_scrape: u64,
     /// When the buffer pools last decayed.
     pub(super) last_decay: Instant,
+    /// Whether the frame store or the read buffers' pool has more to release or free (`FrameStore::reap`): the
+    /// loop then turns without waiting.
+    pub(super) reaping: bool,
     /// The HTTP services' sessions on this shard.
     pub(super) bridges: super::http::Bridges,
     /// permessage-deflate: the compressors and inflater shared by this shard's connections.
@@ -177,6 +180,7 @@ impl Shard {
             scrapes: Vec::new(),
             next_scrape: 0,
             last_decay: Instant::now(),
+            reaping: false,
             bridges: super::http::Bridges::new(services),
             deflate: crate::deflate::ShardDeflate::default(),
             derived: Vec::new(),
@@ -272,6 +276,9 @@ impl Shard {
                 self.mqtt_resume_parked();
             }
             self.return_memory();
+            // What closed connections held, and the buffers the pools chose to give back, a little each turn.
+            self.rbuf_pool.reap(crate::outbox::REAP_FREES_MAX);
+            self.reaping = self.frames.reap() | self.rbuf_pool.reaping();
             if self.next_sweep.is_some_and(|at| at <= Instant::now()) {
                 self.sweep();
             }
@@ -318,7 +325,7 @@ impl Shard {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.pending_read.is_empty() || !self.dirty.is_empty() {
+        if !self.pending_read.is_empty() || !self.dirty.is_empty() || self.reaping {
             return Some(Duration::ZERO);
         }
         if self.inbox_more && self.inbox_stalled_until.is_none() {
