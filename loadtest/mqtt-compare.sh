@@ -15,7 +15,9 @@
 # Usage: loadtest/mqtt-compare.sh [OUT.md]     (default: target/mqtt-compare/RESULTS.md; raw JSON beside it)
 # Environment: QUICK=1 (smaller counts: a smoke run), SCENARIOS="fanin10k-q0 ..." (a subset),
 #              EVENTS_50K (publications per device in fanin10k-q1-50k; default 11: 110,000 in 2.2 s),
-#              THREADS (the generator's worker threads; default 1),
+#              THREADS (the generator's worker threads; default 1), SHARDS (kreisel's shard counts; default "1 2"),
+#              BROKER_CPUS and GENERATOR_CPUS (CPU lists for `taskset -c`: keep the broker and the generator on
+#              cores of their own, e.g. BROKER_CPUS=0 GENERATOR_CPUS=1; default: unpinned),
 #              MOSQUITTO (default /usr/sbin/mosquitto; Debian's package `mosquitto`), CARGO_TARGET_DIR.
 # Ports (127.0.0.1 only): kreisel 19883, mosquitto 19884.
 set -euo pipefail
@@ -28,6 +30,9 @@ RAW=$(dirname "$OUT")/raw
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 QUICK=${QUICK:-0}
 THREADS=${THREADS:-1}
+SHARDS=${SHARDS:-"1 2"}
+BROKER_CPUS=${BROKER_CPUS:-}
+GENERATOR_CPUS=${GENERATOR_CPUS:-}
 SCENARIOS=${SCENARIOS:-"fanin10k-q0 fanin10k-q1 fanin10k-q1-50k fanout1000-q0 fanout1000-q1 idle10k"}
 LOADTEST=$TARGET_DIR/release/kreisel-loadtest
 KREISEL=$TARGET_DIR/release/kreisel
@@ -37,6 +42,13 @@ mkdir -p "$RAW"
 PID=""
 
 log() { printf '[mqtt-compare] %s\n' "$*" >&2; }
+
+# pin CPUS COMMAND ARGS...: COMMAND on those CPUs (taskset), or unpinned when CPUS is empty.
+pin() {
+    local cpus=$1
+    shift
+    if [[ -n $cpus ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
 
 # 10,000 connections need descriptors: as many as allowed (65536, or the hard limit where it is lower).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -64,7 +76,7 @@ sessions_per_realm_max = 30000
 [log]
 level = "warn"
 EOF
-    "$KREISEL" --config "$WORK/kreisel.toml" 2>>"$WORK/kreisel.log" &
+    pin "$BROKER_CPUS" "$KREISEL" --config "$WORK/kreisel.toml" 2>>"$WORK/kreisel.log" &
     PID=$!
     wait_port 19883
 }
@@ -83,7 +95,7 @@ max_queued_bytes 0
 sys_interval 0
 log_dest none
 EOF
-    "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+    pin "$BROKER_CPUS" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
     PID=$!
     wait_port 19884
 }
@@ -93,7 +105,7 @@ run() {
     local label=$1 name=$2 port=$3
     shift 3
     local file="$RAW/$name--${label// /_}.json"
-    if ! "$LOADTEST" "$@" -u "mqtt://127.0.0.1:$port" --label "$label" --router-pid "$PID" --json "$file" -q \
+    if ! pin "$GENERATOR_CPUS" "$LOADTEST" "$@" -u "mqtt://127.0.0.1:$port" --label "$label" --router-pid "$PID" --json "$file" -q \
         --timeout 30 --connect-concurrency "$CONCURRENCY" --threads "$THREADS"; then
         log "$name against $label did not complete (see $file)"
     fi
@@ -103,7 +115,7 @@ run() {
 each() {
     local name=$1
     shift
-    for shards in 1 2; do
+    for shards in $SHARDS; do
         start_kreisel "$shards"
         run "kreisel $shards shard$([[ $shards == 1 ]] || echo s)" "$name" 19883 "$@"
         stop
@@ -118,6 +130,7 @@ cargo build --release -q -p kreisel-io -p kreisel-loadtest
 if [[ $QUICK == 1 ]]; then devices=1000 per=5 events=200 idle=1000; else devices=10000 per=30 events=2000 idle=10000; fi
 log "mosquitto: $("$MOSQUITTO" -h 2>/dev/null | head -1)"
 log "load before: $(uptime)"
+[[ -z $BROKER_CPUS$GENERATOR_CPUS ]] || log "pinned: broker on CPUs ${BROKER_CPUS:-any}, generator on ${GENERATOR_CPUS:-any}"
 for scenario in $SCENARIOS; do
     log "$scenario"
     # Connections opened at once while setting up (idle10k: at most 100, so that no broker's listen backlog
