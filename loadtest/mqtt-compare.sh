@@ -43,12 +43,13 @@ PID=""
 
 log() { printf '[mqtt-compare] %s\n' "$*" >&2; }
 
-# pin CPUS COMMAND ARGS...: COMMAND on those CPUs (taskset), or unpinned when CPUS is empty.
-pin() {
-    local cpus=$1
-    shift
-    if [[ -n $cpus ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
-}
+# Command prefixes that pin to those CPUs (taskset, which execs the command: `$!` stays the broker's PID), or
+# nothing. Not a shell function: a function run with `&` is a subshell, whose PID `stop` would kill, leaving the
+# broker running.
+BROKER_PIN=()
+[[ -z $BROKER_CPUS ]] || BROKER_PIN=(taskset -c "$BROKER_CPUS")
+GENERATOR_PIN=()
+[[ -z $GENERATOR_CPUS ]] || GENERATOR_PIN=(taskset -c "$GENERATOR_CPUS")
 
 # 10,000 connections need descriptors: as many as allowed (65536, or the hard limit where it is lower).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -76,7 +77,7 @@ sessions_per_realm_max = 30000
 [log]
 level = "warn"
 EOF
-    pin "$BROKER_CPUS" "$KREISEL" --config "$WORK/kreisel.toml" 2>>"$WORK/kreisel.log" &
+    ${BROKER_PIN[@]+"${BROKER_PIN[@]}"} "$KREISEL" --config "$WORK/kreisel.toml" 2>>"$WORK/kreisel.log" &
     PID=$!
     wait_port 19883
 }
@@ -95,7 +96,7 @@ max_queued_bytes 0
 sys_interval 0
 log_dest none
 EOF
-    pin "$BROKER_CPUS" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+    ${BROKER_PIN[@]+"${BROKER_PIN[@]}"} "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
     PID=$!
     wait_port 19884
 }
@@ -105,7 +106,7 @@ run() {
     local label=$1 name=$2 port=$3
     shift 3
     local file="$RAW/$name--${label// /_}.json"
-    if ! pin "$GENERATOR_CPUS" "$LOADTEST" "$@" -u "mqtt://127.0.0.1:$port" --label "$label" --router-pid "$PID" --json "$file" -q \
+    if ! ${GENERATOR_PIN[@]+"${GENERATOR_PIN[@]}"} "$LOADTEST" "$@" -u "mqtt://127.0.0.1:$port" --label "$label" --router-pid "$PID" --json "$file" -q \
         --timeout 30 --connect-concurrency "$CONCURRENCY" --threads "$THREADS"; then
         log "$name against $label did not complete (see $file)"
     fi
