@@ -351,11 +351,6 @@ impl FrameStore {
         self.pool.reaping()
     }
 
-    /// Whether [`FrameStore::reap`] has more to do.
-    pub fn reaping(&self) -> bool {
-        !self.graves.is_empty() || self.pool.reaping()
-    }
-
     /// What all outboxes hold together, in bytes: the frames they reference (each once, however many share
     /// it) plus [`ENTRY_COST`] per queue entry. Bounded by `limits.memory_max`.
     pub fn memory(&self) -> usize {

@@ -235,6 +235,15 @@ impl Write for Socket {
     }
 }
 
+/// Field `index` (from 0) of a Linux TCP memory setting such as `/proc/sys/net/ipv4/tcp_rmem` (min, default,
+/// max), in bytes.
+pub fn tcp_mem_setting(path: &str, index: usize) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(index)?.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: no field {index}"))
+}
+
 pub fn tcp(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();

@@ -223,10 +223,7 @@ metrics = "/metrics"
     }
     // The kernel held at most the subscriber's receive buffer as it starts (tcp_rmem's default: it grows only
     // for a reader), the 16 KiB unsent, and one write's overshoot of that (a segment of 64 KiB at most).
-    let rmem_default: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
-        .ok()
-        .and_then(|t| t.split_whitespace().nth(1)?.parse().ok())
-        .expect("/proc/sys/net/ipv4/tcp_rmem");
+    let rmem_default = kreisel_tests::tcp_mem_setting("/proc/sys/net/ipv4/tcp_rmem", 1);
     let bound = (rmem_default + 16_384 + 65_536) / 1000;
     let received = seen.len();
     assert!(received > 0);

@@ -212,13 +212,8 @@ fn cli(args: &str) -> Cli {
 /// The most bytes the kernel can hold for one loopback connection that is not read: the sender's largest send
 /// buffer plus the receiver's default receive buffer (it grows only while the application reads).
 fn kernel_buffer_bound() -> u64 {
-    let third = |path: &str, field: usize| -> u64 {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.split_whitespace().nth(field)?.parse().ok())
-            .unwrap_or_else(|| panic!("{path}"))
-    };
-    third("/proc/sys/net/ipv4/tcp_wmem", 2) + third("/proc/sys/net/ipv4/tcp_rmem", 1)
+    (kreisel_tests::tcp_mem_setting("/proc/sys/net/ipv4/tcp_wmem", 2)
+        + kreisel_tests::tcp_mem_setting("/proc/sys/net/ipv4/tcp_rmem", 1)) as u64
 }
 
 #[test]
